@@ -1,0 +1,49 @@
+"""Small shared vocabulary: model families, generation modes, task states."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Family(StrEnum):
+    """How a model wants its request spelled upstream."""
+
+    SORA = "sora"
+    VEO = "veo"
+    WAN = "wan"
+    SEEDANCE = "seedance"
+
+
+class Mode(StrEnum):
+    """What a model can be asked to do."""
+
+    TEXT_TO_VIDEO = "text_to_video"
+    FIRST_FRAME = "first_frame"
+    FIRST_LAST_FRAME = "first_last_frame"
+    REFERENCE_IMAGES = "reference_images"
+    REMIX = "remix"
+
+
+class TaskStatus(StrEnum):
+    """A task's status as the contract names it (``unknown`` for anything else)."""
+
+    SUBMITTED = "submitted"
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+
+    @classmethod
+    def parse(cls, raw: object) -> TaskStatus:
+        """Map an upstream status string onto the enum; anything else is ``UNKNOWN``."""
+        if isinstance(raw, str):
+            try:
+                return cls(raw.strip().lower())
+            except ValueError:
+                return cls.UNKNOWN
+        return cls.UNKNOWN

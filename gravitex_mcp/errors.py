@@ -1,0 +1,180 @@
+"""The error tree.
+
+Every failure the server can meet is one of these classes, so the tool layer
+can turn it into an ``isError`` result that says what to change. Errors raised
+because of another carry it as ``__cause__`` (``raise ... from exc``). No error
+message ever contains the API key or the query string of a signed URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class GravitexError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- Bad input: nothing was sent upstream ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the caller's arguments.
+
+    ``field`` is the unified argument name (``"duration"``, ``"image"``,
+    ``"reference_images[1]"``); ``message`` says what is wrong and what is valid.
+    """
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class InvalidArgumentsError(GravitexError):
+    """The call's arguments were refused before anything was sent upstream.
+
+    Several problems in one call are reported together.
+    """
+
+    def __init__(self, problems: Sequence[Problem], *, model: str | None = None) -> None:
+        if not problems:
+            raise ValueError("InvalidArgumentsError needs at least one problem")
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.model = model
+        head = f"Invalid arguments for model {model!r}" if model else "Invalid arguments"
+        if len(self.problems) == 1:
+            message = f"{head}: {self.problems[0]}"
+        else:
+            lines = "\n".join(f"- {p}" for p in self.problems)
+            message = f"{head} ({len(self.problems)} problems):\n{lines}"
+        super().__init__(message + "\nNothing was sent to the Gravitex API.")
+
+
+# --- Talking to the upstream API ----------------------------------------------
+
+
+class APIError(GravitexError):
+    """A failure talking to the Gravitex API.
+
+    ``status_code`` is the HTTP status when a response arrived, ``request_id``
+    the upstream request id header when it had one.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.request_id = request_id
+
+
+class APIConnectionError(APIError):
+    """The API could not be reached, or the connection broke."""
+
+    retryable = True
+
+
+class APITimeoutError(APIConnectionError):
+    """A connect, read or inactivity time-out."""
+
+
+class MalformedResponseError(APIError):
+    """A response that is not the JSON the API documents (an HTML page, say)."""
+
+    retryable = True
+
+
+class APIStatusError(APIError):
+    """The API answered with an error status (4xx or 5xx)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        request_id: str | None = None,
+        upstream_message: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id)
+        self.upstream_message = upstream_message
+
+
+class BadRequestError(APIStatusError):
+    """400/422: the API refused the request body."""
+
+
+class AuthenticationError(APIStatusError):
+    """401/403: the API key is missing, wrong or not allowed (never echoed)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such task or video."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests."""
+
+    retryable = True
+
+
+class InternalServerError(APIStatusError):
+    """5xx (and 408): the gateway or a model provider failed."""
+
+    retryable = True
+
+
+class SubmitOutcomeUnknownError(APIError):
+    """A submit whose body reached the API but whose answer was lost.
+
+    A task (and a charge) may exist. It is never retried automatically; the
+    caller is told to look at ``list_video_tasks`` before trying again.
+    """
+
+
+# --- Tasks and videos ---------------------------------------------------------
+
+
+class TaskNotFinishedError(GravitexError):
+    """The task has not succeeded yet, so there is nothing to download."""
+
+
+class TaskFailedError(GravitexError):
+    """The task ended in ``failed``; ``code`` and ``upstream_message`` say why."""
+
+    def __init__(self, message: str, *, code: str | int | None, upstream_message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.upstream_message = upstream_message
+
+
+class DownloadError(GravitexError):
+    """A video could not be fetched or verified; nothing was kept under a final name."""
+
+
+class VideoIntegrityError(DownloadError):
+    """The bytes are not the promised video (bad base64, wrong length, no ftyp box)."""
+
+
+class StorageError(GravitexError):
+    """The output directory could not be written (disk full, read-only, ...)."""
+
+
+class ConfigurationError(GravitexError):
+    """Settings that cannot work (missing key, unwritable directory, bad flag)."""

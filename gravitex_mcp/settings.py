@@ -1,0 +1,103 @@
+"""Settings, built once at start-up from the environment and CLI flags.
+
+Nothing here runs at import time: :func:`load_settings` is called by the CLI
+(or a test) with an explicit environment mapping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigurationError
+
+DEFAULT_BASE_URL = "https://api.gravitex.ai"
+DEFAULT_OUTPUT_SUBDIR = "gravitex-videos"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def default_output_dir(env: Mapping[str, str]) -> Path:
+    """``~/gravitex-videos``: easy to find for a person, outside any project tree."""
+    home = env.get("HOME") or env.get("USERPROFILE")
+    base = Path(home) if home else Path.home()
+    return base / DEFAULT_OUTPUT_SUBDIR
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    """``$XDG_STATE_HOME/gravitex-mcp``, else ``~/.local/state/gravitex-mcp``."""
+    xdg = env.get("XDG_STATE_HOME")
+    if xdg:
+        return Path(xdg) / "gravitex-mcp"
+    home = env.get("HOME") or env.get("USERPROFILE")
+    base = Path(home) if home else Path.home()
+    return base / ".local" / "state" / "gravitex-mcp"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server needs to know about its environment."""
+
+    api_key: str | None = field(repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    output_dir: Path = field(default_factory=lambda: Path.cwd() / DEFAULT_OUTPUT_SUBDIR)
+    state_dir: Path = field(default_factory=lambda: Path.cwd() / ".gravitex-state")
+    input_dirs: tuple[Path, ...] = ()
+    http_token: str | None = field(default=None, repr=False)
+    simulate: bool = False
+    log_level: str = "INFO"
+
+    def require_api_key(self) -> str:
+        """The key, or a :class:`ConfigurationError` naming the fix."""
+        if not self.api_key:
+            raise ConfigurationError(
+                "GRAVITEX_API_KEY is not set: export your Gravitex key (sk-...) "
+                "or run with --simulate to use the built-in simulator."
+            )
+        return self.api_key
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_settings(
+    env: Mapping[str, str],
+    *,
+    simulate: bool | None = None,
+    base_url: str | None = None,
+    output_dir: str | Path | None = None,
+    state_dir: str | Path | None = None,
+    log_level: str | None = None,
+) -> Settings:
+    """Build :class:`Settings` from ``env``; keyword arguments (CLI flags) win."""
+    sim = simulate if simulate is not None else _truthy(env.get("GRAVITEX_SIMULATE"))
+    key = (env.get("GRAVITEX_API_KEY") or "").strip() or None
+    url = (base_url or env.get("GRAVITEX_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        raise ConfigurationError(
+            f"GRAVITEX_BASE_URL must be an http(s) URL, got {url!r} (default {DEFAULT_BASE_URL})."
+        )
+    out = Path(output_dir or env.get("GRAVITEX_OUTPUT_DIR") or default_output_dir(env))
+    state = Path(state_dir or env.get("GRAVITEX_STATE_DIR") or default_state_dir(env))
+    raw_inputs = env.get("GRAVITEX_INPUT_DIRS") or ""
+    inputs = tuple(
+        Path(p).expanduser().resolve() for p in raw_inputs.split(os.pathsep) if p.strip()
+    )
+    level = (log_level or env.get("GRAVITEX_LOG_LEVEL") or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"GRAVITEX_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}."
+        )
+    token = (env.get("GRAVITEX_HTTP_TOKEN") or "").strip() or None
+    return Settings(
+        api_key=key,
+        base_url=url,
+        output_dir=out.expanduser().resolve(),
+        state_dir=state.expanduser().resolve(),
+        input_dirs=inputs,
+        http_token=token,
+        simulate=sim,
+        log_level=level,
+    )
