@@ -47,6 +47,8 @@ class Settings:
     http_token: str | None = field(default=None, repr=False)
     simulate: bool = False
     log_level: str = "INFO"
+    #: how long a simulated generation takes (queued + in progress), seconds
+    simulator_seconds: float = 6.0
 
     def require_api_key(self) -> str:
         """The key, or a :class:`ConfigurationError` naming the fix."""
@@ -91,6 +93,16 @@ def load_settings(
             f"GRAVITEX_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}."
         )
     token = (env.get("GRAVITEX_HTTP_TOKEN") or "").strip() or None
+    raw_sim_seconds = env.get("GRAVITEX_SIMULATOR_SECONDS") or "6"
+    try:
+        sim_seconds = float(raw_sim_seconds)
+    except ValueError:
+        sim_seconds = -1.0
+    if not 0 <= sim_seconds <= 3600:
+        raise ConfigurationError(
+            f"GRAVITEX_SIMULATOR_SECONDS must be a number of seconds from 0 to 3600, "
+            f"got {raw_sim_seconds!r}."
+        )
     return Settings(
         api_key=key,
         base_url=url,
@@ -100,4 +112,5 @@ def load_settings(
         http_token=token,
         simulate=sim,
         log_level=level,
+        simulator_seconds=sim_seconds,
     )

@@ -1,0 +1,180 @@
+"""The ``gravitex-mcp`` command: serve (default), demo, simulator, schemas.
+
+A bad flag, a missing key or an unwritable folder ends with one line on
+stderr naming the fix and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import anyio
+
+from . import __version__
+from .errors import ConfigurationError
+from .logs import configure_logging
+from .settings import LOG_LEVELS, Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+PROG = "gravitex-mcp"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag on one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {PROG} --help)\n")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output-dir", help="where videos are saved (GRAVITEX_OUTPUT_DIR)")
+    p.add_argument("--state-dir", help="where the task journal lives (GRAVITEX_STATE_DIR)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="log level on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "MCP server for the Gravitex video API (Sora 2, Veo, Wan, Doubao Seedance). "
+            "With no command it serves MCP over stdio."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument(
+        "--transport",
+        choices=("stdio", "sse", "streamable-http"),
+        default="stdio",
+        help="stdio (default), sse (/sse) or streamable-http (/mcp)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind host (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="extra Host header value to accept on HTTP (repeatable)",
+    )
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        default=None,
+        help="use the built-in simulator instead of the real API (GRAVITEX_SIMULATE=1)",
+    )
+    parser.add_argument("--base-url", help="upstream base URL (GRAVITEX_BASE_URL)")
+    _add_common(parser)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run list/generate/wait/download on the simulator")
+    _add_common(demo)
+    demo.add_argument("--model", default="veo-3.1-fast-generate-preview", help="model to use")
+
+    sim = sub.add_parser("simulator", help="serve the simulated Gravitex API on loopback")
+    sim.add_argument("--host", default="127.0.0.1", help="bind host (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8787, help="port (default 8787)")
+
+    schemas = sub.add_parser("schemas", help="regenerate tool_schemas/ (or --check them)")
+    schemas.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
+    schemas.add_argument("--dir", help="the tool_schemas directory (default: the repo's)")
+    return parser
+
+
+def _check_writable(path: Path, what: str, variable: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{what} {path} is not writable ({exc.strerror or exc}); set {variable} "
+            "to a folder you can write."
+        ) from exc
+
+
+def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    return load_settings(
+        env,
+        simulate=getattr(args, "simulate", None),
+        base_url=getattr(args, "base_url", None),
+        output_dir=args.output_dir,
+        state_dir=args.state_dir,
+        log_level=args.log_level,
+    )
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    from .http_app import build_http_app, check_bind, serve_http
+    from .server import build_server
+
+    if not settings.simulate:
+        settings.require_api_key()
+    _check_writable(settings.output_dir, "Output folder", "GRAVITEX_OUTPUT_DIR")
+    _check_writable(settings.state_dir, "State folder", "GRAVITEX_STATE_DIR")
+    if args.transport != "stdio":
+        check_bind(args.host, settings.http_token)
+    server = build_server(settings)
+    logger.info(
+        "gravitex-mcp %s serving over %s%s",
+        __version__,
+        args.transport,
+        " (simulator)" if settings.simulate else "",
+    )
+    if args.transport == "stdio":
+        server.run("stdio")
+        return
+    app = build_http_app(
+        server,
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+        token=settings.http_token,
+        extra_allowed_hosts=args.allowed_host,
+    )
+    anyio.run(lambda: serve_http(app, host=args.host, port=args.port, log_level=settings.log_level))
+
+
+def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
+    """Parse ``argv`` and run the command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "schemas":
+        from . import schemas
+
+        extra = ["--check"] if args.check else []
+        return schemas.main([*extra, *(["--dir", args.dir] if args.dir else [])])
+    if args.command == "simulator":
+        from .simulator import serve
+
+        configure_logging("INFO")
+        if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
+            raise ConfigurationError("The simulator serves on loopback only; use --host 127.0.0.1.")
+        serve(host=args.host, port=args.port)
+        return 0
+    settings = _settings(args, env)
+    configure_logging(settings.log_level)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(settings, model=args.model)
+    _serve(args, settings)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        code = run(argv, os.environ)
+    except ConfigurationError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,147 @@
+"""The HTTP transports (SSE and streamable HTTP) behind one guard.
+
+The guard wraps every route, ``/healthz`` included: a ``Host`` or ``Origin``
+that is not this server's is refused (DNS rebinding), and when a token is
+configured every request needs ``Authorization: Bearer <token>`` (compared in
+constant time). Listening on a non-loopback address without a token is refused
+before the socket is opened.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import __version__
+from .errors import ConfigurationError
+
+HttpTransport = Literal["sse", "streamable-http"]
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals."""
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse a non-loopback bind without a token, with the fix in the message."""
+    if not is_loopback(host) and not token:
+        raise ConfigurationError(
+            f"Refusing to serve on {host} without a token: anyone who can reach it could "
+            "spend your Gravitex credit. Set GRAVITEX_HTTP_TOKEN, or bind --host 127.0.0.1."
+        )
+
+
+def _host_patterns(host: str, port: int, extra: Iterable[str]) -> list[str]:
+    names = list(LOOPBACK_NAMES)
+    bind = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    if bind not in names and bind not in ("0.0.0.0", "[::]"):  # noqa: S104 - a name, not a bind
+        names.append(bind)
+    names.extend(extra)
+    patterns: list[str] = []
+    for name in names:
+        patterns += [name, f"{name}:{port}"] if ":" not in name.strip("[]") else [name]
+    return patterns
+
+
+class HttpGuard:
+    """ASGI middleware: Host/Origin checks and the bearer token on every request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allowed_hosts: Sequence[str],
+        allowed_origins: Sequence[str],
+        token: str | None,
+    ) -> None:
+        self._app = app
+        self._hosts = frozenset(h.lower() for h in allowed_hosts)
+        self._origins = frozenset(o.lower() for o in allowed_origins)
+        self._token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self._app(scope, receive, send)
+            return
+        refusal = self._refusal(Headers(scope=scope))
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+    def _refusal(self, headers: Headers) -> Response | None:
+        host = (headers.get("host") or "").lower()
+        if host not in self._hosts:
+            return PlainTextResponse("Invalid Host header", status_code=421)
+        origin = headers.get("origin")
+        if origin is not None and origin.lower() not in self._origins:
+            return PlainTextResponse("Invalid Origin header", status_code=403)
+        if self._token is not None:
+            scheme, _, presented = (headers.get("authorization") or "").partition(" ")
+            ok = scheme.lower() == "bearer" and hmac.compare_digest(
+                presented.strip().encode(), self._token
+            )
+            if not ok:
+                return JSONResponse(
+                    {"error": "unauthorized", "message": "Authorization: Bearer <token> required"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="gravitex-mcp"'},
+                )
+        return None
+
+
+def build_http_app(
+    server: MCPServer[Any],
+    *,
+    transport: HttpTransport,
+    host: str,
+    port: int,
+    token: str | None,
+    extra_allowed_hosts: Sequence[str] = (),
+) -> ASGIApp:
+    """The ASGI app for ``transport``: MCP at ``/mcp`` or ``/sse`` + ``/messages/``,
+    plus ``/healthz``, all behind :class:`HttpGuard`."""
+    check_bind(host, token)
+    hosts = _host_patterns(host, port, extra_allowed_hosts)
+    origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+
+    @server.custom_route("/healthz", methods=["GET"])
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__, "transport": transport})
+
+    # The SDK's own Host/Origin checks stay on too (they guard only the MCP routes).
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+    if transport == "sse":
+        inner: ASGIApp = server.sse_app(transport_security=security, host=host)
+    else:
+        inner = server.streamable_http_app(transport_security=security, host=host)
+    return HttpGuard(inner, allowed_hosts=hosts, allowed_origins=origins, token=token)
+
+
+async def serve_http(app: ASGIApp, *, host: str, port: int, log_level: str) -> None:
+    """Run ``app`` with uvicorn until cancelled."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level.lower(), lifespan="on", access_log=False
+    )
+    await uvicorn.Server(config).serve()

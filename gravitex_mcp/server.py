@@ -1,0 +1,114 @@
+"""Build the MCP server: tools, resources, and a lifespan owning the client and journal."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+
+from . import __version__, catalog
+from .client import GravitexClient
+from .journal import Journal
+from .service import VideoService
+from .settings import Settings
+from .tools import build_tools
+from .upstream import Upstream, open_upstream
+from .waiting import Clock
+
+INSTRUCTIONS = """\
+Make videos with Sora 2, Google Veo, Alibaba Wan and ByteDance Doubao Seedance.
+1. list_models shows each model's valid durations, resolutions, aspect ratios and modes.
+2. generate_video submits a task and waits briefly; it returns a task_id.
+3. check_video_task waits for it (call again while not finished); download: true saves it.
+4. download_video saves a finished video and returns its path; list_video_tasks lists tasks.
+Videos take 1-5 minutes. Bad arguments are refused before anything is sent (nothing is charged).
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    """What the lifespan owns, reachable from every request."""
+
+    settings: Settings
+    service: VideoService
+    journal: Journal
+    client: GravitexClient
+
+
+def _state(ctx: Context) -> AppState:
+    state = ctx.request_context.lifespan_context
+    assert isinstance(state, AppState)
+    return state
+
+
+def build_server(
+    settings: Settings,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    clock: Clock | None = None,
+    upstream: Upstream | None = None,
+) -> MCPServer[AppState]:
+    """The MCP server for ``settings``.
+
+    ``transport`` (tests) replaces the network under the upstream client;
+    ``upstream`` replaces the whole choice of upstream (real API or simulator).
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
+        journal = Journal.open(settings.state_dir)
+        try:
+            async with open_upstream(
+                settings, transport=transport, upstream=upstream
+            ) as client:
+                service = VideoService(
+                    settings=settings, client=client, journal=journal, clock=clock
+                )
+                yield AppState(settings=settings, service=service, journal=journal, client=client)
+        finally:
+            journal.close()
+
+    server: MCPServer[AppState] = MCPServer(
+        "gravitex-mcp",
+        title="Gravitex video generation",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        tools=build_tools(lambda ctx: _state(ctx).service),
+        lifespan=lifespan,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+    )
+
+    @server.resource(
+        "gravitex://models",
+        name="models",
+        title="Video model catalog",
+        description="Every model with its family, modes and the valid values of its arguments.",
+        mime_type="application/json",
+    )
+    def models_resource() -> str:
+        return json.dumps([catalog.describe(s) for s in catalog.models()], indent=2)
+
+    @server.resource(
+        "gravitex://tasks/{task_id}",
+        name="task",
+        title="One video task",
+        description="A task from the local journal: arguments, status history, saved file.",
+        mime_type="application/json",
+    )
+    async def task_resource(task_id: str, ctx: Context) -> str:
+        record = await _state(ctx).journal.get(task_id)
+        if record is None:
+            raise ResourceNotFoundError(
+                f"No task {task_id!r} in the journal; list_video_tasks shows the known ones."
+            )
+        payload: dict[str, Any] = record.public_dict()
+        return json.dumps(payload, indent=2)
+
+    return server

@@ -1,0 +1,367 @@
+"""What the tools do, without MCP: submit, wait, download, list.
+
+The tool layer turns MCP calls into these methods and their results (or
+:class:`~gravitex_mcp.errors.GravitexError`) back into MCP results. Everything
+here is testable with an injected client transport and clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from . import catalog
+from .arguments import GenerateVideoInput, VideoArguments
+from .client import GravitexClient, TaskSnapshot
+from .domain import Family, TaskStatus
+from .downloads import SavedVideo, download_video
+from .errors import (
+    APIError,
+    GravitexError,
+    SubmitOutcomeUnknownError,
+    TaskFailedError,
+    TaskNotFinishedError,
+)
+from .journal import Journal, TaskRecord
+from .prepare import prepare_request
+from .results import (
+    CheckVideoTaskResult,
+    DownloadVideoResult,
+    GenerateVideoResult,
+    SavedVideoInfo,
+    TaskErrorInfo,
+    TaskSummary,
+)
+from .settings import Settings
+from .waiting import Clock, PollSchedule, SystemClock, wait_for_task
+
+logger = logging.getLogger(__name__)
+
+#: progress(progress, total, message): monotonic progress notifications.
+ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
+
+
+class TaskCheckError(GravitexError):
+    """A task was created, but following it failed; the message names the task id."""
+
+
+@dataclass(slots=True)
+class _ProgressTracker:
+    """Keeps reported progress strictly increasing, as the protocol requires."""
+
+    report: ProgressFn | None
+    total: float
+    last: float = -1.0
+
+    async def __call__(self, snapshot: TaskSnapshot, elapsed: float) -> None:
+        if self.report is None:
+            return
+        value = max(elapsed, self.last + 0.001)
+        self.last = value
+        message = f"status: {snapshot.status.value}, waited {elapsed:.0f}s of {self.total:.0f}s"
+        await self.report(value, self.total, message)
+
+
+def _saved_info(saved: SavedVideo) -> SavedVideoInfo:
+    return SavedVideoInfo(
+        path=str(saved.path),
+        uri=saved.uri,
+        size_bytes=saved.size_bytes,
+        sha256=saved.sha256,
+        mime_type=saved.mime_type,
+    )
+
+
+def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
+    if status is TaskStatus.SUCCEEDED:
+        if downloaded:
+            return "The video is saved; its path is in this result."
+        return f"The video is ready: call download_video with task_id {task_id!r} to save it."
+    if status is TaskStatus.FAILED:
+        return (
+            "The task failed upstream; change the prompt or arguments as the error says "
+            "and call generate_video again."
+        )
+    return (
+        f"The video is not ready yet (status {status.value}; generation usually takes "
+        f"1-5 minutes). Call check_video_task with task_id {task_id!r} (and download: true) "
+        "to keep waiting."
+    )
+
+
+class VideoService:
+    """The server's operations over one upstream client and one journal."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        client: GravitexClient,
+        journal: Journal,
+        clock: Clock | None = None,
+        schedule: PollSchedule = PollSchedule(),
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._journal = journal
+        self._clock: Clock = clock or SystemClock()
+        self._schedule = schedule
+
+    # --- generate -------------------------------------------------------------
+
+    async def generate(
+        self, request: GenerateVideoInput, progress: ProgressFn | None = None
+    ) -> GenerateVideoResult:
+        """Validate, translate and (unless ``dry_run``) submit; then wait and download."""
+        args = VideoArguments.model_validate(request.model_dump(include=_video_fields(request)))
+        # Reading local images is file I/O: keep it off the event loop.
+        prepared = await anyio.to_thread.run_sync(
+            lambda: prepare_request(args, input_dirs=self._settings.input_dirs)
+        )
+        if request.dry_run:
+            return GenerateVideoResult(
+                task_id="",
+                status="dry_run",
+                model=args.model,
+                dry_run=True,
+                payload=prepared.body,
+                next_step="Nothing was sent. Call generate_video without dry_run to submit.",
+            )
+        local_id = await self._journal.begin_submission(
+            model=prepared.spec.id,
+            family=prepared.spec.family.value,
+            arguments=prepared.journal_arguments,
+        )
+        try:
+            submitted = await self._client.submit(prepared.body)
+        except SubmitOutcomeUnknownError as exc:
+            await self._journal.fail_submission(local_id, message=str(exc), outcome_unknown=True)
+            raise
+        except APIError as exc:
+            await self._journal.fail_submission(local_id, message=str(exc), outcome_unknown=False)
+            raise
+        await self._journal.complete_submission(
+            local_id, task_id=submitted.task_id, status=submitted.status
+        )
+        logger.info("submitted task %s (%s)", submitted.task_id, prepared.spec.id)
+        result = await self._follow(
+            submitted.task_id,
+            model=prepared.spec.id,
+            family=prepared.spec.family,
+            wait_seconds=request.wait_seconds,
+            download=request.download,
+            progress=progress,
+            initial=submitted,
+        )
+        return GenerateVideoResult.model_validate(result.model_dump())
+
+    # --- check ------------------------------------------------------------------
+
+    async def check(
+        self,
+        task_id: str,
+        *,
+        wait_seconds: float,
+        download: bool,
+        progress: ProgressFn | None = None,
+    ) -> CheckVideoTaskResult:
+        """The task's status after waiting at most ``wait_seconds``; download when asked."""
+        record = await self._journal.get(task_id)
+        model = record.model if record else None
+        family = _family_of(record)
+        return await self._follow(
+            task_id,
+            model=model,
+            family=family,
+            wait_seconds=wait_seconds,
+            download=download,
+            progress=progress,
+            initial=None,
+        )
+
+    async def _follow(
+        self,
+        task_id: str,
+        *,
+        model: str | None,
+        family: Family | None,
+        wait_seconds: float,
+        download: bool,
+        progress: ProgressFn | None,
+        initial: TaskSnapshot | None,
+    ) -> CheckVideoTaskResult:
+        tracker = _ProgressTracker(progress, float(wait_seconds))
+
+        async def on_update(snapshot: TaskSnapshot, elapsed: float) -> None:
+            await self._record(snapshot)
+            await tracker(snapshot, elapsed)
+
+        try:
+            if initial is not None and wait_seconds <= 0:
+                snapshot, elapsed = initial, 0.0
+            else:
+                snapshot, elapsed = await wait_for_task(
+                    lambda: self._client.query(task_id),
+                    wait_seconds=wait_seconds,
+                    clock=self._clock,
+                    on_update=on_update,
+                    schedule=self._schedule,
+                )
+        except APIError as exc:
+            raise TaskCheckError(
+                f"Task {task_id!r} exists, but checking its status failed: {exc}. "
+                f"Call check_video_task with task_id {task_id!r} again later."
+            ) from exc
+
+        saved: SavedVideo | None = None
+        if snapshot.status is TaskStatus.SUCCEEDED and download:
+            saved = await self._save(task_id, family=family, url=snapshot.url, filename=None)
+        error = (
+            TaskErrorInfo(code=snapshot.error.code, message=snapshot.error.message)
+            if snapshot.error
+            else None
+        )
+        if snapshot.status is TaskStatus.FAILED and error is None:
+            error = TaskErrorInfo(code=None, message="the upstream gave no reason")
+        info = _saved_info(saved) if saved else None
+        return CheckVideoTaskResult(
+            task_id=task_id,
+            status=snapshot.status,
+            model=model,
+            url=snapshot.url,
+            error=error,
+            elapsed_seconds=round(elapsed, 3),
+            next_step=_next_step(task_id, snapshot.status, downloaded=saved is not None),
+            video=info,
+            **(info.model_dump() if info else {}),
+        )
+
+    # --- download -----------------------------------------------------------------
+
+    async def download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
+        """Save the finished video of ``task_id`` under the output directory."""
+        record = await self._journal.get(task_id)
+        if record is not None and filename is None:
+            reused = _existing_download(record)
+            if reused is not None:
+                return DownloadVideoResult(task_id=task_id, reused=True, **reused.model_dump())
+        snapshot = await self._client.query(task_id)
+        await self._record(snapshot)
+        if snapshot.status is TaskStatus.FAILED:
+            message = snapshot.error.message if snapshot.error else "no reason given"
+            raise TaskFailedError(
+                f"Task {task_id!r} failed, so there is no video: {message}",
+                code=snapshot.error.code if snapshot.error else None,
+                upstream_message=message,
+            )
+        if snapshot.status is not TaskStatus.SUCCEEDED:
+            raise TaskNotFinishedError(
+                f"Task {task_id!r} is {snapshot.status.value}, not finished yet. "
+                f"Call check_video_task with task_id {task_id!r} and download: true to wait for it."
+            )
+        saved = await self._save(
+            task_id, family=_family_of(record), url=snapshot.url, filename=filename
+        )
+        return DownloadVideoResult(task_id=task_id, **_saved_info(saved).model_dump())
+
+    async def _save(
+        self, task_id: str, *, family: Family | None, url: str | None, filename: str | None
+    ) -> SavedVideo:
+        # A task this server did not submit has no journal entry: a result URL means a
+        # URL family; no URL means Sora's download endpoint.
+        if family is None:
+            family = Family.SORA if url is None else Family.VEO
+        saved = await download_video(
+            self._client,
+            task_id=task_id,
+            family=family,
+            url=url,
+            output_dir=self._settings.output_dir,
+            filename=filename,
+        )
+        await self._journal.record_download(
+            task_id, path=saved.path, size_bytes=saved.size_bytes, sha256=saved.sha256
+        )
+        logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
+        return saved
+
+    async def _record(self, snapshot: TaskSnapshot) -> None:
+        await self._journal.record_status(
+            snapshot.task_id,
+            status=snapshot.status,
+            raw_status=snapshot.raw_status,
+            url=snapshot.url,
+            error_code=None if snapshot.error is None else _str_or_none(snapshot.error.code),
+            error_message=None if snapshot.error is None else snapshot.error.message,
+        )
+
+    # --- journal ------------------------------------------------------------------
+
+    async def list_tasks(self, *, limit: int, status: str | None) -> list[TaskSummary]:
+        """Tasks from the local journal, newest first."""
+        records = await self._journal.list(limit=limit, status=status)
+        return [summarize(r) for r in records]
+
+
+def summarize(record: TaskRecord) -> TaskSummary:
+    """The public view of one journal entry (signed URLs without their query string)."""
+    public = record.public_dict()
+    error = None
+    if record.error_message:
+        error = TaskErrorInfo(code=record.error_code, message=record.error_message)
+    return TaskSummary(
+        task_id=record.task_id,
+        model=record.model,
+        family=record.family,
+        status=record.status,
+        created_at=public["created_at"],
+        updated_at=public["updated_at"],
+        url=public.get("url"),
+        error=error,
+        path=record.saved_path,
+        size_bytes=record.size_bytes,
+        sha256=record.sha256,
+        arguments=dict(record.arguments),
+    )
+
+
+def _video_fields(request: GenerateVideoInput) -> set[str]:
+    return set(request.model_fields_set) & set(VideoArguments.model_fields)
+
+
+def _family_of(record: TaskRecord | None) -> Family | None:
+    if record is None:
+        return None
+    try:
+        return catalog.get_model(record.model).family
+    except GravitexError:
+        try:
+            return Family(record.family)
+        except ValueError:
+            return None
+
+
+def _existing_download(record: TaskRecord) -> SavedVideoInfo | None:
+    if not (record.saved_path and record.sha256 and record.size_bytes is not None):
+        return None
+    path = Path(record.saved_path)
+    try:
+        if not path.is_file() or path.stat().st_size != record.size_bytes:
+            return None
+    except OSError:
+        return None
+    return SavedVideoInfo(
+        path=str(path),
+        uri=path.as_uri(),
+        size_bytes=record.size_bytes,
+        sha256=record.sha256,
+        mime_type="video/mp4",
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,84 @@
+"""Bounded waiting for a task: poll with backoff until it ends or the time is up.
+
+Clients such as Claude Desktop cut a tool call off at about 60 s, while a video
+takes minutes, so a wait never runs past its budget: it hands back whatever
+status the task has and the caller says how to keep waiting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+
+from .client import TaskSnapshot
+
+
+class Clock(Protocol):
+    """Monotonic time and sleeping, injectable so tests never sleep for real."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class PollSchedule:
+    """Poll intervals: the docs advise every 3-5 s; start a little sooner."""
+
+    first: float = 2.0
+    factor: float = 1.5
+    maximum: float = 5.0
+
+    def interval(self, poll_number: int) -> float:
+        return float(min(self.maximum, self.first * self.factor**poll_number))
+
+
+ProgressFn = Callable[[TaskSnapshot, float], Awaitable[None]]
+
+
+async def wait_for_task(
+    poll: Callable[[], Awaitable[TaskSnapshot]],
+    *,
+    wait_seconds: float,
+    clock: Clock,
+    on_update: ProgressFn | None = None,
+    schedule: PollSchedule = PollSchedule(),
+) -> tuple[TaskSnapshot, float]:
+    """Poll until the task is terminal or ``wait_seconds`` have passed.
+
+    Returns the last snapshot and the seconds waited. ``on_update`` is called
+    after every poll with the snapshot and the elapsed time (monotonic).
+    Cancellation (a client cancel) propagates: the caller's journal already
+    holds the task, so nothing is lost.
+    """
+    start = clock.monotonic()
+    snapshot = await poll()
+    elapsed = clock.monotonic() - start
+    if on_update is not None:
+        await on_update(snapshot, elapsed)
+    polls = 0
+    while not snapshot.status.is_terminal:
+        remaining = wait_seconds - (clock.monotonic() - start)
+        if remaining <= 0:
+            break
+        await clock.sleep(min(schedule.interval(polls), remaining))
+        polls += 1
+        snapshot = await poll()
+        elapsed = clock.monotonic() - start
+        if on_update is not None:
+            await on_update(snapshot, elapsed)
+    return snapshot, clock.monotonic() - start
