@@ -1,0 +1,629 @@
+"""Caller-supplied media -> what travels upstream (:func:`resolve_media`).
+
+``image``, ``last_frame`` and every item of ``reference_images`` may be:
+
+* **an https URL** - sent upstream byte for byte, never fetched by us. Refused:
+  any scheme but ``https`` (``http://``, ``file://``, ...), a URL with no host,
+  credentials (``user:pass@``), ``localhost`` / ``*.localhost``, and a host
+  that is an IP literal outside the public internet (private, loopback,
+  link-local, unspecified, multicast, reserved, shared/CGNAT, ...), for IPv4
+  and IPv6 alike, including bracketed IPv6, IPv4 inside IPv6 (mapped, 6to4,
+  Teredo, NAT64) and the legacy numeric IPv4 spellings browsers still accept
+  (``https://2130706433/``, ``https://0x7f.1/``, ``https://0177.0.0.1/``).
+  Whitespace, control characters and backslashes are refused rather than
+  silently cleaned up, so the URL we checked is exactly the URL we send.
+  Host *names* are not resolved: where they point is the provider's business.
+* **a data URL** ``data:<mime>;base64,<payload>`` - checked: the MIME type must
+  be ``image/png``, ``image/jpeg`` (``image/jpg`` is accepted and rewritten to
+  ``image/jpeg``) or ``image/webp``; the payload must be strict standard
+  base64 (no whitespace, correct ``=`` padding); the decoded bytes must be at
+  most :data:`MAX_MEDIA_BYTES` (judged from the encoded length before
+  anything is decoded) and really be the declared type by their magic bytes
+  with a readable header. The URL sent upstream is rebuilt as
+  ``data:<mime>;base64,<payload>`` (extra parameters dropped).
+* **a local path** - read only from inside ``input_dirs``
+  (``GRAVITEX_INPUT_DIRS``); with none configured every path is refused.
+  ``~`` is expanded. A relative path is looked up in each input dir in order
+  and the first dir where it exists is used (if it exists in none, the first
+  dir is named in the error). The path is resolved with every symlink
+  followed and must land inside one of the (resolved) input dirs, so ``..``
+  and symlinks that leave them are refused, while symlinks that stay inside
+  are fine. It must be a regular file of at most :data:`MAX_MEDIA_BYTES`
+  (checked with ``fstat`` before reading; at most the limit + 1 bytes are
+  ever read) whose bytes are a PNG, JPEG or WEBP with a readable header. It
+  travels as a data URL whose MIME type comes from the content, never from
+  the file name.
+
+A value that starts with ``data:`` is a data URL; one that starts with a URL
+scheme (``letters:``) is a URL; anything else is a path (so a file literally
+named ``x:y.png`` must be given as ``./x:y.png``).
+
+``audio_url`` (Wan 2.5 only) must be an https URL, checked as above. Data URLs
+and local paths are refused for audio: the upstream documentation describes
+``audio_url`` only as "Custom audio file URL (HTTPS format)", so a data URL
+would most likely be refused (or mis-read) by the provider after a charge;
+refusing it here says so before anything is sent.
+
+Every refusal is an :class:`~gravitex_mcp.errors.InvalidArgumentsError` with
+one :class:`~gravitex_mcp.errors.Problem` for the given field, saying what is
+wrong and what is valid. Echoed values are cut to about 80 characters; a data
+URL's payload, a URL's credentials and its query string are never echoed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import os
+import re
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal, NoReturn
+from urllib.parse import urlsplit
+
+from .errors import InvalidArgumentsError, Problem
+from .images import ACCEPTED_IMAGE_TYPES, describe_bytes, image_dimensions, sniff_image_type
+
+MediaKind = Literal["image", "audio"]
+MediaSource = Literal["url", "data_url", "path"]
+
+MAX_MEDIA_BYTES: Final = 10 * 1024 * 1024
+"""The most bytes an image (decoded data URL or local file) may have."""
+
+MAX_URL_LENGTH: Final = 8192
+"""The longest https URL passed through (signed URLs are typically 1-2 KB)."""
+
+_MAX_BASE64_LENGTH: Final = 4 * ((MAX_MEDIA_BYTES + 2) // 3)
+_ECHO_LIMIT: Final = 80
+_MIME_ALIASES: Final = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
+_SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+_BASE64_BODY_RE: Final = re.compile(r"[A-Za-z0-9+/]*")
+_NOT_BASE64_RE: Final = re.compile(r"[^A-Za-z0-9+/=]")
+_HOST_NAME_RE: Final = re.compile(r"[a-z0-9_\-.]+")
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+
+_IMAGE_TYPES_TEXT: Final = "PNG, JPEG or WEBP"
+_VALID_IMAGE: Final = (
+    "valid: an https:// URL, a data:image/png|jpeg|webp;base64,... URL, or the path of a "
+    f"{_IMAGE_TYPES_TEXT} file of at most 10 MB inside GRAVITEX_INPUT_DIRS"
+)
+_VALID_AUDIO: Final = (
+    "valid: an https:// URL of the audio file that the provider can fetch, "
+    "e.g. https://example.com/audio.mp3"
+)
+_VALID_DATA_URL: Final = (
+    "valid: data:image/png;base64,<standard base64>, or image/jpeg or image/webp, "
+    "at most 10 MB decoded"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedMedia:
+    """One checked media argument, ready to travel upstream.
+
+    ``url`` is the https URL exactly as given, or a data URL (given, or built
+    from a local file). ``mime_type``, ``size_bytes``, ``width``, ``height``
+    and ``sha256`` describe the bytes we hold (data URL or file) and are
+    ``None`` for an https URL, whose bytes we never see.
+    """
+
+    url: str
+    source: MediaSource
+    mime_type: str | None
+    size_bytes: int | None
+    width: int | None
+    height: int | None
+    sha256: str | None
+
+    def journal_value(self) -> str:
+        """What the task journal keeps: the URL as given, or a digest of the data.
+
+        Never contains a data URL's payload.
+        """
+        if self.source == "url":
+            return self.url
+        return f"sha256:{self.sha256} ({self.mime_type}, {self.size_bytes} bytes)"
+
+
+def resolve_media(
+    value: str, *, field: str, kind: MediaKind, input_dirs: Sequence[Path]
+) -> ResolvedMedia:
+    """Check one media argument and turn it into what travels upstream.
+
+    ``field`` names the argument in errors (``"image"``,
+    ``"reference_images[1]"``); ``kind`` picks the rules (see the module
+    docstring). Raises :class:`InvalidArgumentsError` with one problem for
+    ``field`` when the value is refused.
+    """
+    valid = _VALID_IMAGE if kind == "image" else _VALID_AUDIO
+    if not value.strip():
+        _refuse(field, f"is empty; {valid}")
+    if value != value.strip():
+        _refuse(field, f"{_echo(value)} has leading or trailing whitespace; remove it. {valid}")
+    if value[:5].lower() == "data:":
+        return _resolve_data_url(value, field=field, kind=kind)
+    scheme = _SCHEME_RE.match(value)
+    # On Windows "C:\..." is a drive letter, not a one-letter URL scheme.
+    if scheme is not None and not (os.name == "nt" and scheme.end() == 2):
+        _check_https_url(value, field=field, kind=kind)
+        return ResolvedMedia(
+            url=value,
+            source="url",
+            mime_type=None,
+            size_bytes=None,
+            width=None,
+            height=None,
+            sha256=None,
+        )
+    return _resolve_path(value, field=field, kind=kind, input_dirs=input_dirs)
+
+
+# --- https URLs -----------------------------------------------------------------
+
+
+def _check_https_url(value: str, *, field: str, kind: MediaKind) -> None:
+    valid = _VALID_IMAGE if kind == "image" else _VALID_AUDIO
+    shown = _echo(value)
+    if len(value) > MAX_URL_LENGTH:
+        _refuse(field, f"the URL is {len(value)} characters long; the limit is {MAX_URL_LENGTH}")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        _refuse(
+            field,
+            f"{shown} contains whitespace or control characters; percent-encode them. {valid}",
+        )
+    if "\\" in value:
+        _refuse(field, f"{shown} contains a backslash; use '/' or percent-encode it. {valid}")
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        _refuse(field, f"{shown} is not a well-formed URL ({exc}); {valid}")
+    scheme = parts.scheme.lower()
+    if scheme == "http":
+        _refuse(
+            field,
+            f"{shown} is a plain http:// URL; only https:// URLs are accepted "
+            f"(change the scheme if the server supports https). {valid}",
+        )
+    if scheme == "file":
+        where = (
+            "give the file's path (inside GRAVITEX_INPUT_DIRS) instead"
+            if kind == "image"
+            else "local audio files are not accepted"
+        )
+        _refuse(field, f"{shown} is a file:// URL, which is not accepted; {where}. {valid}")
+    if scheme != "https":
+        _refuse(
+            field, f"{shown} uses the URL scheme {_clip(scheme)!r}, which is not accepted; {valid}"
+        )
+    netloc = parts.netloc
+    if not netloc:
+        _refuse(field, f"{shown} has no host; {valid}")
+    if "@" in netloc:
+        _refuse(
+            field,
+            "the URL contains credentials (user:password@host), which are not accepted: "
+            "they would be sent to the video provider and kept in logs. Use a URL that "
+            f"needs no login, such as a signed URL. {valid}",
+        )
+    try:
+        _ = parts.port
+    except ValueError:
+        _refuse(field, f"{shown} has an invalid port; {valid}")
+    host = parts.hostname
+    if not host:
+        _refuse(field, f"{shown} has no host; {valid}")
+    reason = _host_refusal(host, bracketed=netloc.startswith("["))
+    if reason is not None:
+        _refuse(
+            field,
+            f"{shown} points at {reason}, which the video provider cannot (and must not) "
+            f"fetch; valid: an https:// URL on a public host name or public IP address",
+        )
+
+
+def _host_refusal(host: str, *, bracketed: bool) -> str | None:
+    """Why ``host`` (lower-cased, brackets removed) is refused, or ``None``."""
+    if bracketed:
+        try:
+            ip6 = ipaddress.IPv6Address(host)
+        except ValueError:
+            return "a malformed IPv6 address"
+        return _ip_refusal(ip6)
+    if "%" in host:
+        return "a percent-encoded host name"
+    if not host.isascii():
+        # Browsers map full-width digits, ideographic dots, ... through IDNA:
+        # check the host the way it will be understood.
+        try:
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            return "an invalid host name"
+    name = host.removesuffix(".")
+    if not name or not _HOST_NAME_RE.fullmatch(name):
+        return "an invalid host name"
+    if name == "localhost" or name.endswith(".localhost"):
+        return "localhost"
+    labels = name.split(".")
+    if _is_number(labels[-1]):
+        # Ends in a number: browsers read the whole host as an IPv4 address.
+        ip4 = _parse_ipv4(labels)
+        if ip4 is None:
+            return "a malformed IPv4 address"
+        return _ip_refusal(ip4)
+    return None
+
+
+def _is_number(label: str) -> bool:
+    if label[:2].lower() == "0x":
+        return all(ch in "0123456789abcdef" for ch in label[2:].lower())
+    return label != "" and all(ch in "0123456789" for ch in label)
+
+
+def _parse_ipv4(labels: list[str]) -> ipaddress.IPv4Address | None:
+    """The IPv4 address of a host in any form ``inet_aton`` and browsers accept.
+
+    One to four parts, each decimal, octal (leading ``0``) or hex (``0x``); the
+    last part fills the remaining bytes (``127.1``, ``2130706433``).
+    """
+    if len(labels) > 4:
+        return None
+    numbers: list[int] = []
+    for label in labels:
+        if label[:2].lower() == "0x":
+            digits, base, alphabet = label[2:].lower(), 16, "0123456789abcdef"
+        elif len(label) > 1 and label.startswith("0"):
+            digits, base, alphabet = label[1:], 8, "01234567"
+        else:
+            digits, base, alphabet = label, 10, "0123456789"
+        if (not digits and base == 10) or not all(ch in alphabet for ch in digits):
+            return None
+        numbers.append(int(digits, base) if digits else 0)
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    address = last
+    for index, number in enumerate(head):
+        address += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(address)
+
+
+def _ip_refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Which non-public range ``ip`` is in, or ``None`` for a public address."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            # ::ffff:a.b.c.d is the IPv4 address itself (::/8 would call it "reserved").
+            inner = _ip_refusal(ip.ipv4_mapped)
+            return None if inner is None else f"{inner} (IPv4 mapped into IPv6)"
+        embedded: ipaddress.IPv4Address | None = ip.sixtofour
+        if ip.teredo is not None:
+            embedded = ip.teredo[1]
+        if ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            inner = _ip_refusal(embedded)
+            if inner is not None:
+                return f"{inner} (IPv4 {embedded} inside IPv6)"
+    if ip.is_unspecified:
+        return f"an unspecified IP address ({ip})"
+    if ip.is_loopback:
+        return f"a loopback IP address ({ip})"
+    if ip.is_link_local:
+        return f"a link-local IP address ({ip})"
+    if ip.is_multicast:
+        return f"a multicast IP address ({ip})"
+    if ip.is_reserved:
+        return f"a reserved IP address ({ip})"
+    if ip.is_private:
+        return f"a private IP address ({ip})"
+    if not ip.is_global:
+        return f"an IP address that is not publicly routable ({ip})"
+    return None
+
+
+# --- data URLs --------------------------------------------------------------------
+
+
+def _resolve_data_url(value: str, *, field: str, kind: MediaKind) -> ResolvedMedia:
+    if kind == "audio":
+        _refuse(
+            field,
+            f"{_echo(value)} is a data URL; the Gravitex API takes audio only as an https URL "
+            f"(its docs: 'Custom audio file URL (HTTPS format)'). {_VALID_AUDIO}",
+        )
+    comma = value.find(",")
+    if comma < 0:
+        _refuse(
+            field,
+            f"{_echo(value)} is not a valid data URL (no ',' before the data); {_VALID_DATA_URL}",
+        )
+    header, payload = value[5:comma], value[comma + 1 :]
+    params = [part.strip() for part in header.split(";")]
+    declared = params[0].lower()
+    if len(params) < 2 or params[-1].lower() != "base64":
+        _refuse(
+            field,
+            f"{_echo(value)} is not base64-encoded; only ';base64' data URLs are accepted. "
+            f"{_VALID_DATA_URL}",
+        )
+    if not declared:
+        _refuse(field, f"the data URL has no MIME type; {_VALID_DATA_URL}")
+    mime = _MIME_ALIASES.get(declared, declared)
+    if mime not in ACCEPTED_IMAGE_TYPES:
+        _refuse(
+            field,
+            f"the data URL's MIME type {_clip(declared)!r} is not accepted; valid MIME types: "
+            f"{', '.join(ACCEPTED_IMAGE_TYPES)} (image/jpg is read as image/jpeg)",
+        )
+    if not payload:
+        _refuse(field, f"the data URL has no data after the ','; {_VALID_DATA_URL}")
+    if len(payload) > _MAX_BASE64_LENGTH:
+        approx = len(payload) * 3 // 4
+        _refuse(
+            field,
+            f"the data URL holds about {approx} bytes ({_megabytes(approx)}); the limit is 10 MB "
+            f"({MAX_MEDIA_BYTES} bytes). Use a smaller image or an https:// URL.",
+        )
+    problem = _base64_problem(payload)
+    if problem is not None:
+        _refuse(field, f"the data URL's payload is not valid base64: {problem}. {_VALID_DATA_URL}")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        _refuse(field, f"the data URL's payload is not valid base64 ({exc}); {_VALID_DATA_URL}")
+    if len(data) > MAX_MEDIA_BYTES:
+        _refuse(
+            field,
+            f"the data URL holds {len(data)} bytes ({_megabytes(len(data))}); the limit is "
+            f"10 MB ({MAX_MEDIA_BYTES} bytes). Use a smaller image or an https:// URL.",
+        )
+    real = sniff_image_type(data)
+    if real is None:
+        _refuse(
+            field,
+            f"the data URL says {mime} but its bytes are {describe_bytes(data)}; valid: the bytes "
+            f"of a {_IMAGE_TYPES_TEXT} image",
+        )
+    if real != mime:
+        _refuse(
+            field,
+            f"the data URL says {mime} but its bytes are {describe_bytes(data)}; "
+            f"declare the real type (data:{real};base64,...)",
+        )
+    return _held_media(
+        data,
+        mime=mime,
+        url=f"data:{mime};base64,{payload}",
+        source="data_url",
+        field=field,
+        what="the data URL's image",
+    )
+
+
+def _base64_problem(payload: str) -> str | None:
+    """Why ``payload`` is not strict standard base64, or ``None``."""
+    bad = _NOT_BASE64_RE.search(payload)
+    if bad is not None:
+        char = bad.group()
+        hint = ""
+        if char.isspace():
+            hint = " (whitespace and line breaks are not allowed)"
+        elif char in "-_":
+            hint = " (that is URL-safe base64; use the standard alphabet with + and /)"
+        elif char == "%":
+            hint = " (percent-encoding is not allowed)"
+        return f"character {char!r} at position {bad.start()} is not in the alphabet{hint}"
+    body = payload.rstrip("=")
+    padding = len(payload) - len(body)
+    if padding > 2 or len(payload) % 4 or not _BASE64_BODY_RE.fullmatch(body):
+        return (
+            "wrong length or padding (the length must be a multiple of 4, "
+            "with at most two '=' and only at the end)"
+        )
+    return None
+
+
+# --- local paths -------------------------------------------------------------------
+
+
+def _resolve_path(
+    value: str, *, field: str, kind: MediaKind, input_dirs: Sequence[Path]
+) -> ResolvedMedia:
+    shown = _echo(value)
+    if kind == "audio":
+        _refuse(
+            field,
+            f"{shown} looks like a local path; local audio files are not accepted because "
+            "the Gravitex API takes audio only as an https URL (its docs: 'Custom audio file "
+            f"URL (HTTPS format)'). {_VALID_AUDIO}",
+        )
+    if not input_dirs:
+        _refuse(
+            field,
+            f"{shown} looks like a local path, but local files are disabled: "
+            "GRAVITEX_INPUT_DIRS is not set. Set GRAVITEX_INPUT_DIRS to the folder(s) holding "
+            "your images, or pass an https:// URL or a data:image/...;base64 URL instead",
+        )
+    if "\x00" in value:
+        _refuse(field, f"{shown} contains a NUL character; {_VALID_IMAGE}")
+    roots = _resolved_roots(input_dirs)
+    if not roots:
+        _refuse(field, f"{shown}: none of the GRAVITEX_INPUT_DIRS can be used; {_VALID_IMAGE}")
+    roots_text = _clip(", ".join(str(root) for root in roots), 200)
+    try:
+        raw = Path(value).expanduser()
+    except RuntimeError:
+        _refuse(field, f"{shown}: '~' could not be expanded; give an absolute path. {_VALID_IMAGE}")
+    if raw.is_absolute():
+        target = raw
+    else:
+        found = [root / raw for root in roots if os.path.lexists(root / raw)]
+        target = found[0] if found else roots[0] / raw
+    # Decide "inside or not" before saying whether anything exists, so paths
+    # outside the input dirs cannot be probed.
+    try:
+        lexical = target.resolve()
+    except (OSError, RuntimeError) as exc:
+        _refuse(field, f"{shown} cannot be resolved ({_os_reason(exc)}); {_VALID_IMAGE}")
+    if not _inside(lexical, roots):
+        _refuse(
+            field,
+            f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
+            "valid: a file inside one of them ('..' and symlinks leading out are refused)",
+        )
+    try:
+        resolved = target.resolve(strict=True)
+    except FileNotFoundError:
+        _refuse(
+            field,
+            f"{shown} does not exist (looked in {_clip(str(lexical), 160)}); valid: an existing "
+            f"{_IMAGE_TYPES_TEXT} file inside GRAVITEX_INPUT_DIRS ({roots_text})",
+        )
+    except (OSError, RuntimeError) as exc:
+        _refuse(field, f"{shown} cannot be resolved ({_os_reason(exc)}); {_VALID_IMAGE}")
+    if not _inside(resolved, roots):
+        _refuse(
+            field,
+            f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
+            "valid: a file inside one of them ('..' and symlinks leading out are refused)",
+        )
+    data = _read_limited(resolved, field=field, shown=shown)
+    real = sniff_image_type(data)
+    if real is None:
+        _refuse(
+            field,
+            f"{shown} is not a {_IMAGE_TYPES_TEXT} image: its content is {describe_bytes(data)} "
+            "(the type is judged from the bytes, not the file name); valid: a PNG, JPEG or "
+            "WEBP file of at most 10 MB",
+        )
+    encoded = base64.b64encode(data).decode("ascii")
+    return _held_media(
+        data, mime=real, url=f"data:{real};base64,{encoded}", source="path", field=field, what=shown
+    )
+
+
+def _resolved_roots(input_dirs: Sequence[Path]) -> list[Path]:
+    roots: list[Path] = []
+    for directory in input_dirs:
+        try:
+            roots.append(Path(directory).expanduser().resolve())
+        except (OSError, RuntimeError):
+            continue  # an unusable root contains nothing
+    return roots
+
+
+def _inside(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
+
+
+def _read_limited(path: Path, *, field: str, shown: str) -> bytes:
+    """Read a regular file of at most MAX_MEDIA_BYTES, never more than that + 1 bytes."""
+    flags = (
+        os.O_RDONLY
+        | getattr(os, "O_NOFOLLOW", 0)  # the path is resolved: a symlink here is a swap
+        | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the open
+        | getattr(os, "O_CLOEXEC", 0)
+        | getattr(os, "O_BINARY", 0)
+    )
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        _refuse(field, f"{shown} cannot be opened ({_os_reason(exc)}); {_VALID_IMAGE}")
+    chunks: list[bytes] = []
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            _refuse(field, f"{shown} is a directory; valid: a {_IMAGE_TYPES_TEXT} file")
+        if not stat.S_ISREG(info.st_mode):
+            _refuse(field, f"{shown} is not a regular file; valid: a {_IMAGE_TYPES_TEXT} file")
+        if info.st_size > MAX_MEDIA_BYTES:
+            _refuse(field, _too_big(shown, info.st_size))
+        remaining = MAX_MEDIA_BYTES + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1024 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except OSError as exc:
+        _refuse(field, f"{shown} cannot be read ({_os_reason(exc)}); {_VALID_IMAGE}")
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_MEDIA_BYTES:  # grew while we looked
+        _refuse(field, _too_big(shown, len(data)))
+    return data
+
+
+def _too_big(shown: str, size: int) -> str:
+    return (
+        f"{shown} is {size} bytes ({_megabytes(size)}); the limit is 10 MB "
+        f"({MAX_MEDIA_BYTES} bytes). Use a smaller {_IMAGE_TYPES_TEXT} file"
+    )
+
+
+# --- shared helpers --------------------------------------------------------------------
+
+
+def _held_media(
+    data: bytes, *, mime: str, url: str, source: MediaSource, field: str, what: str
+) -> ResolvedMedia:
+    size = image_dimensions(data)
+    if size is None:
+        _refuse(
+            field,
+            f"{what} starts like {mime} but its header is truncated or damaged "
+            "(no readable width and height); valid: a complete PNG, JPEG or WEBP image",
+        )
+    width, height = size
+    return ResolvedMedia(
+        url=url,
+        source=source,
+        mime_type=mime,
+        size_bytes=len(data),
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _refuse(field: str, message: str) -> NoReturn:
+    raise InvalidArgumentsError([Problem(field, message)])
+
+
+def _clip(text: str, limit: int = _ECHO_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _echo(value: str) -> str:
+    """A short, safe rendering of a caller's value for an error message.
+
+    Data URLs show only their header; URLs lose credentials and query string.
+    """
+    if value[:5].lower() == "data:":
+        header = value.split(",", 1)[0]
+        return f"{_clip(header, 60)!r} (data URL of {len(value)} characters)"
+    scheme, sep, rest = value.partition("://")
+    if sep and _SCHEME_RE.fullmatch(scheme + ":"):
+        cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        authority, tail = rest[:cut], rest[cut:]
+        if "@" in authority:
+            authority = "…@" + authority.rsplit("@", 1)[1]
+        path, query_mark, _query = tail.partition("?")
+        path = path.split("#", 1)[0]
+        shown = f"{scheme}://{authority}{path}{'?…' if query_mark else ''}"
+        return repr(_clip(shown))
+    return repr(_clip(value))
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.2f} MB"
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
