@@ -1,0 +1,999 @@
+"""The task journal: every task this server submits, kept in SQLite.
+
+The journal lives in ``<state_dir>/tasks.sqlite3`` and is what
+``list_video_tasks`` and the ``gravitex://tasks/{task_id}`` resource read. A row
+is written *before* the submit request goes out (status ``submitting``), so a
+task that may have been created (and charged) upstream is never forgotten, even
+when the answer is lost or the process dies mid-request.
+
+Design choices:
+
+* **WAL mode + ``busy_timeout``** so several server processes (an editor and a
+  CLI, say) can share one file: readers never block the writer, and a writer
+  waits for another writer instead of failing. Every write is a short
+  ``BEGIN IMMEDIATE`` transaction, so a read-then-write never has to upgrade
+  its lock (which in WAL mode fails at once instead of waiting).
+* **``synchronous=FULL``**: the WAL is fsynced at every commit. ``NORMAL``
+  survives a crash of the process but may lose the last commits on power loss
+  or an OS crash; the rows here record tasks that cost money, writes are rare
+  (one per submit and per status *change*), so durability wins over the few
+  milliseconds an fsync costs.
+* **One connection per :class:`Journal`, guarded by a lock.** The SQLite work
+  runs in anyio worker threads (never on the event loop), and those threads
+  differ from call to call, so the connection is opened with
+  ``check_same_thread=False`` and a :class:`threading.Lock` makes sure only one
+  thread uses it at a time. Worker calls are not abandoned on cancellation, so
+  a write that started always finishes.
+* **Schema versioned with ``PRAGMA user_version``**; :data:`_MIGRATIONS` holds
+  one step per version, applied in one transaction at :meth:`Journal.open`.
+* **A corrupt file** (not a database, or ``PRAGMA quick_check`` not ``ok``) is
+  moved aside to ``tasks.sqlite3.corrupt-<UTC timestamp>`` together with its
+  ``-wal``/``-shm`` files, a warning is logged, and a fresh journal is started.
+  A *busy* or unreadable database is not corruption: it raises
+  :class:`JournalError` and is left alone.
+* **Only tasks this server submitted are journalled.** :meth:`Journal.record_status`
+  and :meth:`Journal.record_download` for a task id the journal does not know
+  (created by another tool or another state dir) do nothing and return
+  ``None``: its model and arguments are unknown, and a row made of guesses
+  would be worse than none.
+* **Terminal states stick.** Once a task is ``succeeded`` or ``failed``, a later
+  non-terminal observation (two processes polling, answers arriving out of
+  order) does not move it back.
+* **No image data and no signatures in the public view.** Any ``data:`` URL in
+  the arguments is replaced by ``sha256:<hex> (<mime>, N bytes)`` before it is
+  stored; the result URL is stored whole (downloads need it) but serialised as
+  ``scheme://host/path`` without its query string.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import Enum, StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
+
+import anyio.to_thread
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from .domain import TaskStatus
+from .errors import GravitexError, InvalidArgumentsError, Problem
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = [
+    "DB_FILENAME",
+    "DEFAULT_BUSY_TIMEOUT",
+    "DEFAULT_LIST_LIMIT",
+    "DEFAULT_URL_LIFETIME",
+    "MAX_LIST_LIMIT",
+    "Journal",
+    "JournalError",
+    "JournalStatus",
+    "TaskEvent",
+    "TaskRecord",
+    "data_url_digest",
+    "parse_url_expiry",
+    "redact_data_urls",
+    "redact_url",
+    "schema_version",
+    "utc_now",
+]
+
+logger = logging.getLogger(__name__)
+
+DB_FILENAME = "tasks.sqlite3"
+DEFAULT_BUSY_TIMEOUT = 10.0
+"""Seconds a writer waits for another process's write transaction."""
+DEFAULT_URL_LIFETIME = timedelta(hours=24)
+"""The docs: result URLs are valid for about 24 hours."""
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
+
+_T = TypeVar("_T")
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class JournalError(GravitexError):
+    """The task journal could not be opened, read or written."""
+
+
+class JournalStatus(StrEnum):
+    """A journal row's status: the contract's task states plus local ones."""
+
+    SUBMITTING = "submitting"
+    """Written before the submit request; the answer has not arrived yet."""
+    SUBMIT_UNKNOWN = "submit_unknown"
+    """The submit may have reached the API but its answer was lost."""
+    SUBMIT_FAILED = "submit_failed"
+    """The API refused the submit: no task exists."""
+    SUBMITTED = TaskStatus.SUBMITTED.value
+    QUEUED = TaskStatus.QUEUED.value
+    IN_PROGRESS = TaskStatus.IN_PROGRESS.value
+    SUCCEEDED = TaskStatus.SUCCEEDED.value
+    FAILED = TaskStatus.FAILED.value
+    UNKNOWN = TaskStatus.UNKNOWN.value
+
+    @property
+    def is_terminal(self) -> bool:
+        """``succeeded`` or ``failed``: nothing more will happen upstream."""
+        return self in (JournalStatus.SUCCEEDED, JournalStatus.FAILED)
+
+
+# --- Public models ------------------------------------------------------------
+
+
+class TaskEvent(BaseModel):
+    """One status change of a task."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: JournalStatus = Field(description="The status the task moved to.")
+    at: datetime = Field(description="When the change was seen (UTC).")
+    detail: str | None = Field(default=None, description="Why, when known.")
+
+
+class TaskRecord(BaseModel):
+    """One journal entry.
+
+    Serialising it (``model_dump``, ``model_dump_json``, :meth:`public_dict`)
+    always redacts ``url`` to ``scheme://host/path``; the attribute itself holds
+    the whole signed URL for the download code.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    local_id: str = Field(description="This server's id of the submission (a UUID).")
+    task_id: str | None = Field(description="The upstream task id; null until the submit answered.")
+    model: str = Field(description="The model id the task was submitted to.")
+    family: str = Field(description="The model family (sora, veo, wan, seedance).")
+    arguments: dict[str, Any] = Field(
+        description="The arguments given, with media data replaced by a sha256 digest."
+    )
+    status: JournalStatus = Field(description="The last status seen.")
+    raw_status: str | None = Field(
+        default=None, description="The upstream status string as it was received."
+    )
+    url: str | None = Field(
+        default=None,
+        repr=False,  # the signature must not reach a log through repr()
+        description="The result URL, shown without its query string (the signature).",
+    )
+    url_expires_at: datetime | None = Field(
+        default=None, description="When the result URL stops working (UTC, estimated)."
+    )
+    error_code: str | None = Field(default=None, description="The upstream error code.")
+    error_message: str | None = Field(default=None, description="Why the task failed.")
+    saved_path: str | None = Field(
+        default=None, description="Where the video was saved, once downloaded."
+    )
+    size_bytes: int | None = Field(default=None, description="Size of the saved video.")
+    sha256: str | None = Field(default=None, description="SHA-256 of the saved video.")
+    created_at: datetime = Field(description="When the submission began (UTC).")
+    updated_at: datetime = Field(description="When anything in this entry last changed (UTC).")
+    checked_at: datetime | None = Field(
+        default=None, description="When a status was last seen from the API (UTC)."
+    )
+    downloaded_at: datetime | None = Field(
+        default=None, description="When the video was saved (UTC)."
+    )
+    events: list[TaskEvent] = Field(
+        default_factory=list,
+        description="Status history, oldest first (filled for a single task only).",
+    )
+
+    @field_serializer("url")
+    def _serialize_url(self, value: str | None) -> str | None:
+        return None if value is None else redact_url(value)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The JSON-able view for the tasks resource and ``list_video_tasks``."""
+        return self.model_dump(mode="json")
+
+
+# --- Helpers (pure) -----------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/path``: no user info, query string or fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparseable URL>"
+    if not parts.scheme or not host:
+        # Not an absolute URL: keep only what precedes any query or fragment.
+        return re.split(r"[?#]", url, maxsplit=1)[0]
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+_AMZ_DATE = "%Y%m%dT%H%M%SZ"
+_MAX_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+def _as_seconds(value: str | None) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit():
+        return None
+    seconds = int(value)
+    return seconds if seconds <= _MAX_EPOCH else None
+
+
+def parse_url_expiry(url: str, *, seen_at: datetime) -> datetime:
+    """When a signed result URL expires.
+
+    Understood: ``Expires=<unix time>`` (Alibaba OSS, CloudFront);
+    ``X-Tos-Expires``/``X-Amz-Expires``/``X-Goog-Expires`` seconds counted from
+    the matching ``-Date`` (``YYYYMMDDTHHMMSSZ``), or from ``seen_at`` without
+    one. Anything else: ``seen_at`` + 24 h, the lifetime the docs give.
+    """
+    seen_at = _utc(seen_at)
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        query = ""
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        params.setdefault(key.lower(), value)
+    epoch = _as_seconds(params.get("expires"))
+    if epoch is not None:
+        return datetime.fromtimestamp(epoch, UTC)
+    for vendor in ("x-tos", "x-amz", "x-goog"):
+        lifetime = _as_seconds(params.get(f"{vendor}-expires"))
+        if lifetime is None:
+            continue
+        start = seen_at
+        raw_date = params.get(f"{vendor}-date")
+        if raw_date:
+            try:
+                start = datetime.strptime(raw_date.strip(), _AMZ_DATE).replace(tzinfo=UTC)
+            except ValueError:
+                start = seen_at
+        try:
+            return start + timedelta(seconds=lifetime)
+        except OverflowError:
+            break
+    return seen_at + DEFAULT_URL_LIFETIME
+
+
+_MIME_PART = r"[A-Za-z0-9!#$&^_.+-]+"
+_DATA_URL = re.compile(
+    rf"\s*data:(?P<mime>{_MIME_PART}/{_MIME_PART})?(?P<params>(?:;[^,;]*)*),(?P<payload>.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_EMBEDDED_BASE64_DATA_URL = re.compile(
+    rf"data:(?:{_MIME_PART}/{_MIME_PART})?(?:;[A-Za-z0-9._=+-]+)*;base64,[A-Za-z0-9+/_=-]+",
+    re.IGNORECASE,
+)
+
+
+def _digest(data: bytes, mime: str, note: str = "") -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()} ({mime}, {len(data)} bytes{note})"
+
+
+def data_url_digest(value: str) -> str | None:
+    """``sha256:<hex> (<mime>, N bytes)`` of a data URL's decoded bytes.
+
+    ``None`` when ``value`` is not a data URL. A payload that claims base64
+    but is not valid base64 is hashed as it stands and marked so.
+    """
+    match = _DATA_URL.fullmatch(value)
+    if match is None:
+        return None
+    mime = (match["mime"] or "text/plain").lower()
+    params = [p.strip().lower() for p in match["params"].split(";") if p.strip()]
+    payload = match["payload"]
+    if "base64" in params:
+        compact = re.sub(r"\s+", "", payload)
+        if "-" in compact or "_" in compact:  # the URL-safe alphabet
+            compact = compact.translate(str.maketrans("-_", "+/"))
+        try:
+            return _digest(base64.b64decode(compact.encode("ascii"), validate=True), mime)
+        except (binascii.Error, ValueError):
+            pass
+        return _digest(payload.encode("utf-8", "surrogatepass"), mime, ", not valid base64")
+    return _digest(unquote_to_bytes(payload), mime)
+
+
+def _redact_text(text: str) -> str:
+    whole = data_url_digest(text)
+    if whole is not None:
+        return whole
+
+    def _one(match: re.Match[str]) -> str:
+        return data_url_digest(match[0]) or match[0]
+
+    return _EMBEDDED_BASE64_DATA_URL.sub(_one, text)
+
+
+def redact_data_urls(value: Any) -> Any:
+    """A JSON-able copy of ``value`` with every ``data:`` URL replaced by its digest.
+
+    Walks mappings, lists, tuples and sets at any depth. Raw bytes become a
+    digest too; other objects their ``str()``.
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Enum):
+        return redact_data_urls(value.value)
+    if isinstance(value, str):
+        return _redact_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _digest(bytes(value), "application/octet-stream")
+    if isinstance(value, BaseModel):
+        return redact_data_urls(value.model_dump(mode="json"))
+    if isinstance(value, Mapping):
+        return {str(k): redact_data_urls(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_data_urls(v) for v in value]
+    return _redact_text(str(value))
+
+
+def _encode_arguments(arguments: Mapping[str, Any]) -> str:
+    return json.dumps(redact_data_urls(arguments), ensure_ascii=False, separators=(",", ":"))
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    """Fixed-width ISO 8601 in UTC, so text order is time order."""
+    return _utc(moment).isoformat(timespec="microseconds")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+# --- Schema -------------------------------------------------------------------
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE tasks (
+            seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+            local_id       TEXT    NOT NULL UNIQUE,
+            task_id        TEXT    UNIQUE,
+            model          TEXT    NOT NULL,
+            family         TEXT    NOT NULL,
+            arguments      TEXT    NOT NULL,
+            status         TEXT    NOT NULL,
+            raw_status     TEXT,
+            url            TEXT,
+            url_expires_at TEXT,
+            error_code     TEXT,
+            error_message  TEXT,
+            saved_path     TEXT,
+            size_bytes     INTEGER,
+            sha256         TEXT,
+            created_at     TEXT    NOT NULL,
+            updated_at     TEXT    NOT NULL,
+            checked_at     TEXT,
+            downloaded_at  TEXT
+        )
+        """
+    )
+    conn.execute("CREATE INDEX tasks_by_created ON tasks (created_at, seq)")
+    conn.execute("CREATE INDEX tasks_by_status ON tasks (status, created_at, seq)")
+    conn.execute(
+        """
+        CREATE TABLE task_events (
+            id       INTEGER PRIMARY KEY AUTOINCREMENT,
+            local_id TEXT NOT NULL REFERENCES tasks (local_id) ON DELETE CASCADE,
+            status   TEXT NOT NULL,
+            at       TEXT NOT NULL,
+            detail   TEXT
+        )
+        """
+    )
+    conn.execute("CREATE INDEX task_events_by_task ON task_events (local_id, id)")
+
+
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+"""``_MIGRATIONS[n]`` takes a database from ``user_version`` n to n + 1.
+
+To change the schema, append a step; never edit a released one.
+"""
+
+
+def schema_version() -> int:
+    """The ``user_version`` this code writes."""
+    return len(_MIGRATIONS)
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection, begin: str) -> Iterator[None]:
+    conn.execute(begin)
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _write(conn: sqlite3.Connection) -> contextlib.AbstractContextManager[None]:
+    # IMMEDIATE takes the write lock up front (waiting up to busy_timeout), so a
+    # read inside the transaction never needs a lock upgrade.
+    return _transaction(conn, "BEGIN IMMEDIATE")
+
+
+def _read(conn: sqlite3.Connection) -> contextlib.AbstractContextManager[None]:
+    return _transaction(conn, "BEGIN")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    target = schema_version()
+    with _write(conn):
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > target:
+            raise JournalError(
+                f"The task journal {path} has schema version {version}, newer than this "
+                f"gravitex-mcp understands ({target}): upgrade gravitex-mcp, or point "
+                "GRAVITEX_STATE_DIR at another directory."
+            )
+        for step in range(version, target):
+            _MIGRATIONS[step](conn)
+        if version != target:
+            conn.execute(f"PRAGMA user_version = {int(target)}")
+
+
+# --- Opening ------------------------------------------------------------------
+
+
+class _CorruptDatabaseError(Exception):
+    pass
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
+
+
+def _ensure_state_dir(state_dir: Path) -> None:
+    if state_dir.is_dir():
+        return
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # mkdir's mode is filtered by the umask; say exactly what we mean.
+    os.chmod(state_dir, 0o700)
+
+
+@contextlib.contextmanager
+def _open_lock(state_dir: Path) -> Iterator[None]:
+    """Serialise the check-and-recover step between processes (POSIX only).
+
+    Without it, a process that found the file corrupt could move aside the
+    fresh journal another process had just created in its place.
+    """
+    if sys.platform == "win32":
+        yield
+        return
+    try:
+        fd = os.open(state_dir, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):  # no flock on this filesystem: go on unlocked
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    # Create the file ourselves so it is private to the user (-wal/-shm inherit it).
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    conn = sqlite3.connect(
+        path,
+        timeout=busy_timeout,
+        isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+        check_same_thread=False,  # used from worker threads, one at a time (lock)
+    )
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        if mode != "wal":
+            logger.warning(
+                "task journal %s: WAL mode unavailable (journal_mode=%s); "
+                "sharing it between processes will be slower",
+                path,
+                mode,
+            )
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        verdict = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+        if verdict != ["ok"]:
+            raise _CorruptDatabaseError("; ".join(verdict[:3]) or "quick_check returned nothing")
+        _migrate(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _move_aside(path: Path, at: datetime) -> Path:
+    base = f"{path.name}.corrupt-{_utc(at).strftime('%Y%m%dT%H%M%SZ')}"
+    aside = path.with_name(base)
+    counter = 0
+    while any(Path(f"{aside}{s}").exists() for s in ("", *_SIDE_FILES)):
+        counter += 1
+        aside = path.with_name(f"{base}.{counter}")
+    for suffix in ("", *_SIDE_FILES):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+    return aside
+
+
+def _open_connection(
+    path: Path, busy_timeout: float, now: Callable[[], datetime]
+) -> sqlite3.Connection:
+    reason: str
+    try:
+        return _connect(path, busy_timeout)
+    except _CorruptDatabaseError as exc:
+        reason = str(exc)
+    except sqlite3.DatabaseError as exc:
+        if not _is_corruption(exc):
+            raise JournalError(f"Cannot open the task journal {path}: {exc}") from exc
+        reason = str(exc)
+    except (sqlite3.Error, OSError) as exc:
+        raise JournalError(f"Cannot open the task journal {path}: {exc}") from exc
+    try:
+        aside = _move_aside(path, now())
+    except OSError as exc:
+        raise JournalError(
+            f"The task journal {path} is corrupt ({reason}) and could not be moved aside: {exc}"
+        ) from exc
+    logger.warning(
+        "task journal %s was corrupt (%s); moved it aside to %s and started a new one",
+        path,
+        reason,
+        aside,
+    )
+    try:
+        return _connect(path, busy_timeout)
+    except (_CorruptDatabaseError, sqlite3.Error, OSError) as exc:
+        raise JournalError(f"Cannot start a new task journal at {path}: {exc}") from exc
+
+
+# --- The journal --------------------------------------------------------------
+
+
+_FIND_BY_TASK_ID = "SELECT * FROM tasks WHERE task_id = ?"
+_FIND_BY_LOCAL_ID = "SELECT * FROM tasks WHERE local_id = ?"
+_LIST_ALL = "SELECT * FROM tasks ORDER BY created_at DESC, seq DESC LIMIT ?"
+_LIST_BY_STATUS = "SELECT * FROM tasks WHERE status = ? ORDER BY created_at DESC, seq DESC LIMIT ?"
+
+
+def _find(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(_FIND_BY_TASK_ID, (key,)).fetchone()
+    if row is None:
+        row = conn.execute(_FIND_BY_LOCAL_ID, (key,)).fetchone()
+    return row
+
+
+def _add_event(
+    conn: sqlite3.Connection,
+    local_id: str,
+    status: JournalStatus,
+    at: str,
+    detail: str | None,
+) -> None:
+    conn.execute(
+        "INSERT INTO task_events (local_id, status, at, detail) VALUES (?, ?, ?, ?)",
+        (local_id, status.value, at, detail),
+    )
+
+
+def _record(row: sqlite3.Row, events: Sequence[TaskEvent] = ()) -> TaskRecord:
+    return TaskRecord(
+        local_id=row["local_id"],
+        task_id=row["task_id"],
+        model=row["model"],
+        family=row["family"],
+        arguments=json.loads(row["arguments"]),
+        status=JournalStatus(row["status"]),
+        raw_status=row["raw_status"],
+        url=row["url"],
+        url_expires_at=_parse_time(row["url_expires_at"]),
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        saved_path=row["saved_path"],
+        size_bytes=row["size_bytes"],
+        sha256=row["sha256"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+        checked_at=_parse_time(row["checked_at"]),
+        downloaded_at=_parse_time(row["downloaded_at"]),
+        events=list(events),
+    )
+
+
+def _clean_text(text: str | None) -> str | None:
+    return None if text is None else _redact_text(text)
+
+
+class Journal:
+    """The task journal. Build it with :meth:`open`; share one per process."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, now: Callable[[], datetime]) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._now = now
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @classmethod
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> Journal:
+        """Open (or create) ``<state_dir>/tasks.sqlite3``; call once at start-up.
+
+        Creates ``state_dir`` (mode 0700) when missing, migrates the schema,
+        and replaces a corrupt file with a new one (see the module notes).
+        Raises :class:`JournalError` when the journal cannot be used.
+        """
+        state_dir = Path(state_dir)
+        try:
+            _ensure_state_dir(state_dir)
+        except OSError as exc:
+            raise JournalError(
+                f"Cannot create the state directory {state_dir} for the task journal: {exc}. "
+                "Set GRAVITEX_STATE_DIR to a writable directory."
+            ) from exc
+        path = state_dir / DB_FILENAME
+        with _open_lock(state_dir):
+            conn = _open_connection(path, busy_timeout, now)
+        return cls(conn, path, now)
+
+    def close(self) -> None:
+        """Close the connection; idempotent. Later calls raise :class:`JournalError`."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- plumbing
+
+    def _stamp(self) -> str:
+        return _iso(self._now())
+
+    def _locked(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._lock:
+            if self._conn is None:
+                raise JournalError(f"The task journal {self._path} is closed.")
+            try:
+                return operation(self._conn)
+            except sqlite3.Error as exc:
+                raise JournalError(f"Task journal {self._path}: {exc}") from exc
+
+    async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        return await anyio.to_thread.run_sync(self._locked, operation)
+
+    # --- submissions
+
+    async def begin_submission(
+        self, *, model: str, family: str, arguments: Mapping[str, Any]
+    ) -> str:
+        """Record a submission about to be sent; returns its local id.
+
+        Call it *before* the POST. Any ``data:`` URL left in ``arguments`` is
+        replaced by its digest.
+        """
+        encoded = await anyio.to_thread.run_sync(_encode_arguments, dict(arguments))
+        local_id = str(uuid.uuid4())
+
+        def operation(conn: sqlite3.Connection) -> str:
+            at = self._stamp()
+            with _write(conn):
+                conn.execute(
+                    "INSERT INTO tasks (local_id, model, family, arguments, status, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        local_id,
+                        str(model),
+                        str(family),
+                        encoded,
+                        JournalStatus.SUBMITTING.value,
+                        at,
+                        at,
+                    ),
+                )
+                _add_event(conn, local_id, JournalStatus.SUBMITTING, at, None)
+            return local_id
+
+        return await self._run(operation)
+
+    async def complete_submission(
+        self, local_id: str, *, task_id: str, status: TaskStatus | JournalStatus
+    ) -> TaskRecord:
+        """The submit answered with ``task_id``: attach it and record ``status``.
+
+        Also accepted after :meth:`fail_submission` (a late answer). Raises
+        :class:`JournalError` for an unknown ``local_id`` or a ``task_id``
+        already attached to another submission.
+        """
+        new_status = JournalStatus(status)
+
+        def operation(conn: sqlite3.Connection) -> TaskRecord:
+            at = self._stamp()
+            with _write(conn):
+                row = conn.execute(_FIND_BY_LOCAL_ID, (local_id,)).fetchone()
+                if row is None:
+                    raise JournalError(f"No submission {local_id!r} in the task journal.")
+                if row["task_id"] not in (None, task_id):
+                    raise JournalError(
+                        f"Submission {local_id!r} already has task id {row['task_id']!r}."
+                    )
+                other = conn.execute(
+                    "SELECT local_id FROM tasks WHERE task_id = ? AND local_id <> ?",
+                    (task_id, local_id),
+                ).fetchone()
+                if other is not None:
+                    raise JournalError(
+                        f"Task id {task_id!r} is already recorded for submission "
+                        f"{other['local_id']!r}."
+                    )
+                conn.execute(
+                    "UPDATE tasks SET task_id = ?, status = ?, updated_at = ? WHERE local_id = ?",
+                    (task_id, new_status.value, at, local_id),
+                )
+                if new_status.value != row["status"]:
+                    _add_event(conn, local_id, new_status, at, f"task id {task_id}")
+                updated = conn.execute(_FIND_BY_LOCAL_ID, (local_id,)).fetchone()
+            return _record(updated)
+
+        return await self._run(operation)
+
+    async def fail_submission(self, local_id: str, *, message: str, outcome_unknown: bool) -> None:
+        """The submit did not give a task id.
+
+        ``outcome_unknown=True``: the request may have created a task (status
+        ``submit_unknown``); otherwise the API refused it (``submit_failed``).
+        Raises :class:`JournalError` for an unknown ``local_id``.
+        """
+        new_status = (
+            JournalStatus.SUBMIT_UNKNOWN if outcome_unknown else JournalStatus.SUBMIT_FAILED
+        )
+        detail = _clean_text(message)
+
+        def operation(conn: sqlite3.Connection) -> None:
+            at = self._stamp()
+            with _write(conn):
+                row = conn.execute(
+                    "SELECT status FROM tasks WHERE local_id = ?", (local_id,)
+                ).fetchone()
+                if row is None:
+                    raise JournalError(f"No submission {local_id!r} in the task journal.")
+                conn.execute(
+                    "UPDATE tasks SET status = ?, error_message = ?, updated_at = ? "
+                    "WHERE local_id = ?",
+                    (new_status.value, detail, at, local_id),
+                )
+                if new_status.value != row["status"]:
+                    _add_event(conn, local_id, new_status, at, detail)
+
+        await self._run(operation)
+
+    # --- observations
+
+    async def record_status(
+        self,
+        task_id: str,
+        *,
+        status: TaskStatus | JournalStatus,
+        raw_status: str | None = None,
+        url: str | None = None,
+        error_code: str | int | None = None,
+        error_message: str | None = None,
+    ) -> TaskRecord | None:
+        """Record what a query of ``task_id`` (upstream id, or local id) showed.
+
+        A history event is appended only when the status changes; a terminal
+        status is never replaced by a non-terminal one. A new ``url`` gets its
+        expiry computed (see :func:`parse_url_expiry`). Returns the updated
+        entry (without events), or ``None`` - writing nothing - when the journal
+        does not know the task.
+        """
+        seen = JournalStatus(status)
+        code = None if error_code is None else str(error_code)
+        message = _clean_text(error_message)
+
+        def operation(conn: sqlite3.Connection) -> TaskRecord | None:
+            now = _utc(self._now())
+            at = _iso(now)
+            with _write(conn):
+                row = _find(conn, task_id)
+                if row is None:
+                    logger.debug("record_status: task %s is not in the journal", task_id)
+                    return None
+                current = JournalStatus(row["status"])
+                regression = current.is_terminal and not seen.is_terminal
+                new_status = current if regression else seen
+                new_raw = row["raw_status"] if regression or raw_status is None else raw_status
+                new_url, expires = row["url"], row["url_expires_at"]
+                if url is not None and url != row["url"]:
+                    new_url, expires = url, _iso(parse_url_expiry(url, seen_at=now))
+                new_code = row["error_code"] if code is None else code
+                new_message = row["error_message"] if message is None else message
+                changed = (
+                    new_status.value != row["status"]
+                    or new_raw != row["raw_status"]
+                    or new_url != row["url"]
+                    or new_code != row["error_code"]
+                    or new_message != row["error_message"]
+                )
+                conn.execute(
+                    "UPDATE tasks SET status = ?, raw_status = ?, url = ?, url_expires_at = ?, "
+                    "error_code = ?, error_message = ?, checked_at = ?, updated_at = ? "
+                    "WHERE local_id = ?",
+                    (
+                        new_status.value,
+                        new_raw,
+                        new_url,
+                        expires,
+                        new_code,
+                        new_message,
+                        at,
+                        at if changed else row["updated_at"],
+                        row["local_id"],
+                    ),
+                )
+                if new_status.value != row["status"]:
+                    _add_event(
+                        conn,
+                        row["local_id"],
+                        new_status,
+                        at,
+                        _event_detail(
+                            new_status, seen_raw=raw_status, code=new_code, message=new_message
+                        ),
+                    )
+                updated = conn.execute(_FIND_BY_LOCAL_ID, (row["local_id"],)).fetchone()
+            return _record(updated)
+
+        return await self._run(operation)
+
+    async def record_download(
+        self, task_id: str, *, path: Path, size_bytes: int, sha256: str
+    ) -> None:
+        """Record where the video of ``task_id`` (upstream or local id) was saved.
+
+        Does nothing for a task the journal does not know.
+        """
+        saved = str(path)
+
+        def operation(conn: sqlite3.Connection) -> None:
+            at = self._stamp()
+            with _write(conn):
+                row = _find(conn, task_id)
+                if row is None:
+                    logger.debug("record_download: task %s is not in the journal", task_id)
+                    return
+                conn.execute(
+                    "UPDATE tasks SET saved_path = ?, size_bytes = ?, sha256 = ?, "
+                    "downloaded_at = ?, updated_at = ? WHERE local_id = ?",
+                    (saved, int(size_bytes), sha256, at, at, row["local_id"]),
+                )
+
+        await self._run(operation)
+
+    # --- reading
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        """One entry with its status history, by upstream task id or local id."""
+
+        def operation(conn: sqlite3.Connection) -> TaskRecord | None:
+            with _read(conn):
+                row = _find(conn, task_id)
+                if row is None:
+                    return None
+                events = [
+                    TaskEvent(
+                        status=JournalStatus(e["status"]),
+                        at=datetime.fromisoformat(e["at"]),
+                        detail=e["detail"],
+                    )
+                    for e in conn.execute(
+                        "SELECT status, at, detail FROM task_events WHERE local_id = ? ORDER BY id",
+                        (row["local_id"],),
+                    )
+                ]
+            return _record(row, events)
+
+        return await self._run(operation)
+
+    async def list(
+        self, *, limit: int = DEFAULT_LIST_LIMIT, status: str | None = None
+    ) -> builtins.list[TaskRecord]:
+        """The newest entries first (by creation), optionally of one status.
+
+        Raises :class:`InvalidArgumentsError` for a ``limit`` outside
+        1..:data:`MAX_LIST_LIMIT` or an unknown ``status``.
+        """
+        problems: builtins.list[Problem] = []
+        if isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
+            problems.append(
+                Problem("limit", f"must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
+            )
+        wanted: JournalStatus | None = None
+        if status is not None:
+            try:
+                wanted = JournalStatus(status)
+            except ValueError:
+                valid = ", ".join(s.value for s in JournalStatus)
+                problems.append(Problem("status", f"must be one of {valid}, got {status!r}"))
+        if problems:
+            raise InvalidArgumentsError(problems)
+
+        def operation(conn: sqlite3.Connection) -> builtins.list[TaskRecord]:
+            if wanted is None:
+                rows = conn.execute(_LIST_ALL, (limit,)).fetchall()
+            else:
+                rows = conn.execute(_LIST_BY_STATUS, (wanted.value, limit)).fetchall()
+            return [_record(row) for row in rows]
+
+        return await self._run(operation)
+
+
+def _event_detail(
+    status: JournalStatus, *, seen_raw: str | None, code: str | None, message: str | None
+) -> str | None:
+    if status is JournalStatus.FAILED and (code or message):
+        return f"{code}: {message}" if code and message else (message or code)
+    if seen_raw is not None and seen_raw != status.value:
+        return f"upstream status {seen_raw!r}"
+    return None
