@@ -1,0 +1,322 @@
+"""Validation: the unified arguments checked against the chosen model, before anything is sent.
+
+:func:`validate` reads only the catalog's data; it has no per-model code. It
+reports every problem of a call in one :class:`InvalidArgumentsError`, each
+naming the field, the model and what is valid:
+
+* an unknown model, an empty prompt;
+* an argument the model does not take, a value it does not support;
+* Seedance ``--markers`` written in the prompt, checked like the arguments
+  they stand for, and refused when they contradict an explicit argument;
+* a set of images that is none of the model's modes;
+* a pair of settings the model refuses together (``exclusions``);
+* a size that disagrees with the aspect ratio or resolution that pick it.
+
+Media values are not looked at here: ``inputs.resolve_media`` checks them
+(:mod:`gravitex_mcp.prepare` puts both kinds of problems in one error).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .arguments import VideoArguments
+from .catalog import (
+    ARGUMENT_TYPES,
+    CATALOG,
+    MEDIA_KINDS,
+    MODE_ARGUMENTS,
+    MODE_DEFINING_ARGUMENTS,
+    ModelSpec,
+    Value,
+    argument_names,
+    format_size,
+    format_value,
+    parse_size,
+    takers,
+    unknown_model_problem,
+    valid_values_text,
+)
+from .domain import Mode
+from .errors import InvalidArgumentsError, Problem
+from .translate import FoundMarker, find_prompt_markers, marker_value
+
+_ECHO_LIMIT = 80
+
+
+@dataclass(frozen=True, slots=True)
+class _Setting:
+    """An accepted value and where it came from (the argument, or a prompt marker)."""
+
+    value: Any
+    field: str
+    shown: str
+
+
+def validate(args: VideoArguments) -> ModelSpec:
+    """The spec of ``args.model`` when the call is valid for it.
+
+    Raises :class:`InvalidArgumentsError` listing every problem found.
+    """
+    spec = CATALOG.get(args.model)
+    problems: list[Problem] = []
+    if spec is None:
+        problems.append(unknown_model_problem(args.model))
+    if not args.prompt.strip():
+        problems.append(
+            Problem(
+                "prompt",
+                "is empty; describe the video to generate (subject, action, scene, camera)",
+            )
+        )
+    if spec is None:
+        # Without a model nothing else can be judged.
+        raise InvalidArgumentsError(problems)
+    problems.extend(_review(spec, args))
+    if problems:
+        raise InvalidArgumentsError(problems, model=spec.id)
+    return spec
+
+
+def advisory_notes(spec: ModelSpec, args: VideoArguments) -> tuple[str, ...]:
+    """Notes for settings that are accepted but will not do what they say.
+
+    For example ``generate_audio=false`` on a fast Veo model, which always
+    includes audio. Call after :func:`validate`.
+    """
+    values: dict[str, object] = dict(args.given())
+    for found in find_prompt_markers(args.prompt, spec.family):
+        if found.raw is not None and found.argument not in values:
+            values[found.argument] = marker_value(found.argument, found.raw)
+    return tuple(a.note for a in spec.advisories if a.setting.matches(values))
+
+
+# --- the review ---------------------------------------------------------------------------
+
+
+def _review(spec: ModelSpec, args: VideoArguments) -> list[Problem]:
+    given = args.given()
+    problems: list[Problem] = []
+    settings: dict[str, _Setting] = {}
+    for name, value in given.items():
+        if name in ("model", "prompt"):
+            continue
+        if not spec.takes(name):
+            problems.append(Problem(name, _not_taken(spec, name)))
+            continue
+        shown = _echo(value)
+        normal, message = _check_value(spec, name, value, shown)
+        if message is not None:
+            problems.append(Problem(name, message))
+            continue
+        settings[name] = _Setting(normal, name, shown)
+    mentioned = set(given)
+    problems.extend(_review_markers(spec, args.prompt, settings, mentioned))
+    problems.extend(_review_mode(spec, given))
+    problems.extend(_review_exclusions(spec, settings))
+    problems.extend(_review_size(spec, settings, mentioned))
+    return problems
+
+
+def _check_value(spec: ModelSpec, name: str, value: Any, shown: str) -> tuple[Any, str | None]:
+    """``(normalised value, None)``, or ``(value, message)`` saying what is valid."""
+    arg = spec.arguments[name]
+    if name in MEDIA_KINDS or (isinstance(value, bool) and not arg.choices):
+        return value, None  # media: inputs.resolve_media checks them; booleans: any
+    normal = value
+    if name == "size":
+        size = parse_size(str(value))
+        if size is None:
+            return value, f"{shown} is not a size; write it as WxH or W*H (e.g. 1280x720)"
+        normal = format_size(size)
+    unsupported = f"{shown} is not supported by {spec.id}; {valid_values_text(name, arg)}"
+    if arg.choices and normal not in arg.choices:
+        return value, unsupported
+    if isinstance(normal, int) and not isinstance(normal, bool):
+        too_low = arg.minimum is not None and normal < arg.minimum
+        too_high = arg.maximum is not None and normal > arg.maximum
+        if too_low or too_high:
+            return value, unsupported
+    if arg.pattern is not None and not _matches(arg.pattern, str(normal)):
+        return value, f"{shown} is not accepted by {spec.id}; {valid_values_text(name, arg)}"
+    return normal, None
+
+
+def _matches(pattern: str, text: str) -> bool:
+    return re.search(pattern, text) is not None
+
+
+def _not_taken(spec: ModelSpec, name: str) -> str:
+    others = takers(name)
+    where = f"models that take it: {', '.join(others)}" if others else "no model takes it"
+    takes = ", ".join(argument_names(["model", "prompt", *spec.arguments]))
+    return f"{spec.id} does not take {name} ({where}); arguments {spec.id} takes: {takes}"
+
+
+def _review_markers(
+    spec: ModelSpec, prompt: str, settings: dict[str, _Setting], mentioned: set[str]
+) -> list[Problem]:
+    """Check the prompt's markers; the good ones join ``settings`` (and ``mentioned``)."""
+    problems: list[Problem] = []
+    seen: dict[str, tuple[FoundMarker, Value]] = {}
+    for found in find_prompt_markers(prompt, spec.family):
+        argument = found.argument
+        mentioned.add(argument)
+        where = f"{found} in the prompt"
+        if not spec.takes(argument):
+            problems.append(Problem("prompt", f"{where}: {_not_taken(spec, argument)}"))
+            continue
+        arg = spec.arguments[argument]
+        if found.raw is None:
+            problems.append(
+                Problem(
+                    "prompt",
+                    f"--{found.name} has no value; write --{found.name} <value> "
+                    f"({valid_values_text(argument, arg)})",
+                )
+            )
+            continue
+        value = marker_value(argument, found.raw)
+        if value is None:
+            kind = "true or false" if ARGUMENT_TYPES[argument] == "boolean" else "a whole number"
+            problems.append(
+                Problem(
+                    "prompt",
+                    f"{where}: {found.raw!r} is not {kind}; {valid_values_text(argument, arg)}",
+                )
+            )
+            continue
+        normal, message = _check_value(spec, argument, value, _echo(found.raw))
+        if message is not None:
+            problems.append(Problem("prompt", f"{where}: {message}"))
+            continue
+        if argument in seen:
+            earlier, earlier_value = seen[argument]
+            if earlier_value != normal:
+                problems.append(
+                    Problem("prompt", f"{earlier} and {found} both set {argument}; keep one")
+                )
+            continue
+        seen[argument] = (found, normal)
+        explicit = settings.get(argument)
+        if explicit is None:
+            settings[argument] = _Setting(normal, "prompt", where)
+        elif explicit.value != normal:
+            problems.append(
+                Problem(
+                    argument,
+                    f"{explicit.shown} conflicts with {where}; set {argument} once, "
+                    "as an argument or as a prompt marker",
+                )
+            )
+    return problems
+
+
+def _review_mode(spec: ModelSpec, given: Mapping[str, Any]) -> list[Problem]:
+    """The images (and remix id) given must make up exactly one of the model's modes."""
+    media = [name for name in MODE_DEFINING_ARGUMENTS if name in given]
+    if any(not spec.takes(name) for name in media):
+        return []  # already reported as not taken
+    if any(set(MODE_ARGUMENTS[mode]) == set(media) for mode in spec.modes):
+        return []
+    modes = "; ".join(
+        f"{mode.value} ({' + '.join(MODE_ARGUMENTS[mode]) or 'no image'})"
+        for mode in Mode
+        if mode in spec.modes
+    )
+    if not media:
+        needed = next(n for mode in Mode if mode in spec.modes for n in MODE_ARGUMENTS[mode])
+        return [
+            Problem(
+                needed,
+                f"is required by {spec.id}, which has no text-to-video mode; its modes: {modes}",
+            )
+        ]
+    call = f"{media[0]} alone" if len(media) == 1 else " + ".join(media) + " together"
+    return [Problem(media[-1], f"{call} is not a mode of {spec.id}; its modes: {modes}")]
+
+
+def _review_exclusions(spec: ModelSpec, settings: Mapping[str, _Setting]) -> list[Problem]:
+    values = {name: s.value for name, s in settings.items()}
+    problems: list[Problem] = []
+    for exclusion in spec.exclusions:
+        if not (exclusion.first.matches(values) and exclusion.second.matches(values)):
+            continue
+        second = settings[exclusion.second.argument]
+        message = (
+            f"{second.shown} cannot be combined with {exclusion.first} on {spec.id}: "
+            f"{exclusion.reason}"
+        )
+        choices = spec.arguments[exclusion.second.argument].choices
+        others = [format_value(c) for c in choices if c != exclusion.second.value]
+        if others:
+            message += f"; valid values with {exclusion.first.argument}: {', '.join(others)}"
+        problems.append(Problem(second.field, message))
+    return problems
+
+
+def _review_size(
+    spec: ModelSpec, settings: Mapping[str, _Setting], mentioned: set[str]
+) -> list[Problem]:
+    """The arguments that pick the size must all be there, pick one, and agree with size."""
+    derivation = spec.size_from
+    if derivation is None or not any(name in mentioned for name in derivation.by):
+        return []
+    if any(name in mentioned and name not in settings for name in (*derivation.by, "size")):
+        return []  # a refused value: already reported
+    by = " + ".join(derivation.by)
+    missing = [name for name in derivation.by if name not in settings]
+    if missing:
+        given = ", ".join(
+            f"{name} {settings[name].shown}" for name in derivation.by if name in settings
+        )
+        choices = valid_values_text(missing[0], spec.arguments[missing[0]])
+        instead = "leave out " + given if "size" in settings else "give size instead"
+        return [
+            Problem(
+                missing[0],
+                f"{spec.id} picks size from {by} together, and {given} came without "
+                f"{missing[0]}: add {missing[0]} ({choices}) or {instead}",
+            )
+        ]
+    key = tuple(str(settings[name].value) for name in derivation.by)
+    combo = " + ".join(f"{name} {settings[name].shown}" for name in derivation.by)
+    picked = derivation.table.get(key)
+    if picked is None:
+        valid = "; ".join(
+            " ".join(k) + " -> " + format_size(v, spec.size_separator)
+            for k, v in derivation.table.items()
+        )
+        last = derivation.by[-1]
+        return [
+            Problem(
+                settings[last].field,
+                f"{spec.id} has no size for {combo}; valid combinations: {valid}",
+            )
+        ]
+    size = settings.get("size")
+    if size is not None and size.value != format_size(picked):
+        return [
+            Problem(
+                "size",
+                f"{size.shown} does not match {combo}, which picks "
+                f"{format_size(picked, spec.size_separator)} on {spec.id}; give size alone, "
+                f"or {by} alone",
+            )
+        ]
+    return []
+
+
+def _echo(value: Any) -> str:
+    """A short rendering of a caller's value: no query strings, at most 80 characters."""
+    if not isinstance(value, str):
+        return format_value(value)
+    text = value
+    if "://" in text and "?" in text:
+        text = text.split("?", 1)[0] + "?…"
+    if len(text) > _ECHO_LIMIT:
+        text = text[: _ECHO_LIMIT - 1] + "…"
+    return text
