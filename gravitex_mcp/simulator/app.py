@@ -1,0 +1,742 @@
+"""The simulator: a Starlette app that behaves like the Gravitex video API.
+
+Routes (as documented upstream, plus the object-store route the non-Sora
+results point at, and a control API for out-of-process tests):
+
+* ``POST /v1/video/generations``                  submit a task
+* ``GET  /v1/video/generations/{task_id}``        query a task
+* ``GET  /v1/video/generations/download?id=...``  Sora only: the mp4 as base64 in JSON (streamed)
+* ``GET  /files/{task_id}.mp4?Expires=&Signature=`` signed, expiring link to a non-Sora mp4
+* ``/_simulator/state|faults|advance|reset``      control (when ``config.control_routes``)
+
+Time comes from one injected clock plus :meth:`Simulator.advance`; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import anyio.lowlevel
+import httpx2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from ..domain import Family
+from . import media
+from .config import SimulatorConfig
+from .faults import ANSWER_KINDS, ARRIVAL_KINDS, Endpoint, Fault, FaultKind, FaultPlan
+from .gateway_rules import GatewayError, validate_submit
+from .tasks import SimTask, TaskState, new_task_id, size_from_prompt
+
+#: A server that can end a connection in the middle of a response body puts this
+#: key in ``scope["extensions"]``; without it a cut body ends by raising
+#: :class:`httpx2.RemoteProtocolError` (what an in-process client would have seen).
+ABORT_EXTENSION = "gravitex.simulator.abort"
+
+_JSON = "application/json"
+_XML = "application/xml"
+_BAD_BASE64 = b"*#!~"
+
+
+def _request_id() -> str:
+    return f"sim-{secrets.token_hex(8)}"
+
+
+def _dumps(payload: object) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def _json(payload: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        _dumps(payload),
+        status_code=status,
+        media_type=_JSON,
+        headers={"X-Request-Id": _request_id(), **(headers or {})},
+    )
+
+
+def _gateway_error(error: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
+    return _json(error.to_json(), error.status, headers)
+
+
+def _xml_error(status: int, code: str, message: str) -> Response:
+    request_id = secrets.token_hex(12).upper()
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        "<Error>\n"
+        f"  <Code>{code}</Code>\n"
+        f"  <Message>{message}</Message>\n"
+        f"  <RequestId>{request_id}</RequestId>\n"
+        "  <HostId>files.simulator.gravitex.invalid</HostId>\n"
+        "</Error>\n"
+    )
+    return Response(body, status_code=status, media_type=_XML, headers={"X-Request-Id": request_id})
+
+
+def _html_page(status: int) -> Response:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    title = f"{status} {phrase}" if status >= 400 else "Gravitex - Please wait"
+    body = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+    return Response(body, status_code=status, media_type="text/html")
+
+
+def _has_abort_extension(scope: Scope) -> bool:
+    return ABORT_EXTENSION in (scope.get("extensions") or {})
+
+
+async def _paced(chunks: Iterable[bytes], cut_at: int | None) -> AsyncIterator[bytes]:
+    """Yield ``chunks`` (stopping after ``cut_at`` bytes), letting other tasks run."""
+    sent = 0
+    for chunk in chunks:
+        if cut_at is not None and sent + len(chunk) >= cut_at:
+            if cut_at > sent:
+                yield chunk[: cut_at - sent]
+            return
+        yield chunk
+        sent += len(chunk)
+        await anyio.lowlevel.checkpoint()
+
+
+class StreamedBody(StreamingResponse):
+    """A streamed body with a declared ``Content-Length`` that may be cut short.
+
+    With ``cut_at`` set, only that many bytes are sent; then a real server
+    (one that sets :data:`ABORT_EXTENSION`) closes the connection mid-body, and
+    an in-process transport gets :class:`httpx2.RemoteProtocolError` raised.
+    """
+
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        length: int,
+        media_type: str,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        cut_at: int | None = None,
+    ) -> None:
+        if cut_at is not None:
+            cut_at = max(0, min(cut_at, length - 1))
+        super().__init__(
+            _paced(chunks, cut_at),
+            status_code=status_code,
+            media_type=media_type,
+            headers={**(headers or {}), "Content-Length": str(length)},
+        )
+        self.length = length
+        self.cut_at = cut_at
+        self._can_abort = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._can_abort = _has_abort_extension(scope)
+        await super().__call__(scope, receive, send)
+
+    async def stream_response(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        sent = 0
+        async for chunk in self.body_iterator:
+            data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            sent += len(data)
+        if self.cut_at is None:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if self._can_abort:
+            return  # the server closes the connection: the client sees a short body
+        raise httpx2.RemoteProtocolError(
+            "peer closed connection without sending complete message body: "
+            f"received {sent} bytes, expected {self.length}"
+        )
+
+
+def _bytes_body(
+    data: bytes, *, media_type: str, status_code: int = 200, cut_at: int | None = None
+) -> StreamedBody:
+    return StreamedBody(
+        [data],
+        length=len(data),
+        media_type=media_type,
+        status_code=status_code,
+        headers={"X-Request-Id": _request_id()},
+        cut_at=cut_at,
+    )
+
+
+def _corrupted(chunks: Iterator[bytes], offset: int | None) -> Iterator[bytes]:
+    """Pass base64 chunks through, replacing the 4-character group at ``offset``."""
+    if offset is None:
+        yield from chunks
+        return
+    position = 0
+    for chunk in chunks:
+        end = position + len(chunk)
+        if position <= offset < end:
+            i = offset - position
+            chunk = chunk[:i] + _BAD_BASE64 + chunk[i + len(_BAD_BASE64) :]
+        yield chunk
+        position = end
+
+
+class Simulator:
+    """The fake upstream: config, clock, tasks, faults and call counters, plus ``app``.
+
+    ``clock`` returns seconds (any epoch, e.g. ``time.monotonic`` or a test's
+    ``lambda: 0.0``); :meth:`advance` moves simulated time forward on top of it.
+    The signed URLs' ``Expires`` is unix time, anchored once to ``time.time()``.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or SimulatorConfig()
+        size = self.config.video_size_bytes
+        if size is not None and not media.is_valid_size(size):
+            raise ValueError(
+                f"video_size_bytes={size} is not a size the simulator can make; "
+                f"use {media.sample_size()} or at least {media.normalize_size(size)}"
+            )
+        self._clock = clock
+        self._offset = 0.0
+        self._wall_anchor = time.time() - clock()
+        self._signing_key = self.config.signing_key or secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self.faults = FaultPlan()
+        self.calls: Counter[str] = Counter()
+        self.tasks: dict[str, SimTask] = {}
+        self.app = self._build_app()
+
+    # --- time ---------------------------------------------------------------
+
+    def now(self) -> float:
+        """Simulated time: the clock plus everything :meth:`advance` added."""
+        return self._clock() + self._offset
+
+    def unix_time(self, at: float | None = None) -> float:
+        """Unix time of simulated time ``at`` (default: now)."""
+        return (self.now() if at is None else at) + self._wall_anchor
+
+    def advance(self, seconds: float) -> None:
+        """Move simulated time forward (never backward)."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        with self._lock:
+            self._offset += seconds
+
+    # --- tasks --------------------------------------------------------------
+
+    def status(self, task_id: str) -> TaskState:
+        """A task's current status (``KeyError`` for an unknown id)."""
+        return self.tasks[task_id].status_at(self.now())
+
+    def reset(self) -> None:
+        """Forget every task, fault and counter (the clock offset stays)."""
+        with self._lock:
+            self.tasks.clear()
+            self.calls.clear()
+        self.faults.clear()
+
+    def _create_task(
+        self, model: str, family: Family, prompt: str, body: dict[str, Any]
+    ) -> SimTask:
+        cfg = self.config
+        size = cfg.video_size_bytes
+        if cfg.size_marker:
+            marked = size_from_prompt(prompt)
+            if marked is not None:
+                size = marked
+        now = self.now()
+        with self._lock:
+            task = SimTask(
+                task_id=new_task_id(family, self.unix_time(now), self.tasks),
+                model=model,
+                family=family,
+                prompt=prompt,
+                created_at=now,
+                queued_seconds=cfg.queued_seconds,
+                processing_seconds=cfg.processing_seconds,
+                video_size=media.normalize_size(size),
+                fails=bool(cfg.fail_marker) and cfg.fail_marker in prompt,
+                error_code=cfg.failure_code,
+                error_message=cfg.failure_message,
+                body=body,
+            )
+            self.tasks[task.task_id] = task
+        return task
+
+    # --- signed file URLs ---------------------------------------------------
+
+    def _signature(self, task_id: str, expires: int) -> str:
+        message = f"GET\n/files/{task_id}.mp4\n{expires}".encode()
+        digest = hmac.new(self._signing_key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def signed_url(self, task: SimTask, base_url: str) -> str:
+        """The expiring link to a finished non-Sora task's mp4 (see ``url_signed_at``)."""
+        issued = task.finished_at if self.config.url_signed_at == "completion" else self.now()
+        expires = int(self.unix_time(issued) + self.config.url_ttl_seconds)
+        base = (self.config.public_base_url or base_url).rstrip("/")
+        signature = self._signature(task.task_id, expires)
+        return f"{base}/files/{task.task_id}.mp4?Expires={expires}&Signature={signature}"
+
+    # --- the app ------------------------------------------------------------
+
+    def _build_app(self) -> Starlette:
+        routes = [
+            Route("/v1/video/generations", self._submit, methods=["POST"]),
+            Route("/v1/video/generations/download", self._download, methods=["GET"]),
+            Route("/v1/video/generations/{task_id}", self._query, methods=["GET"]),
+            Route("/files/{filename}", self._file, methods=["GET"]),
+        ]
+        if self.config.control_routes:
+            routes += [
+                Route("/_simulator/state", self._control_state, methods=["GET"]),
+                Route("/_simulator/faults", self._control_faults, methods=["POST", "DELETE"]),
+                Route("/_simulator/advance", self._control_advance, methods=["POST"]),
+                Route("/_simulator/reset", self._control_reset, methods=["POST"]),
+            ]
+        app = Starlette(
+            routes=routes,
+            exception_handlers={HTTPException: self._http_exception},
+        )
+        app.state.simulator = self
+        return app
+
+    async def _http_exception(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        headers = exc.headers if isinstance(exc, HTTPException) and exc.headers else {}
+        where = f"{request.method} {request.url.path}"
+        error = GatewayError(
+            f"Invalid URL ({where})" if status == 404 else f"Method not allowed ({where})",
+            code="not_found" if status == 404 else "method_not_allowed",
+            status=status,
+        )
+        return _gateway_error(error, headers)
+
+    def _authenticate(self, request: Request) -> GatewayError | None:
+        """The reason to refuse the request's key, or ``None``. The key is never echoed."""
+        header = request.headers.get("authorization")
+        if not header or not header.strip():
+            return GatewayError(
+                "You didn't provide an API key. Send it in the Authorization header: "
+                "'Authorization: Bearer sk-...'.",
+                code="missing_api_key",
+                status=401,
+            )
+        scheme, _, key = header.strip().partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            return GatewayError(
+                "Malformed Authorization header: expected 'Bearer sk-...'.",
+                code="invalid_api_key",
+                status=401,
+            )
+        accepted = self.config.api_keys
+        if not key.startswith("sk-") or (accepted is not None and key not in accepted):
+            return GatewayError("Incorrect API key provided.", code="invalid_api_key", status=401)
+        return None
+
+    def _begin(self, endpoint: Endpoint, request: Request) -> Response | None:
+        """Count the call, check the key, fire an arrival fault: a response to send, or None."""
+        with self._lock:
+            self.calls[endpoint.value] += 1
+        refusal = self._authenticate(request)
+        if refusal is not None:
+            return _gateway_error(refusal, {"WWW-Authenticate": "Bearer"})
+        fault = self.faults.take(endpoint, ARRIVAL_KINDS)
+        return None if fault is None else self._arrival_response(fault)
+
+    def _arrival_response(self, fault: Fault) -> Response:
+        kind, params = fault.kind, fault.params
+        retry_after = params.get("retry_after")
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        on_files = fault.endpoint is Endpoint.FILE
+        if kind is FaultKind.RATE_LIMIT:
+            if on_files:
+                response = _xml_error(429, "SlowDown", "Please reduce your request rate.")
+                response.headers.update(headers)
+                return response
+            return _gateway_error(
+                GatewayError(
+                    "Rate limit reached for requests. Please try again later.",
+                    code="rate_limit_exceeded",
+                    status=429,
+                    error_type="rate_limit_error",
+                ),
+                headers,
+            )
+        if kind is FaultKind.SERVER_ERROR:
+            status = int(params["status"])
+            if on_files:
+                response = _xml_error(status, "InternalError", "We encountered an internal error.")
+                response.headers.update(headers)
+                return response
+            return _gateway_error(
+                GatewayError(
+                    "The server had an error while processing your request.",
+                    code=HTTPStatus(status).phrase.lower().replace(" ", "_"),
+                    status=status,
+                    error_type="server_error",
+                ),
+                headers,
+            )
+        if kind is FaultKind.REQUEST_TIMEOUT:
+            if on_files:
+                return _xml_error(408, "RequestTimeout", "Your socket connection timed out.")
+            return _gateway_error(
+                GatewayError(
+                    "Request timed out.",
+                    code="request_timeout",
+                    status=408,
+                    error_type="server_error",
+                )
+            )
+        if kind is FaultKind.MALFORMED_JSON:
+            body = params.get("body")
+            text = body if isinstance(body, str) else '{"status": "queued", "format": "mp4", '
+            return Response(
+                text,
+                status_code=int(params["status"]),
+                media_type=_JSON,
+                headers={"X-Request-Id": _request_id()},
+            )
+        if kind is FaultKind.HTML_PAGE:
+            return _html_page(int(params["status"]))
+        if kind is FaultKind.EXPIRED_URL:
+            return _xml_error(403, "AccessDenied", "Request has expired.")
+        raise AssertionError(f"not an arrival fault: {kind}")  # pragma: no cover
+
+    # --- submit -------------------------------------------------------------
+
+    async def _submit(self, request: Request) -> Response:
+        early = self._begin(Endpoint.SUBMIT, request)
+        if early is not None:
+            return early
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _gateway_error(
+                GatewayError(
+                    "We could not parse the JSON body of your request. Send valid JSON.",
+                    code="invalid_json",
+                )
+            )
+        try:
+            accepted = validate_submit(body, strict=self.config.strict_fields)
+        except GatewayError as error:
+            return _gateway_error(error)
+        task = self._create_task(accepted.rule.id, accepted.rule.family, accepted.prompt, body)
+        answer = _dumps({"task_id": task.task_id, "status": "submitted", "format": "mp4"})
+        fault = self.faults.take(Endpoint.SUBMIT, ANSWER_KINDS)
+        if fault is not None and fault.kind is FaultKind.ACCEPTED_BUT_LOST:
+            if fault.params["mode"] == "drop":
+                return _bytes_body(answer, media_type=_JSON, cut_at=0)
+            status = int(fault.params["status"])
+            return _gateway_error(
+                GatewayError(
+                    "Upstream request failed.",
+                    code="upstream_error",
+                    status=status,
+                    error_type="server_error",
+                )
+            )
+        if fault is not None and fault.kind is FaultKind.TRUNCATED:
+            at = fault.params["at"]
+            return _bytes_body(
+                answer, media_type=_JSON, cut_at=len(answer) // 2 if at is None else at
+            )
+        return _bytes_body(answer, media_type=_JSON)
+
+    # --- query --------------------------------------------------------------
+
+    def task_json(self, task: SimTask, base_url: str) -> dict[str, Any]:
+        """What the query endpoint says about ``task`` right now."""
+        state = task.status_at(self.now())
+        out: dict[str, Any] = {"task_id": task.task_id, "status": state, "format": "mp4"}
+        if state == "succeeded" and task.family is not Family.SORA:
+            out["url"] = self.signed_url(task, base_url)
+        if state == "failed":
+            style = self.config.failure_style
+            if style in ("error", "both"):
+                out["error"] = {"code": task.error_code, "message": task.error_message}
+            if style in ("metadata", "both"):
+                out["metadata"] = {
+                    "output": {"code": task.error_code, "message": task.error_message}
+                }
+        return out
+
+    def _unknown_task(self, task_id: str) -> Response:
+        return _gateway_error(
+            GatewayError(
+                f"Task {task_id!r} not found.", code="task_not_found", param="task_id", status=404
+            )
+        )
+
+    async def _query(self, request: Request) -> Response:
+        early = self._begin(Endpoint.QUERY, request)
+        if early is not None:
+            return early
+        task_id = request.path_params["task_id"]
+        task = self.tasks.get(task_id)
+        if task is None:
+            return self._unknown_task(task_id)
+        answer = _dumps(self.task_json(task, str(request.base_url)))
+        fault = self.faults.take(Endpoint.QUERY, ANSWER_KINDS)
+        if fault is not None and fault.kind is FaultKind.TRUNCATED:
+            at = fault.params["at"]
+            return _bytes_body(
+                answer, media_type=_JSON, cut_at=len(answer) // 2 if at is None else at
+            )
+        return _bytes_body(answer, media_type=_JSON)
+
+    # --- download (Sora) ----------------------------------------------------
+
+    async def _download(self, request: Request) -> Response:
+        early = self._begin(Endpoint.DOWNLOAD, request)
+        if early is not None:
+            return early
+        task_id = request.query_params.get("id")
+        if not task_id:
+            return _gateway_error(
+                GatewayError(
+                    "Missing required parameter: 'id'.",
+                    code="missing_required_parameter",
+                    param="id",
+                )
+            )
+        task = self.tasks.get(task_id)
+        if task is None:
+            return self._unknown_task(task_id)
+        if task.family is not Family.SORA:
+            return _gateway_error(
+                GatewayError(
+                    f"The download endpoint only serves Sora 2 videos; model {task.model!r} "
+                    "results are fetched from the 'url' of the task query.",
+                    code="download_not_supported",
+                    param="id",
+                )
+            )
+        state = task.status_at(self.now())
+        if state != "succeeded":
+            reason = (
+                f"Video generation failed: {task.error_message}"
+                if state == "failed"
+                else f"Video is not ready yet (status: {state})."
+            )
+            return _gateway_error(GatewayError(reason, code=f"task_{state}", param="id"))
+        fault = self.faults.take(Endpoint.DOWNLOAD, ANSWER_KINDS)
+        return self._download_body(task, fault)
+
+    def _download_body(self, task: SimTask, fault: Fault | None) -> StreamedBody:
+        size = task.video_size
+        chunk = self.config.chunk_bytes
+        kind = fault.kind if fault is not None else None
+        params = fault.params if fault is not None else {}
+        reported = size
+        if kind is FaultKind.WRONG_SIZE:
+            reported = size + 1 if params["size"] is None else int(params["size"])
+        b64_length = media.base64_length(size)
+        corrupt_at: int | None = None
+        if kind is FaultKind.BAD_BASE64:
+            wanted = b64_length // 2 if params["offset"] is None else int(params["offset"])
+            corrupt_at = max(0, min(wanted, b64_length - 4)) // 4 * 4
+        task_id = json.dumps(task.task_id)
+        prefix = (
+            f'{{"success": true, "generation_id": {task_id}, "task_id": {task_id}, '
+            f'"format": "mp4", "size": {reported}, "base64": "'
+        ).encode()
+        middle = b'", "data_url": "data:video/mp4;base64,'
+        suffix = b'"}'
+        length = len(prefix) + b64_length + len(middle) + b64_length + len(suffix)
+
+        def chunks() -> Iterator[bytes]:
+            yield prefix
+            yield from _corrupted(media.iter_base64(size, chunk), corrupt_at)
+            yield middle
+            yield from _corrupted(media.iter_base64(size, chunk), corrupt_at)
+            yield suffix
+
+        cut_at: int | None = None
+        if kind is FaultKind.TRUNCATED:
+            at = params["at"]
+            cut_at = len(prefix) + b64_length // 2 if at is None else int(at)
+        return StreamedBody(
+            chunks(),
+            length=length,
+            media_type=_JSON,
+            headers={"X-Request-Id": _request_id()},
+            cut_at=cut_at,
+        )
+
+    # --- signed files (non-Sora) --------------------------------------------
+
+    async def _file(self, request: Request) -> Response:
+        with self._lock:
+            self.calls[Endpoint.FILE.value] += 1
+        fault = self.faults.take(Endpoint.FILE, ARRIVAL_KINDS)
+        if fault is not None:
+            return self._arrival_response(fault)
+        if self.config.reject_authorization_on_files and "authorization" in request.headers:
+            return _xml_error(
+                400,
+                "InvalidArgument",
+                "Only one auth mechanism allowed; only the signature query parameters or "
+                "the Authorization header should be specified.",
+            )
+        filename: str = request.path_params["filename"]
+        expires_raw = request.query_params.get("Expires")
+        signature = request.query_params.get("Signature")
+        if not expires_raw or not signature:
+            return _xml_error(
+                403, "AccessDenied", "Anonymous access is forbidden for this operation."
+            )
+        task_id = filename.removesuffix(".mp4")
+        try:
+            expires = int(expires_raw)
+        except ValueError:
+            expires = -1
+        expected = self._signature(task_id, expires)
+        if (
+            not filename.endswith(".mp4")
+            or expires < 0
+            or not hmac.compare_digest(expected, signature)
+        ):
+            return _xml_error(
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+        if self.unix_time() > expires:
+            return _xml_error(403, "AccessDenied", "Request has expired.")
+        task = self.tasks.get(task_id)
+        if task is None or task.family is Family.SORA or task.status_at(self.now()) != "succeeded":
+            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
+        size = task.video_size
+        headers = {"X-Request-Id": _request_id(), "ETag": f'"{task_id}"'}
+        if request.method == "HEAD":
+            return Response(
+                status_code=200,
+                media_type="video/mp4",
+                headers={**headers, "Content-Length": str(size)},
+            )
+        answer = self.faults.take(Endpoint.FILE, ANSWER_KINDS)
+        if answer is not None and answer.kind is FaultKind.HTML_INSTEAD_OF_VIDEO:
+            return Response(
+                "<!DOCTYPE html><html><head><title>Just a moment...</title></head>"
+                "<body><p>Checking your browser before accessing the file.</p></body></html>",
+                status_code=200,
+                media_type="text/html",
+            )
+        cut_at: int | None = None
+        if answer is not None and answer.kind is FaultKind.TRUNCATED:
+            at = answer.params["at"]
+            cut_at = size // 2 if at is None else int(at)
+        return StreamedBody(
+            media.iter_mp4(size, self.config.chunk_bytes),
+            length=size,
+            media_type="video/mp4",
+            headers=headers,
+            cut_at=cut_at,
+        )
+
+    # --- control ------------------------------------------------------------
+
+    def state_json(self) -> dict[str, Any]:
+        """The simulator's state as JSON-able data (also ``GET /_simulator/state``)."""
+        now = self.now()
+        return {
+            "now": now,
+            "unix_time": self.unix_time(now),
+            "calls": dict(self.calls),
+            "tasks": [
+                {
+                    "task_id": t.task_id,
+                    "model": t.model,
+                    "family": t.family.value,
+                    "status": t.status_at(now),
+                    "video_size": t.video_size,
+                    "created_at": t.created_at,
+                    "finished_at": t.finished_at,
+                }
+                for t in list(self.tasks.values())
+            ],
+            "faults": [f.to_json() for f in self.faults.pending()],
+        }
+
+    async def _control_state(self, request: Request) -> Response:
+        return _json(self.state_json())
+
+    async def _control_json(self, request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        data = json.loads(raw) if raw.strip() else {}
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        return data
+
+    async def _control_faults(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            endpoint = request.query_params.get("endpoint")
+            try:
+                self.faults.clear(endpoint)
+            except ValueError as exc:
+                return _json({"error": {"message": str(exc)}}, 400)
+            return _json({"faults": [f.to_json() for f in self.faults.pending()]})
+        try:
+            data = await self._control_json(request)
+            params = data.get("params") or {}
+            if not isinstance(params, dict):
+                raise ValueError("params must be an object")
+            fault = self.faults.add(
+                data.get("endpoint", ""), data.get("kind", ""), data.get("times", 1), **params
+            )
+        except (ValueError, TypeError) as exc:
+            return _json({"error": {"message": str(exc)}}, 400)
+        return _json({"fault": fault.to_json()}, 201)
+
+    async def _control_advance(self, request: Request) -> Response:
+        try:
+            data = await self._control_json(request)
+            seconds = data.get("seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                raise ValueError("seconds must be a number")
+            self.advance(float(seconds))
+        except ValueError as exc:
+            return _json({"error": {"message": str(exc)}}, 400)
+        return _json({"now": self.now(), "unix_time": self.unix_time()})
+
+    async def _control_reset(self, request: Request) -> Response:
+        self.reset()
+        return _json({"reset": True})
+
+
+def create_app(
+    config: SimulatorConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+) -> Starlette:
+    """A new simulator's app; the :class:`Simulator` is ``app.state.simulator``."""
+    return Simulator(config, clock=clock).app
