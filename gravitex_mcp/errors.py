@@ -148,6 +148,25 @@ class SubmitOutcomeUnknownError(APIError):
     """
 
 
+class MalformedSubmitResponseError(SubmitOutcomeUnknownError, MalformedResponseError):
+    """A submit answered 2xx with a body that is not the documented JSON (no ``task_id``).
+
+    The API accepted the request, so a task may exist: this is a
+    :class:`SubmitOutcomeUnknownError` (never retried) that is also a
+    :class:`MalformedResponseError` for code that sorts errors by kind.
+    """
+
+    retryable = False
+
+
+class URLExpiredError(APIStatusError):
+    """A signed video URL was refused (401/403/410): it has most likely expired.
+
+    No API key travels to signed URLs, so this is not an :class:`AuthenticationError`;
+    the fix is to query the task again for a fresh URL.
+    """
+
+
 # --- Tasks and videos ---------------------------------------------------------
 
 
@@ -170,6 +189,14 @@ class DownloadError(GravitexError):
 
 class VideoIntegrityError(DownloadError):
     """The bytes are not the promised video (bad base64, wrong length, no ftyp box)."""
+
+
+class TruncatedDownloadError(VideoIntegrityError):
+    """The video stream ended before the whole video arrived (the body was cut short).
+
+    Unlike other integrity failures this one is worth retrying: the next attempt
+    may get the whole body. Nothing of the cut-short attempt is kept.
+    """
 
 
 class StorageError(GravitexError):
