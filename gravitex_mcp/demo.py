@@ -34,7 +34,7 @@ def _text(result: CallToolResult) -> str:
 def _structured(result: CallToolResult, tool: str) -> dict[str, Any]:
     if result.is_error or result.structured_content is None:
         raise RuntimeError(f"{tool} failed: {_text(result)}")
-    return result.structured_content
+    return dict(result.structured_content)
 
 
 async def _drive(params: StdioServerParameters, model: str) -> Path:
@@ -46,8 +46,8 @@ async def _drive(params: StdioServerParameters, model: str) -> Path:
         families = sorted({m["family"] for m in models})
         _say(f"{len(models)} models in {len(families)} families: {', '.join(families)}")
 
-        async def progress(value: float, total: float | None, message: str | None) -> None:
-            _say(f"  … {message or value}")
+        async def progress(progress: float, total: float | None, message: str | None) -> None:
+            _say(f"  … {message or progress}")
 
         _say(f"Generating with {model}: {PROMPT!r}")
         arguments = {

@@ -17,7 +17,6 @@ from typing import Any, Literal
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
-from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -122,10 +121,6 @@ def build_http_app(
     hosts = _host_patterns(host, port, extra_allowed_hosts)
     origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
 
-    @server.custom_route("/healthz", methods=["GET"])
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": __version__, "transport": transport})
-
     # The SDK's own Host/Origin checks stay on too (they guard only the MCP routes).
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
@@ -134,7 +129,25 @@ def build_http_app(
         inner: ASGIApp = server.sse_app(transport_security=security, host=host)
     else:
         inner = server.streamable_http_app(transport_security=security, host=host)
-    return HttpGuard(inner, allowed_hosts=hosts, allowed_origins=origins, token=token)
+    return HttpGuard(
+        _with_healthz(inner, transport),
+        allowed_hosts=hosts,
+        allowed_origins=origins,
+        token=token,
+    )
+
+
+def _with_healthz(app: ASGIApp, transport: HttpTransport) -> ASGIApp:
+    """``GET /healthz`` answered here; everything else goes to ``app``."""
+    health = JSONResponse({"status": "ok", "version": __version__, "transport": transport})
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/healthz":
+            await health(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return asgi
 
 
 async def serve_http(app: ASGIApp, *, host: str, port: int, log_level: str) -> None:

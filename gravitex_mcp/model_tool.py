@@ -17,28 +17,28 @@ from typing import Any
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, create_model, model_validator
+from pydantic import BaseModel, model_validator
 
 
 def strict_argument_model(model: type[BaseModel]) -> type[ArgModelBase]:
     """``model`` as the SDK's argument model, refusing unknown names with the valid ones."""
-    valid = sorted(f.alias or name for name, f in model.model_fields.items())
+    valid = frozenset(f.alias or name for name, f in model.model_fields.items())
+    listing = ", ".join(sorted(valid))
 
-    def refuse_unknown(cls: type[BaseModel], data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(str(k) for k in data if k not in valid)
-            if unknown:
-                raise ValueError(
-                    f"unknown argument(s) {', '.join(unknown)}; valid arguments: {', '.join(valid)}"
-                )
-        return data
+    class Strict(model, ArgModelBase):  # type: ignore[misc,valid-type]
+        @model_validator(mode="before")
+        @classmethod
+        def refuse_unknown_arguments(cls, data: Any) -> Any:
+            if isinstance(data, dict):
+                unknown = sorted(str(k) for k in data if k not in valid)
+                if unknown:
+                    raise ValueError(
+                        f"unknown argument(s) {', '.join(unknown)}; valid arguments: {listing}"
+                    )
+            return data
 
-    validator = model_validator(mode="before")(classmethod(refuse_unknown))
-    return create_model(
-        f"{model.__name__}Arguments",
-        __base__=(model, ArgModelBase),
-        __validators__={"refuse_unknown": validator},
-    )
+    Strict.__name__ = Strict.__qualname__ = f"{model.__name__}Arguments"
+    return Strict
 
 
 def tool_from_model(
@@ -61,4 +61,3 @@ def tool_from_model(
     tool.fn_metadata.arg_model = arg_model
     tool.parameters = arg_model.model_json_schema(by_alias=True)
     return tool
-

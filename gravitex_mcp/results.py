@@ -69,6 +69,10 @@ class GenerateVideoResult(TaskResult):
         dict[str, Any] | None,
         Field(description="With dry_run: the exact JSON body that would be sent upstream."),
     ] = None
+    notes: Annotated[
+        list[str],
+        Field(description="Things worth knowing about how the model treats these arguments."),
+    ] = Field(default_factory=list)
     # Mirrors of the saved video's fields, as the contract puts them at top level.
     path: str | None = None
     uri: str | None = None

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
@@ -42,8 +43,9 @@ class AppState:
 
 
 def _state(ctx: Context) -> AppState:
-    state = ctx.request_context.lifespan_context
-    assert isinstance(state, AppState)
+    state: object = ctx.request_context.lifespan_context
+    if not isinstance(state, AppState):  # pragma: no cover - a wiring bug, not user input
+        raise TypeError("the server was started without its lifespan state")
     return state
 
 
@@ -65,8 +67,9 @@ def build_server(
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         journal = Journal.open(settings.state_dir)
         try:
+            retry_sleep = clock.sleep if clock is not None else anyio.sleep
             async with open_upstream(
-                settings, transport=transport, upstream=upstream
+                settings, transport=transport, upstream=upstream, sleep=retry_sleep
             ) as client:
                 service = VideoService(
                     settings=settings, client=client, journal=journal, clock=clock

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 
 from . import catalog
-from .arguments import GenerateVideoInput, VideoArguments
+from .arguments import GenerateVideoInput
 from .client import GravitexClient, TaskSnapshot
 from .domain import Family, TaskStatus
 from .downloads import SavedVideo, download_video
@@ -103,13 +103,13 @@ class VideoService:
         client: GravitexClient,
         journal: Journal,
         clock: Clock | None = None,
-        schedule: PollSchedule = PollSchedule(),
+        schedule: PollSchedule | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
         self._journal = journal
         self._clock: Clock = clock or SystemClock()
-        self._schedule = schedule
+        self._schedule = schedule or PollSchedule()
 
     # --- generate -------------------------------------------------------------
 
@@ -117,7 +117,7 @@ class VideoService:
         self, request: GenerateVideoInput, progress: ProgressFn | None = None
     ) -> GenerateVideoResult:
         """Validate, translate and (unless ``dry_run``) submit; then wait and download."""
-        args = VideoArguments.model_validate(request.model_dump(include=_video_fields(request)))
+        args = request.video_arguments()
         # Reading local images is file I/O: keep it off the event loop.
         prepared = await anyio.to_thread.run_sync(
             lambda: prepare_request(args, input_dirs=self._settings.input_dirs)
@@ -129,6 +129,7 @@ class VideoService:
                 model=args.model,
                 dry_run=True,
                 payload=prepared.body,
+                notes=list(prepared.notes),
                 next_step="Nothing was sent. Call generate_video without dry_run to submit.",
             )
         local_id = await self._journal.begin_submission(
@@ -157,7 +158,9 @@ class VideoService:
             progress=progress,
             initial=submitted,
         )
-        return GenerateVideoResult.model_validate(result.model_dump())
+        return GenerateVideoResult.model_validate(
+            {**result.model_dump(), "notes": list(prepared.notes)}
+        )
 
     # --- check ------------------------------------------------------------------
 
@@ -327,10 +330,6 @@ def summarize(record: TaskRecord) -> TaskSummary:
         sha256=record.sha256,
         arguments=dict(record.arguments),
     )
-
-
-def _video_fields(request: GenerateVideoInput) -> set[str]:
-    return set(request.model_fields_set) & set(VideoArguments.model_fields)
 
 
 def _family_of(record: TaskRecord | None) -> Family | None:

@@ -50,7 +50,7 @@ StatusFilter = Literal[
     "submit_failed",
 ]
 
-GENERATE_DESCRIPTION = """\
+GENERATE_DESCRIPTION = f"""\
 Generate a video with Sora 2, Google Veo, Alibaba Wan or ByteDance Doubao Seedance.
 
 Pick `model` (call list_models to see what each model accepts), write `prompt`, and add
@@ -59,11 +59,11 @@ last_frame, reference_images, seed, ... Arguments a model does not take are refu
 before anything is sent, with the valid values named. Images may be https URLs, data
 URLs or local paths inside the configured input folders.
 
-The call waits up to `wait_seconds` (default {default}s) with progress notifications.
+The call waits up to `wait_seconds` (default {DEFAULT_WAIT_SECONDS}s) with progress notifications.
 If the video is not ready by then, it returns the task_id: call check_video_task to keep
 waiting. With `download: true` a finished video is saved and its path returned.
 Use `dry_run: true` to see the exact upstream request without submitting (no cost).
-""".format(default=DEFAULT_WAIT_SECONDS)
+"""
 
 
 # --- result shaping ------------------------------------------------------------
@@ -90,12 +90,16 @@ def _video_link(video: SavedVideoInfo) -> ResourceLink:
 
 
 def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
-    lines = [f"Task {result.task_id}: {result.status}" + (f" ({result.model})" if result.model else "")]
+    lines = [
+        f"Task {result.task_id}: {result.status}" + (f" ({result.model})" if result.model else "")
+    ]
     if result.error is not None:
         code = f" [{result.error.code}]" if result.error.code is not None else ""
         lines.append(f"Error{code}: {result.error.message}")
     if result.video is not None:
         lines.append(f"Saved to {result.video.path} ({result.video.size_bytes} bytes).")
+    if isinstance(result, GenerateVideoResult):
+        lines.extend(f"Note: {note}" for note in result.notes)
     if result.next_step:
         lines.append(result.next_step)
     return "\n".join(lines)
@@ -146,9 +150,9 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         specs = catalog.models(family)
         return ListModelsResult(models=[catalog.describe(s) for s in specs])
 
-    async def generate_video(ctx: Context, **arguments: Any) -> Annotated[
-        CallToolResult, GenerateVideoResult
-    ]:
+    async def generate_video(
+        ctx: Context, **arguments: Any
+    ) -> Annotated[CallToolResult, GenerateVideoResult]:
         request = GenerateVideoInput.model_validate(
             {k: v for k, v in arguments.items() if v is not None}
         )
@@ -156,7 +160,8 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         async def body() -> CallToolResult:
             result = await service_of(ctx).generate(request, _progress_of(ctx))
             if result.dry_run:
-                text = "Dry run, nothing sent. Upstream body:\n" + json.dumps(
+                notes = "".join(f"Note: {note}\n" for note in result.notes)
+                text = f"{notes}Dry run, nothing sent. Upstream body:\n" + json.dumps(
                     result.payload, indent=2, ensure_ascii=False
                 )
                 return CallToolResult(
@@ -232,7 +237,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
     async def list_video_tasks(
         ctx: Context,
         limit: Annotated[
-            int, Field(ge=1, le=200, description="How many tasks to return, newest first.")
+            int, Field(ge=1, le=100, description="How many tasks to return, newest first.")
         ] = 20,
         status: Annotated[
             StatusFilter | None,
@@ -245,7 +250,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         tasks = await service_of(ctx).list_tasks(limit=limit, status=status)
         return ListVideoTasksResult(tasks=tasks)
 
-    read_only = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
+    read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
     return [
         Tool.from_function(
             list_models, name="list_models", title="List video models", annotations=read_only
@@ -257,7 +262,10 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             title="Generate a video",
             description=GENERATE_DESCRIPTION,
             annotations=ToolAnnotations(
-                readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=True
+                read_only_hint=False,
+                destructive_hint=False,
+                idempotent_hint=False,
+                open_world_hint=True,
             ),
         ),
         Tool.from_function(
@@ -265,7 +273,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             name="check_video_task",
             title="Check a video task",
             annotations=ToolAnnotations(
-                readOnlyHint=True, idempotentHint=True, openWorldHint=True
+                read_only_hint=True, idempotent_hint=True, open_world_hint=True
             ),
         ),
         Tool.from_function(
@@ -273,7 +281,10 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             name="download_video",
             title="Download a finished video",
             annotations=ToolAnnotations(
-                readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=True
+                read_only_hint=False,
+                destructive_hint=False,
+                idempotent_hint=True,
+                open_world_hint=True,
             ),
         ),
         Tool.from_function(

@@ -56,7 +56,7 @@ async def wait_for_task(
     wait_seconds: float,
     clock: Clock,
     on_update: ProgressFn | None = None,
-    schedule: PollSchedule = PollSchedule(),
+    schedule: PollSchedule | None = None,
 ) -> tuple[TaskSnapshot, float]:
     """Poll until the task is terminal or ``wait_seconds`` have passed.
 
@@ -65,6 +65,7 @@ async def wait_for_task(
     Cancellation (a client cancel) propagates: the caller's journal already
     holds the task, so nothing is lost.
     """
+    schedule = schedule or PollSchedule()
     start = clock.monotonic()
     snapshot = await poll()
     elapsed = clock.monotonic() - start
