@@ -1,0 +1,72 @@
+"""The model catalog as a Markdown table, for the README (kept in sync by a test)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import catalog
+
+START = "<!-- models:start -->"
+END = "<!-- models:end -->"
+
+#: Columns of the table: heading and the unified argument shown in it.
+_VALUE_COLUMNS = (
+    ("duration (s)", "duration"),
+    ("resolution", "resolution"),
+    ("aspect ratio", "aspect_ratio"),
+    ("size", "size"),
+)
+_FLAGS = (
+    "image",
+    "last_frame",
+    "reference_images",
+    "remix_from_video_id",
+    "generate_audio",
+    "audio_url",
+    "seed",
+    "fps",
+    "watermark",
+    "person_generation",
+    "sample_count",
+    "smart_rewrite",
+    "camera_fixed",
+    "return_last_frame",
+    "callback_url",
+)
+
+
+def _values(arg: dict[str, Any] | None) -> str:
+    if arg is None:
+        return "–"
+    if "enum" in arg:
+        return ", ".join(str(v) for v in arg["enum"])
+    if "minimum" in arg and "maximum" in arg:
+        return f"{arg['minimum']}–{arg['maximum']}"
+    if "pattern" in arg:
+        return "W*H, or from resolution + aspect ratio"
+    return "any"
+
+
+def models_table() -> str:
+    """One row per model: family, modes, valid values and the other arguments it takes."""
+    head = ["model", "family", "modes", *(h for h, _ in _VALUE_COLUMNS), "also takes"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for spec in catalog.models():
+        described = catalog.describe(spec)
+        args: dict[str, Any] = described["arguments"]
+        cells = [
+            f"`{spec.id}`",
+            spec.family.value,
+            ", ".join(m.replace("_", " ") for m in described["modes"]),
+            *(_values(args.get(name)) for _, name in _VALUE_COLUMNS),
+            ", ".join(f"`{name}`" for name in _FLAGS if name in args) or "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def replace_block(text: str, table: str) -> str:
+    """``text`` with the block between the markers replaced by ``table``."""
+    start = text.index(START) + len(START)
+    end = text.index(END)
+    return f"{text[:start]}\n{table}\n{text[end:]}"
