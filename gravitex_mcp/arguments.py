@@ -162,7 +162,12 @@ class VideoArguments(BaseModel):
     ] = None
     audio_url: Annotated[
         str | SkipJsonSchema[None],
-        Field(description="wan2.5-* only: https URL of a custom audio track for the video."),
+        Field(
+            description=(
+                "wan2.5-* only: a custom audio track for the video: an https URL, or the "
+                "path of an MP3/WAV/M4A/OGG/FLAC file (at most 10 MB) inside GRAVITEX_INPUT_DIRS."
+            )
+        ),
     ] = None
     seed: Annotated[
         Annotated[int, Field(ge=0, le=SEED_MAX)] | SkipJsonSchema[None],

@@ -305,7 +305,7 @@ _WAN_COMMON: Final[Mapping[str, ArgSpec]] = {
     "duration": ArgSpec(choices=(5, 10)),
     "resolution": ArgSpec(choices=("480p", "720p", "1080p")),
     "generate_audio": _FLAG,
-    "audio_url": ArgSpec(note="an https URL of the audio file"),
+    "audio_url": ArgSpec(note="an https URL, or a local audio file inside GRAVITEX_INPUT_DIRS"),
     "seed": _SEED,
     "smart_rewrite": _FLAG,
 }

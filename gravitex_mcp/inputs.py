@@ -38,11 +38,12 @@ A value that starts with ``data:`` is a data URL; one that starts with a URL
 scheme (``letters:``) is a URL; anything else is a path (so a file literally
 named ``x:y.png`` must be given as ``./x:y.png``).
 
-``audio_url`` (Wan 2.5 only) must be an https URL, checked as above. Data URLs
-and local paths are refused for audio: the upstream documentation describes
-``audio_url`` only as "Custom audio file URL (HTTPS format)", so a data URL
-would most likely be refused (or mis-read) by the provider after a charge;
-refusing it here says so before anything is sent.
+``audio_url`` (Wan 2.5 only) is an https URL, checked as above, or - as the
+contract allows - a local path under the same rules as images (inside
+GRAVITEX_INPUT_DIRS, at most 10 MB), which must really be an audio file
+(MP3, WAV, M4A/AAC, OGG or FLAC by its bytes) and travels as a data URL. Audio
+data URLs given directly are refused: the upstream docs describe ``audio_url``
+as "Custom audio file URL (HTTPS format)".
 
 Every refusal is an :class:`~gravitex_mcp.errors.InvalidArgumentsError` with
 one :class:`~gravitex_mcp.errors.Problem` for the given field, saying what is
@@ -65,6 +66,7 @@ from pathlib import Path
 from typing import Final, Literal, NoReturn
 from urllib.parse import urlsplit
 
+from .audio import AUDIO_TYPES_TEXT, sniff_audio_type
 from .errors import InvalidArgumentsError, Problem
 from .images import ACCEPTED_IMAGE_TYPES, describe_bytes, image_dimensions, sniff_image_type
 
@@ -92,8 +94,9 @@ _VALID_IMAGE: Final = (
     f"{_IMAGE_TYPES_TEXT} file of at most 10 MB inside GRAVITEX_INPUT_DIRS"
 )
 _VALID_AUDIO: Final = (
-    "valid: an https:// URL of the audio file that the provider can fetch, "
-    "e.g. https://example.com/audio.mp3"
+    "valid: an https:// URL of the audio file that the provider can fetch (e.g. "
+    "https://example.com/audio.mp3), or the path of an audio file of at most 10 MB "
+    "inside GRAVITEX_INPUT_DIRS"
 )
 _VALID_DATA_URL: Final = (
     "valid: data:image/png;base64,<standard base64>, or image/jpeg or image/webp, "
@@ -189,11 +192,7 @@ def _check_https_url(value: str, *, field: str, kind: MediaKind) -> None:
             f"(change the scheme if the server supports https). {valid}",
         )
     if scheme == "file":
-        where = (
-            "give the file's path (inside GRAVITEX_INPUT_DIRS) instead"
-            if kind == "image"
-            else "local audio files are not accepted"
-        )
+        where = "give the file's path (inside GRAVITEX_INPUT_DIRS) instead"
         _refuse(field, f"{shown} is a file:// URL, which is not accepted; {where}. {valid}")
     if scheme != "https":
         _refuse(
@@ -433,19 +432,13 @@ def _resolve_path(
     value: str, *, field: str, kind: MediaKind, input_dirs: Sequence[Path]
 ) -> ResolvedMedia:
     shown = _echo(value)
-    if kind == "audio":
-        _refuse(
-            field,
-            f"{shown} looks like a local path; local audio files are not accepted because "
-            "the Gravitex API takes audio only as an https URL (its docs: 'Custom audio file "
-            f"URL (HTTPS format)'). {_VALID_AUDIO}",
-        )
+    types_text = _IMAGE_TYPES_TEXT if kind == "image" else AUDIO_TYPES_TEXT
     if not input_dirs:
         _refuse(
             field,
             f"{shown} looks like a local path, but local files are disabled: "
-            "GRAVITEX_INPUT_DIRS is not set. Set GRAVITEX_INPUT_DIRS to the folder(s) holding "
-            "your images, or pass an https:// URL or a data:image/...;base64 URL instead",
+            f"GRAVITEX_INPUT_DIRS is not set. Set GRAVITEX_INPUT_DIRS to the folder(s) holding "
+            f"your {kind} files, or pass an https:// URL instead",
         )
     if "\x00" in value:
         _refuse(field, f"{shown} contains a NUL character; {_VALID_IMAGE}")
@@ -480,7 +473,7 @@ def _resolve_path(
         _refuse(
             field,
             f"{shown} does not exist (looked in {_clip(str(lexical), 160)}); valid: an existing "
-            f"{_IMAGE_TYPES_TEXT} file inside GRAVITEX_INPUT_DIRS ({roots_text})",
+            f"{types_text} file inside GRAVITEX_INPUT_DIRS ({roots_text})",
         )
     except (OSError, RuntimeError) as exc:
         _refuse(field, f"{shown} cannot be resolved ({_os_reason(exc)}); {_VALID_IMAGE}")
@@ -491,6 +484,8 @@ def _resolve_path(
             "valid: a file inside one of them ('..' and symlinks leading out are refused)",
         )
     data = _read_limited(resolved, field=field, shown=shown)
+    if kind == "audio":
+        return _held_audio(data, field=field, shown=shown)
     real = sniff_image_type(data)
     if real is None:
         _refuse(
@@ -586,6 +581,28 @@ def _held_media(
         size_bytes=len(data),
         width=width,
         height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _held_audio(data: bytes, *, field: str, shown: str) -> ResolvedMedia:
+    # The docs describe audio_url as an https URL; a local file travels as a data
+    # URL like local images do (the contract allows a path here).
+    mime = sniff_audio_type(data)
+    if mime is None:
+        _refuse(
+            field,
+            f"{shown} is not an audio file: its content is {describe_bytes(data)}; valid: an "
+            f"{AUDIO_TYPES_TEXT} file of at most 10 MB, or an https:// URL",
+        )
+    encoded = base64.b64encode(data).decode("ascii")
+    return ResolvedMedia(
+        url=f"data:{mime};base64,{encoded}",
+        source="path",
+        mime_type=mime,
+        size_bytes=len(data),
+        width=None,
+        height=None,
         sha256=hashlib.sha256(data).hexdigest(),
     )
 

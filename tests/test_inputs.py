@@ -191,15 +191,57 @@ def test_overlong_url_is_refused() -> None:
     [
         ("http://example.com/a.mp3", "plain http://"),
         ("data:audio/mpeg;base64,SUQzBAAAAAAAAA==", "https URL"),
-        ("/music/a.mp3", "local audio files are not accepted"),
-        ("a.mp3", "local audio files are not accepted"),
+        ("/music/a.mp3", "outside the input folders"),
+        ("a.mp3", "does not exist"),
+        ("file:///music/a.mp3", "file:// URL"),
         ("https://127.0.0.1/a.mp3", "loopback"),
     ],
 )
-def test_audio_accepts_only_https(value: str, fragment: str, tmp_path: Path) -> None:
+def test_audio_refusals(value: str, fragment: str, tmp_path: Path) -> None:
     message = _refused(value, kind="audio", field="audio_url", input_dirs=[tmp_path])
     assert fragment in message
-    assert "https://" in message
+    # each refusal names what is valid: an https URL, or a file in the input folders
+    assert "https://" in message or "GRAVITEX_INPUT_DIRS" in message
+
+
+@pytest.mark.parametrize(
+    ("head", "mime"),
+    [
+        (b"ID3\x04\x00\x00\x00\x00\x00\x00", "audio/mpeg"),
+        (b"\xff\xfb\x90\x64", "audio/mpeg"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", "audio/wav"),
+        (b"fLaC\x00\x00\x00\x22", "audio/flac"),
+        (b"OggS\x00\x02", "audio/ogg"),
+        (b"\x00\x00\x00\x20ftypM4A \x00\x00", "audio/mp4"),
+    ],
+)
+def test_local_audio_file_travels_as_data_url(head: bytes, mime: str, tmp_path: Path) -> None:
+    data = head + b"\x00" * 200
+    (tmp_path / "song.bin").write_bytes(data)
+    media = inputs.resolve_media("song.bin", field="audio_url", kind="audio", input_dirs=[tmp_path])
+    assert media.source == "path"
+    assert media.mime_type == mime
+    assert base64.b64decode(media.url.split(",", 1)[1]) == data
+    assert media.url.startswith(f"data:{mime};base64,")
+    assert media.size_bytes == len(data)
+    assert "base64" not in media.journal_value()
+
+
+def test_local_non_audio_file_is_refused_as_audio(tmp_path: Path) -> None:
+    (tmp_path / "notes.mp3").write_text("just some text, not audio at all")
+    message = _refused("notes.mp3", kind="audio", field="audio_url", input_dirs=[tmp_path])
+    assert "not an audio file" in message
+    assert "MP3" in message
+
+
+def test_local_audio_outside_roots_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    root.mkdir()
+    (tmp_path / "secret.mp3").write_bytes(b"ID3" + b"\x00" * 64)
+    message = _refused(
+        str(root / ".." / "secret.mp3"), kind="audio", field="audio_url", input_dirs=[root]
+    )
+    assert "outside the input folders" in message
 
 
 @pytest.mark.parametrize("value", ["", "   ", "\t\n"])
