@@ -203,5 +203,9 @@ class StorageError(GravitexError):
     """The output directory could not be written (disk full, read-only, ...)."""
 
 
+class JournalError(GravitexError):
+    """The task journal could not be opened, read or written."""
+
+
 class ConfigurationError(GravitexError):
     """Settings that cannot work (missing key, unwritable directory, bad flag)."""

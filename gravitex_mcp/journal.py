@@ -71,7 +71,7 @@ import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from .domain import TaskStatus
-from .errors import GravitexError, InvalidArgumentsError, Problem
+from .errors import InvalidArgumentsError, JournalError, Problem
 
 if sys.platform != "win32":
     import fcntl
@@ -111,10 +111,6 @@ _T = TypeVar("_T")
 def utc_now() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
-
-
-class JournalError(GravitexError):
-    """The task journal could not be opened, read or written."""
 
 
 class JournalStatus(StrEnum):

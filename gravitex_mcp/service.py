@@ -22,6 +22,7 @@ from .downloads import SavedVideo, download_video
 from .errors import (
     APIError,
     GravitexError,
+    JournalError,
     SubmitOutcomeUnknownError,
     TaskFailedError,
     TaskNotFinishedError,
@@ -145,9 +146,14 @@ class VideoService:
         except APIError as exc:
             await self._journal.fail_submission(local_id, message=str(exc), outcome_unknown=False)
             raise
-        await self._journal.complete_submission(
-            local_id, task_id=submitted.task_id, status=submitted.status
-        )
+        try:
+            await self._journal.complete_submission(
+                local_id, task_id=submitted.task_id, status=submitted.status
+            )
+        except JournalError:
+            # The task exists and is paid for: its id must reach the agent even if
+            # the journal cannot record it.
+            logger.exception("could not record task %s in the journal", submitted.task_id)
         logger.info("submitted task %s (%s)", submitted.task_id, prepared.spec.id)
         result = await self._follow(
             submitted.task_id,
@@ -286,21 +292,28 @@ class VideoService:
             output_dir=self._settings.output_dir,
             filename=filename,
         )
-        await self._journal.record_download(
-            task_id, path=saved.path, size_bytes=saved.size_bytes, sha256=saved.sha256
-        )
+        try:
+            await self._journal.record_download(
+                task_id, path=saved.path, size_bytes=saved.size_bytes, sha256=saved.sha256
+            )
+        except JournalError:
+            logger.exception("could not record the download of task %s", task_id)
         logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
         return saved
 
     async def _record(self, snapshot: TaskSnapshot) -> None:
-        await self._journal.record_status(
-            snapshot.task_id,
-            status=snapshot.status,
-            raw_status=snapshot.raw_status,
-            url=snapshot.url,
-            error_code=None if snapshot.error is None else _str_or_none(snapshot.error.code),
-            error_message=None if snapshot.error is None else snapshot.error.message,
-        )
+        try:
+            await self._journal.record_status(
+                snapshot.task_id,
+                status=snapshot.status,
+                raw_status=snapshot.raw_status,
+                url=snapshot.url,
+                error_code=None if snapshot.error is None else _str_or_none(snapshot.error.code),
+                error_message=None if snapshot.error is None else snapshot.error.message,
+            )
+        except JournalError:
+            # A journal that cannot be written must not end a wait the agent needs.
+            logger.exception("could not record the status of task %s", snapshot.task_id)
 
     # --- journal ------------------------------------------------------------------
 

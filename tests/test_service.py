@@ -1,0 +1,83 @@
+"""VideoService without MCP: journal failures around a submit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gravitex_mcp.arguments import GenerateVideoInput
+from gravitex_mcp.client import GravitexClient
+from gravitex_mcp.domain import TaskStatus
+from gravitex_mcp.errors import JournalError
+from gravitex_mcp.journal import Journal, JournalStatus, TaskRecord
+from gravitex_mcp.service import VideoService
+from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
+
+from .server_harness import API_KEY, FakeClock, make_settings
+
+
+class BrokenAfterSubmit(Journal):
+    async def complete_submission(
+        self, local_id: str, *, task_id: str, status: TaskStatus | JournalStatus
+    ) -> TaskRecord:
+        raise JournalError("disk I/O error")
+
+    async def record_status(self, task_id: str, **kwargs: Any) -> TaskRecord | None:
+        raise JournalError("disk I/O error")
+
+
+class BrokenBeforeSubmit(Journal):
+    async def begin_submission(
+        self, *, model: str, family: str, arguments: Mapping[str, Any]
+    ) -> str:
+        raise JournalError("state dir is read-only")
+
+
+def _sim(clock: FakeClock) -> Simulator:
+    config = SimulatorConfig(api_keys=frozenset({API_KEY}), queued_seconds=1, processing_seconds=2)
+    return Simulator(config, clock=clock.monotonic)
+
+
+async def _service(
+    tmp_path: Path, journal_cls: type[Journal], sim: Simulator, clock: FakeClock
+) -> tuple[VideoService, GravitexClient, Journal]:
+    settings = make_settings(tmp_path)
+    journal = journal_cls.open(settings.state_dir)
+    client = GravitexClient(
+        api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
+    )
+    service = VideoService(settings=settings, client=client, journal=journal, clock=clock)
+    return service, client, journal
+
+
+async def test_task_id_reaches_the_agent_when_the_journal_fails_after_submit(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    sim = _sim(clock)
+    service, client, journal = await _service(tmp_path, BrokenAfterSubmit, sim, clock)
+    try:
+        request = GenerateVideoInput(model="sora-2", prompt="a cat", wait_seconds=10)
+        result = await service.generate(request)
+    finally:
+        await client.aclose()
+        journal.close()
+    assert result.task_id in sim.tasks
+    assert result.status == TaskStatus.SUCCEEDED
+    assert sim.calls["submit"] == 1
+
+
+async def test_nothing_is_sent_when_the_journal_cannot_be_written(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sim = _sim(clock)
+    service, client, journal = await _service(tmp_path, BrokenBeforeSubmit, sim, clock)
+    try:
+        with pytest.raises(JournalError, match="read-only"):
+            await service.generate(GenerateVideoInput(model="sora-2", prompt="a cat"))
+    finally:
+        await client.aclose()
+        journal.close()
+    assert sim.calls["submit"] == 0
