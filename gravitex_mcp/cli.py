@@ -112,13 +112,14 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
-    from .http_app import build_http_app, check_bind, serve_http
-    from .server import build_server
-
     if not settings.simulate:
         settings.require_api_key()
     _check_writable(settings.output_dir, "Output folder", "GRAVITEX_OUTPUT_DIR")
     _check_writable(settings.state_dir, "State folder", "GRAVITEX_STATE_DIR")
+    # Imported after the cheap checks: a refusal should not wait for the MCP SDK.
+    from .http_app import build_http_app, check_bind, serve_http
+    from .server import build_server
+
     if args.transport != "stdio":
         check_bind(args.host, settings.http_token)
     server = build_server(settings)
