@@ -46,7 +46,12 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    aclosing,
+    asynccontextmanager,
+)
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar
@@ -460,6 +465,7 @@ class GravitexClient:
         user_agent: str = DEFAULT_USER_AGENT,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
+        inactivity_timer: Callable[[float], AbstractContextManager[object]] = anyio.fail_after,
     ) -> None:
         key = (api_key or "").strip()
         if not key:
@@ -485,6 +491,8 @@ class GravitexClient:
         self._sleep = sleep
         self._rand = rand
         self._clock = clock
+        # Bounds each wait for stream data; raises TimeoutError (injectable for tests).
+        self._inactivity_timer = inactivity_timer
         self._api_where = f"the Gravitex API ({redact_url(base)})"
         _install_log_redaction()
         self._http = httpx2.AsyncClient(
@@ -634,7 +642,7 @@ class GravitexClient:
         async with aclosing(response.aiter_bytes()) as parts:
             while True:
                 try:
-                    with anyio.fail_after(limit):
+                    with self._inactivity_timer(limit):
                         chunk = await anext(parts)
                 except StopAsyncIteration:
                     return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -115,6 +115,16 @@ class Harness:
     ) -> None:
         self.script = script
         self.sleeps: list[float] = []
+        self.timer_limits: list[float] = []
+        #: which wait for stream data (1-based) runs out of time; 0 = none
+        self.expire_wait = 0
+
+        def timer(limit: float) -> AbstractContextManager[object]:
+            # No real waiting: the chosen wait gets an already-expired deadline.
+            self.timer_limits.append(limit)
+            if len(self.timer_limits) == self.expire_wait:
+                return anyio.fail_after(0)
+            return nullcontext()
 
         async def fake_sleep(delay: float) -> None:
             self.sleeps.append(delay)
@@ -128,6 +138,7 @@ class Harness:
             sleep=fake_sleep,
             rand=lambda: rand,
             clock=lambda: NOW,
+            inactivity_timer=timer,
         )
 
 
@@ -857,12 +868,14 @@ async def test_iter_chunks_splits_large_chunks() -> None:
 
 async def test_iter_chunks_inactivity_timeout() -> None:
     stream = ChunkStream(b"first", stall=True)
-    h = harness(httpx2.Response(200, stream=stream), timeouts=Timeouts(stream_inactivity=0.05))
+    h = harness(httpx2.Response(200, stream=stream), timeouts=Timeouts(stream_inactivity=7))
+    h.expire_wait = 2  # the wait after the first piece: the stall
     received: list[bytes] = []
     with pytest.raises(APITimeoutError) as info:
         await drain(h.client, h.client.stream_url(SIGNED), received)
     assert received == [b"first"]
-    assert "0.05 s" in str(info.value)
+    assert h.timer_limits == [7, 7]  # every wait for data was bounded by stream_inactivity
+    assert "7 s" in str(info.value)
     assert isinstance(info.value.__cause__, TimeoutError)
     assert_no_secrets(info.value)
     assert stream.closed
