@@ -1,0 +1,488 @@
+"""Download benchmark: our streaming paths against the plain approaches, side by side.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/bench_downloads.py [--sizes 16,64,256] [--repeat 3]
+
+What runs:
+
+* the project's simulator (``gravitex_mcp.simulator``) served by uvicorn on
+  ``127.0.0.1`` in its own process (so the client side reads from a real socket);
+* for every size (MiB) one Sora task and one Veo task (``[size=NNm]`` prompt marker);
+* four variants, each download in a **fresh worker process** (so one run's memory
+  never flatters the next), interleaved, ``--repeat`` times:
+
+  - ``sora-ours``: :func:`gravitex_mcp.downloads.download_video` (Sora download endpoint
+    streamed through the incremental base64 decoder into a temp file, sha256, fsync,
+    no-clobber publish);
+  - ``sora-plain``: ``httpx2`` ``get`` + ``json.loads(body)`` + ``base64.b64decode`` +
+    one ``write`` (what the vendor's Python example does);
+  - ``url-ours``: ``download_video`` for a Veo task (signed URL streamed to a temp file,
+    ftyp/box checks, sha256, fsync, no-clobber publish);
+  - ``url-plain``: ``async with client.stream(...)``, ``f.write`` every chunk;
+  - ``url-ours-nosync`` (diagnostic, not a shipped mode): ``url-ours`` with the temp
+    file's fsync made a no-op and no early write-back, so, like the plain loop (whose
+    file is deleted before the kernel writes it back), it never waits for the disk;
+  - ``url-client-loop`` (diagnostic): the plain loop run through the project's
+    ``GravitexClient.stream_url`` / ``iter_chunks`` (inactivity time-out per chunk), to
+    separate the client's streaming cost from storage's (temp file, sha256, fsync).
+
+Memory: each worker measures its resident set (``VmRSS``) right before the download,
+resets the kernel's peak counter (``/proc/self/clear_refs`` = 5), and reads ``VmHWM``
+afterwards; growth = peak - baseline. Where the reset is not allowed, a sampling thread
+(every 5 ms) stands in. tracemalloc is not used: it misses C buffers.
+
+Throughput: video MiB / wall seconds from the request to the file being saved. The
+figure reported is the median of the repeats. Output files go to ``bench/out/`` and are
+deleted after each run. Nothing leaves loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gc
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import httpx2
+
+from gravitex_mcp.client import GravitexClient
+from gravitex_mcp.domain import Family
+from gravitex_mcp.downloads import download_video
+from gravitex_mcp.storage import OutputDir
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+MIB = 1 << 20
+API_KEY = "sk-bench-0123456789"
+VARIANTS = (
+    "sora-ours",
+    "sora-plain",
+    "url-ours",
+    "url-plain",
+    "url-ours-nosync",
+    "url-client-loop",
+)
+
+
+# --- memory --------------------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+class _Sampler(threading.Thread):
+    """Fallback peak tracker: samples VmRSS every 5 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = _status_kib("VmRSS")
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.005):
+            self.peak = max(self.peak, _status_kib("VmRSS"))
+
+
+# --- the simulator process ----------------------------------------------------------------
+
+
+def serve(port: int) -> None:
+    """Run the simulator on 127.0.0.1:port until killed (prints READY when listening)."""
+    from gravitex_mcp.simulator import Simulator, SimulatorConfig, make_server
+
+    sim = Simulator(SimulatorConfig(queued_seconds=0, processing_seconds=0))
+    server = make_server(sim, host="127.0.0.1", port=port, log_level="warning")
+
+    async def run() -> None:
+        task = asyncio.create_task(server.serve())
+        for _ in range(3000):  # at most 30 s to start listening
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.01)
+        if not server.started:
+            raise RuntimeError("the simulator did not start listening")
+        print("READY", flush=True)
+        await task
+
+    asyncio.run(run())
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Tasks:
+    sora: str
+    url: str
+    veo: str
+
+
+def _make_tasks(base: str, size_mib: int) -> Tasks:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx2.Client(base_url=base, headers=headers, timeout=30) as http:
+        sora = http.post(
+            "/v1/video/generations",
+            json={"model": "sora-2", "prompt": f"bench [size={size_mib}m]", "seconds": "4"},
+        )
+        sora.raise_for_status()
+        veo = http.post(
+            "/v1/video/generations",
+            json={"model": "veo-3.0-fast-generate-001", "prompt": f"bench [size={size_mib}m]"},
+        )
+        veo.raise_for_status()
+        veo_id = veo.json()["task_id"]
+        for _ in range(100):  # the simulator finishes tasks at once; bounded anyway
+            answer = http.get(f"/v1/video/generations/{veo_id}").json()
+            if answer.get("status") == "succeeded":
+                return Tasks(sora=sora.json()["task_id"], url=answer["url"], veo=veo_id)
+            time.sleep(0.05)
+    raise RuntimeError("the simulator did not finish the Veo task")
+
+
+# --- workers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurement:
+    path: Path
+    seconds: float
+    baseline_kib: int
+    peak_kib: int
+    exact: bool
+
+
+def _noop() -> None:
+    return None
+
+
+async def _timed(download: Callable[[], Awaitable[Path]]) -> Measurement:
+    """Measure one download; clients are already built (their set-up is not download cost)."""
+    await anyio.to_thread.run_sync(_noop)  # a long-running server has its worker threads
+    gc.collect()
+    baseline = _status_kib("VmRSS")
+    exact = _reset_peak()
+    sampler = None if exact else _Sampler()
+    if sampler is not None:
+        sampler.start()
+    started = time.perf_counter()
+    path = await download()
+    seconds = time.perf_counter() - started
+    if sampler is not None:
+        sampler.stop.set()
+        sampler.join()
+        peak = sampler.peak
+    else:
+        peak = _status_kib("VmHWM")
+    return Measurement(path, seconds, baseline, peak, exact)
+
+
+def _no_fsync(fd: int) -> None:
+    return None
+
+
+async def _ours(
+    base: str, task_id: str, url: str, out: Path, family: Family, *, fsync: bool = True
+) -> Measurement:
+    target = OutputDir(out) if fsync else OutputDir(out, fsync=_no_fsync, early_writeback=False)
+    async with GravitexClient(api_key=API_KEY, base_url=base) as client:
+
+        async def download() -> Path:
+            saved = await download_video(
+                client,
+                task_id=task_id,
+                family=family,
+                url=None if family is Family.SORA else url,
+                output_dir=target,
+                filename=None,
+            )
+            return saved.path
+
+        return await _timed(download)
+
+
+async def _sora_ours(base: str, task_id: str, url: str, out: Path) -> Measurement:
+    return await _ours(base, task_id, url, out, Family.SORA)
+
+
+async def _url_ours(base: str, task_id: str, url: str, out: Path) -> Measurement:
+    return await _ours(base, task_id, url, out, Family.VEO)
+
+
+async def _url_ours_nosync(base: str, task_id: str, url: str, out: Path) -> Measurement:
+    """Diagnostic only: ``url-ours`` that never makes the data reach the disk."""
+    return await _ours(base, task_id, url, out, Family.VEO, fsync=False)
+
+
+async def _url_client_loop(base: str, task_id: str, url: str, out: Path) -> Measurement:
+    """Diagnostic only: the plain loop, but through GravitexClient.stream_url/iter_chunks."""
+    async with GravitexClient(api_key=API_KEY, base_url=base) as client:
+
+        async def download() -> Path:
+            path = out / "plain.mp4"
+            async with client.stream_url(url) as response:
+                with open(path, "wb") as file:  # noqa: ASYNC230  (the plain loop, on purpose)
+                    async for chunk in client.iter_chunks(response):
+                        file.write(chunk)
+            return path
+
+        return await _timed(download)
+
+
+async def _sora_plain(base: str, task_id: str, url: str, out: Path) -> Measurement:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx2.AsyncClient(base_url=base, headers=headers, timeout=120) as http:
+
+        async def download() -> Path:
+            response = await http.get("/v1/video/generations/download", params={"id": task_id})
+            response.raise_for_status()
+            data = json.loads(response.content)
+            video = base64.b64decode(data["base64"])
+            path = out / "plain.mp4"
+            with open(path, "wb") as file:  # noqa: ASYNC230  (the plain approach, on purpose)
+                file.write(video)
+            return path
+
+        return await _timed(download)
+
+
+async def _url_plain(base: str, task_id: str, url: str, out: Path) -> Measurement:
+    async with httpx2.AsyncClient(timeout=120) as http:
+
+        async def download() -> Path:
+            path = out / "plain.mp4"
+            async with http.stream("GET", url) as response:
+                response.raise_for_status()
+                with open(path, "wb") as file:  # noqa: ASYNC230  (the plain loop, on purpose)
+                    async for chunk in response.aiter_bytes():
+                        file.write(chunk)
+            return path
+
+        return await _timed(download)
+
+
+WORKERS: dict[str, Callable[[str, str, str, Path], Coroutine[Any, Any, Measurement]]] = {
+    "sora-ours": _sora_ours,
+    "sora-plain": _sora_plain,
+    "url-ours": _url_ours,
+    "url-plain": _url_plain,
+    "url-ours-nosync": _url_ours_nosync,
+    "url-client-loop": _url_client_loop,
+}
+
+
+def worker(variant: str, base: str, task_id: str, url: str, size: int) -> None:
+    """One download in this (fresh) process; prints one JSON line with the figures."""
+    out = OUT / f"{variant}-{os.getpid()}"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        m = asyncio.run(WORKERS[variant](base, task_id, url, out))
+        got = m.path.stat().st_size
+        with open(m.path, "rb") as file:
+            head = file.read(8)
+        if got != size or head[4:8] != b"ftyp":
+            raise RuntimeError(f"{variant}: wrong file ({got} bytes, head {head!r})")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "seconds": m.seconds,
+                "baseline_kib": m.baseline_kib,
+                "peak_kib": m.peak_kib,
+                "growth_bytes": max(0, m.peak_kib - m.baseline_kib) * 1024,
+                "peak_method": "VmHWM" if m.exact else "sampled VmRSS",
+            }
+        ),
+        flush=True,
+    )
+
+
+# --- the driver ------------------------------------------------------------------------------
+
+
+def _machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            kib = int(info.readline().split()[1])
+            ram = f"{kib / MIB:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram": ram,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _run_worker(variant: str, base: str, tasks: Tasks, size: int) -> dict[str, Any]:
+    task_id = tasks.sora if variant.startswith("sora") else tasks.veo
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        variant,
+        "--base",
+        base,
+        "--task",
+        task_id,
+        "--url",
+        tasks.url,
+        "--size-bytes",
+        str(size),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {variant} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def drive(sizes: list[int], repeat: int, variants: list[str]) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "READY":
+            raise RuntimeError("the simulator did not start")
+        base = f"http://127.0.0.1:{port}"
+        machine = _machine()
+        print(json.dumps({"machine": machine}), flush=True)
+        rows: list[dict[str, Any]] = []
+        for size_mib in sizes:
+            tasks = _make_tasks(base, size_mib)
+            size = size_mib * MIB
+            runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+            for _ in range(repeat):
+                for variant in variants:
+                    runs[variant].append(_run_worker(variant, base, tasks, size))
+            for variant in variants:
+                seconds = statistics.median(r["seconds"] for r in runs[variant])
+                peer = variant.split("-")[0] + "-plain"
+                pair_ratio = None
+                if "-ours" in variant and peer in runs:
+                    # per repeat: plain seconds / ours seconds (= ours' throughput / plain's),
+                    # runs of one repeat being neighbours in time
+                    pair_ratio = round(
+                        statistics.median(
+                            p["seconds"] / o["seconds"]
+                            for o, p in zip(runs[variant], runs[peer], strict=True)
+                        ),
+                        2,
+                    )
+                growth = statistics.median(r["growth_bytes"] for r in runs[variant])
+                row = {
+                    "size_mib": size_mib,
+                    "variant": variant,
+                    "median_seconds": round(seconds, 3),
+                    "mib_per_s": round(size_mib / seconds, 1),
+                    "peak_growth_mib": round(growth / MIB, 1),
+                    "growth_x_video": round(growth / size, 3),
+                    "all_seconds": [round(r["seconds"], 3) for r in runs[variant]],
+                    "median_pair_ratio_vs_plain": pair_ratio,
+                    "peak_method": runs[variant][0]["peak_method"],
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        _print_table(rows, variants)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _print_table(rows: list[dict[str, Any]], variants: list[str]) -> None:
+    print()
+    print("| video | variant | MiB/s (median) | peak RSS growth | growth / video |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    for row in rows:
+        print(
+            f"| {row['size_mib']} MiB | {row['variant']} | {row['mib_per_s']} | "
+            f"{row['peak_growth_mib']} MiB | {row['growth_x_video']}x |"
+        )
+    print()
+    for row in rows:
+        if row["median_pair_ratio_vs_plain"] is not None:
+            print(
+                f"{row['size_mib']} MiB {row['variant']}: throughput vs plain = "
+                f"{row['median_pair_ratio_vs_plain']:.2f} (median of per-repeat ratios)"
+            )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sizes", default="16,64,256", help="video sizes in MiB")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per variant (1..10)")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--base", help=argparse.SUPPRESS)
+    parser.add_argument("--task", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--size-bytes", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        serve(args.serve)
+        return
+    if args.worker is not None:
+        worker(args.worker, args.base, args.task, args.url, args.size_bytes)
+        return
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown or not sizes or not 1 <= args.repeat <= 10 or any(s < 1 for s in sizes):
+        parser.error(f"bad --sizes/--repeat/--variants (variants: {', '.join(VARIANTS)})")
+    drive(sizes, args.repeat, variants)
+
+
+if __name__ == "__main__":
+    main()

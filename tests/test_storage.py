@@ -1,0 +1,487 @@
+"""Safe names, temp file + fsync + no-clobber publish, and clean failure (storage.py)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from gravitex_mcp.errors import StorageError
+from gravitex_mcp.storage import (
+    MAX_STEM_BYTES,
+    OutputDir,
+    StoredFile,
+    safe_filename,
+)
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def tree(root: Path) -> set[str]:
+    """Every path under ``root`` (relative), for before/after comparisons."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.fixture
+def area(tmp_path: Path) -> tuple[Path, Path]:
+    """(parent, out): the output dir lives in ``parent``, next to a bystander file."""
+    parent = tmp_path / "area"
+    out = parent / "out"
+    out.mkdir(parents=True)
+    (parent / "bystander.txt").write_text("keep me")
+    return parent, out
+
+
+async def save(
+    out: OutputDir | Path, data: bytes, name: str | None, stem: str = "task"
+) -> StoredFile:
+    target = out if isinstance(out, OutputDir) else OutputDir(out)
+    async with target.video(name, default_stem=stem) as file:
+        for i in range(0, len(data), 1000):
+            await file.write(data[i : i + 1000])
+        return await file.commit()
+
+
+# --- safe_filename ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (None, "task_1.mp4"),
+        ("", "task_1.mp4"),
+        ("clip", "clip.mp4"),
+        ("clip.mp4", "clip.mp4"),
+        ("Clip.MP4", "Clip.mp4"),
+        ("clip.mov", "clip.mov.mp4"),
+        ("../../etc/passwd", "passwd.mp4"),
+        ("/abs/x.mp4", "x.mp4"),
+        ("..", "task_1.mp4"),
+        (".", "task_1.mp4"),
+        ("../..", "task_1.mp4"),
+        ("a/b\\c", "c.mp4"),
+        ("C:\\Users\\me\\video.mp4", "video.mp4"),
+        ("dir/", "dir.mp4"),
+        ("nul\x00byte", "nulbyte.mp4"),
+        ("tab\tand\nnewline", "tabandnewline.mp4"),
+        (".hidden", "hidden.mp4"),
+        ("...dots...", "dots.mp4"),
+        ("  spaced  out  ", "spaced out.mp4"),
+        ('what?<is>:this|"*', "what__is__this___.mp4"),
+        ("CON", "_CON.mp4"),
+        ("lpt1.txt", "_lpt1.txt.mp4"),
+        ("\u202eevil\u202dmp4.exe", "evilmp4.exe.mp4"),  # bidi overrides dropped
+        ("caf\u0065\u0301", "caf\u00e9.mp4"),  # NFC
+        ("\ud800lone", "lone.mp4"),  # lone surrogate dropped
+        ("\x00\x01\x02", "task_1.mp4"),
+    ],
+)
+def test_safe_filename(name: str | None, expected: str) -> None:
+    assert safe_filename(name, default_stem="task_1") == expected
+
+
+def test_safe_filename_caps_length_on_character_boundaries() -> None:
+    name = safe_filename("é" * 500, default_stem="t")
+    assert name.endswith(".mp4")
+    assert len(name[:-4].encode()) <= MAX_STEM_BYTES
+    assert set(name[:-4]) == {"é"}
+
+
+def test_safe_filename_bad_default_stem() -> None:
+    assert safe_filename(None, default_stem="../..") == "video.mp4"
+    assert safe_filename("..", default_stem="a/b") == "b.mp4"
+
+
+# --- saving -------------------------------------------------------------------------------
+
+
+async def test_save_writes_hash_and_size(area: tuple[Path, Path]) -> None:
+    _, out = area
+    data = os.urandom(123_457)
+    stored = await save(out, data, "clip")
+    assert stored.path == out.resolve() / "clip.mp4"
+    assert stored.path.read_bytes() == data
+    assert stored.size_bytes == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert tree(out) == {"clip.mp4"}  # no temp file left
+
+
+async def test_mode_is_0644_under_the_usual_umask(area: tuple[Path, Path]) -> None:
+    _, out = area
+    old = os.umask(0o022)
+    try:
+        stored = await save(out, b"x" * 10, "m")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(stored.path.stat().st_mode) == 0o644
+
+
+async def test_temp_file_is_inside_the_output_dir_and_hidden(area: tuple[Path, Path]) -> None:
+    _, out = area
+    async with OutputDir(out).video("clip", default_stem="t") as file:
+        await file.write(b"abc")
+        await file.flush()
+        temp = file.temp_path
+        assert temp is not None
+        assert temp.parent == out.resolve()
+        assert temp.name.startswith(".clip.")
+        assert temp.name.endswith(".part")
+        assert temp.read_bytes() == b"abc"
+        assert not (out / "clip.mp4").exists()  # nothing under the final name yet
+        await file.commit()
+    assert tree(out) == {"clip.mp4"}
+
+
+async def test_output_dir_is_created(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b" / "videos"
+    stored = await save(out, b"data", None)
+    assert stored.path == out.resolve() / "task.mp4"
+
+
+async def test_output_dir_that_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match="GRAVITEX_OUTPUT_DIR"):
+        await save(blocker, b"data", None)
+    with pytest.raises(StorageError, match="Could not create the output dir"):
+        await save(blocker / "sub", b"data", None)
+    assert blocker.read_text() == "x"
+
+
+# --- never overwrite ----------------------------------------------------------------------
+
+
+async def test_second_save_gets_a_unique_name(area: tuple[Path, Path]) -> None:
+    _, out = area
+    first = await save(out, b"first", "clip.mp4")
+    second = await save(out, b"second", "clip.mp4")
+    third = await save(out, b"third", "clip")
+    assert first.path.name == "clip.mp4"
+    assert second.path.name == "clip-1.mp4"
+    assert third.path.name == "clip-2.mp4"
+    assert first.path.read_bytes() == b"first"
+    assert second.path.read_bytes() == b"second"
+
+
+async def test_existing_foreign_file_is_untouched(area: tuple[Path, Path]) -> None:
+    _, out = area
+    (out / "clip.mp4").write_bytes(b"precious")
+    stored = await save(out, b"new", "clip")
+    assert stored.path.name == "clip-1.mp4"
+    assert (out / "clip.mp4").read_bytes() == b"precious"
+
+
+async def test_symlink_at_the_final_name_is_not_followed(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    target = parent / "bystander.txt"
+    (out / "clip.mp4").symlink_to(target)
+    (out / "dangling.mp4").symlink_to(parent / "does-not-exist")
+    before = tree(parent)
+    a = await save(out, b"new", "clip")
+    b = await save(out, b"new2", "dangling")
+    assert a.path.name == "clip-1.mp4"
+    assert b.path.name == "dangling-1.mp4"
+    assert target.read_text() == "keep me"
+    assert not (parent / "does-not-exist").exists()
+    assert tree(parent) == before | {"out/clip-1.mp4", "out/dangling-1.mp4"}
+
+
+async def test_concurrent_saves_of_one_name_get_distinct_files(area: tuple[Path, Path]) -> None:
+    _, out = area
+    results: list[StoredFile] = []
+
+    async def one(i: int) -> None:
+        results.append(await save(out, bytes([i]) * 5000, "same"))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(one, i)
+    names = sorted(r.path.name for r in results)
+    assert len(set(names)) == 8
+    assert tree(out) == set(names)
+    for r in results:
+        assert len(set(r.path.read_bytes())) == 1
+
+
+async def test_without_hard_links_still_no_clobber(area: tuple[Path, Path]) -> None:
+    _, out = area
+    calls: list[tuple[str, str]] = []
+
+    def no_links(src: str, dst: str) -> None:
+        calls.append((src, dst))
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    target = OutputDir(out, link=no_links)
+    (out / "clip.mp4").write_bytes(b"precious")
+    first = await save(target, b"one", "clip")
+    second = await save(target, b"two", "clip")
+    assert (out / "clip.mp4").read_bytes() == b"precious"
+    assert first.path.read_bytes() == b"one"
+    assert second.path.read_bytes() == b"two"
+    assert {first.path.name, second.path.name} == {"clip-1.mp4", "clip-2.mp4"}
+    assert tree(out) == {"clip.mp4", "clip-1.mp4", "clip-2.mp4"}
+    assert len(calls) == 1  # the filesystem's answer is remembered
+
+
+# --- hostile names: nothing outside the output dir ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd",
+        "../escape.mp4",
+        "/abs/x.mp4",
+        "..",
+        "a/b\\c",
+        "nul\x00name",
+        "x" * 5000,
+        ".hidden",
+        "../.." + "/" * 10 + "..",
+        "~/home.mp4",
+        "\\\\server\\share\\v.mp4",
+    ],
+)
+async def test_hostile_names_stay_inside(area: tuple[Path, Path], name: str) -> None:
+    parent, out = area
+    before = tree(parent)
+    stored = await save(out, b"video", name)
+    assert stored.path.parent == out.resolve()
+    assert not stored.path.name.startswith(".")
+    assert tree(parent) == before | {f"out/{stored.path.name}"}
+
+
+# --- failures leave nothing behind ---------------------------------------------------------
+
+
+async def test_disk_full_removes_the_temp_file(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+    written = 0
+
+    def full_disk(fd: int, data: memoryview) -> int:
+        nonlocal written
+        if written >= 3000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = os.write(fd, data[:1000])
+        written += n
+        return n
+
+    target = OutputDir(out, write=full_disk, batch_bytes=2000)
+    with pytest.raises(StorageError, match=r"Disk full while saving clip\.mp4 to") as info:
+        await save(target, os.urandom(20_000), "clip")
+    assert str(out.resolve()) in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)
+    assert tree(parent) == before
+
+
+async def test_disk_full_at_commit(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+
+    def full_disk(fd: int, data: memoryview) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(StorageError, match="Disk full"):
+        await save(OutputDir(out, write=full_disk), b"small", "clip")  # flushed by commit
+    assert tree(parent) == before
+
+
+async def test_fsync_failure_publishes_nothing(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+
+    def bad_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(StorageError, match="Input/output error"):
+        await save(OutputDir(out, fsync=bad_fsync), b"data", "clip")
+    assert tree(parent) == before
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+async def test_unwritable_dir_is_reported(area: tuple[Path, Path], code: int) -> None:
+    parent, out = area
+    before = tree(parent)
+
+    def refuse(path: str, flags: int, mode: int) -> int:
+        raise OSError(code, os.strerror(code))
+
+    with pytest.raises(StorageError, match="is not writable") as info:
+        await save(OutputDir(out, open_file=refuse), b"data", "clip")
+    assert "set GRAVITEX_OUTPUT_DIR" in str(info.value)
+    assert tree(parent) == before
+
+
+@pytest.mark.skipif(
+    IS_ROOT,
+    reason="running as root: chmod 0o555 does not stop root from writing "
+    "(the injected-failure test above covers this path)",
+)
+async def test_read_only_dir_for_real(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+    out.chmod(0o555)
+    try:
+        with pytest.raises(StorageError, match="is not writable"):
+            await save(out, b"data", "clip")
+    finally:
+        out.chmod(0o755)
+    assert tree(parent) == before
+
+
+async def test_exception_inside_the_block_removes_the_temp(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+
+    async def broken_stream() -> None:
+        async with OutputDir(out).video("clip", default_stem="t") as file:
+            await file.write(b"x" * 5000)
+            await file.flush()
+            raise RuntimeError("stream broke")
+
+    with pytest.raises(RuntimeError, match="stream broke"):
+        await broken_stream()
+    assert tree(parent) == before
+
+
+async def test_leaving_without_commit_removes_the_temp(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+    async with OutputDir(out).video("clip", default_stem="t") as file:
+        await file.write(b"x" * 5000)
+        await file.flush()
+    assert tree(parent) == before
+
+
+async def test_cancellation_removes_the_temp(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+    reached = False
+    with anyio.CancelScope() as scope:
+        async with OutputDir(out, batch_bytes=100).video("clip", default_stem="t") as file:
+            await file.write(b"x" * 500)
+            scope.cancel()
+            await file.write(b"y" * 500)  # a checkpoint: cancelled here
+            reached = True
+    assert scope.cancelled_caught
+    assert not reached
+    assert tree(parent) == before
+
+
+async def test_write_after_close_is_refused(area: tuple[Path, Path]) -> None:
+    _, out = area
+    async with OutputDir(out).video("clip", default_stem="t") as file:
+        await file.commit()
+    with pytest.raises(StorageError, match="not open"):
+        file.buffer(b"late")
+
+
+# --- the writer thread ------------------------------------------------------------------
+
+
+async def test_short_writev_is_finished_in_order(area: tuple[Path, Path]) -> None:
+    _, out = area
+    target = OutputDir(out, batch_bytes=4096)
+    calls: list[int] = []
+
+    def short_writev(fd: int, chunks: Sequence[bytes]) -> int:
+        calls.append(len(chunks))
+        return os.write(fd, chunks[0][:10])  # far less than asked
+
+    target._writev = short_writev
+    data = os.urandom(50_000)
+    stored = await save(target, data, "short")
+    assert stored.path.read_bytes() == data
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert calls  # the writev path was taken
+
+
+@pytest.mark.parametrize(
+    ("expected", "batch"),
+    [
+        (None, 1 << 20),
+        (0, 128 << 10),
+        (16 << 20, 128 << 10),
+        (64 << 20, 512 << 10),
+        (256 << 20, 2 << 20),
+        (1 << 40, 2 << 20),
+    ],
+)
+async def test_batches_follow_the_expected_size(
+    area: tuple[Path, Path], expected: int | None, batch: int
+) -> None:
+    _, out = area
+    async with OutputDir(out).video("b", default_stem="t") as file:
+        file.expect_size(expected)
+        assert file.batch_bytes == batch
+    async with OutputDir(out, batch_bytes=1000).video("b", default_stem="t") as file:
+        file.expect_size(expected)
+        assert file.batch_bytes == 1000  # the output dir's batch_bytes is the ceiling
+
+
+async def test_many_batches_in_flight_keep_order(area: tuple[Path, Path]) -> None:
+    _, out = area
+    data = os.urandom(300_000)
+    stored = await save(OutputDir(out, batch_bytes=1500), data, "order")
+    assert stored.path.read_bytes() == data
+
+
+async def test_writer_failure_surfaces_on_the_next_write(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+
+    def broken(fd: int, data: memoryview) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    async def stream() -> None:
+        async with OutputDir(out, write=broken, batch_bytes=1000).video("x", default_stem="t") as f:
+            for _ in range(1000):  # bounded: the error arrives after the first batch
+                await f.write(b"z" * 1000)
+                await anyio.lowlevel.checkpoint()  # a real stream yields between chunks
+            await f.commit()
+
+    with pytest.raises(StorageError, match="Input/output error"):
+        await stream()
+    assert tree(parent) == before
+
+
+async def test_without_early_writeback(area: tuple[Path, Path]) -> None:
+    _, out = area
+    data = os.urandom(100_000)
+    stored = await save(OutputDir(out, early_writeback=False), data, "plain")
+    assert stored.path.read_bytes() == data
+
+
+async def test_output_dir_swapped_for_a_symlink_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    elsewhere = tmp_path / "elsewhere"
+    real.mkdir()
+    elsewhere.mkdir()
+
+    async def swap_then_commit() -> None:
+        async with OutputDir(real).video("clip", default_stem="t") as file:
+            await file.write(b"data")
+            await file.flush()
+            temp = file.temp_path
+            assert temp is not None
+            parked = tmp_path / "parked"
+            real.rename(parked)
+            real.symlink_to(elsewhere)  # the same path now leads elsewhere
+            try:
+                await file.commit()
+            finally:
+                real.unlink()
+                parked.rename(real)
+
+    with pytest.raises(StorageError, match="changed while"):
+        await swap_then_commit()
+    assert list(elsewhere.iterdir()) == []
+    assert list(real.iterdir()) == []
