@@ -81,6 +81,7 @@ from .errors import (
     SubmitOutcomeUnknownError,
     URLExpiredError,
 )
+from .redact import redact_url, scrub
 from .retry import RetryPolicy, parse_retry_after
 
 __all__ = [
@@ -171,42 +172,7 @@ class TaskSnapshot:
 # --- redaction ------------------------------------------------------------------
 
 
-def redact_url(url: str | httpx2.URL) -> str:
-    """``scheme://host[:port]/path`` of ``url``: no user info, query or fragment.
-
-    A URL without a host (``data:``, ``mailto:``) shows only its scheme, so a
-    data URL's payload never leaks either.
-    """
-    text = str(url)
-    try:
-        parts = urlsplit(text.strip())
-        port = parts.port
-    except ValueError:
-        return "<unparseable URL>"
-    scheme = parts.scheme.lower()
-    if not parts.netloc:
-        return f"{scheme}:<redacted>" if scheme else "<redacted URL>"
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port_part = f":{port}" if port is not None else ""
-    prefix = f"{scheme}://" if scheme else "//"
-    return f"{prefix}{host}{port_part}{parts.path}"
-
-
-_KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-]{4,}")
-_BEARER = re.compile(r"(?i)\b(bearer\s+)\S+")
-_URL_IN_TEXT = re.compile(r"(?i)\b(?:https?|data):[^\s\"'<>]+")
 _HTML_START = re.compile(rb"^\s*<(?:!doctype|html|head|body|\?xml|[a-z]+[\s>])", re.IGNORECASE)
-
-
-def _scrub(text: str, api_key: str | None = None) -> str:
-    """``text`` without the key, key-like tokens, bearer tokens or URL query strings."""
-    if api_key:
-        text = text.replace(api_key, "[redacted]")
-    text = _KEY_LIKE.sub("sk-***", text)
-    text = _BEARER.sub(r"\1***", text)
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
 class _RedactURLsInLog(logging.Filter):
@@ -937,7 +903,7 @@ class GravitexClient:
     # --- error construction ----------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        return _scrub(text, self._api_key)
+        return scrub(text, self._api_key)
 
     def _status_error(self, op: _Op, response: httpx2.Response, body: bytes) -> APIStatusError:
         status = response.status_code

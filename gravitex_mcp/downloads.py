@@ -30,7 +30,6 @@ import anyio
 import httpx2
 
 from .b64stream import SoraDownloadDecoder
-from .client import redact_url
 from .domain import Family, TaskStatus
 from .errors import (
     APIConnectionError,
@@ -40,6 +39,7 @@ from .errors import (
     VideoIntegrityError,
 )
 from .mp4 import Mp4StreamCheck
+from .redact import redact_url
 from .storage import OutputDir, StoredFile, VideoFile
 
 __all__ = ["DEFAULT_ATTEMPTS", "MP4_MIME_TYPE", "DownloadSource", "SavedVideo", "download_video"]

@@ -72,6 +72,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from .domain import TaskStatus
 from .errors import InvalidArgumentsError, JournalError, Problem
+from .redact import redact_url
 
 if sys.platform != "win32":
     import fcntl
@@ -207,23 +208,6 @@ class TaskRecord(BaseModel):
 
 
 # --- Helpers (pure) -----------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host[:port]/path``: no user info, query string or fragment."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<unparseable URL>"
-    if not parts.scheme or not host:
-        # Not an absolute URL: keep only what precedes any query or fragment.
-        return re.split(r"[?#]", url, maxsplit=1)[0]
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{port}" if port is not None else host
-    return f"{parts.scheme}://{netloc}{parts.path}"
 
 
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"

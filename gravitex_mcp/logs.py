@@ -8,26 +8,14 @@ signed URL's query string, as a last line of defence behind the code's own care.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import TextIO
 
-_KEY = re.compile(r"\bsk-[A-Za-z0-9_\-]{4,}")
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
-_URL_QUERY = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*")
-_DATA_URL = re.compile(r"(data:[\w/+.-]+;base64,)[A-Za-z0-9+/=]{16,}")
-
-
-def scrub(text: str) -> str:
-    """``text`` without API keys, bearer tokens, URL query strings or data-URL payloads."""
-    text = _KEY.sub("sk-***", text)
-    text = _BEARER.sub(r"\1***", text)
-    text = _URL_QUERY.sub(r"\1?…", text)
-    return _DATA_URL.sub(r"\1…", text)
+from .redact import scrub
 
 
 class ScrubFilter(logging.Filter):
-    """Rewrites each record's final message through :func:`scrub`."""
+    """Rewrites each record's final message through :func:`~gravitex_mcp.redact.scrub`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -35,6 +23,10 @@ class ScrubFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+#: Loggers kept at WARNING or above: they log full request URLs at INFO.
+NOISY = ("httpx2", "httpx", "httpcore", "uvicorn.access")
 
 
 def configure_logging(level: str, stream: TextIO | None = None) -> None:
@@ -48,5 +40,5 @@ def configure_logging(level: str, stream: TextIO | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # httpx-style clients log full URLs (signed query strings) at INFO.
-    for noisy in ("httpx2", "httpx", "httpcore", "uvicorn.access"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -25,7 +25,6 @@ from gravitex_mcp.client import (
     TaskError,
     TaskSnapshot,
     Timeouts,
-    redact_url,
 )
 from gravitex_mcp.domain import TaskStatus
 from gravitex_mcp.errors import (
@@ -179,23 +178,6 @@ def test_bad_base_url_is_refused() -> None:
 def test_invalid_timeouts_are_refused() -> None:
     with pytest.raises(ValueError, match="read"):
         Timeouts(read=0)
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        (SIGNED, "https://cdn.example.test/2025/11/18/abc/video.mp4"),
-        ("https://user:pw@host.test:8443/a/b?x=1#frag", "https://host.test:8443/a/b"),
-        ("HTTP://Host.Test/x", "http://host.test/x"),
-        ("http://[::1]:8080/v?sig=1", "http://[::1]:8080/v"),
-        ("data:video/mp4;base64,AAAAIGZ0eXA=", "data:<redacted>"),
-        ("no-scheme-at-all?token=1", "<redacted URL>"),
-        ("http://host:notaport/x", "<unparseable URL>"),
-        (httpx2.URL("https://h.test/p?q=1"), "https://h.test/p"),
-    ],
-)
-def test_redact_url(url: str | httpx2.URL, expected: str) -> None:
-    assert redact_url(url) == expected
 
 
 def test_snapshot_repr_hides_the_signed_url() -> None:

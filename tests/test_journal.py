@@ -31,7 +31,6 @@ from gravitex_mcp.journal import (
     data_url_digest,
     parse_url_expiry,
     redact_data_urls,
-    redact_url,
     schema_version,
 )
 
@@ -758,21 +757,6 @@ async def test_public_view_redacts_url(journal: Journal) -> None:
     assert listed["url"] == public["url"]
     # the output schema a tool would publish is generated from the model
     assert "url" in TaskRecord.model_json_schema()["properties"]
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("https://h.example/a/b.mp4?X-Tos-Signature=abc#frag", "https://h.example/a/b.mp4"),
-        ("https://user:pw@h.example:8443/v.mp4?sig=1", "https://h.example:8443/v.mp4"),
-        ("http://[::1]:8080/v.mp4?x=1", "http://[::1]:8080/v.mp4"),
-        ("https://h.example", "https://h.example"),
-        ("/relative/v.mp4?sig=1", "/relative/v.mp4"),
-        ("https://h.example:notaport/v.mp4?sig=1", "<unparseable URL>"),
-    ],
-)
-def test_redact_url(url: str, expected: str) -> None:
-    assert redact_url(url) == expected
 
 
 SEEN = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

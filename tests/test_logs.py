@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 
 import pytest
 
-from gravitex_mcp.logs import configure_logging, scrub
+from gravitex_mcp.logs import NOISY, configure_logging
+from gravitex_mcp.redact import scrub
 
 
 @pytest.mark.parametrize(
@@ -28,13 +30,27 @@ def test_scrub_keeps_ordinary_text() -> None:
     assert scrub(text) == text
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure_logging changes process-wide state: put it back for other tests."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    noisy = {name: logging.getLogger(name).level for name in NOISY}
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, old in noisy.items():
+        logging.getLogger(name).setLevel(old)
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_logging_goes_to_the_given_stream_scrubbed() -> None:
     stream = io.StringIO()
     configure_logging("INFO", stream=stream)
-    try:
-        logging.getLogger("gravitex_mcp.test").info("using key %s", "sk-supersecretvalue")
-    finally:
-        configure_logging("WARNING")
+    logging.getLogger("gravitex_mcp.test").info("using key %s", "sk-supersecretvalue")
     out = stream.getvalue()
     assert "using key sk-***" in out
     assert "supersecretvalue" not in out
