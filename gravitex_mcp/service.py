@@ -234,8 +234,6 @@ class VideoService:
             if snapshot.error
             else None
         )
-        if snapshot.status is TaskStatus.FAILED and error is None:
-            error = TaskErrorInfo(code=None, message="the upstream gave no reason")
         info = _saved_info(saved) if saved else None
         return CheckVideoTaskResult(
             task_id=task_id,

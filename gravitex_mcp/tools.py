@@ -19,7 +19,7 @@ from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, T
 from pydantic import BaseModel, Field
 
 from . import catalog
-from .arguments import DEFAULT_WAIT_SECONDS, GenerateVideoInput
+from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
 from .domain import Family, TaskStatus
 from .errors import GravitexError
 from .model_tool import tool_from_model
@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 ServiceGetter = Callable[[Context], VideoService]
 
-MAX_WAIT_SECONDS = 600
 StatusFilter = Literal[
     "submitted",
     "queued",
