@@ -164,6 +164,7 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
+        _check_writable(settings.output_dir, "Output folder", "GRAVITEX_OUTPUT_DIR")
         return run_demo(settings, model=args.model)
     _serve(args, settings)
     return 0

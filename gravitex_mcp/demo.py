@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
 from .settings import Settings
@@ -84,6 +84,13 @@ async def _drive(params: StdioServerParameters, model: str) -> Path:
         return Path(str(result["path"]))
 
 
+def _first_cause(exc: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def run_demo(settings: Settings, *, model: str) -> int:
     """Run the demo; returns the exit status."""
     with tempfile.TemporaryDirectory(prefix="gravitex-demo-state-") as state:
@@ -100,8 +107,8 @@ def run_demo(settings: Settings, *, model: str) -> int:
         )
         try:
             path = anyio.run(_drive, params, model)
-        except RuntimeError as exc:
-            sys.stderr.write(f"gravitex-mcp demo: {exc}\n")
+        except (RuntimeError, MCPError, OSError, ExceptionGroup) as exc:
+            sys.stderr.write(f"gravitex-mcp demo: {_first_cause(exc)}\n")
             return 1
     _say("Video saved to:")
     _say(str(path))

@@ -107,6 +107,14 @@ def test_unwritable_folder_names_the_variable(home: Path, variable: str) -> None
     assert str(blocker / "videos") in line
 
 
+def test_demo_with_unwritable_output_folder_is_one_line(home: Path) -> None:
+    blocker = home / "a-file"
+    blocker.write_text("not a folder")
+    env = clean_env(home, GRAVITEX_OUTPUT_DIR=str(blocker / "videos"))
+    line = one_error_line(run_cli(["demo"], env))
+    assert "GRAVITEX_OUTPUT_DIR" in line
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
