@@ -808,6 +808,34 @@ class Journal:
 
         await self._run(operation)
 
+    async def expire_stale_submissions(self, *, older_than: timedelta) -> int:
+        """Mark submissions still ``submitting`` after ``older_than`` as ``submit_unknown``.
+
+        Such rows are left by a process that stopped while its POST was in flight;
+        the request may have created a task, which ``list_video_tasks`` should say.
+        Returns how many rows were marked.
+        """
+        cutoff = _iso(self._now() - older_than)
+        detail = "The server stopped before the submit answered; a task may exist upstream."
+
+        def operation(conn: sqlite3.Connection) -> int:
+            at = self._stamp()
+            with _write(conn):
+                rows = conn.execute(
+                    "SELECT local_id FROM tasks WHERE status = ? AND created_at < ?",
+                    (JournalStatus.SUBMITTING.value, cutoff),
+                ).fetchall()
+                for row in rows:
+                    conn.execute(
+                        "UPDATE tasks SET status = ?, error_message = ?, updated_at = ? "
+                        "WHERE local_id = ?",
+                        (JournalStatus.SUBMIT_UNKNOWN.value, detail, at, row["local_id"]),
+                    )
+                    _add_event(conn, row["local_id"], JournalStatus.SUBMIT_UNKNOWN, at, detail)
+            return len(rows)
+
+        return await self._run(operation)
+
     # --- observations
 
     async def record_status(

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -21,6 +22,9 @@ from .settings import Settings
 from .tools import build_tools
 from .upstream import Upstream, open_upstream
 from .waiting import Clock
+
+#: Far longer than any submit can take (its time-outs are about a minute).
+STALE_SUBMISSION = timedelta(minutes=10)
 
 INSTRUCTIONS = """\
 Make videos with Sora 2, Google Veo, Alibaba Wan and ByteDance Doubao Seedance.
@@ -67,6 +71,8 @@ def build_server(
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         journal = Journal.open(settings.state_dir)
         try:
+            # A process that died mid-submit left 'submitting' rows: say a task may exist.
+            await journal.expire_stale_submissions(older_than=STALE_SUBMISSION)
             retry_sleep = clock.sleep if clock is not None else anyio.sleep
             async with open_upstream(
                 settings, transport=transport, upstream=upstream, sleep=retry_sleep

@@ -837,3 +837,24 @@ async def test_many_concurrent_calls_on_one_instance(journal: Journal) -> None:
     records = await journal.list(limit=MAX_LIST_LIMIT)
     assert len(records) == 50
     assert {r.status for r in records} == {JournalStatus.IN_PROGRESS}
+
+
+async def test_stale_submissions_become_outcome_unknown(journal: Journal, clock: FakeClock) -> None:
+    stale = await journal.begin_submission(model="sora-2", family="sora", arguments={})
+    clock.current += timedelta(minutes=30)
+    fresh = await journal.begin_submission(model="sora-2", family="sora", arguments={})
+    done = await _submitted(journal, "t-done")
+    assert await journal.expire_stale_submissions(older_than=timedelta(minutes=10)) == 1
+    stale_row = await journal.get(stale)
+    fresh_row = await journal.get(fresh)
+    done_row = await journal.get(done)
+    assert stale_row is not None
+    assert fresh_row is not None
+    assert done_row is not None
+    assert stale_row.status is JournalStatus.SUBMIT_UNKNOWN
+    assert "a task may exist" in (stale_row.error_message or "")
+    assert [e.status for e in stale_row.events][-1] is JournalStatus.SUBMIT_UNKNOWN
+    assert fresh_row.status is JournalStatus.SUBMITTING  # another process may still be sending
+    assert done_row.status is JournalStatus.SUBMITTED
+    # nothing left to mark the second time
+    assert await journal.expire_stale_submissions(older_than=timedelta(minutes=10)) == 0
