@@ -52,6 +52,10 @@ class TaskResult(_Result):
         SavedVideoInfo | None,
         Field(description="The saved video, when it was downloaded by this call."),
     ] = None
+    download_error: Annotated[
+        str | None,
+        Field(description="Why saving the finished video failed (it can be downloaded again)."),
+    ] = None
 
 
 class GenerateVideoResult(TaskResult):

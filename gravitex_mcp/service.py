@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -21,8 +22,10 @@ from .domain import Family, TaskStatus
 from .downloads import SavedVideo, download_video
 from .errors import (
     APIError,
+    DownloadError,
     GravitexError,
     JournalError,
+    StorageError,
     SubmitOutcomeUnknownError,
     TaskFailedError,
     TaskNotFinishedError,
@@ -41,6 +44,10 @@ from .settings import Settings
 from .waiting import Clock, PollSchedule, SystemClock, wait_for_task
 
 logger = logging.getLogger(__name__)
+
+#: Time a wait may run past ``wait_seconds``: the last poll and the download. With
+#: the default wait it keeps the whole call under 50 s.
+FOLLOW_GRACE_SECONDS = 12.0
 
 #: progress(progress, total, message): monotonic progress notifications.
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
@@ -138,8 +145,28 @@ class VideoService:
             family=prepared.spec.family.value,
             arguments=prepared.journal_arguments,
         )
+        # Once the POST may have left, its answer must reach the journal and the agent:
+        # a client cancel here would otherwise lose the id of a paid task. The client's
+        # own time-outs bound this.
+        with anyio.CancelScope(shield=True):
+            submitted = await self._submit(local_id, prepared.body)
+        logger.info("submitted task %s (%s)", submitted.task_id, prepared.spec.id)
+        result = await self._follow(
+            submitted.task_id,
+            model=prepared.spec.id,
+            family=prepared.spec.family,
+            wait_seconds=request.wait_seconds,
+            download=request.download,
+            progress=progress,
+            initial=submitted,
+        )
+        return GenerateVideoResult.model_validate(
+            {**result.model_dump(), "notes": list(prepared.notes)}
+        )
+
+    async def _submit(self, local_id: str, body: dict[str, Any]) -> TaskSnapshot:
         try:
-            submitted = await self._client.submit(prepared.body)
+            submitted = await self._client.submit(body)
         except SubmitOutcomeUnknownError as exc:
             await self._journal.fail_submission(local_id, message=str(exc), outcome_unknown=True)
             raise
@@ -154,19 +181,7 @@ class VideoService:
             # The task exists and is paid for: its id must reach the agent even if
             # the journal cannot record it.
             logger.exception("could not record task %s in the journal", submitted.task_id)
-        logger.info("submitted task %s (%s)", submitted.task_id, prepared.spec.id)
-        result = await self._follow(
-            submitted.task_id,
-            model=prepared.spec.id,
-            family=prepared.spec.family,
-            wait_seconds=request.wait_seconds,
-            download=request.download,
-            progress=progress,
-            initial=submitted,
-        )
-        return GenerateVideoResult.model_validate(
-            {**result.model_dump(), "notes": list(prepared.notes)}
-        )
+        return submitted
 
     # --- check ------------------------------------------------------------------
 
@@ -204,47 +219,72 @@ class VideoService:
         initial: TaskSnapshot | None,
     ) -> CheckVideoTaskResult:
         tracker = _ProgressTracker(progress, float(wait_seconds))
+        latest = initial
 
         async def on_update(snapshot: TaskSnapshot, elapsed: float) -> None:
+            nonlocal latest
+            latest = snapshot
             await self._record(snapshot)
             await tracker(snapshot, elapsed)
 
-        try:
-            if initial is not None and wait_seconds <= 0:
-                snapshot, elapsed = initial, 0.0
-            else:
-                snapshot, elapsed = await wait_for_task(
-                    lambda: self._client.query(task_id),
-                    wait_seconds=wait_seconds,
-                    clock=self._clock,
-                    on_update=on_update,
-                    schedule=self._schedule,
-                )
-        except APIError as exc:
+        saved: SavedVideoInfo | None = None
+        download_error: str | None = None
+        start = self._clock.monotonic()
+        # One deadline for polls (with their retries) and the download: a slow or
+        # rate-limiting API must not hold the call past what the client will wait.
+        with self._clock.deadline(wait_seconds + FOLLOW_GRACE_SECONDS) as scope:
+            if initial is None or wait_seconds > 0:
+                try:
+                    await wait_for_task(
+                        lambda: self._client.query(task_id),
+                        wait_seconds=wait_seconds,
+                        clock=self._clock,
+                        on_update=on_update,
+                        schedule=self._schedule,
+                    )
+                except APIError as exc:
+                    raise TaskCheckError(
+                        f"Task {task_id!r} exists, but checking its status failed: {exc}. "
+                        f"Call check_video_task with task_id {task_id!r} again later."
+                    ) from exc
+            if latest is not None and latest.status is TaskStatus.SUCCEEDED and download:
+                try:
+                    saved, _ = await self._save(
+                        task_id, family=family, url=latest.url, filename=None
+                    )
+                except (DownloadError, StorageError, APIError) as exc:
+                    # The task succeeded and stays downloadable: keep its id in the result.
+                    download_error = str(exc)
+        elapsed = self._clock.monotonic() - start
+        if latest is None:
             raise TaskCheckError(
-                f"Task {task_id!r} exists, but checking its status failed: {exc}. "
-                f"Call check_video_task with task_id {task_id!r} again later."
-            ) from exc
-
-        saved: SavedVideo | None = None
-        if snapshot.status is TaskStatus.SUCCEEDED and download:
-            saved = await self._save(task_id, family=family, url=snapshot.url, filename=None)
+                f"No status for task {task_id!r} within {wait_seconds:g} s (the API is slow "
+                f"or rate-limiting). Call check_video_task with task_id {task_id!r} again later."
+            )
+        if scope.cancelled_caught:
+            logger.info("wait for task %s handed over after %.1f s", task_id, elapsed)
         error = (
-            TaskErrorInfo(code=snapshot.error.code, message=snapshot.error.message)
-            if snapshot.error
+            TaskErrorInfo(code=latest.error.code, message=latest.error.message)
+            if latest.error
             else None
         )
-        info = _saved_info(saved) if saved else None
+        next_step = _next_step(task_id, latest.status, downloaded=saved is not None)
+        if download_error is not None:
+            next_step = (
+                f"The video is ready but saving it failed: {download_error} "
+                f"Call download_video with task_id {task_id!r} to try again."
+            )
         return CheckVideoTaskResult(
             task_id=task_id,
-            status=snapshot.status,
+            status=latest.status,
             model=model,
-            url=snapshot.url,
+            url=latest.url,
             error=error,
             elapsed_seconds=round(elapsed, 3),
-            next_step=_next_step(task_id, snapshot.status, downloaded=saved is not None),
-            video=info,
-            **(info.model_dump() if info else {}),
+            next_step=next_step,
+            video=saved,
+            download_error=download_error,
+            **(saved.model_dump() if saved else {}),
         )
 
     # --- download -----------------------------------------------------------------
@@ -252,7 +292,7 @@ class VideoService:
     async def download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
         """Save the finished video of ``task_id`` under the output directory."""
         record = await self._journal.get(task_id)
-        if record is not None and filename is None:
+        if filename is None and record is not None:
             reused = _existing_download(record)
             if reused is not None:
                 return DownloadVideoResult(task_id=task_id, reused=True, **reused.model_dump())
@@ -270,14 +310,22 @@ class VideoService:
                 f"Task {task_id!r} is {snapshot.status.value}, not finished yet. "
                 f"Call check_video_task with task_id {task_id!r} and download: true to wait for it."
             )
-        saved = await self._save(
+        saved, was_on_disk = await self._save(
             task_id, family=_family_of(record), url=snapshot.url, filename=filename
         )
-        return DownloadVideoResult(task_id=task_id, **_saved_info(saved).model_dump())
+        return DownloadVideoResult(task_id=task_id, reused=was_on_disk, **saved.model_dump())
 
     async def _save(
         self, task_id: str, *, family: Family | None, url: str | None, filename: str | None
-    ) -> SavedVideo:
+    ) -> tuple[SavedVideoInfo, bool]:
+        """The saved video and whether it was already on disk (never saved twice)."""
+        record = await self._journal.get(task_id)
+        if filename is None and record is not None:
+            reused = _existing_download(record)
+            if reused is not None:
+                return reused, True
+        if family is None:
+            family = _family_of(record)
         # A task this server did not submit has no journal entry: a result URL means a
         # URL family; no URL means Sora's download endpoint.
         if family is None:
@@ -297,7 +345,7 @@ class VideoService:
         except JournalError:
             logger.exception("could not record the download of task %s", task_id)
         logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
-        return saved
+        return _saved_info(saved), False
 
     async def _record(self, snapshot: TaskSnapshot) -> None:
         try:

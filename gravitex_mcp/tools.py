@@ -97,6 +97,8 @@ def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
         lines.append(f"Error{code}: {result.error.message}")
     if result.video is not None:
         lines.append(f"Saved to {result.video.path} ({result.video.size_bytes} bytes).")
+    if result.download_error is not None:
+        lines.append(f"Saving failed: {result.download_error}")
     if isinstance(result, GenerateVideoResult):
         lines.extend(f"Note: {note}" for note in result.notes)
     if result.next_step:
@@ -111,7 +113,7 @@ def _task_result(result: CheckVideoTaskResult | GenerateVideoResult) -> CallTool
     return CallToolResult(
         content=content,
         structured_content=result.model_dump(mode="json"),
-        is_error=result.status == TaskStatus.FAILED,
+        is_error=result.status == TaskStatus.FAILED or result.download_error is not None,
     )
 
 

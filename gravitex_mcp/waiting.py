@@ -24,6 +24,10 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def deadline(self, seconds: float) -> anyio.CancelScope:
+        """A scope cancelled once ``seconds`` have passed on this clock (move-on semantics)."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -33,6 +37,9 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
+
+    def deadline(self, seconds: float) -> anyio.CancelScope:
+        return anyio.move_on_after(seconds)
 
 
 @dataclass(frozen=True, slots=True)

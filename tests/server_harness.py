@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.lowlevel
+import httpx2
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
@@ -26,14 +28,29 @@ class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
         self.sleeps: list[float] = []
+        self._deadlines: list[tuple[float, anyio.CancelScope]] = []
 
     def monotonic(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        # Like anyio.move_on_after on a real clock: a deadline inside the sleep cuts
+        # it short at the deadline.
         self.sleeps.append(seconds)
-        self.now += seconds
+        target = self.now + seconds
+        due = [at for at, scope in self._deadlines if at <= target and not scope.cancel_called]
+        self.now = min([target, *due])
+        for at, scope in self._deadlines:
+            if at <= self.now:
+                scope.cancel()
         await anyio.lowlevel.checkpoint()
+
+    def deadline(self, seconds: float) -> anyio.CancelScope:
+        scope = anyio.CancelScope()
+        self._deadlines.append((self.now + seconds, scope))
+        if seconds <= 0:
+            scope.cancel()
+        return scope
 
 
 @dataclass
@@ -68,6 +85,7 @@ def make_harness(
     sim_config: SimulatorConfig | None = None,
     sim: Simulator | None = None,
     clock: FakeClock | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
     **settings_overrides: Any,
 ) -> Harness:
     clock = clock or FakeClock()
@@ -76,7 +94,7 @@ def make_harness(
     )
     sim = sim or Simulator(config, clock=clock.monotonic)
     settings = make_settings(tmp_path, **settings_overrides)
-    server = build_server(settings, transport=simulator_transport(sim), clock=clock)
+    server = build_server(settings, transport=transport or simulator_transport(sim), clock=clock)
     return Harness(settings=settings, sim=sim, clock=clock, server=server)
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp.types import ResourceLink
 
 from gravitex_mcp import catalog
 from gravitex_mcp.arguments import DEFAULT_WAIT_SECONDS
-from gravitex_mcp.simulator import SimulatorConfig
+from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 
 from .server_harness import (
     API_KEY,
@@ -485,3 +486,105 @@ async def test_simulated_failure_style_metadata_is_read(tmp_path: Path) -> None:
         )
     assert result.is_error
     assert "inappropriate" in text_of(result)
+
+
+# --- the call's time budget, failed saves, cancelled submits --------------------------
+
+
+async def test_rate_limited_polls_never_hold_the_call_past_its_budget(h: Harness) -> None:
+    from gravitex_mcp.service import FOLLOW_GRACE_SECONDS
+
+    async with connected(h) as client:
+        task_id = await _submit(client)
+        h.sim.faults.add("query", "rate_limit", retry_after=55, times=None)
+        start = h.clock.now
+        result = await client.call_tool("check_video_task", {"task_id": task_id, "wait_seconds": 5})
+        generate_start = h.clock.now
+        generated = await client.call_tool(
+            "generate_video", {"model": "sora-2", "prompt": "a dog", "wait_seconds": 5}
+        )
+    assert generate_start - start <= 5 + FOLLOW_GRACE_SECONDS
+    assert h.clock.now - generate_start <= 5 + FOLLOW_GRACE_SECONDS
+    # no status arrived in time: an error that names the task and how to go on
+    assert result.is_error
+    assert task_id in text_of(result)
+    assert "check_video_task" in text_of(result)
+    # the submit itself worked: its id and status come back, with the next step
+    data = structured(generated)
+    assert data["status"] == "submitted"
+    assert "check_video_task" in data["next_step"]
+
+
+async def test_failed_save_keeps_the_task_id_and_says_how_to_retry(h: Harness) -> None:
+    h.sim.faults.add("file", "html_instead_of_video", times=None)
+    async with connected(h) as client:
+        result = await client.call_tool(
+            "generate_video",
+            {
+                "model": "veo-3.1-fast-generate-preview",
+                "prompt": "a city",
+                "wait_seconds": 60,
+                "download": True,
+            },
+        )
+    assert result.is_error
+    assert result.structured_content is not None
+    data = result.structured_content
+    task_id = data["task_id"]
+    assert task_id in h.sim.tasks
+    assert data["status"] == "succeeded"
+    assert data["download_error"]
+    assert "download_video" in data["next_step"]
+    assert task_id in text_of(result)
+    assert list(h.settings.output_dir.glob("*.mp4")) == []
+
+
+async def test_check_with_download_twice_saves_once(h: Harness) -> None:
+    async with connected(h) as client:
+        task_id = await _submit(client, model="wan2.5-t2v-preview")
+        args = {"task_id": task_id, "wait_seconds": 60, "download": True}
+        first = structured(await client.call_tool("check_video_task", args))
+        second = structured(await client.call_tool("check_video_task", args))
+    assert first["path"] == second["path"]
+    assert len(list(h.settings.output_dir.glob("*.mp4"))) == 1
+    assert h.sim.calls["file"] == 1
+
+
+class GatedSubmits(httpx2.AsyncBaseTransport):
+    """Holds every POST until the test opens the gate."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.in_flight = anyio.Event()
+        self.gate = anyio.Event()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method == "POST":
+            self.in_flight.set()
+            await self.gate.wait()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_cancel_during_submit_still_records_the_task(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sim = Simulator(
+        SimulatorConfig(api_keys=frozenset({API_KEY}), queued_seconds=5, processing_seconds=5),
+        clock=clock.monotonic,
+    )
+    gated = GatedSubmits(simulator_transport(sim))
+    h = make_harness(tmp_path, sim=sim, clock=clock, transport=gated)
+    async with connected(h) as client:
+        with anyio.fail_after(10):  # real-time bound: a broken shield fails, never hangs
+            async with anyio.create_task_group() as tg:
+
+                async def call() -> None:
+                    await client.call_tool("generate_video", {"model": "sora-2", "prompt": "x"})
+
+                tg.start_soon(call)
+                await gated.in_flight.wait()
+                tg.cancel_scope.cancel()
+                gated.gate.set()  # the POST goes through after the agent gave up
+        tasks = structured(await client.call_tool("list_video_tasks", {}))["tasks"]
+    assert len(sim.tasks) == 1
+    assert tasks[0]["task_id"] == next(iter(sim.tasks))
+    assert tasks[0]["status"] == "submitted"
