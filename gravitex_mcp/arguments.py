@@ -69,7 +69,7 @@ class VideoArguments(BaseModel):
         ),
     ]
     duration: Annotated[
-        Annotated[int, Field(ge=1)] | SkipJsonSchema[None],
+        Annotated[int, Field(ge=1, strict=True)] | SkipJsonSchema[None],
         Field(
             description=(
                 "Length in seconds. sora-2: 4, 8, 12. veo-*: 4, 6, 8. wan2.5-*: 5, 10. "
@@ -170,7 +170,7 @@ class VideoArguments(BaseModel):
         ),
     ] = None
     seed: Annotated[
-        Annotated[int, Field(ge=0, le=SEED_MAX)] | SkipJsonSchema[None],
+        Annotated[int, Field(ge=0, le=SEED_MAX, strict=True)] | SkipJsonSchema[None],
         Field(
             description=(
                 "Random seed for reproducible results. veo-*, wan2.5-* and the Seedance family."
@@ -178,7 +178,7 @@ class VideoArguments(BaseModel):
         ),
     ] = None
     fps: Annotated[
-        Annotated[int, Field(ge=1)] | SkipJsonSchema[None],
+        Annotated[int, Field(ge=1, strict=True)] | SkipJsonSchema[None],
         Field(
             description="Frames per second: 24 or 30. veo-* (default 24) and the Seedance family."
         ),
@@ -197,7 +197,7 @@ class VideoArguments(BaseModel):
         ),
     ] = None
     sample_count: Annotated[
-        Annotated[int, Field(ge=1, le=4)] | SkipJsonSchema[None],
+        Annotated[int, Field(ge=1, le=4, strict=True)] | SkipJsonSchema[None],
         Field(description="veo-* only: how many videos to generate in this request, 1 to 4."),
     ] = None
     smart_rewrite: Annotated[
@@ -257,6 +257,7 @@ class GenerateVideoInput(VideoArguments):
         Field(
             ge=0,
             le=MAX_WAIT_SECONDS,
+            strict=True,
             description=(
                 "Wait at most this long for the video, sending progress notifications, then "
                 "return whatever status the task has (check_video_task keeps waiting). The "

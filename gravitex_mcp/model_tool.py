@@ -1,12 +1,13 @@
 """Register an MCP tool whose arguments are one pydantic model.
 
-``MCPServer`` derives a tool's input schema from the function signature and
-silently drops argument names it does not know. ``generate_video`` has twenty
-arguments that already live in :class:`~gravitex_mcp.arguments.GenerateVideoInput`;
-writing them again as parameters would be a second copy to keep in sync, and a
-misspelt argument (``seconds`` for ``duration``) must be refused, not dropped.
-So the tool is built from the function as usual and then given the model
-(``extra="forbid"``) as its argument model and input schema.
+``MCPServer`` derives a tool's input schema from the function signature,
+validates calls against it with pydantic's own messages, and silently drops
+argument names it does not know. ``generate_video`` has twenty arguments that
+already live in :class:`~gravitex_mcp.arguments.GenerateVideoInput`, and its
+errors must name the model and its valid values, with every problem of a call
+reported together. So the tool publishes the model's JSON Schema as its input
+schema, while the SDK passes every argument through untouched (unknown names
+included) for the tool to check in one place.
 """
 
 from __future__ import annotations
@@ -17,28 +18,23 @@ from typing import Any
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, ConfigDict, create_model
 
 
-def strict_argument_model(model: type[BaseModel]) -> type[ArgModelBase]:
-    """``model`` as the SDK's argument model, refusing unknown names with the valid ones."""
-    valid = frozenset(f.alias or name for name, f in model.model_fields.items())
-    listing = ", ".join(sorted(valid))
+class _PassThrough(ArgModelBase):
+    """Accepts anything; hands every given argument, known or not, to the tool."""
 
-    class Strict(model, ArgModelBase):  # type: ignore[misc,valid-type]
-        @model_validator(mode="before")
-        @classmethod
-        def refuse_unknown_arguments(cls, data: Any) -> Any:
-            if isinstance(data, dict):
-                unknown = sorted(str(k) for k in data if k not in valid)
-                if unknown:
-                    raise ValueError(
-                        f"unknown argument(s) {', '.join(unknown)}; valid arguments: {listing}"
-                    )
-            return data
+    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
 
-    Strict.__name__ = Strict.__qualname__ = f"{model.__name__}Arguments"
-    return Strict
+    def model_dump_one_level(self) -> dict[str, Any]:
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        return {**given, **(self.__pydantic_extra__ or {})}
+
+
+def passthrough_argument_model(model: type[BaseModel]) -> type[ArgModelBase]:
+    """An SDK argument model with ``model``'s field names, every one optional and untyped."""
+    fields: dict[str, Any] = {name: (Any, None) for name in model.model_fields}
+    return create_model(f"{model.__name__}Arguments", __base__=_PassThrough, **fields)
 
 
 def tool_from_model(
@@ -50,14 +46,11 @@ def tool_from_model(
     description: str,
     annotations: ToolAnnotations,
 ) -> Tool:
-    """A :class:`Tool` calling ``fn(ctx, **fields)`` with ``model`` as its input schema.
-
-    ``fn`` must take a ``Context`` parameter and ``**arguments``.
-    """
+    """A :class:`Tool` calling ``fn(ctx, **arguments)`` with ``model``'s schema as its input
+    schema; ``fn`` receives exactly the arguments the caller gave and must check them."""
     tool = Tool.from_function(
         fn, name=name, title=title, description=description, annotations=annotations
     )
-    arg_model = strict_argument_model(model)
-    tool.fn_metadata.arg_model = arg_model
-    tool.parameters = arg_model.model_json_schema(by_alias=True)
+    tool.fn_metadata.arg_model = passthrough_argument_model(model)
+    tool.parameters = model.model_json_schema(by_alias=True)
     return tool

@@ -32,6 +32,7 @@ from .results import (
     SavedVideoInfo,
 )
 from .service import ProgressFn, VideoService
+from .validation import parse_request
 
 logger = logging.getLogger(__name__)
 
@@ -154,11 +155,9 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
     async def generate_video(
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
-        request = GenerateVideoInput.model_validate(
-            {k: v for k, v in arguments.items() if v is not None}
-        )
-
         async def body() -> CallToolResult:
+            # null means "not given"; every argument is checked in one place.
+            request = parse_request({k: v for k, v in arguments.items() if v is not None})
             result = await service_of(ctx).generate(request, _progress_of(ctx))
             if result.dry_run:
                 notes = "".join(f"Note: {note}\n" for note in result.notes)

@@ -23,13 +23,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .arguments import VideoArguments
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from .arguments import GenerateVideoInput, VideoArguments
 from .catalog import (
     ARGUMENT_TYPES,
     CATALOG,
     MEDIA_KINDS,
     MODE_ARGUMENTS,
     MODE_DEFINING_ARGUMENTS,
+    MODEL_IDS,
     ModelSpec,
     Value,
     argument_names,
@@ -79,6 +83,66 @@ def validate(args: VideoArguments) -> ModelSpec:
     if problems:
         raise InvalidArgumentsError(problems, model=spec.id)
     return spec
+
+
+def parse_request(raw: Mapping[str, Any]) -> GenerateVideoInput:
+    """The raw tool arguments as a :class:`GenerateVideoInput`.
+
+    A wrong type, an unknown name or a value outside the unified enums is reported
+    in one :class:`InvalidArgumentsError` together with everything the chosen model
+    refuses among the other arguments, each naming the model's valid values.
+    """
+    try:
+        return GenerateVideoInput.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+    model_id = raw.get("model")
+    spec = CATALOG.get(model_id) if isinstance(model_id, str) else None
+    problems: list[Problem] = []
+    bad: set[str] = set()
+    for error in errors:
+        loc = error["loc"]
+        name = str(loc[0]) if loc else "arguments"
+        if name in bad:
+            continue
+        bad.add(name)
+        field = name + "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
+        problems.append(Problem(field, _input_problem(spec, name, error)))
+    # Judge the other arguments too, so the caller sees every problem at once.
+    rest = {k: v for k, v in raw.items() if k not in bad}
+    try:
+        validate(GenerateVideoInput.model_validate(rest).video_arguments())
+    except InvalidArgumentsError as more:
+        problems.extend(p for p in more.problems if p.field not in bad)
+    except ValidationError:
+        pass  # model or prompt is what is missing: reported above
+    raise InvalidArgumentsError(problems, model=spec.id if spec else None)
+
+
+def _input_problem(spec: ModelSpec | None, name: str, error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        names = ["model", "prompt", *spec.arguments] if spec else list(VideoArguments.model_fields)
+        server = ["dry_run", "wait_seconds", "download"]
+        return (
+            f"is not an argument of generate_video; valid arguments: "
+            f"{', '.join(argument_names(names))}, {', '.join(server)}"
+        )
+    if kind == "missing":
+        if name == "model":
+            return f"is required; valid values: {', '.join(MODEL_IDS)}"
+        return "is required; describe the video to generate (subject, action, scene, camera)"
+    shown = _echo(error.get("input"))
+    if name == "model":
+        return unknown_model_problem(str(error.get("input"))).message
+    if spec is not None and name in spec.arguments:
+        valid = valid_values_text(name, spec.arguments[name])
+        # pydantic's text for an enum lists the unified values; the model's follow.
+        why = "" if kind in ("literal_error", "enum") else f" ({error['msg']})"
+        return f"{shown} is not valid for {spec.id}{why}; {valid}"
+    if spec is not None and name in VideoArguments.model_fields and name != "prompt":
+        return _not_taken(spec, name)
+    return f"{shown} is not valid: {error['msg']}"
 
 
 def advisory_notes(spec: ModelSpec, args: VideoArguments) -> tuple[str, ...]:

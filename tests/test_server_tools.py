@@ -588,3 +588,18 @@ async def test_cancel_during_submit_still_records_the_task(tmp_path: Path) -> No
     assert len(sim.tasks) == 1
     assert tasks[0]["task_id"] == next(iter(sim.tasks))
     assert tasks[0]["status"] == "submitted"
+
+
+async def test_type_and_model_problems_come_back_together(h: Harness) -> None:
+    async with connected(h) as client:
+        result = await client.call_tool(
+            "generate_video",
+            {"model": "sora-2", "prompt": "a cat", "aspect_ratio": "2:1", "duration": 5},
+        )
+    assert result.is_error
+    message = text_of(result)
+    assert "aspect_ratio" in message
+    assert "16:9, 9:16" in message
+    assert "4, 8, 12" in message
+    assert "sora-2" in message
+    assert h.sim.calls["submit"] == 0
