@@ -69,6 +69,7 @@ from urllib.parse import urlsplit
 from .audio import AUDIO_TYPES_TEXT, sniff_audio_type
 from .errors import InvalidArgumentsError, Problem
 from .images import ACCEPTED_IMAGE_TYPES, describe_bytes, image_dimensions, sniff_image_type
+from .redact import redact_url
 
 MediaKind = Literal["image", "audio"]
 MediaSource = Literal["url", "data_url", "path"]
@@ -123,12 +124,12 @@ class ResolvedMedia:
     sha256: str | None
 
     def journal_value(self) -> str:
-        """What the task journal keeps: the URL as given, or a digest of the data.
+        """What the task journal keeps: the URL without its query string, or a digest.
 
         Never contains a data URL's payload.
         """
         if self.source == "url":
-            return self.url
+            return redact_url(self.url)  # a signed URL's signature stays out of the journal
         return f"sha256:{self.sha256} ({self.mime_type}, {self.size_bytes} bytes)"
 
 
@@ -169,7 +170,15 @@ def resolve_media(
 
 
 def _check_https_url(value: str, *, field: str, kind: MediaKind) -> None:
-    valid = _VALID_IMAGE if kind == "image" else _VALID_AUDIO
+    check_https_url(value, field=field, valid=_VALID_IMAGE if kind == "image" else _VALID_AUDIO)
+
+
+def check_https_url(value: str, *, field: str, valid: str) -> None:
+    """Refuse anything but an https URL on a public host, without credentials.
+
+    ``valid`` ends each message, saying what the field accepts. Raises
+    :class:`InvalidArgumentsError` with one problem for ``field``.
+    """
     shown = _echo(value)
     if len(value) > MAX_URL_LENGTH:
         _refuse(field, f"the URL is {len(value)} characters long; the limit is {MAX_URL_LENGTH}")

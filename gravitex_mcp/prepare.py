@@ -16,9 +16,12 @@ from typing import Any
 from .arguments import VideoArguments
 from .catalog import CATALOG, MEDIA_KINDS, ModelSpec, format_size
 from .errors import InvalidArgumentsError, Problem
-from .inputs import MediaKind, ResolvedMedia, resolve_media
+from .inputs import MediaKind, ResolvedMedia, check_https_url, resolve_media
+from .redact import redact_url
 from .translate import MediaURLs, build_body, picked_size
 from .validation import advisory_notes, validate
+
+_VALID_CALLBACK = "valid: an https:// URL on a public host, e.g. https://your-domain.com/callback"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,12 @@ def prepare_request(args: VideoArguments, *, input_dirs: Sequence[Path]) -> Prep
         problems.extend(exc.problems)
     refused = {p.field for p in problems}
     resolved = _resolve_all(args, input_dirs, refused, problems)
+    if args.callback_url is not None and "callback_url" not in refused:
+        # The provider will call it: same rules as media URLs (public host, no login).
+        try:
+            check_https_url(args.callback_url, field="callback_url", valid=_VALID_CALLBACK)
+        except InvalidArgumentsError as exc:
+            problems.extend(exc.problems)
     if spec is not None and not problems:
         problems.extend(_check_image_size(spec, args, resolved))
     if problems:
@@ -152,6 +161,8 @@ def _url(media: ResolvedMedia | None) -> str | None:
 
 def _journal_arguments(args: VideoArguments, resolved: dict[str, Any]) -> dict[str, Any]:
     journal = args.given()
+    if args.callback_url is not None:
+        journal["callback_url"] = redact_url(args.callback_url)
     for name, media in resolved.items():
         if isinstance(media, list):
             journal[name] = [m.journal_value() for m in media]

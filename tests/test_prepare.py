@@ -49,7 +49,7 @@ def refused(tmp_path: Path | None = None, **kwargs: Any) -> InvalidArgumentsErro
     return info.value
 
 
-def test_https_image_travels_untouched_and_is_journaled_as_given() -> None:
+def test_https_image_travels_untouched_and_is_journaled_without_its_query() -> None:
     url = "https://example.com/start.png?sig=abc"
     prepared = prepare(model=VEO_FAST, image=url, duration=4)
     assert prepared.spec.id == VEO_FAST
@@ -63,9 +63,33 @@ def test_https_image_travels_untouched_and_is_journaled_as_given() -> None:
         "model": VEO_FAST,
         "prompt": "A cat on a sofa",
         "duration": 4,
-        "image": url,
+        "image": "https://example.com/start.png",  # a signature stays out of the journal
     }
     assert prepared.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("callback", "fragment"),
+    [
+        ("https://127.0.0.1/cb", "loopback"),
+        ("https://user:pw@example.com/cb", "credentials"),
+        ("https://10.0.0.5/cb", "private"),
+    ],
+)
+def test_callback_url_must_be_public_and_without_login(callback: str, fragment: str) -> None:
+    with pytest.raises(InvalidArgumentsError) as info:
+        prepare(model="doubao-seedance-1-5-pro-251215", callback_url=callback)
+    problems = {p.field: p.message for p in info.value.problems}
+    assert fragment in problems["callback_url"]
+
+
+def test_callback_url_is_journaled_without_its_token() -> None:
+    prepared = prepare(
+        model="doubao-seedance-1-5-pro-251215",
+        callback_url="https://example.com/cb?token=s3cret",
+    )
+    assert prepared.body["metadata"]["callback_url"] == "https://example.com/cb?token=s3cret"
+    assert prepared.journal_arguments["callback_url"] == "https://example.com/cb"
 
 
 def test_data_url_travels_but_the_journal_keeps_only_a_digest() -> None:
