@@ -34,10 +34,67 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {PROG} --help)\n")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output-dir", help="where videos are saved (GRAVITEX_OUTPUT_DIR)")
-    p.add_argument("--state-dir", help="where the task journal lives (GRAVITEX_STATE_DIR)")
-    p.add_argument("--log-level", choices=LOG_LEVELS, help="log level on stderr")
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: a whole number from 1 to 65535")
+    return value
+
+
+def _default(value: object, top: bool) -> object:
+    # On a subcommand, an option not given must not overwrite the one given before
+    # the subcommand name (gravitex-mcp --output-dir X demo).
+    return value if top else argparse.SUPPRESS
+
+
+def _add_common(p: argparse.ArgumentParser, *, top: bool) -> None:
+    p.add_argument(
+        "--output-dir",
+        default=_default(None, top),
+        help="where videos are saved (GRAVITEX_OUTPUT_DIR)",
+    )
+    p.add_argument(
+        "--state-dir",
+        default=_default(None, top),
+        help="where the task journal lives (GRAVITEX_STATE_DIR)",
+    )
+    p.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=_default(None, top), help="log level on stderr"
+    )
+
+
+def _add_serve_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    p.add_argument(
+        "--transport",
+        choices=("stdio", "sse", "streamable-http"),
+        default=_default("stdio", top),
+        help="stdio (default), sse (/sse) or streamable-http (/mcp)",
+    )
+    p.add_argument(
+        "--host", default=_default("127.0.0.1", top), help="HTTP bind host (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--port", type=_port, default=_default(8000, top), help="HTTP port (default 8000)"
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=_default([], top),
+        metavar="HOST[:PORT]",
+        help="extra Host header value to accept on HTTP (repeatable)",
+    )
+    p.add_argument(
+        "--simulate",
+        action="store_true",
+        default=_default(None, top),
+        help="use the built-in simulator instead of the real API (GRAVITEX_SIMULATE=1)",
+    )
+    p.add_argument(
+        "--base-url", default=_default(None, top), help="upstream base URL (GRAVITEX_BASE_URL)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,38 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument(
-        "--transport",
-        choices=("stdio", "sse", "streamable-http"),
-        default="stdio",
-        help="stdio (default), sse (/sse) or streamable-http (/mcp)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="HTTP bind host (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    parser.add_argument(
-        "--allowed-host",
-        action="append",
-        default=[],
-        metavar="HOST[:PORT]",
-        help="extra Host header value to accept on HTTP (repeatable)",
-    )
-    parser.add_argument(
-        "--simulate",
-        action="store_true",
-        default=None,
-        help="use the built-in simulator instead of the real API (GRAVITEX_SIMULATE=1)",
-    )
-    parser.add_argument("--base-url", help="upstream base URL (GRAVITEX_BASE_URL)")
-    _add_common(parser)
+    _add_serve_options(parser, top=True)
+    _add_common(parser, top=True)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
+    serve = sub.add_parser("serve", help="serve MCP (the default when no command is given)")
+    _add_serve_options(serve, top=False)
+    _add_common(serve, top=False)
+
     demo = sub.add_parser("demo", help="run list/generate/wait/download on the simulator")
-    _add_common(demo)
+    _add_common(demo, top=False)
     demo.add_argument("--model", default="veo-3.1-fast-generate-preview", help="model to use")
 
     sim = sub.add_parser("simulator", help="serve the simulated Gravitex API on loopback")
-    sim.add_argument("--host", default="127.0.0.1", help="bind host (default 127.0.0.1)")
-    sim.add_argument("--port", type=int, default=8787, help="port (default 8787)")
+    sim.add_argument(
+        "--host", dest="sim_host", default="127.0.0.1", help="bind host (default 127.0.0.1)"
+    )
+    sim.add_argument(
+        "--port", dest="sim_port", type=_port, default=8787, help="port (default 8787)"
+    )
 
     schemas = sub.add_parser("schemas", help="regenerate tool_schemas/ (or --check them)")
     schemas.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
@@ -152,12 +196,13 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
         extra = ["--check"] if args.check else []
         return schemas.main([*extra, *(["--dir", args.dir] if args.dir else [])])
     if args.command == "simulator":
+        from .http_app import is_loopback
         from .simulator import serve
 
         configure_logging("INFO")
-        if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
+        if not is_loopback(args.sim_host):
             raise ConfigurationError("The simulator serves on loopback only; use --host 127.0.0.1.")
-        serve(host=args.host, port=args.port)
+        serve(host=args.sim_host, port=args.sim_port)
         return 0
     settings = _settings(args, env)
     configure_logging(settings.log_level)

@@ -53,10 +53,7 @@ def _host_patterns(host: str, port: int, extra: Iterable[str]) -> list[str]:
     if bind not in names and bind not in ("0.0.0.0", "[::]"):  # noqa: S104 - a name, not a bind
         names.append(bind)
     names.extend(extra)
-    patterns: list[str] = []
-    for name in names:
-        patterns += [name, f"{name}:{port}"] if ":" not in name.strip("[]") else [name]
-    return patterns
+    return [pattern for name in names for pattern in (name, f"{name}:{port}")]
 
 
 class HttpGuard:

@@ -6,10 +6,12 @@ Nothing here runs at import time: :func:`load_settings` is called by the CLI
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -60,6 +62,16 @@ class Settings:
         return self.api_key
 
 
+def _loopback_url(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -80,6 +92,11 @@ def load_settings(
     if not url.startswith(("https://", "http://")):
         raise ConfigurationError(
             f"GRAVITEX_BASE_URL must be an http(s) URL, got {url!r} (default {DEFAULT_BASE_URL})."
+        )
+    if url.startswith("http://") and not sim and not _loopback_url(url):
+        raise ConfigurationError(
+            f"GRAVITEX_BASE_URL {url!r} is plain http: the API key would cross the network "
+            "unencrypted. Use https (plain http is accepted only for a loopback host)."
         )
     out = Path(output_dir or env.get("GRAVITEX_OUTPUT_DIR") or default_output_dir(env))
     state = Path(state_dir or env.get("GRAVITEX_STATE_DIR") or default_state_dir(env))
