@@ -81,8 +81,10 @@ class FoundMarker:
 def find_prompt_markers(prompt: str, family: Family) -> list[FoundMarker]:
     """The settings markers of ``family`` written in ``prompt``, in prompt order.
 
-    Names are matched exactly (lower case, as the docs write them); any other
-    ``--word`` is ordinary prompt text. Families without markers get ``[]``.
+    Names are matched case-insensitively, as ``--name value`` or ``--name=value``
+    (a caller may write either; both must be checked like the arguments they stand
+    for); any other ``--word`` is ordinary prompt text. Families without markers
+    get ``[]``.
     """
     by_name = {name: m.argument for m in PROMPT_MARKERS.get(family, ()) for name in m.names}
     if not by_name:
@@ -90,11 +92,18 @@ def find_prompt_markers(prompt: str, family: Family) -> list[FoundMarker]:
     tokens = prompt.split()
     found: list[FoundMarker] = []
     for index, token in enumerate(tokens):
-        if not token.startswith("--") or token[2:] not in by_name:
+        if not token.startswith("--"):
             continue
-        following = tokens[index + 1] if index + 1 < len(tokens) else None
-        raw = None if following is None or following.startswith("--") else following
-        found.append(FoundMarker(token[2:], by_name[token[2:]], raw))
+        name, equals, inline = token[2:].partition("=")
+        argument = by_name.get(name.lower())
+        if argument is None:
+            continue
+        if equals:
+            raw = inline or None
+        else:
+            following = tokens[index + 1] if index + 1 < len(tokens) else None
+            raw = None if following is None or following.startswith("--") else following
+        found.append(FoundMarker(name, argument, raw))
     return found
 
 

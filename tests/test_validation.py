@@ -427,7 +427,7 @@ def test_markers_that_agree_with_arguments_are_fine() -> None:
 
 
 def test_other_double_dash_words_are_prompt_text() -> None:
-    accepted(model=PRO, prompt="A cat -- sleeping --quietly --durations 7 --Dur 7")
+    accepted(model=PRO, prompt="A cat -- sleeping --quietly --durations 7 --dur-ation 7")
     # Markers mean nothing to other families: the prompt is just text.
     accepted(model=VEO_FAST, prompt="A cat --dur 7 --cf true")
 
