@@ -338,9 +338,11 @@ _WAN_T2V_ARGS: Final[Mapping[str, ArgSpec]] = {
         choices=("16:9", "9:16", "1:1", "4:3", "3:4"),
         note="with resolution, picks size (t2v); 480p has no 4:3 or 3:4 size",
     ),
+    # The sizes of the table only: Wan renders no other (and a typo such as 5*5
+    # should not reach the paid API).
     "size": ArgSpec(
-        pattern=r"^[0-9]+[x*][0-9]+$",
-        pattern_hint="width*height such as 1280*720 or 1920*1080 (WxH is accepted too)",
+        choices=tuple(dict.fromkeys(f"{w}*{h}" for w, h in _WAN_T2V_SIZES.values())),
+        note="W*H (WxH is accepted too), or leave it out and give resolution + aspect_ratio",
     ),
 }
 

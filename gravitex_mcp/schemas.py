@@ -47,8 +47,14 @@ def model_schema(spec: ModelSpec) -> dict[str, Any]:
         narrowed = describe_argument(spec, name)
         prop.update({k: narrowed[k] for k in _VALUE_KEYS if k in narrowed})
         if name == "size" and "enum" in prop:
-            # Sizes are accepted in both spellings; the catalog lists them as WxH.
-            prop["enum"] = [*prop["enum"], *(s.replace("x", "*") for s in prop["enum"])]
+            # Sizes are accepted in both spellings, whichever the catalog lists.
+            sizes = prop["enum"]
+            both = [
+                *sizes,
+                *(s.replace("x", "*") for s in sizes),
+                *(s.replace("*", "x") for s in sizes),
+            ]
+            prop["enum"] = list(dict.fromkeys(both))
         if "note" in narrowed:
             prop["description"] = f"{prop['description']} On {spec.id}: {narrowed['note']}."
         properties[name] = prop

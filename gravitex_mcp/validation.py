@@ -195,7 +195,7 @@ def _check_value(spec: ModelSpec, name: str, value: Any, shown: str) -> tuple[An
         size = parse_size(str(value))
         if size is None:
             return value, f"{shown} is not a size; write it as WxH or W*H (e.g. 1280x720)"
-        normal = format_size(size)
+        normal = format_size(size, spec.size_separator)
     unsupported = f"{shown} is not supported by {spec.id}; {valid_values_text(name, arg)}"
     if arg.choices and normal not in arg.choices:
         return value, unsupported
@@ -362,7 +362,7 @@ def _review_size(
             )
         ]
     size = settings.get("size")
-    if size is not None and size.value != format_size(picked):
+    if size is not None and size.value != format_size(picked, spec.size_separator):
         return [
             Problem(
                 "size",

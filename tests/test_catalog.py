@@ -107,7 +107,7 @@ def test_size_tables_use_valid_values(spec: catalog.ModelSpec) -> None:
             assert value in spec.arguments[name].choices
         size_choices = spec.arguments["size"].choices
         if size_choices:
-            assert catalog.format_size(size) in size_choices
+            assert catalog.format_size(size, spec.size_separator) in size_choices
     # Every valid aspect ratio picks some size.
     ratios = {key[-1] for key in derivation.table}
     assert ratios == set(spec.arguments["aspect_ratio"].choices)

@@ -470,3 +470,12 @@ def test_pydantic_refuses_unknown_names_and_contract_violations() -> None:
 def test_generate_video_input_defaults() -> None:
     request = GenerateVideoInput(model=SORA, prompt="p")
     assert (request.dry_run, request.wait_seconds, request.download) == (False, 35, False)
+
+
+def test_wan_t2v_size_outside_its_table_is_refused() -> None:
+    with pytest.raises(InvalidArgumentsError) as info:
+        validate(VideoArguments(model=WAN_T2V, prompt="a cat", size="5*5"))
+    message = str(info.value)
+    assert "size" in message
+    assert "1280*720" in message
+    assert "1920*1080" in message
