@@ -492,7 +492,7 @@ def _resolve_path(
             f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
             "valid: a file inside one of them ('..' and symlinks leading out are refused)",
         )
-    data = _read_limited(resolved, field=field, shown=shown)
+    data = _read_limited(resolved, field=field, shown=shown, roots=roots)
     if kind == "audio":
         return _held_audio(data, field=field, shown=shown)
     real = sniff_image_type(data)
@@ -523,8 +523,13 @@ def _inside(path: Path, roots: Sequence[Path]) -> bool:
     return any(path.is_relative_to(root) for root in roots)
 
 
-def _read_limited(path: Path, *, field: str, shown: str) -> bytes:
-    """Read a regular file of at most MAX_MEDIA_BYTES, never more than that + 1 bytes."""
+def _read_limited(path: Path, *, field: str, shown: str, roots: Sequence[Path]) -> bytes:
+    """Read a regular file of at most MAX_MEDIA_BYTES, never more than that + 1 bytes.
+
+    The file actually opened must still be inside ``roots``: a folder swapped for a
+    symlink between the check and the open (O_NOFOLLOW guards only the last part)
+    is caught where the OS can tell (Linux's /proc/self/fd).
+    """
     flags = (
         os.O_RDONLY
         | getattr(os, "O_NOFOLLOW", 0)  # the path is resolved: a symlink here is a swap
@@ -538,6 +543,13 @@ def _read_limited(path: Path, *, field: str, shown: str) -> bytes:
         _refuse(field, f"{shown} cannot be opened ({_os_reason(exc)}); {_VALID_IMAGE}")
     chunks: list[bytes] = []
     try:
+        opened = _opened_path(fd)
+        if opened is not None and not _inside(opened, roots):
+            _refuse(
+                field,
+                f"{shown} changed while it was being opened and now leads outside the "
+                "input folders (GRAVITEX_INPUT_DIRS); valid: a file inside one of them",
+            )
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             _refuse(field, f"{shown} is a directory; valid: a {_IMAGE_TYPES_TEXT} file")
@@ -560,6 +572,14 @@ def _read_limited(path: Path, *, field: str, shown: str) -> bytes:
     if len(data) > MAX_MEDIA_BYTES:  # grew while we looked
         _refuse(field, _too_big(shown, len(data)))
     return data
+
+
+def _opened_path(fd: int) -> Path | None:
+    """The real path of open file ``fd``, where the OS says (Linux), else ``None``."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None
 
 
 def _too_big(shown: str, size: int) -> str:

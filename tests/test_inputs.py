@@ -621,3 +621,17 @@ def test_resolved_media_is_frozen() -> None:
     )
     with pytest.raises(AttributeError):
         media.url = "https://example.com/b.png"  # type: ignore[misc]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc/self/fd")
+def test_folder_swapped_for_a_symlink_after_the_check_is_caught(tmp_path: Path) -> None:
+    # _read_limited runs after the containment check; give it a path whose folder
+    # has become a symlink out of the root, as a swap in between would.
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.png").write_bytes(make_png(4, 4))
+    (root / "sub").symlink_to(outside)
+    with pytest.raises(InvalidArgumentsError, match="outside the input folders"):
+        inputs._read_limited(root / "sub" / "a.png", field="image", shown="a.png", roots=[root])
