@@ -9,7 +9,7 @@ What runs:
 * the project's simulator (``gravitex_mcp.simulator``) served by uvicorn on
   ``127.0.0.1`` in its own process (so the client side reads from a real socket);
 * for every size (MiB) one Sora task and one Veo task (``[size=NNm]`` prompt marker);
-* four variants, each download in a **fresh worker process** (so one run's memory
+* six variants, each download in a **fresh worker process** (so one run's memory
   never flatters the next), interleaved, ``--repeat`` times:
 
   - ``sora-ours``: :func:`gravitex_mcp.downloads.download_video` (Sora download endpoint
@@ -24,8 +24,19 @@ What runs:
     file's fsync made a no-op and no early write-back, so, like the plain loop (whose
     file is deleted before the kernel writes it back), it never waits for the disk;
   - ``url-client-loop`` (diagnostic): the plain loop run through the project's
-    ``GravitexClient.stream_url`` / ``iter_chunks`` (inactivity time-out per chunk), to
-    separate the client's streaming cost from storage's (temp file, sha256, fsync).
+    ``GravitexClient.stream_url`` / ``read_body`` (the inactivity time-out downloads
+    use), to separate the client's streaming cost from storage's (temp file, sha256,
+    fsync).
+
+Warm-up: before its measured download every worker (whatever the variant) downloads a
+small video of the same kind (:data:`WARMUP_SIZE`) the same way, with a client of its
+own, then deletes it. So the code, the shared libraries (OpenSSL's sha256, ...) and the
+thread machinery are in use before the baseline, as they are in a server that has
+already served a request; the warm-up's own heap is tiny next to the measured video.
+Without it, a first download's page faults on code and library pages (about 0.2 MiB)
+counted as download cost, for every variant. The measured download still opens its own
+connection, as a first download does (with the warm-up's connection kept alive, the
+plain loop's CPU per download moved by ~40 % in one test).
 
 Memory: each worker measures its resident set (``VmRSS``) right before the download,
 resets the kernel's peak counter (``/proc/self/clear_refs`` = 5), and reads ``VmHWM``
@@ -33,8 +44,17 @@ afterwards; growth = peak - baseline. Where the reset is not allowed, a sampling
 (every 5 ms) stands in. tracemalloc is not used: it misses C buffers.
 
 Throughput: video MiB / wall seconds from the request to the file being saved. The
-figure reported is the median of the repeats. Output files go to ``bench/out/`` and are
-deleted after each run. Nothing leaves loopback.
+figure reported is the median of the repeats; "vs plain" is the median of per-repeat
+ratios (plain seconds / ours seconds: the runs of one repeat are neighbours in time;
+each repeat starts with another variant). Each worker also reports its CPU seconds (all
+threads, user + system) and its minor page faults for the download. The page faults
+show glibc's heap state: when the heap top is trimmed and regrown on every socket read
+(which depends on the allocation history, down to the lengths of the URLs), every
+variant reads into freshly faulted memory: thousands of faults instead of a few
+hundred, and 30-50 % more CPU. On a shared machine the driver waits
+(at most :data:`IDLE_WAIT_SECONDS`) before each run until the CPUs are idle, so another
+job's burst lands less often inside a measurement. Output files go to ``bench/out/`` and
+are deleted after each run. Nothing leaves loopback.
 """
 
 from __future__ import annotations
@@ -46,6 +66,7 @@ import gc
 import json
 import os
 import platform
+import resource
 import shutil
 import socket
 import statistics
@@ -54,9 +75,10 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import httpx2
@@ -70,6 +92,10 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 MIB = 1 << 20
 API_KEY = "sk-bench-0123456789"
+#: Bytes of the warm-up video each worker downloads before its measured one.
+WARMUP_SIZE = 64 << 10
+#: Longest wait for idle CPUs before a run (seconds).
+IDLE_WAIT_SECONDS = 10.0
 VARIANTS = (
     "sora-ours",
     "sora-plain",
@@ -152,16 +178,20 @@ class Tasks:
 
 
 def _make_tasks(base: str, size_mib: int) -> Tasks:
+    return _make_sized_tasks(base, f"{size_mib}m")
+
+
+def _make_sized_tasks(base: str, size: str) -> Tasks:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with httpx2.Client(base_url=base, headers=headers, timeout=30) as http:
         sora = http.post(
             "/v1/video/generations",
-            json={"model": "sora-2", "prompt": f"bench [size={size_mib}m]", "seconds": "4"},
+            json={"model": "sora-2", "prompt": f"bench [size={size}]", "seconds": "4"},
         )
         sora.raise_for_status()
         veo = http.post(
             "/v1/video/generations",
-            json={"model": "veo-3.0-fast-generate-001", "prompt": f"bench [size={size_mib}m]"},
+            json={"model": "veo-3.0-fast-generate-001", "prompt": f"bench [size={size}]"},
         )
         veo.raise_for_status()
         veo_id = veo.json()["task_id"]
@@ -180,121 +210,157 @@ def _make_tasks(base: str, size_mib: int) -> Tasks:
 class Measurement:
     path: Path
     seconds: float
+    cpu_seconds: float
+    page_faults: int
     baseline_kib: int
     peak_kib: int
     exact: bool
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _page_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _noop() -> None:
     return None
 
 
-async def _timed(download: Callable[[], Awaitable[Path]]) -> Measurement:
-    """Measure one download; clients are already built (their set-up is not download cost)."""
+_C = TypeVar("_C")
+Download = Callable[[_C, str, str, Path], Awaitable[Path]]
+
+
+async def _timed(
+    make_client: Callable[[], AbstractAsyncContextManager[_C]], download: Download[_C], job: Job
+) -> Measurement:
+    """Warm up with the small video, then measure the real one (see the module docstring).
+
+    The warm-up has a client of its own, so the measured download opens its connection
+    as a first download does (a kept-alive connection changes how the socket is read).
+    """
     await anyio.to_thread.run_sync(_noop)  # a long-running server has its worker threads
-    gc.collect()
-    baseline = _status_kib("VmRSS")
-    exact = _reset_peak()
-    sampler = None if exact else _Sampler()
-    if sampler is not None:
-        sampler.start()
-    started = time.perf_counter()
-    path = await download()
-    seconds = time.perf_counter() - started
-    if sampler is not None:
-        sampler.stop.set()
-        sampler.join()
-        peak = sampler.peak
-    else:
-        peak = _status_kib("VmHWM")
-    return Measurement(path, seconds, baseline, peak, exact)
+    warm = job.out / "warm-up"
+    warm.mkdir()
+    async with make_client() as client:
+        (await download(client, job.warm_task, job.warm_url, warm)).unlink()
+    async with make_client() as client:  # built before the baseline: not download cost
+        gc.collect()
+        baseline = _status_kib("VmRSS")
+        exact = _reset_peak()
+        sampler = None if exact else _Sampler()
+        if sampler is not None:
+            sampler.start()
+        cpu = _cpu_seconds()
+        faults = _page_faults()
+        started = time.perf_counter()
+        path = await download(client, job.task, job.url, job.out)
+        seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu
+        faults = _page_faults() - faults
+        if sampler is not None:
+            sampler.stop.set()
+            sampler.join()
+            peak = sampler.peak
+        else:
+            peak = _status_kib("VmHWM")
+    return Measurement(path, seconds, cpu, faults, baseline, peak, exact)
 
 
 def _no_fsync(fd: int) -> None:
     return None
 
 
-async def _ours(
-    base: str, task_id: str, url: str, out: Path, family: Family, *, fsync: bool = True
-) -> Measurement:
-    target = OutputDir(out) if fsync else OutputDir(out, fsync=_no_fsync, early_writeback=False)
-    async with GravitexClient(api_key=API_KEY, base_url=base) as client:
+@dataclass(frozen=True)
+class Job:
+    """What one worker downloads: the measured task and the warm-up task, and where to."""
 
-        async def download() -> Path:
-            saved = await download_video(
-                client,
-                task_id=task_id,
-                family=family,
-                url=None if family is Family.SORA else url,
-                output_dir=target,
-                filename=None,
-            )
-            return saved.path
-
-        return await _timed(download)
+    base: str
+    task: str
+    url: str
+    warm_task: str
+    warm_url: str
+    out: Path
 
 
-async def _sora_ours(base: str, task_id: str, url: str, out: Path) -> Measurement:
-    return await _ours(base, task_id, url, out, Family.SORA)
+async def _ours(job: Job, family: Family, *, fsync: bool = True) -> Measurement:
+    async def download(client: GravitexClient, task: str, url: str, out: Path) -> Path:
+        target = OutputDir(out) if fsync else OutputDir(out, fsync=_no_fsync, early_writeback=False)
+        saved = await download_video(
+            client,
+            task_id=task,
+            family=family,
+            url=None if family is Family.SORA else url,
+            output_dir=target,
+            filename=None,
+        )
+        return saved.path
+
+    return await _timed(lambda: GravitexClient(api_key=API_KEY, base_url=job.base), download, job)
 
 
-async def _url_ours(base: str, task_id: str, url: str, out: Path) -> Measurement:
-    return await _ours(base, task_id, url, out, Family.VEO)
+async def _sora_ours(job: Job) -> Measurement:
+    return await _ours(job, Family.SORA)
 
 
-async def _url_ours_nosync(base: str, task_id: str, url: str, out: Path) -> Measurement:
+async def _url_ours(job: Job) -> Measurement:
+    return await _ours(job, Family.VEO)
+
+
+async def _url_ours_nosync(job: Job) -> Measurement:
     """Diagnostic only: ``url-ours`` that never makes the data reach the disk."""
-    return await _ours(base, task_id, url, out, Family.VEO, fsync=False)
+    return await _ours(job, Family.VEO, fsync=False)
 
 
-async def _url_client_loop(base: str, task_id: str, url: str, out: Path) -> Measurement:
-    """Diagnostic only: the plain loop, but through GravitexClient.stream_url/iter_chunks."""
-    async with GravitexClient(api_key=API_KEY, base_url=base) as client:
+async def _url_client_loop(job: Job) -> Measurement:
+    """Diagnostic only: the plain loop, but through GravitexClient.stream_url/read_body."""
 
-        async def download() -> Path:
-            path = out / "plain.mp4"
-            async with client.stream_url(url) as response:
-                with open(path, "wb") as file:  # noqa: ASYNC230  (the plain loop, on purpose)
-                    async for chunk in client.iter_chunks(response):
-                        file.write(chunk)
-            return path
+    async def download(client: GravitexClient, task: str, url: str, out: Path) -> Path:
+        path = out / "plain.mp4"
+        async with client.stream_url(url) as response, client.read_body(response) as body:
+            with open(path, "wb") as file:  # noqa: ASYNC230  (the plain loop, on purpose)
+                async for chunk in body:
+                    file.write(chunk)
+        return path
 
-        return await _timed(download)
+    return await _timed(lambda: GravitexClient(api_key=API_KEY, base_url=job.base), download, job)
 
 
-async def _sora_plain(base: str, task_id: str, url: str, out: Path) -> Measurement:
+async def _sora_plain(job: Job) -> Measurement:
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    async with httpx2.AsyncClient(base_url=base, headers=headers, timeout=120) as http:
 
-        async def download() -> Path:
-            response = await http.get("/v1/video/generations/download", params={"id": task_id})
+    async def download(http: httpx2.AsyncClient, task: str, url: str, out: Path) -> Path:
+        response = await http.get("/v1/video/generations/download", params={"id": task})
+        response.raise_for_status()
+        data = json.loads(response.content)
+        video = base64.b64decode(data["base64"])
+        path = out / "plain.mp4"
+        with open(path, "wb") as file:  # noqa: ASYNC230  (the plain approach, on purpose)
+            file.write(video)
+        return path
+
+    return await _timed(
+        lambda: httpx2.AsyncClient(base_url=job.base, headers=headers, timeout=120), download, job
+    )
+
+
+async def _url_plain(job: Job) -> Measurement:
+    async def download(http: httpx2.AsyncClient, task: str, url: str, out: Path) -> Path:
+        path = out / "plain.mp4"
+        async with http.stream("GET", url) as response:
             response.raise_for_status()
-            data = json.loads(response.content)
-            video = base64.b64decode(data["base64"])
-            path = out / "plain.mp4"
-            with open(path, "wb") as file:  # noqa: ASYNC230  (the plain approach, on purpose)
-                file.write(video)
-            return path
+            with open(path, "wb") as file:  # noqa: ASYNC230  (the plain loop, on purpose)
+                async for chunk in response.aiter_bytes():
+                    file.write(chunk)
+        return path
 
-        return await _timed(download)
+    return await _timed(lambda: httpx2.AsyncClient(timeout=120), download, job)
 
 
-async def _url_plain(base: str, task_id: str, url: str, out: Path) -> Measurement:
-    async with httpx2.AsyncClient(timeout=120) as http:
-
-        async def download() -> Path:
-            path = out / "plain.mp4"
-            async with http.stream("GET", url) as response:
-                response.raise_for_status()
-                with open(path, "wb") as file:  # noqa: ASYNC230  (the plain loop, on purpose)
-                    async for chunk in response.aiter_bytes():
-                        file.write(chunk)
-            return path
-
-        return await _timed(download)
-
-
-WORKERS: dict[str, Callable[[str, str, str, Path], Coroutine[Any, Any, Measurement]]] = {
+WORKERS: dict[str, Callable[[Job], Coroutine[Any, Any, Measurement]]] = {
     "sora-ours": _sora_ours,
     "sora-plain": _sora_plain,
     "url-ours": _url_ours,
@@ -304,24 +370,25 @@ WORKERS: dict[str, Callable[[str, str, str, Path], Coroutine[Any, Any, Measureme
 }
 
 
-def worker(variant: str, base: str, task_id: str, url: str, size: int) -> None:
+def worker(variant: str, job: Job, size: int) -> None:
     """One download in this (fresh) process; prints one JSON line with the figures."""
-    out = OUT / f"{variant}-{os.getpid()}"
-    out.mkdir(parents=True, exist_ok=True)
+    job.out.mkdir(parents=True, exist_ok=True)
     try:
-        m = asyncio.run(WORKERS[variant](base, task_id, url, out))
+        m = asyncio.run(WORKERS[variant](job))
         got = m.path.stat().st_size
         with open(m.path, "rb") as file:
             head = file.read(8)
         if got != size or head[4:8] != b"ftyp":
             raise RuntimeError(f"{variant}: wrong file ({got} bytes, head {head!r})")
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(job.out, ignore_errors=True)
     print(
         json.dumps(
             {
                 "variant": variant,
                 "seconds": m.seconds,
+                "cpu_seconds": m.cpu_seconds,
+                "page_faults": m.page_faults,
                 "baseline_kib": m.baseline_kib,
                 "peak_kib": m.peak_kib,
                 "growth_bytes": max(0, m.peak_kib - m.baseline_kib) * 1024,
@@ -361,8 +428,32 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def _run_worker(variant: str, base: str, tasks: Tasks, size: int) -> dict[str, Any]:
-    task_id = tasks.sora if variant.startswith("sora") else tasks.veo
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs, from ``/proc/stat`` (None where there is none)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + fields[4], sum(fields)
+
+
+def _wait_idle(limit: float = IDLE_WAIT_SECONDS, window: float = 0.2) -> None:
+    """Wait (at most ``limit`` s) until the CPUs were >= 90 % idle for ``window`` s."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        before = _cpu_ticks()
+        time.sleep(window)
+        after = _cpu_ticks()
+        if before is None or after is None:
+            return
+        idle, total = after[0] - before[0], after[1] - before[1]
+        if total <= 0 or idle / total >= 0.9:
+            return
+
+
+def _run_worker(variant: str, base: str, tasks: Tasks, warm: Tasks, size: int) -> dict[str, Any]:
+    sora = variant.startswith("sora")
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -371,12 +462,17 @@ def _run_worker(variant: str, base: str, tasks: Tasks, size: int) -> dict[str, A
         "--base",
         base,
         "--task",
-        task_id,
+        tasks.sora if sora else tasks.veo,
         "--url",
         tasks.url,
+        "--warm-task",
+        warm.sora if sora else warm.veo,
+        "--warm-url",
+        warm.url,
         "--size-bytes",
         str(size),
     ]
+    _wait_idle()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"worker {variant} failed:\n{done.stderr[-3000:]}")
@@ -399,15 +495,19 @@ def drive(sizes: list[int], repeat: int, variants: list[str]) -> None:
         machine = _machine()
         print(json.dumps({"machine": machine}), flush=True)
         rows: list[dict[str, Any]] = []
+        warm = _make_sized_tasks(base, f"{WARMUP_SIZE >> 10}k")
         for size_mib in sizes:
             tasks = _make_tasks(base, size_mib)
             size = size_mib * MIB
             runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-            for _ in range(repeat):
-                for variant in variants:
-                    runs[variant].append(_run_worker(variant, base, tasks, size))
+            for number in range(repeat):
+                shift = number % len(variants)  # each variant goes first in turn
+                for variant in variants[shift:] + variants[:shift]:
+                    runs[variant].append(_run_worker(variant, base, tasks, warm, size))
             for variant in variants:
                 seconds = statistics.median(r["seconds"] for r in runs[variant])
+                cpu = statistics.median(r["cpu_seconds"] for r in runs[variant])
+                faults = statistics.median(r["page_faults"] for r in runs[variant])
                 peer = variant.split("-")[0] + "-plain"
                 pair_ratio = None
                 if "-ours" in variant and peer in runs:
@@ -426,6 +526,8 @@ def drive(sizes: list[int], repeat: int, variants: list[str]) -> None:
                     "variant": variant,
                     "median_seconds": round(seconds, 3),
                     "mib_per_s": round(size_mib / seconds, 1),
+                    "median_cpu_seconds": round(cpu, 3),
+                    "median_page_faults": round(faults),
                     "peak_growth_mib": round(growth / MIB, 1),
                     "growth_x_video": round(growth / size, 3),
                     "all_seconds": [round(r["seconds"], 3) for r in runs[variant]],
@@ -442,20 +544,23 @@ def drive(sizes: list[int], repeat: int, variants: list[str]) -> None:
 
 def _print_table(rows: list[dict[str, Any]], variants: list[str]) -> None:
     print()
-    print("| video | variant | MiB/s (median) | peak RSS growth | growth / video |")
-    print("| ---: | --- | ---: | ---: | ---: |")
+    print(
+        "| video | variant | MiB/s (median) | client CPU ms | page faults | peak RSS growth | "
+        "growth / video | vs plain |"
+    )
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
+        ratio = row["median_pair_ratio_vs_plain"]
         print(
             f"| {row['size_mib']} MiB | {row['variant']} | {row['mib_per_s']} | "
-            f"{row['peak_growth_mib']} MiB | {row['growth_x_video']}x |"
+            f"{row['median_cpu_seconds'] * 1000:.0f} | {row['median_page_faults']} | "
+            f"{row['peak_growth_mib']} MiB | {row['growth_x_video']}x | "
+            f"{'' if ratio is None else f'{ratio:.2f}'} |"
         )
     print()
+    print("Raw seconds:")
     for row in rows:
-        if row["median_pair_ratio_vs_plain"] is not None:
-            print(
-                f"{row['size_mib']} MiB {row['variant']}: throughput vs plain = "
-                f"{row['median_pair_ratio_vs_plain']:.2f} (median of per-repeat ratios)"
-            )
+        print(f"{row['size_mib']:>4} {row['variant']:<16} {' '.join(map(str, row['all_seconds']))}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -468,13 +573,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--warm-task", help=argparse.SUPPRESS)
+    parser.add_argument("--warm-url", help=argparse.SUPPRESS)
     parser.add_argument("--size-bytes", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:
         serve(args.serve)
         return
     if args.worker is not None:
-        worker(args.worker, args.base, args.task, args.url, args.size_bytes)
+        job = Job(
+            base=args.base,
+            task=args.task,
+            url=args.url,
+            warm_task=args.warm_task,
+            warm_url=args.warm_url,
+            out=OUT / f"{args.worker}-{os.getpid()}",
+        )
+        worker(args.worker, job, args.size_bytes)
         return
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     variants = [v for v in args.variants.split(",") if v]

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
-import anyio
 import httpx2
 
 from .b64stream import SoraDownloadDecoder
+from .client import BodyReader
 from .domain import Family, TaskStatus
 from .errors import (
     APIConnectionError,
@@ -94,8 +94,8 @@ class DownloadSource(Protocol):
         """A signed URL's response, status checked (URLExpiredError), body unread."""
         ...
 
-    def iter_chunks(self, response: httpx2.Response) -> AsyncIterator[bytes]:
-        """The body in chunks, with an inactivity time-out."""
+    def read_body(self, response: httpx2.Response) -> BodyReader:
+        """The body in chunks, under one inactivity time-out."""
         ...
 
     async def query(self, task_id: str) -> TaskView:
@@ -111,35 +111,29 @@ class _StreamCutError(Exception):
         self.error = error
 
 
-async def _body(source: DownloadSource, response: httpx2.Response) -> AsyncGenerator[bytes, None]:
-    """``source.iter_chunks(response)``; a broken connection becomes :class:`_StreamCutError`."""
-    chunks = source.iter_chunks(response)
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except APIConnectionError as exc:  # includes the inactivity time-out
-        raise _StreamCutError(exc) from exc
-    finally:
-        aclose: Callable[[], Awaitable[object]] | None = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            with anyio.CancelScope(shield=True):
-                await aclose()
-
-
 async def _pump(
     source: DownloadSource,
     response: httpx2.Response,
     file: VideoFile,
     feed: Callable[[bytes], None],
 ) -> None:
-    """Feed every body chunk to ``feed`` (which buffers into ``file``); flush in batches."""
-    body = _body(source, response)
+    """Feed every body chunk to ``feed`` (which buffers into ``file``).
+
+    A broken connection (or the inactivity time-out) becomes :class:`_StreamCutError`;
+    waiting for the file (a slow disk, or its hasher far behind) does not count as
+    inactivity.
+    """
     try:
-        async for chunk in body:
-            feed(chunk)
-            await file.flush_if_full()
-    finally:
-        await body.aclose()
+        async with source.read_body(response) as body:
+            async for chunk in body:
+                feed(chunk)
+                if file.backlogged:
+                    with body.paused():
+                        await file.flush_if_full()
+                else:
+                    await file.flush_if_full()
+    except APIConnectionError as exc:  # includes the inactivity time-out
+        raise _StreamCutError(exc) from exc
 
 
 # --- Sora: the download endpoint ------------------------------------------------------
@@ -157,9 +151,6 @@ async def _sora_attempt(
 
         decoder = SoraDownloadDecoder(sink)
         async with source.stream_sora_download(task_id) as response:
-            body_length = _content_length(response)
-            if body_length is not None:  # the video is base64 twice: 8/3 of the body
-                file.expect_size(body_length * 3 // 8)
             await _pump(source, response, file, decoder.feed)
         body = decoder.close()  # TruncatedDownloadError when the body stopped early
         body.verify(task_id=task_id)
@@ -200,7 +191,6 @@ async def _url_attempt(
 
         async with source.stream_url(url) as response:
             expected = _content_length(response)
-            file.expect_size(expected)
             try:
                 await _pump(source, response, file, feed)
             except VideoIntegrityError as exc:

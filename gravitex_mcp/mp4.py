@@ -105,6 +105,12 @@ class Mp4StreamCheck:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Consume the next bytes of the file."""
         n = len(data)
+        start = self._seen
+        if self._head_ok and (
+            self._open_ended or self._next_box + len(self._header) - start >= n
+        ):  # the common case: the piece lies inside a box's payload
+            self._seen = start + n
+            return
         if not n:
             return
         view = memoryview(data)
@@ -113,7 +119,6 @@ class Mp4StreamCheck:
             self._head += view[:need]
             if len(self._head) >= HEAD_BYTES:
                 self._check_head()
-        start = self._seen
         while not self._open_ended:
             # The next header byte we need, as an offset into this piece.
             offset = self._next_box + len(self._header) - start

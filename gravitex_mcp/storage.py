@@ -6,13 +6,20 @@
 * :class:`OutputDir` creates the directory if it is missing and hands out
   :class:`VideoFile` writers. A writer streams into a temporary file **inside** the
   output directory (``.<stem>.<random>.part``, created with ``O_EXCL``, mode 0o644).
-  Bytes are hashed (sha256) as they arrive and gathered, without copying, into batches
-  (about 1/128 of the expected size, 128 KiB..2 MiB) that a dedicated writer thread
-  writes while the event loop goes on receiving; at most :data:`QUEUE_DEPTH` batches
-  wait, so memory stays bounded and the event loop never blocks on the disk. On Linux
-  the write-back of what was written is started every :data:`WRITEBACK_EVERY_BYTES`
-  (``posix_fadvise(DONTNEED)``), so the final fsync is short and a big video does not
-  crowd the page cache.
+  The event loop writes each piece straight into it: a page-cache write, what
+  ``f.write`` costs a plain download loop (tens of microseconds for 64 KiB). A hasher
+  thread reads the file back behind it in large spans (:data:`DEFAULT_SPAN_BYTES`) and
+  hashes (sha256) what it reads, so the digest is that of the bytes in the file and the
+  event loop never hashes; memory is one span, whatever the size of the video. The
+  spans are large because each costs the hasher a wake-up and two returns from
+  GIL-releasing calls (read, hash), and winning the GIL back from a busy event loop is
+  slow. If the hasher falls more than ``max_hash_lag`` behind, the event loop waits for
+  it (woken through a socket pair, without blocking). When event-loop writes take
+  :data:`SLOW_WRITE_SECONDS` on average (a congested or network disk), the file's other
+  writes go to a worker thread, so a slow disk never holds the event loop for long. On
+  Linux the write-back of what was hashed is started every
+  :data:`WRITEBACK_EVERY_BYTES` (``posix_fadvise(DONTNEED)``), so the final fsync has
+  little left to wait for and a big video does not crowd the page cache.
   :meth:`VideoFile.commit` flushes, fsyncs the file, then
   publishes it **without ever overwriting**: ``os.link(temp, final)`` fails when
   ``final`` exists, so the next free name (``name-1.mp4``, ``name-2.mp4``, ...) is tried;
@@ -23,8 +30,9 @@
   temp file, and OS errors become a :class:`~gravitex_mcp.errors.StorageError` that
   says what to do. Nothing is ever left under a final name unless it is complete.
 
-The OS functions are injectable (``write``, ``fsync``, ``link``, ``open_file``) so tests
-can simulate a full disk, a read-only directory or a filesystem without hard links.
+The OS functions are injectable (``write``, ``fsync``, ``link``, ``open_file``, and the
+``clock`` that times writes) so tests can simulate a full disk, a read-only directory, a
+filesystem without hard links or a slow disk.
 """
 
 from __future__ import annotations
@@ -32,14 +40,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import os
-import queue
 import re
 import secrets
+import socket
 import sys
 import threading
+import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -56,16 +66,16 @@ VIDEO_SUFFIX: Final = ".mp4"
 #: Longest stem (UTF-8 bytes) kept from a caller's name; leaves room for ``-NNNN``,
 #: the temp-name decoration and the 255-byte name limit of common filesystems.
 MAX_STEM_BYTES: Final = 160
-#: Largest batch handed to the writer thread (see :meth:`VideoFile.expect_size`).
-DEFAULT_BATCH_BYTES: Final = 2 << 20
-#: Smallest batch when the file's size is known.
-MIN_BATCH_BYTES: Final = 128 << 10
+#: Bytes the hasher thread reads back (and holds in memory) at a time. Large spans
+#: matter (see :class:`VideoFile`); 512 KiB and 1 MiB measured alike, 256 KiB far worse.
+DEFAULT_SPAN_BYTES: Final = 512 << 10
+#: How far the hasher may fall behind the writes before the event loop waits for it.
+DEFAULT_MAX_HASH_LAG: Final = 32 << 20
+#: When event-loop writes take this long on average (an exponential average over about
+#: the last 8), the file's other writes go to a worker thread.
+SLOW_WRITE_SECONDS: Final = 0.002
 #: Write-back of the temp file is started every this many bytes (Linux).
-WRITEBACK_EVERY_BYTES: Final = 8 << 20
-#: Batch when the file's size is not known.
-UNKNOWN_SIZE_BATCH_BYTES: Final = 1 << 20
-#: Batches that may wait for the writer thread.
-QUEUE_DEPTH: Final = 2
+WRITEBACK_EVERY_BYTES: Final = 1 << 20
 #: Unique-name attempts (``name-1`` ... ``name-N``) before giving up.
 MAX_UNIQUE_TRIES: Final = 10_000
 
@@ -83,12 +93,16 @@ _NO_HARD_LINKS: Final = frozenset(
     {errno.EPERM, errno.EMLINK, errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTSUP}
 )
 
-_IOV_MAX: Final = 512  # below every platform's IOV_MAX (1024 on Linux)
 _FADVISE = getattr(os, "posix_fadvise", None) if sys.platform == "linux" else None
+_READ_FLAGS: Final = (
+    os.O_RDONLY
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+)
 _DONTNEED: Final = getattr(os, "POSIX_FADV_DONTNEED", 4)
 
 WriteFn = Callable[[int, memoryview], int]
-WritevFn = Callable[[int, Sequence[bytes]], int]
 FsyncFn = Callable[[int], None]
 LinkFn = Callable[[str, str], None]
 OpenFn = Callable[[str, int, int], int]
@@ -181,18 +195,20 @@ class OutputDir:
         self,
         path: Path,
         *,
-        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        span_bytes: int = DEFAULT_SPAN_BYTES,
+        max_hash_lag: int = DEFAULT_MAX_HASH_LAG,
         write: WriteFn = os.write,
         fsync: FsyncFn = os.fsync,
         link: LinkFn | None = os.link,
         open_file: OpenFn = os.open,
         early_writeback: bool = True,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.path = Path(path).expanduser()
-        self.batch_bytes = max(1, batch_bytes)
+        self.span_bytes = max(1, span_bytes)
+        self.max_hash_lag = max(0, max_hash_lag)
         self._write = write
-        # one writev per batch, unless a test replaced ``write``
-        self._writev: WritevFn | None = getattr(os, "writev", None) if write is os.write else None
+        self._clock = clock
         self._fsync = fsync
         self._link = link
         self._open_file = open_file
@@ -225,16 +241,47 @@ class OutputDir:
         return VideoFile(self, safe_filename(filename, default_stem=default_stem))
 
 
+class _Doorbell:
+    """Lets the hasher thread wake the event loop without a worker thread in between.
+
+    A connected socket pair: :meth:`ring` (any thread) sends a byte, :meth:`wait` (the
+    event loop) waits until the other end is readable and drains it.
+    """
+
+    def __init__(self) -> None:
+        self._rx, self._tx = socket.socketpair()
+        self._rx.setblocking(False)
+        self._tx.setblocking(False)
+
+    def ring(self) -> None:
+        with contextlib.suppress(OSError):  # the buffer is full: it rings already
+            self._tx.send(b"\0")
+
+    async def wait(self) -> None:
+        await anyio.wait_readable(self._rx)
+        with contextlib.suppress(OSError):
+            while self._rx.recv(4096):
+                pass
+
+    def close(self) -> None:
+        self._rx.close()
+        self._tx.close()
+
+
 class VideoFile:
     """One video being written: ``async with out.video(...) as f: await f.write(b); await
     f.commit()``.
 
-    Bytes are hashed (sha256) as they are accepted and gathered into batches; a dedicated
-    writer thread writes each batch (one ``writev``) while the event loop goes on
-    receiving (at most :data:`QUEUE_DEPTH` batches wait for it, so memory stays bounded).
-    Leaving the block without a successful
-    :meth:`commit` (an exception, a cancellation, or simply not committing) stops the
-    writer and removes the temp file.
+    The event loop writes each piece straight into the temp file (the page cache: about
+    what ``f.write`` costs in a plain download loop). A hasher thread reads the file back
+    behind it, in spans of ``span_bytes``, and hashes (sha256) what it reads, so
+    the digest is that of the bytes in the file; it also starts their write-back. Its
+    two calls per span (read, hash) release the GIL; each return has to win it back
+    from the busy event loop, which is why the spans are large. When event-loop writes
+    take :data:`SLOW_WRITE_SECONDS` on average (a congested or network disk), the rest
+    of the file's writes go to a worker thread. Leaving the block
+    without a successful :meth:`commit` (an exception, a cancellation, or simply not
+    committing) stops the hasher and removes the temp file.
     """
 
     def __init__(self, out: OutputDir, name: str) -> None:
@@ -242,33 +289,45 @@ class VideoFile:
         self.name = name
         self._dir: Path | None = None
         self._tmp: Path | None = None
-        self._fd: int | None = None
-        self._buf: list[bytes] = []  # chunks of the batch being gathered (not copied)
-        self._buffered = 0
-        self._batch = min(out.batch_bytes, UNKNOWN_SIZE_BATCH_BYTES)
-        self._hash = hashlib.sha256()
-        self._size = 0  # bytes accepted (buffered, queued or written)
-        self._written = 0  # bytes written to the temp file (writer thread)
-        self._advised = 0  # bytes whose write-back was started (writer thread)
+        self._fd: int | None = None  # the temp file, written by the event loop
+        self._reader: int | None = None  # the temp file again, read by the hasher
+        self._open = False  # accepting bytes: between __aenter__ and commit / exit
+        self._span = out.span_bytes
+        self._max_lag = out.max_hash_lag
+        self._size = 0  # bytes accepted
+        self._written = 0  # bytes in the file (event loop)
+        self._pending: list[bytes] = []  # accepted, not yet written (slow disk)
+        self._slow = False  # writes go through a worker thread
+        self._write_seconds = 0.0  # average duration of an event-loop write
+        self._checkpointed = 0  # _size at the last cancellation checkpoint of write()
+        self._hashed = 0  # bytes read back and hashed (hasher thread)
+        self._hash = hashlib.sha256()  # updated by the hasher thread only
+        self._advised = 0  # bytes whose write-back was started (hasher thread)
         self._stored: StoredFile | None = None
-        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=QUEUE_DEPTH)
-        self._writer: threading.Thread | None = None
-        self._abort = threading.Event()
-        self._failure: BaseException | None = None
+        # the hasher thread and how it and the event loop wake each other
+        self._hasher: threading.Thread | None = None
+        self._wake = threading.Event()  # for the hasher: new bytes, a flush, a stop
+        self._bell: _Doorbell | None = None  # for the loop: the hasher moved on
+        self._hasher_idle = False  # the hasher waits for _wake
+        self._loop_waiting = False  # the loop waits for the bell
+        self._drain_to = 0  # the hasher reads up to here even if less than a span
+        self._stopping = False  # the hasher reads everything written, then ends
+        self._abort = False  # the hasher ends at once
+        self._done = False  # the hasher thread has ended
+        self._failure: BaseException | None = None  # the hasher's
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def __aenter__(self) -> VideoFile:
-        await anyio.to_thread.run_sync(self._open)
-        writer = threading.Thread(
-            target=self._write_loop, name=f"gravitex-writer:{self.name}", daemon=True
-        )
         try:
-            writer.start()
+            await anyio.to_thread.run_sync(self._start)
         except BaseException:
+            # A cancellation lands after _start has finished: undo it.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._stop_hasher)
             self._discard()
             raise
-        self._writer = writer
+        self._open = True
         return self
 
     async def __aexit__(
@@ -277,15 +336,39 @@ class VideoFile:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._writer is not None:
-            self._abort.set()
-            # Shielded: even a cancelled task waits for the batch being written, so
-            # nothing writes to the file once it is removed below.
+        self._open = False
+        if self._hasher is not None:
+            self._abort = True
+            # Shielded: even a cancelled task waits for the span being read, so nothing
+            # touches the file once it is removed below.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._stop_writer)
+                await anyio.to_thread.run_sync(self._stop_hasher)
         self._discard()  # synchronous: runs even while the task is being cancelled
 
-    def _open(self) -> None:
+    def _start(self) -> None:
+        """Blocking: create the temp file, open it again for reading, start the hasher."""
+        self._create_temp()
+        hasher = threading.Thread(
+            target=self._hash_loop, name=f"gravitex-hasher:{self.name}", daemon=True
+        )
+        try:
+            assert self._tmp is not None
+            assert self._fd is not None
+            self._reader = os.open(self._tmp, _READ_FLAGS)
+            if not os.path.samestat(os.fstat(self._reader), os.fstat(self._fd)):
+                raise StorageError(
+                    f"The temporary file for {self.name} in {self._dir} was replaced while "
+                    "it was being opened; nothing was saved."
+                )
+            hasher.start()
+        except BaseException as exc:
+            self._discard()
+            if isinstance(exc, OSError):
+                raise self._error(exc, "open") from exc
+            raise
+        self._hasher = hasher
+
+    def _create_temp(self) -> None:
         directory = self._out.ensure()
         stem = self.name[: -len(VIDEO_SUFFIX)]
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -305,84 +388,103 @@ class VideoFile:
         raise StorageError(f"Could not find a free temporary name in {directory}.")
 
     def _discard(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for attr in ("_fd", "_reader"):
+            fd = getattr(self, attr)
+            setattr(self, attr, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         tmp, self._tmp = self._tmp, None
         if tmp is not None:
             with contextlib.suppress(OSError):  # best effort: a dot name ending in .part
                 os.unlink(tmp)
-        self._buf = []
-        self._buffered = 0
+        self._pending = []
+        bell, self._bell = self._bell, None
+        if bell is not None:
+            bell.close()
 
-    # --- the writer thread ---------------------------------------------------------------
+    def _stop_hasher(self) -> None:
+        """Blocking: end the hasher thread (after it read everything, unless aborting)."""
+        hasher, self._hasher = self._hasher, None
+        if hasher is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        hasher.join()
 
-    def _write_loop(self) -> None:
-        while True:
-            item = self._queue.get()
+    # --- the hasher thread -------------------------------------------------------------
+
+    def _hash_loop(self) -> None:
+        assert self._reader is not None
+        reader = io.FileIO(self._reader, "rb", closefd=False)  # reads on from byte 0
+        view = memoryview(bytearray(self._span))  # the span buffer, for the whole file
+        try:
+            while not self._abort:
+                hashed = self._hashed
+                ready = self._written - hashed
+                if ready and (ready >= self._span or self._drain_to > hashed or self._stopping):
+                    self._hash_span(reader, view, hashed, min(ready, len(view)))
+                    continue
+                if self._stopping:
+                    return  # everything written was hashed
+                self._hasher_idle = True
+                # Checked again after raising the flag: the loop either sees the flag
+                # and sets _wake, or we see its new bytes here.
+                if not (
+                    self._abort
+                    or self._stopping
+                    or self._written - hashed >= self._span
+                    or self._drain_to > hashed
+                ):
+                    self._wake.wait()
+                    self._wake.clear()
+                self._hasher_idle = False
+        finally:
+            self._done = True
+            if self._loop_waiting and self._bell is not None:
+                self._bell.ring()
+
+    def _hash_span(self, reader: io.FileIO, view: memoryview, start: int, length: int) -> None:
+        """Read the ``length`` bytes of the file from ``start`` back and hash them."""
+        if self._failure is None:
             try:
-                if item is None:
-                    return
-                if self._failure is None and not self._abort.is_set():
-                    self._write_data(item)
+                self._read_back(reader, view, length)
+                with view[:length] as span:
+                    self._hash.update(span)  # releases the GIL: runs beside the event loop
             except BaseException as exc:  # noqa: BLE001  (re-raised in the foreground)
                 self._failure = exc
-            finally:
-                self._queue.task_done()
-
-    def _stop_writer(self) -> None:
-        """Blocking: end the writer thread once the queued batches are done (or dropped)."""
-        writer, self._writer = self._writer, None
-        if writer is None:
-            return
-        self._queue.put(None)  # the writer always drains, so this never blocks for long
-        writer.join()
-
-    def _write_data(self, batch: list[bytes]) -> None:
-        """Write one batch, then start its write-back early (writer thread)."""
-        fd = self._fd
-        if fd is None:
-            raise StorageError("The video file is not open.")
-        total = sum(len(chunk) for chunk in batch)
-        writev = self._out._writev
-        try:
-            done = 0
-            if writev is not None:
-                for start in range(0, len(batch), _IOV_MAX):
-                    part = batch[start : start + _IOV_MAX]
-                    wrote = writev(fd, part)
-                    done += wrote
-                    if wrote < sum(len(chunk) for chunk in part):
-                        break  # a short write: finish in order below
-            if done < total:  # no writev, or a short one: the rest chunk by chunk
-                self._write_from(fd, batch, done)
-        except OSError as exc:
-            raise self._error(exc, "write") from exc
-        self._written += total
-        fadvise = self._out._fadvise
-        if fadvise is not None and self._written - self._advised >= WRITEBACK_EVERY_BYTES:
+        # After a failure the rest is skipped, so the loop never waits for it forever.
+        self._hashed = hashed = start + length
+        if self._loop_waiting and self._bell is not None:
+            self._bell.ring()
+        fadvise, fd = self._out._fadvise, self._fd
+        if (
+            fadvise is not None
+            and fd is not None
+            and self._failure is None
+            and hashed - self._advised >= WRITEBACK_EVERY_BYTES
+        ):
             # Linux starts writing these pages back now (and drops them from the cache
             # once clean), so the final fsync has little left to wait for.
             with contextlib.suppress(OSError):
-                fadvise(fd, self._advised, self._written - self._advised, _DONTNEED)
-            self._advised = self._written
+                fadvise(fd, self._advised, hashed - self._advised, _DONTNEED)
+            self._advised = hashed
 
-    def _write_from(self, fd: int, batch: list[bytes], skip: int) -> None:
-        """``write`` every byte of ``batch`` after the first ``skip`` ones."""
-        write = self._out._write
-        for chunk in batch:
-            if skip >= len(chunk):
-                skip -= len(chunk)
-                continue
-            offset, end = skip, len(chunk)
-            skip = 0
-            with memoryview(chunk) as view:
-                while offset < end:
-                    written = write(fd, view[offset:])
-                    if written <= 0:
-                        raise OSError(errno.EIO, "write made no progress")
-                    offset += written
+    def _read_back(self, reader: io.FileIO, view: memoryview, length: int) -> None:
+        """Fill ``view[:length]`` with the next bytes of the file (hasher thread)."""
+        got = 0
+        try:
+            while got < length:
+                with view[got:length] as rest:
+                    n = reader.readinto(rest)  # releases the GIL
+                if not n:
+                    raise StorageError(
+                        f"{self.name} in {self._dir} shrank while it was being written "
+                        "(something else changed the temp file); nothing was saved."
+                    )
+                got += n
+        except OSError as exc:
+            raise self._error(exc, "read back") from exc
 
     def _raise_failure(self) -> None:
         if self._failure is not None:
@@ -392,89 +494,134 @@ class VideoFile:
 
     @property
     def size(self) -> int:
-        """Bytes accepted so far (written, queued or buffered)."""
+        """Bytes accepted so far."""
         return self._size
 
     @property
-    def pending(self) -> int:
-        """Bytes buffered, not yet handed to the writer thread."""
-        return self._buffered
+    def backlogged(self) -> bool:
+        """:meth:`flush_if_full` will wait: for a slow disk, or for the hasher."""
+        return bool(self._pending) or self._written - self._hashed > self._max_lag
 
     @property
-    def batch_bytes(self) -> int:
-        """Bytes gathered before a batch goes to the writer thread."""
-        return self._batch
+    def span_bytes(self) -> int:
+        """Bytes the hasher reads back (and holds in memory) at a time."""
+        return self._span
 
     @property
     def temp_path(self) -> Path | None:
         """The temporary file (inside the output dir) while the writer is open."""
         return self._tmp
 
-    def expect_size(self, size: int | None) -> None:
-        """Size batches for a file of about ``size`` bytes (``None``: unknown).
-
-        About 1/128 of the file (between :data:`MIN_BATCH_BYTES` and the output dir's
-        ``batch_bytes``): few hand-offs for a large file (each costs the writer thread a
-        wake-up and a few GIL round trips), little memory for a small one (about four
-        batches are alive at most: the one gathered, :data:`QUEUE_DEPTH` queued, the one
-        being written).
-        """
-        if size is None or size < 0:
-            self._batch = min(self._out.batch_bytes, UNKNOWN_SIZE_BATCH_BYTES)
-        else:
-            self._batch = min(self._out.batch_bytes, max(MIN_BATCH_BYTES, size // 128))
-
     def buffer(self, data: bytes | bytearray | memoryview) -> None:
-        """Append to the batch being gathered (no I/O); call :meth:`flush_if_full` after.
+        """Write ``data`` to the file now (never waits for the hasher); call
+        :meth:`flush_if_full` after it.
 
-        Usable as a synchronous sink, e.g. for :class:`~gravitex_mcp.b64stream.SoraDownloadDecoder`.
+        On a slow disk the bytes are kept (a private copy unless ``data`` is ``bytes``)
+        for :meth:`flush_if_full` to write in a worker thread. Usable as a synchronous
+        sink, e.g. for :class:`~gravitex_mcp.b64stream.SoraDownloadDecoder`. Raises
+        :class:`~gravitex_mcp.errors.StorageError` if the write fails.
         """
-        if self._fd is None:
+        if not self._open:
             raise StorageError("The video file is not open.")
-        if not data:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = bytes(data)  # a memoryview's len() counts items, not bytes
+        n = len(data)
+        if not n:
             return
-        chunk = data if isinstance(data, bytes) else bytes(data)  # keep immutable chunks only
-        self._hash.update(chunk)  # here: the writer thread is kept free for the disk
-        self._buf.append(chunk)
-        self._buffered += len(chunk)
-        self._size += len(chunk)
+        self._size += n
+        if self._slow or self._pending:
+            self._pending.append(data if type(data) is bytes else bytes(data))
+            return
+        clock = self._out._clock
+        started = clock()
+        self._write_all(data)
+        average = self._write_seconds = self._write_seconds * 0.875 + (clock() - started) / 8
+        if average > SLOW_WRITE_SECONDS:
+            self._slow = True  # this disk blocks: keep it off the event loop from now on
+        self._wrote(n)
+
+    def _write_all(self, data: bytes | bytearray) -> None:
+        fd = self._fd
+        if fd is None:
+            raise StorageError("The video file is not open.")
+        write = self._out._write
+        try:
+            with memoryview(data) as view:
+                offset, end = 0, len(view)
+                while offset < end:
+                    written = write(fd, view[offset:] if offset else view)
+                    if written <= 0:
+                        raise OSError(errno.EIO, "write made no progress")
+                    offset += written
+        except OSError as exc:
+            raise self._error(exc, "write") from exc
+
+    def _write_pieces(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._write_all(piece)
+
+    def _wrote(self, n: int) -> None:
+        self._written = written = self._written + n
+        if self._hasher_idle and written - self._hashed >= self._span:
+            self._wake.set()
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Buffer ``data``; hand a batch to the writer thread once it is full."""
+        """:meth:`buffer` then :meth:`flush_if_full`, with a cancellation checkpoint
+        about once per span even when nothing waits."""
         self.buffer(data)
         await self.flush_if_full()
+        if self._size - self._checkpointed >= self._span:
+            self._checkpointed = self._size
+            await anyio.lowlevel.checkpoint()
 
     async def flush_if_full(self) -> None:
-        """Hand the gathered batch to the writer thread once it is full.
+        """Write what a slow disk left pending (in a worker thread); wait while the
+        hasher is more than ``max_hash_lag`` bytes behind.
 
-        Returns at once unless :data:`QUEUE_DEPTH` batches already wait for the writer;
-        raises the writer's error, if it failed.
+        Returns at once otherwise (no checkpoint: the caller reads a stream, which has
+        them); raises the hasher's error, if it failed.
         """
-        if self._buffered >= self._batch:
-            await self._hand_off()
-        else:
-            self._raise_failure()
+        if self._failure is not None:
+            raise self._failure
+        if self._pending:
+            await self._write_pending()
+        if self._written - self._hashed > self._max_lag:
+            await self._wait_for_hasher(self._written - self._max_lag // 2)
+
+    async def _write_pending(self) -> None:
+        pieces, self._pending = self._pending, []
+        await anyio.to_thread.run_sync(self._write_pieces, pieces)
+        self._wrote(sum(len(piece) for piece in pieces))
+
+    async def _wait_for_hasher(self, hashed: int) -> None:
+        """Wait (without blocking the loop) until the hasher has read ``hashed`` bytes."""
+        try:
+            while self._hashed < hashed:
+                self._raise_failure()
+                if self._done:
+                    raise StorageError("The video file is not open.")
+                bell = self._bell
+                if bell is None:
+                    bell = self._bell = _Doorbell()
+                self._loop_waiting = True
+                self._drain_to = hashed  # read up to there, even less than a span
+                if self._hasher_idle:
+                    self._wake.set()
+                if self._hashed >= hashed or self._done:  # checked again after the flag
+                    continue
+                await bell.wait()
+        finally:
+            self._loop_waiting = False
+        self._raise_failure()
 
     async def flush(self) -> None:
-        """Write everything buffered and wait until it is written."""
-        await self._hand_off()
-        if self._writer is not None:
-            await anyio.to_thread.run_sync(self._queue.join)
-        self._raise_failure()
-
-    async def _hand_off(self) -> None:
-        self._raise_failure()
-        if not self._buf:
-            return
-        if self._writer is None:
+        """Write everything accepted and wait until the hasher has read it back."""
+        if not self._open:
             raise StorageError("The video file is not open.")
-        data, self._buf, self._buffered = self._buf, [], 0
-        try:
-            self._queue.put_nowait(data)
-        except queue.Full:  # the writer is behind: wait for it without blocking the loop
-            await anyio.to_thread.run_sync(self._queue.put, data)
-        else:
-            await anyio.lowlevel.checkpoint()  # once per batch: cancellation can land here
+        self._raise_failure()
+        if self._pending:
+            await self._write_pending()
+        await self._wait_for_hasher(self._written)
 
     def _error(self, exc: OSError, action: str) -> StorageError:
         directory = self._dir or self._out.path
@@ -483,11 +630,25 @@ class VideoFile:
     # --- publishing ------------------------------------------------------------------
 
     async def commit(self) -> StoredFile:
-        """Flush, fsync and publish under the first free name; returns the final file."""
-        await self.flush()
-        await anyio.to_thread.run_sync(self._stop_writer)
+        """Write everything, fsync and publish under the first free name; returns the
+        final file."""
+        if not self._open:
+            raise StorageError("The video file is not open.")
         self._raise_failure()
-        return await anyio.to_thread.run_sync(self._commit)
+        if self._pending:
+            await self._write_pending()
+        self._open = False
+        return await anyio.to_thread.run_sync(self._finish)
+
+    def _finish(self) -> StoredFile:
+        """Blocking: let the hasher read the rest and end, then fsync and publish."""
+        self._stop_hasher()
+        self._raise_failure()
+        if not self._hashed == self._written == self._size:  # every byte, read back
+            raise StorageError(
+                f"Only {self._hashed} of {self._size} bytes of {self.name} were saved."
+            )
+        return self._commit()
 
     def _commit(self) -> StoredFile:
         fd, tmp, directory = self._fd, self._tmp, self._dir

@@ -13,7 +13,8 @@ import hashlib
 import json
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 
 from gravitex_mcp.client import GravitexClient, Timeouts
 from gravitex_mcp.domain import Family
-from gravitex_mcp.downloads import MP4_MIME_TYPE, SavedVideo, download_video
+from gravitex_mcp.downloads import MP4_MIME_TYPE, SavedVideo, _pump, download_video
 from gravitex_mcp.errors import (
     DownloadError,
     MalformedResponseError,
@@ -383,7 +384,7 @@ async def test_sora_disk_full(area: tuple[Path, Path]) -> None:
 
     upstream = Upstream()
     upstream.downloads.append(json_answer(sora_json(make_video(300_000)), size=65536))
-    target = OutputDir(out, write=full, batch_bytes=65536)
+    target = OutputDir(out, write=full, span_bytes=65536)
     with pytest.raises(StorageError, match="Disk full while saving"):
         await sora(upstream, target)
     assert tree(out) == set()
@@ -442,6 +443,69 @@ async def test_url_download_without_content_length(area: tuple[Path, Path]) -> N
     upstream.files[SIGNED] = [file_answer(VIDEO, size=1)]
     saved = await by_url(upstream, out)
     check_saved(saved, VIDEO, out, f"{TASK}.mp4")
+
+
+@pytest.mark.parametrize("family", [Family.VEO, Family.SORA])
+async def test_download_with_spans_smaller_than_a_piece(
+    area: tuple[Path, Path], family: Family
+) -> None:
+    _, out = area
+    video = make_video(60_000)
+    upstream = Upstream()
+    upstream.files[SIGNED] = [file_answer(video, length=len(video), size=5000)]
+    upstream.downloads = [json_answer(sora_json(video), size=5000)]
+    target = OutputDir(out, span_bytes=1024, max_hash_lag=2048)  # the loop waits, often
+    async with client_for(upstream) as client:
+        saved = await download_video(
+            client, task_id=TASK, family=family, url=SIGNED, output_dir=target, filename="r"
+        )
+    check_saved(saved, video, out, "r.mp4")
+
+
+async def test_waiting_for_the_disk_is_not_inactivity() -> None:
+    """_pump pauses the inactivity timer exactly while the file waits for its writer."""
+    events: list[str] = []
+
+    class Body:
+        async def __aenter__(self) -> Body:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        def __aiter__(self) -> Body:
+            self.pieces = [b"a", b"b"]
+            return self
+
+        async def __anext__(self) -> bytes:
+            if not self.pieces:
+                raise StopAsyncIteration
+            return self.pieces.pop(0)
+
+        @contextmanager
+        def paused(self) -> Iterator[None]:
+            events.append("pause")
+            yield
+            events.append("resume")
+
+    class Source:
+        def read_body(self, response: httpx2.Response) -> Body:
+            return Body()
+
+    class File:
+        backlogged = False
+
+        async def flush_if_full(self) -> None:
+            events.append("flush")
+
+    file = File()
+
+    def feed(chunk: bytes) -> None:
+        events.append(chunk.decode())
+        file.backlogged = chunk == b"b"  # the second piece finds the ring full
+
+    await _pump(Source(), httpx2.Response(200), file, feed)  # type: ignore[arg-type]
+    assert events == ["a", "flush", "b", "pause", "flush", "resume"]
 
 
 async def test_url_html_instead_of_video_stops_early(area: tuple[Path, Path]) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import array
 import errno
 import hashlib
 import os
+import random
 import stat
-from collections.abc import Sequence
+import threading
 from pathlib import Path
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import pytest
 
@@ -274,7 +277,7 @@ async def test_disk_full_removes_the_temp_file(area: tuple[Path, Path]) -> None:
         written += n
         return n
 
-    target = OutputDir(out, write=full_disk, batch_bytes=2000)
+    target = OutputDir(out, write=full_disk, span_bytes=2000)
     with pytest.raises(StorageError, match=r"Disk full while saving clip\.mp4 to") as info:
         await save(target, os.urandom(20_000), "clip")
     assert str(out.resolve()) in str(info.value)
@@ -366,7 +369,7 @@ async def test_cancellation_removes_the_temp(area: tuple[Path, Path]) -> None:
     before = tree(parent)
     reached = False
     with anyio.CancelScope() as scope:
-        async with OutputDir(out, batch_bytes=100).video("clip", default_stem="t") as file:
+        async with OutputDir(out, span_bytes=100).video("clip", default_stem="t") as file:
             await file.write(b"x" * 500)
             scope.cancel()
             await file.write(b"y" * 500)  # a checkpoint: cancelled here
@@ -387,51 +390,170 @@ async def test_write_after_close_is_refused(area: tuple[Path, Path]) -> None:
 # --- the writer thread ------------------------------------------------------------------
 
 
-async def test_short_writev_is_finished_in_order(area: tuple[Path, Path]) -> None:
+async def test_short_writes_are_finished_in_order(area: tuple[Path, Path]) -> None:
     _, out = area
-    target = OutputDir(out, batch_bytes=4096)
     calls: list[int] = []
 
-    def short_writev(fd: int, chunks: Sequence[bytes]) -> int:
-        calls.append(len(chunks))
-        return os.write(fd, chunks[0][:10])  # far less than asked
+    def short_write(fd: int, data: memoryview) -> int:
+        calls.append(len(data))
+        return os.write(fd, data[:10])  # far less than asked
 
-    target._writev = short_writev
+    target = OutputDir(out, write=short_write, span_bytes=4096)
     data = os.urandom(50_000)
     stored = await save(target, data, "short")
     assert stored.path.read_bytes() == data
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
-    assert calls  # the writev path was taken
+    assert max(calls) > 10  # spans of many bytes were asked for, and finished
+
+
+async def test_one_span_buffer_whatever_the_size(area: tuple[Path, Path]) -> None:
+    _, out = area
+    async with OutputDir(out).video("b", default_stem="t") as file:
+        assert file.span_bytes == 512 << 10
+    async with OutputDir(out, span_bytes=1000).video("b", default_stem="t") as file:
+        assert file.span_bytes == 1000
+
+
+async def test_many_small_spans_and_a_short_lag(area: tuple[Path, Path]) -> None:
+    _, out = area
+    data = os.urandom(300_000)
+    stored = await save(OutputDir(out, span_bytes=1500, max_hash_lag=2000), data, "order")
+    assert stored.path.read_bytes() == data
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize(
-    ("expected", "batch"),
-    [
-        (None, 1 << 20),
-        (0, 128 << 10),
-        (16 << 20, 128 << 10),
-        (64 << 20, 512 << 10),
-        (256 << 20, 2 << 20),
-        (1 << 40, 2 << 20),
-    ],
+    ("span", "lag", "size"), [(7, 0, 5000), (4096, 10_000, 200_000), (65536, 1 << 20, 200_000)]
 )
-async def test_batches_follow_the_expected_size(
-    area: tuple[Path, Path], expected: int | None, batch: int
+async def test_any_piece_sizes_spans_and_lags(
+    area: tuple[Path, Path], span: int, lag: int, size: int
 ) -> None:
     _, out = area
-    async with OutputDir(out).video("b", default_stem="t") as file:
-        file.expect_size(expected)
-        assert file.batch_bytes == batch
-    async with OutputDir(out, batch_bytes=1000).video("b", default_stem="t") as file:
-        file.expect_size(expected)
-        assert file.batch_bytes == 1000  # the output dir's batch_bytes is the ceiling
-
-
-async def test_many_batches_in_flight_keep_order(area: tuple[Path, Path]) -> None:
-    _, out = area
-    data = os.urandom(300_000)
-    stored = await save(OutputDir(out, batch_bytes=1500), data, "order")
+    rng = random.Random(span)
+    data = os.urandom(size)
+    target = OutputDir(out, span_bytes=span, max_hash_lag=lag)
+    async with target.video("pieces", default_stem="t") as file:
+        at = 0
+        while at < len(data):
+            step = rng.choice([1, 3, 100, 1000, 5000, 70_000])
+            await file.write(data[at : at + step])
+            at += step
+        stored = await file.commit()
     assert stored.path.read_bytes() == data
+    assert stored.size_bytes == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+
+
+class SlowDisk:
+    """A clock and a ``write`` for which the first write takes a (fake) second."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.now = 0.0
+        self.calls: list[int] = []
+        self.threads: list[str] = []
+        self.gate = gate
+        self.timed_out: list[bool] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def write(self, fd: int, data: memoryview) -> int:
+        self.calls.append(len(data))
+        self.threads.append(threading.current_thread().name)
+        if len(self.calls) == 1:
+            self.now += 1.0  # the first write looks slow
+        elif self.gate is not None:
+            # Stuck until the test lets go; if the event loop were blocked, only the
+            # time-out would.
+            self.timed_out.append(not self.gate.wait(timeout=30))
+        return os.write(fd, data)
+
+
+async def test_a_slow_write_sends_the_rest_to_a_worker_thread(area: tuple[Path, Path]) -> None:
+    _, out = area
+    disk = SlowDisk()
+    words = array.array("I", range(1000))  # a memoryview of it counts 4-byte items
+    expected = b"a" * 10 + words.tobytes() + b"b" * 5000
+    target = OutputDir(out, write=disk.write, clock=disk.clock)
+    async with target.video("slow", default_stem="t") as file:
+        file.buffer(b"a" * 10)  # written at once, but slowly
+        file.buffer(memoryview(words))  # kept for a worker thread
+        large = bytearray(b"b" * 5000)
+        file.buffer(large)  # kept as a copy
+        backlogged = [file.backlogged]
+        large[:] = b"z" * 5000  # the caller reuses its buffer
+        await file.flush_if_full()
+        backlogged.append(file.backlogged)
+        stored = await file.commit()
+    assert backlogged == [True, False]
+    assert stored.path.read_bytes() == expected
+    assert stored.sha256 == hashlib.sha256(expected).hexdigest()
+    main = threading.current_thread().name
+    assert disk.threads[0] == main
+    assert all(name != main for name in disk.threads[1:])
+
+
+async def test_the_loop_waits_for_a_slow_disk_without_blocking(area: tuple[Path, Path]) -> None:
+    _, out = area
+    disk = SlowDisk(gate=threading.Event())
+    calls_when_released: list[int] = []
+
+    async def ticker() -> None:
+        while len(disk.calls) < 2:  # until a worker thread is stuck in a write
+            await anyio.lowlevel.checkpoint()
+        for _ in range(50):  # meanwhile the event loop stays free
+            await anyio.lowlevel.checkpoint()
+        calls_when_released.append(len(disk.calls))
+        assert disk.gate is not None
+        disk.gate.set()
+
+    data = os.urandom(50_000)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        target = OutputDir(out, write=disk.write, clock=disk.clock)
+        stored = await save(target, data, "slow")
+    assert calls_when_released == [2]  # the second write was stuck all along
+    assert not any(disk.timed_out)
+    assert stored.path.read_bytes() == data
+
+
+async def test_the_hash_is_read_back_from_the_file(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+
+    async def shrink_before_the_read_back() -> None:
+        async with OutputDir(out).video("shrunk", default_stem="t") as file:
+            await file.write(b"x" * 5000)  # less than a span: not read back yet
+            assert file.temp_path is not None
+            os.truncate(file.temp_path, 1000)  # something else cuts the temp file
+            await file.commit()
+
+    with pytest.raises(StorageError, match="shrank"):
+        await shrink_before_the_read_back()
+    assert tree(parent) == before
+
+
+async def test_cancelled_while_opening_leaves_nothing(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+    token = anyio.lowlevel.current_token()
+    reached = False
+
+    with anyio.CancelScope() as scope:
+
+        def open_then_cancel(path: str, flags: int, mode: int) -> int:
+            fd = os.open(path, flags, mode)
+            anyio.from_thread.run_sync(scope.cancel, token=token)  # while the file is new
+            return fd
+
+        async with OutputDir(out, open_file=open_then_cancel).video("c", default_stem="t") as f:
+            await f.write(b"data")  # the first checkpoint: cancelled here at the latest
+            await anyio.lowlevel.checkpoint()
+            reached = True
+    assert scope.cancelled_caught
+    assert not reached
+    assert tree(parent) == before | {"out"}
+    assert not [t for t in threading.enumerate() if t.name.startswith("gravitex-writer")]
 
 
 async def test_writer_failure_surfaces_on_the_next_write(area: tuple[Path, Path]) -> None:
@@ -442,7 +564,7 @@ async def test_writer_failure_surfaces_on_the_next_write(area: tuple[Path, Path]
         raise OSError(errno.EIO, "Input/output error")
 
     async def stream() -> None:
-        async with OutputDir(out, write=broken, batch_bytes=1000).video("x", default_stem="t") as f:
+        async with OutputDir(out, write=broken, span_bytes=1000).video("x", default_stem="t") as f:
             for _ in range(1000):  # bounded: the error arrives after the first batch
                 await f.write(b"z" * 1000)
                 await anyio.lowlevel.checkpoint()  # a real stream yields between chunks
