@@ -159,6 +159,7 @@ class VideoService:
             download=request.download,
             progress=progress,
             initial=submitted,
+            on_disk=None,
         )
         return GenerateVideoResult.model_validate(
             {**result.model_dump(), "notes": list(prepared.notes)}
@@ -205,6 +206,7 @@ class VideoService:
             download=download,
             progress=progress,
             initial=None,
+            on_disk=_existing_download(record) if record else None,
         )
 
     async def _follow(
@@ -217,6 +219,7 @@ class VideoService:
         download: bool,
         progress: ProgressFn | None,
         initial: TaskSnapshot | None,
+        on_disk: SavedVideoInfo | None,
     ) -> CheckVideoTaskResult:
         tracker = _ProgressTracker(progress, float(wait_seconds))
         latest = initial
@@ -249,7 +252,8 @@ class VideoService:
                     ) from exc
             if latest is not None and latest.status is TaskStatus.SUCCEEDED and download:
                 try:
-                    saved, _ = await self._save(
+                    # A video already saved for this task is not downloaded again.
+                    saved = on_disk or await self._save(
                         task_id, family=family, url=latest.url, filename=None
                     )
                 except (DownloadError, StorageError, APIError) as exc:
@@ -310,22 +314,15 @@ class VideoService:
                 f"Task {task_id!r} is {snapshot.status.value}, not finished yet. "
                 f"Call check_video_task with task_id {task_id!r} and download: true to wait for it."
             )
-        saved, was_on_disk = await self._save(
+        saved = await self._save(
             task_id, family=_family_of(record), url=snapshot.url, filename=filename
         )
-        return DownloadVideoResult(task_id=task_id, reused=was_on_disk, **saved.model_dump())
+        return DownloadVideoResult(task_id=task_id, **saved.model_dump())
 
     async def _save(
         self, task_id: str, *, family: Family | None, url: str | None, filename: str | None
-    ) -> tuple[SavedVideoInfo, bool]:
-        """The saved video and whether it was already on disk (never saved twice)."""
-        record = await self._journal.get(task_id)
-        if filename is None and record is not None:
-            reused = _existing_download(record)
-            if reused is not None:
-                return reused, True
-        if family is None:
-            family = _family_of(record)
+    ) -> SavedVideoInfo:
+        """Download the video of finished task ``task_id`` and journal where it went."""
         # A task this server did not submit has no journal entry: a result URL means a
         # URL family; no URL means Sora's download endpoint.
         if family is None:
@@ -345,7 +342,7 @@ class VideoService:
         except JournalError:
             logger.exception("could not record the download of task %s", task_id)
         logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
-        return _saved_info(saved), False
+        return _saved_info(saved)
 
     async def _record(self, snapshot: TaskSnapshot) -> None:
         try:
