@@ -56,6 +56,12 @@ class TaskResult(_Result):
         str | None,
         Field(description="Why saving the finished video failed (it can be downloaded again)."),
     ] = None
+    # Mirrors of ``video``'s fields, as the contract puts them at the top level.
+    path: str | None = None
+    uri: str | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    mime_type: str | None = None
 
 
 class GenerateVideoResult(TaskResult):
@@ -77,22 +83,10 @@ class GenerateVideoResult(TaskResult):
         list[str],
         Field(description="Things worth knowing about how the model treats these arguments."),
     ] = Field(default_factory=list)
-    # Mirrors of the saved video's fields, as the contract puts them at top level.
-    path: str | None = None
-    uri: str | None = None
-    size_bytes: int | None = None
-    sha256: str | None = None
-    mime_type: str | None = None
 
 
 class CheckVideoTaskResult(TaskResult):
     """``check_video_task``: the task's status after waiting at most ``wait_seconds``."""
-
-    path: str | None = None
-    uri: str | None = None
-    size_bytes: int | None = None
-    sha256: str | None = None
-    mime_type: str | None = None
 
 
 class DownloadVideoResult(SavedVideoInfo):
