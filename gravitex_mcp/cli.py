@@ -20,7 +20,7 @@ import anyio
 from . import __version__
 from .errors import ConfigurationError
 from .logs import configure_logging
-from .settings import LOG_LEVELS, Settings, load_settings
+from .settings import LOG_LEVELS, Settings, is_loopback, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,6 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
         extra = ["--check"] if args.check else []
         return schemas.main([*extra, *(["--dir", args.dir] if args.dir else [])])
     if args.command == "simulator":
-        from .http_app import is_loopback
         from .simulator import serve
 
         configure_logging("INFO")

@@ -10,7 +10,6 @@ before the socket is opened.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -22,20 +21,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .errors import ConfigurationError
+from .settings import is_loopback
 
 HttpTransport = Literal["sse", "streamable-http"]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals."""
-    name = host.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, token: str | None) -> None:

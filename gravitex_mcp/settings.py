@@ -62,12 +62,13 @@ class Settings:
         return self.api_key
 
 
-def _loopback_url(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost":
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (brackets allowed)."""
+    name = host.strip("[]").lower()
+    if name == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 
@@ -93,7 +94,7 @@ def load_settings(
         raise ConfigurationError(
             f"GRAVITEX_BASE_URL must be an http(s) URL, got {url!r} (default {DEFAULT_BASE_URL})."
         )
-    if url.startswith("http://") and not sim and not _loopback_url(url):
+    if url.startswith("http://") and not sim and not is_loopback(urlsplit(url).hostname or ""):
         raise ConfigurationError(
             f"GRAVITEX_BASE_URL {url!r} is plain http: the API key would cross the network "
             "unencrypted. Use https (plain http is accepted only for a loopback host)."
