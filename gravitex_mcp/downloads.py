@@ -130,8 +130,6 @@ async def _pump(
                 if file.backlogged:
                     with body.paused():
                         await file.flush_if_full()
-                else:
-                    await file.flush_if_full()
     except APIConnectionError as exc:  # includes the inactivity time-out
         raise _StreamCutError(exc) from exc
 

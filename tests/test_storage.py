@@ -18,10 +18,14 @@ import pytest
 
 from gravitex_mcp.errors import StorageError
 from gravitex_mcp.storage import (
+    DEFAULT_SPAN_BYTES,
+    MAX_SPAN_BYTES,
     MAX_STEM_BYTES,
+    SPAN_HEADROOM_BYTES,
     OutputDir,
     StoredFile,
     safe_filename,
+    span_for,
 )
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -269,7 +273,7 @@ async def test_disk_full_removes_the_temp_file(area: tuple[Path, Path]) -> None:
     before = tree(parent)
     written = 0
 
-    def full_disk(fd: int, data: memoryview) -> int:
+    def full_disk(fd: int, data: bytes | bytearray | memoryview) -> int:
         nonlocal written
         if written >= 3000:
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -289,7 +293,7 @@ async def test_disk_full_at_commit(area: tuple[Path, Path]) -> None:
     parent, out = area
     before = tree(parent)
 
-    def full_disk(fd: int, data: memoryview) -> int:
+    def full_disk(fd: int, data: bytes | bytearray | memoryview) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.raises(StorageError, match="Disk full"):
@@ -394,7 +398,7 @@ async def test_short_writes_are_finished_in_order(area: tuple[Path, Path]) -> No
     _, out = area
     calls: list[int] = []
 
-    def short_write(fd: int, data: memoryview) -> int:
+    def short_write(fd: int, data: bytes | bytearray | memoryview) -> int:
         calls.append(len(data))
         return os.write(fd, data[:10])  # far less than asked
 
@@ -406,12 +410,67 @@ async def test_short_writes_are_finished_in_order(area: tuple[Path, Path]) -> No
     assert max(calls) > 10  # spans of many bytes were asked for, and finished
 
 
-async def test_one_span_buffer_whatever_the_size(area: tuple[Path, Path]) -> None:
+async def test_spans_start_at_the_configured_size(area: tuple[Path, Path]) -> None:
     _, out = area
     async with OutputDir(out).video("b", default_stem="t") as file:
-        assert file.span_bytes == 512 << 10
+        assert file.span_bytes == DEFAULT_SPAN_BYTES == 512 << 10
     async with OutputDir(out, span_bytes=1000).video("b", default_stem="t") as file:
         assert file.span_bytes == 1000
+
+
+def test_span_for_keeps_a_download_under_a_tenth_of_the_video() -> None:
+    mib = 1 << 20
+
+    def span(size: int) -> int:
+        return span_for(size, smallest=DEFAULT_SPAN_BYTES, largest=MAX_SPAN_BYTES)
+
+    assert span(0) == span(16 * mib) == span(19 * mib) == DEFAULT_SPAN_BYTES
+    assert span(20 * mib) == mib
+    assert span(32 * mib) == 2 * mib
+    assert span(64 * mib) == span(256 * mib) == span(1 << 40) == MAX_SPAN_BYTES == 4 * mib
+    for size in range(15 * mib, 300 * mib, mib // 4):
+        assert span(size) + SPAN_HEADROOM_BYTES <= size // 10
+    assert span_for(1 << 40, smallest=1000, largest=7999) == 4000  # doubles, never past
+
+
+async def test_the_span_grows_with_the_announced_size(area: tuple[Path, Path]) -> None:
+    _, out = area
+    data = os.urandom(300_000)
+    target = OutputDir(out, span_bytes=1000, max_span_bytes=16_000)
+    async with target.video("big", default_stem="t") as file:
+        assert file.span_bytes == 1000
+        file.expect(1 << 30)  # a 1 GiB video: room for the largest span
+        for i in range(0, len(data), 5000):
+            await file.write(data[i : i + 5000])
+        stored = await file.commit()
+        assert file.span_bytes == 16_000
+    assert stored.path.read_bytes() == data
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_the_span_grows_as_the_file_does(area: tuple[Path, Path]) -> None:
+    _, out = area
+    data = os.urandom(12 << 20)  # a tenth of it leaves room for spans above 4 KiB
+    target = OutputDir(out, span_bytes=4096, max_span_bytes=65536)
+    async with target.video("grows", default_stem="t") as file:
+        for i in range(0, len(data), 1 << 16):
+            await file.write(data[i : i + (1 << 16)])
+        stored = await file.commit()
+        assert file.span_bytes == 65536
+    assert stored.size_bytes == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_write_that_makes_no_progress_is_an_error(area: tuple[Path, Path]) -> None:
+    parent, out = area
+    before = tree(parent)
+
+    def stuck(fd: int, data: bytes | bytearray | memoryview) -> int:
+        return 0
+
+    with pytest.raises(StorageError, match="no progress"):
+        await save(OutputDir(out, write=stuck), b"data", "clip")
+    assert tree(parent) == before
 
 
 async def test_many_small_spans_and_a_short_lag(area: tuple[Path, Path]) -> None:
@@ -457,7 +516,7 @@ class SlowDisk:
     def clock(self) -> float:
         return self.now
 
-    def write(self, fd: int, data: memoryview) -> int:
+    def write(self, fd: int, data: bytes | bytearray | memoryview) -> int:
         self.calls.append(len(data))
         self.threads.append(threading.current_thread().name)
         if len(self.calls) == 1:
@@ -560,7 +619,7 @@ async def test_writer_failure_surfaces_on_the_next_write(area: tuple[Path, Path]
     parent, out = area
     before = tree(parent)
 
-    def broken(fd: int, data: memoryview) -> int:
+    def broken(fd: int, data: bytes | bytearray | memoryview) -> int:
         raise OSError(errno.EIO, "Input/output error")
 
     async def stream() -> None:
