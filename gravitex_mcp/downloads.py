@@ -10,6 +10,9 @@
   the boxes must tile the file. An expired URL (:class:`~gravitex_mcp.errors.URLExpiredError`)
   makes one re-query of the task for a fresh URL.
 
+The temp file is opened (in a worker thread) while the request is on its way; the
+announced size lets its hasher choose its span size up front.
+
 A stream cut short (the connection broke, the body stopped early) is retried, at most
 ``attempts`` times in all, each attempt into a fresh temp file; it is never kept. Files
 are published by :mod:`gravitex_mcp.storage` (fsync, no overwrite, never outside the
@@ -20,12 +23,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
+import anyio
 import httpx2
 
 from .b64stream import SoraDownloadDecoder
@@ -134,13 +138,58 @@ async def _pump(
         raise _StreamCutError(exc) from exc
 
 
+def _the_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that ended a task group: the first that is not a cancellation
+    (the other side was cancelled because of it), else the first cancellation."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending[:0] = list(exc.exceptions)
+        else:
+            leaves.append(exc)
+    cancelled = anyio.get_cancelled_exc_class()
+    return next((exc for exc in leaves if not isinstance(exc, cancelled)), leaves[0])
+
+
+@asynccontextmanager
+async def _opened(
+    file: VideoFile, request: AbstractAsyncContextManager[httpx2.Response]
+) -> AsyncIterator[httpx2.Response]:
+    """Open ``file`` (its temp file and hasher, in a worker thread) while ``request`` is
+    on its way, and leave both at the end: the two waits overlap instead of adding up.
+
+    If either fails, the other is stopped and undone, and the failure is raised as
+    itself (not inside an exception group).
+    """
+    async with AsyncExitStack() as stack:
+
+        async def open_file() -> None:
+            await stack.enter_async_context(file)
+
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(open_file)
+                response = await stack.enter_async_context(request)
+        except BaseExceptionGroup as failed:
+            raise _the_failure(failed)  # noqa: B904  (its own cause and traceback are kept)
+        yield response
+
+
 # --- Sora: the download endpoint ------------------------------------------------------
 
 
 async def _sora_attempt(
     source: DownloadSource, out: OutputDir, *, task_id: str, filename: str | None
 ) -> StoredFile:
-    async with out.video(filename, default_stem=task_id) as file:
+    file = out.video(filename, default_stem=task_id)
+    async with _opened(file, source.stream_sora_download(task_id)) as response:
+        body_bytes = _content_length(response)
+        if body_bytes is not None:
+            # The body holds the video twice in base64 (``base64`` and ``data_url``):
+            # about 3/8 of it. Only sizes the hasher's buffer.
+            file.expect(body_bytes * 3 // 8)
         check = Mp4StreamCheck()
 
         def sink(data: bytes) -> None:
@@ -148,8 +197,7 @@ async def _sora_attempt(
             file.buffer(data)
 
         decoder = SoraDownloadDecoder(sink)
-        async with source.stream_sora_download(task_id) as response:
-            await _pump(source, response, file, decoder.feed)
+        await _pump(source, response, file, decoder.feed)
         body = decoder.close()  # TruncatedDownloadError when the body stopped early
         body.verify(task_id=task_id)
         try:
@@ -180,22 +228,24 @@ async def _url_attempt(
     source: DownloadSource, out: OutputDir, *, url: str, task_id: str, filename: str | None
 ) -> StoredFile:
     where = redact_url(url)
-    async with out.video(filename, default_stem=task_id) as file:
+    file = out.video(filename, default_stem=task_id)
+    async with _opened(file, source.stream_url(url)) as response:
+        expected = _content_length(response)
+        if expected is not None:
+            file.expect(expected)
         check = Mp4StreamCheck()
 
         def feed(chunk: bytes) -> None:
             check.feed(chunk)
             file.buffer(chunk)
 
-        async with source.stream_url(url) as response:
-            expected = _content_length(response)
-            try:
-                await _pump(source, response, file, feed)
-            except VideoIntegrityError as exc:
-                content_type = response.headers.get("content-type", "no content type")
-                raise VideoIntegrityError(
-                    f"{exc.message} It came from {where} ({content_type}); nothing was saved."
-                ) from exc
+        try:
+            await _pump(source, response, file, feed)
+        except VideoIntegrityError as exc:
+            content_type = response.headers.get("content-type", "no content type")
+            raise VideoIntegrityError(
+                f"{exc.message} It came from {where} ({content_type}); nothing was saved."
+            ) from exc
         received = check.size
         if expected is not None and received != expected:
             if received < expected:

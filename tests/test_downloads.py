@@ -12,13 +12,16 @@ import errno
 import hashlib
 import json
 import logging
+import os
 import struct
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx2
 import pytest
 
@@ -419,6 +422,110 @@ async def test_sora_cancelled_mid_stream_leaves_nothing(area: tuple[Path, Path])
         tg.start_soon(sora, upstream, out)
         await gate.wait()
         await anyio.wait_all_tasks_blocked()
+        assert any(p.name.endswith(".part") for p in out.iterdir())
+        tg.cancel_scope.cancel()
+    assert tree(out) == set()
+
+
+# --- the file is opened while the request is on its way --------------------------------
+
+
+async def test_the_file_opens_while_the_request_is_on_its_way(area: tuple[Path, Path]) -> None:
+    _, out = area
+    requested = threading.Event()
+
+    def open_after_the_request(path: str, flags: int, mode: int) -> int:
+        # Runs in a worker thread; had the request waited for the file, this would
+        # wait in vain (and fail the test after 10 s).
+        if not requested.wait(timeout=10):
+            raise OSError(errno.ETIMEDOUT, "the request never left")
+        return os.open(path, flags, mode)
+
+    upstream = Upstream()
+
+    def answer() -> httpx2.Response:
+        requested.set()
+        return file_answer(VIDEO)()
+
+    upstream.files[SIGNED] = [answer]
+    saved = await by_url(upstream, OutputDir(out, open_file=open_after_the_request))
+    check_saved(saved, VIDEO, out, f"{TASK}.mp4")
+
+
+class Tracked(Pieces):
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("family", [Family.VEO, Family.SORA])
+async def test_a_file_that_cannot_be_opened_stops_the_download(
+    area: tuple[Path, Path], family: Family
+) -> None:
+    parent, out = area
+    before = tree(parent)
+    streams: list[Tracked] = []
+
+    def answer(body: bytes) -> Callable[[], httpx2.Response]:
+        def make() -> httpx2.Response:
+            streams.append(Tracked(body))
+            return httpx2.Response(200, stream=streams[-1])
+
+        return make
+
+    def refused(path: str, flags: int, mode: int) -> int:
+        raise OSError(errno.EACCES, "Permission denied")
+
+    upstream = Upstream()
+    upstream.files[SIGNED] = [answer(VIDEO)]
+    upstream.downloads.append(answer(sora_json()))
+    target = OutputDir(out, open_file=refused)
+    run = sora(upstream, target) if family is Family.SORA else by_url(upstream, target)
+    with pytest.raises(StorageError, match="is not writable"):
+        await run
+    assert all(stream.closed for stream in streams)  # the answer, if any, was closed
+    assert tree(parent) - before <= {"videos"}
+    assert tree(out) == set()
+
+
+async def test_cancelled_before_the_answer_leaves_nothing(area: tuple[Path, Path]) -> None:
+    _, out = area
+    asked = anyio.Event()
+    opened = threading.Event()
+
+    def open_file(path: str, flags: int, mode: int) -> int:
+        fd = os.open(path, flags, mode)
+        opened.set()
+        return fd
+
+    async def never(request: httpx2.Request) -> httpx2.Response:
+        asked.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    client = GravitexClient(
+        api_key=KEY,
+        base_url=BASE,
+        transport=httpx2.MockTransport(never),
+        retry=RetryPolicy(),
+        timeouts=Timeouts(),
+    )
+    async with client, anyio.create_task_group() as tg:
+
+        async def download() -> None:
+            await download_video(
+                client,
+                task_id=TASK,
+                family=Family.VEO,
+                url=SIGNED,
+                output_dir=OutputDir(out, open_file=open_file),
+                filename=None,
+            )
+
+        tg.start_soon(download)
+        await asked.wait()
+        await anyio.to_thread.run_sync(opened.wait, 10)  # the temp file exists now
         assert any(p.name.endswith(".part") for p in out.iterdir())
         tg.cancel_scope.cancel()
     assert tree(out) == set()
