@@ -49,9 +49,13 @@ ratios (plain seconds / ours seconds: the runs of one repeat are neighbours in t
 each repeat starts with another variant). Each worker also reports its CPU seconds (all
 threads, user + system) and its minor page faults for the download. The page faults
 show glibc's heap state: when the heap top is trimmed and regrown on every socket read
-(which depends on the allocation history, down to the lengths of the URLs), every
-variant reads into freshly faulted memory: thousands of faults instead of a few
-hundred, and 30-50 % more CPU. On a shared machine the driver waits
+(which depends on the allocation history, down to the lengths of the URLs), a variant
+reads into freshly faulted memory: thousands of faults instead of a few hundred, and
+30-50 % more CPU. Which variant landed in that state differed from one invocation to
+the next and decided the ratios more than the code did. So every worker, of every
+variant, runs with glibc's thresholds pinned (:data:`PINNED_MALLOC`: ``mmap`` from
+1 MiB, trim above 8 MiB, the state a long-running process settles in); ``--malloc
+dynamic`` runs them with glibc's defaults instead. On a shared machine the driver waits
 (at most :data:`IDLE_WAIT_SECONDS`) before each run until the CPUs are idle, so another
 job's burst lands less often inside a measurement. Output files go to ``bench/out/`` and
 are deleted after each run. Nothing leaves loopback.
@@ -96,6 +100,8 @@ API_KEY = "sk-bench-0123456789"
 WARMUP_SIZE = 64 << 10
 #: Longest wait for idle CPUs before a run (seconds).
 IDLE_WAIT_SECONDS = 10.0
+#: glibc malloc settings every worker runs with (``--malloc pinned``, the default).
+PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20), "MALLOC_TRIM_THRESHOLD_": str(8 << 20)}
 VARIANTS = (
     "sora-ours",
     "sora-plain",
@@ -452,7 +458,9 @@ def _wait_idle(limit: float = IDLE_WAIT_SECONDS, window: float = 0.2) -> None:
             return
 
 
-def _run_worker(variant: str, base: str, tasks: Tasks, warm: Tasks, size: int) -> dict[str, Any]:
+def _run_worker(
+    variant: str, base: str, tasks: Tasks, warm: Tasks, size: int, *, malloc: str
+) -> dict[str, Any]:
     sora = variant.startswith("sora")
     cmd = [
         sys.executable,
@@ -472,15 +480,18 @@ def _run_worker(variant: str, base: str, tasks: Tasks, warm: Tasks, size: int) -
         "--size-bytes",
         str(size),
     ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    if malloc == "pinned":
+        env.update(PINNED_MALLOC)
     _wait_idle()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"worker {variant} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def drive(sizes: list[int], repeat: int, variants: list[str]) -> None:
+def drive(sizes: list[int], repeat: int, variants: list[str], *, malloc: str) -> None:
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)],
@@ -493,6 +504,11 @@ def drive(sizes: list[int], repeat: int, variants: list[str]) -> None:
             raise RuntimeError("the simulator did not start")
         base = f"http://127.0.0.1:{port}"
         machine = _machine()
+        machine["malloc"] = (
+            "pinned: " + " ".join(f"{k}={v}" for k, v in PINNED_MALLOC.items())
+            if malloc == "pinned"
+            else "glibc defaults (dynamic thresholds)"
+        )
         print(json.dumps({"machine": machine}), flush=True)
         rows: list[dict[str, Any]] = []
         warm = _make_sized_tasks(base, f"{WARMUP_SIZE >> 10}k")
@@ -503,7 +519,9 @@ def drive(sizes: list[int], repeat: int, variants: list[str]) -> None:
             for number in range(repeat):
                 shift = number % len(variants)  # each variant goes first in turn
                 for variant in variants[shift:] + variants[:shift]:
-                    runs[variant].append(_run_worker(variant, base, tasks, warm, size))
+                    runs[variant].append(
+                        _run_worker(variant, base, tasks, warm, size, malloc=malloc)
+                    )
             for variant in variants:
                 seconds = statistics.median(r["seconds"] for r in runs[variant])
                 cpu = statistics.median(r["cpu_seconds"] for r in runs[variant])
@@ -568,6 +586,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="16,64,256", help="video sizes in MiB")
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant (1..10)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--malloc",
+        choices=("pinned", "dynamic"),
+        default="pinned",
+        help="glibc malloc thresholds of the workers (see the module docstring)",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
@@ -596,7 +620,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown or not sizes or not 1 <= args.repeat <= 10 or any(s < 1 for s in sizes):
         parser.error(f"bad --sizes/--repeat/--variants (variants: {', '.join(VARIANTS)})")
-    drive(sizes, args.repeat, variants)
+    drive(sizes, args.repeat, variants, malloc=args.malloc)
 
 
 if __name__ == "__main__":
