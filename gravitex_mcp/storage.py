@@ -44,6 +44,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import logging
 import os
 import re
 import secrets
@@ -56,13 +57,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Final, Literal
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
 from .errors import StorageError
+from .hashhelper import HashHelper, HelperError, HelperPool, shared_pool
+
+logger = logging.getLogger(__name__)
 
 #: Extension every saved video gets.
 VIDEO_SUFFIX: Final = ".mp4"
@@ -109,6 +113,8 @@ _READ_FLAGS: Final = (
     | getattr(os, "O_NOFOLLOW", 0)
 )
 _DONTNEED: Final = getattr(os, "POSIX_FADV_DONTNEED", 4)
+#: Bytes read at a time when the file is hashed after the fact (no helper answered).
+_REHASH_BYTES: Final = 1 << 20
 
 WriteFn = Callable[[int, bytes | bytearray | memoryview], int]
 FsyncFn = Callable[[int], None]
@@ -229,6 +235,7 @@ class OutputDir:
         open_file: OpenFn = os.open,
         early_writeback: bool = True,
         clock: Callable[[], float] = time.perf_counter,
+        helpers: HelperPool | Literal["shared"] | None = "shared",
     ) -> None:
         self.path = Path(path).expanduser()
         self.span_bytes = max(1, span_bytes)
@@ -240,6 +247,8 @@ class OutputDir:
         self._link = link
         self._open_file = open_file
         self._fadvise = _FADVISE if early_writeback else None
+        # Hash helper processes (see hashhelper.py); None: a hasher thread per file.
+        self._helpers = shared_pool() if helpers == "shared" else helpers
 
     def ensure(self) -> Path:
         """Create the directory if missing; return its resolved path (blocking)."""
@@ -332,6 +341,9 @@ class VideoFile:
         self._hash = hashlib.sha256()  # updated by the hasher thread only
         self._advised = 0  # bytes whose write-back was started (hasher thread)
         self._stored: StoredFile | None = None
+        self._helper: HashHelper | None = None  # hashes instead of the thread, if any
+        self._told = 0  # bytes the helper was told about
+        self._digest: str | None = None  # from the helper, or hashed after the fact
         # the hasher thread and how it and the event loop wake each other
         self._hasher: threading.Thread | None = None
         self._wake = threading.Event()  # for the hasher: new bytes, a flush, a stop
@@ -365,7 +377,7 @@ class VideoFile:
         tb: TracebackType | None,
     ) -> None:
         self._open = False
-        if self._hasher is not None:
+        if self._hasher is not None or self._helper is not None:
             self._abort = True
             # Shielded: even a cancelled task waits for the span being read, so nothing
             # touches the file once it is removed below.
@@ -374,11 +386,9 @@ class VideoFile:
         self._discard()  # synchronous: runs even while the task is being cancelled
 
     def _start(self) -> None:
-        """Blocking: create the temp file, open it again for reading, start the hasher."""
+        """Blocking: create the temp file, open it again for reading, and hand it to a
+        hash helper process, or else start a hasher thread."""
         self._create_temp()
-        hasher = threading.Thread(
-            target=self._hash_loop, name=f"gravitex-hasher:{self.name}", daemon=True
-        )
         try:
             assert self._tmp is not None
             assert self._fd is not None
@@ -388,6 +398,11 @@ class VideoFile:
                     f"The temporary file for {self.name} in {self._dir} was replaced while "
                     "it was being opened; nothing was saved."
                 )
+            if self._start_helper(self._reader):
+                return
+            hasher = threading.Thread(
+                target=self._hash_loop, name=f"gravitex-hasher:{self.name}", daemon=True
+            )
             hasher.start()
         except BaseException as exc:
             self._discard()
@@ -395,6 +410,22 @@ class VideoFile:
                 raise self._error(exc, "open") from exc
             raise
         self._hasher = hasher
+
+    def _start_helper(self, reader: int) -> bool:
+        """Blocking: give the file to a hash helper process; False if none is at hand."""
+        pool = self._out._helpers
+        helper = pool.acquire() if pool is not None else None
+        if pool is None or helper is None:
+            return False
+        try:
+            helper.start(reader)
+        except HelperError as exc:
+            logger.info("%s; a hasher thread hashes %s", exc, self.name)
+            pool.release(helper)
+            return False
+        self._helper = helper
+        self._max_lag = sys.maxsize  # the helper never holds the writes back
+        return True
 
     def _create_temp(self) -> None:
         directory = self._out.ensure()
@@ -432,7 +463,11 @@ class VideoFile:
             bell.close()
 
     def _stop_hasher(self) -> None:
-        """Blocking: end the hasher thread (after it read everything, unless aborting)."""
+        """Blocking: end the hasher thread (after it read everything, unless aborting);
+        stop a helper that was still hashing (it is not reused)."""
+        helper, self._helper = self._helper, None
+        if helper is not None:
+            helper.close()
         hasher, self._hasher = self._hasher, None
         if hasher is None:
             return
@@ -598,7 +633,12 @@ class VideoFile:
         if average > SLOW_WRITE_SECONDS:
             self._slow = True  # this disk blocks: keep it off the event loop from now on
         self._written = written = self._written + n
-        if self._hasher_idle and written - self._hashed >= self._span:
+        helper = self._helper
+        if helper is not None:
+            if written - self._told >= self._span:
+                self._told = written
+                helper.written(written)
+        elif self._hasher_idle and written - self._hashed >= self._span:
             self._wake.set()
 
     def _write_rest(self, fd: int, data: bytes | bytearray, offset: int) -> None:
@@ -631,7 +671,11 @@ class VideoFile:
 
     def _wrote(self, n: int) -> None:
         self._written = written = self._written + n
-        if self._hasher_idle and written - self._hashed >= self._span:
+        helper = self._helper
+        if helper is not None:
+            self._told = written
+            helper.written(written)
+        elif self._hasher_idle and written - self._hashed >= self._span:
             self._wake.set()
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -684,13 +728,15 @@ class VideoFile:
         self._raise_failure()
 
     async def flush(self) -> None:
-        """Write everything accepted and wait until the hasher has read it back."""
+        """Write everything accepted and wait until the hasher thread (if the file has
+        one, rather than a helper process) has read it back."""
         if not self._open:
             raise StorageError("The video file is not open.")
         self._raise_failure()
         if self._pending:
             await self._write_pending()
-        await self._wait_for_hasher(self._written)
+        if self._helper is None:
+            await self._wait_for_hasher(self._written)
 
     def _error(self, exc: OSError, action: str) -> StorageError:
         directory = self._dir or self._out.path
@@ -714,6 +760,8 @@ class VideoFile:
         fd = self._fd
         if fd is None:
             raise StorageError("The video file is not open.")
+        if self._helper is not None:
+            return self._finish_with_helper(fd, self._helper)
         # Every write is done: the file can reach the disk while the hasher reads its
         # last span from the page cache (the two waits overlap instead of adding up).
         self._stopping = True
@@ -733,6 +781,59 @@ class VideoFile:
             )
         return self._commit()
 
+    def _finish_with_helper(self, fd: int, helper: HashHelper) -> StoredFile:
+        """Blocking: fsync while the helper hashes the rest, take its digest (or hash
+        the file here if it has none), then publish."""
+        helper.written(self._written)  # the helper reads on while the file is fsynced
+        try:
+            self._out._fsync(fd)
+        except OSError as exc:
+            raise self._error(exc, "write") from exc
+        self._helper = None
+        try:
+            self._digest = helper.finish(self._written)
+        except HelperError as exc:
+            logger.warning("%s; hashing %s in-process", exc, self.name)
+            self._digest = self._hash_file()
+        finally:
+            pool = self._out._helpers
+            if pool is not None:
+                pool.release(helper)
+            else:
+                helper.close()
+        if not self._written == self._size:
+            raise StorageError(
+                f"Only {self._written} of {self._size} bytes of {self.name} were saved."
+            )
+        self._hashed = self._written
+        return self._commit()
+
+    def _hash_file(self) -> str:
+        """Blocking: sha256 of the temp file's first ``size`` bytes, read back."""
+        reader = self._reader
+        if reader is None:
+            raise StorageError("The video file is not open.")
+        digest = hashlib.sha256()
+        buffer = memoryview(bytearray(_REHASH_BYTES))
+        done = 0
+        try:
+            while done < self._size:
+                with buffer[: min(len(buffer), self._size - done)] as part:
+                    n = os.preadv(reader, [part], done)
+                    if n <= 0:
+                        raise StorageError(
+                            f"{self.name} in {self._dir} shrank while it was being written "
+                            "(something else changed the temp file); nothing was saved."
+                        )
+                    with part[:n] as got:
+                        digest.update(got)
+                done += n
+        except OSError as exc:
+            raise self._error(exc, "read back") from exc
+        finally:
+            buffer.release()
+        return digest.hexdigest()
+
     def _commit(self) -> StoredFile:
         """Publish the fsynced temp file under the first free name."""
         fd, tmp, directory = self._fd, self._tmp, self._dir
@@ -748,7 +849,8 @@ class VideoFile:
         with contextlib.suppress(OSError):  # already published under its final name
             os.unlink(tmp)
         _fsync_dir(directory)
-        self._stored = StoredFile(path=final, size_bytes=self._size, sha256=self._hash.hexdigest())
+        digest = self._digest if self._digest is not None else self._hash.hexdigest()
+        self._stored = StoredFile(path=final, size_bytes=self._size, sha256=digest)
         return self._stored
 
     def _publish(self, tmp: Path, directory: Path) -> Path:

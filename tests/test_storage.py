@@ -10,6 +10,7 @@ import random
 import stat
 import threading
 from pathlib import Path
+from typing import Literal
 
 import anyio
 import anyio.from_thread
@@ -414,7 +415,7 @@ async def test_spans_start_at_the_configured_size(area: tuple[Path, Path]) -> No
     _, out = area
     async with OutputDir(out).video("b", default_stem="t") as file:
         assert file.span_bytes == DEFAULT_SPAN_BYTES == 512 << 10
-    async with OutputDir(out, span_bytes=1000).video("b", default_stem="t") as file:
+    async with OutputDir(out, span_bytes=1000, helpers=None).video("b", default_stem="t") as file:
         assert file.span_bytes == 1000
 
 
@@ -436,7 +437,7 @@ def test_span_for_keeps_a_download_under_a_tenth_of_the_video() -> None:
 async def test_the_span_grows_with_the_announced_size(area: tuple[Path, Path]) -> None:
     _, out = area
     data = os.urandom(300_000)
-    target = OutputDir(out, span_bytes=1000, max_span_bytes=16_000)
+    target = OutputDir(out, span_bytes=1000, max_span_bytes=16_000, helpers=None)
     async with target.video("big", default_stem="t") as file:
         assert file.span_bytes == 1000
         file.expect(1 << 30)  # a 1 GiB video: room for the largest span
@@ -451,7 +452,7 @@ async def test_the_span_grows_with_the_announced_size(area: tuple[Path, Path]) -
 async def test_the_span_grows_as_the_file_does(area: tuple[Path, Path]) -> None:
     _, out = area
     data = os.urandom(12 << 20)  # a tenth of it leaves room for spans above 4 KiB
-    target = OutputDir(out, span_bytes=4096, max_span_bytes=65536)
+    target = OutputDir(out, span_bytes=4096, max_span_bytes=65536, helpers=None)
     async with target.video("grows", default_stem="t") as file:
         for i in range(0, len(data), 1 << 16):
             await file.write(data[i : i + (1 << 16)])
@@ -476,7 +477,9 @@ async def test_a_write_that_makes_no_progress_is_an_error(area: tuple[Path, Path
 async def test_many_small_spans_and_a_short_lag(area: tuple[Path, Path]) -> None:
     _, out = area
     data = os.urandom(300_000)
-    stored = await save(OutputDir(out, span_bytes=1500, max_hash_lag=2000), data, "order")
+    stored = await save(
+        OutputDir(out, span_bytes=1500, max_hash_lag=2000, helpers=None), data, "order"
+    )
     assert stored.path.read_bytes() == data
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
 
@@ -490,7 +493,7 @@ async def test_any_piece_sizes_spans_and_lags(
     _, out = area
     rng = random.Random(span)
     data = os.urandom(size)
-    target = OutputDir(out, span_bytes=span, max_hash_lag=lag)
+    target = OutputDir(out, span_bytes=span, max_hash_lag=lag, helpers=None)
     async with target.video("pieces", default_stem="t") as file:
         at = 0
         while at < len(data):
@@ -576,12 +579,15 @@ async def test_the_loop_waits_for_a_slow_disk_without_blocking(area: tuple[Path,
     assert stored.path.read_bytes() == data
 
 
-async def test_the_hash_is_read_back_from_the_file(area: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("helpers", ["shared", None], ids=["helper", "thread"])
+async def test_the_hash_is_read_back_from_the_file(
+    area: tuple[Path, Path], helpers: Literal["shared"] | None
+) -> None:
     parent, out = area
     before = tree(parent)
 
     async def shrink_before_the_read_back() -> None:
-        async with OutputDir(out).video("shrunk", default_stem="t") as file:
+        async with OutputDir(out, helpers=helpers).video("shrunk", default_stem="t") as file:
             await file.write(b"x" * 5000)  # less than a span: not read back yet
             assert file.temp_path is not None
             os.truncate(file.temp_path, 1000)  # something else cuts the temp file
@@ -637,7 +643,7 @@ async def test_writer_failure_surfaces_on_the_next_write(area: tuple[Path, Path]
 async def test_without_early_writeback(area: tuple[Path, Path]) -> None:
     _, out = area
     data = os.urandom(100_000)
-    stored = await save(OutputDir(out, early_writeback=False), data, "plain")
+    stored = await save(OutputDir(out, early_writeback=False, helpers=None), data, "plain")
     assert stored.path.read_bytes() == data
 
 
