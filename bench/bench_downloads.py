@@ -10,7 +10,8 @@ What runs:
   ``127.0.0.1`` in its own process (so the client side reads from a real socket);
 * for every size (MiB) one Sora task and one Veo task (``[size=NNm]`` prompt marker);
 * six variants, each download in a **fresh worker process** (so one run's memory
-  never flatters the next), interleaved, ``--repeat`` times:
+  never flatters the next), interleaved ``--repeat`` times within their family (the
+  Sora variants, then the URL variants):
 
   - ``sora-ours``: :func:`gravitex_mcp.downloads.download_video` (Sora download endpoint
     streamed through the incremental base64 decoder into a temp file, sha256, fsync,
@@ -574,12 +575,17 @@ def drive(sizes: list[int], repeat: int, variants: list[str], *, malloc: str) ->
             tasks = _make_tasks(base, size_mib)
             size = size_mib * MIB
             runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
-            for number in range(repeat):
-                shift = number % len(variants)  # each variant goes first in turn
-                for variant in variants[shift:] + variants[:shift]:
-                    runs[variant].append(
-                        _run_worker(variant, base, tasks, warm, size, malloc=malloc)
-                    )
+            # Sora's and the URL's variants are interleaved among themselves, one family
+            # after the other: a 2 GiB sora-plain run leaves the page cache and free
+            # memory in a state that otherwise fell on whichever URL run came next.
+            for family in ("sora", "url"):
+                group = [v for v in variants if v.startswith(family)]
+                for number in range(repeat):
+                    shift = number % max(1, len(group))  # each variant goes first in turn
+                    for variant in group[shift:] + group[:shift]:
+                        runs[variant].append(
+                            _run_worker(variant, base, tasks, warm, size, malloc=malloc)
+                        )
             for variant in variants:
                 seconds = statistics.median(r["seconds"] for r in runs[variant])
                 # CPU and memory of the whole client: the worker and its hash helper

@@ -7,10 +7,14 @@
   :class:`VideoFile` writers. A writer streams into a temporary file **inside** the
   output directory (``.<stem>.<random>.part``, created with ``O_EXCL``, mode 0o644).
   The event loop writes each piece straight into it: a page-cache write, what
-  ``f.write`` costs a plain download loop (tens of microseconds for 64 KiB). A hasher
-  thread reads the file back behind it in large spans and hashes (sha256) what it
-  reads, so the digest is that of the bytes in the file and the event loop never
-  hashes; memory is one span. The spans are large because each costs the hasher a
+  ``f.write`` costs a plain download loop (tens of microseconds for 64 KiB). The bytes
+  are hashed (sha256) as they are read back from the file, so the digest is that of
+  the bytes in the file and the event loop never hashes. Where Unix sockets carry file
+  descriptors, a hash helper *process* does it (:mod:`gravitex_mcp.hashhelper`: it has
+  its own GIL, so the event loop only sends it a line per span); a helper that fails
+  costs a re-read of the file at commit, never the video. Elsewhere (or with
+  ``helpers=None``) a hasher thread reads the file back behind the writer; memory is
+  one span. The spans are large because each costs the hasher a
   wake-up and two returns from GIL-releasing calls (read, hash), and each time the
   hasher wins the GIL back from the busy event loop, the loop pays too (futex
   wake-ups). They start at :data:`DEFAULT_SPAN_BYTES` and grow with the video (announced
@@ -35,7 +39,8 @@
 
 The OS functions are injectable (``write``, ``fsync``, ``link``, ``open_file``, and the
 ``clock`` that times writes) so tests can simulate a full disk, a read-only directory, a
-filesystem without hard links or a slow disk.
+filesystem without hard links or a slow disk; so are the hash ``helpers`` (a
+:class:`~gravitex_mcp.hashhelper.HelperPool`, or ``None`` for the hasher thread).
 """
 
 from __future__ import annotations
