@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 import anyio
+import anyio.lowlevel
 import httpx2
 
 from .b64stream import SoraDownloadDecoder
@@ -171,6 +172,7 @@ async def _opened(
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(open_file)
+                await anyio.lowlevel.checkpoint()  # hand the file to a worker thread first
                 response = await stack.enter_async_context(request)
         except BaseExceptionGroup as failed:
             raise _the_failure(failed)  # noqa: B904  (its own cause and traceback are kept)
