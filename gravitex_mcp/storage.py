@@ -651,13 +651,14 @@ class VideoFile:
         write = self._out._write
         with memoryview(data) as view:
             end = len(view)
-            while True:
-                if offset <= 0 or offset > end:
-                    raise OSError(errno.EIO, "write made no progress")
-                if offset == end:
-                    return
+            if offset <= 0:
+                raise OSError(errno.EIO, "write made no progress")
+            while offset < end:
                 with view[offset:] as rest:
-                    offset += write(fd, rest)
+                    written = write(fd, rest)
+                if written <= 0:
+                    raise OSError(errno.EIO, "write made no progress")
+                offset += written
 
     def _write_all(self, data: bytes | bytearray) -> None:
         fd = self._fd

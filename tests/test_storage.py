@@ -462,16 +462,22 @@ async def test_the_span_grows_as_the_file_does(area: tuple[Path, Path]) -> None:
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
 
 
-async def test_a_write_that_makes_no_progress_is_an_error(area: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("first", [0, 3], ids=["at once", "after a short write"])
+async def test_a_write_that_makes_no_progress_is_an_error(
+    area: tuple[Path, Path], first: int
+) -> None:
     parent, out = area
     before = tree(parent)
+    calls: list[int] = []
 
     def stuck(fd: int, data: bytes | bytearray | memoryview) -> int:
-        return 0
+        calls.append(len(data))
+        return first if len(calls) == 1 else 0
 
     with pytest.raises(StorageError, match="no progress"):
         await save(OutputDir(out, write=stuck), b"data", "clip")
     assert tree(parent) == before
+    assert len(calls) == (1 if first == 0 else 2)
 
 
 async def test_many_small_spans_and_a_short_lag(area: tuple[Path, Path]) -> None:
