@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 ANSWER_TIMEOUT: Final = 120.0
 #: Idle helpers kept for the next files.
 MAX_IDLE: Final = 2
+#: Helpers that fail before answering once, in a row, before the pool stops starting
+#: them (a helper that cannot even import, say).
+MAX_EARLY_FAILURES: Final = 3
 
 
 class HelperError(Exception):
@@ -63,6 +66,7 @@ class HashHelper:
             theirs.close()
         self._sock = ours
         self.healthy = True
+        self.answered = 0  # digests given
 
     def start(self, fd: int) -> None:
         """Hash the file behind ``fd`` (a descriptor the helper gets a copy of)."""
@@ -104,6 +108,7 @@ class HashHelper:
         if kind != "D" or count != str(size) or len(digest) != 64:
             self.healthy = kind == "X"  # a reported error leaves the helper usable
             raise HelperError(f"the hash helper answered {answer[:120]!r}")
+        self.answered += 1
         return digest
 
     def close(self) -> None:
@@ -114,7 +119,10 @@ class HashHelper:
             self._process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.wait()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                logger.warning("the hash helper %s did not exit", self._process.pid)
 
 
 class HelperPool:
@@ -126,6 +134,7 @@ class HelperPool:
         self._max_idle = max_idle
         self._failed = not supported()
         self._closed = False
+        self._early_failures = 0  # helpers in a row that failed before answering once
 
     def acquire(self) -> HashHelper | None:
         """Blocking: an idle helper or a new one; ``None`` if helpers cannot run here."""
@@ -145,6 +154,17 @@ class HelperPool:
     def release(self, helper: HashHelper) -> None:
         """Blocking: keep ``helper`` for the next file, or stop it."""
         with self._lock:
+            if helper.answered:
+                self._early_failures = 0
+            elif not helper.healthy:
+                self._early_failures += 1
+                if self._early_failures >= MAX_EARLY_FAILURES and not self._failed:
+                    self._failed = True
+                    logger.warning(
+                        "%d hash helpers in a row failed before answering; hashing "
+                        "in-process from now on",
+                        self._early_failures,
+                    )
             if helper.healthy and not self._closed and len(self._idle) < self._max_idle:
                 self._idle.append(helper)
                 return

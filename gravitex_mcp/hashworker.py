@@ -77,6 +77,9 @@ def serve(sock: socket.socket) -> None:
     """Answer the server until it closes the socket."""
     view = memoryview(bytearray(CHUNK_BYTES))
     pending = b""
+    unclaimed: list[int] = []  # descriptors whose F line is not complete yet
+    news = select.poll()  # not select(): the socket's number may be above 1023
+    news.register(sock, select.POLLIN)
     file: _File | None = None
     while True:
         if file is not None and file.end is not None and file.done >= file.end:
@@ -85,24 +88,25 @@ def serve(sock: socket.socket) -> None:
             file = None
             continue
         busy = file is not None and file.done < file.target
-        if not busy or select.select([sock], [], [], 0)[0]:  # news (without waiting if busy)
+        if not busy or news.poll(0):  # news (without waiting if busy)
             try:
                 lines, fds, pending = _read_lines(sock, pending)
             except EOFError:
                 return  # the server closed the socket
+            unclaimed += fds
             for line in lines:
                 kind, _, arg = line.partition(" ")
                 if kind == "F":
                     if file is not None:
                         os.close(file.fd)
-                    file = _File(fds.pop()) if fds else None
+                    file = _File(unclaimed.pop(0)) if unclaimed else None
                 elif file is not None and kind in ("W", "E") and arg.isdigit():
                     if kind == "W":
                         file.known = max(file.known, int(arg))
                     else:
                         file.end = int(arg)
-            for extra in fds:
-                os.close(extra)
+            while len(unclaimed) > 4:  # more than the server ever sends at once
+                os.close(unclaimed.pop(0))
             continue
         assert file is not None
         try:

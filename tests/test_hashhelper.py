@@ -114,6 +114,66 @@ def test_a_dead_helper_is_an_error(tmp_path: Path) -> None:
         helper.close()
 
 
+def test_a_helper_works_when_its_socket_number_is_above_1023(tmp_path: Path) -> None:
+    # select() cannot watch descriptors from 1024 on: the helper must not use it.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"needs 1200 open files, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        helper = HashHelper()
+        assert helper._sock.fileno() >= 1024
+        path = tmp_path / "v.part"
+        data = os.urandom(300_000)
+        path.write_bytes(data)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            helper.start(fd)
+            helper.written(100_000)
+            assert helper.finish(len(data)) == hashlib.sha256(data).hexdigest()
+        finally:
+            os.close(fd)
+            helper.close()
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_helpers_that_keep_dying_are_given_up(
+    pool: HelperPool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.hashhelper"):
+        for _ in range(3):
+            helper = pool.acquire()
+            assert helper is not None
+            helper.healthy = False  # as after dying before its first answer
+            pool.release(helper)
+    assert pool.acquire() is None
+    assert "3 hash helpers in a row failed" in caplog.text
+
+
+def test_one_answer_resets_the_count_of_early_failures(pool: HelperPool) -> None:
+    for _ in range(2):
+        helper = pool.acquire()
+        assert helper is not None
+        helper.healthy = False
+        pool.release(helper)
+    helper = pool.acquire()
+    assert helper is not None
+    helper.answered = 1
+    pool.release(helper)
+    for _ in range(2):
+        helper = pool.acquire()
+        assert helper is not None
+        helper.healthy = False
+        pool.release(helper)
+    assert pool.acquire() is not None  # 2 in a row since the answer: still trying
+
+
 def test_the_pool_reuses_idle_helpers_and_stops_them(pool: HelperPool) -> None:
     first = pool.acquire()
     assert first is not None
