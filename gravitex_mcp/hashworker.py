@@ -27,10 +27,12 @@ from typing import Final
 
 #: Bytes read (and hashed) at a time.
 CHUNK_BYTES: Final = 1 << 20
-#: Write-back of hashed bytes is started every this many bytes (Linux).
+#: Write-back of hashed bytes is started every this many bytes (Linux); the server's
+#: hasher thread (storage.py) uses the same step.
 WRITEBACK_EVERY_BYTES: Final = 1 << 20
-_FADVISE = getattr(os, "posix_fadvise", None) if sys.platform == "linux" else None
-_DONTNEED: Final = getattr(os, "POSIX_FADV_DONTNEED", 4)
+#: ``posix_fadvise`` where ``DONTNEED`` starts the write-back (Linux), else ``None``.
+FADVISE = getattr(os, "posix_fadvise", None) if sys.platform == "linux" else None
+DONTNEED: Final = getattr(os, "POSIX_FADV_DONTNEED", 4)
 
 
 class _File:
@@ -57,10 +59,10 @@ def _hash_some(file: _File, view: memoryview) -> None:
     with view[:n] as got:
         file.hash.update(got)
     file.done += n
-    if _FADVISE is not None and file.done - file.advised >= WRITEBACK_EVERY_BYTES:
+    if FADVISE is not None and file.done - file.advised >= WRITEBACK_EVERY_BYTES:
         # Starts the write-back of what was hashed (and drops it once clean).
         with contextlib.suppress(OSError):
-            _FADVISE(file.fd, file.advised, file.done - file.advised, _DONTNEED)
+            FADVISE(file.fd, file.advised, file.done - file.advised, DONTNEED)
         file.advised = file.done
 
 

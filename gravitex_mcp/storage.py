@@ -70,6 +70,7 @@ import anyio.to_thread
 
 from .errors import StorageError
 from .hashhelper import HashHelper, HelperError, HelperPool, shared_pool
+from .hashworker import DONTNEED, FADVISE, WRITEBACK_EVERY_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ DEFAULT_MAX_HASH_LAG: Final = 32 << 20
 #: When event-loop writes take this long on average (an exponential average over about
 #: the last 8), the file's other writes go to a worker thread.
 SLOW_WRITE_SECONDS: Final = 0.002
-#: Write-back of the temp file is started every this many bytes (Linux).
-WRITEBACK_EVERY_BYTES: Final = 1 << 20
 #: Unique-name attempts (``name-1`` ... ``name-N``) before giving up.
 MAX_UNIQUE_TRIES: Final = 10_000
 
@@ -110,16 +109,12 @@ _NO_HARD_LINKS: Final = frozenset(
     {errno.EPERM, errno.EMLINK, errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTSUP}
 )
 
-_FADVISE = getattr(os, "posix_fadvise", None) if sys.platform == "linux" else None
 _READ_FLAGS: Final = (
     os.O_RDONLY
     | getattr(os, "O_BINARY", 0)
     | getattr(os, "O_CLOEXEC", 0)
     | getattr(os, "O_NOFOLLOW", 0)
 )
-_DONTNEED: Final = getattr(os, "POSIX_FADV_DONTNEED", 4)
-#: Bytes read at a time when the file is hashed after the fact (no helper answered).
-_REHASH_BYTES: Final = 1 << 20
 
 WriteFn = Callable[[int, bytes | bytearray | memoryview], int]
 FsyncFn = Callable[[int], None]
@@ -251,7 +246,7 @@ class OutputDir:
         self._fsync = fsync
         self._link = link
         self._open_file = open_file
-        self._fadvise = _FADVISE if early_writeback else None
+        self._fadvise = FADVISE if early_writeback else None
         # Hash helper processes (see hashhelper.py); None: a hasher thread per file.
         self._helpers = shared_pool() if helpers == "shared" else helpers
 
@@ -548,7 +543,7 @@ class VideoFile:
             # Linux starts writing these pages back now (and drops them from the cache
             # once clean), so the final fsync has little left to wait for.
             with contextlib.suppress(OSError):
-                fadvise(fd, self._advised, hashed - self._advised, _DONTNEED)
+                fadvise(fd, self._advised, hashed - self._advised, DONTNEED)
             self._advised = hashed
 
     def _read_back(self, reader: io.FileIO, view: memoryview, length: int) -> None:
@@ -613,9 +608,7 @@ class VideoFile:
         sink, e.g. for :class:`~gravitex_mcp.b64stream.SoraDownloadDecoder`. Raises
         :class:`~gravitex_mcp.errors.StorageError` if the write fails.
         """
-        # Runs once per network chunk: kept to a few attribute reads and one write.
-        fd = self._fd
-        if not self._open or fd is None:
+        if not self._open:
             raise StorageError("The video file is not open.")
         if type(data) is not bytes and type(data) is not bytearray:
             data = bytes(data)  # a memoryview's len() counts items, not bytes
@@ -628,23 +621,11 @@ class VideoFile:
             return
         clock = self._out._clock
         started = clock()
-        try:
-            written = self._out._write(fd, data)
-            if written != n:  # a short write: rare on a local disk
-                self._write_rest(fd, data, written)
-        except OSError as exc:
-            raise self._error(exc, "write") from exc
+        self._write_all(data)
         average = self._write_seconds = self._write_seconds * 0.875 + (clock() - started) / 8
         if average > SLOW_WRITE_SECONDS:
             self._slow = True  # this disk blocks: keep it off the event loop from now on
-        self._written = written = self._written + n
-        helper = self._helper
-        if helper is not None:
-            if written - self._told >= self._span:
-                self._told = written
-                helper.written(written)
-        elif self._hasher_idle and written - self._hashed >= self._span:
-            self._wake.set()
+        self._wrote(n)
 
     def _write_rest(self, fd: int, data: bytes | bytearray, offset: int) -> None:
         """Write ``data[offset:]`` after a short write (raises OSError)."""
@@ -666,7 +647,7 @@ class VideoFile:
             raise StorageError("The video file is not open.")
         try:
             written = self._out._write(fd, data)
-            if written != len(data):
+            if written != len(data):  # a short write: rare on a local disk
                 self._write_rest(fd, data, written)
         except OSError as exc:
             raise self._error(exc, "write") from exc
@@ -676,11 +657,13 @@ class VideoFile:
             self._write_all(piece)
 
     def _wrote(self, n: int) -> None:
+        """Count ``n`` bytes as in the file; tell the hasher once a span is ready."""
         self._written = written = self._written + n
         helper = self._helper
         if helper is not None:
-            self._told = written
-            helper.written(written)
+            if written - self._told >= self._span:  # commit tells it the rest
+                self._told = written
+                helper.written(written)
         elif self._hasher_idle and written - self._hashed >= self._span:
             self._wake.set()
 
@@ -762,23 +745,31 @@ class VideoFile:
         return await anyio.to_thread.run_sync(self._finish)
 
     def _finish(self) -> StoredFile:
-        """Blocking: fsync while the hasher reads the rest, then publish."""
+        """Blocking: fsync while the hasher (thread or helper) reads the rest, take the
+        digest, then publish."""
         fd = self._fd
         if fd is None:
             raise StorageError("The video file is not open.")
-        if self._helper is not None:
-            return self._finish_with_helper(fd, self._helper)
         # Every write is done: the file can reach the disk while the hasher reads its
         # last span from the page cache (the two waits overlap instead of adding up).
-        self._stopping = True
-        self._wake.set()
+        helper = self._helper
+        if helper is not None:
+            helper.written(self._written)
+        else:
+            self._stopping = True
+            self._wake.set()
         fsync_failure: OSError | None = None
         try:
             self._out._fsync(fd)
         except OSError as exc:
             fsync_failure = exc
-        self._stop_hasher()
-        self._raise_failure()
+        if helper is None:
+            self._stop_hasher()
+            self._raise_failure()
+        elif fsync_failure is None:  # else __aexit__ stops the helper
+            self._helper = None
+            self._digest = self._digest_from(helper)
+            self._hashed = self._written
         if fsync_failure is not None:
             raise self._error(fsync_failure, "write") from fsync_failure
         if not self._hashed == self._written == self._size:  # every byte, read back
@@ -787,57 +778,36 @@ class VideoFile:
             )
         return self._commit()
 
-    def _finish_with_helper(self, fd: int, helper: HashHelper) -> StoredFile:
-        """Blocking: fsync while the helper hashes the rest, take its digest (or hash
-        the file here if it has none), then publish."""
-        helper.written(self._written)  # the helper reads on while the file is fsynced
+    def _digest_from(self, helper: HashHelper) -> str:
+        """Blocking: the helper's digest of the whole file or, if it has none, one made
+        here by reading the file back; the helper goes back to the pool (or is stopped)."""
         try:
-            self._out._fsync(fd)
-        except OSError as exc:
-            raise self._error(exc, "write") from exc
-        self._helper = None
-        try:
-            self._digest = helper.finish(self._written)
+            return helper.finish(self._written)
         except HelperError as exc:
             logger.warning("%s; hashing %s in-process", exc, self.name)
-            self._digest = self._hash_file()
+            return self._hash_file()
         finally:
             pool = self._out._helpers
             if pool is not None:
                 pool.release(helper)
             else:
                 helper.close()
-        if not self._written == self._size:
-            raise StorageError(
-                f"Only {self._written} of {self._size} bytes of {self.name} were saved."
-            )
-        self._hashed = self._written
-        return self._commit()
 
     def _hash_file(self) -> str:
-        """Blocking: sha256 of the temp file's first ``size`` bytes, read back."""
-        reader = self._reader
-        if reader is None:
+        """Blocking: sha256 of the temp file's first ``size`` bytes, read back in spans."""
+        if self._reader is None:
             raise StorageError("The video file is not open.")
         digest = hashlib.sha256()
-        buffer = memoryview(bytearray(_REHASH_BYTES))
-        done = 0
-        try:
+        reader = io.FileIO(self._reader, "rb", closefd=False)
+        reader.seek(0)
+        with memoryview(bytearray(self._span)) as view:
+            done = 0
             while done < self._size:
-                with buffer[: min(len(buffer), self._size - done)] as part:
-                    n = os.preadv(reader, [part], done)
-                    if n <= 0:
-                        raise StorageError(
-                            f"{self.name} in {self._dir} shrank while it was being written "
-                            "(something else changed the temp file); nothing was saved."
-                        )
-                    with part[:n] as got:
-                        digest.update(got)
-                done += n
-        except OSError as exc:
-            raise self._error(exc, "read back") from exc
-        finally:
-            buffer.release()
+                length = min(len(view), self._size - done)
+                self._read_back(reader, view, length)
+                with view[:length] as span:
+                    digest.update(span)
+                done += length
         return digest.hexdigest()
 
     def _commit(self) -> StoredFile:
