@@ -17,6 +17,7 @@ import anyio
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
+from .errors import first_failure
 from .settings import Settings
 
 PROMPT = "A paper boat drifting down a rain-soaked street at dusk, neon reflections"
@@ -84,13 +85,6 @@ async def _drive(params: StdioServerParameters, model: str) -> Path:
         return Path(str(result["path"]))
 
 
-def _first_cause(exc: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
 def run_demo(settings: Settings, *, model: str) -> int:
     """Run the demo; returns the exit status."""
     with tempfile.TemporaryDirectory(prefix="gravitex-demo-state-") as state:
@@ -108,7 +102,7 @@ def run_demo(settings: Settings, *, model: str) -> int:
         try:
             path = anyio.run(_drive, params, model)
         except (RuntimeError, MCPError, OSError, ExceptionGroup) as exc:
-            sys.stderr.write(f"gravitex-mcp demo: {_first_cause(exc)}\n")
+            sys.stderr.write(f"gravitex-mcp demo: {first_failure(exc)}\n")
             return 1
     _say("Video saved to:")
     _say(str(path))

@@ -42,6 +42,7 @@ from .errors import (
     TruncatedDownloadError,
     URLExpiredError,
     VideoIntegrityError,
+    first_failure,
 )
 from .mp4 import Mp4StreamCheck
 from .redact import redact_url
@@ -139,21 +140,6 @@ async def _pump(
         raise _StreamCutError(exc) from exc
 
 
-def _the_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The exception that ended a task group: the first that is not a cancellation
-    (the other side was cancelled because of it), else the first cancellation."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            pending[:0] = list(exc.exceptions)
-        else:
-            leaves.append(exc)
-    cancelled = anyio.get_cancelled_exc_class()
-    return next((exc for exc in leaves if not isinstance(exc, cancelled)), leaves[0])
-
-
 @asynccontextmanager
 async def _opened(
     file: VideoFile, request: AbstractAsyncContextManager[httpx2.Response]
@@ -175,7 +161,9 @@ async def _opened(
                 await anyio.lowlevel.checkpoint()  # hand the file to a worker thread first
                 response = await stack.enter_async_context(request)
         except BaseExceptionGroup as failed:
-            raise _the_failure(failed)  # noqa: B904  (its own cause and traceback are kept)
+            # The first failure, not a cancellation it caused on the other side.
+            cancelled = anyio.get_cancelled_exc_class()
+            raise first_failure(failed, skip=(cancelled,))  # noqa: B904  (keeps its own cause)
         yield response
 
 

@@ -209,3 +209,20 @@ class JournalError(GravitexError):
 
 class ConfigurationError(GravitexError):
     """Settings that cannot work (missing key, unwritable directory, bad flag)."""
+
+
+def first_failure(
+    exc: BaseException, *, skip: tuple[type[BaseException], ...] = ()
+) -> BaseException:
+    """The first exception inside ``exc`` (depth first through nested exception groups)
+    that is not one of ``skip``; the first of all if every one is; ``exc`` itself if it
+    is not a group."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            pending[:0] = list(current.exceptions)
+        else:
+            leaves.append(current)
+    return next((leaf for leaf in leaves if not isinstance(leaf, skip)), leaves[0])
