@@ -22,6 +22,8 @@ from .catalog import MODEL_IDS, SEED_MAX
 DEFAULT_WAIT_SECONDS: Final = 35
 """Default wait of ``generate_video``: keeps the whole call under 50 s."""
 MAX_WAIT_SECONDS: Final = 600
+MAX_PROMPT_CHARS: Final = 10_000
+"""The longest prompt accepted: far above what the models read, far below what hurts."""
 
 Resolution = Literal["480p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "adaptive"]
@@ -64,8 +66,10 @@ class VideoArguments(BaseModel):
                 "What the video shows: scene, action, camera. For the "
                 f"{_SEEDANCE} it may also carry settings as markers (--ratio 16:9 --dur 5 "
                 "--rs 720p --fps 24 --wm false --seed 1 --cf false), checked like the "
-                "matching arguments; reference images are named [图1], [图2], ... by position."
-            )
+                "matching arguments; reference images are named [图1], [图2], ... by position. "
+                f"At most {MAX_PROMPT_CHARS} characters, with at least one visible character."
+            ),
+            json_schema_extra={"maxLength": MAX_PROMPT_CHARS},
         ),
     ]
     duration: Annotated[

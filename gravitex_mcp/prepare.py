@@ -1,14 +1,20 @@
 """From unified arguments to a request ready to submit: validate, resolve media, translate.
 
 :func:`prepare_request` is the one entry point the tool layer calls. Every
-problem of the call, from validation and from reading the media alike, comes
-back in one :class:`InvalidArgumentsError`, so the caller can fix everything
-in one go; nothing is sent upstream when there is any.
+problem of the call, from validation and from the media alike, comes back in
+one :class:`InvalidArgumentsError`, so the caller can fix everything in one go;
+nothing is sent upstream when there is any.
+
+The work a request may cost is bounded before it is spent: the cheap rules
+(counts, values, URL and path checks, the size of every inline image from its
+length or ``stat``) run first, and no file is read nor data URL decoded unless
+all of them pass and the inline media total at most
+:data:`~gravitex_mcp.inputs.MAX_REQUEST_MEDIA_BYTES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +22,16 @@ from typing import Any
 from .arguments import VideoArguments
 from .catalog import CATALOG, MEDIA_KINDS, ModelSpec, format_size
 from .errors import InvalidArgumentsError, Problem
-from .inputs import MediaKind, ResolvedMedia, check_https_url, resolve_media
+from .inputs import (
+    MAX_REQUEST_MEDIA_BYTES,
+    LocatedMedia,
+    ResolvedMedia,
+    check_https_url,
+    locate_media,
+)
 from .redact import redact_url
-from .translate import MediaURLs, build_body, picked_size
-from .validation import advisory_notes, validate
+from .translate import MediaURLs, build_body
+from .validation import CheckedRequest, check_given
 
 _VALID_CALLBACK = "valid: an https:// URL on a public host, e.g. https://your-domain.com/callback"
 
@@ -45,26 +57,32 @@ def prepare_request(args: VideoArguments, *, input_dirs: Sequence[Path]) -> Prep
 
     Raises :class:`InvalidArgumentsError` with every problem found.
     """
+    given = args.given()
     problems: list[Problem] = []
-    spec: ModelSpec | None = None
+    checked: CheckedRequest | None = None
     try:
-        spec = validate(args)
+        checked = check_given(given)
     except InvalidArgumentsError as exc:
         problems.extend(exc.problems)
     refused = {p.field for p in problems}
-    resolved = _resolve_all(args, input_dirs, refused, problems)
-    if args.callback_url is not None and "callback_url" not in refused:
+    located = _locate_all(given, input_dirs, refused, problems)
+    callback = given.get("callback_url")
+    if callback is not None and "callback_url" not in refused:
         # The provider will call it: same rules as media URLs (public host, no login).
         try:
-            check_https_url(args.callback_url, field="callback_url", valid=_VALID_CALLBACK)
+            check_https_url(callback, field="callback_url", valid=_VALID_CALLBACK)
         except InvalidArgumentsError as exc:
             problems.extend(exc.problems)
-    if spec is not None and not problems:
-        problems.extend(_check_image_size(spec, args, resolved))
+    problems.extend(_check_inline_total(located))
+    resolved: dict[str, Any] = {}
+    if not problems:  # only now is any file read or data URL decoded
+        resolved = _resolve_all(located, problems)
+    if checked is not None and not problems:
+        problems.extend(_check_image_size(checked, resolved))
     if problems:
         known = args.model if args.model in CATALOG else None
         raise InvalidArgumentsError(problems, model=known)
-    assert spec is not None  # no problems means validate() returned
+    assert checked is not None  # no problems means validation passed
     media = MediaURLs(
         image=_url(resolved.get("image")),
         last_frame=_url(resolved.get("last_frame")),
@@ -72,70 +90,96 @@ def prepare_request(args: VideoArguments, *, input_dirs: Sequence[Path]) -> Prep
         audio_url=_url(resolved.get("audio_url")),
     )
     return PreparedRequest(
-        spec=spec,
-        body=build_body(spec, args, media),
-        journal_arguments=_journal_arguments(args, resolved),
-        notes=advisory_notes(spec, args),
+        spec=checked.spec,
+        body=build_body(checked, media),
+        journal_arguments=_journal_arguments(given, resolved),
+        notes=checked.notes,
     )
 
 
-def _resolve_all(
-    args: VideoArguments,
+def _locate_all(
+    given: Mapping[str, Any],
     input_dirs: Sequence[Path],
     refused: set[str],
     problems: list[Problem],
-) -> dict[str, Any]:
-    """Resolve every media argument not already refused; collect problems."""
-    given = args.given()
-    resolved: dict[str, Any] = {}
+) -> dict[str, list[LocatedMedia] | LocatedMedia]:
+    """Check every media argument not already refused, reading nothing; collect problems."""
+    located: dict[str, list[LocatedMedia] | LocatedMedia] = {}
     for name, kind in MEDIA_KINDS.items():
         if name not in given or name in refused:
             continue
         value = given[name]
+        items = value if isinstance(value, list) else [value]
+        found: list[LocatedMedia] = []
+        for index, item in enumerate(items):
+            where = f"{name}[{index}]" if isinstance(value, list) else name
+            try:
+                found.append(locate_media(item, field=where, kind=kind, input_dirs=input_dirs))
+            except InvalidArgumentsError as exc:
+                problems.extend(exc.problems)
         if isinstance(value, list):
-            items: list[ResolvedMedia] = []
-            for index, item in enumerate(value):
-                one = _resolve_one(item, f"{name}[{index}]", kind, input_dirs, problems)
-                if one is not None:
-                    items.append(one)
+            located[name] = found
+        elif found:
+            located[name] = found[0]
+    return located
+
+
+def _flat(located: Mapping[str, list[LocatedMedia] | LocatedMedia]) -> list[LocatedMedia]:
+    return [m for v in located.values() for m in (v if isinstance(v, list) else [v])]
+
+
+def _check_inline_total(located: Mapping[str, list[LocatedMedia] | LocatedMedia]) -> list[Problem]:
+    """One problem, on the item that crosses it, when the inline media exceed the request cap."""
+    total = 0
+    for media in _flat(located):
+        total += media.inline_bytes
+        if total > MAX_REQUEST_MEDIA_BYTES:
+            every = sum(m.inline_bytes for m in _flat(located))
+            return [
+                Problem(
+                    media.field,
+                    f"the images and audio held in this request (data URLs and local files) "
+                    f"add up to {every} bytes; the limit is {MAX_REQUEST_MEDIA_BYTES} bytes "
+                    f"(20 MB) per request, 10 MB per file. Give some as https:// URLs, which "
+                    "travel untouched and do not count, or use smaller files",
+                )
+            ]
+    return []
+
+
+def _resolve_all(
+    located: Mapping[str, list[LocatedMedia] | LocatedMedia], problems: list[Problem]
+) -> dict[str, Any]:
+    """Read and check every located media argument; collect problems."""
+    resolved: dict[str, Any] = {}
+    for name, value in located.items():
+        items: list[ResolvedMedia] = []
+        for media in value if isinstance(value, list) else [value]:
+            try:
+                items.append(media.resolve())
+            except InvalidArgumentsError as exc:
+                problems.extend(exc.problems)
+        if isinstance(value, list):
             resolved[name] = items
-        else:
-            single = _resolve_one(value, name, kind, input_dirs, problems)
-            if single is not None:
-                resolved[name] = single
+        elif items:
+            resolved[name] = items[0]
     return resolved
 
 
-def _resolve_one(
-    value: str,
-    field_name: str,
-    kind: MediaKind,
-    input_dirs: Sequence[Path],
-    problems: list[Problem],
-) -> ResolvedMedia | None:
-    try:
-        return resolve_media(value, field=field_name, kind=kind, input_dirs=input_dirs)
-    except InvalidArgumentsError as exc:
-        problems.extend(exc.problems)
-        return None
-
-
-def _check_image_size(
-    spec: ModelSpec, args: VideoArguments, resolved: dict[str, Any]
-) -> list[Problem]:
+def _check_image_size(request: CheckedRequest, resolved: dict[str, Any]) -> list[Problem]:
     """Sora image-to-video: the image's pixel size must equal the request size.
 
     Only checkable for bytes we hold (data URL or local file); an https image
     is the provider's to check.
     """
+    spec = request.spec
     image = resolved.get("image")
     if not spec.image_must_match_size or not isinstance(image, ResolvedMedia):
         return []
     if image.width is None or image.height is None:
         return []
-    requested = picked_size(spec, args.given())
-    default = requested is None
-    wanted = requested or spec.default_size
+    default = request.size is None
+    wanted = request.size or spec.default_size
     got = (image.width, image.height)
     if wanted is None or got == wanted:
         return []
@@ -159,10 +203,10 @@ def _url(media: ResolvedMedia | None) -> str | None:
     return None if media is None else media.url
 
 
-def _journal_arguments(args: VideoArguments, resolved: dict[str, Any]) -> dict[str, Any]:
-    journal = args.given()
-    if args.callback_url is not None:
-        journal["callback_url"] = redact_url(args.callback_url)
+def _journal_arguments(given: Mapping[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
+    journal = dict(given)
+    if "callback_url" in journal:
+        journal["callback_url"] = redact_url(journal["callback_url"])
     for name, media in resolved.items():
         if isinstance(media, list):
             journal[name] = [m.journal_value() for m in media]
