@@ -154,3 +154,10 @@ def test_a_prompt_without_a_visible_character_is_refused(prompt: str) -> None:
 @pytest.mark.parametrize("prompt", ["🎬", "\u200ba cat\u200b", "猫", "é"])
 def test_a_prompt_with_one_visible_character_is_accepted(prompt: str) -> None:
     validate(VideoArguments(model=VEO_31, prompt=prompt))
+
+
+def test_the_readme_states_the_limits_the_code_applies() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert f"at most {MAX_REQUEST_MEDIA_BYTES // MB} MB" in readme
+    assert f"at most {MAX_PROMPT_CHARS:,} characters" in readme
+    assert "1 to 4" in readme
