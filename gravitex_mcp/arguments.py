@@ -237,7 +237,3 @@ class GenerateVideoInput(VideoArguments):
         bool,
         Field(description="Save the video to the output folder when it finishes within the wait."),
     ] = False
-
-    def video_arguments(self) -> VideoArguments:
-        """The unified arguments alone, with the same fields marked as given."""
-        return VideoArguments.model_validate(self.given())

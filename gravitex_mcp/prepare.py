@@ -55,6 +55,9 @@ class PreparedRequest:
 def prepare_request(args: VideoArguments, *, input_dirs: Sequence[Path]) -> PreparedRequest:
     """Validate ``args``, resolve its media from ``input_dirs``, and build the upstream body.
 
+    ``args`` may be a :class:`~gravitex_mcp.arguments.GenerateVideoInput`: only
+    its unified arguments (``given()``) are read.
+
     Raises :class:`InvalidArgumentsError` with every problem found.
     """
     given = args.given()

@@ -448,8 +448,6 @@ def test_given_keeps_declaration_order_and_skips_server_arguments() -> None:
         model=VEO_FAST, seed=3, prompt="p", duration=4, dry_run=True, wait_seconds=0
     )
     assert list(request.given()) == ["model", "prompt", "duration", "seed"]
-    assert request.video_arguments().given() == request.given()
-    assert type(request.video_arguments()) is VideoArguments
 
 
 def test_pydantic_refuses_unknown_names_and_contract_violations() -> None:
