@@ -16,6 +16,7 @@ from gravitex_mcp.inputs import MAX_REQUEST_MEDIA_BYTES
 from gravitex_mcp.prepare import prepare_request
 from gravitex_mcp.validation import validate
 
+from .server_harness import connected, make_harness, text_of
 from .test_prepare import png_header
 
 LITE_I2V = "doubao-seedance-1-0-lite-i2v-250428"
@@ -161,3 +162,21 @@ def test_the_readme_states_the_limits_the_code_applies() -> None:
     assert f"at most {MAX_REQUEST_MEDIA_BYTES // MB} MB" in readme
     assert f"at most {MAX_PROMPT_CHARS:,} characters" in readme
     assert "1 to 4" in readme
+
+
+async def test_the_tool_refuses_sixty_large_images_and_an_invisible_prompt(tmp_path: Path) -> None:
+    h = make_harness(tmp_path)
+    (folder,) = h.settings.input_dirs
+    refs = [big_png(folder, f"ref{i}.png") for i in range(60)]
+    async with connected(h) as client:
+        images = await client.call_tool(
+            "generate_video", {"model": LITE_I2V, "prompt": "[图1]", "reference_images": refs}
+        )
+        blank = await client.call_tool(
+            "generate_video", {"model": VEO_31, "prompt": "\u200b\u2060\u200b"}
+        )
+    assert images.is_error
+    assert "1 to 4" in text_of(images)
+    assert blank.is_error
+    assert "no visible character" in text_of(blank)
+    assert h.sim.calls["submit"] == 0
