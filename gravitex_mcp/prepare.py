@@ -23,6 +23,7 @@ from .arguments import VideoArguments
 from .catalog import CATALOG, MEDIA_KINDS, ModelSpec, format_size
 from .errors import InvalidArgumentsError, Problem
 from .inputs import (
+    MAX_MEDIA_BYTES,
     MAX_REQUEST_MEDIA_BYTES,
     LocatedMedia,
     ResolvedMedia,
@@ -33,6 +34,7 @@ from .redact import redact_url
 from .translate import MediaURLs, build_body
 from .validation import CheckedRequest, check_given
 
+_MB = 1024 * 1024
 _VALID_CALLBACK = "valid: an https:// URL on a public host, e.g. https://your-domain.com/callback"
 
 
@@ -143,7 +145,8 @@ def _check_inline_total(located: Mapping[str, list[LocatedMedia] | LocatedMedia]
                     media.field,
                     f"the images and audio held in this request (data URLs and local files) "
                     f"add up to {every} bytes; the limit is {MAX_REQUEST_MEDIA_BYTES} bytes "
-                    f"(20 MB) per request, 10 MB per file. Give some as https:// URLs, which "
+                    f"({MAX_REQUEST_MEDIA_BYTES // _MB} MB) per request, "
+                    f"{MAX_MEDIA_BYTES // _MB} MB per file. Give some as https:// URLs, which "
                     "travel untouched and do not count, or use smaller files",
                 )
             ]

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
+from gravitex_mcp import validation
 from gravitex_mcp.arguments import MAX_PROMPT_CHARS, VideoArguments
+from gravitex_mcp.domain import Family
 from gravitex_mcp.errors import InvalidArgumentsError
 from gravitex_mcp.inputs import MAX_REQUEST_MEDIA_BYTES
+from gravitex_mcp.markers import FoundMarker, find_prompt_markers
 from gravitex_mcp.prepare import prepare_request
 from gravitex_mcp.validation import validate
 
@@ -180,3 +183,25 @@ async def test_the_tool_refuses_sixty_large_images_and_an_invisible_prompt(tmp_p
     assert blank.is_error
     assert "no visible character" in text_of(blank)
     assert h.sim.calls["submit"] == 0
+
+
+def test_given_and_the_marker_parser_run_once_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"given": 0, "markers": 0}
+    given, find = VideoArguments.given, find_prompt_markers
+
+    def counted_given(self: VideoArguments) -> dict[str, Any]:
+        calls["given"] += 1
+        return given(self)
+
+    def counted_find(prompt: str, family: Family) -> list[FoundMarker]:
+        calls["markers"] += 1
+        return find(prompt, family)
+
+    monkeypatch.setattr(VideoArguments, "given", counted_given)
+    monkeypatch.setattr(validation, "find_prompt_markers", counted_find)
+    args = VideoArguments(
+        model=LITE_I2V, prompt="a bird --rs 720p", duration=5, image="https://e.com/a.png"
+    )
+    prepared = prepare_request(args, input_dirs=[])
+    assert prepared.body["metadata"]["content"][0]["text"] == "a bird --rs 720p --dur 5"
+    assert calls == {"given": 1, "markers": 1}
