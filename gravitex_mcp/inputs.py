@@ -380,7 +380,9 @@ def _locate_data_url(value: str, *, field: str, kind: MediaKind) -> int:
             field,
             f"{_echo(value)} is not a valid data URL (no ',' before the data); {_VALID_DATA_URL}",
         )
-    header, payload = value[5:comma], value[comma + 1 :]
+    # The payload is never sliced out here: it may be megabytes, and is judged in place.
+    header, start = value[5:comma], comma + 1
+    length = len(value) - start
     params = [part.strip() for part in header.split(";")]
     declared = params[0].lower()
     if len(params) < 2 or params[-1].lower() != "base64":
@@ -398,19 +400,19 @@ def _locate_data_url(value: str, *, field: str, kind: MediaKind) -> int:
             f"the data URL's MIME type {_clip(declared)!r} is not accepted; valid MIME types: "
             f"{', '.join(ACCEPTED_IMAGE_TYPES)} (image/jpg is read as image/jpeg)",
         )
-    if not payload:
+    if not length:
         _refuse(field, f"the data URL has no data after the ','; {_VALID_DATA_URL}")
-    if len(payload) > _MAX_BASE64_LENGTH:
-        approx = len(payload) * 3 // 4
+    if length > _MAX_BASE64_LENGTH:
+        approx = length * 3 // 4
         _refuse(
             field,
             f"the data URL holds about {approx} bytes ({_megabytes(approx)}); the limit is 10 MB "
             f"({MAX_MEDIA_BYTES} bytes). Use a smaller image or an https:// URL.",
         )
-    problem = _base64_problem(payload)
+    problem = _base64_problem(value, start)
     if problem is not None:
         _refuse(field, f"the data URL's payload is not valid base64: {problem}. {_VALID_DATA_URL}")
-    return len(payload) * 3 // 4 - (len(payload) - len(payload.rstrip("=")))
+    return length * 3 // 4 - _padding(value, start)
 
 
 def _decode_data_url(value: str, *, field: str) -> ResolvedMedia:
@@ -451,9 +453,15 @@ def _decode_data_url(value: str, *, field: str) -> ResolvedMedia:
     )
 
 
-def _base64_problem(payload: str) -> str | None:
-    """Why ``payload`` is not strict standard base64, or ``None``."""
-    bad = _NOT_BASE64_RE.search(payload)
+def _padding(text: str, start: int) -> int:
+    """How many ``=`` end ``text[start:]`` (up to 3: more is as wrong as 3)."""
+    tail = text[max(start, len(text) - 3) :]
+    return len(tail) - len(tail.rstrip("="))
+
+
+def _base64_problem(text: str, start: int = 0) -> str | None:
+    """Why ``text[start:]`` is not strict standard base64, or ``None`` (read in place)."""
+    bad = _NOT_BASE64_RE.search(text, start)
     if bad is not None:
         char = bad.group()
         hint = ""
@@ -463,10 +471,15 @@ def _base64_problem(payload: str) -> str | None:
             hint = " (that is URL-safe base64; use the standard alphabet with + and /)"
         elif char == "%":
             hint = " (percent-encoding is not allowed)"
-        return f"character {char!r} at position {bad.start()} is not in the alphabet{hint}"
-    body = payload.rstrip("=")
-    padding = len(payload) - len(body)
-    if padding > 2 or len(payload) % 4 or not _BASE64_BODY_RE.fullmatch(body):
+        position = bad.start() - start
+        return f"character {char!r} at position {position} is not in the alphabet{hint}"
+    padding = _padding(text, start)
+    body_end = len(text) - padding
+    if (
+        padding > 2
+        or (len(text) - start) % 4
+        or not _BASE64_BODY_RE.fullmatch(text, start, body_end)
+    ):
         return (
             "wrong length or padding (the length must be a multiple of 4, "
             "with at most two '=' and only at the end)"

@@ -452,6 +452,8 @@ def _review_size(
 
 def _echo(value: Any) -> str:
     """A short rendering of a caller's value: no query strings, at most 80 characters."""
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"  # never the items: they may be data URLs
     if not isinstance(value, str):
         return format_value(value)
     text = value

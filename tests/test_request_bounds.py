@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -86,6 +87,20 @@ def test_inline_media_over_the_request_cap_are_refused_before_reading(
     assert f"add up to {4 * BIG} bytes" in problem.message
     assert str(MAX_REQUEST_MEDIA_BYTES) in problem.message
     assert "https://" in problem.message
+
+
+def test_data_urls_count_toward_the_cap_and_are_not_decoded_when_over_it(
+    peak_growth: Callable[[Callable[[], Any]], int],
+) -> None:
+    data = png_header(64, 64) + bytes(8_000_000)
+    refs = ["data:image/png;base64," + base64.b64encode(data).decode()] * 3
+    args = VideoArguments(model=LITE_I2V, prompt="[图1] a boy", reference_images=refs)
+    assert peak_growth(lambda: prepare_request(args, input_dirs=[])) < 5 * MB
+    with pytest.raises(InvalidArgumentsError) as info:
+        prepare_request(args, input_dirs=[])
+    (problem,) = info.value.problems
+    assert problem.field == "reference_images[2]"
+    assert f"add up to {3 * len(data)} bytes" in problem.message
 
 
 def test_a_cheap_problem_refuses_the_call_before_any_file_is_read(
