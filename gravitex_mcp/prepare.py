@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def prepare_request(args: VideoArguments, *, input_dirs: Sequence[Path]) -> Prep
         except InvalidArgumentsError as exc:
             problems.extend(exc.problems)
     problems.extend(_check_inline_total(located))
-    resolved: dict[str, Any] = {}
+    resolved: dict[str, list[ResolvedMedia]] = {}
     if not problems:  # only now is any file read or data URL decoded
         resolved = _resolve_all(located, problems)
     if checked is not None and not problems:
@@ -88,11 +89,12 @@ def prepare_request(args: VideoArguments, *, input_dirs: Sequence[Path]) -> Prep
         known = args.model if args.model in CATALOG else None
         raise InvalidArgumentsError(problems, model=known)
     assert checked is not None  # no problems means validation passed
+    urls = {name: [m.url for m in items] for name, items in resolved.items()}
     media = MediaURLs(
-        image=_url(resolved.get("image")),
-        last_frame=_url(resolved.get("last_frame")),
-        reference_images=tuple(m.url for m in resolved.get("reference_images", [])),
-        audio_url=_url(resolved.get("audio_url")),
+        image=urls.get("image", [None])[0],
+        last_frame=urls.get("last_frame", [None])[0],
+        reference_images=tuple(urls.get("reference_images", ())),
+        audio_url=urls.get("audio_url", [None])[0],
     )
     return PreparedRequest(
         spec=checked.spec,
@@ -107,80 +109,70 @@ def _locate_all(
     input_dirs: Sequence[Path],
     refused: set[str],
     problems: list[Problem],
-) -> dict[str, list[LocatedMedia] | LocatedMedia]:
+) -> list[LocatedMedia]:
     """Check every media argument not already refused, reading nothing; collect problems."""
-    located: dict[str, list[LocatedMedia] | LocatedMedia] = {}
+    located: list[LocatedMedia] = []
     for name, kind in MEDIA_KINDS.items():
         if name not in given or name in refused:
             continue
         value = given[name]
-        items = value if isinstance(value, list) else [value]
-        found: list[LocatedMedia] = []
-        for index, item in enumerate(items):
-            where = f"{name}[{index}]" if isinstance(value, list) else name
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            where = name if index is None else f"{name}[{index}]"
             try:
-                found.append(locate_media(item, field=where, kind=kind, input_dirs=input_dirs))
+                located.append(locate_media(item, field=where, kind=kind, input_dirs=input_dirs))
             except InvalidArgumentsError as exc:
                 problems.extend(exc.problems)
-        if isinstance(value, list):
-            located[name] = found
-        elif found:
-            located[name] = found[0]
     return located
 
 
-def _flat(located: Mapping[str, list[LocatedMedia] | LocatedMedia]) -> list[LocatedMedia]:
-    return [m for v in located.values() for m in (v if isinstance(v, list) else [v])]
-
-
-def _check_inline_total(located: Mapping[str, list[LocatedMedia] | LocatedMedia]) -> list[Problem]:
+def _check_inline_total(located: Sequence[LocatedMedia]) -> list[Problem]:
     """One problem, on the item that crosses it, when the inline media exceed the request cap."""
-    total = 0
-    for media in _flat(located):
-        total += media.inline_bytes
-        if total > MAX_REQUEST_MEDIA_BYTES:
-            every = sum(m.inline_bytes for m in _flat(located))
-            return [
-                Problem(
-                    media.field,
-                    f"the images and audio held in this request (data URLs and local files) "
-                    f"add up to {every} bytes; the limit is {MAX_REQUEST_MEDIA_BYTES} bytes "
-                    f"({MAX_REQUEST_MEDIA_BYTES // _MB} MB) per request, "
-                    f"{MAX_MEDIA_BYTES // _MB} MB per file. Give some as https:// URLs, which "
-                    "travel untouched and do not count, or use smaller files",
-                )
-            ]
-    return []
+    total = sum(m.inline_bytes for m in located)
+    if total <= MAX_REQUEST_MEDIA_BYTES:
+        return []
+    running = accumulate(m.inline_bytes for m in located)
+    crossing = next(
+        m for m, sum_ in zip(located, running, strict=True) if sum_ > MAX_REQUEST_MEDIA_BYTES
+    )
+    return [
+        Problem(
+            crossing.field,
+            f"the images and audio held in this request (data URLs and local files) "
+            f"add up to {total} bytes; the limit is {MAX_REQUEST_MEDIA_BYTES} bytes "
+            f"({MAX_REQUEST_MEDIA_BYTES // _MB} MB) per request, "
+            f"{MAX_MEDIA_BYTES // _MB} MB per file. Give some as https:// URLs, which "
+            "travel untouched and do not count, or use smaller files",
+        )
+    ]
 
 
 def _resolve_all(
-    located: Mapping[str, list[LocatedMedia] | LocatedMedia], problems: list[Problem]
-) -> dict[str, Any]:
-    """Read and check every located media argument; collect problems."""
-    resolved: dict[str, Any] = {}
-    for name, value in located.items():
-        items: list[ResolvedMedia] = []
-        for media in value if isinstance(value, list) else [value]:
-            try:
-                items.append(media.resolve())
-            except InvalidArgumentsError as exc:
-                problems.extend(exc.problems)
-        if isinstance(value, list):
-            resolved[name] = items
-        elif items:
-            resolved[name] = items[0]
+    located: Sequence[LocatedMedia], problems: list[Problem]
+) -> dict[str, list[ResolvedMedia]]:
+    """Read and check every located media argument, by argument name; collect problems."""
+    resolved: dict[str, list[ResolvedMedia]] = {}
+    for media in located:
+        try:
+            one = media.resolve()
+        except InvalidArgumentsError as exc:
+            problems.extend(exc.problems)
+            continue
+        resolved.setdefault(media.field.partition("[")[0], []).append(one)
     return resolved
 
 
-def _check_image_size(request: CheckedRequest, resolved: dict[str, Any]) -> list[Problem]:
+def _check_image_size(
+    request: CheckedRequest, resolved: Mapping[str, list[ResolvedMedia]]
+) -> list[Problem]:
     """Sora image-to-video: the image's pixel size must equal the request size.
 
     Only checkable for bytes we hold (data URL or local file); an https image
     is the provider's to check.
     """
     spec = request.spec
-    image = resolved.get("image")
-    if not spec.image_must_match_size or not isinstance(image, ResolvedMedia):
+    image = resolved.get("image", [None])[0]
+    if not spec.image_must_match_size or image is None:
         return []
     if image.width is None or image.height is None:
         return []
@@ -205,17 +197,13 @@ def _check_image_size(request: CheckedRequest, resolved: dict[str, Any]) -> list
     ]
 
 
-def _url(media: ResolvedMedia | None) -> str | None:
-    return None if media is None else media.url
-
-
-def _journal_arguments(given: Mapping[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
+def _journal_arguments(
+    given: Mapping[str, Any], resolved: Mapping[str, list[ResolvedMedia]]
+) -> dict[str, Any]:
     journal = dict(given)
     if "callback_url" in journal:
         journal["callback_url"] = redact_url(journal["callback_url"])
     for name, media in resolved.items():
-        if isinstance(media, list):
-            journal[name] = [m.journal_value() for m in media]
-        else:
-            journal[name] = media.journal_value()
+        values = [m.journal_value() for m in media]
+        journal[name] = values if isinstance(given[name], list) else values[0]
     return journal
