@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .catalog import MEDIA_KINDS, PROMPT_MARKERS, format_size, format_value
-from .domain import Family
+from .domain import Family, Mode
 from .validation import CheckedRequest
 
 
@@ -157,7 +157,7 @@ def _seedance_body(request: CheckedRequest, media: MediaURLs) -> dict[str, Any]:
     # A lone image is the first frame without a role (as in the docs); the role
     # is needed only to tell it from a last frame.
     if "image" in given:
-        role = "first_frame" if "last_frame" in given else None
+        role = "first_frame" if request.mode is Mode.FIRST_LAST_FRAME else None
         content.append(_image_item(_media_url(media, "image"), role))
     if "last_frame" in given:
         content.append(_image_item(_media_url(media, "last_frame"), "last_frame"))
