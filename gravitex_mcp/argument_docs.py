@@ -79,7 +79,7 @@ def takers_text(name: str) -> str:
 
 
 def _rules(name: str) -> list[str]:
-    """The catalog's rules about ``name``: sizes it picks, settings it refuses with."""
+    """The catalog's rules about ``name``: size picking, exclusions, advisories, requirement."""
     pickers: dict[tuple[str, ...], list[str]] = {}
     advised: dict[str, list[str]] = {}
     rules: list[str] = []
