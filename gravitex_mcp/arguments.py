@@ -12,16 +12,22 @@ lists, bounds are ``minimum``/``maximum``, optional fields are not spelled
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from .argument_docs import markers_text, refused_values_text, takers_text
 from .catalog import MODEL_IDS, SEED_MAX
+from .inputs import MAX_MEDIA_BYTES, MAX_REQUEST_MEDIA_BYTES
 
 DEFAULT_WAIT_SECONDS: Final = 35
 """Default wait of ``generate_video``: keeps the whole call under 50 s."""
 MAX_WAIT_SECONDS: Final = 600
+MB: Final = 1024 * 1024
+MAX_PROMPT_CHARS: Final = 10_000
+"""The longest prompt accepted: far above what the models read, far below what hurts."""
 
 Resolution = Literal["480p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "adaptive"]
@@ -30,8 +36,15 @@ PersonGeneration = Literal["allow_all", "allow_adult", "dont_allow"]
 _SEEDANCE = "Seedance-family models (doubao-*, wan2-1-14b-*)"
 _IMAGE_FORMS = (
     "an https URL, a data:image/png|jpeg|webp;base64,... URL, or the path of a PNG/JPEG/WEBP "
-    "file (10 MB max) inside the server's allowed input folders"
+    f"file inside the server's allowed input folders ({MAX_MEDIA_BYTES // MB} MB each; data URLs "
+    f"and files add up to {MAX_REQUEST_MEDIA_BYTES // MB} MB per request at most)"
 )
+
+
+def _about(name: str, intro: str, unified_values: Iterable[str] = ()) -> str:
+    """A field description: what it is, then which models take it with which values."""
+    parts = [intro, takers_text(name), refused_values_text(name, unified_values)]
+    return " ".join(part for part in parts if part)
 
 
 def _drop_null_defaults(schema: dict[str, Any]) -> None:
@@ -62,167 +75,121 @@ class VideoArguments(BaseModel):
         Field(
             description=(
                 "What the video shows: scene, action, camera. For the "
-                f"{_SEEDANCE} it may also carry settings as markers (--ratio 16:9 --dur 5 "
-                "--rs 720p --fps 24 --wm false --seed 1 --cf false), checked like the "
-                "matching arguments; reference images are named [图1], [图2], ... by position."
-            )
+                f"{_SEEDANCE} it may also carry settings as markers ({markers_text()}, "
+                "e.g. --ratio 16:9 --dur 5), checked like the matching arguments; reference "
+                "images are named [图1], [图2], ... by position. "
+                f"At most {MAX_PROMPT_CHARS} characters, with at least one visible character."
+            ),
+            json_schema_extra={"maxLength": MAX_PROMPT_CHARS},
         ),
     ]
     duration: Annotated[
         Annotated[int, Field(ge=1, strict=True)] | SkipJsonSchema[None],
-        Field(
-            description=(
-                "Length in seconds. sora-2: 4, 8, 12. veo-*: 4, 6, 8. wan2.5-*: 5, 10. "
-                "doubao-seedance-1-5-pro-*: 4 to 12. Other Seedance-family models: 5, 10."
-            )
-        ),
+        Field(description=_about("duration", "Length in seconds.")),
     ] = None
     resolution: Annotated[
         Resolution | SkipJsonSchema[None],
-        Field(
-            description=(
-                "veo-*: 720p, 1080p. wan2.5-*: 480p, 720p, 1080p (wan2.5-t2v-preview: together "
-                "with aspect_ratio it picks size). Seedance family: 480p, 720p, 1080p "
-                "(doubao-seedance-1-5-pro-*: 480p, 720p; not 1080p with reference_images). "
-                "sora-2 does not take it: use size. No model takes 4k."
-            )
-        ),
+        Field(description=_about("resolution", "Output resolution.", get_args(Resolution))),
     ] = None
     aspect_ratio: Annotated[
         AspectRatio | SkipJsonSchema[None],
-        Field(
-            description=(
-                "sora-2: 16:9 (size 1280x720) or 9:16 (size 720x1280). veo-*: 16:9, 9:16. "
-                "wan2.5-t2v-preview: 16:9, 9:16, 1:1, 4:3, 3:4 (with resolution it picks size). "
-                "Seedance family: 16:9, 9:16, 1:1, 4:3, 3:4, adaptive (no adaptive on "
-                "doubao-seedance-1-0-lite-t2v-250428). wan2.5-i2v-preview follows its image. "
-                "No model takes 21:9."
-            )
-        ),
+        Field(description=_about("aspect_ratio", "Frame shape.", get_args(AspectRatio))),
     ] = None
     size: Annotated[
         Annotated[str, Field(pattern=r"^[0-9]+[x*][0-9]+$")] | SkipJsonSchema[None],
-        Field(
-            description=(
-                "Exact frame size as WxH or W*H. sora-2: 720x1280 or 1280x720. "
-                "wan2.5-t2v-preview: width*height such as 1280*720 or 1920*1080. "
-                "No other model takes it."
-            )
-        ),
+        Field(description=_about("size", "Exact frame size as WxH or W*H (either spelling).")),
     ] = None
     image: Annotated[
         str | SkipJsonSchema[None],
-        Field(
-            description=(
-                f"First frame (image-to-video): {_IMAGE_FORMS}. sora-2 (its pixel size must "
-                "equal size), veo-*, wan2.5-i2v-preview (required), and the Seedance-family "
-                "models with an image mode (required by doubao-seedance-1-0-lite-i2v-250428 "
-                "unless reference_images are given, and by wan2-1-14b-*)."
-            )
-        ),
+        Field(description=_about("image", f"First frame (image-to-video): {_IMAGE_FORMS}.")),
     ] = None
     last_frame: Annotated[
         str | SkipJsonSchema[None],
         Field(
-            description=(
-                "Last frame, together with image (first/last frame mode); same forms as image. "
-                "veo-3.1-*, doubao-seedance-1-0-lite-i2v-250428, doubao-seedance-1-5-pro-*, "
-                "wan2-1-14b-flf2v-250417 (required there)."
+            description=_about(
+                "last_frame", "Last frame, with image (first/last frame mode); same forms as image."
             )
         ),
     ] = None
     reference_images: Annotated[
         Annotated[list[str], Field(min_length=1)] | SkipJsonSchema[None],
         Field(
-            description=(
-                "Reference images for subjects and style; same forms as image. Only "
-                "doubao-seedance-1-0-lite-i2v-250428, without image or last_frame and not at "
-                "1080p. Name them in the prompt by position: [图1], [图2], ..."
+            description=_about(
+                "reference_images",
+                "Reference images for subjects and style, without image or last_frame; same "
+                "forms as image. Name them in the prompt by position: [图1], [图2], ...",
             )
         ),
     ] = None
     remix_from_video_id: Annotated[
         str | SkipJsonSchema[None],
         Field(
-            description=(
-                "sora-2 only (remix): the id of an earlier sora-2 video, starting with video_, "
-                "to regenerate following the new prompt. Not together with image."
+            description=_about(
+                "remix_from_video_id",
+                "Remix: the id of an earlier sora-2 video (video_...) to regenerate following "
+                "the new prompt. Not together with image.",
             ),
             json_schema_extra={"pattern": "^video_"},
         ),
     ] = None
     generate_audio: Annotated[
         bool | SkipJsonSchema[None],
-        Field(
-            description=(
-                "Generate synchronized audio. veo-* (the fast models always include audio) "
-                "and wan2.5-*."
-            )
-        ),
+        Field(description=_about("generate_audio", "Generate synchronized audio.")),
     ] = None
     audio_url: Annotated[
         str | SkipJsonSchema[None],
         Field(
-            description=(
-                "wan2.5-* only: a custom audio track for the video: an https URL, or the "
-                "path of an MP3/WAV/M4A/OGG/FLAC file (at most 10 MB) inside GRAVITEX_INPUT_DIRS."
+            description=_about(
+                "audio_url",
+                "A custom audio track: an https URL, or the path of an MP3/WAV/M4A/OGG/FLAC "
+                "file (at most 10 MB) inside GRAVITEX_INPUT_DIRS.",
             )
         ),
     ] = None
     seed: Annotated[
         Annotated[int, Field(ge=0, le=SEED_MAX, strict=True)] | SkipJsonSchema[None],
-        Field(
-            description=(
-                "Random seed for reproducible results. veo-*, wan2.5-* and the Seedance family."
-            )
-        ),
+        Field(description=_about("seed", "Random seed for reproducible results.")),
     ] = None
     fps: Annotated[
         Annotated[int, Field(ge=1, strict=True)] | SkipJsonSchema[None],
-        Field(
-            description="Frames per second: 24 or 30. veo-* (default 24) and the Seedance family."
-        ),
+        Field(description=_about("fps", "Frames per second.")),
     ] = None
     watermark: Annotated[
         bool | SkipJsonSchema[None],
-        Field(description="Add a watermark (true/false). veo-* and the Seedance family."),
+        Field(description=_about("watermark", "Add a watermark.")),
     ] = None
     person_generation: Annotated[
         PersonGeneration | SkipJsonSchema[None],
         Field(
-            description=(
-                "veo-* only: allow_all (people of all ages), allow_adult (adults only), "
-                "dont_allow (no people)."
+            description=_about(
+                "person_generation",
+                "allow_all (people of all ages), allow_adult (adults only), "
+                "dont_allow (no people).",
             )
         ),
     ] = None
     sample_count: Annotated[
         Annotated[int, Field(ge=1, le=4, strict=True)] | SkipJsonSchema[None],
-        Field(description="veo-* only: how many videos to generate in this request, 1 to 4."),
+        Field(description=_about("sample_count", "How many videos to generate in this request.")),
     ] = None
     smart_rewrite: Annotated[
         bool | SkipJsonSchema[None],
-        Field(description="wan2.5-* only: let the provider expand the prompt."),
+        Field(description=_about("smart_rewrite", "Let the provider expand the prompt.")),
     ] = None
     camera_fixed: Annotated[
         bool | SkipJsonSchema[None],
-        Field(
-            description=(
-                "Keep the camera still. Only doubao-seedance-1-0-lite-t2v-250428 and "
-                "doubao-seedance-1-0-lite-i2v-250428."
-            )
-        ),
+        Field(description=_about("camera_fixed", "Keep the camera still.")),
     ] = None
     return_last_frame: Annotated[
         bool | SkipJsonSchema[None],
-        Field(description=f"{_SEEDANCE} only: also return the video's last frame."),
+        Field(description=_about("return_last_frame", "Also return the video's last frame.")),
     ] = None
     callback_url: Annotated[
         str | SkipJsonSchema[None],
         Field(
-            description=(
-                f"{_SEEDANCE} only: an https:// URL the provider calls when the task's "
-                "status changes."
+            description=_about(
+                "callback_url",
+                "An https:// URL the provider calls when the task's status changes.",
             ),
             json_schema_extra={"pattern": "^https://"},
         ),
@@ -270,7 +237,3 @@ class GenerateVideoInput(VideoArguments):
         bool,
         Field(description="Save the video to the output folder when it finishes within the wait."),
     ] = False
-
-    def video_arguments(self) -> VideoArguments:
-        """The unified arguments alone, with the same fields marked as given."""
-        return VideoArguments.model_validate(self.given())

@@ -221,6 +221,8 @@ def valid_values_text(name: str, arg: ArgSpec) -> str:
         return f"valid: {arg.minimum} or more"
     if arg.pattern_hint:
         return f"valid: {arg.pattern_hint}"
+    if ARGUMENT_TYPES.get(name) == "array" and arg.maximum is not None:
+        return f"valid: 1 to {arg.maximum} items"
     if ARGUMENT_TYPES.get(name) == "boolean":
         return "valid values: true, false"
     return f"valid: any {ARGUMENT_TYPES.get(name, 'value')}"
@@ -244,12 +246,16 @@ _HTTPS_URL: Final = ArgSpec(
     pattern_hint="an https:// URL (e.g. https://your-domain.com/callback)",
 )
 
+# The Gravitex docs name no count; ByteDance's reference-to-video mode takes 1 to 4
+# images. A cap also bounds the work a single request can ask for.
+_REFERENCE_IMAGES: Final = ArgSpec(maximum=4, note="1 to 4 images")
+
 #: Media arguments and their specs, added to a model from its modes.
 _MODE_ARGUMENT_SPECS: Final[Mapping[str, ArgSpec]] = MappingProxyType(
     {
         "image": _MEDIA,
         "last_frame": _MEDIA,
-        "reference_images": _MEDIA,
+        "reference_images": _REFERENCE_IMAGES,
         "remix_from_video_id": _REMIX_ID,
     }
 )
@@ -634,11 +640,13 @@ def describe_argument(spec: ModelSpec, name: str) -> dict[str, Any]:
     if kind == "array":
         out["items"] = {"type": "string"}
         out["minItems"] = 1
+        if arg.maximum is not None:
+            out["maxItems"] = arg.maximum
     if arg.choices:
         out["enum"] = list(arg.choices)
     if arg.minimum is not None:
         out["minimum"] = arg.minimum
-    if arg.maximum is not None:
+    if arg.maximum is not None and kind != "array":
         out["maximum"] = arg.maximum
     if arg.pattern is not None:
         out["pattern"] = arg.pattern

@@ -77,6 +77,10 @@ MediaSource = Literal["url", "data_url", "path"]
 MAX_MEDIA_BYTES: Final = 10 * 1024 * 1024
 """The most bytes an image (decoded data URL or local file) may have."""
 
+MAX_REQUEST_MEDIA_BYTES: Final = 2 * MAX_MEDIA_BYTES
+"""The most inline bytes (decoded data URLs and local files) one request may carry in all:
+a first and a last frame at the 10 MB limit. Media given as https URLs do not count."""
+
 MAX_URL_LENGTH: Final = 8192
 """The longest https URL passed through (signed URLs are typically 1-2 KB)."""
 
@@ -133,6 +137,33 @@ class ResolvedMedia:
         return f"sha256:{self.sha256} ({self.mime_type}, {self.size_bytes} bytes)"
 
 
+@dataclass(frozen=True, slots=True)
+class LocatedMedia:
+    """A media argument that passed every check that reads no file.
+
+    ``inline_bytes`` is what it adds to the request (decoded data URL or file
+    size; 0 for an https URL), known before anything is read or decoded, so a
+    request can be refused for its total before any work is spent on it.
+    """
+
+    value: str
+    field: str
+    kind: MediaKind
+    source: MediaSource
+    inline_bytes: int
+    path: Path | None = None
+    roots: tuple[Path, ...] = ()
+
+    def resolve(self) -> ResolvedMedia:
+        """Read (or decode) the bytes and check they are what they claim to be."""
+        if self.source == "url":
+            return ResolvedMedia(self.value, "url", None, None, None, None, None)
+        if self.source == "data_url":
+            return _decode_data_url(self.value, field=self.field)
+        assert self.path is not None
+        return _read_path(self, self.path)
+
+
 def resolve_media(
     value: str, *, field: str, kind: MediaKind, input_dirs: Sequence[Path]
 ) -> ResolvedMedia:
@@ -143,27 +174,27 @@ def resolve_media(
     docstring). Raises :class:`InvalidArgumentsError` with one problem for
     ``field`` when the value is refused.
     """
+    return locate_media(value, field=field, kind=kind, input_dirs=input_dirs).resolve()
+
+
+def locate_media(
+    value: str, *, field: str, kind: MediaKind, input_dirs: Sequence[Path]
+) -> LocatedMedia:
+    """The checks of :func:`resolve_media` that read no file and decode nothing."""
     valid = _VALID_IMAGE if kind == "image" else _VALID_AUDIO
     if not value.strip():
         _refuse(field, f"is empty; {valid}")
     if value != value.strip():
         _refuse(field, f"{_echo(value)} has leading or trailing whitespace; remove it. {valid}")
     if value[:5].lower() == "data:":
-        return _resolve_data_url(value, field=field, kind=kind)
+        size = _locate_data_url(value, field=field, kind=kind)
+        return LocatedMedia(value, field, kind, "data_url", size)
     scheme = _SCHEME_RE.match(value)
     # On Windows "C:\..." is a drive letter, not a one-letter URL scheme.
     if scheme is not None and not (os.name == "nt" and scheme.end() == 2):
         _check_https_url(value, field=field, kind=kind)
-        return ResolvedMedia(
-            url=value,
-            source="url",
-            mime_type=None,
-            size_bytes=None,
-            width=None,
-            height=None,
-            sha256=None,
-        )
-    return _resolve_path(value, field=field, kind=kind, input_dirs=input_dirs)
+        return LocatedMedia(value, field, kind, "url", 0)
+    return _locate_path(value, field=field, kind=kind, input_dirs=input_dirs)
 
 
 # --- https URLs -----------------------------------------------------------------
@@ -335,7 +366,8 @@ def _ip_refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None
 # --- data URLs --------------------------------------------------------------------
 
 
-def _resolve_data_url(value: str, *, field: str, kind: MediaKind) -> ResolvedMedia:
+def _locate_data_url(value: str, *, field: str, kind: MediaKind) -> int:
+    """Check a data URL without decoding it; the number of bytes it holds."""
     if kind == "audio":
         _refuse(
             field,
@@ -348,7 +380,9 @@ def _resolve_data_url(value: str, *, field: str, kind: MediaKind) -> ResolvedMed
             field,
             f"{_echo(value)} is not a valid data URL (no ',' before the data); {_VALID_DATA_URL}",
         )
-    header, payload = value[5:comma], value[comma + 1 :]
+    # The payload is never sliced out here: it may be megabytes, and is judged in place.
+    header, start = value[5:comma], comma + 1
+    length = len(value) - start
     params = [part.strip() for part in header.split(";")]
     declared = params[0].lower()
     if len(params) < 2 or params[-1].lower() != "base64":
@@ -366,18 +400,26 @@ def _resolve_data_url(value: str, *, field: str, kind: MediaKind) -> ResolvedMed
             f"the data URL's MIME type {_clip(declared)!r} is not accepted; valid MIME types: "
             f"{', '.join(ACCEPTED_IMAGE_TYPES)} (image/jpg is read as image/jpeg)",
         )
-    if not payload:
+    if not length:
         _refuse(field, f"the data URL has no data after the ','; {_VALID_DATA_URL}")
-    if len(payload) > _MAX_BASE64_LENGTH:
-        approx = len(payload) * 3 // 4
+    if length > _MAX_BASE64_LENGTH:
+        approx = length * 3 // 4
         _refuse(
             field,
             f"the data URL holds about {approx} bytes ({_megabytes(approx)}); the limit is 10 MB "
             f"({MAX_MEDIA_BYTES} bytes). Use a smaller image or an https:// URL.",
         )
-    problem = _base64_problem(payload)
+    problem = _base64_problem(value, start)
     if problem is not None:
         _refuse(field, f"the data URL's payload is not valid base64: {problem}. {_VALID_DATA_URL}")
+    return length * 3 // 4 - _padding(value, start)
+
+
+def _decode_data_url(value: str, *, field: str) -> ResolvedMedia:
+    """Decode a data URL that :func:`_locate_data_url` accepted and check its bytes."""
+    header, payload = value[5:].split(",", 1)
+    declared = header.split(";")[0].strip().lower()
+    mime = _MIME_ALIASES.get(declared, declared)
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -411,9 +453,15 @@ def _resolve_data_url(value: str, *, field: str, kind: MediaKind) -> ResolvedMed
     )
 
 
-def _base64_problem(payload: str) -> str | None:
-    """Why ``payload`` is not strict standard base64, or ``None``."""
-    bad = _NOT_BASE64_RE.search(payload)
+def _padding(text: str, start: int) -> int:
+    """How many ``=`` end ``text[start:]`` (up to 3: more is as wrong as 3)."""
+    tail = text[max(start, len(text) - 3) :]
+    return len(tail) - len(tail.rstrip("="))
+
+
+def _base64_problem(text: str, start: int = 0) -> str | None:
+    """Why ``text[start:]`` is not strict standard base64, or ``None`` (read in place)."""
+    bad = _NOT_BASE64_RE.search(text, start)
     if bad is not None:
         char = bad.group()
         hint = ""
@@ -423,10 +471,15 @@ def _base64_problem(payload: str) -> str | None:
             hint = " (that is URL-safe base64; use the standard alphabet with + and /)"
         elif char == "%":
             hint = " (percent-encoding is not allowed)"
-        return f"character {char!r} at position {bad.start()} is not in the alphabet{hint}"
-    body = payload.rstrip("=")
-    padding = len(payload) - len(body)
-    if padding > 2 or len(payload) % 4 or not _BASE64_BODY_RE.fullmatch(body):
+        position = bad.start() - start
+        return f"character {char!r} at position {position} is not in the alphabet{hint}"
+    padding = _padding(text, start)
+    body_end = len(text) - padding
+    if (
+        padding > 2
+        or (len(text) - start) % 4
+        or not _BASE64_BODY_RE.fullmatch(text, start, body_end)
+    ):
         return (
             "wrong length or padding (the length must be a multiple of 4, "
             "with at most two '=' and only at the end)"
@@ -437,9 +490,9 @@ def _base64_problem(payload: str) -> str | None:
 # --- local paths -------------------------------------------------------------------
 
 
-def _resolve_path(
+def _locate_path(
     value: str, *, field: str, kind: MediaKind, input_dirs: Sequence[Path]
-) -> ResolvedMedia:
+) -> LocatedMedia:
     shown = _echo(value)
     types_text = _IMAGE_TYPES_TEXT if kind == "image" else AUDIO_TYPES_TEXT
     if not input_dirs:
@@ -492,8 +545,27 @@ def _resolve_path(
             f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
             "valid: a file inside one of them ('..' and symlinks leading out are refused)",
         )
-    data = _read_limited(resolved, field=field, shown=shown, roots=roots)
-    if kind == "audio":
+    try:
+        info = os.stat(resolved)
+    except OSError as exc:
+        _refuse(field, f"{shown} cannot be read ({_os_reason(exc)}); {_VALID_IMAGE}")
+    _check_file_type(info, field=field, shown=shown)
+    return LocatedMedia(value, field, kind, "path", info.st_size, resolved, tuple(roots))
+
+
+def _check_file_type(info: os.stat_result, *, field: str, shown: str) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        _refuse(field, f"{shown} is a directory; valid: a {_IMAGE_TYPES_TEXT} file")
+    if not stat.S_ISREG(info.st_mode):
+        _refuse(field, f"{shown} is not a regular file; valid: a {_IMAGE_TYPES_TEXT} file")
+    if info.st_size > MAX_MEDIA_BYTES:
+        _refuse(field, _too_big(shown, info.st_size))
+
+
+def _read_path(located: LocatedMedia, path: Path) -> ResolvedMedia:
+    field, shown = located.field, _echo(located.value)
+    data = _read_limited(path, field=field, shown=shown, roots=located.roots)
+    if located.kind == "audio":
         return _held_audio(data, field=field, shown=shown)
     real = sniff_image_type(data)
     if real is None:
@@ -550,13 +622,7 @@ def _read_limited(path: Path, *, field: str, shown: str, roots: Sequence[Path]) 
                 f"{shown} changed while it was being opened and now leads outside the "
                 "input folders (GRAVITEX_INPUT_DIRS); valid: a file inside one of them",
             )
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            _refuse(field, f"{shown} is a directory; valid: a {_IMAGE_TYPES_TEXT} file")
-        if not stat.S_ISREG(info.st_mode):
-            _refuse(field, f"{shown} is not a regular file; valid: a {_IMAGE_TYPES_TEXT} file")
-        if info.st_size > MAX_MEDIA_BYTES:
-            _refuse(field, _too_big(shown, info.st_size))
+        _check_file_type(os.fstat(fd), field=field, shown=shown)  # again: it may have changed
         remaining = MAX_MEDIA_BYTES + 1
         while remaining > 0:
             chunk = os.read(fd, min(remaining, 1024 * 1024))

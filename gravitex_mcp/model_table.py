@@ -16,22 +16,9 @@ _VALUE_COLUMNS = (
     ("aspect ratio", "aspect_ratio"),
     ("size", "size"),
 )
-_FLAGS = (
-    "image",
-    "last_frame",
-    "reference_images",
-    "remix_from_video_id",
-    "generate_audio",
-    "audio_url",
-    "seed",
-    "fps",
-    "watermark",
-    "person_generation",
-    "sample_count",
-    "smart_rewrite",
-    "camera_fixed",
-    "return_last_frame",
-    "callback_url",
+#: Every other unified argument, listed by name when a model takes it.
+_FLAGS = tuple(
+    name for name in catalog.ARGUMENT_TYPES if name not in {n for _, n in _VALUE_COLUMNS}
 )
 
 

@@ -8,6 +8,18 @@ errors must name the model and its valid values, with every problem of a call
 reported together. So the tool publishes the model's JSON Schema as its input
 schema, while the SDK passes every argument through untouched (unknown names
 included) for the tool to check in one place.
+
+Why not a plainer SDK route (mcp 2.3, read in ``mcp/server/mcpserver/tools`` and
+``utilities/func_metadata.py``): ``Tool.from_function`` only builds
+``parameters`` and the argument model from the signature. A signature of one
+``GenerateVideoInput`` parameter nests every argument under its name (a
+different contract); a signature spelled out from the model's fields makes the
+SDK refuse bad values with pydantic's text before the tool runs and drop unknown
+names (its argument models ignore extras). No hook takes a schema or an argument
+model. What the SDK does document is that ``Tool`` and ``FuncMetadata`` are
+pydantic models whose fields are read live at each call, so this module builds
+the tool with ``from_function`` and swaps in those two fields with
+``model_copy`` rather than patching anything.
 """
 
 from __future__ import annotations
@@ -51,6 +63,6 @@ def tool_from_model(
     tool = Tool.from_function(
         fn, name=name, title=title, description=description, annotations=annotations
     )
-    tool.fn_metadata.arg_model = passthrough_argument_model(model)
-    tool.parameters = model.model_json_schema(by_alias=True)
-    return tool
+    metadata = tool.fn_metadata.model_copy(update={"arg_model": passthrough_argument_model(model)})
+    schema = model.model_json_schema(by_alias=True)
+    return tool.model_copy(update={"fn_metadata": metadata, "parameters": schema})

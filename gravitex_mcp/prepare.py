@@ -1,26 +1,41 @@
 """From unified arguments to a request ready to submit: validate, resolve media, translate.
 
 :func:`prepare_request` is the one entry point the tool layer calls. Every
-problem of the call, from validation and from reading the media alike, comes
-back in one :class:`InvalidArgumentsError`, so the caller can fix everything
-in one go; nothing is sent upstream when there is any.
+problem of the call, from validation and from the media alike, comes back in
+one :class:`InvalidArgumentsError`, so the caller can fix everything in one go;
+nothing is sent upstream when there is any.
+
+The work a request may cost is bounded before it is spent: the cheap rules
+(counts, values, URL and path checks, the size of every inline image from its
+length or ``stat``) run first, and no file is read nor data URL decoded unless
+all of them pass and the inline media total at most
+:data:`~gravitex_mcp.inputs.MAX_REQUEST_MEDIA_BYTES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from .arguments import VideoArguments
 from .catalog import CATALOG, MEDIA_KINDS, ModelSpec, format_size
 from .errors import InvalidArgumentsError, Problem
-from .inputs import MediaKind, ResolvedMedia, check_https_url, resolve_media
+from .inputs import (
+    MAX_MEDIA_BYTES,
+    MAX_REQUEST_MEDIA_BYTES,
+    LocatedMedia,
+    ResolvedMedia,
+    check_https_url,
+    locate_media,
+)
 from .redact import redact_url
-from .translate import MediaURLs, build_body, picked_size
-from .validation import advisory_notes, validate
+from .translate import MediaURLs, build_body
+from .validation import CheckedRequest, check_given
 
+_MB = 1024 * 1024
 _VALID_CALLBACK = "valid: an https:// URL on a public host, e.g. https://your-domain.com/callback"
 
 
@@ -43,99 +58,126 @@ class PreparedRequest:
 def prepare_request(args: VideoArguments, *, input_dirs: Sequence[Path]) -> PreparedRequest:
     """Validate ``args``, resolve its media from ``input_dirs``, and build the upstream body.
 
+    ``args`` may be a :class:`~gravitex_mcp.arguments.GenerateVideoInput`: only
+    its unified arguments (``given()``) are read.
+
     Raises :class:`InvalidArgumentsError` with every problem found.
     """
+    given = args.given()
     problems: list[Problem] = []
-    spec: ModelSpec | None = None
+    checked: CheckedRequest | None = None
     try:
-        spec = validate(args)
+        checked = check_given(given)
     except InvalidArgumentsError as exc:
         problems.extend(exc.problems)
     refused = {p.field for p in problems}
-    resolved = _resolve_all(args, input_dirs, refused, problems)
-    if args.callback_url is not None and "callback_url" not in refused:
+    located = _locate_all(given, input_dirs, refused, problems)
+    callback = given.get("callback_url")
+    if callback is not None and "callback_url" not in refused:
         # The provider will call it: same rules as media URLs (public host, no login).
         try:
-            check_https_url(args.callback_url, field="callback_url", valid=_VALID_CALLBACK)
+            check_https_url(callback, field="callback_url", valid=_VALID_CALLBACK)
         except InvalidArgumentsError as exc:
             problems.extend(exc.problems)
-    if spec is not None and not problems:
-        problems.extend(_check_image_size(spec, args, resolved))
+    problems.extend(_check_inline_total(located))
+    resolved: dict[str, list[ResolvedMedia]] = {}
+    if not problems:  # only now is any file read or data URL decoded
+        resolved = _resolve_all(located, problems)
+    if checked is not None and not problems:
+        problems.extend(_check_image_size(checked, resolved))
     if problems:
         known = args.model if args.model in CATALOG else None
         raise InvalidArgumentsError(problems, model=known)
-    assert spec is not None  # no problems means validate() returned
+    assert checked is not None  # no problems means validation passed
+    urls = {name: [m.url for m in items] for name, items in resolved.items()}
     media = MediaURLs(
-        image=_url(resolved.get("image")),
-        last_frame=_url(resolved.get("last_frame")),
-        reference_images=tuple(m.url for m in resolved.get("reference_images", [])),
-        audio_url=_url(resolved.get("audio_url")),
+        image=urls.get("image", [None])[0],
+        last_frame=urls.get("last_frame", [None])[0],
+        reference_images=tuple(urls.get("reference_images", ())),
+        audio_url=urls.get("audio_url", [None])[0],
     )
     return PreparedRequest(
-        spec=spec,
-        body=build_body(spec, args, media),
-        journal_arguments=_journal_arguments(args, resolved),
-        notes=advisory_notes(spec, args),
+        spec=checked.spec,
+        body=build_body(checked, media),
+        journal_arguments=_journal_arguments(given, resolved),
+        notes=checked.notes,
     )
 
 
-def _resolve_all(
-    args: VideoArguments,
+def _locate_all(
+    given: Mapping[str, Any],
     input_dirs: Sequence[Path],
     refused: set[str],
     problems: list[Problem],
-) -> dict[str, Any]:
-    """Resolve every media argument not already refused; collect problems."""
-    given = args.given()
-    resolved: dict[str, Any] = {}
+) -> list[LocatedMedia]:
+    """Check every media argument not already refused, reading nothing; collect problems."""
+    located: list[LocatedMedia] = []
     for name, kind in MEDIA_KINDS.items():
         if name not in given or name in refused:
             continue
         value = given[name]
-        if isinstance(value, list):
-            items: list[ResolvedMedia] = []
-            for index, item in enumerate(value):
-                one = _resolve_one(item, f"{name}[{index}]", kind, input_dirs, problems)
-                if one is not None:
-                    items.append(one)
-            resolved[name] = items
-        else:
-            single = _resolve_one(value, name, kind, input_dirs, problems)
-            if single is not None:
-                resolved[name] = single
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            where = name if index is None else f"{name}[{index}]"
+            try:
+                located.append(locate_media(item, field=where, kind=kind, input_dirs=input_dirs))
+            except InvalidArgumentsError as exc:
+                problems.extend(exc.problems)
+    return located
+
+
+def _check_inline_total(located: Sequence[LocatedMedia]) -> list[Problem]:
+    """One problem, on the item that crosses it, when the inline media exceed the request cap."""
+    total = sum(m.inline_bytes for m in located)
+    if total <= MAX_REQUEST_MEDIA_BYTES:
+        return []
+    running = accumulate(m.inline_bytes for m in located)
+    crossing = next(
+        m for m, sum_ in zip(located, running, strict=True) if sum_ > MAX_REQUEST_MEDIA_BYTES
+    )
+    return [
+        Problem(
+            crossing.field,
+            f"the images and audio held in this request (data URLs and local files) "
+            f"add up to {total} bytes; the limit is {MAX_REQUEST_MEDIA_BYTES} bytes "
+            f"({MAX_REQUEST_MEDIA_BYTES // _MB} MB) per request, "
+            f"{MAX_MEDIA_BYTES // _MB} MB per file. Give some as https:// URLs, which "
+            "travel untouched and do not count, or use smaller files",
+        )
+    ]
+
+
+def _resolve_all(
+    located: Sequence[LocatedMedia], problems: list[Problem]
+) -> dict[str, list[ResolvedMedia]]:
+    """Read and check every located media argument, by argument name; collect problems."""
+    resolved: dict[str, list[ResolvedMedia]] = {}
+    for media in located:
+        try:
+            one = media.resolve()
+        except InvalidArgumentsError as exc:
+            problems.extend(exc.problems)
+            continue
+        resolved.setdefault(media.field.partition("[")[0], []).append(one)
     return resolved
 
 
-def _resolve_one(
-    value: str,
-    field_name: str,
-    kind: MediaKind,
-    input_dirs: Sequence[Path],
-    problems: list[Problem],
-) -> ResolvedMedia | None:
-    try:
-        return resolve_media(value, field=field_name, kind=kind, input_dirs=input_dirs)
-    except InvalidArgumentsError as exc:
-        problems.extend(exc.problems)
-        return None
-
-
 def _check_image_size(
-    spec: ModelSpec, args: VideoArguments, resolved: dict[str, Any]
+    request: CheckedRequest, resolved: Mapping[str, list[ResolvedMedia]]
 ) -> list[Problem]:
     """Sora image-to-video: the image's pixel size must equal the request size.
 
     Only checkable for bytes we hold (data URL or local file); an https image
     is the provider's to check.
     """
-    image = resolved.get("image")
-    if not spec.image_must_match_size or not isinstance(image, ResolvedMedia):
+    spec = request.spec
+    image = resolved.get("image", [None])[0]
+    if not spec.image_must_match_size or image is None:
         return []
     if image.width is None or image.height is None:
         return []
-    requested = picked_size(spec, args.given())
-    default = requested is None
-    wanted = requested or spec.default_size
+    default = request.size is None
+    wanted = request.size or spec.default_size
     got = (image.width, image.height)
     if wanted is None or got == wanted:
         return []
@@ -155,17 +197,13 @@ def _check_image_size(
     ]
 
 
-def _url(media: ResolvedMedia | None) -> str | None:
-    return None if media is None else media.url
-
-
-def _journal_arguments(args: VideoArguments, resolved: dict[str, Any]) -> dict[str, Any]:
-    journal = args.given()
-    if args.callback_url is not None:
-        journal["callback_url"] = redact_url(args.callback_url)
+def _journal_arguments(
+    given: Mapping[str, Any], resolved: Mapping[str, list[ResolvedMedia]]
+) -> dict[str, Any]:
+    journal = dict(given)
+    if "callback_url" in journal:
+        journal["callback_url"] = redact_url(journal["callback_url"])
     for name, media in resolved.items():
-        if isinstance(media, list):
-            journal[name] = [m.journal_value() for m in media]
-        else:
-            journal[name] = media.journal_value()
+        values = [m.journal_value() for m in media]
+        journal[name] = values if isinstance(given[name], list) else values[0]
     return journal

@@ -29,7 +29,7 @@ MODELS_DIR: Final = "models"
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 
 # Keys of a property that say which values are valid: replaced by the model's own.
-_VALUE_KEYS: Final = ("enum", "minimum", "maximum", "pattern", "items", "minItems")
+_VALUE_KEYS: Final = ("enum", "minimum", "maximum", "pattern", "items", "minItems", "maxItems")
 
 
 def input_schema() -> dict[str, Any]:

@@ -125,16 +125,15 @@ class VideoService:
         self, request: GenerateVideoInput, progress: ProgressFn | None = None
     ) -> GenerateVideoResult:
         """Validate, translate and (unless ``dry_run``) submit; then wait and download."""
-        args = request.video_arguments()
         # Reading local images is file I/O: keep it off the event loop.
         prepared = await anyio.to_thread.run_sync(
-            lambda: prepare_request(args, input_dirs=self._settings.input_dirs)
+            lambda: prepare_request(request, input_dirs=self._settings.input_dirs)
         )
         if request.dry_run:
             return GenerateVideoResult(
                 task_id="",
                 status="dry_run",
-                model=args.model,
+                model=request.model,
                 dry_run=True,
                 payload=prepared.body,
                 notes=list(prepared.notes),

@@ -7,11 +7,12 @@ says what to change; never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
@@ -22,6 +23,7 @@ from . import catalog
 from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
 from .domain import Family, TaskStatus
 from .errors import GravitexError
+from .journal import JournalStatus
 from .model_tool import tool_from_model
 from .results import (
     CheckVideoTaskResult,
@@ -38,17 +40,6 @@ logger = logging.getLogger(__name__)
 
 ServiceGetter = Callable[[Context], VideoService]
 
-StatusFilter = Literal[
-    "submitted",
-    "queued",
-    "in_progress",
-    "succeeded",
-    "failed",
-    "unknown",
-    "submitting",
-    "submit_unknown",
-    "submit_failed",
-]
 
 GENERATE_DESCRIPTION = f"""\
 Generate a video with Sora 2, Google Veo, Alibaba Wan or ByteDance Doubao Seedance.
@@ -135,6 +126,16 @@ async def _guarded(call: Callable[[], Awaitable[CallToolResult]]) -> CallToolRes
 
 
 # --- registration ----------------------------------------------------------------
+
+
+def described(text: str) -> str:
+    """A docstring as clients should show it: no indentation, one line per paragraph."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
+def _tool(fn: Callable[..., Any], **options: Any) -> Tool:
+    return Tool.from_function(fn, description=described(fn.__doc__ or ""), **options)
 
 
 def build_tools(service_of: ServiceGetter) -> list[Tool]:
@@ -240,7 +241,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             int, Field(ge=1, le=100, description="How many tasks to return, newest first.")
         ] = 20,
         status: Annotated[
-            StatusFilter | None,
+            JournalStatus | None,
             Field(description="Only tasks with this status. Omit for all."),
         ] = None,
     ) -> ListVideoTasksResult:
@@ -252,15 +253,13 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
 
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
     return [
-        Tool.from_function(
-            list_models, name="list_models", title="List video models", annotations=read_only
-        ),
+        _tool(list_models, name="list_models", title="List video models", annotations=read_only),
         tool_from_model(
             generate_video,
             GenerateVideoInput,
             name="generate_video",
             title="Generate a video",
-            description=GENERATE_DESCRIPTION,
+            description=described(GENERATE_DESCRIPTION),
             annotations=ToolAnnotations(
                 read_only_hint=False,
                 destructive_hint=False,
@@ -268,7 +267,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                 open_world_hint=True,
             ),
         ),
-        Tool.from_function(
+        _tool(
             check_video_task,
             name="check_video_task",
             title="Check a video task",
@@ -276,7 +275,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                 read_only_hint=True, idempotent_hint=True, open_world_hint=True
             ),
         ),
-        Tool.from_function(
+        _tool(
             download_video,
             name="download_video",
             title="Download a finished video",
@@ -287,7 +286,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                 open_world_hint=True,
             ),
         ),
-        Tool.from_function(
+        _tool(
             list_video_tasks,
             name="list_video_tasks",
             title="List video tasks",

@@ -31,18 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .arguments import VideoArguments
-from .catalog import (
-    ARGUMENT_TYPES,
-    MEDIA_KINDS,
-    PROMPT_MARKERS,
-    ModelSpec,
-    Value,
-    format_size,
-    format_value,
-    parse_size,
-)
-from .domain import Family
+from .catalog import MEDIA_KINDS, PROMPT_MARKERS, format_size, format_value
+from .domain import Family, Mode
+from .validation import CheckedRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,65 +48,6 @@ class MediaURLs:
     last_frame: str | None = None
     reference_images: tuple[str, ...] = ()
     audio_url: str | None = None
-
-
-# --- Seedance prompt markers ---------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FoundMarker:
-    """A ``--name value`` marker found in a prompt.
-
-    ``name`` is as written (without the dashes); ``raw`` is the value token,
-    ``None`` when the marker ends the prompt or is followed by another marker.
-    """
-
-    name: str
-    argument: str
-    raw: str | None
-
-    def __str__(self) -> str:
-        return f"--{self.name}" if self.raw is None else f"--{self.name} {self.raw}"
-
-
-def find_prompt_markers(prompt: str, family: Family) -> list[FoundMarker]:
-    """The settings markers of ``family`` written in ``prompt``, in prompt order.
-
-    Names are matched case-insensitively, as ``--name value`` or ``--name=value``
-    (a caller may write either; both must be checked like the arguments they stand
-    for); any other ``--word`` is ordinary prompt text. Families without markers
-    get ``[]``.
-    """
-    by_name = {name: m.argument for m in PROMPT_MARKERS.get(family, ()) for name in m.names}
-    if not by_name:
-        return []
-    tokens = prompt.split()
-    found: list[FoundMarker] = []
-    for index, token in enumerate(tokens):
-        if not token.startswith("--"):
-            continue
-        name, equals, inline = token[2:].partition("=")
-        argument = by_name.get(name.lower())
-        if argument is None:
-            continue
-        if equals:
-            raw = inline or None
-        else:
-            following = tokens[index + 1] if index + 1 < len(tokens) else None
-            raw = None if following is None or following.startswith("--") else following
-        found.append(FoundMarker(name, argument, raw))
-    return found
-
-
-def marker_value(argument: str, raw: str) -> Value | None:
-    """A marker's text as the argument's type (``"5"`` -> 5); ``None`` if it is not one."""
-    kind = ARGUMENT_TYPES[argument]
-    if kind == "integer":
-        digits = raw[1:] if raw[:1] in "+-" else raw
-        return int(raw) if digits.isascii() and digits.isdigit() else None
-    if kind == "boolean":
-        return {"true": True, "false": False}.get(raw.lower())
-    return raw
 
 
 # --- the families ----------------------------------------------------------------------
@@ -164,74 +96,52 @@ def _media_url(media: MediaURLs, argument: str) -> str:
     return url
 
 
-def picked_size(spec: ModelSpec, given: Mapping[str, Any]) -> tuple[int, int] | None:
-    """The request's size: the given ``size``, else the one its ``size_from`` arguments pick.
-
-    ``None`` when neither is given. Raises ``ValueError`` for a combination the
-    table does not hold (validation refuses those first).
-    """
-    if "size" in given:
-        size = parse_size(str(given["size"]))
-        if size is None:
-            raise ValueError(f"not a size: {given['size']!r}")
-        return size
-    derivation = spec.size_from
-    if derivation is None or not any(name in given for name in derivation.by):
-        return None
-    key = tuple(str(given.get(name)) for name in derivation.by)
-    if key not in derivation.table:
-        raise ValueError(f"{spec.id} picks no size for {key}; validate the arguments first")
-    return derivation.table[key]
-
-
 def _flat_body(
-    spec: ModelSpec,
-    given: Mapping[str, Any],
+    request: CheckedRequest,
     media: MediaURLs,
     fields: tuple[tuple[str, str], ...],
     as_text: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": spec.id, "prompt": given["prompt"]}
+    spec, given = request.spec, request.arguments
+    body: dict[str, Any] = {"model": spec.id, "prompt": request.prompt}
     # Arguments that pick the size travel as size, not under their own names.
     consumed = set(spec.size_from.by) if spec.size_from is not None else set()
-    carried = {"model", "prompt", *consumed}
-    size = picked_size(spec, given)
+    carried = set(consumed)
     for argument, key in fields:
         if argument == "size":
-            if size is not None:
-                body[key] = format_size(size, spec.size_separator)
+            if request.size is not None:
+                body[key] = format_size(request.size, spec.size_separator)
                 carried.add("size")
         elif argument in given and argument not in consumed:
             value = _media_url(media, argument) if argument in MEDIA_KINDS else given[argument]
             body[key] = str(value) if argument in as_text else value
             carried.add(argument)
-    _check_all_carried(spec, given, carried)
+    _check_all_carried(request, carried)
     return body
 
 
-def _sora_body(spec: ModelSpec, given: Mapping[str, Any], media: MediaURLs) -> dict[str, Any]:
-    return _flat_body(spec, given, media, _SORA_FIELDS, _SORA_TEXT)
+def _sora_body(request: CheckedRequest, media: MediaURLs) -> dict[str, Any]:
+    return _flat_body(request, media, _SORA_FIELDS, _SORA_TEXT)
 
 
-def _veo_body(spec: ModelSpec, given: Mapping[str, Any], media: MediaURLs) -> dict[str, Any]:
-    return _flat_body(spec, given, media, _VEO_FIELDS)
+def _veo_body(request: CheckedRequest, media: MediaURLs) -> dict[str, Any]:
+    return _flat_body(request, media, _VEO_FIELDS)
 
 
-def _wan_body(spec: ModelSpec, given: Mapping[str, Any], media: MediaURLs) -> dict[str, Any]:
-    return _flat_body(spec, given, media, _WAN_FIELDS)
+def _wan_body(request: CheckedRequest, media: MediaURLs) -> dict[str, Any]:
+    return _flat_body(request, media, _WAN_FIELDS)
 
 
-def seedance_text(prompt: str, given: Mapping[str, Any], family: Family) -> str:
+def seedance_text(request: CheckedRequest) -> str:
     """The prompt with a marker appended for each given setting it does not already carry."""
-    present = {found.argument for found in find_prompt_markers(prompt, family)}
     added = [
-        f"--{marker.names[0]} {format_value(given[marker.argument])}"
-        for marker in PROMPT_MARKERS.get(family, ())
-        if marker.argument in given and marker.argument not in present
+        f"--{marker.names[0]} {format_value(request.arguments[marker.argument])}"
+        for marker in PROMPT_MARKERS.get(request.spec.family, ())
+        if marker.argument in request.arguments and marker.argument not in request.in_prompt
     ]
     if not added:
-        return prompt
-    return f"{prompt.rstrip()} {' '.join(added)}"
+        return request.prompt
+    return f"{request.prompt.rstrip()} {' '.join(added)}"
 
 
 def _image_item(url: str, role: str | None) -> dict[str, Any]:
@@ -241,15 +151,13 @@ def _image_item(url: str, role: str | None) -> dict[str, Any]:
     return item
 
 
-def _seedance_body(spec: ModelSpec, given: Mapping[str, Any], media: MediaURLs) -> dict[str, Any]:
-    markers = PROMPT_MARKERS.get(spec.family, ())
-    content: list[dict[str, Any]] = [
-        {"type": "text", "text": seedance_text(given["prompt"], given, spec.family)}
-    ]
+def _seedance_body(request: CheckedRequest, media: MediaURLs) -> dict[str, Any]:
+    given = request.arguments
+    content: list[dict[str, Any]] = [{"type": "text", "text": seedance_text(request)}]
     # A lone image is the first frame without a role (as in the docs); the role
     # is needed only to tell it from a last frame.
     if "image" in given:
-        role = "first_frame" if "last_frame" in given else None
+        role = "first_frame" if request.mode is Mode.FIRST_LAST_FRAME else None
         content.append(_image_item(_media_url(media, "image"), role))
     if "last_frame" in given:
         content.append(_image_item(_media_url(media, "last_frame"), "last_frame"))
@@ -261,22 +169,19 @@ def _seedance_body(spec: ModelSpec, given: Mapping[str, Any], media: MediaURLs) 
     for argument in _SEEDANCE_METADATA:
         if argument in given:
             metadata[argument] = given[argument]
+    markers = PROMPT_MARKERS.get(request.spec.family, ())
     carried = {
-        "model",
-        "prompt",
         "image",
         "last_frame",
         "reference_images",
         *_SEEDANCE_METADATA,
         *(m.argument for m in markers),
     }
-    _check_all_carried(spec, given, carried)
-    return {"model": spec.id, "metadata": metadata}
+    _check_all_carried(request, carried)
+    return {"model": request.spec.id, "metadata": metadata}
 
 
-_BUILDERS: Final[
-    Mapping[Family, Callable[[ModelSpec, Mapping[str, Any], MediaURLs], dict[str, Any]]]
-] = {
+_BUILDERS: Final[Mapping[Family, Callable[[CheckedRequest, MediaURLs], dict[str, Any]]]] = {
     Family.SORA: _sora_body,
     Family.VEO: _veo_body,
     Family.WAN: _wan_body,
@@ -284,18 +189,19 @@ _BUILDERS: Final[
 }
 
 
-def _check_all_carried(spec: ModelSpec, given: Mapping[str, Any], carried: set[str]) -> None:
+def _check_all_carried(request: CheckedRequest, carried: set[str]) -> None:
     # Dropping an argument silently would send a different request than asked.
-    left = [name for name in given if name not in carried]
+    left = [name for name in request.arguments if name not in carried]
     if left:
-        raise ValueError(f"{spec.id}: the {spec.family.value} body cannot carry {left}")
+        family = request.spec.family.value
+        raise ValueError(f"{request.spec.id}: the {family} body cannot carry {left}")
 
 
-def build_body(spec: ModelSpec, args: VideoArguments, media: MediaURLs) -> dict[str, Any]:
-    """The exact JSON body to POST to ``/v1/video/generations`` for ``args`` on ``spec``.
+def build_body(request: CheckedRequest, media: MediaURLs) -> dict[str, Any]:
+    """The exact JSON body to POST to ``/v1/video/generations`` for a checked request.
 
-    ``args`` must have passed :func:`gravitex_mcp.validation.validate`;
-    ``media`` holds the resolved URL of every media argument given. Raises
-    ``ValueError`` for arguments the family cannot carry (a validation bug).
+    ``request`` comes from :func:`gravitex_mcp.validation.validate`; ``media``
+    holds the resolved URL of every media argument given. Raises ``ValueError``
+    for arguments the family cannot carry (a validation bug).
     """
-    return _BUILDERS[spec.family](spec, args.given(), media)
+    return _BUILDERS[request.spec.family](request, media)

@@ -19,14 +19,15 @@ Media values are not looked at here: ``inputs.resolve_media`` checks them
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .arguments import GenerateVideoInput, VideoArguments
+from .arguments import MAX_PROMPT_CHARS, GenerateVideoInput, VideoArguments
 from .catalog import (
     ARGUMENT_TYPES,
     CATALOG,
@@ -46,9 +47,35 @@ from .catalog import (
 )
 from .domain import Mode
 from .errors import InvalidArgumentsError, Problem
-from .translate import FoundMarker, find_prompt_markers, marker_value
+from .markers import FoundMarker, find_prompt_markers, marker_value
 
 _ECHO_LIMIT = 80
+_DESCRIBE_PROMPT: Final = "describe the video to generate (subject, action, scene, camera)"
+# Characters that draw nothing although Unicode calls them letters or symbols.
+_BLANK_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A call that passed validation, in the form translation consumes.
+
+    ``arguments`` are the unified arguments the caller gave besides ``model``
+    and ``prompt``, normalised (``size`` spelled the model's way); ``settings``
+    adds the values of the prompt's ``--markers``; ``in_prompt`` names the
+    arguments a marker written in the prompt already carries. ``size`` is the
+    given size or the one the ``size_from`` arguments pick (``None``: neither).
+    ``notes`` tell the caller about settings that are accepted but will not do
+    what they say.
+    """
+
+    spec: ModelSpec
+    mode: Mode
+    prompt: str
+    arguments: Mapping[str, Any]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    in_prompt: frozenset[str] = frozenset()
+    size: tuple[int, int] | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,29 +87,76 @@ class _Setting:
     shown: str
 
 
-def validate(args: VideoArguments) -> ModelSpec:
-    """The spec of ``args.model`` when the call is valid for it.
+def validate(args: VideoArguments) -> CheckedRequest:
+    """The checked request for ``args`` when the call is valid for its model.
 
     Raises :class:`InvalidArgumentsError` listing every problem found.
     """
-    spec = CATALOG.get(args.model)
+    return check_given(args.given())
+
+
+def check_given(given: Mapping[str, Any]) -> CheckedRequest:
+    """:func:`validate` for the arguments a caller gave (``VideoArguments.given()``)."""
+    model_id, prompt = str(given["model"]), str(given["prompt"])
+    spec = CATALOG.get(model_id)
     problems: list[Problem] = []
     if spec is None:
-        problems.append(unknown_model_problem(args.model))
-    if not args.prompt.strip():
-        problems.append(
-            Problem(
-                "prompt",
-                "is empty; describe the video to generate (subject, action, scene, camera)",
-            )
-        )
+        problems.append(unknown_model_problem(model_id))
+    prompt_problem = _prompt_problem(prompt)
+    if prompt_problem is not None:
+        problems.append(Problem("prompt", prompt_problem))
     if spec is None:
         # Without a model nothing else can be judged.
         raise InvalidArgumentsError(problems)
-    problems.extend(_review(spec, args))
+    review = _Review(spec, given, prompt if prompt_problem is None else "")
+    problems.extend(review.problems)
     if problems:
         raise InvalidArgumentsError(problems, model=spec.id)
-    return spec
+    assert review.mode is not None  # no problems: the media make up a mode
+    values = {name: s.value for name, s in review.settings.items()}
+    return CheckedRequest(
+        spec=spec,
+        mode=review.mode,
+        prompt=prompt,
+        arguments={k: review.settings[k].value for k in given if k not in ("model", "prompt")},
+        settings=values,
+        in_prompt=review.in_prompt,
+        size=_picked_size(spec, values),
+        notes=tuple(a.note for a in spec.advisories if a.setting.matches(values)),
+    )
+
+
+def _prompt_problem(prompt: str) -> str | None:
+    """Why the prompt is refused before it is read any further, or ``None``."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return (
+            f"is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS} characters. "
+            "Shorten it: describe the subject, action, scene and camera"
+        )
+    if not prompt.strip():
+        return f"is empty; {_DESCRIBE_PROMPT}"
+    if not any(_visible(ch) for ch in prompt):
+        return (
+            "has no visible character (only zero-width, control or blank characters); "
+            + _DESCRIBE_PROMPT
+        )
+    return None
+
+
+def _visible(ch: str) -> bool:
+    # Cc control, Cf format (zero-width space/joiners, BOM, bidi marks), Z* separators.
+    category = unicodedata.category(ch)
+    return category[0] != "Z" and category not in ("Cc", "Cf") and ch not in _BLANK_LETTERS
+
+
+def _picked_size(spec: ModelSpec, values: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The given size, else the one the ``size_from`` arguments pick (validated already)."""
+    if "size" in values:
+        return parse_size(str(values["size"]))
+    derivation = spec.size_from
+    if derivation is None or not all(name in values for name in derivation.by):
+        return None
+    return derivation.table.get(tuple(str(values[name]) for name in derivation.by))
 
 
 def parse_request(raw: Mapping[str, Any]) -> GenerateVideoInput:
@@ -111,7 +185,7 @@ def parse_request(raw: Mapping[str, Any]) -> GenerateVideoInput:
     # Judge the other arguments too, so the caller sees every problem at once.
     rest = {k: v for k, v in raw.items() if k not in bad}
     try:
-        validate(GenerateVideoInput.model_validate(rest).video_arguments())
+        check_given(GenerateVideoInput.model_validate(rest).given())
     except InvalidArgumentsError as more:
         problems.extend(p for p in more.problems if p.field not in bad)
     except ValidationError:
@@ -131,7 +205,7 @@ def _input_problem(spec: ModelSpec | None, name: str, error: ErrorDetails) -> st
     if kind == "missing":
         if name == "model":
             return f"is required; valid values: {', '.join(MODEL_IDS)}"
-        return "is required; describe the video to generate (subject, action, scene, camera)"
+        return f"is required; {_DESCRIBE_PROMPT}"
     shown = _echo(error.get("input"))
     if name == "model":
         return unknown_model_problem(str(error.get("input"))).message
@@ -145,49 +219,51 @@ def _input_problem(spec: ModelSpec | None, name: str, error: ErrorDetails) -> st
     return f"{shown} is not valid: {error['msg']}"
 
 
-def advisory_notes(spec: ModelSpec, args: VideoArguments) -> tuple[str, ...]:
-    """Notes for settings that are accepted but will not do what they say.
-
-    For example ``generate_audio=false`` on a fast Veo model, which always
-    includes audio. Call after :func:`validate`.
-    """
-    values: dict[str, object] = dict(args.given())
-    for found in find_prompt_markers(args.prompt, spec.family):
-        if found.raw is not None and found.argument not in values:
-            values[found.argument] = marker_value(found.argument, found.raw)
-    return tuple(a.note for a in spec.advisories if a.setting.matches(values))
-
-
 # --- the review ---------------------------------------------------------------------------
 
 
-def _review(spec: ModelSpec, args: VideoArguments) -> list[Problem]:
-    given = args.given()
-    problems: list[Problem] = []
-    settings: dict[str, _Setting] = {}
-    for name, value in given.items():
-        if name in ("model", "prompt"):
-            continue
-        if not spec.takes(name):
-            problems.append(Problem(name, _not_taken(spec, name)))
-            continue
-        shown = _echo(value)
-        normal, message = _check_value(spec, name, value, shown)
-        if message is not None:
-            problems.append(Problem(name, message))
-            continue
-        settings[name] = _Setting(normal, name, shown)
-    mentioned = set(given)
-    problems.extend(_review_markers(spec, args.prompt, settings, mentioned))
-    problems.extend(_review_mode(spec, given))
-    problems.extend(_review_exclusions(spec, settings))
-    problems.extend(_review_size(spec, settings, mentioned))
-    return problems
+@dataclass
+class _Review:
+    """Every check that needs the model, run once over the given arguments and the prompt."""
+
+    spec: ModelSpec
+    given: Mapping[str, Any]
+    prompt: str
+    problems: list[Problem] = field(default_factory=list)
+    settings: dict[str, _Setting] = field(default_factory=dict)
+    in_prompt: frozenset[str] = frozenset()
+    mode: Mode | None = None
+
+    def __post_init__(self) -> None:
+        spec, given = self.spec, self.given
+        for name, value in given.items():
+            if name in ("model", "prompt"):
+                continue
+            if not spec.takes(name):
+                self.problems.append(Problem(name, _not_taken(spec, name)))
+                continue
+            shown = _echo(value)
+            normal, message = _check_value(spec, name, value, shown)
+            if message is not None:
+                self.problems.append(Problem(name, message))
+                continue
+            self.settings[name] = _Setting(normal, name, shown)
+        mentioned = set(given)
+        found = find_prompt_markers(self.prompt, spec.family)
+        self.in_prompt = frozenset(marker.argument for marker in found)
+        self.problems.extend(_review_markers(spec, found, self.settings, mentioned))
+        self.mode, problems = _review_mode(spec, given)
+        self.problems.extend(problems)
+        self.problems.extend(_review_exclusions(spec, self.settings))
+        self.problems.extend(_review_size(spec, self.settings, mentioned))
 
 
 def _check_value(spec: ModelSpec, name: str, value: Any, shown: str) -> tuple[Any, str | None]:
     """``(normalised value, None)``, or ``(value, message)`` saying what is valid."""
     arg = spec.arguments[name]
+    if isinstance(value, list) and arg.maximum is not None and len(value) > arg.maximum:
+        # Counted before any item is looked at: the items may be large files.
+        return value, f"{len(value)} items given; {spec.id} takes {valid_values_text(name, arg)}"
     if name in MEDIA_KINDS or (isinstance(value, bool) and not arg.choices):
         return value, None  # media: inputs.resolve_media checks them; booleans: any
     normal = value
@@ -221,12 +297,15 @@ def _not_taken(spec: ModelSpec, name: str) -> str:
 
 
 def _review_markers(
-    spec: ModelSpec, prompt: str, settings: dict[str, _Setting], mentioned: set[str]
+    spec: ModelSpec,
+    markers: list[FoundMarker],
+    settings: dict[str, _Setting],
+    mentioned: set[str],
 ) -> list[Problem]:
     """Check the prompt's markers; the good ones join ``settings`` (and ``mentioned``)."""
     problems: list[Problem] = []
     seen: dict[str, tuple[FoundMarker, Value]] = {}
-    for found in find_prompt_markers(prompt, spec.family):
+    for found in markers:
         argument = found.argument
         mentioned.add(argument)
         where = f"{found} in the prompt"
@@ -279,13 +358,14 @@ def _review_markers(
     return problems
 
 
-def _review_mode(spec: ModelSpec, given: Mapping[str, Any]) -> list[Problem]:
+def _review_mode(spec: ModelSpec, given: Mapping[str, Any]) -> tuple[Mode | None, list[Problem]]:
     """The images (and remix id) given must make up exactly one of the model's modes."""
     media = [name for name in MODE_DEFINING_ARGUMENTS if name in given]
     if any(not spec.takes(name) for name in media):
-        return []  # already reported as not taken
-    if any(set(MODE_ARGUMENTS[mode]) == set(media) for mode in spec.modes):
-        return []
+        return None, []  # already reported as not taken
+    for mode in spec.modes:
+        if set(MODE_ARGUMENTS[mode]) == set(media):
+            return mode, []
     modes = "; ".join(
         f"{mode.value} ({' + '.join(MODE_ARGUMENTS[mode]) or 'no image'})"
         for mode in Mode
@@ -293,14 +373,10 @@ def _review_mode(spec: ModelSpec, given: Mapping[str, Any]) -> list[Problem]:
     )
     if not media:
         needed = next(n for mode in Mode if mode in spec.modes for n in MODE_ARGUMENTS[mode])
-        return [
-            Problem(
-                needed,
-                f"is required by {spec.id}, which has no text-to-video mode; its modes: {modes}",
-            )
-        ]
+        message = f"is required by {spec.id}, which has no text-to-video mode; its modes: {modes}"
+        return None, [Problem(needed, message)]
     call = f"{media[0]} alone" if len(media) == 1 else " + ".join(media) + " together"
-    return [Problem(media[-1], f"{call} is not a mode of {spec.id}; its modes: {modes}")]
+    return None, [Problem(media[-1], f"{call} is not a mode of {spec.id}; its modes: {modes}")]
 
 
 def _review_exclusions(spec: ModelSpec, settings: Mapping[str, _Setting]) -> list[Problem]:
@@ -376,6 +452,8 @@ def _review_size(
 
 def _echo(value: Any) -> str:
     """A short rendering of a caller's value: no query strings, at most 80 characters."""
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"  # never the items: they may be data URLs
     if not isinstance(value, str):
         return format_value(value)
     text = value

@@ -7,7 +7,7 @@ import pytest
 from gravitex_mcp.arguments import VideoArguments
 from gravitex_mcp.domain import Family
 from gravitex_mcp.errors import InvalidArgumentsError
-from gravitex_mcp.translate import find_prompt_markers
+from gravitex_mcp.markers import find_prompt_markers
 from gravitex_mcp.validation import validate
 
 LITE_I2V = "doubao-seedance-1-0-lite-i2v-250428"

@@ -29,8 +29,9 @@ import pytest
 
 from gravitex_mcp.arguments import VideoArguments
 from gravitex_mcp.catalog import CATALOG, MODE_ARGUMENTS, MODEL_IDS
+from gravitex_mcp.domain import Mode
 from gravitex_mcp.translate import MediaURLs, build_body
-from gravitex_mcp.validation import validate
+from gravitex_mcp.validation import CheckedRequest, validate
 
 
 @dataclass(frozen=True)
@@ -1092,8 +1093,7 @@ CASES = [
 @pytest.mark.parametrize(("case", "variant"), CASES)
 def test_doc_example_is_reproduced_exactly(case: Golden, variant: dict[str, Any]) -> None:
     args = VideoArguments(**variant)
-    spec = validate(args)
-    body = build_body(spec, args, _media(args))
+    body = build_body(validate(args), _media(args))
     assert body == case.body
     assert _canonical(body) == _canonical(case.body)
 
@@ -1111,7 +1111,7 @@ def test_every_doc_example_is_covered() -> None:
 
 def _body(**kwargs: Any) -> dict[str, Any]:
     args = VideoArguments(**kwargs)
-    return build_body(validate(args), args, _media(args))
+    return build_body(validate(args), _media(args))
 
 
 @pytest.mark.parametrize("model", MODEL_IDS)
@@ -1196,10 +1196,10 @@ def test_seedance_image_roles() -> None:
 
 
 def test_build_body_refuses_what_it_cannot_carry() -> None:
-    args = VideoArguments(model="veo-3.1-generate-preview", prompt="p", camera_fixed=True)
     spec = CATALOG["veo-3.1-generate-preview"]
+    unchecked = CheckedRequest(spec, Mode.TEXT_TO_VIDEO, "p", {"camera_fixed": True})
     with pytest.raises(ValueError, match="cannot carry"):
-        build_body(spec, args, MediaURLs())
-    args = VideoArguments(model="veo-3.1-generate-preview", prompt="p", image="x.png")
+        build_body(unchecked, MediaURLs())
+    unchecked = CheckedRequest(spec, Mode.FIRST_FRAME, "p", {"image": "x.png"})
     with pytest.raises(ValueError, match="resolved URL of image"):
-        build_body(spec, args, MediaURLs())
+        build_body(unchecked, MediaURLs())
