@@ -80,7 +80,11 @@ def build_server(
                 service = VideoService(
                     settings=settings, client=client, journal=journal, clock=clock
                 )
-                yield AppState(settings=settings, service=service, journal=journal, client=client)
+                # Saves run in the background of the server, past the call that began them.
+                async with service.running():
+                    yield AppState(
+                        settings=settings, service=service, journal=journal, client=client
+                    )
         finally:
             journal.close()
 

@@ -8,7 +8,8 @@ here is testable with an injected client transport and clock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,16 @@ from .downloads import SavedVideo, download_video
 from .errors import (
     APIError,
     DownloadError,
+    DownloadInProgressError,
     GravitexError,
     JournalError,
+    NotFoundError,
     StorageError,
     SubmitOutcomeUnknownError,
     TaskFailedError,
     TaskNotFinishedError,
+    UnknownTaskError,
+    URLExpiredError,
 )
 from .journal import Journal, TaskRecord
 from .prepare import prepare_request
@@ -41,13 +46,23 @@ from .results import (
     TaskSummary,
 )
 from .settings import Settings
-from .waiting import Clock, PollSchedule, SystemClock, wait_for_task
+from .singleflight import BackgroundJobs, JobStoppedError, SharedPolls
+from .tasklock import TaskLock, TaskLocks
+from .waiting import Clock, PollSchedule, SystemClock
 
 logger = logging.getLogger(__name__)
 
 #: Time a wait may run past ``wait_seconds``: the last poll and the download. With
 #: the default wait it keeps the whole call under 50 s.
 FOLLOW_GRACE_SECONDS = 12.0
+
+#: The most a download_video call (its query and the save) takes; a longer save
+#: goes on in the background and a later call picks it up. Under the ~60 s at
+#: which clients cut a call.
+DOWNLOAD_BOUND_SECONDS = 45.0
+
+#: How often a save waiting for another process's save of the same task looks again.
+TASK_LOCK_RETRY_SECONDS = 1.0
 
 #: progress(progress, total, message): monotonic progress notifications.
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
@@ -112,12 +127,30 @@ class VideoService:
         journal: Journal,
         clock: Clock | None = None,
         schedule: PollSchedule | None = None,
+        download_bound: float = DOWNLOAD_BOUND_SECONDS,
     ) -> None:
         self._settings = settings
         self._client = client
         self._journal = journal
         self._clock: Clock = clock or SystemClock()
         self._schedule = schedule or PollSchedule()
+        self._download_bound = download_bound
+        # One poll loop and one save per task, however many calls wait on it.
+        self._polls = SharedPolls(self._clock, self._schedule)
+        self._saves: BackgroundJobs[SavedVideoInfo] = BackgroundJobs()
+        self._task_locks = TaskLocks(settings.state_dir)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[VideoService]:
+        """Run saves in the background while inside (the server's lifespan);
+        leaving cancels the ones still running (their temp files go with them)."""
+        async with anyio.create_task_group() as group:
+            self._saves.attach(group)
+            try:
+                yield self
+            finally:
+                self._saves.attach(None)
+                group.cancel_scope.cancel()
 
     # --- generate -------------------------------------------------------------
 
@@ -227,38 +260,38 @@ class VideoService:
         async def on_update(snapshot: TaskSnapshot, elapsed: float) -> None:
             nonlocal latest
             latest = snapshot
-            await self._record(snapshot)
             await tracker(snapshot, elapsed)
 
         saved: SavedVideoInfo | None = None
         download_error: str | None = None
+        download_retry = True
         start = self._clock.monotonic()
         # One deadline for polls (with their retries) and the download: a slow or
         # rate-limiting API must not hold the call past what the client will wait.
         with self._clock.deadline(wait_seconds + FOLLOW_GRACE_SECONDS) as scope:
             if initial is None or wait_seconds > 0:
                 try:
-                    await wait_for_task(
+                    # Concurrent waits on this task share one poll loop; each poll
+                    # is journalled once.
+                    await self._polls.wait(
+                        task_id,
                         lambda: self._client.query(task_id),
                         wait_seconds=wait_seconds,
-                        clock=self._clock,
+                        on_poll=self._record,
                         on_update=on_update,
-                        schedule=self._schedule,
                     )
                 except APIError as exc:
-                    raise TaskCheckError(
-                        f"Task {task_id!r} exists, but checking its status failed: {exc}. "
-                        f"Call check_video_task with task_id {task_id!r} again later."
-                    ) from exc
+                    raise await self._check_failed(task_id, exc) from exc
             if latest is not None and latest.status is TaskStatus.SUCCEEDED and download:
                 try:
                     # A video already saved for this task is not downloaded again.
-                    saved = on_disk or await self._save(
+                    saved = on_disk or await self._save_once(
                         task_id, family=family, url=latest.url, filename=None
                     )
-                except (DownloadError, StorageError, APIError) as exc:
+                except (DownloadError, StorageError, APIError, JobStoppedError) as exc:
                     # The task succeeded and stays downloadable: keep its id in the result.
                     download_error = str(exc)
+                    download_retry = _waiting_helps(exc)
         elapsed = self._clock.monotonic() - start
         if latest is None:
             raise TaskCheckError(
@@ -274,9 +307,14 @@ class VideoService:
         )
         next_step = _next_step(task_id, latest.status, downloaded=saved is not None)
         if download_error is not None:
+            next_step = f"The video is ready but saving it failed: {download_error}"
+            if download_retry:
+                next_step += f" Call download_video with task_id {task_id!r} to try again."
+        elif download and saved is None and self._saves.running(task_id) is not None:
             next_step = (
-                f"The video is ready but saving it failed: {download_error} "
-                f"Call download_video with task_id {task_id!r} to try again."
+                "The video is ready and is being saved in the background. Call "
+                f"download_video (or check_video_task with download: true) with task_id "
+                f"{task_id!r} again to get its path."
             )
         return CheckVideoTaskResult(
             task_id=task_id,
@@ -294,13 +332,43 @@ class VideoService:
     # --- download -----------------------------------------------------------------
 
     async def download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
-        """Save the finished video of ``task_id`` under the output directory."""
+        """Save the finished video of ``task_id`` under the output directory.
+
+        Bounded like the waits: a save that takes longer goes on in the background
+        (:class:`DownloadInProgressError` says so) and a later call picks it up.
+        """
+        result: DownloadVideoResult | None = None
+        with self._clock.deadline(self._download_bound):
+            result = await self._download(task_id, filename=filename)
+        if result is not None:
+            return result
+        if self._saves.running(task_id) is not None:
+            raise DownloadInProgressError(
+                f"The video of task {task_id!r} is still downloading (for more than "
+                f"{self._download_bound:g} s); it goes on in the background. Call "
+                f"download_video with task_id {task_id!r} again in a minute to get its path."
+            )
+        raise TaskCheckError(
+            f"No answer about task {task_id!r} within {self._download_bound:g} s (the API is "
+            f"slow or rate-limiting). Call download_video with task_id {task_id!r} again later."
+        )
+
+    async def _download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
         record = await self._journal.get(task_id)
         if filename is None and record is not None:
             reused = _existing_download(record)
             if reused is not None:
                 return DownloadVideoResult(task_id=task_id, reused=True, **reused.model_dump())
-        snapshot = await self._client.query(task_id)
+        running = self._saves.running(task_id)
+        if running is not None:
+            # A save of this task is under way (started by an earlier call): join it
+            # rather than fetch the same video twice.
+            await running.done.wait()
+            return DownloadVideoResult(task_id=task_id, **running.outcome().model_dump())
+        try:
+            snapshot = await self._client.query(task_id)
+        except NotFoundError as exc:
+            raise _unknown_task(task_id, record) from exc
         await self._record(snapshot)
         if snapshot.status is TaskStatus.FAILED:
             message = snapshot.error.message if snapshot.error else "no reason given"
@@ -314,10 +382,56 @@ class VideoService:
                 f"Task {task_id!r} is {snapshot.status.value}, not finished yet. "
                 f"Call check_video_task with task_id {task_id!r} and download: true to wait for it."
             )
-        saved = await self._save(
+        saved = await self._save_once(
             task_id, family=_family_of(record), url=snapshot.url, filename=filename
         )
         return DownloadVideoResult(task_id=task_id, **saved.model_dump())
+
+    async def _save_once(
+        self, task_id: str, *, family: Family | None, url: str | None, filename: str | None
+    ) -> SavedVideoInfo:
+        """:meth:`_save`, run at most once at a time per task: in the background (it
+        outlives the caller's bound), and under the task's lock file so another server
+        sharing the folders does not save it too. A caller joining a running save gets
+        its file (whatever ``filename`` that save was given)."""
+
+        async def save(_: object) -> SavedVideoInfo:
+            lock = await self._lock_task(task_id)
+            try:
+                if filename is None:
+                    # Another process may have saved it while this one waited.
+                    record = await self._journal.get(task_id)
+                    reused = _existing_download(record) if record is not None else None
+                    if reused is not None:
+                        return reused
+                return await self._save(task_id, family=family, url=url, filename=filename)
+            finally:
+                lock.release()
+
+        job, _ = await self._saves.join(task_id, save)
+        await job.done.wait()
+        return job.outcome()
+
+    async def _lock_task(self, task_id: str) -> TaskLock:
+        logged = False
+        while True:
+            try:
+                held = self._task_locks.try_acquire(task_id)
+            except OSError as exc:
+                raise StorageError(
+                    f"Cannot lock task {task_id!r} for its download in the state folder "
+                    f"{self._settings.state_dir}: {exc.strerror or exc}"
+                ) from exc
+            if isinstance(held, TaskLock):
+                return held
+            if not logged:
+                logger.info(
+                    "task %s is being saved by another process (pid %s); waiting for it",
+                    task_id,
+                    held or "unknown",
+                )
+                logged = True
+            await self._clock.sleep(TASK_LOCK_RETRY_SECONDS)
 
     async def _save(
         self, task_id: str, *, family: Family | None, url: str | None, filename: str | None
@@ -343,6 +457,20 @@ class VideoService:
             logger.exception("could not record the download of task %s", task_id)
         logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
         return _saved_info(saved)
+
+    async def _check_failed(self, task_id: str, exc: APIError) -> GravitexError:
+        """The error for a failed status check: an unknown task says so (and whether
+        the journal knows it); retry advice only where waiting can help."""
+        if isinstance(exc, NotFoundError):
+            try:
+                record = await self._journal.get(task_id)
+            except JournalError:
+                record = None
+            return _unknown_task(task_id, record)
+        message = f"Checking the status of task {task_id!r} failed: {str(exc).rstrip('.')}."
+        if _waiting_helps(exc):
+            message += f" Call check_video_task with task_id {task_id!r} again later."
+        return TaskCheckError(message)
 
     async def _record(self, snapshot: TaskSnapshot) -> None:
         try:
@@ -416,6 +544,30 @@ def _existing_download(record: TaskRecord) -> SavedVideoInfo | None:
         sha256=record.sha256,
         mime_type="video/mp4",
     )
+
+
+def _waiting_helps(exc: BaseException) -> bool:
+    """Whether trying again later can succeed: not after the API refused the key,
+    the request or the id (401/403/400/404); yes after a fault, a time-out, a rate
+    limit, an expired link (a new query renews it) or a local failure."""
+    if isinstance(exc, APIError):
+        return exc.retryable or isinstance(exc, URLExpiredError)
+    return True
+
+
+def _unknown_task(task_id: str, record: TaskRecord | None) -> UnknownTaskError:
+    if record is None:
+        local = (
+            "The local journal has no task with this id either: check the id "
+            "(list_video_tasks lists the tasks this server submitted)."
+        )
+    else:
+        local = (
+            f"The local journal knows it (model {record.model}, submitted "
+            f"{record.created_at:%Y-%m-%d %H:%M} UTC, last seen {record.status.value}): it was "
+            "probably made with another API key or gateway, or has expired upstream."
+        )
+    return UnknownTaskError(f"Task {task_id!r} is unknown to the Gravitex API (HTTP 404). {local}")
 
 
 def _str_or_none(value: object) -> str | None:
