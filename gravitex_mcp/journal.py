@@ -188,7 +188,9 @@ class TaskRecord(BaseModel):
     created_at: datetime = Field(description="When the submission began (UTC).")
     updated_at: datetime = Field(description="When anything in this entry last changed (UTC).")
     checked_at: datetime | None = Field(
-        default=None, description="When a status was last seen from the API (UTC)."
+        default=None,
+        description="When a changed status was last recorded from the API (UTC); "
+        "polls that change nothing are not written.",
     )
     downloaded_at: datetime | None = Field(
         default=None, description="When the video was saved (UTC)."
@@ -860,9 +862,26 @@ class Journal:
         code = None if error_code is None else str(error_code)
         message = _clean_text(error_message)
 
+        def unchanged(row: sqlite3.Row) -> bool:
+            current = JournalStatus(row["status"])
+            regression = current.is_terminal and not seen.is_terminal
+            return (
+                (regression or seen is current)
+                and (regression or raw_status is None or raw_status == row["raw_status"])
+                and (url is None or url == row["url"])
+                and (code is None or code == row["error_code"])
+                and (message is None or message == row["error_message"])
+            )
+
         def operation(conn: sqlite3.Connection) -> TaskRecord | None:
             now = _utc(self._now())
             at = _iso(now)
+            # A poll that changes nothing writes nothing (no lock, no fsync): most
+            # polls of a long task see the same status.
+            with _read(conn):
+                row = _find(conn, task_id)
+            if row is not None and unchanged(row):
+                return _record(row)
             with _write(conn):
                 row = _find(conn, task_id)
                 if row is None:
