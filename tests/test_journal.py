@@ -592,11 +592,11 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     real_connect = sqlite3.connect
 
     def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = real_connect(*args, **kwargs)
+        conn: sqlite3.Connection = real_connect(*args, **kwargs)
         conn.set_trace_callback(seen.append)
         return conn
 
-    monkeypatch.setattr(journal_module.sqlite3, "connect", connect)
+    monkeypatch.setattr(sqlite3, "connect", connect)  # the module journal.py calls
     return seen
 
 
