@@ -494,12 +494,37 @@ class VideoService:
         return [summarize(r) for r in records]
 
 
+#: Longest text value (a prompt, say) shown in a listing; the whole entry stays in
+#: the gravitex://tasks/{task_id} resource. Keeps every listing small, whatever was asked.
+LISTED_TEXT_LIMIT = 200
+
+
+def clip_text(text: str, limit: int = LISTED_TEXT_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _clipped(value: Any) -> Any:
+    if isinstance(value, str):
+        return clip_text(value)
+    if isinstance(value, list):
+        return [_clipped(item) for item in value[:LISTED_ITEMS_LIMIT]]
+    if isinstance(value, dict):
+        return {clip_text(str(k)): _clipped(v) for k, v in value.items()}
+    return value
+
+
+#: Most list items (reference images, say) shown per argument in a listing.
+LISTED_ITEMS_LIMIT = 10
+
+
 def summarize(record: TaskRecord) -> TaskSummary:
-    """The public view of one journal entry (signed URLs without their query string)."""
+    """The public view of one journal entry (signed URLs without their query string),
+    long texts clipped (see :data:`LISTED_TEXT_LIMIT`)."""
     public = record.public_dict()
     error = None
     if record.error_message:
-        error = TaskErrorInfo(code=record.error_code, message=record.error_message)
+        error = TaskErrorInfo(code=record.error_code, message=clip_text(record.error_message, 1000))
     return TaskSummary(
         task_id=record.task_id,
         model=record.model,
@@ -512,7 +537,7 @@ def summarize(record: TaskRecord) -> TaskSummary:
         path=record.saved_path,
         size_bytes=record.size_bytes,
         sha256=record.sha256,
-        arguments=dict(record.arguments),
+        arguments=_clipped(dict(record.arguments)),
     )
 
 
