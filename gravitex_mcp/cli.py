@@ -174,7 +174,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         " (simulator)" if settings.simulate else "",
     )
     if args.transport == "stdio":
-        server.run("stdio")
+        from .stdio_guard import serve_stdio
+
+        anyio.run(serve_stdio, server)
         return
     app = build_http_app(
         server,
