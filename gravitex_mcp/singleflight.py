@@ -175,7 +175,6 @@ class Job(Generic[_T]):
     done: anyio.Event = field(default_factory=anyio.Event)
     result: _T | None = None
     error: BaseException | None = None
-    progress: Callable[[], int] | None = None
 
     def outcome(self) -> _T:
         """The job's result, or its error raised; only once ``done`` is set."""

@@ -253,3 +253,24 @@ async def test_a_save_waits_for_another_process_holding_the_task(h: Harness) -> 
         second = structured(await client.call_tool("download_video", {"task_id": task_id}))
     assert Path(second["path"]).is_file()
     assert h.sim.calls["file"] == 1
+
+
+async def test_concurrent_checks_of_an_unknown_id_share_one_query_and_its_answer(
+    h: Harness,
+) -> None:
+    texts: list[str] = []
+    async with connected(h) as client:
+
+        async def one() -> None:
+            result = await client.call_tool(
+                "check_video_task", {"task_id": "video_nosuchtask", "wait_seconds": 30}
+            )
+            assert result.is_error
+            texts.append(text_of(result))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(one)
+    assert len(texts) == 5
+    assert all("unknown to the Gravitex API" in text for text in texts)
+    assert h.sim.calls["query"] == 1
