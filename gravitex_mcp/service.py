@@ -7,6 +7,7 @@ here is testable with an injected client transport and clock.
 
 from __future__ import annotations
 
+import glob
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ from .errors import (
     URLExpiredError,
 )
 from .journal import Journal, TaskRecord
+from .leftovers import TEMP_SUFFIX
 from .prepare import prepare_request
 from .results import (
     CheckVideoTaskResult,
@@ -47,6 +49,7 @@ from .results import (
 )
 from .settings import Settings
 from .singleflight import BackgroundJobs, JobStoppedError, SharedPolls
+from .storage import safe_filename
 from .tasklock import TaskLock, TaskLocks
 from .waiting import Clock, PollSchedule, SystemClock
 
@@ -139,6 +142,7 @@ class VideoService:
         self._polls = SharedPolls(self._clock, self._schedule)
         self._saves: BackgroundJobs[SavedVideoInfo] = BackgroundJobs()
         self._task_locks = TaskLocks(settings.state_dir)
+        self._save_names: dict[str, str | None] = {}  # filename asked of each running save
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[VideoService]:
@@ -312,7 +316,8 @@ class VideoService:
                 next_step += f" Call download_video with task_id {task_id!r} to try again."
         elif download and saved is None and self._saves.running(task_id) is not None:
             next_step = (
-                "The video is ready and is being saved in the background. Call "
+                f"The video is ready and is being saved in the background"
+                f"{self._so_far(task_id)}. Call "
                 f"download_video (or check_video_task with download: true) with task_id "
                 f"{task_id!r} again to get its path."
             )
@@ -345,7 +350,8 @@ class VideoService:
         if self._saves.running(task_id) is not None:
             raise DownloadInProgressError(
                 f"The video of task {task_id!r} is still downloading (for more than "
-                f"{self._download_bound:g} s); it goes on in the background. Call "
+                f"{self._download_bound:g} s{self._so_far(task_id)}); it goes on in the "
+                "background. Call "
                 f"download_video with task_id {task_id!r} again in a minute to get its path."
             )
         raise TaskCheckError(
@@ -396,6 +402,7 @@ class VideoService:
         its file (whatever ``filename`` that save was given)."""
 
         async def save(_: object) -> SavedVideoInfo:
+            self._save_names[task_id] = filename
             lock = await self._lock_task(task_id)
             try:
                 if filename is None:
@@ -407,10 +414,24 @@ class VideoService:
                 return await self._save(task_id, family=family, url=url, filename=filename)
             finally:
                 lock.release()
+                self._save_names.pop(task_id, None)
 
         job, _ = await self._saves.join(task_id, save)
         await job.done.wait()
         return job.outcome()
+
+    def _so_far(self, task_id: str) -> str:
+        """``", N bytes so far"`` for a running save, from its temp file's size; ``""``
+        when that cannot be seen (cheap: one directory listing, no I/O on the data)."""
+        if task_id not in self._save_names:
+            return ""
+        name = safe_filename(self._save_names[task_id], default_stem=task_id)
+        pattern = f".{glob.escape(name.removesuffix('.mp4'))}.*{TEMP_SUFFIX}"
+        try:
+            sizes = [p.stat().st_size for p in self._settings.output_dir.glob(pattern)]
+        except OSError:
+            return ""
+        return f", {max(sizes)} bytes so far" if sizes else ""
 
     async def _lock_task(self, task_id: str) -> TaskLock:
         logged = False

@@ -10,9 +10,13 @@ import anyio
 import httpx2
 import pytest
 
+from gravitex_mcp.client import TaskSnapshot
+from gravitex_mcp.errors import NotFoundError
 from gravitex_mcp.service import DOWNLOAD_BOUND_SECONDS
 from gravitex_mcp.simulator import simulator_transport
+from gravitex_mcp.singleflight import SharedPolls
 from gravitex_mcp.tasklock import TaskLock, TaskLocks
+from gravitex_mcp.waiting import PollSchedule
 
 from .server_harness import FakeClock, Harness, connected, make_harness, structured, text_of
 
@@ -100,7 +104,31 @@ async def _checks(client: Any, task_id: str, count: int) -> list[dict[str, Any]]
     return results
 
 
-async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(h: Harness) -> None:
+class HeldQuery(httpx2.AsyncBaseTransport):
+    """The simulator, with the first task query after :meth:`arm` held until the gate opens."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.armed = False
+        self.held = anyio.Event()
+        self.gate = anyio.Event()
+
+    def arm(self) -> None:
+        self.armed = True
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self.armed and request.method == "GET" and "/generations/" in request.url.path:
+            self.armed = False
+            self.held.set()
+            await self.gate.wait()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(tmp_path: Path) -> None:
+    clock = FakeClock()
+    base = make_harness(tmp_path, clock=clock)
+    transport = HeldQuery(simulator_transport(base.sim))
+    h = make_harness(tmp_path, sim=base.sim, clock=clock, transport=transport)
     async with connected(h) as client:
         solo_task = await _submit(client)
         before = h.sim.calls["query"]
@@ -110,10 +138,24 @@ async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(h: Harness)
 
         task_id = await _submit(client)
         before, files = h.sim.calls["query"], h.sim.calls["file"]
-        results = await _checks(client, task_id, 20)
+        results: list[dict[str, Any]] = []
+
+        async def run() -> None:
+            results.extend(await _checks(client, task_id, 20))
+
+        transport.arm()
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            # The first poll is held until every call is in: they all wait at once
+            # (the fake clock would otherwise let the first finish before the last starts).
+            await transport.held.wait()
+            for _ in range(2000):
+                await anyio.lowlevel.checkpoint()
+            transport.gate.set()
         shared_queries = h.sim.calls["query"] - before
     assert solo_queries >= 3  # the task needed several polls
     assert shared_queries <= solo_queries, (shared_queries, solo_queries)
+    assert len(results) == 20
     assert {r["status"] for r in results} == {"succeeded"}
     assert len({r["path"] for r in results}) == 1
     assert len(list(h.settings.output_dir.glob("*.mp4"))) == 1
@@ -219,6 +261,7 @@ async def test_a_stalled_download_returns_within_the_bound_and_lands_later(
         first = outcome["result"]
         assert first.is_error
         assert "still downloading" in text_of(first)
+        assert "bytes so far" in text_of(first)
         assert outcome["took"] <= 50
         assert list(h.settings.output_dir.glob("*.mp4")) == []
 
@@ -255,22 +298,33 @@ async def test_a_save_waits_for_another_process_holding_the_task(h: Harness) -> 
     assert h.sim.calls["file"] == 1
 
 
-async def test_concurrent_checks_of_an_unknown_id_share_one_query_and_its_answer(
-    h: Harness,
-) -> None:
-    texts: list[str] = []
-    async with connected(h) as client:
+async def test_concurrent_waits_share_one_query_and_its_error() -> None:
+    polls = SharedPolls(FakeClock(), PollSchedule())
+    gate = anyio.Event()
+    queries = 0
+    failures: list[BaseException] = []
 
-        async def one() -> None:
-            result = await client.call_tool(
-                "check_video_task", {"task_id": "video_nosuchtask", "wait_seconds": 30}
-            )
-            assert result.is_error
-            texts.append(text_of(result))
+    async def query() -> TaskSnapshot:
+        nonlocal queries
+        queries += 1
+        await gate.wait()
+        raise NotFoundError("no such task", status_code=404)
 
-        async with anyio.create_task_group() as group:
-            for _ in range(5):
-                group.start_soon(one)
-    assert len(texts) == 5
-    assert all("unknown to the Gravitex API" in text for text in texts)
-    assert h.sim.calls["query"] == 1
+    async def nothing(*_: object) -> None:
+        pass
+
+    async def wait() -> None:
+        try:
+            await polls.wait("video_x", query, wait_seconds=30, on_poll=nothing, on_update=nothing)
+        except NotFoundError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(5):
+            group.start_soon(wait)
+        while polls.waiting("video_x") < 5:
+            await anyio.lowlevel.checkpoint()
+        gate.set()
+    assert queries == 1
+    assert len(failures) == 5
+    assert polls.waiting("video_x") == 0
