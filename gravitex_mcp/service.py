@@ -67,6 +67,10 @@ DOWNLOAD_BOUND_SECONDS = 45.0
 #: How often a save waiting for another process's save of the same task looks again.
 TASK_LOCK_RETRY_SECONDS = 1.0
 
+#: How long a save waits for another process's save of the same task (whose own
+#: retries and time-outs end well before) before calling that process stuck.
+TASK_LOCK_PATIENCE_SECONDS = 600.0
+
 #: progress(progress, total, message): monotonic progress notifications.
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
 
@@ -365,12 +369,12 @@ class VideoService:
             reused = _existing_download(record)
             if reused is not None:
                 return DownloadVideoResult(task_id=task_id, reused=True, **reused.model_dump())
-        running = self._saves.running(task_id)
-        if running is not None:
+        pending = self._saves.pending(task_id)
+        if pending is not None:
             # A save of this task is under way (started by an earlier call): join it
-            # rather than fetch the same video twice.
-            await running.done.wait()
-            return DownloadVideoResult(task_id=task_id, **running.outcome().model_dump())
+            # rather than fetch the same video twice (or hear how it failed).
+            saved = await pending.wait()
+            return DownloadVideoResult(task_id=task_id, **saved.model_dump())
         try:
             snapshot = await self._client.query(task_id)
         except NotFoundError as exc:
@@ -417,8 +421,7 @@ class VideoService:
                 self._save_names.pop(task_id, None)
 
         job, _ = await self._saves.join(task_id, save)
-        await job.done.wait()
-        return job.outcome()
+        return await job.wait()
 
     def _so_far(self, task_id: str) -> str:
         """``", N bytes so far"`` for a running save, from its temp file's size; ``""``
@@ -435,6 +438,7 @@ class VideoService:
 
     async def _lock_task(self, task_id: str) -> TaskLock:
         logged = False
+        give_up = self._clock.monotonic() + TASK_LOCK_PATIENCE_SECONDS
         while True:
             try:
                 held = self._task_locks.try_acquire(task_id)
@@ -445,6 +449,12 @@ class VideoService:
                 ) from exc
             if isinstance(held, TaskLock):
                 return held
+            if self._clock.monotonic() >= give_up:
+                raise StorageError(
+                    f"Task {task_id!r} has been being saved by another gravitex-mcp process "
+                    f"(pid {held or 'unknown'}) for over {TASK_LOCK_PATIENCE_SECONDS:g} s; it "
+                    "looks stuck. Stop it, then call download_video again."
+                )
             if not logged:
                 logger.info(
                     "task %s is being saved by another process (pid %s); waiting for it",

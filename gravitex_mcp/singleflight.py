@@ -175,6 +175,17 @@ class Job(Generic[_T]):
     done: anyio.Event = field(default_factory=anyio.Event)
     result: _T | None = None
     error: BaseException | None = None
+    watchers: int = 0
+
+    async def wait(self) -> _T:
+        """Wait for the job (cancel the caller to stop waiting: the job goes on) and
+        return its result or raise its error."""
+        self.watchers += 1
+        try:
+            await self.done.wait()
+        finally:
+            self.watchers -= 1
+        return self.outcome()
 
     def outcome(self) -> _T:
         """The job's result, or its error raised; only once ``done`` is set."""
@@ -193,6 +204,9 @@ class BackgroundJobs(Generic[_T]):
 
     def __init__(self) -> None:
         self._running: dict[str, Job[_T]] = {}
+        # Failures no caller was waiting for: handed to the next caller once, so the
+        # reason is not lost with the call that gave up waiting.
+        self._unclaimed: dict[str, Job[_T]] = {}
         self._group: TaskGroup | None = None
 
     def attach(self, group: TaskGroup | None) -> None:
@@ -203,6 +217,11 @@ class BackgroundJobs(Generic[_T]):
         """The job running for ``key``, if any."""
         return self._running.get(key)
 
+    def pending(self, key: str) -> Job[_T] | None:
+        """The job running for ``key``, or else one that failed with nobody waiting
+        (handed out once)."""
+        return self._running.get(key) or self._unclaimed.pop(key, None)
+
     async def join(
         self, key: str, start: Callable[[Job[_T]], Awaitable[_T]]
     ) -> tuple[Job[_T], bool]:
@@ -211,7 +230,7 @@ class BackgroundJobs(Generic[_T]):
         Returns the job and whether this call started it. Await ``job.done``
         (within the caller's own bound) for its outcome.
         """
-        job = self._running.get(key)
+        job = self.pending(key)
         if job is not None:
             return job, False
         job = Job()
@@ -230,10 +249,15 @@ class BackgroundJobs(Generic[_T]):
                 job.error = exc
             finally:
                 del self._running[key]
+                unclaimed = job.watchers == 0 and job.error is not None
+                if unclaimed and not isinstance(job.error, JobStoppedError):
+                    self._unclaimed[key] = job
                 job.done.set()
 
         if self._group is None:
             await run()
+            if self._unclaimed.get(key) is job:
+                del self._unclaimed[key]  # this caller takes the outcome
         else:
             self._group.start_soon(run, name=f"background job {key}")
         return job, True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -328,3 +329,23 @@ async def test_concurrent_waits_share_one_query_and_its_error() -> None:
     assert queries == 1
     assert len(failures) == 5
     assert polls.waiting("video_x") == 0
+
+
+async def test_a_save_stops_waiting_for_a_stuck_process(h: Harness) -> None:
+    async with connected(h) as client:
+        task_id = await _finished_task(client)
+        held = TaskLocks(h.settings.state_dir).try_acquire(task_id)
+        assert isinstance(held, TaskLock)
+        try:
+            first = await client.call_tool("download_video", {"task_id": task_id})
+            assert "still downloading" in text_of(first)
+            # the background save keeps looking (on the fake clock) until it gives up
+            for _ in range(200):
+                await h.clock.sleep(5)
+            second = await client.call_tool("download_video", {"task_id": task_id})
+        finally:
+            held.release()
+    assert second.is_error
+    assert f"pid {os.getpid()}" in text_of(second)
+    assert "looks stuck" in text_of(second)
+    assert h.sim.calls["file"] == 0
