@@ -352,10 +352,10 @@ class VideoService:
         if result is not None:
             return result
         if self._saves.running(task_id) is not None:
+            so_far = self._so_far(task_id)
             raise DownloadInProgressError(
                 f"The video of task {task_id!r} is still downloading (for more than "
-                f"{self._download_bound:g} s{self._so_far(task_id)}); it goes on in the "
-                "background. Call "
+                f"{self._download_bound:g} s{so_far}); it goes on in the background. Call "
                 f"download_video with task_id {task_id!r} again in a minute to get its path."
             )
         raise TaskCheckError(
@@ -451,9 +451,9 @@ class VideoService:
                 return held
             if self._clock.monotonic() >= give_up:
                 raise StorageError(
-                    f"Task {task_id!r} has been being saved by another gravitex-mcp process "
-                    f"(pid {held or 'unknown'}) for over {TASK_LOCK_PATIENCE_SECONDS:g} s; it "
-                    "looks stuck. Stop it, then call download_video again."
+                    f"Another gravitex-mcp process (pid {held or 'unknown'}) has held the "
+                    f"download of task {task_id!r} for over {TASK_LOCK_PATIENCE_SECONDS:g} s; "
+                    "it looks stuck. Stop it, then call download_video again."
                 )
             if not logged:
                 logger.info(
@@ -529,6 +529,9 @@ class VideoService:
 #: the gravitex://tasks/{task_id} resource. Keeps every listing small, whatever was asked.
 LISTED_TEXT_LIMIT = 200
 
+#: Most list items (reference images, say) shown per argument in a listing.
+LISTED_ITEMS_LIMIT = 10
+
 
 def clip_text(text: str, limit: int = LISTED_TEXT_LIMIT) -> str:
     """``text`` cut to ``limit`` characters, the cut marked with an ellipsis."""
@@ -543,10 +546,6 @@ def _clipped(value: Any) -> Any:
     if isinstance(value, dict):
         return {clip_text(str(k)): _clipped(v) for k, v in value.items()}
     return value
-
-
-#: Most list items (reference images, say) shown per argument in a listing.
-LISTED_ITEMS_LIMIT = 10
 
 
 def summarize(record: TaskRecord) -> TaskSummary:
