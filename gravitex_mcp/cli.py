@@ -174,7 +174,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         " (simulator)" if settings.simulate else "",
     )
     if args.transport == "stdio":
-        server.run("stdio")
+        from .stdio_guard import serve_stdio
+
+        anyio.run(serve_stdio, server)
         return
     app = build_http_app(
         server,
@@ -204,7 +206,7 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
         serve(host=args.sim_host, port=args.sim_port)
         return 0
     settings = _settings(args, env)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, secrets=(settings.api_key, settings.http_token))
     if args.command == "demo":
         from .demo import run_demo
 

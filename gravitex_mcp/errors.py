@@ -174,6 +174,14 @@ class TaskNotFinishedError(GravitexError):
     """The task has not succeeded yet, so there is nothing to download."""
 
 
+class UnknownTaskError(GravitexError):
+    """The API knows no task with this id (HTTP 404); waiting will not change that."""
+
+
+class DownloadInProgressError(GravitexError):
+    """The video is still being saved in the background; a later call picks it up."""
+
+
 class TaskFailedError(GravitexError):
     """The task ended in ``failed``; ``code`` and ``upstream_message`` say why."""
 

@@ -26,8 +26,10 @@ Design choices:
   a write that started always finishes.
 * **Schema versioned with ``PRAGMA user_version``**; :data:`_MIGRATIONS` holds
   one step per version, applied in one transaction at :meth:`Journal.open`.
-* **A corrupt file** (not a database, or ``PRAGMA quick_check`` not ``ok``) is
-  moved aside to ``tasks.sqlite3.corrupt-<UTC timestamp>`` together with its
+* **A corrupt file** (not a database, or ``PRAGMA quick_check`` not ``ok``; the
+  check runs only after an unclean close or a damaged page met in use, so a
+  clean start-up does not grow with the journal) is moved aside to
+  ``tasks.sqlite3.corrupt-<UTC timestamp>`` together with its
   ``-wal``/``-shm`` files, a warning is logged, and a fresh journal is started.
   A *busy* or unreadable database is not corruption: it raises
   :class:`JournalError` and is left alone.
@@ -59,6 +61,7 @@ import re
 import sqlite3
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -101,6 +104,13 @@ logger = logging.getLogger(__name__)
 DB_FILENAME = "tasks.sqlite3"
 DEFAULT_BUSY_TIMEOUT = 10.0
 """Seconds a writer waits for another process's write transaction."""
+DEFAULT_LOCK_TIMEOUT = 10.0
+"""Seconds :meth:`Journal.open` waits for another process opening the same state folder."""
+LOCK_FILENAME = ".journal-open.lock"
+"""Held (flock) while a process opens the journal; holds the holder's pid."""
+CHECK_MARKER = f"{DB_FILENAME}-check"
+"""Left when a damaged page was met in use: the next open runs the integrity check."""
+_LOCK_POLL_SECONDS = 0.05
 DEFAULT_URL_LIFETIME = timedelta(hours=24)
 """The docs: result URLs are valid for about 24 hours."""
 DEFAULT_LIST_LIMIT = 20
@@ -188,7 +198,9 @@ class TaskRecord(BaseModel):
     created_at: datetime = Field(description="When the submission began (UTC).")
     updated_at: datetime = Field(description="When anything in this entry last changed (UTC).")
     checked_at: datetime | None = Field(
-        default=None, description="When a status was last seen from the API (UTC)."
+        default=None,
+        description="When a changed status was last recorded from the API (UTC); "
+        "polls that change nothing are not written.",
     )
     downloaded_at: datetime | None = Field(
         default=None, description="When the video was saved (UTC)."
@@ -473,29 +485,75 @@ def _ensure_state_dir(state_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def _open_lock(state_dir: Path) -> Iterator[None]:
+def _open_lock(
+    state_dir: Path, timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[None]:
     """Serialise the check-and-recover step between processes (POSIX only).
 
     Without it, a process that found the file corrupt could move aside the
-    fresh journal another process had just created in its place.
+    fresh journal another process had just created in its place. A holder that
+    does not let go within ``timeout`` seconds (stuck, or stopped in a debugger)
+    ends start-up with a :class:`JournalError` naming the folder and its pid,
+    rather than a silent hang.
     """
     if sys.platform == "win32":
         yield
         return
     try:
-        fd = os.open(state_dir, os.O_RDONLY)
+        fd = os.open(state_dir / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
         yield
         return
     try:
-        with contextlib.suppress(OSError):  # no flock on this filesystem: go on unlocked
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        _take_open_lock(fd, state_dir, timeout, sleep)
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+def _take_open_lock(
+    fd: int, state_dir: Path, timeout: float, sleep: Callable[[float], None]
+) -> None:
+    deadline = time.monotonic() + timeout
+    logged = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        except OSError:
+            return  # no flock on this file system: go on unlocked
+        holder = _lock_holder(fd)
+        if time.monotonic() >= deadline:
+            raise JournalError(
+                f"The state folder {state_dir} is locked by another gravitex-mcp process "
+                f"({holder}) that has been opening the task journal for over {timeout:g} s. "
+                "Stop that process, or set GRAVITEX_STATE_DIR to another folder."
+            )
+        if not logged:
+            logger.warning(
+                "state folder %s is locked by another process (%s); waiting up to %g s for it",
+                state_dir,
+                holder,
+                timeout,
+            )
+            logged = True
+        sleep(min(_LOCK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return f"pid {text}" if text.isdigit() else "pid unknown"
+
+
+def _connect(path: Path, busy_timeout: float, *, check: bool) -> sqlite3.Connection:
     # Create the file ourselves so it is private to the user (-wal/-shm inherit it).
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     conn = sqlite3.connect(
@@ -517,9 +575,12 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
             )
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
-        verdict = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
-        if verdict != ["ok"]:
-            raise _CorruptDatabaseError("; ".join(verdict[:3]) or "quick_check returned nothing")
+        if check:
+            verdict = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+            if verdict != ["ok"]:
+                raise _CorruptDatabaseError(
+                    "; ".join(verdict[:3]) or "quick_check returned nothing"
+                )
         _migrate(conn, path)
     except BaseException:
         conn.close()
@@ -547,8 +608,17 @@ def _open_connection(
     path: Path, busy_timeout: float, now: Callable[[], datetime]
 ) -> sqlite3.Connection:
     reason: str
+    # The integrity check reads the whole file: run it only when the last user did
+    # not close the journal cleanly (SQLite removes the -wal file on a clean close;
+    # it is also there while another process has it open) or a damaged page was met
+    # in use. A clean open stays O(1) however many tasks the journal holds.
+    marker = path.with_name(CHECK_MARKER)
+    check = Path(f"{path}-wal").exists() or marker.exists()
     try:
-        return _connect(path, busy_timeout)
+        conn = _connect(path, busy_timeout, check=check)
+        with contextlib.suppress(OSError):
+            marker.unlink(missing_ok=True)
+        return conn
     except _CorruptDatabaseError as exc:
         reason = str(exc)
     except sqlite3.DatabaseError as exc:
@@ -569,8 +639,10 @@ def _open_connection(
         reason,
         aside,
     )
+    with contextlib.suppress(OSError):
+        marker.unlink(missing_ok=True)
     try:
-        return _connect(path, busy_timeout)
+        return _connect(path, busy_timeout, check=False)
     except (_CorruptDatabaseError, sqlite3.Error, OSError) as exc:
         raise JournalError(f"Cannot start a new task journal at {path}: {exc}") from exc
 
@@ -653,6 +725,7 @@ class Journal:
         *,
         now: Callable[[], datetime] = utc_now,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> Journal:
         """Open (or create) ``<state_dir>/tasks.sqlite3``; call once at start-up.
 
@@ -669,7 +742,7 @@ class Journal:
                 "Set GRAVITEX_STATE_DIR to a writable directory."
             ) from exc
         path = state_dir / DB_FILENAME
-        with _open_lock(state_dir):
+        with _open_lock(state_dir, lock_timeout):
             conn = _open_connection(path, busy_timeout, now)
         return cls(conn, path, now)
 
@@ -698,6 +771,10 @@ class Journal:
             try:
                 return operation(self._conn)
             except sqlite3.Error as exc:
+                if isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc):
+                    # Met in use (clean opens skip the scan): check it at the next start.
+                    with contextlib.suppress(OSError):
+                        self._path.with_name(CHECK_MARKER).touch()
                 raise JournalError(f"Task journal {self._path}: {exc}") from exc
 
     async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -860,9 +937,26 @@ class Journal:
         code = None if error_code is None else str(error_code)
         message = _clean_text(error_message)
 
+        def unchanged(row: sqlite3.Row) -> bool:
+            current = JournalStatus(row["status"])
+            regression = current.is_terminal and not seen.is_terminal
+            return (
+                (regression or seen is current)
+                and (regression or raw_status is None or raw_status == row["raw_status"])
+                and (url is None or url == row["url"])
+                and (code is None or code == row["error_code"])
+                and (message is None or message == row["error_message"])
+            )
+
         def operation(conn: sqlite3.Connection) -> TaskRecord | None:
             now = _utc(self._now())
             at = _iso(now)
+            # A poll that changes nothing writes nothing (no lock, no fsync): most
+            # polls of a long task see the same status.
+            with _read(conn):
+                row = _find(conn, task_id)
+            if row is not None and unchanged(row):
+                return _record(row)
             with _write(conn):
                 row = _find(conn, task_id)
                 if row is None:

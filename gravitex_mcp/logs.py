@@ -1,36 +1,89 @@
 """Logging to stderr, with secrets scrubbed.
 
 stdout of a stdio server carries only MCP messages, so every handler here
-writes to stderr. A filter scrubs anything that looks like an API key or a
-signed URL's query string, as a last line of defence behind the code's own care.
+writes to stderr. Anything that looks like an API key or a signed URL's query
+string, and the configured secrets themselves, are scrubbed from every log
+record as it is made (message, arguments, traceback text), whatever logger
+made it and whatever handler takes it: ``httpcore2`` logs redirect ``Location``
+headers at DEBUG, uvicorn installs handlers of its own, and a test's capture
+handler sees records too. This is a last line of defence behind the code's own care.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
 
 from .redact import scrub
 
+#: Secrets named at start-up (the API key, the HTTP token), scrubbed verbatim.
+_SECRETS: list[str] = []
+
+#: Shortest configured secret scrubbed verbatim (shorter ones would mangle ordinary text).
+_MIN_SECRET = 4
+
+
+def _scrub_all(text: str) -> str:
+    for secret in _SECRETS:
+        text = text.replace(secret, "[redacted]")
+    return scrub(text)
+
+
+def scrub_record(record: logging.LogRecord) -> None:
+    """Scrub ``record`` in place: its final message, traceback and stack text."""
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a malformed record is logging's own error to report
+        return
+    cleaned = _scrub_all(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
+    if record.exc_info and not record.exc_text:
+        # Exception texts name URLs too (httpx's redirect errors, say).
+        text = logging.Formatter().formatException(record.exc_info)
+        record.exc_text = _scrub_all(text)
+    if record.stack_info:
+        record.stack_info = _scrub_all(record.stack_info)
+
 
 class ScrubFilter(logging.Filter):
-    """Rewrites each record's final message through :func:`~gravitex_mcp.redact.scrub`."""
+    """Scrubs each record a handler takes (see :func:`scrub_record`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        scrub_record(record)
         return True
+
+
+_FactoryFn = Callable[..., logging.LogRecord]
+
+
+def _install_scrubbing_factory() -> None:
+    base: _FactoryFn = logging.getLogRecordFactory()
+    if getattr(base, "_gravitex_scrubs", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        scrub_record(record)
+        return record
+
+    factory._gravitex_scrubs = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 #: Loggers kept at WARNING or above: they log full request URLs at INFO.
 NOISY = ("httpx2", "httpx", "httpcore", "uvicorn.access")
 
 
-def configure_logging(level: str, stream: TextIO | None = None) -> None:
-    """Send every log record to stderr (or ``stream``) at ``level``, scrubbed."""
+def configure_logging(
+    level: str, stream: TextIO | None = None, *, secrets: Iterable[str | None] = ()
+) -> None:
+    """Send every log record to stderr (or ``stream``) at ``level``, scrubbed of
+    key-like tokens, URL query strings and ``secrets``."""
+    _SECRETS[:] = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True)
+    _install_scrubbing_factory()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(ScrubFilter())

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
@@ -17,6 +18,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from . import __version__, catalog
 from .client import GravitexClient
 from .journal import Journal
+from .leftovers import sweep_temp_files
 from .service import VideoService
 from .settings import Settings
 from .tools import build_tools
@@ -69,6 +71,8 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
+        # Temp files of a server killed mid-download would stay forever otherwise.
+        await anyio.to_thread.run_sync(sweep_temp_files, settings.output_dir)
         journal = Journal.open(settings.state_dir)
         try:
             # A process that died mid-submit left 'submitting' rows: say a task may exist.
@@ -80,7 +84,11 @@ def build_server(
                 service = VideoService(
                     settings=settings, client=client, journal=journal, clock=clock
                 )
-                yield AppState(settings=settings, service=service, journal=journal, client=client)
+                # Saves run in the background of the server, past the call that began them.
+                async with service.running():
+                    yield AppState(
+                        settings=settings, service=service, journal=journal, client=client
+                    )
         finally:
             journal.close()
 

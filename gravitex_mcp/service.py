@@ -7,8 +7,10 @@ here is testable with an injected client transport and clock.
 
 from __future__ import annotations
 
+import glob
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +25,19 @@ from .downloads import SavedVideo, download_video
 from .errors import (
     APIError,
     DownloadError,
+    DownloadInProgressError,
     GravitexError,
     JournalError,
+    NotFoundError,
     StorageError,
     SubmitOutcomeUnknownError,
     TaskFailedError,
     TaskNotFinishedError,
+    UnknownTaskError,
+    URLExpiredError,
 )
 from .journal import Journal, TaskRecord
+from .leftovers import TEMP_SUFFIX
 from .prepare import prepare_request
 from .results import (
     CheckVideoTaskResult,
@@ -41,13 +48,28 @@ from .results import (
     TaskSummary,
 )
 from .settings import Settings
-from .waiting import Clock, PollSchedule, SystemClock, wait_for_task
+from .singleflight import BackgroundJobs, JobStoppedError, SharedPolls
+from .storage import safe_filename
+from .tasklock import TaskLock, TaskLocks
+from .waiting import Clock, PollSchedule, SystemClock
 
 logger = logging.getLogger(__name__)
 
 #: Time a wait may run past ``wait_seconds``: the last poll and the download. With
 #: the default wait it keeps the whole call under 50 s.
 FOLLOW_GRACE_SECONDS = 12.0
+
+#: The most a download_video call (its query and the save) takes; a longer save
+#: goes on in the background and a later call picks it up. Under the ~60 s at
+#: which clients cut a call.
+DOWNLOAD_BOUND_SECONDS = 45.0
+
+#: How often a save waiting for another process's save of the same task looks again.
+TASK_LOCK_RETRY_SECONDS = 1.0
+
+#: How long a save waits for another process's save of the same task (whose own
+#: retries and time-outs end well before) before calling that process stuck.
+TASK_LOCK_PATIENCE_SECONDS = 600.0
 
 #: progress(progress, total, message): monotonic progress notifications.
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
@@ -112,12 +134,31 @@ class VideoService:
         journal: Journal,
         clock: Clock | None = None,
         schedule: PollSchedule | None = None,
+        download_bound: float = DOWNLOAD_BOUND_SECONDS,
     ) -> None:
         self._settings = settings
         self._client = client
         self._journal = journal
         self._clock: Clock = clock or SystemClock()
         self._schedule = schedule or PollSchedule()
+        self._download_bound = download_bound
+        # One poll loop and one save per task, however many calls wait on it.
+        self._polls = SharedPolls(self._clock, self._schedule)
+        self._saves: BackgroundJobs[SavedVideoInfo] = BackgroundJobs()
+        self._task_locks = TaskLocks(settings.state_dir)
+        self._save_names: dict[str, str | None] = {}  # filename asked of each running save
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[VideoService]:
+        """Run saves in the background while inside (the server's lifespan);
+        leaving cancels the ones still running (their temp files go with them)."""
+        async with anyio.create_task_group() as group:
+            self._saves.attach(group)
+            try:
+                yield self
+            finally:
+                self._saves.attach(None)
+                group.cancel_scope.cancel()
 
     # --- generate -------------------------------------------------------------
 
@@ -226,38 +267,38 @@ class VideoService:
         async def on_update(snapshot: TaskSnapshot, elapsed: float) -> None:
             nonlocal latest
             latest = snapshot
-            await self._record(snapshot)
             await tracker(snapshot, elapsed)
 
         saved: SavedVideoInfo | None = None
         download_error: str | None = None
+        download_retry = True
         start = self._clock.monotonic()
         # One deadline for polls (with their retries) and the download: a slow or
         # rate-limiting API must not hold the call past what the client will wait.
         with self._clock.deadline(wait_seconds + FOLLOW_GRACE_SECONDS) as scope:
             if initial is None or wait_seconds > 0:
                 try:
-                    await wait_for_task(
+                    # Concurrent waits on this task share one poll loop; each poll
+                    # is journalled once.
+                    await self._polls.wait(
+                        task_id,
                         lambda: self._client.query(task_id),
                         wait_seconds=wait_seconds,
-                        clock=self._clock,
+                        on_poll=self._record,
                         on_update=on_update,
-                        schedule=self._schedule,
                     )
                 except APIError as exc:
-                    raise TaskCheckError(
-                        f"Task {task_id!r} exists, but checking its status failed: {exc}. "
-                        f"Call check_video_task with task_id {task_id!r} again later."
-                    ) from exc
+                    raise await self._check_failed(task_id, exc) from exc
             if latest is not None and latest.status is TaskStatus.SUCCEEDED and download:
                 try:
                     # A video already saved for this task is not downloaded again.
-                    saved = on_disk or await self._save(
+                    saved = on_disk or await self._save_once(
                         task_id, family=family, url=latest.url, filename=None
                     )
-                except (DownloadError, StorageError, APIError) as exc:
+                except (DownloadError, StorageError, APIError, JobStoppedError) as exc:
                     # The task succeeded and stays downloadable: keep its id in the result.
                     download_error = str(exc)
+                    download_retry = _waiting_helps(exc)
         elapsed = self._clock.monotonic() - start
         if latest is None:
             raise TaskCheckError(
@@ -273,9 +314,15 @@ class VideoService:
         )
         next_step = _next_step(task_id, latest.status, downloaded=saved is not None)
         if download_error is not None:
+            next_step = f"The video is ready but saving it failed: {download_error}"
+            if download_retry:
+                next_step += f" Call download_video with task_id {task_id!r} to try again."
+        elif download and saved is None and self._saves.running(task_id) is not None:
             next_step = (
-                f"The video is ready but saving it failed: {download_error} "
-                f"Call download_video with task_id {task_id!r} to try again."
+                f"The video is ready and is being saved in the background"
+                f"{self._so_far(task_id)}. Call "
+                f"download_video (or check_video_task with download: true) with task_id "
+                f"{task_id!r} again to get its path."
             )
         return CheckVideoTaskResult(
             task_id=task_id,
@@ -293,13 +340,44 @@ class VideoService:
     # --- download -----------------------------------------------------------------
 
     async def download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
-        """Save the finished video of ``task_id`` under the output directory."""
+        """Save the finished video of ``task_id`` under the output directory.
+
+        Bounded like the waits: a save that takes longer goes on in the background
+        (:class:`DownloadInProgressError` says so) and a later call picks it up.
+        """
+        result: DownloadVideoResult | None = None
+        with self._clock.deadline(self._download_bound):
+            result = await self._download(task_id, filename=filename)
+        if result is not None:
+            return result
+        if self._saves.running(task_id) is not None:
+            so_far = self._so_far(task_id)
+            raise DownloadInProgressError(
+                f"The video of task {task_id!r} is still downloading (for more than "
+                f"{self._download_bound:g} s{so_far}); it goes on in the background. Call "
+                f"download_video with task_id {task_id!r} again in a minute to get its path."
+            )
+        raise TaskCheckError(
+            f"No answer about task {task_id!r} within {self._download_bound:g} s (the API is "
+            f"slow or rate-limiting). Call download_video with task_id {task_id!r} again later."
+        )
+
+    async def _download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
         record = await self._journal.get(task_id)
         if filename is None and record is not None:
             reused = _existing_download(record)
             if reused is not None:
                 return DownloadVideoResult(task_id=task_id, reused=True, **reused.model_dump())
-        snapshot = await self._client.query(task_id)
+        pending = self._saves.pending(task_id)
+        if pending is not None:
+            # A save of this task is under way (started by an earlier call): join it
+            # rather than fetch the same video twice (or hear how it failed).
+            saved = await pending.wait()
+            return DownloadVideoResult(task_id=task_id, **saved.model_dump())
+        try:
+            snapshot = await self._client.query(task_id)
+        except NotFoundError as exc:
+            raise _unknown_task(task_id, record) from exc
         await self._record(snapshot)
         if snapshot.status is TaskStatus.FAILED:
             message = snapshot.error.message if snapshot.error else "no reason given"
@@ -313,10 +391,77 @@ class VideoService:
                 f"Task {task_id!r} is {snapshot.status.value}, not finished yet. "
                 f"Call check_video_task with task_id {task_id!r} and download: true to wait for it."
             )
-        saved = await self._save(
+        saved = await self._save_once(
             task_id, family=_family_of(record), url=snapshot.url, filename=filename
         )
         return DownloadVideoResult(task_id=task_id, **saved.model_dump())
+
+    async def _save_once(
+        self, task_id: str, *, family: Family | None, url: str | None, filename: str | None
+    ) -> SavedVideoInfo:
+        """:meth:`_save`, run at most once at a time per task: in the background (it
+        outlives the caller's bound), and under the task's lock file so another server
+        sharing the folders does not save it too. A caller joining a running save gets
+        its file (whatever ``filename`` that save was given)."""
+
+        async def save(_: object) -> SavedVideoInfo:
+            self._save_names[task_id] = filename
+            lock = await self._lock_task(task_id)
+            try:
+                if filename is None:
+                    # Another process may have saved it while this one waited.
+                    record = await self._journal.get(task_id)
+                    reused = _existing_download(record) if record is not None else None
+                    if reused is not None:
+                        return reused
+                return await self._save(task_id, family=family, url=url, filename=filename)
+            finally:
+                lock.release()
+                self._save_names.pop(task_id, None)
+
+        job, _ = await self._saves.join(task_id, save)
+        return await job.wait()
+
+    def _so_far(self, task_id: str) -> str:
+        """``", N bytes so far"`` for a running save, from its temp file's size; ``""``
+        when that cannot be seen (cheap: one directory listing, no I/O on the data)."""
+        if task_id not in self._save_names:
+            return ""
+        name = safe_filename(self._save_names[task_id], default_stem=task_id)
+        pattern = f".{glob.escape(name.removesuffix('.mp4'))}.*{TEMP_SUFFIX}"
+        try:
+            sizes = [p.stat().st_size for p in self._settings.output_dir.glob(pattern)]
+        except OSError:
+            return ""
+        return f", {max(sizes)} bytes so far" if sizes else ""
+
+    async def _lock_task(self, task_id: str) -> TaskLock:
+        logged = False
+        give_up = self._clock.monotonic() + TASK_LOCK_PATIENCE_SECONDS
+        while True:
+            try:
+                held = self._task_locks.try_acquire(task_id)
+            except OSError as exc:
+                raise StorageError(
+                    f"Cannot lock task {task_id!r} for its download in the state folder "
+                    f"{self._settings.state_dir}: {exc.strerror or exc}"
+                ) from exc
+            if isinstance(held, TaskLock):
+                return held
+            if self._clock.monotonic() >= give_up:
+                raise StorageError(
+                    f"Another gravitex-mcp process (pid {held or 'unknown'}) has held the "
+                    f"download of task {task_id!r} for over {TASK_LOCK_PATIENCE_SECONDS:g} s; "
+                    "it looks stuck. Stop it, then call download_video again."
+                )
+            if not logged:
+                logger.info(
+                    "task %s is being saved by another process (pid %s); waiting for it",
+                    task_id,
+                    held or "unknown",
+                )
+                logged = True
+            await self._clock.sleep(TASK_LOCK_RETRY_SECONDS)
 
     async def _save(
         self, task_id: str, *, family: Family | None, url: str | None, filename: str | None
@@ -343,6 +488,20 @@ class VideoService:
         logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
         return _saved_info(saved)
 
+    async def _check_failed(self, task_id: str, exc: APIError) -> GravitexError:
+        """The error for a failed status check: an unknown task says so (and whether
+        the journal knows it); retry advice only where waiting can help."""
+        if isinstance(exc, NotFoundError):
+            try:
+                record = await self._journal.get(task_id)
+            except JournalError:
+                record = None
+            return _unknown_task(task_id, record)
+        message = f"Checking the status of task {task_id!r} failed: {str(exc).rstrip('.')}."
+        if _waiting_helps(exc):
+            message += f" Call check_video_task with task_id {task_id!r} again later."
+        return TaskCheckError(message)
+
     async def _record(self, snapshot: TaskSnapshot) -> None:
         try:
             await self._journal.record_status(
@@ -365,12 +524,36 @@ class VideoService:
         return [summarize(r) for r in records]
 
 
+#: Longest text value (a prompt, say) shown in a listing; the whole entry stays in
+#: the gravitex://tasks/{task_id} resource. Keeps every listing small, whatever was asked.
+LISTED_TEXT_LIMIT = 200
+
+#: Most list items (reference images, say) shown per argument in a listing.
+LISTED_ITEMS_LIMIT = 10
+
+
+def clip_text(text: str, limit: int = LISTED_TEXT_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _clipped(value: Any) -> Any:
+    if isinstance(value, str):
+        return clip_text(value)
+    if isinstance(value, list):
+        return [_clipped(item) for item in value[:LISTED_ITEMS_LIMIT]]
+    if isinstance(value, dict):
+        return {clip_text(str(k)): _clipped(v) for k, v in value.items()}
+    return value
+
+
 def summarize(record: TaskRecord) -> TaskSummary:
-    """The public view of one journal entry (signed URLs without their query string)."""
+    """The public view of one journal entry (signed URLs without their query string),
+    long texts clipped (see :data:`LISTED_TEXT_LIMIT`)."""
     public = record.public_dict()
     error = None
     if record.error_message:
-        error = TaskErrorInfo(code=record.error_code, message=record.error_message)
+        error = TaskErrorInfo(code=record.error_code, message=clip_text(record.error_message, 1000))
     return TaskSummary(
         task_id=record.task_id,
         model=record.model,
@@ -383,7 +566,7 @@ def summarize(record: TaskRecord) -> TaskSummary:
         path=record.saved_path,
         size_bytes=record.size_bytes,
         sha256=record.sha256,
-        arguments=dict(record.arguments),
+        arguments=_clipped(dict(record.arguments)),
     )
 
 
@@ -415,6 +598,30 @@ def _existing_download(record: TaskRecord) -> SavedVideoInfo | None:
         sha256=record.sha256,
         mime_type="video/mp4",
     )
+
+
+def _waiting_helps(exc: BaseException) -> bool:
+    """Whether trying again later can succeed: not after the API refused the key,
+    the request or the id (401/403/400/404); yes after a fault, a time-out, a rate
+    limit, an expired link (a new query renews it) or a local failure."""
+    if isinstance(exc, APIError):
+        return exc.retryable or isinstance(exc, URLExpiredError)
+    return True
+
+
+def _unknown_task(task_id: str, record: TaskRecord | None) -> UnknownTaskError:
+    if record is None:
+        local = (
+            "The local journal has no task with this id either: check the id "
+            "(list_video_tasks lists the tasks this server submitted)."
+        )
+    else:
+        local = (
+            f"The local journal knows it (model {record.model}, submitted "
+            f"{record.created_at:%Y-%m-%d %H:%M} UTC, last seen {record.status.value}): it was "
+            "probably made with another API key or gateway, or has expired upstream."
+        )
+    return UnknownTaskError(f"Task {task_id!r} is unknown to the Gravitex API (HTTP 404). {local}")
 
 
 def _str_or_none(value: object) -> str | None:

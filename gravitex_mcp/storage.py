@@ -71,6 +71,7 @@ import anyio.to_thread
 from .errors import StorageError
 from .hashhelper import HashHelper, HelperError, HelperPool, shared_pool
 from .hashworker import DONTNEED, FADVISE, WRITEBACK_EVERY_BYTES
+from .leftovers import hold_temp_file
 
 logger = logging.getLogger(__name__)
 
@@ -442,6 +443,8 @@ class VideoFile:
                 raise _storage_error(
                     exc, name=self.name, directory=directory, action="create a file for"
                 ) from exc
+            # Held while writing: the start-up sweep of another server leaves it alone.
+            hold_temp_file(self._fd)
             self._dir, self._tmp = directory, tmp
             return
         raise StorageError(f"Could not find a free temporary name in {directory}.")

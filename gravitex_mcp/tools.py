@@ -33,7 +33,7 @@ from .results import (
     ListVideoTasksResult,
     SavedVideoInfo,
 )
-from .service import ProgressFn, VideoService
+from .service import ProgressFn, VideoService, clip_text
 from .validation import parse_request
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,21 @@ def _task_result(result: CheckVideoTaskResult | GenerateVideoResult) -> CallTool
         structured_content=result.model_dump(mode="json"),
         is_error=result.status == TaskStatus.FAILED or result.download_error is not None,
     )
+
+
+def _listing_text(result: ListVideoTasksResult) -> str:
+    """One short line per task: the whole data is in structuredContent, so the text
+    does not repeat it (a JSON copy doubled every listing)."""
+    if not result.tasks:
+        return "No tasks in the journal."
+    lines = [f"{len(result.tasks)} task(s), newest first:"]
+    for task in result.tasks:
+        prompt = task.arguments.get("prompt")
+        about = f' "{clip_text(" ".join(prompt.split()), 60)}"' if isinstance(prompt, str) else ""
+        saved = f", saved to {task.path}" if task.path else ""
+        name = task.task_id or "(no task id)"
+        lines.append(f"- {name}: {task.status} ({task.model}, {task.created_at}){about}{saved}")
+    return "\n".join(lines)
 
 
 def _progress_of(ctx: Context) -> ProgressFn:
@@ -244,12 +259,16 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             JournalStatus | None,
             Field(description="Only tasks with this status. Omit for all."),
         ] = None,
-    ) -> ListVideoTasksResult:
+    ) -> Annotated[CallToolResult, ListVideoTasksResult]:
         """List video tasks from this machine's journal, newest first (it survives
         restarts). Use it to find a task_id, or to check whether a submit whose answer
         was lost created a task before trying again."""
         tasks = await service_of(ctx).list_tasks(limit=limit, status=status)
-        return ListVideoTasksResult(tasks=tasks)
+        result = ListVideoTasksResult(tasks=tasks)
+        return CallToolResult(
+            content=[TextContent(type="text", text=_listing_text(result))],
+            structured_content=result.model_dump(mode="json"),
+        )
 
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
     return [

@@ -180,7 +180,7 @@ def parse_request(raw: Mapping[str, Any]) -> GenerateVideoInput:
         if name in bad:
             continue
         bad.add(name)
-        field = name + "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
+        field = _echo(name) + "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
         problems.append(Problem(field, _input_problem(spec, name, error)))
     # Judge the other arguments too, so the caller sees every problem at once.
     rest = {k: v for k, v in raw.items() if k not in bad}

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,7 +150,7 @@ async def test_history_appended_only_on_change(journal: Journal, clock: FakeCloc
         again = await journal.record_status("t-1", status=TaskStatus.QUEUED)
     assert again is not None
     assert again.updated_at == first.updated_at  # nothing changed
-    assert again.checked_at == clock.current  # but the poll was seen
+    assert again.checked_at == first.checked_at  # an unchanged poll writes nothing
     await journal.record_status("t-1", status=TaskStatus.IN_PROGRESS)
     await journal.record_status("t-1", status=TaskStatus.IN_PROGRESS)
     record = await journal.get("t-1")
@@ -572,6 +573,8 @@ async def test_damaged_pages_moved_aside(
         ).fetchone()
         conn.close()
         _zero_page(path, root)
+    # As a process killed with the journal open leaves it: the open checks the file.
+    Path(f"{path}-wal").touch()
     with caplog.at_level(logging.WARNING, logger="gravitex_mcp.journal"):
         fresh = Journal.open(tmp_path)
     try:
@@ -580,6 +583,100 @@ async def test_damaged_pages_moved_aside(
         assert await fresh.list() == []
     finally:
         fresh.close()
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SQL statement the journal's connections run."""
+    seen: list[str] = []
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn: sqlite3.Connection = real_connect(*args, **kwargs)
+        conn.set_trace_callback(seen.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", connect)  # the module journal.py calls
+    return seen
+
+
+async def test_a_clean_open_does_not_scan_the_file(tmp_path: Path, statements: list[str]) -> None:
+    j = Journal.open(tmp_path)
+    await _submitted(j, "t-1")
+    j.close()
+    statements.clear()
+    again = Journal.open(tmp_path)
+    again.close()
+    assert statements, "the trace sees the journal's statements"
+    assert not [s for s in statements if "_check" in s.lower()], statements
+    # after an unclean close (the -wal file left behind) the open does check
+    Path(f"{tmp_path / DB_FILENAME}-wal").touch()
+    Journal.open(tmp_path).close()
+    assert [s for s in statements if "quick_check" in s.lower()]
+
+
+async def test_damage_met_in_use_is_checked_at_the_next_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    j = Journal.open(tmp_path)
+    for i in range(30):
+        await _submitted(j, f"t{i}")
+    j.close()
+    path = tmp_path / DB_FILENAME
+    data = bytearray(path.read_bytes())
+    data[4096:] = b"\xa5" * (len(data) - 4096)
+    path.write_bytes(bytes(data))
+    damaged = Journal.open(tmp_path)  # a clean close: no scan, the damage is not seen yet
+    try:
+        with pytest.raises(JournalError, match="malformed"):
+            await damaged.list()
+    finally:
+        damaged.close()
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.journal"):
+        fresh = Journal.open(tmp_path)
+    try:
+        assert len(_corrupt_files(tmp_path)) == 1
+        assert await fresh.list() == []
+    finally:
+        fresh.close()
+    assert not (tmp_path / f"{DB_FILENAME}-check").exists()
+
+
+def test_a_held_lock_ends_start_up_within_its_bound(tmp_path: Path) -> None:
+    Journal.open(tmp_path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(tmp_path / journal_module.LOCK_FILENAME),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        start = time.monotonic()
+        with pytest.raises(JournalError) as caught:
+            Journal.open(tmp_path, lock_timeout=0.3)
+        took = time.monotonic() - start
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert 0.3 <= took < 5
+    message = str(caught.value)
+    assert str(tmp_path) in message
+    assert f"pid {holder.pid}" in message
+    # once the holder is gone, start-up goes ahead
+    Journal.open(tmp_path, lock_timeout=0.3).close()
 
 
 def test_move_aside_takes_side_files(tmp_path: Path) -> None:

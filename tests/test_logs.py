@@ -36,7 +36,9 @@ def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     noisy = {name: logging.getLogger(name).level for name in NOISY}
+    factory = logging.getLogRecordFactory()
     yield
+    logging.setLogRecordFactory(factory)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in handlers:

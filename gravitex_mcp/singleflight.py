@@ -1,0 +1,267 @@
+"""One poller and one download per task, however many calls wait on it.
+
+Twenty agents' calls (or one impatient agent's) waiting on one task must cost
+one poll loop upstream and save one file. :class:`SharedPolls` lets the first
+waiter of a task lead the poll loop while later ones follow its answers (each
+with its own time budget and progress); when the leader stops (its budget is
+spent, or its call was cancelled), a follower with time left takes over.
+:class:`BackgroundJobs` runs at most one job per key in a task group owned by
+the server, so a download outlives the call that started it and the next call
+picks it up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .client import TaskSnapshot
+from .errors import GravitexError
+from .waiting import Clock, PollSchedule, wait_for_task
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+#: on_update(snapshot, elapsed): what one waiter does with each answer (progress).
+UpdateFn = Callable[[TaskSnapshot, float], Awaitable[None]]
+#: on_poll(snapshot): what is done once per upstream answer, whoever waits (the journal).
+PollFn = Callable[[TaskSnapshot], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Shared:
+    """The poll state of one task shared by its waiters."""
+
+    latest: TaskSnapshot | None = None
+    error: BaseException | None = None
+    version: int = 0
+    leading: bool = False
+    users: int = 0
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    def publish(self, snapshot: TaskSnapshot | None, error: BaseException | None = None) -> None:
+        if snapshot is not None:
+            self.latest = snapshot
+        self.error = error
+        self.version += 1
+        self.wake()
+
+
+class SharedPolls:
+    """Single-flight waiting: concurrent waits on one task share one poll loop."""
+
+    def __init__(self, clock: Clock, schedule: PollSchedule) -> None:
+        self._clock = clock
+        self._schedule = schedule
+        self._tasks: dict[str, _Shared] = {}
+
+    def waiting(self, task_id: str) -> int:
+        """How many calls wait on ``task_id`` now (for tests and logs)."""
+        shared = self._tasks.get(task_id)
+        return 0 if shared is None else shared.users
+
+    async def wait(
+        self,
+        task_id: str,
+        poll: Callable[[], Awaitable[TaskSnapshot]],
+        *,
+        wait_seconds: float,
+        on_poll: PollFn,
+        on_update: UpdateFn,
+    ) -> TaskSnapshot:
+        """Like :func:`~gravitex_mcp.waiting.wait_for_task`, shared with other waiters.
+
+        Returns the last snapshot this waiter saw; raises the error of a failed poll
+        (the leader's, when following). ``on_poll`` runs once per upstream answer.
+        """
+        shared = self._tasks.setdefault(task_id, _Shared())
+        shared.users += 1
+        try:
+            return await self._wait(shared, poll, wait_seconds, on_poll, on_update)
+        finally:
+            shared.users -= 1
+            if shared.users == 0 and self._tasks.get(task_id) is shared:
+                del self._tasks[task_id]
+
+    async def _wait(
+        self,
+        shared: _Shared,
+        poll: Callable[[], Awaitable[TaskSnapshot]],
+        wait_seconds: float,
+        on_poll: PollFn,
+        on_update: UpdateFn,
+    ) -> TaskSnapshot:
+        start = self._clock.monotonic()
+        latest: TaskSnapshot | None = None
+        if shared.leading and shared.latest is not None and wait_seconds <= 0:
+            # "Just look" while another call polls: its last answer is at most one
+            # poll interval old.
+            latest = shared.latest
+            await on_update(latest, 0.0)
+            return latest
+        seen = shared.version
+        while True:
+            elapsed = self._clock.monotonic() - start
+            if latest is not None and (latest.status.is_terminal or elapsed >= wait_seconds):
+                return latest
+            if not shared.leading:
+                return await self._lead(
+                    shared, poll, max(0.0, wait_seconds - elapsed), start, on_poll, on_update
+                )
+            event = shared.changed
+            if latest is None:
+                # The caller's own deadline bounds the wait for a first answer.
+                await event.wait()
+            else:
+                with self._clock.deadline(wait_seconds - elapsed):
+                    await event.wait()
+            if shared.version != seen:
+                seen = shared.version
+                if shared.error is not None:
+                    raise shared.error
+                if shared.latest is not None:
+                    latest = shared.latest
+                    await on_update(latest, self._clock.monotonic() - start)
+
+    async def _lead(
+        self,
+        shared: _Shared,
+        poll: Callable[[], Awaitable[TaskSnapshot]],
+        wait_seconds: float,
+        start: float,
+        on_poll: PollFn,
+        on_update: UpdateFn,
+    ) -> TaskSnapshot:
+        shared.leading = True
+        offset = self._clock.monotonic() - start
+
+        async def update(snapshot: TaskSnapshot, elapsed: float) -> None:
+            shared.publish(snapshot)
+            await on_poll(snapshot)
+            await on_update(snapshot, offset + elapsed)
+
+        try:
+            snapshot, _ = await wait_for_task(
+                poll,
+                wait_seconds=wait_seconds,
+                clock=self._clock,
+                on_update=update,
+                schedule=self._schedule,
+            )
+        except Exception as exc:
+            shared.publish(None, exc)
+            raise
+        finally:
+            shared.leading = False
+            # Followers with time left take over (or return what they have).
+            shared.wake()
+        return snapshot
+
+
+@dataclass(slots=True)
+class Job(Generic[_T]):
+    """One background job: its outcome once ``done`` is set."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: _T | None = None
+    error: BaseException | None = None
+    watchers: int = 0
+
+    async def wait(self) -> _T:
+        """Wait for the job (cancel the caller to stop waiting: the job goes on) and
+        return its result or raise its error."""
+        self.watchers += 1
+        try:
+            await self.done.wait()
+        finally:
+            self.watchers -= 1
+        return self.outcome()
+
+    def outcome(self) -> _T:
+        """The job's result, or its error raised; only once ``done`` is set."""
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class BackgroundJobs(Generic[_T]):
+    """At most one running job per key, run in a task group that outlives the calls.
+
+    Without a task group (the core used alone, outside a server) a job runs in
+    the caller's task and ends with it.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[str, Job[_T]] = {}
+        # Failures no caller was waiting for: handed to the next caller once, so the
+        # reason is not lost with the call that gave up waiting.
+        self._unclaimed: dict[str, Job[_T]] = {}
+        self._group: TaskGroup | None = None
+
+    def attach(self, group: TaskGroup | None) -> None:
+        """Run later jobs in ``group`` (``None``: in the caller)."""
+        self._group = group
+
+    def running(self, key: str) -> Job[_T] | None:
+        """The job running for ``key``, if any."""
+        return self._running.get(key)
+
+    def pending(self, key: str) -> Job[_T] | None:
+        """The job running for ``key``, or else one that failed with nobody waiting
+        (handed out once)."""
+        return self._running.get(key) or self._unclaimed.pop(key, None)
+
+    async def join(
+        self, key: str, start: Callable[[Job[_T]], Awaitable[_T]]
+    ) -> tuple[Job[_T], bool]:
+        """The job for ``key``: the running one, or a new one running ``start``.
+
+        Returns the job and whether this call started it. Await ``job.done``
+        (within the caller's own bound) for its outcome.
+        """
+        job = self.pending(key)
+        if job is not None:
+            return job, False
+        job = Job()
+        self._running[key] = job
+
+        async def run() -> None:
+            try:
+                job.result = await start(job)
+            except anyio.get_cancelled_exc_class():
+                job.error = JobStoppedError(
+                    "The background work was stopped before it finished (the server is "
+                    "shutting down, or the call that ran it was cancelled); call again."
+                )
+                raise
+            except Exception as exc:  # noqa: BLE001 - re-raised in every caller that waits on it
+                job.error = exc
+            finally:
+                del self._running[key]
+                unclaimed = job.watchers == 0 and job.error is not None
+                if unclaimed and not isinstance(job.error, JobStoppedError):
+                    self._unclaimed[key] = job
+                job.done.set()
+
+        if self._group is None:
+            await run()
+            if self._unclaimed.get(key) is job:
+                del self._unclaimed[key]  # this caller takes the outcome
+        else:
+            self._group.start_soon(run, name=f"background job {key}")
+        return job, True
+
+
+class JobStoppedError(GravitexError):
+    """A background job was cancelled (server shutting down, or its caller gone)."""

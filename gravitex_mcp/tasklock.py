@@ -1,0 +1,80 @@
+"""A lock file per task in the state folder: one download of a task at a time,
+across every server process that shares the folders.
+
+``<state_dir>/locks/<sha256 of the task id>.lock`` is held with an exclusive
+``fcntl.flock`` for the whole download; the holder writes its pid into it so a
+waiting process can say who holds it. The kernel drops a flock when its holder
+dies, so a crash never leaves a task locked. Lock files are left in place
+(deleting one while another process opens it would let two holders in); they
+are empty but for a pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+if sys.platform != "win32":
+    import fcntl
+
+LOCKS_DIRNAME = "locks"
+
+
+class TaskLock:
+    """A held lock; :meth:`release` (or closing) lets the next holder in."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        """Release the lock; idempotent."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor releases the flock
+
+
+class TaskLocks:
+    """The per-task lock files of one state folder."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._dir = Path(state_dir) / LOCKS_DIRNAME
+
+    def path(self, key: str) -> Path:
+        """The lock file of ``key`` (a task id; hashed, so any id makes a safe name)."""
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return self._dir / f"{digest}.lock"
+
+    def try_acquire(self, key: str) -> TaskLock | int:
+        """The lock of ``key`` if it is free; else the holder's pid (``0`` when the
+        holder wrote none yet).
+
+        Raises :class:`OSError` when the folder cannot be used.
+        """
+        if sys.platform == "win32":  # pragma: no cover - one process per folder assumed
+            return TaskLock(None)
+        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path(key), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            return holder
+        except BaseException:
+            os.close(fd)
+            raise
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return TaskLock(fd)
+
+
+def _read_pid(fd: int) -> int:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
