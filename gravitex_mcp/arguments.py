@@ -271,6 +271,19 @@ class GenerateVideoInput(VideoArguments):
         Field(description="Save the video to the output folder when it finishes within the wait."),
     ] = False
 
+    idempotency_key: Annotated[
+        str | SkipJsonSchema[None],
+        Field(
+            min_length=1,
+            max_length=100,
+            description=(
+                "Makes retries safe: a repeat with the same key and the same arguments "
+                "returns the first call's task (even after a restart) and submits nothing; "
+                "the same key with other arguments is refused. Not sent upstream."
+            ),
+        ),
+    ] = None
+
     def video_arguments(self) -> VideoArguments:
         """The unified arguments alone, with the same fields marked as given."""
         return VideoArguments.model_validate(self.given())

@@ -83,6 +83,15 @@ class GenerateVideoResult(TaskResult):
         list[str],
         Field(description="Things worth knowing about how the model treats these arguments."),
     ] = Field(default_factory=list)
+    replayed: Annotated[
+        bool,
+        Field(
+            description=(
+                "True when idempotency_key matched an earlier call: its task is returned "
+                "and nothing new was submitted."
+            )
+        ),
+    ] = False
 
 
 class CheckVideoTaskResult(TaskResult):
