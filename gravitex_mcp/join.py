@@ -32,12 +32,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 
-from .errors import GravitexError, StorageError
-from .results import ProbeInfo
+from .errors import GravitexError, InvalidArgumentsError, Problem, StorageError
+from .results import JoinVideosResult, ProbeInfo
 from .storage import OutputDir, StoredFile
 
 if TYPE_CHECKING:
     import av.container
+
+    from .service import VideoService
 
 logger = logging.getLogger(__name__)
 
@@ -376,3 +378,70 @@ async def join_files(
     probe = await anyio.to_thread.run_sync(probe_video, stored.path)
     logger.info("joined %d clips into %s (%s)", len(paths), stored.path, plan.method)
     return JoinedVideo(stored=stored, plan=plan, probe=probe)
+
+
+# --- join_videos: tasks, downloaded first where needed ------------------------------------
+
+#: Downloads at once while gathering the clips.
+_PARALLEL_DOWNLOADS: Final = 4
+
+
+async def join_tasks(
+    service: VideoService,
+    task_ids: Sequence[str],
+    *,
+    filename: str | None,
+    output: OutputDir | None = None,
+) -> JoinVideosResult:
+    """Join the videos of ``task_ids`` in order; clips not yet saved are downloaded first.
+
+    Raises :class:`JoinError` naming every task that could not be gathered (not
+    finished, failed, download refused); nothing is joined then.
+    """
+    if not MIN_CLIPS <= len(task_ids) <= MAX_CLIPS:
+        raise InvalidArgumentsError(
+            [
+                Problem(
+                    "task_ids",
+                    f"must list {MIN_CLIPS} to {MAX_CLIPS} task ids, in the order to join; "
+                    f"got {len(task_ids)}",
+                )
+            ]
+        )
+    paths: dict[str, Path] = {}
+    failures: dict[str, str] = {}
+    limiter = anyio.CapacityLimiter(_PARALLEL_DOWNLOADS)
+
+    async def gather(task_id: str) -> None:
+        async with limiter:
+            try:
+                saved = await service.download(task_id, filename=None)
+            except GravitexError as exc:
+                failures[task_id] = str(exc)
+                return
+        paths[task_id] = Path(saved.path)
+
+    async with anyio.create_task_group() as group:
+        for task_id in dict.fromkeys(task_ids):  # a clip used twice is fetched once
+            group.start_soon(gather, task_id)
+    if failures:
+        listed = "; ".join(f"{tid}: {why}" for tid, why in failures.items())
+        raise JoinError(f"Nothing was joined: {len(failures)} clip(s) are not available. {listed}")
+    out = output or OutputDir(service.settings.output_dir)
+    joined = await join_files(
+        [paths[t] for t in task_ids],
+        out,
+        filename=filename,
+        default_stem=f"joined-{task_ids[0]}-{len(task_ids)}-clips",
+    )
+    stored = joined.stored
+    return JoinVideosResult(
+        path=str(stored.path),
+        uri=stored.path.as_uri(),
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+        task_ids=list(task_ids),
+        method=joined.plan.method,
+        probe=joined.probe,
+        notes=list(joined.plan.notes),
+    )

@@ -134,6 +134,11 @@ class VideoService:
         self._clock: Clock = clock or SystemClock()
         self._schedule = schedule or PollSchedule()
 
+    @property
+    def settings(self) -> Settings:
+        """The settings the service runs with (output folder, input folders, ...)."""
+        return self._settings
+
     # --- generate -------------------------------------------------------------
 
     async def generate(
