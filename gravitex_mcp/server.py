@@ -32,6 +32,8 @@ Make videos with Sora 2, Google Veo, Alibaba Wan and ByteDance Doubao Seedance.
 2. generate_video submits a task and waits briefly; it returns a task_id.
 3. check_video_task waits for it (call again while not finished); download: true saves it.
 4. download_video saves a finished video and returns its path; list_video_tasks lists tasks.
+5. generate_videos makes several at once; join_videos joins finished videos into a longer one.
+Pass idempotency_key to generate_video so that a retried call never pays twice.
 Videos take 1-5 minutes. Bad arguments are refused before anything is sent (nothing is charged).
 """
 
