@@ -17,6 +17,7 @@ def make_clip(
     audio: bool = True,
     codec: str = "libx264",
     rate: int = 8000,
+    options: dict[str, str] | None = None,
 ) -> Path:
     """Write a ``seconds``-long clip (a grey level that moves) with an optional tone."""
     av = pytest.importorskip("av", reason="PyAV (av) is a dependency: pip install -e .[dev]")
@@ -28,7 +29,7 @@ def make_clip(
         video = output.add_stream(codec, rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
-            video.options = {"preset": "ultrafast", "tune": "zerolatency"}
+            video.options = {"preset": "ultrafast", "tune": "zerolatency", **(options or {})}
         sound = output.add_stream("aac", rate=rate) if audio else None
         if sound is not None:
             sound.layout = "mono"

@@ -56,6 +56,19 @@ async def test_clips_of_different_sizes_are_re_encoded_to_the_first(tmp_path: Pa
     assert joined.stored.path.is_file()
 
 
+async def test_same_size_but_other_codec_or_encoder_setup_is_re_encoded(tmp_path: Path) -> None:
+    h264 = make_clip(tmp_path / "h264.mp4", 2)
+    mpeg4 = make_clip(tmp_path / "mpeg4.mp4", 2, codec="mpeg4")
+    baseline = make_clip(tmp_path / "base.mp4", 2, options={"x264-params": "ref=3"})
+    out = _out(tmp_path)
+    codecs = await join_files([h264, mpeg4], out, filename=None, default_stem="j")
+    setups = await join_files([h264, baseline], out, filename=None, default_stem="j")
+    for joined in (codecs, setups):
+        assert joined.plan.method == "re_encode"
+        assert joined.probe.video_codec == "h264"
+        assert joined.probe.duration_seconds == pytest.approx(4.0, abs=0.25)
+
+
 async def test_audio_is_dropped_with_a_note_when_a_clip_has_none(tmp_path: Path) -> None:
     sound = make_clip(tmp_path / "sound.mp4", 2)
     silent = make_clip(tmp_path / "silent.mp4", 2, audio=False)
