@@ -1,4 +1,4 @@
-"""The five MCP tools: thin wrappers that parse, call the service, and shape results.
+"""The MCP tools: thin wrappers that parse, call the service, and shape results.
 
 Every failure the agent can act on (a bad argument, an upstream refusal, a
 failed task) comes back as a result with ``isError: true`` and a message that
