@@ -24,13 +24,15 @@ import contextlib
 import logging
 import math
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
+import anyio.from_thread
+import anyio.to_thread
 
 from .errors import GravitexError, InvalidArgumentsError, Problem, StorageError
 from .results import JoinVideosResult, ProbeInfo
@@ -39,7 +41,7 @@ from .storage import OutputDir, StoredFile
 if TYPE_CHECKING:
     import av.container
 
-    from .service import VideoService
+    from .service import ProgressFn, VideoService
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +200,7 @@ def plan_join(clips: Sequence[ClipInfo]) -> JoinPlan:
 # --- stream copy ---------------------------------------------------------------------
 
 
-def _remux(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool) -> None:
+def _remux(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool, on_clip: ClipDone) -> None:
     import av
 
     with av.open(str(dest), "w", format="mp4") as output:
@@ -236,6 +238,7 @@ def _remux(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool) -> None:
                     packet.stream = out_streams[kind]
                     output.mux(packet)
                 offset = max(end, offset + clip.duration)
+            on_clip(clip)
 
 
 # --- re-encode -------------------------------------------------------------------------
@@ -250,7 +253,7 @@ def _video_frames(container: av.container.InputContainer) -> Iterator[tuple[floa
         yield float(frame.pts * frame.time_base), frame
 
 
-def _reencode(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool) -> None:
+def _reencode(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool, on_clip: ClipDone) -> None:
     import av
 
     first = clips[0]
@@ -301,6 +304,7 @@ def _reencode(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool) -> None:
             if audio_out is not None:
                 audio_next = _encode_audio(clip, output, audio_out, rate, audio_next)
             offset = max(offset + clip.duration, float(frame_index / fps))
+            on_clip(clip)
         output.mux(video.encode(None))
         if audio_out is not None:
             output.mux(audio_out.encode(None))
@@ -335,8 +339,39 @@ def _encode_audio(clip: ClipInfo, output: Any, stream: Any, rate: int, next_pts:
 
 # --- the whole join ----------------------------------------------------------------------
 
+ClipDone = Callable[[ClipInfo], None]
 
-def _write_joined(paths: Sequence[Path], dest: Path) -> JoinPlan:
+
+def _clip_reporter(progress: ProgressFn | None, total: int) -> ClipDone:
+    """Called in the worker thread after each clip: a progress notification per clip."""
+    done = 0
+
+    def report(clip: ClipInfo) -> None:
+        nonlocal done
+        done += 1
+        if progress is None:
+            return
+        send, value = progress, float(done)
+        message = f"joined {done} of {total} clips ({clip.path.name})"
+
+        async def notify() -> None:
+            await send(value, float(total), message)
+
+        anyio.from_thread.run(notify)
+
+    return report
+
+
+def _after(progress: ProgressFn, base: int) -> ProgressFn:
+    """``progress`` shifted past ``base`` earlier steps, so it keeps increasing."""
+
+    async def report(value: float, total: float | None, message: str) -> None:
+        await progress(base + value, None if total is None else base + total, message)
+
+    return report
+
+
+def _write_joined(paths: Sequence[Path], dest: Path, on_clip: ClipDone) -> JoinPlan:
     """Blocking: inspect the clips, choose a plan, write the joined mp4 to ``dest``."""
     import av
 
@@ -344,9 +379,9 @@ def _write_joined(paths: Sequence[Path], dest: Path) -> JoinPlan:
     plan = plan_join(clips)
     try:
         if plan.method == "stream_copy":
-            _remux(clips, dest, plan.keep_audio)
+            _remux(clips, dest, plan.keep_audio, on_clip)
         else:
-            _reencode(clips, dest, plan.keep_audio)
+            _reencode(clips, dest, plan.keep_audio, on_clip)
     except av.FFmpegError as exc:
         raise JoinError(f"Joining the clips failed ({plan.method}): {exc}") from exc
     return plan
@@ -365,7 +400,12 @@ async def _publish(tmp: Path, out: OutputDir, *, filename: str | None, stem: str
 
 
 async def join_files(
-    paths: Sequence[Path], out: OutputDir, *, filename: str | None, default_stem: str
+    paths: Sequence[Path],
+    out: OutputDir,
+    *,
+    filename: str | None,
+    default_stem: str,
+    progress: ProgressFn | None = None,
 ) -> JoinedVideo:
     """Join the mp4s at ``paths`` in order and publish the result under ``out``.
 
@@ -379,7 +419,9 @@ async def join_files(
     tmp = directory / f".join-{secrets.token_hex(8)}.part"
     try:
         try:
-            plan = await anyio.to_thread.run_sync(_write_joined, list(paths), tmp)
+            plan = await anyio.to_thread.run_sync(
+                _write_joined, list(paths), tmp, _clip_reporter(progress, len(paths))
+            )
         except OSError as exc:
             raise StorageError(
                 f"Could not write the joined video in {directory}: {exc.strerror or exc}. "
@@ -406,6 +448,7 @@ async def join_tasks(
     *,
     filename: str | None,
     output: OutputDir | None = None,
+    progress: ProgressFn | None = None,
 ) -> JoinVideosResult:
     """Join the videos of ``task_ids`` in order; clips not yet saved are downloaded first.
 
@@ -425,6 +468,7 @@ async def join_tasks(
     paths: dict[str, Path] = {}
     failures: dict[str, str] = {}
     limiter = anyio.CapacityLimiter(_PARALLEL_DOWNLOADS)
+    unique = list(dict.fromkeys(task_ids))  # a clip used twice is fetched once
 
     async def gather(task_id: str) -> None:
         async with limiter:
@@ -434,9 +478,11 @@ async def join_tasks(
                 failures[task_id] = str(exc)
                 return
         paths[task_id] = Path(saved.path)
+        if progress is not None:
+            await progress(len(paths), None, f"{len(paths)} of {len(unique)} clips saved")
 
     async with anyio.create_task_group() as group:
-        for task_id in dict.fromkeys(task_ids):  # a clip used twice is fetched once
+        for task_id in unique:
             group.start_soon(gather, task_id)
     if failures:
         listed = "; ".join(f"{tid}: {why}" for tid, why in failures.items())
@@ -447,6 +493,7 @@ async def join_tasks(
         out,
         filename=filename,
         default_stem=f"joined-{task_ids[0]}-{len(task_ids)}-clips",
+        progress=None if progress is None else _after(progress, len(unique)),
     )
     stored = joined.stored
     return JoinVideosResult(

@@ -330,7 +330,9 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         path, size, sha256 and a probe (duration, size, fps, codec, audio)."""
 
         async def body() -> CallToolResult:
-            result = await join_tasks(service_of(ctx), task_ids, filename=filename)
+            result = await join_tasks(
+                service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)
+            )
             probe = result.probe
             how = "stream copy" if result.method == "stream_copy" else "re-encoded"
             lines = [

@@ -119,7 +119,9 @@ async def test_join_videos_downloads_then_joins_the_simulator_clips(tmp_path: Pa
         first = await _finished_task(client, h, "shot one")
         second = await _finished_task(client, h, "shot two")
         result = await client.call_tool(
-            "join_videos", {"task_ids": [first, second, first], "filename": "story"}
+            "join_videos",
+            {"task_ids": [first, second, first], "filename": "story"},
+            progress_callback=h.on_progress,
         )
     data = structured(result)
     sample = probe_video(Path(next(iter(h.settings.output_dir.glob("video_*.mp4")))))
@@ -130,6 +132,11 @@ async def test_join_videos_downloads_then_joins_the_simulator_clips(tmp_path: Pa
     assert Path(data["path"]).stat().st_size == data["size_bytes"]
     assert h.sim.calls["download"] == 2  # each clip downloaded once, before the join
     assert any(block.type == "resource_link" for block in result.content)
+    messages = [m for _, _, m in h.progress if m]
+    joining = [p for p, _, m in h.progress if m and ("clips saved" in m or "joined" in m)]
+    assert "2 of 2 clips saved" in messages
+    assert "joined 3 of 3 clips" in " ".join(messages)
+    assert joining == sorted(set(joining))  # strictly increasing
 
 
 async def test_join_of_an_unfinished_task_names_it_and_saves_nothing(tmp_path: Path) -> None:
