@@ -11,6 +11,7 @@ the result says which jobs to send again.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 MAX_JOBS: Final = 8
 _SERVER_SIDE: Final = ("dry_run", "wait_seconds", "download", "idempotency_key")
+_JOB_INDEX: Final = re.compile(r"jobs\[([0-9]+)\]")
 
 
 class BatchSettings(BaseModel):
@@ -86,17 +88,14 @@ def _prefixed(index: int, problems: Sequence[Problem]) -> list[Problem]:
     return [Problem(f"jobs[{index}].{p.field}", p.message) for p in problems]
 
 
-def parse_batch(raw: Mapping[str, Any]) -> tuple[list[VideoArguments], int, bool]:
-    """The jobs and batch settings from the raw tool arguments.
-
-    Raises :class:`InvalidArgumentsError` naming every problem, each job's with
-    its 0-based index (``jobs[1].duration``).
-    """
+def _parse(
+    raw: Mapping[str, Any],
+) -> tuple[dict[int, VideoArguments], BatchSettings, list[Problem]]:
+    """The jobs that parse (by index), the batch settings, and every problem found."""
     problems: list[Problem] = []
-    settings = {k: v for k, v in raw.items() if k != "jobs"}
-    batch: BatchSettings | None = None
+    settings = BatchSettings()
     try:
-        batch = BatchSettings.model_validate(settings)
+        settings = BatchSettings.model_validate({k: v for k, v in raw.items() if k != "jobs"})
     except ValidationError as exc:
         for error in exc.errors():
             name = str(error["loc"][0]) if error["loc"] else "arguments"
@@ -109,7 +108,7 @@ def parse_batch(raw: Mapping[str, Any]) -> tuple[list[VideoArguments], int, bool
                 message = f"{error.get('input')!r} is not valid: {error['msg']}"
             problems.append(Problem(name, message))
     jobs = raw.get("jobs")
-    parsed: list[VideoArguments] = []
+    parsed: dict[int, VideoArguments] = {}
     if not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_JOBS:
         count = f"{len(jobs)} jobs" if isinstance(jobs, list) else repr(jobs)
         problems.append(
@@ -137,32 +136,38 @@ def parse_batch(raw: Mapping[str, Any]) -> tuple[list[VideoArguments], int, bool
                 )
         job_args = {k: v for k, v in job.items() if k not in _SERVER_SIDE and v is not None}
         try:
-            parsed.append(parse_request(job_args).video_arguments())
+            parsed[index] = parse_request(job_args).video_arguments()
         except InvalidArgumentsError as exc:
             problems.extend(_prefixed(index, exc.problems))
-    if problems:
-        raise InvalidArgumentsError(problems)
-    assert batch is not None
-    return parsed, batch.wait_seconds, batch.download
+    return parsed, settings, problems
 
 
-async def prepare_batch(
-    service: VideoService, jobs: Sequence[VideoArguments], *, wait_seconds: int, download: bool
-) -> BatchRequest:
-    """Check every job against its model and read its media; nothing is sent.
+async def check_batch(service: VideoService, raw: Mapping[str, Any]) -> BatchRequest:
+    """Check the raw generate_videos arguments: every job against its model, its media
+    read; nothing is sent.
 
-    Raises one :class:`InvalidArgumentsError` with every job's problems.
+    Raises one :class:`InvalidArgumentsError` naming every problem, each job's with
+    its 0-based index (``jobs[1].duration``).
     """
-    problems: list[Problem] = []
+    parsed, settings, problems = _parse(raw)
     prepared: list[PreparedRequest] = []
-    for index, job in enumerate(jobs):
+    for index, job in parsed.items():
         try:
             prepared.append(await service.prepare(job))
         except InvalidArgumentsError as exc:
             problems.extend(_prefixed(index, exc.problems))
     if problems:
+        # In job order, whichever step found them.
+        problems.sort(key=_job_order)
         raise InvalidArgumentsError(problems)
-    return BatchRequest(prepared=tuple(prepared), wait_seconds=wait_seconds, download=download)
+    return BatchRequest(
+        prepared=tuple(prepared), wait_seconds=settings.wait_seconds, download=settings.download
+    )
+
+
+def _job_order(problem: Problem) -> int:
+    match = _JOB_INDEX.match(problem.field)
+    return -1 if match is None else int(match[1])
 
 
 class _BatchProgress:

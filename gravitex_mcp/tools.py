@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from . import catalog
 from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
-from .batch import GenerateVideosInput, parse_batch, prepare_batch, run_batch
+from .batch import GenerateVideosInput, check_batch, run_batch
 from .domain import Family, TaskStatus
 from .errors import GravitexError
 from .join import join_tasks
@@ -290,11 +290,10 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideosResult]:
         async def body() -> CallToolResult:
-            jobs, wait_seconds, download = parse_batch(
-                {k: v for k, v in arguments.items() if v is not None}
-            )
             service = service_of(ctx)
-            batch = await prepare_batch(service, jobs, wait_seconds=wait_seconds, download=download)
+            # null means "not given", as in generate_video.
+            given = {k: v for k, v in arguments.items() if v is not None}
+            batch = await check_batch(service, given)
             return _batch_result(await run_batch(service, batch, _progress_of(ctx)))
 
         return await _guarded(body)

@@ -30,6 +30,19 @@ async def test_one_bad_job_sends_nothing_and_names_its_index(h: Harness) -> None
     assert h.sim.calls["submit"] == 0
 
 
+async def test_type_and_model_problems_of_different_jobs_come_back_together(
+    h: Harness,
+) -> None:
+    jobs = [_job("a cat", duration="long"), _job("a dog", duration=7), {"prompt": "no model"}]
+    async with connected(h) as client:
+        result = await client.call_tool("generate_videos", {"jobs": jobs})
+    text = text_of(result)
+    assert result.is_error
+    assert text.index("jobs[0].duration") < text.index("jobs[1].duration")
+    assert text.index("jobs[1].duration") < text.index("jobs[2].model")
+    assert h.sim.calls["submit"] == 0
+
+
 async def test_batch_shape_problems_are_named(h: Harness) -> None:
     async with connected(h) as client:
         empty = await client.call_tool("generate_videos", {"jobs": []})
