@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import sqlite3
-import time
-from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -235,12 +234,13 @@ async def test_a_key_held_by_a_submit_that_never_answers_is_reported_busy(
     assert sum(clock.sleeps) >= 10  # it waited for the other call before giving up
 
 
-def _claim_in_process(state_dir: str, start_at: float) -> bool:
+def _claim_in_process(state_dir: str, ready: Any, results: Any) -> None:
+    """A child process: open the journal, wait for the others, claim the one key."""
+
     async def claim() -> bool:
         journal = Journal.open(Path(state_dir))
         try:
-            # Start together, so the claims really race.
-            time.sleep(max(0.0, start_at - time.time()))
+            ready.wait(timeout=60)  # every process opened its journal: the claims race
             result = await journal.claim_key(
                 "one-key", arguments_hash="h", model="sora-2", family="sora", arguments={}
             )
@@ -248,15 +248,24 @@ def _claim_in_process(state_dir: str, start_at: float) -> bool:
         finally:
             journal.close()
 
-    return asyncio.run(claim())
+    results.put(asyncio.run(claim()))
 
 
 def test_processes_racing_for_one_key_claim_it_once(tmp_path: Path) -> None:
     Journal.open(tmp_path).close()  # schema in place, so the race is on the claim alone
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=4, mp_context=context) as pool:
-        start_at = time.time() + 2.0
-        claims = list(pool.map(_claim_in_process, [str(tmp_path)] * 4, [start_at] * 4))
+    count = 3
+    ready, results = context.Barrier(count), context.Queue()
+    workers = [
+        context.Process(target=_claim_in_process, args=(str(tmp_path), ready, results))
+        for _ in range(count)
+    ]
+    for worker in workers:
+        worker.start()
+    claims = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [w.exitcode for w in workers] == [0] * count
     assert claims.count(True) == 1
 
 
