@@ -276,7 +276,7 @@ def _reencode(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool, on_clip: 
             audio_out = output.add_stream("aac", rate=rate)
             audio_out.layout = first.audio.layout
         frame_index = 0
-        audio_next = 0
+        audio_next = 0  # the next output audio sample
         offset = 0.0
         for clip in clips:
             with _open(clip.path) as container:
@@ -301,40 +301,51 @@ def _reencode(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool, on_clip: 
                     last.pts = frame_index
                     output.mux(video.encode(last))
                     frame_index += 1
-            if audio_out is not None:
-                audio_next = _encode_audio(clip, output, audio_out, rate, audio_next)
             offset = max(offset + clip.duration, float(frame_index / fps))
+            if audio_out is not None:
+                # Each clip's audio ends where its video ends: no drift across seams.
+                audio_end = round(offset * rate)
+                _encode_audio(clip, output, audio_out, rate, audio_next, audio_end)
+                audio_next = audio_end
             on_clip(clip)
         output.mux(video.encode(None))
         if audio_out is not None:
             output.mux(audio_out.encode(None))
 
 
-def _encode_audio(clip: ClipInfo, output: Any, stream: Any, rate: int, next_pts: int) -> int:
-    """Append ``clip``'s audio, resampled to the output's format; returns the next pts."""
+def _encode_audio(
+    clip: ClipInfo, output: Any, stream: Any, rate: int, start: int, end: int
+) -> None:
+    """Encode ``clip``'s audio as output samples ``start``..``end``: resampled to the
+    output's format, cut where it runs longer, padded with silence where shorter."""
     from av.audio.fifo import AudioFifo
+    from av.audio.frame import AudioFrame
     from av.audio.resampler import AudioResampler
 
-    resampler = AudioResampler(format=stream.codec_context.format, layout=stream.layout, rate=rate)
+    fmt, layout = stream.codec_context.format, stream.layout
+    resampler = AudioResampler(format=fmt, layout=layout, rate=rate)
     fifo = AudioFifo()
     with _open(clip.path) as container:
         for frame in container.decode(container.streams.audio[0]):
             for resampled in resampler.resample(frame):
-                resampled.pts = None
+                resampled.pts = None  # the fifo checks continuity of given pts
                 fifo.write(resampled)
         for resampled in resampler.resample(None):
             resampled.pts = None
             fifo.write(resampled)
-    # AAC takes fixed-size frames; the last partial one goes to the encoder as is.
-    while fifo.samples > 0:
-        chunk = fifo.read(min(_AUDIO_FRAME, fifo.samples))
+    pts = start
+    while pts < end:
+        count = min(_AUDIO_FRAME, end - pts)
+        chunk = fifo.read(min(count, fifo.samples)) if fifo.samples else None
         if chunk is None:
-            break
-        chunk.pts = next_pts
+            chunk = AudioFrame(format=fmt.name, layout=layout.name, samples=count)
+            for plane in chunk.planes:
+                plane.update(bytes(plane.buffer_size))  # silence
+            chunk.sample_rate = rate
+        chunk.pts = pts
         chunk.time_base = Fraction(1, rate)
-        next_pts += chunk.samples
+        pts += chunk.samples
         output.mux(stream.encode(chunk))
-    return next_pts
 
 
 # --- the whole join ----------------------------------------------------------------------
