@@ -18,6 +18,7 @@ def make_clip(
     codec: str = "libx264",
     rate: int = 8000,
     options: dict[str, str] | None = None,
+    audio_seconds: float | None = None,
 ) -> Path:
     """Write a ``seconds``-long clip (a grey level that moves) with an optional tone."""
     av = pytest.importorskip("av", reason="PyAV (av) is a dependency: pip install -e .[dev]")
@@ -45,7 +46,7 @@ def make_clip(
             output.mux(video.encode(frame))
         output.mux(video.encode(None))
         if sound is not None:
-            samples = round(seconds * rate)
+            samples = round((seconds if audio_seconds is None else audio_seconds) * rate)
             pts = 0
             while pts < samples:
                 n = min(1024, samples - pts)

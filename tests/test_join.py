@@ -57,6 +57,23 @@ async def test_clips_of_different_sizes_are_re_encoded_to_the_first(tmp_path: Pa
     assert joined.stored.path.is_file()
 
 
+async def test_re_encoded_audio_is_padded_to_each_clips_video(tmp_path: Path) -> None:
+    import av
+
+    short_sound = make_clip(tmp_path / "short.mp4", 2, audio_seconds=1)
+    other_size = make_clip(tmp_path / "other.mp4", 2, size=(32, 24))
+    joined = await join_files(
+        [short_sound, other_size], _out(tmp_path), filename=None, default_stem="j"
+    )
+    assert joined.plan.method == "re_encode"
+    with av.open(str(joined.stored.path)) as container:
+        sound = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(sound))
+    # 4 s of sound (1 s of it silence) under 4 s of video: the second clip's sound
+    # starts with its picture. AAC adds at most a frame of padding.
+    assert 4 * 8000 <= samples <= 4 * 8000 + 2 * 1024
+
+
 async def test_same_size_but_other_codec_or_encoder_setup_is_re_encoded(tmp_path: Path) -> None:
     h264 = make_clip(tmp_path / "h264.mp4", 2)
     mpeg4 = make_clip(tmp_path / "mpeg4.mp4", 2, codec="mpeg4")
