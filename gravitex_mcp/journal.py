@@ -39,6 +39,11 @@ Design choices:
 * **Terminal states stick.** Once a task is ``succeeded`` or ``failed``, a later
   non-terminal observation (two processes polling, answers arriving out of
   order) does not move it back.
+* **Idempotency keys** (schema v2) live in their own table, one row per key
+  pointing at the submission that holds it; :meth:`Journal.claim_key` inserts
+  the key and the ``submitting`` row in one ``BEGIN IMMEDIATE`` transaction, so
+  of two processes racing with one key exactly one submits. Each row also keeps
+  a digest of its checked arguments (``arguments_hash``) to spot repeats.
 * **No image data and no signatures in the public view.** Any ``data:`` URL in
   the arguments is replaced by ``sha256:<hex> (<mime>, N bytes)`` before it is
   stored; the result URL is stored whole (downloads need it) but serialised as
