@@ -237,3 +237,16 @@ class GenerateVideoInput(VideoArguments):
         bool,
         Field(description="Save the video to the output folder when it finishes within the wait."),
     ] = False
+
+    idempotency_key: Annotated[
+        str | SkipJsonSchema[None],
+        Field(
+            min_length=1,
+            max_length=100,
+            description=(
+                "Makes retries safe: a repeat with the same key and the same arguments "
+                "returns the first call's task (even after a restart) and submits nothing; "
+                "the same key with other arguments is refused. Not sent upstream."
+            ),
+        ),
+    ] = None

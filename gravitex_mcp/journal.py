@@ -41,6 +41,11 @@ Design choices:
 * **Terminal states stick.** Once a task is ``succeeded`` or ``failed``, a later
   non-terminal observation (two processes polling, answers arriving out of
   order) does not move it back.
+* **Idempotency keys** (schema v2) live in their own table, one row per key
+  pointing at the submission that holds it; :meth:`Journal.claim_key` inserts
+  the key and the ``submitting`` row in one ``BEGIN IMMEDIATE`` transaction, so
+  of two processes racing with one key exactly one submits. Each row also keeps
+  a digest of its checked arguments (``arguments_hash``) to spot repeats.
 * **No image data and no signatures in the public view.** Any ``data:`` URL in
   the arguments is replaced by ``sha256:<hex> (<mime>, N bytes)`` before it is
   stored; the result URL is stored whole (downloads need it) but serialised as
@@ -64,6 +69,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -89,6 +95,7 @@ __all__ = [
     "Journal",
     "JournalError",
     "JournalStatus",
+    "KeyClaim",
     "TaskEvent",
     "TaskRecord",
     "data_url_digest",
@@ -411,7 +418,24 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX task_events_by_task ON task_events (local_id, id)")
 
 
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    # Never paying twice: which arguments a row was submitted with (a digest, to spot
+    # repeats), and the idempotency keys, each claimed by exactly one submission.
+    conn.execute("ALTER TABLE tasks ADD COLUMN arguments_hash TEXT")
+    conn.execute("CREATE INDEX tasks_by_arguments ON tasks (arguments_hash, created_at)")
+    conn.execute(
+        """
+        CREATE TABLE idempotency_keys (
+            key            TEXT PRIMARY KEY,
+            arguments_hash TEXT NOT NULL,
+            local_id       TEXT NOT NULL REFERENCES tasks (local_id) ON DELETE CASCADE,
+            created_at     TEXT NOT NULL
+        )
+        """
+    )
+
+
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 """``_MIGRATIONS[n]`` takes a database from ``user_version`` n to n + 1.
 
 To change the schema, append a step; never edit a released one.
@@ -700,6 +724,44 @@ def _record(row: sqlite3.Row, events: Sequence[TaskEvent] = ()) -> TaskRecord:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class KeyClaim:
+    """What :meth:`Journal.claim_key` found: a new claim, or the key's holder."""
+
+    local_id: str | None
+    """The new submission's local id when the key was claimed; else ``None``."""
+    holder: TaskRecord | None
+    """The submission already holding the key (when not claimed)."""
+    arguments_hash: str
+    """The digest of the arguments the key is bound to."""
+
+
+def _insert_submission(
+    conn: sqlite3.Connection,
+    local_id: str,
+    model: str,
+    family: str,
+    encoded: str,
+    arguments_hash: str | None,
+    at: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO tasks (local_id, model, family, arguments, arguments_hash, status, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            local_id,
+            str(model),
+            str(family),
+            encoded,
+            arguments_hash,
+            JournalStatus.SUBMITTING.value,
+            at,
+            at,
+        ),
+    )
+    _add_event(conn, local_id, JournalStatus.SUBMITTING, at, None)
+
+
 def _clean_text(text: str | None) -> str | None:
     return None if text is None else _redact_text(text)
 
@@ -783,34 +845,90 @@ class Journal:
     # --- submissions
 
     async def begin_submission(
-        self, *, model: str, family: str, arguments: Mapping[str, Any]
+        self,
+        *,
+        model: str,
+        family: str,
+        arguments: Mapping[str, Any],
+        arguments_hash: str | None = None,
     ) -> str:
         """Record a submission about to be sent; returns its local id.
 
         Call it *before* the POST. Any ``data:`` URL left in ``arguments`` is
-        replaced by its digest.
+        replaced by its digest. ``arguments_hash`` (a digest of the checked
+        arguments) lets :meth:`recent_with_arguments` find repeats.
         """
         encoded = await anyio.to_thread.run_sync(_encode_arguments, dict(arguments))
         local_id = str(uuid.uuid4())
 
         def operation(conn: sqlite3.Connection) -> str:
+            with _write(conn):
+                _insert_submission(
+                    conn, local_id, model, family, encoded, arguments_hash, self._stamp()
+                )
+            return local_id
+
+        return await self._run(operation)
+
+    async def claim_key(
+        self,
+        key: str,
+        *,
+        arguments_hash: str,
+        model: str,
+        family: str,
+        arguments: Mapping[str, Any],
+    ) -> KeyClaim:
+        """Claim idempotency ``key`` for a new submission, or find who holds it.
+
+        In one write transaction (so two processes sharing the state dir cannot
+        both win): when ``key`` is free, or its submission was refused by the API
+        (``submit_failed``: no task exists, so a retry may submit, even with
+        other arguments), a new
+        ``submitting`` row is written and claimed; ``KeyClaim.local_id`` is set.
+        Otherwise nothing is written and ``KeyClaim.holder`` is the submission
+        holding the key, with ``KeyClaim.arguments_hash`` its arguments' digest.
+        """
+        encoded = await anyio.to_thread.run_sync(_encode_arguments, dict(arguments))
+        local_id = str(uuid.uuid4())
+
+        def operation(conn: sqlite3.Connection) -> KeyClaim:
             at = self._stamp()
             with _write(conn):
+                held = conn.execute(
+                    "SELECT k.arguments_hash AS key_hash, t.* FROM idempotency_keys k "
+                    "JOIN tasks t ON t.local_id = k.local_id WHERE k.key = ?",
+                    (key,),
+                ).fetchone()
+                if held is not None and held["status"] != JournalStatus.SUBMIT_FAILED.value:
+                    return KeyClaim(
+                        local_id=None, holder=_record(held), arguments_hash=held["key_hash"]
+                    )
+                _insert_submission(conn, local_id, model, family, encoded, arguments_hash, at)
                 conn.execute(
-                    "INSERT INTO tasks (local_id, model, family, arguments, status, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        local_id,
-                        str(model),
-                        str(family),
-                        encoded,
-                        JournalStatus.SUBMITTING.value,
-                        at,
-                        at,
-                    ),
+                    "INSERT INTO idempotency_keys (key, arguments_hash, local_id, created_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                    "arguments_hash = excluded.arguments_hash, local_id = excluded.local_id, "
+                    "created_at = excluded.created_at",
+                    (key, arguments_hash, local_id, at),
                 )
-                _add_event(conn, local_id, JournalStatus.SUBMITTING, at, None)
-            return local_id
+            return KeyClaim(local_id=local_id, holder=None, arguments_hash=arguments_hash)
+
+        return await self._run(operation)
+
+    async def recent_with_arguments(
+        self, arguments_hash: str, *, within: timedelta
+    ) -> builtins.list[TaskRecord]:
+        """Submissions with these arguments created in the last ``within``, newest first."""
+        cutoff = _iso(self._now() - within)
+
+        def operation(conn: sqlite3.Connection) -> builtins.list[TaskRecord]:
+            rows = conn.execute(
+                "SELECT * FROM tasks WHERE arguments_hash = ? AND created_at >= ? "
+                "ORDER BY created_at DESC, seq DESC LIMIT 5",
+                (arguments_hash, cutoff),
+            ).fetchall()
+            return [_record(row) for row in rows]
 
         return await self._run(operation)
 

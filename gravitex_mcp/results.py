@@ -1,4 +1,4 @@
-"""Result models of the five tools: their output schemas and ``structuredContent``."""
+"""Result models of the tools: their output schemas and ``structuredContent``."""
 
 from __future__ import annotations
 
@@ -83,6 +83,15 @@ class GenerateVideoResult(TaskResult):
         list[str],
         Field(description="Things worth knowing about how the model treats these arguments."),
     ] = Field(default_factory=list)
+    replayed: Annotated[
+        bool,
+        Field(
+            description=(
+                "True when idempotency_key matched an earlier call: its task is returned "
+                "and nothing new was submitted."
+            )
+        ),
+    ] = False
 
 
 class CheckVideoTaskResult(TaskResult):
@@ -126,3 +135,72 @@ class ListVideoTasksResult(_Result):
     """``list_video_tasks``: tasks from the local journal, newest first."""
 
     tasks: list[TaskSummary]
+
+
+class BatchJobResult(GenerateVideoResult):
+    """One job of ``generate_videos``: what ``generate_video`` gives, plus its index."""
+
+    index: Annotated[int, Field(description="The job's 0-based index in jobs.", ge=0)]
+    status: Annotated[  # type: ignore[assignment]
+        TaskStatus | Literal["submit_failed", "submit_unknown"],
+        Field(
+            description=(
+                "The task's status; submit_failed when the submit was refused (nothing was "
+                "created: send the job again), submit_unknown when its answer was lost "
+                "(a task may exist: see list_video_tasks)."
+            )
+        ),
+    ]
+    submit_error: Annotated[
+        str | None, Field(description="Why submitting this job failed, when it did.")
+    ] = None
+
+
+class GenerateVideosResult(_Result):
+    """``generate_videos``: every job's result, in job order."""
+
+    jobs: Annotated[list[BatchJobResult], Field(description="One result per job, in order.")]
+    retry_jobs: Annotated[
+        list[int],
+        Field(description="Indexes of jobs whose submit failed and created nothing: resend."),
+    ] = Field(default_factory=list)
+    uncertain_jobs: Annotated[
+        list[int],
+        Field(
+            description=(
+                "Indexes of jobs whose submit answer was lost: check list_video_tasks "
+                "before resending."
+            )
+        ),
+    ] = Field(default_factory=list)
+    next_step: Annotated[str, Field(description="What to do next, in plain words.")]
+
+
+class ProbeInfo(_Result):
+    """What a saved video holds, read from the file."""
+
+    duration_seconds: Annotated[float, Field(description="Length in seconds.")]
+    width: Annotated[int, Field(description="Frame width in pixels.")]
+    height: Annotated[int, Field(description="Frame height in pixels.")]
+    fps: Annotated[float | None, Field(description="Frames per second, when known.")]
+    video_codec: Annotated[str, Field(description="Video codec name (h264, hevc, ...).")]
+    has_audio: Annotated[bool, Field(description="True when the file has an audio track.")]
+
+
+class JoinVideosResult(SavedVideoInfo):
+    """``join_videos``: the joined mp4, as download_video describes a saved file."""
+
+    task_ids: Annotated[list[str], Field(description="The joined tasks, in order.")]
+    method: Annotated[
+        Literal["stream_copy", "re_encode"],
+        Field(
+            description=(
+                "stream_copy when every clip shared codec, size and time base (no quality "
+                "loss); re_encode otherwise (to the first clip's size and frame rate)."
+            )
+        ),
+    ]
+    probe: Annotated[ProbeInfo, Field(description="What the joined file holds.")]
+    notes: Annotated[list[str], Field(description="Things worth knowing (e.g. audio dropped).")] = (
+        Field(default_factory=list)
+    )

@@ -2,6 +2,8 @@
 
 * ``generate_video.input.json``: :class:`~gravitex_mcp.arguments.GenerateVideoInput`,
   the tool's whole input.
+* ``generate_videos.input.json``: the ``generate_videos`` tool's input (its jobs
+  are ``generate_video``'s unified arguments).
 * ``models/<model id>.json``: for one model, only the arguments it takes, with
   their enums and bounds narrowed to that model's valid values (from the
   catalog), ``model`` as a ``const`` and ``model``/``prompt`` required.
@@ -25,6 +27,7 @@ from .arguments import GenerateVideoInput, VideoArguments
 from .catalog import CATALOG, ModelSpec, describe_argument
 
 INPUT_FILE: Final = "generate_video.input.json"
+BATCH_INPUT_FILE: Final = "generate_videos.input.json"
 MODELS_DIR: Final = "models"
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 
@@ -78,6 +81,11 @@ def render(schema: Mapping[str, Any]) -> str:
 def generate() -> dict[str, str]:
     """Every schema file: relative path (``/``-separated) -> text."""
     files = {INPUT_FILE: render(input_schema())}
+    # Imported here: batch.py sits above the service layer, schemas.py below it.
+    from .batch import GenerateVideosInput
+
+    batch = {"$schema": JSON_SCHEMA_DIALECT, **GenerateVideosInput.model_json_schema()}
+    files[BATCH_INPUT_FILE] = render(batch)
     for spec in CATALOG.values():
         files[f"{MODELS_DIR}/{spec.id}.json"] = render(model_schema(spec))
     return files

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from pydantic import Field
 
 from . import __version__, catalog
 from .client import GravitexClient
@@ -21,6 +22,7 @@ from .journal import Journal
 from .leftovers import sweep_temp_files
 from .service import VideoService
 from .settings import Settings
+from .storyboard import storyboard_text
 from .tools import build_tools
 from .upstream import Upstream, open_upstream
 from .waiting import Clock
@@ -34,6 +36,8 @@ Make videos with Sora 2, Google Veo, Alibaba Wan and ByteDance Doubao Seedance.
 2. generate_video submits a task and waits briefly; it returns a task_id.
 3. check_video_task waits for it (call again while not finished); download: true saves it.
 4. download_video saves a finished video and returns its path; list_video_tasks lists tasks.
+5. generate_videos makes several at once; join_videos joins finished videos into a longer one.
+Pass idempotency_key to generate_video so that a retried call never pays twice.
 Videos take 1-5 minutes. Bad arguments are refused before anything is sent (nothing is charged).
 """
 
@@ -127,5 +131,25 @@ def build_server(
             )
         payload: dict[str, Any] = record.public_dict()
         return json.dumps(payload, indent=2)
+
+    @server.prompt(
+        name="storyboard",
+        title="Storyboard: a longer video, shot by shot",
+        description=(
+            "Plan a video longer than one clip: each shot generated in order (from the "
+            "previous shot's last frame where the model takes an image), then joined."
+        ),
+    )
+    def storyboard(
+        shots: Annotated[
+            str,
+            Field(description="The shots in order: a JSON list of strings, or one per line."),
+        ],
+        model: Annotated[str, Field(description="The model id for every shot.")] = "sora-2",
+        duration: Annotated[
+            str | None, Field(description="Seconds per shot (one the model takes).")
+        ] = None,
+    ) -> str:
+        return storyboard_text(shots, model, duration)
 
     return server

@@ -18,7 +18,8 @@ from typing import Any
 import anyio
 
 from . import catalog
-from .arguments import GenerateVideoInput
+from .arguments import GenerateVideoInput, VideoArguments
+from .catalog import ModelSpec
 from .client import GravitexClient, TaskSnapshot
 from .domain import Family, TaskStatus
 from .downloads import SavedVideo, download_video
@@ -36,9 +37,10 @@ from .errors import (
     UnknownTaskError,
     URLExpiredError,
 )
+from .idempotency import arguments_digest, claim_or_find, repeat_notes, replay_note
 from .journal import Journal, TaskRecord
 from .leftovers import TEMP_SUFFIX
-from .prepare import prepare_request
+from .prepare import PreparedRequest, prepare_request
 from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
@@ -123,6 +125,19 @@ def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A task submitted by this call, or found again by its idempotency key."""
+
+    task_id: str
+    spec: ModelSpec
+    initial: TaskSnapshot | None
+    """The submit's answer; ``None`` for a task found again (its status is queried)."""
+    notes: tuple[str, ...] = ()
+    replayed: bool = False
+    on_disk: SavedVideoInfo | None = None
+
+
 class VideoService:
     """The server's operations over one upstream client and one journal."""
 
@@ -160,49 +175,110 @@ class VideoService:
                 self._saves.attach(None)
                 group.cancel_scope.cancel()
 
+    @property
+    def settings(self) -> Settings:
+        """The settings the service runs with (output folder, input folders, ...)."""
+        return self._settings
+
     # --- generate -------------------------------------------------------------
 
     async def generate(
         self, request: GenerateVideoInput, progress: ProgressFn | None = None
     ) -> GenerateVideoResult:
         """Validate, translate and (unless ``dry_run``) submit; then wait and download."""
-        # Reading local images is file I/O: keep it off the event loop.
-        prepared = await anyio.to_thread.run_sync(
-            lambda: prepare_request(request, input_dirs=self._settings.input_dirs)
-        )
+        prepared = await self.prepare(request)
         if request.dry_run:
             return GenerateVideoResult(
                 task_id="",
                 status="dry_run",
-                model=request.model,
+                model=prepared.spec.id,
                 dry_run=True,
                 payload=prepared.body,
                 notes=list(prepared.notes),
                 next_step="Nothing was sent. Call generate_video without dry_run to submit.",
             )
-        local_id = await self._journal.begin_submission(
-            model=prepared.spec.id,
-            family=prepared.spec.family.value,
-            arguments=prepared.journal_arguments,
+        submission = await self.submit(prepared, idempotency_key=request.idempotency_key)
+        return await self.follow_submission(
+            submission,
+            wait_seconds=request.wait_seconds,
+            download=request.download,
+            progress=progress,
         )
+
+    async def prepare(self, args: VideoArguments) -> PreparedRequest:
+        """Check ``args`` and build the upstream body (InvalidArgumentsError if refused)."""
+        # Reading local images is file I/O: keep it off the event loop.
+        return await anyio.to_thread.run_sync(
+            lambda: prepare_request(args, input_dirs=self._settings.input_dirs)
+        )
+
+    async def submit(
+        self, prepared: PreparedRequest, *, idempotency_key: str | None = None
+    ) -> Submission:
+        """Journal and send ``prepared``; with a key already used, find its task instead."""
+        digest = arguments_digest(prepared)
+        notes = list(prepared.notes)
+        if idempotency_key is not None:
+            found = await claim_or_find(
+                self._journal, idempotency_key, prepared, digest=digest, clock=self._clock
+            )
+            if isinstance(found, TaskRecord) and found.task_id is not None:
+                return Submission(
+                    task_id=found.task_id,
+                    spec=prepared.spec,
+                    initial=None,
+                    notes=(*notes, replay_note(idempotency_key, found)),
+                    replayed=True,
+                    on_disk=_existing_download(found),
+                )
+            assert isinstance(found, str)  # claim_or_find: a local id or a task's record
+            local_id = found
+        else:
+            try:
+                notes.extend(await repeat_notes(self._journal, digest))
+            except JournalError:
+                logger.exception("could not look for earlier submissions of these arguments")
+            local_id = await self._journal.begin_submission(
+                model=prepared.spec.id,
+                family=prepared.spec.family.value,
+                arguments=prepared.journal_arguments,
+                arguments_hash=digest,
+            )
         # Once the POST may have left, its answer must reach the journal and the agent:
         # a client cancel here would otherwise lose the id of a paid task. The client's
         # own time-outs bound this.
         with anyio.CancelScope(shield=True):
             submitted = await self._submit(local_id, prepared.body)
         logger.info("submitted task %s (%s)", submitted.task_id, prepared.spec.id)
+        return Submission(
+            task_id=submitted.task_id, spec=prepared.spec, initial=submitted, notes=tuple(notes)
+        )
+
+    async def follow_submission(
+        self,
+        submission: Submission,
+        *,
+        wait_seconds: float,
+        download: bool,
+        progress: ProgressFn | None = None,
+    ) -> GenerateVideoResult:
+        """Wait at most ``wait_seconds`` for a submitted task (and save it if asked)."""
         result = await self._follow(
-            submitted.task_id,
-            model=prepared.spec.id,
-            family=prepared.spec.family,
-            wait_seconds=request.wait_seconds,
-            download=request.download,
+            submission.task_id,
+            model=submission.spec.id,
+            family=submission.spec.family,
+            wait_seconds=wait_seconds,
+            download=download,
             progress=progress,
-            initial=submitted,
-            on_disk=None,
+            initial=submission.initial,
+            on_disk=submission.on_disk,
         )
         return GenerateVideoResult.model_validate(
-            {**result.model_dump(), "notes": list(prepared.notes)}
+            {
+                **result.model_dump(),
+                "notes": list(submission.notes),
+                "replayed": submission.replayed,
+            }
         )
 
     async def _submit(self, local_id: str, body: dict[str, Any]) -> TaskSnapshot:

@@ -1,4 +1,4 @@
-"""The five MCP tools: thin wrappers that parse, call the service, and shape results.
+"""The MCP tools: thin wrappers that parse, call the service, and shape results.
 
 Every failure the agent can act on (a bad argument, an upstream refusal, a
 failed task) comes back as a result with ``isError: true`` and a message that
@@ -21,14 +21,18 @@ from pydantic import BaseModel, Field
 
 from . import catalog
 from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
+from .batch import GenerateVideosInput, check_batch, run_batch
 from .domain import Family, TaskStatus
 from .errors import GravitexError
 from .journal import JournalStatus
+from .join import join_tasks
 from .model_tool import tool_from_model
 from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
     GenerateVideoResult,
+    GenerateVideosResult,
+    JoinVideosResult,
     ListModelsResult,
     ListVideoTasksResult,
     SavedVideoInfo,
@@ -54,6 +58,18 @@ The call waits up to `wait_seconds` (default {DEFAULT_WAIT_SECONDS}s) with progr
 If the video is not ready by then, it returns the task_id: call check_video_task to keep
 waiting. With `download: true` a finished video is saved and its path returned.
 Use `dry_run: true` to see the exact upstream request without submitting (no cost).
+"""
+
+
+GENERATE_MANY_DESCRIPTION = f"""\
+Generate 1 to 8 videos in one call: several takes of one prompt, or the shots of a sequence.
+
+Each job in `jobs` takes the arguments of one generate_video call (model, prompt, duration,
+...). Every job is checked before anything is sent: one bad job sends nothing, and each
+problem names its job's index (jobs[1].duration). Then all are submitted at once and
+waited for together, up to `wait_seconds` (default {DEFAULT_WAIT_SECONDS}s), with progress
+notifications. A job whose submit fails does not stop the others; the result lists which
+jobs to send again (retry_jobs). With `download: true` finished videos are saved.
 """
 
 
@@ -122,6 +138,24 @@ def _listing_text(result: ListVideoTasksResult) -> str:
         name = task.task_id or "(no task id)"
         lines.append(f"- {name}: {task.status} ({task.model}, {task.created_at}){about}{saved}")
     return "\n".join(lines)
+def _batch_result(result: GenerateVideosResult) -> CallToolResult:
+    content: list[ContentBlock] = []
+    lines = []
+    for job in result.jobs:
+        if job.task_id:
+            lines.append(f"jobs[{job.index}]: " + _task_text(job).replace("\n", "\n  "))
+        else:
+            lines.append(f"jobs[{job.index}]: {job.status}: {job.submit_error}")
+        if job.video is not None:
+            content.append(_video_link(job.video))
+    lines.append(result.next_step)
+    content.insert(0, TextContent(type="text", text="\n".join(lines)))
+    return CallToolResult(
+        content=content,
+        structured_content=result.model_dump(mode="json"),
+        # Partly done is not an error: the result says which jobs to send again.
+        is_error=not any(job.task_id for job in result.jobs),
+    )
 
 
 def _progress_of(ctx: Context) -> ProgressFn:
@@ -154,7 +188,7 @@ def _tool(fn: Callable[..., Any], **options: Any) -> Tool:
 
 
 def build_tools(service_of: ServiceGetter) -> list[Tool]:
-    """The five tools, in the order clients list them; ``service_of(ctx)`` finds the service."""
+    """The tools, in the order clients list them; ``service_of(ctx)`` finds the service."""
 
     async def list_models(
         family: Annotated[
@@ -270,6 +304,67 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             structured_content=result.model_dump(mode="json"),
         )
 
+    async def generate_videos(
+        ctx: Context, **arguments: Any
+    ) -> Annotated[CallToolResult, GenerateVideosResult]:
+        async def body() -> CallToolResult:
+            service = service_of(ctx)
+            # null means "not given", as in generate_video.
+            given = {k: v for k, v in arguments.items() if v is not None}
+            batch = await check_batch(service, given)
+            return _batch_result(await run_batch(service, batch, _progress_of(ctx)))
+
+        return await _guarded(body)
+
+    async def join_videos(
+        ctx: Context,
+        task_ids: Annotated[
+            list[str],
+            Field(
+                min_length=2,
+                max_length=20,
+                description=(
+                    "2 to 20 finished tasks' ids, in the order their videos are to play. "
+                    "Videos not saved yet are downloaded first."
+                ),
+            ),
+        ],
+        filename: Annotated[
+            str | None,
+            Field(
+                max_length=200,
+                description=(
+                    "Optional file name for the joined mp4 (reduced to a safe base name, .mp4 "
+                    "added). An existing file is never overwritten: a suffix is added instead."
+                ),
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, JoinVideosResult]:
+        """Join several finished videos, in order, into one mp4 in the output folder,
+        for videos longer than one clip. Clips with the same codec, size and time base
+        are joined without re-encoding; others are re-encoded to the first clip's size
+        and frame rate. Audio is kept when every clip has it. Returns the saved file's
+        path, size, sha256 and a probe (duration, size, fps, codec, audio)."""
+
+        async def body() -> CallToolResult:
+            result = await join_tasks(
+                service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)
+            )
+            probe = result.probe
+            how = "stream copy" if result.method == "stream_copy" else "re-encoded"
+            lines = [
+                f"Joined {len(result.task_ids)} clips ({how}) into {result.path} "
+                f"({result.size_bytes} bytes, {probe.duration_seconds:g} s, "
+                f"{probe.width}x{probe.height}, audio: {'yes' if probe.has_audio else 'no'}).",
+                *(f"Note: {note}" for note in result.notes),
+            ]
+            return CallToolResult(
+                content=[TextContent(type="text", text="\n".join(lines)), _video_link(result)],
+                structured_content=result.model_dump(mode="json"),
+            )
+
+        return await _guarded(body)
+
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
     return [
         _tool(list_models, name="list_models", title="List video models", annotations=read_only),
@@ -302,6 +397,30 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                 read_only_hint=False,
                 destructive_hint=False,
                 idempotent_hint=True,
+                open_world_hint=True,
+            ),
+        ),
+        tool_from_model(
+            generate_videos,
+            GenerateVideosInput,
+            name="generate_videos",
+            title="Generate several videos",
+            description=GENERATE_MANY_DESCRIPTION,
+            annotations=ToolAnnotations(
+                read_only_hint=False,
+                destructive_hint=False,
+                idempotent_hint=False,
+                open_world_hint=True,
+            ),
+        ),
+        _tool(
+            join_videos,
+            name="join_videos",
+            title="Join videos into one",
+            annotations=ToolAnnotations(
+                read_only_hint=False,
+                destructive_hint=False,
+                idempotent_hint=False,
                 open_world_hint=True,
             ),
         ),

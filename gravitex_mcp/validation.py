@@ -197,7 +197,7 @@ def _input_problem(spec: ModelSpec | None, name: str, error: ErrorDetails) -> st
     kind = error["type"]
     if kind == "extra_forbidden":
         names = ["model", "prompt", *spec.arguments] if spec else list(VideoArguments.model_fields)
-        server = ["dry_run", "wait_seconds", "download"]
+        server = ["dry_run", "wait_seconds", "download", "idempotency_key"]
         return (
             f"is not an argument of generate_video; valid arguments: "
             f"{', '.join(argument_names(names))}, {', '.join(server)}"

@@ -39,7 +39,7 @@ def test_committed_schemas_are_up_to_date() -> None:
 def test_generation_is_deterministic() -> None:
     first, second = schemas.generate(), schemas.generate()
     assert first == second
-    assert len(first) == 1 + len(MODEL_IDS)
+    assert len(first) == 2 + len(MODEL_IDS)  # generate_video, generate_videos, models
     for text in first.values():
         assert text.endswith("}\n")
         assert not text.endswith("\n\n")

@@ -27,7 +27,15 @@ from .server_harness import (
     text_of,
 )
 
-TOOLS = {"list_models", "generate_video", "check_video_task", "download_video", "list_video_tasks"}
+TOOLS = {
+    "list_models",
+    "generate_video",
+    "generate_videos",
+    "check_video_task",
+    "download_video",
+    "join_videos",
+    "list_video_tasks",
+}
 
 
 @pytest.fixture

@@ -31,7 +31,12 @@ class BrokenAfterSubmit(Journal):
 
 class BrokenBeforeSubmit(Journal):
     async def begin_submission(
-        self, *, model: str, family: str, arguments: Mapping[str, Any]
+        self,
+        *,
+        model: str,
+        family: str,
+        arguments: Mapping[str, Any],
+        arguments_hash: str | None = None,
     ) -> str:
         raise JournalError("state dir is read-only")
 

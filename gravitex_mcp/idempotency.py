@@ -1,0 +1,135 @@
+"""Never paying twice: idempotency keys and notes about repeated submissions.
+
+A generation is paid and slow, and agents repeat themselves (a client that timed
+out retries; an agent that lost track submits the same prompt again).
+
+* With an ``idempotency_key`` the key is claimed in the journal in the same
+  transaction that writes the ``submitting`` row, *before* anything is sent, so
+  two calls (or two server processes sharing one state dir) with one key submit
+  once. A repeat with the same arguments gets the first call's task back; a
+  repeat with other arguments is refused, naming the key.
+* Without a key, a submission whose arguments match one of the last
+  :data:`RECENT_WINDOW` still goes out (a second take is legitimate), and the
+  result notes the earlier task id.
+
+"The same arguments" means the same exact upstream body for the same model
+(:func:`arguments_digest`), so two spellings of one setting count as one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Final
+
+from .errors import GravitexError, InvalidArgumentsError, Problem
+from .journal import Journal, JournalStatus, TaskRecord
+from .prepare import PreparedRequest
+from .waiting import Clock
+
+#: A repeat of the same arguments within this window is pointed out in ``notes``.
+RECENT_WINDOW: Final = timedelta(minutes=10)
+#: How long a call waits for another call holding its key to get its task id.
+KEY_WAIT_SECONDS: Final = 10.0
+_KEY_POLL_SECONDS: Final = 0.25
+
+
+class IdempotencyKeyBusyError(GravitexError):
+    """Another call holding the key is still submitting; its outcome is not known yet."""
+
+
+class IdempotencyKeyUnknownOutcomeError(GravitexError):
+    """The key's submission may or may not have created a task; nothing is resubmitted."""
+
+
+def arguments_digest(prepared: PreparedRequest) -> str:
+    """SHA-256 of the model and the exact upstream body, canonically encoded."""
+    canonical = json.dumps(
+        {"model": prepared.spec.id, "body": prepared.body},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+async def claim_or_find(
+    journal: Journal, key: str, prepared: PreparedRequest, *, digest: str, clock: Clock
+) -> str | TaskRecord:
+    """Claim ``key`` for a new submission of ``prepared`` (its local id) or find its task.
+
+    Returns the new submission's local id (the caller submits), or the record of
+    the earlier submission with this key and these arguments (nothing is to be
+    sent). Raises :class:`~gravitex_mcp.errors.InvalidArgumentsError` when the key
+    was used with other arguments, :class:`IdempotencyKeyBusyError` when another
+    call is still submitting after :data:`KEY_WAIT_SECONDS`, and
+    :class:`IdempotencyKeyUnknownOutcomeError` when the key's submit may have
+    created a task whose id never arrived.
+    """
+    deadline = clock.monotonic() + KEY_WAIT_SECONDS
+    while True:
+        claim = await journal.claim_key(
+            key,
+            arguments_hash=digest,
+            model=prepared.spec.id,
+            family=prepared.spec.family.value,
+            arguments=prepared.journal_arguments,
+        )
+        if claim.local_id is not None:
+            return claim.local_id
+        holder = claim.holder
+        assert holder is not None  # claim_key sets one of the two
+        if claim.arguments_hash != digest:
+            first = holder.task_id or holder.local_id
+            raise InvalidArgumentsError(
+                [
+                    Problem(
+                        "idempotency_key",
+                        f"{key!r} was already used for task {first} ({holder.model}) with "
+                        "other arguments; repeat that call's arguments exactly to get its "
+                        "task back, or use a new key for new arguments",
+                    )
+                ]
+            )
+        if holder.task_id is not None:
+            return holder
+        if holder.status is JournalStatus.SUBMIT_UNKNOWN:
+            raise IdempotencyKeyUnknownOutcomeError(
+                f"The submit with idempotency_key {key!r} may have created a task, but its "
+                "answer was lost, so nothing was submitted again. Look for it with "
+                "list_video_tasks (status submit_unknown) or on the Gravitex dashboard; "
+                "use a new key only if you are sure no task was created."
+            )
+        if clock.monotonic() >= deadline:
+            raise IdempotencyKeyBusyError(
+                f"Another call with idempotency_key {key!r} is submitting these arguments "
+                f"right now (started {holder.created_at:%H:%M:%S} UTC); nothing was sent "
+                "twice. Call again with the same key in a few seconds to get its task."
+            )
+        await clock.sleep(_KEY_POLL_SECONDS)
+
+
+async def repeat_notes(journal: Journal, digest: str) -> list[str]:
+    """Notes naming submissions of the same arguments within :data:`RECENT_WINDOW`."""
+    minutes = int(RECENT_WINDOW.total_seconds() // 60)
+    notes = []
+    for record in await journal.recent_with_arguments(digest, within=RECENT_WINDOW):
+        if record.task_id is None:
+            continue
+        notes.append(
+            f"The same arguments were submitted in the last {minutes} minutes as task "
+            f"{record.task_id} (status {record.status.value}); this call submitted a new "
+            "task (a second take). To make retries safe, pass idempotency_key."
+        )
+    return notes
+
+
+def replay_note(key: str, record: TaskRecord) -> str:
+    """What a repeat with the same key is told."""
+    return (
+        f"idempotency_key {key!r} was already used with these arguments: this is task "
+        f"{record.task_id}, submitted at {record.created_at:%Y-%m-%d %H:%M:%S} UTC; "
+        "nothing new was submitted (no new charge)."
+    )

@@ -1,0 +1,124 @@
+"""generate_videos: every job checked first, submitted at once, waited for together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .server_harness import Harness, connected, make_harness, structured, text_of
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Harness:
+    return make_harness(tmp_path)
+
+
+def _job(prompt: str, **extra: object) -> dict[str, object]:
+    return {"model": "sora-2", "prompt": prompt, **extra}
+
+
+async def test_one_bad_job_sends_nothing_and_names_its_index(h: Harness) -> None:
+    jobs = [_job("a cat"), _job("a dog", duration=7), _job("a cow", resolution="4k")]
+    async with connected(h) as client:
+        result = await client.call_tool("generate_videos", {"jobs": jobs})
+    assert result.is_error
+    text = text_of(result)
+    assert "jobs[1].duration" in text
+    assert "jobs[2].resolution" in text
+    assert "jobs[0]" not in text
+    assert h.sim.calls["submit"] == 0
+
+
+async def test_type_and_model_problems_of_different_jobs_come_back_together(
+    h: Harness,
+) -> None:
+    jobs = [_job("a cat", duration="long"), _job("a dog", duration=7), {"prompt": "no model"}]
+    async with connected(h) as client:
+        result = await client.call_tool("generate_videos", {"jobs": jobs})
+    text = text_of(result)
+    assert result.is_error
+    assert text.index("jobs[0].duration") < text.index("jobs[1].duration")
+    assert text.index("jobs[1].duration") < text.index("jobs[2].model")
+    assert h.sim.calls["submit"] == 0
+
+
+async def test_batch_shape_problems_are_named(h: Harness) -> None:
+    async with connected(h) as client:
+        empty = await client.call_tool("generate_videos", {"jobs": []})
+        too_many = await client.call_tool("generate_videos", {"jobs": [_job("x")] * 9})
+        inner = await client.call_tool(
+            "generate_videos", {"jobs": [_job("x", wait_seconds=3)], "wait_secs": 1}
+        )
+    assert empty.is_error
+    assert "1 to 8 jobs" in text_of(empty)
+    assert too_many.is_error
+    assert "got 9 jobs" in text_of(too_many)
+    assert inner.is_error
+    assert "jobs[0].wait_seconds" in text_of(inner)
+    assert "wait_secs" in text_of(inner)
+    assert h.sim.calls["submit"] == 0
+
+
+async def test_a_batch_of_three_ends_with_three_saved_videos(h: Harness) -> None:
+    jobs = [
+        _job("a cat"),
+        _job("a cat", duration=8),
+        {"model": "wan2.5-t2v-preview", "prompt": "a dog"},
+    ]
+    async with connected(h) as client:
+        result = await client.call_tool(
+            "generate_videos",
+            {"jobs": jobs, "download": True},
+            progress_callback=h.on_progress,
+        )
+    data = structured(result)
+    assert h.sim.calls["submit"] == 3
+    assert [j["index"] for j in data["jobs"]] == [0, 1, 2]
+    assert [j["status"] for j in data["jobs"]] == ["succeeded"] * 3
+    paths = {j["path"] for j in data["jobs"]}
+    assert len(paths) == 3
+    assert all(Path(p).is_file() for p in paths)
+    assert {j["task_id"] for j in data["jobs"]} == set(h.sim.tasks)
+    assert data["retry_jobs"] == []
+    # One progress stream for all the jobs, strictly increasing.
+    values = [p for p, _, _ in h.progress]
+    assert len(values) >= 3
+    assert values == sorted(set(values))
+    assert {m.split(" ")[0] for _, _, m in h.progress if m and m.startswith("jobs[")} == {
+        "jobs[0]",
+        "jobs[1]",
+        "jobs[2]",
+    }
+
+
+async def test_a_failed_submit_leaves_the_others_saved_and_says_what_to_resend(
+    h: Harness,
+) -> None:
+    h.sim.faults.add("submit", "html_page", status=400)  # one submit refused
+    jobs = [_job("take one"), _job("take two"), _job("take three")]
+    async with connected(h) as client:
+        result = await client.call_tool("generate_videos", {"jobs": jobs, "download": True})
+    data = structured(result)
+    failed = [j for j in data["jobs"] if j["status"] == "submit_failed"]
+    saved = [j for j in data["jobs"] if j["status"] == "succeeded"]
+    assert len(failed) == 1
+    assert len(saved) == 2
+    assert all(Path(j["path"]).is_file() for j in saved)
+    assert data["retry_jobs"] == [failed[0]["index"]]
+    assert failed[0]["submit_error"]
+    assert f"[{failed[0]['index']}]" in data["next_step"]
+    assert len(h.sim.tasks) == 2
+
+
+async def test_a_short_wait_returns_task_ids_to_keep_checking(h: Harness) -> None:
+    async with connected(h) as client:
+        data = structured(
+            await client.call_tool(
+                "generate_videos", {"jobs": [_job("a"), _job("b")], "wait_seconds": 0}
+            )
+        )
+    assert [j["status"] for j in data["jobs"]] == ["submitted", "submitted"]
+    assert "check_video_task" in data["next_step"]
+    for job in data["jobs"]:
+        assert job["task_id"] in data["next_step"]
