@@ -24,8 +24,8 @@ from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInpu
 from .batch import GenerateVideosInput, check_batch, run_batch
 from .domain import Family, TaskStatus
 from .errors import GravitexError
-from .journal import JournalStatus
 from .join import join_tasks
+from .journal import JournalStatus
 from .model_tool import tool_from_model
 from .results import (
     CheckVideoTaskResult,
@@ -138,6 +138,8 @@ def _listing_text(result: ListVideoTasksResult) -> str:
         name = task.task_id or "(no task id)"
         lines.append(f"- {name}: {task.status} ({task.model}, {task.created_at}){about}{saved}")
     return "\n".join(lines)
+
+
 def _batch_result(result: GenerateVideosResult) -> CallToolResult:
     content: list[ContentBlock] = []
     lines = []
@@ -405,7 +407,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             GenerateVideosInput,
             name="generate_videos",
             title="Generate several videos",
-            description=GENERATE_MANY_DESCRIPTION,
+            description=described(GENERATE_MANY_DESCRIPTION),
             annotations=ToolAnnotations(
                 read_only_hint=False,
                 destructive_hint=False,
