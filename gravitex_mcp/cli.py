@@ -197,11 +197,14 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
         return schemas.main([*extra, *(["--dir", args.dir] if args.dir else [])])
     if args.command == "simulator":
         from .simulator import serve
+        from .upstream import simulator_config
 
         configure_logging("INFO")
         if not is_loopback(args.sim_host):
             raise ConfigurationError("The simulator serves on loopback only; use --host 127.0.0.1.")
-        serve(host=args.sim_host, port=args.sim_port)
+        # GRAVITEX_SIMULATOR_SECONDS times generations here as it does under --simulate.
+        seconds = load_settings(env).simulator_seconds
+        serve(host=args.sim_host, port=args.sim_port, config=simulator_config(seconds, None))
         return 0
     settings = _settings(args, env)
     configure_logging(settings.log_level)
