@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import anyio
 
-from . import __version__
+from . import __version__, catalog
 from .errors import ConfigurationError
 from .logs import configure_logging
 from .settings import LOG_LEVELS, Settings, is_loopback, load_settings
@@ -116,7 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run list/generate/wait/download on the simulator")
     _add_common(demo, top=False)
-    demo.add_argument("--model", default="veo-3.1-fast-generate-preview", help="model to use")
+    demo.add_argument(
+        "--model",
+        default="veo-3.1-fast-generate-preview",
+        choices=catalog.MODEL_IDS,
+        metavar="MODEL",
+        help="model to use: any id list_models shows (default veo-3.1-fast-generate-preview)",
+    )
 
     sim = sub.add_parser("simulator", help="serve the simulated Gravitex API on loopback")
     sim.add_argument(
@@ -212,7 +218,12 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
         from .demo import run_demo
 
         _check_writable(settings.output_dir, "Output folder", "GRAVITEX_OUTPUT_DIR")
-        return run_demo(settings, model=args.model)
+        # Only an explicit --state-dir keeps the demo's journal (not GRAVITEX_STATE_DIR).
+        return run_demo(
+            settings,
+            model=args.model,
+            state_dir=settings.state_dir if args.state_dir is not None else None,
+        )
     _serve(args, settings)
     return 0
 
