@@ -16,7 +16,9 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
 from . import __version__, catalog
 from .client import GravitexClient
+from .completions import register_completions
 from .journal import Journal
+from .prompts import register_prompts
 from .service import VideoService
 from .settings import Settings
 from .tools import build_tools
@@ -66,10 +68,14 @@ def build_server(
     ``upstream`` replaces the whole choice of upstream (real API or simulator).
     """
 
+    # The journals of the open lifespans: completion handlers get no request context.
+    open_journals: list[Journal] = []
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         journal = Journal.open(settings.state_dir)
+        open_journals.append(journal)
         try:
             # A process that died mid-submit left 'submitting' rows: say a task may exist.
             await journal.expire_stale_submissions(older_than=STALE_SUBMISSION)
@@ -82,6 +88,7 @@ def build_server(
                 )
                 yield AppState(settings=settings, service=service, journal=journal, client=client)
         finally:
+            open_journals.remove(journal)
             journal.close()
 
     server: MCPServer[AppState] = MCPServer(
@@ -120,4 +127,6 @@ def build_server(
         payload: dict[str, Any] = record.public_dict()
         return json.dumps(payload, indent=2)
 
+    register_prompts(server)
+    register_completions(server, lambda: open_journals[-1] if open_journals else None)
     return server
