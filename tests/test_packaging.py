@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from gravitex_mcp import __version__
