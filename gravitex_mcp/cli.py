@@ -7,20 +7,21 @@ stderr naming the fix and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import anyio
 
-from . import __version__
+from . import __version__, catalog
 from .errors import ConfigurationError
 from .logs import configure_logging
-from .settings import LOG_LEVELS, Settings, is_loopback, load_settings
+from .settings import ENVIRONMENT_VARIABLES, LOG_LEVELS, Settings, is_loopback, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,61 @@ PROG = "gravitex-mcp"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag on one line."""
+    """argparse that reports a bad flag on one line, naming the flag."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {PROG} --help)\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._refuse_unknown_flags(sys.argv[1:] if args is None else list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_unknown_flags(self, args: list[str]) -> None:
+        # argparse would take the value after a mistyped flag for the command name
+        # ("invalid choice: 'x'"); name the flag instead, with the nearest real one.
+        known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        commands: set[str] = set()
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                commands.update(action.choices)
+        for word in args:
+            if word == "--" or word in commands:
+                return  # the rest belongs to a command's own parser
+            if not word.startswith("--"):
+                continue
+            flag = word.split("=", 1)[0]
+            if any(k.startswith(flag) for k in known):  # argparse also takes unique prefixes
+                continue
+            near = difflib.get_close_matches(flag, known, n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            self.error(f"unrecognized option {flag}{hint}")
+
+
+COMMANDS = ("serve", "demo", "simulator", "schemas")
+
+
+class _InputDirs(argparse._ExtendAction):
+    """``--input-dir A B``: several folders after one flag (the bundle passes a list).
+
+    It takes every word up to the next flag, so a command name there is a mistake.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        for value in values or ():
+            if value in COMMANDS:
+                parser.error(
+                    f"--input-dir took the command {value!r} for a folder: it takes every word "
+                    f"up to the next flag, so put it after the command (./{value} names a folder)"
+                )
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _port(text: str) -> int:
@@ -95,6 +147,32 @@ def _add_serve_options(p: argparse.ArgumentParser, *, top: bool) -> None:
     p.add_argument(
         "--base-url", default=_default(None, top), help="upstream base URL (GRAVITEX_BASE_URL)"
     )
+    p.add_argument(
+        "--input-dir",
+        nargs="*",
+        action=_InputDirs,
+        default=_default(None, top),
+        metavar="DIR",
+        help="folders local images may be read from (GRAVITEX_INPUT_DIRS; repeatable)",
+    )
+
+
+def _epilog() -> str:
+    width = max(len(name) for name, _ in ENVIRONMENT_VARIABLES) + 2
+    lines = [f"  {name.ljust(width)}{text}" for name, text in ENVIRONMENT_VARIABLES]
+    return "\n".join(
+        [
+            "environment variables (a flag, where there is one, wins):",
+            *lines,
+            "",
+            "where files go:",
+            "  videos       GRAVITEX_OUTPUT_DIR or --output-dir (default ~/gravitex-videos)",
+            "  task journal GRAVITEX_STATE_DIR or --state-dir "
+            "(default ~/.local/state/gravitex-mcp,",
+            "               or $XDG_STATE_HOME/gravitex-mcp); --simulate keeps its tasks there",
+            "  logs         stderr only (stdout carries MCP messages)",
+        ]
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
             "MCP server for the Gravitex video API (Sora 2, Veo, Wan, Doubao Seedance). "
             "With no command it serves MCP over stdio."
         ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _add_serve_options(parser, top=True)
@@ -116,7 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run list/generate/wait/download on the simulator")
     _add_common(demo, top=False)
-    demo.add_argument("--model", default="veo-3.1-fast-generate-preview", help="model to use")
+    demo.add_argument(
+        "--model",
+        default="veo-3.1-fast-generate-preview",
+        choices=catalog.MODEL_IDS,
+        metavar="MODEL",
+        help="model to use: any id list_models shows (default veo-3.1-fast-generate-preview)",
+    )
 
     sim = sub.add_parser("simulator", help="serve the simulated Gravitex API on loopback")
     sim.add_argument(
@@ -152,6 +238,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         output_dir=args.output_dir,
         state_dir=args.state_dir,
         log_level=args.log_level,
+        input_dirs=getattr(args, "input_dir", None),
     )
 
 
@@ -199,11 +286,14 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
         return schemas.main([*extra, *(["--dir", args.dir] if args.dir else [])])
     if args.command == "simulator":
         from .simulator import serve
+        from .upstream import simulator_config
 
         configure_logging("INFO")
         if not is_loopback(args.sim_host):
             raise ConfigurationError("The simulator serves on loopback only; use --host 127.0.0.1.")
-        serve(host=args.sim_host, port=args.sim_port)
+        # GRAVITEX_SIMULATOR_SECONDS times generations here as it does under --simulate.
+        seconds = load_settings(env).simulator_seconds
+        serve(host=args.sim_host, port=args.sim_port, config=simulator_config(seconds, None))
         return 0
     settings = _settings(args, env)
     configure_logging(settings.log_level, secrets=(settings.api_key, settings.http_token))
@@ -211,7 +301,12 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
         from .demo import run_demo
 
         _check_writable(settings.output_dir, "Output folder", "GRAVITEX_OUTPUT_DIR")
-        return run_demo(settings, model=args.model)
+        # Only an explicit --state-dir keeps the demo's journal (not GRAVITEX_STATE_DIR).
+        return run_demo(
+            settings,
+            model=args.model,
+            state_dir=settings.state_dir if args.state_dir is not None else None,
+        )
     _serve(args, settings)
     return 0
 

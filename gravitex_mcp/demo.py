@@ -15,8 +15,11 @@ from typing import Any
 
 import anyio
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
 
+from . import catalog
+from .demo_inputs import demo_arguments, describe_arguments
 from .errors import first_failure
 from .settings import Settings
 
@@ -38,7 +41,8 @@ def _structured(result: CallToolResult, tool: str) -> dict[str, Any]:
     return dict(result.structured_content)
 
 
-async def _drive(params: StdioServerParameters, model: str) -> Path:
+async def _drive(params: StdioServerParameters | MCPServer[Any], model: str) -> Path:
+    """Run the job against ``params`` (a subprocess, or a server in memory for tests)."""
     async with Client(params, read_timeout_seconds=120) as client:
         tools = await client.list_tools()
         _say(f"Connected over stdio; tools: {', '.join(t.name for t in tools.tools)}")
@@ -50,15 +54,10 @@ async def _drive(params: StdioServerParameters, model: str) -> Path:
         async def progress(progress: float, total: float | None, message: str | None) -> None:
             _say(f"  … {message or progress}")
 
-        _say(f"Generating with {model}: {PROMPT!r}")
-        arguments = {
-            "model": model,
-            "prompt": PROMPT,
-            "duration": 8,
-            "aspect_ratio": "16:9",
-            "wait_seconds": 30,
-            "download": True,
-        }
+        # Values the model accepts, read from the catalog (images generated where needed).
+        chosen = demo_arguments(catalog.get_model(model), PROMPT)
+        _say(f"Generating with {model} ({describe_arguments(chosen)}): {PROMPT!r}")
+        arguments = {**chosen, "wait_seconds": 30, "download": True}
         result = _structured(
             await client.call_tool("generate_video", arguments, progress_callback=progress),
             "generate_video",
@@ -85,10 +84,14 @@ async def _drive(params: StdioServerParameters, model: str) -> Path:
         return Path(str(result["path"]))
 
 
-def run_demo(settings: Settings, *, model: str) -> int:
-    """Run the demo; returns the exit status."""
-    with tempfile.TemporaryDirectory(prefix="gravitex-demo-state-") as state:
-        # A simulated task must not land in the user's real journal.
+def run_demo(settings: Settings, *, model: str, state_dir: Path | None = None) -> int:
+    """Run the demo; returns the exit status.
+
+    The journal goes to ``state_dir`` when given (``demo --state-dir``), else to a
+    temporary folder: a simulated task must not land in the user's real journal.
+    """
+    with tempfile.TemporaryDirectory(prefix="gravitex-demo-state-") as temp:
+        state = str(state_dir) if state_dir is not None else temp
         env = {
             "GRAVITEX_SIMULATE": "1",
             "GRAVITEX_OUTPUT_DIR": str(settings.output_dir),

@@ -18,8 +18,10 @@ from pydantic import Field
 
 from . import __version__, catalog
 from .client import GravitexClient
+from .completions import register_completions
 from .journal import Journal
 from .leftovers import sweep_temp_files
+from .prompts import register_prompts
 from .service import VideoService
 from .settings import Settings
 from .storyboard import storyboard_text
@@ -72,12 +74,16 @@ def build_server(
     ``upstream`` replaces the whole choice of upstream (real API or simulator).
     """
 
+    # The journals of the open lifespans: completion handlers get no request context.
+    open_journals: list[Journal] = []
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         # Temp files of a server killed mid-download would stay forever otherwise.
         await anyio.to_thread.run_sync(sweep_temp_files, settings.output_dir)
         journal = Journal.open(settings.state_dir)
+        open_journals.append(journal)
         try:
             # A process that died mid-submit left 'submitting' rows: say a task may exist.
             await journal.expire_stale_submissions(older_than=STALE_SUBMISSION)
@@ -94,6 +100,7 @@ def build_server(
                         settings=settings, service=service, journal=journal, client=client
                     )
         finally:
+            open_journals.remove(journal)
             journal.close()
 
     server: MCPServer[AppState] = MCPServer(
@@ -152,4 +159,6 @@ def build_server(
     ) -> str:
         return storyboard_text(shots, model, duration)
 
+    register_prompts(server)
+    register_completions(server, lambda: open_journals[-1] if open_journals else None)
     return server

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +18,27 @@ from .errors import ConfigurationError
 DEFAULT_BASE_URL = "https://api.gravitex.ai"
 DEFAULT_OUTPUT_SUBDIR = "gravitex-videos"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: Every environment variable the server reads, with what it sets (for --help,
+#: the MCP registry's server.json and the bundle's manifest; a test keeps them in step).
+ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
+    ("GRAVITEX_API_KEY", "your Gravitex API key (sk-...); not needed with --simulate"),
+    ("GRAVITEX_OUTPUT_DIR", "where videos are saved (default ~/gravitex-videos)"),
+    (
+        "GRAVITEX_STATE_DIR",
+        "task journal and simulated tasks (default ~/.local/state/gravitex-mcp, "
+        "or $XDG_STATE_HOME/gravitex-mcp)",
+    ),
+    (
+        "GRAVITEX_INPUT_DIRS",
+        "folders local images may be read from, ':'-separated (';' on Windows; default none)",
+    ),
+    ("GRAVITEX_BASE_URL", f"the upstream API (default {DEFAULT_BASE_URL})"),
+    ("GRAVITEX_SIMULATE", "1 to use the built-in simulator instead of the real API"),
+    ("GRAVITEX_SIMULATOR_SECONDS", "how long a simulated generation takes (default 6)"),
+    ("GRAVITEX_HTTP_TOKEN", "bearer token clients must send over sse / streamable-http"),
+    ("GRAVITEX_LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO; on stderr)"),
+)
 
 
 def default_output_dir(env: Mapping[str, str]) -> Path:
@@ -85,6 +106,7 @@ def load_settings(
     output_dir: str | Path | None = None,
     state_dir: str | Path | None = None,
     log_level: str | None = None,
+    input_dirs: Sequence[str | Path] | None = None,
 ) -> Settings:
     """Build :class:`Settings` from ``env``; keyword arguments (CLI flags) win."""
     sim = simulate if simulate is not None else _truthy(env.get("GRAVITEX_SIMULATE"))
@@ -102,8 +124,9 @@ def load_settings(
     out = Path(output_dir or env.get("GRAVITEX_OUTPUT_DIR") or default_output_dir(env))
     state = Path(state_dir or env.get("GRAVITEX_STATE_DIR") or default_state_dir(env))
     raw_inputs = env.get("GRAVITEX_INPUT_DIRS") or ""
+    given = [str(p) for p in input_dirs or () if str(p).strip()]
     inputs = tuple(
-        Path(p).expanduser().resolve() for p in raw_inputs.split(os.pathsep) if p.strip()
+        Path(p).expanduser().resolve() for p in (given or raw_inputs.split(os.pathsep)) if p.strip()
     )
     level = (log_level or env.get("GRAVITEX_LOG_LEVEL") or "INFO").strip().upper()
     if level not in LOG_LEVELS:

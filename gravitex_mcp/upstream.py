@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import httpx2
 
 from .client import GravitexClient
 from .settings import Settings
-from .simulator import Simulator, SimulatorConfig, simulator_transport
+from .simulator import Simulator, SimulatorConfig, TaskStore, simulator_transport
 
 #: The simulator is reached in-process; this host never resolves (``.invalid``).
 SIMULATOR_BASE_URL = "http://simulator.gravitex.invalid"
@@ -28,15 +29,24 @@ class Upstream:
     simulator: Simulator | None = None
 
 
-def simulated_upstream(settings: Settings) -> Upstream:
-    """An in-process simulator whose generations take ``settings.simulator_seconds``."""
-    total = settings.simulator_seconds
+def simulator_config(seconds: float, api_keys: frozenset[str] | None) -> SimulatorConfig:
+    """A simulator whose generations take ``seconds`` (a quarter queued, the rest running)."""
+    return SimulatorConfig(
+        api_keys=api_keys, queued_seconds=seconds * 0.25, processing_seconds=seconds * 0.75
+    )
+
+
+def simulated_upstream(settings: Settings, *, clock: Callable[[], float] = time.time) -> Upstream:
+    """An in-process simulator whose generations take ``settings.simulator_seconds``.
+
+    Its tasks live in the state folder and its clock is the wall clock, so a
+    task submitted by one ``--simulate`` process is found, finished on time, by
+    the next. Close it with ``upstream.simulator.close()``.
+    """
     sim = Simulator(
-        SimulatorConfig(
-            api_keys=frozenset({SIMULATOR_KEY}),
-            queued_seconds=total * 0.25,
-            processing_seconds=total * 0.75,
-        )
+        simulator_config(settings.simulator_seconds, frozenset({SIMULATOR_KEY})),
+        clock=clock,
+        store=TaskStore.in_folder(settings.state_dir),
     )
     return Upstream(
         base_url=SIMULATOR_BASE_URL,
@@ -70,7 +80,15 @@ async def open_upstream(
     ``sleep`` is what retries wait with (tests pass a fake clock's).
     """
     chosen = upstream or choose_upstream(settings, transport=transport)
-    async with GravitexClient(
-        api_key=chosen.api_key, base_url=chosen.base_url, transport=chosen.transport, sleep=sleep
-    ) as client:
-        yield client
+    try:
+        async with GravitexClient(
+            api_key=chosen.api_key,
+            base_url=chosen.base_url,
+            transport=chosen.transport,
+            sleep=sleep,
+        ) as client:
+            yield client
+    finally:
+        # A simulator made here is ours to close; one passed in belongs to the caller.
+        if upstream is None and chosen.simulator is not None:
+            chosen.simulator.close()

@@ -22,6 +22,7 @@ from .faults import (
 from .gateway_rules import MODELS, GatewayError, validate_submit
 from .media import iter_base64, iter_mp4, sample_mp4
 from .serving import make_server, serve
+from .store import STORE_FILENAME, TaskStore
 from .tasks import SimTask, TaskState
 from .transport import SimulatorTransport, simulator_transport
 
@@ -32,6 +33,7 @@ __all__ = [
     "FAULT_ENDPOINTS",
     "FAULT_PARAMS",
     "MODELS",
+    "STORE_FILENAME",
     "Endpoint",
     "FailureStyle",
     "Fault",
@@ -44,6 +46,7 @@ __all__ = [
     "SimulatorTransport",
     "StreamedBody",
     "TaskState",
+    "TaskStore",
     "UrlSignedAt",
     "create_app",
     "iter_base64",

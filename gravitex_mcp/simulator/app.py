@@ -40,6 +40,7 @@ from . import media
 from .config import SimulatorConfig
 from .faults import ANSWER_KINDS, ARRIVAL_KINDS, Endpoint, Fault, FaultKind, FaultPlan
 from .gateway_rules import GatewayError, validate_submit
+from .store import TaskStore
 from .tasks import SimTask, TaskState, new_task_id, size_from_prompt
 
 #: A server that can end a connection in the middle of a response body puts this
@@ -206,6 +207,11 @@ class Simulator:
     ``clock`` returns seconds (any epoch, e.g. ``time.monotonic`` or a test's
     ``lambda: 0.0``); :meth:`advance` moves simulated time forward on top of it.
     The signed URLs' ``Expires`` is unix time, anchored once to ``time.time()``.
+
+    ``store`` keeps the tasks (default: in memory). Simulators sharing a
+    persistent :class:`TaskStore` see each other's tasks; their clocks must then
+    share an epoch (``time.time``, or one fake unix clock in tests), since a
+    task's times are stored in clock seconds.
     """
 
     def __init__(
@@ -213,6 +219,7 @@ class Simulator:
         config: SimulatorConfig | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        store: TaskStore | None = None,
     ) -> None:
         self.config = config or SimulatorConfig()
         size = self.config.video_size_bytes
@@ -224,11 +231,11 @@ class Simulator:
         self._clock = clock
         self._offset = 0.0
         self._wall_anchor = time.time() - clock()
-        self._signing_key = self.config.signing_key or secrets.token_bytes(32)
+        self.tasks: TaskStore = store if store is not None else TaskStore()
+        self._signing_key = self.config.signing_key or self.tasks.signing_key()
         self._lock = threading.Lock()
         self.faults = FaultPlan()
         self.calls: Counter[str] = Counter()
-        self.tasks: dict[str, SimTask] = {}
         self.app = self._build_app()
 
     # --- time ---------------------------------------------------------------
@@ -247,6 +254,10 @@ class Simulator:
             raise ValueError("time only moves forward")
         with self._lock:
             self._offset += seconds
+
+    def close(self) -> None:
+        """Release the task store's file (a memory store has none)."""
+        self.tasks.close()
 
     # --- tasks --------------------------------------------------------------
 

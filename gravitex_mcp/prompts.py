@@ -1,0 +1,109 @@
+"""MCP prompts (clients show them as slash commands): ``make_video`` and ``continue_video``.
+
+Each returns one user message telling the agent the steps with this server's
+tools, so a person can start a job by picking the command and typing an idea.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer
+from pydantic import Field
+
+from . import catalog
+
+MAKE_VIDEO = "make_video"
+CONTINUE_VIDEO = "continue_video"
+
+
+def _model_line(model: str | None) -> str:
+    if model:
+        return (
+            f"Use the model {model}. If you are not sure which durations, sizes or "
+            "modes it accepts, call list_models first and pick valid values from it."
+        )
+    return (
+        "Call list_models first and choose the model that fits the idea best "
+        f"(for example {catalog.MODEL_IDS[0]} or {catalog.MODEL_IDS[3]}); use only the "
+        "durations, aspect ratios and resolutions it lists."
+    )
+
+
+def make_video_text(idea: str, model: str | None = None, seconds: str | None = None) -> str:
+    """The ``make_video`` instructions for ``idea``."""
+    length = (
+        f"Aim for about {seconds} seconds: use the nearest duration the model allows."
+        if seconds
+        else "Use the model's shortest duration unless the idea needs more."
+    )
+    return "\n".join(
+        [
+            f"Make a video of this idea: {idea}",
+            "",
+            "Steps:",
+            f"1. {_model_line(model)}",
+            f"2. {length}",
+            "3. Write a vivid prompt (subject, action, setting, camera, light) and call "
+            "generate_video with download: true.",
+            "4. If the task is not finished when the call returns, call check_video_task "
+            "with its task_id and download: true until it has a path.",
+            "5. Tell me where the video was saved, and if the result includes a contact "
+            "sheet (a grid of frames), show it so I can see the video at a glance.",
+            "If an argument is refused, read the error: it names the valid values.",
+        ]
+    )
+
+
+def continue_video_text(task_id: str, idea: str | None = None) -> str:
+    """The ``continue_video`` instructions for the task ``task_id``."""
+    next_part = f"what happens next: {idea}" if idea else "a natural continuation of the scene"
+    return "\n".join(
+        [
+            f"Continue the video of task {task_id} with {next_part}.",
+            "",
+            "Steps:",
+            f"1. Read the task (resource gravitex://tasks/{task_id} or check_video_task) "
+            "for its model and prompt; download it first if it has no saved path.",
+            f'2. Call extract_frames with task_id "{task_id}" and at: ["last"] to get its '
+            "last frame as an image file.",
+            "3. Call generate_video with the same model when it accepts an image "
+            "(list_models shows each model's modes; otherwise pick one that does), the "
+            "last frame's path as image, a prompt that carries the scene on, and "
+            "download: true.",
+            "4. Wait with check_video_task until it has a path, then tell me where both "
+            "parts are saved and show the contact sheet if the result includes one.",
+        ]
+    )
+
+
+def register_prompts(server: MCPServer[Any]) -> None:
+    """Add ``make_video`` and ``continue_video`` to ``server``."""
+
+    @server.prompt(
+        name=MAKE_VIDEO,
+        title="Make a video",
+        description="Turn an idea into a saved video: pick a model, generate, download, show it.",
+    )
+    def make_video(
+        idea: Annotated[str, Field(description="What the video should show.")],
+        model: Annotated[
+            str | None,
+            Field(description="A model id from list_models (optional: the agent picks one)."),
+        ] = None,
+        seconds: Annotated[
+            str | None, Field(description="About how long, in seconds (optional).")
+        ] = None,
+    ) -> str:
+        return make_video_text(idea, model, seconds)
+
+    @server.prompt(
+        name=CONTINUE_VIDEO,
+        title="Continue a video",
+        description="Make the next shot of a finished video, starting from its last frame.",
+    )
+    def continue_video(
+        task_id: Annotated[str, Field(description="The task id of the video to continue.")],
+        idea: Annotated[str | None, Field(description="What happens next (optional).")] = None,
+    ) -> str:
+        return continue_video_text(task_id, idea)
