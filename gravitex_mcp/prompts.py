@@ -1,4 +1,4 @@
-"""MCP prompts (clients show them as slash commands): ``make_video`` and ``continue_video``.
+"""MCP prompts (clients show them as slash commands): make_video, continue_video, storyboard.
 
 Each returns one user message telling the agent the steps with this server's
 tools, so a person can start a job by picking the command and typing an idea.
@@ -12,9 +12,11 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from . import catalog
+from .storyboard import storyboard_text
 
 MAKE_VIDEO = "make_video"
 CONTINUE_VIDEO = "continue_video"
+STORYBOARD = "storyboard"
 
 
 def _model_line(model: str | None) -> str:
@@ -78,7 +80,7 @@ def continue_video_text(task_id: str, idea: str | None = None) -> str:
 
 
 def register_prompts(server: MCPServer[Any]) -> None:
-    """Add ``make_video`` and ``continue_video`` to ``server``."""
+    """Add ``make_video``, ``continue_video`` and ``storyboard`` to ``server``."""
 
     @server.prompt(
         name=MAKE_VIDEO,
@@ -107,3 +109,25 @@ def register_prompts(server: MCPServer[Any]) -> None:
         idea: Annotated[str | None, Field(description="What happens next (optional).")] = None,
     ) -> str:
         return continue_video_text(task_id, idea)
+
+    @server.prompt(
+        name=STORYBOARD,
+        title="Storyboard: a longer video, shot by shot",
+        description=(
+            "Plan a video longer than one clip: each shot generated in order (from the "
+            "previous shot's last frame where the model takes an image), then joined."
+        ),
+    )
+    def storyboard(
+        shots: Annotated[
+            str,
+            Field(description="The shots in order: a JSON list of strings, or one per line."),
+        ],
+        model: Annotated[
+            str, Field(description="The model id for every shot.")
+        ] = catalog.MODEL_IDS[0],
+        duration: Annotated[
+            str | None, Field(description="Seconds per shot (one the model takes).")
+        ] = None,
+    ) -> str:
+        return storyboard_text(shots, model, duration)

@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
-from pydantic import Field
 
 from . import __version__, catalog
 from .client import GravitexClient
@@ -24,7 +23,6 @@ from .leftovers import sweep_temp_files
 from .prompts import register_prompts
 from .service import VideoService
 from .settings import Settings
-from .storyboard import storyboard_text
 from .tools import build_tools
 from .upstream import Upstream, open_upstream
 from .waiting import Clock
@@ -138,26 +136,6 @@ def build_server(
             )
         payload: dict[str, Any] = record.public_dict()
         return json.dumps(payload, indent=2)
-
-    @server.prompt(
-        name="storyboard",
-        title="Storyboard: a longer video, shot by shot",
-        description=(
-            "Plan a video longer than one clip: each shot generated in order (from the "
-            "previous shot's last frame where the model takes an image), then joined."
-        ),
-    )
-    def storyboard(
-        shots: Annotated[
-            str,
-            Field(description="The shots in order: a JSON list of strings, or one per line."),
-        ],
-        model: Annotated[str, Field(description="The model id for every shot.")] = "sora-2",
-        duration: Annotated[
-            str | None, Field(description="Seconds per shot (one the model takes).")
-        ] = None,
-    ) -> str:
-        return storyboard_text(shots, model, duration)
 
     register_prompts(server)
     register_completions(server, lambda: open_journals[-1] if open_journals else None)

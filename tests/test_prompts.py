@@ -17,7 +17,7 @@ async def test_prompts_list_shows_make_video_and_continue_video(tmp_path: Path) 
         listed = await client.list_prompts()
         capabilities = client.server_capabilities
     prompts = {p.name: p for p in listed.prompts}
-    assert set(prompts) == {"make_video", "continue_video"}
+    assert set(prompts) == {"make_video", "continue_video", "storyboard"}
     make = {a.name: a.required for a in prompts["make_video"].arguments or []}
     assert make == {"idea": True, "model": False, "seconds": False}
     cont = {a.name: a.required for a in prompts["continue_video"].arguments or []}
