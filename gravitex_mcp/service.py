@@ -18,8 +18,8 @@ import anyio
 from . import catalog
 from .arguments import GenerateVideoInput
 from .client import GravitexClient, TaskSnapshot
-from .domain import Family, TaskStatus
-from .downloads import SavedVideo, download_video
+from .domain import Delivery, Family, TaskStatus
+from .downloads import download_video
 from .errors import (
     APIError,
     DownloadError,
@@ -36,11 +36,12 @@ from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
     GenerateVideoResult,
-    SavedVideoInfo,
+    SavedVideo,
     TaskErrorInfo,
     TaskSummary,
 )
 from .settings import Settings
+from .storage import OutputDir
 from .waiting import Clock, PollSchedule, SystemClock, wait_for_task
 
 logger = logging.getLogger(__name__)
@@ -72,16 +73,6 @@ class _ProgressTracker:
         self.last = value
         message = f"status: {snapshot.status.value}, waited {elapsed:.0f}s of {self.total:.0f}s"
         await self.report(value, self.total, message)
-
-
-def _saved_info(saved: SavedVideo) -> SavedVideoInfo:
-    return SavedVideoInfo(
-        path=str(saved.path),
-        uri=saved.uri,
-        size_bytes=saved.size_bytes,
-        sha256=saved.sha256,
-        mime_type=saved.mime_type,
-    )
 
 
 def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
@@ -118,6 +109,12 @@ class VideoService:
         self._journal = journal
         self._clock: Clock = clock or SystemClock()
         self._schedule = schedule or PollSchedule()
+        # Held from start-up: a folder swapped for a symlink later is refused.
+        self._output = OutputDir(settings.output_dir)
+        try:
+            self._output.ensure()
+        except StorageError as exc:  # reported again by the first download
+            logger.warning("%s", exc)
 
     # --- generate -------------------------------------------------------------
 
@@ -154,7 +151,7 @@ class VideoService:
         result = await self._follow(
             submitted.task_id,
             model=prepared.spec.id,
-            family=prepared.spec.family,
+            delivery=prepared.spec.delivery,
             wait_seconds=request.wait_seconds,
             download=request.download,
             progress=progress,
@@ -197,11 +194,10 @@ class VideoService:
         """The task's status after waiting at most ``wait_seconds``; download when asked."""
         record = await self._journal.get(task_id)
         model = record.model if record else None
-        family = _family_of(record)
         return await self._follow(
             task_id,
             model=model,
-            family=family,
+            delivery=_delivery_of(record),
             wait_seconds=wait_seconds,
             download=download,
             progress=progress,
@@ -214,12 +210,12 @@ class VideoService:
         task_id: str,
         *,
         model: str | None,
-        family: Family | None,
+        delivery: Delivery | None,
         wait_seconds: float,
         download: bool,
         progress: ProgressFn | None,
         initial: TaskSnapshot | None,
-        on_disk: SavedVideoInfo | None,
+        on_disk: SavedVideo | None,
     ) -> CheckVideoTaskResult:
         tracker = _ProgressTracker(progress, float(wait_seconds))
         latest = initial
@@ -230,7 +226,7 @@ class VideoService:
             await self._record(snapshot)
             await tracker(snapshot, elapsed)
 
-        saved: SavedVideoInfo | None = None
+        saved: SavedVideo | None = None
         download_error: str | None = None
         start = self._clock.monotonic()
         # One deadline for polls (with their retries) and the download: a slow or
@@ -254,7 +250,7 @@ class VideoService:
                 try:
                     # A video already saved for this task is not downloaded again.
                     saved = on_disk or await self._save(
-                        task_id, family=family, url=latest.url, filename=None
+                        task_id, delivery=delivery, snapshot=latest, filename=None
                     )
                 except (DownloadError, StorageError, APIError) as exc:
                     # The task succeeded and stays downloadable: keep its id in the result.
@@ -315,34 +311,35 @@ class VideoService:
                 f"Call check_video_task with task_id {task_id!r} and download: true to wait for it."
             )
         saved = await self._save(
-            task_id, family=_family_of(record), url=snapshot.url, filename=filename
+            task_id, delivery=_delivery_of(record), snapshot=snapshot, filename=filename
         )
         return DownloadVideoResult(task_id=task_id, **saved.model_dump())
 
     async def _save(
-        self, task_id: str, *, family: Family | None, url: str | None, filename: str | None
-    ) -> SavedVideoInfo:
+        self,
+        task_id: str,
+        *,
+        delivery: Delivery | None,
+        snapshot: TaskSnapshot,
+        filename: str | None,
+    ) -> SavedVideo:
         """Download the video of finished task ``task_id`` and journal where it went."""
-        # A task this server did not submit has no journal entry: a result URL means a
-        # URL family; no URL means Sora's download endpoint.
-        if family is None:
-            family = Family.SORA if url is None else Family.VEO
         saved = await download_video(
             self._client,
             task_id=task_id,
-            family=family,
-            url=url,
-            output_dir=self._settings.output_dir,
+            delivery=delivery or _delivery_from_answer(snapshot),
+            url=snapshot.url,
+            output_dir=self._output,
             filename=filename,
         )
         try:
             await self._journal.record_download(
-                task_id, path=saved.path, size_bytes=saved.size_bytes, sha256=saved.sha256
+                task_id, path=Path(saved.path), size_bytes=saved.size_bytes, sha256=saved.sha256
             )
         except JournalError:
             logger.exception("could not record the download of task %s", task_id)
         logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
-        return _saved_info(saved)
+        return saved
 
     async def _record(self, snapshot: TaskSnapshot) -> None:
         try:
@@ -388,19 +385,35 @@ def summarize(record: TaskRecord) -> TaskSummary:
     )
 
 
-def _family_of(record: TaskRecord | None) -> Family | None:
+def _delivery_of(record: TaskRecord | None) -> Delivery | None:
+    """Where the video of a journalled task comes from: its model's catalog entry, or
+    (a model since dropped from the catalog) any model of its family."""
     if record is None:
         return None
     try:
-        return catalog.get_model(record.model).family
+        return catalog.get_model(record.model).delivery
     except GravitexError:
         try:
-            return Family(record.family)
+            family = Family(record.family)
         except ValueError:
             return None
+        return next((m.delivery for m in catalog.models(family)), None)
 
 
-def _existing_download(record: TaskRecord) -> SavedVideoInfo | None:
+def _delivery_from_answer(snapshot: TaskSnapshot) -> Delivery:
+    """A task the journal does not know (submitted elsewhere): the model its query
+    answer names, if the catalog knows it; else the answer's own video URL, and without
+    one the download endpoint, the only other place a video can come from."""
+    model = snapshot.raw.get("model")
+    if isinstance(model, str):
+        try:
+            return catalog.get_model(model.strip()).delivery
+        except GravitexError:
+            pass
+    return Delivery.TASK_URL if snapshot.url else Delivery.DOWNLOAD_ENDPOINT
+
+
+def _existing_download(record: TaskRecord) -> SavedVideo | None:
     if not (record.saved_path and record.sha256 and record.size_bytes is not None):
         return None
     path = Path(record.saved_path)
@@ -409,7 +422,7 @@ def _existing_download(record: TaskRecord) -> SavedVideoInfo | None:
             return None
     except OSError:
         return None
-    return SavedVideoInfo(
+    return SavedVideo(
         path=str(path),
         uri=path.as_uri(),
         size_bytes=record.size_bytes,

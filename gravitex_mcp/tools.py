@@ -29,7 +29,7 @@ from .results import (
     GenerateVideoResult,
     ListModelsResult,
     ListVideoTasksResult,
-    SavedVideoInfo,
+    SavedVideo,
 )
 from .service import ProgressFn, VideoService
 from .validation import parse_request
@@ -77,7 +77,7 @@ def _error(message: str, structured: BaseModel | None = None) -> CallToolResult:
     )
 
 
-def _video_link(video: SavedVideoInfo) -> ResourceLink:
+def _video_link(video: SavedVideo) -> ResourceLink:
     return ResourceLink(
         type="resource_link",
         uri=video.uri,
