@@ -206,7 +206,7 @@ class SoraBody:
         if self._large == VIDEO_FIELD and self._carry:
             raise self._bad_base64(f"{len(self._carry)} characters left over at the end")
         self._large = None
-        self._small += b'""'  # the value, emptied, for the final json.loads
+        self._small.append(_QUOTE)  # the value, emptied, for the final json.loads
         return quote + 1
 
     def _decode(self, text: bytes) -> None:
