@@ -1,21 +1,14 @@
 """The save pipeline: a finished task's video, streamed into the output folder.
 
-The source is picked once, from the model's :class:`~gravitex_mcp.domain.Delivery`:
-
-* ``DOWNLOAD_ENDPOINT`` (Sora): the endpoint's JSON body goes through
-  :class:`~gravitex_mcp.sora_body.SoraBody`, which decodes its ``base64`` field as it
-  arrives; the decoded length must equal the body's ``size``.
-* ``TASK_URL`` (the others): the task's signed ``url``; the byte count must match
-  ``Content-Length`` when one is given. An expired URL
-  (:class:`~gravitex_mcp.errors.URLExpiredError`) makes one re-query of the task.
-
-Either way the bytes are read with httpx2's ``aiter_bytes`` (each wait bounded by the
-client's ``read`` time-out), checked as an mp4 as they pass (an error page served with
-status 200 is refused after its first bytes, and the top-level boxes must tile the
-file), and written and hashed into a temp file by :mod:`gravitex_mcp.storage`, which
-fsyncs and publishes it without ever overwriting. A stream cut short is retried, at
-most ``attempts`` times in all, each into a fresh temp file. Signed URLs appear in
-logs and errors only without their query string.
+The source is picked once, from the model's :class:`~gravitex_mcp.domain.Delivery`: the
+download endpoint (Sora: its JSON body decoded by :class:`~gravitex_mcp.sora_body.SoraBody`
+as it arrives) or the task's signed ``url`` (the byte count must match ``Content-Length``
+when given; an expired URL makes one re-query of the task). The body is read with httpx2's
+``aiter_bytes`` (each wait bounded by the client's ``read`` time-out), checked as an mp4 as
+it passes (an error page is refused after its first bytes; the boxes must tile the file),
+written and hashed into a temp file, fsynced and published without overwriting
+(:mod:`gravitex_mcp.storage`). A stream cut short is retried (``attempts`` in all), each
+time into a fresh temp file. Signed URLs are logged and quoted without their query string.
 """
 
 from __future__ import annotations
@@ -23,13 +16,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from functools import partial
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 
 import httpx2
 
-from .client import read_error
+from .client import GravitexClient, read_error
 from .domain import Delivery, TaskStatus
 from .errors import (
     APIConnectionError,
@@ -44,7 +37,7 @@ from .results import SavedVideo
 from .sora_body import SoraBody
 from .storage import OutputDir, StoredFile, VideoFile
 
-__all__ = ["DEFAULT_ATTEMPTS", "MP4_MIME_TYPE", "DownloadSource", "download_video"]
+__all__ = ["DEFAULT_ATTEMPTS", "MP4_MIME_TYPE", "download_video"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,32 +46,6 @@ MP4_MIME_TYPE: Final = "video/mp4"
 DEFAULT_ATTEMPTS: Final = 3
 
 _DIGITS: Final = re.compile(r"[0-9]{1,18}")
-
-
-class TaskView(Protocol):
-    """What a re-query must tell: the status and the (fresh) video URL."""
-
-    @property
-    def status(self) -> TaskStatus: ...
-
-    @property
-    def url(self) -> str | None: ...
-
-
-class DownloadSource(Protocol):
-    """The part of :class:`~gravitex_mcp.client.GravitexClient` downloads use."""
-
-    def stream_sora_download(self, task_id: str) -> AbstractAsyncContextManager[httpx2.Response]:
-        """The download endpoint's response, status checked, body unread."""
-        ...
-
-    def stream_url(self, url: str) -> AbstractAsyncContextManager[httpx2.Response]:
-        """A signed URL's response, status checked (URLExpiredError), body unread."""
-        ...
-
-    async def query(self, task_id: str) -> TaskView:
-        """The task's current snapshot."""
-        ...
 
 
 class _StreamCutError(Exception):
@@ -119,7 +86,7 @@ def _checked_sink(file: VideoFile, check: Mp4StreamCheck) -> Callable[[bytes], N
 
 
 async def _endpoint_attempt(
-    source: DownloadSource, out: OutputDir, *, task_id: str, filename: str | None
+    source: GravitexClient, out: OutputDir, *, task_id: str, filename: str | None
 ) -> StoredFile:
     async with (
         source.stream_sora_download(task_id) as response,
@@ -140,7 +107,7 @@ async def _endpoint_attempt(
 
 
 async def _url_attempt(
-    source: DownloadSource, out: OutputDir, *, url: str, task_id: str, filename: str | None
+    source: GravitexClient, out: OutputDir, *, url: str, task_id: str, filename: str | None
 ) -> StoredFile:
     where = redact_url(url)
     async with (
@@ -170,7 +137,7 @@ async def _url_attempt(
         return await file.commit()
 
 
-async def _fresh_url(source: DownloadSource, task_id: str, *, reason: str) -> str:
+async def _fresh_url(source: GravitexClient, task_id: str, *, reason: str) -> str:
     snapshot = await source.query(task_id)
     if snapshot.status is not TaskStatus.SUCCEEDED or not snapshot.url:
         raise DownloadError(
@@ -181,7 +148,7 @@ async def _fresh_url(source: DownloadSource, task_id: str, *, reason: str) -> st
 
 
 async def _download_url(
-    source: DownloadSource,
+    source: GravitexClient,
     out: OutputDir,
     *,
     task_id: str,
@@ -189,22 +156,17 @@ async def _download_url(
     filename: str | None,
     attempts: int,
 ) -> StoredFile:
-    requeried = False
+    requeried = url is None
     if url is None:
         url = await _fresh_url(source, task_id, reason=f"Task {task_id!r} came without a URL.")
-        requeried = True
     while True:
-        current = url
-
-        async def attempt(current: str = current) -> StoredFile:
-            return await _url_attempt(source, out, url=current, task_id=task_id, filename=filename)
-
+        attempt = partial(_url_attempt, source, out, url=url, task_id=task_id, filename=filename)
         try:
             return await _with_retries(attempt, attempts=attempts, what=f"task {task_id!r}")
         except URLExpiredError as exc:
             if requeried:
                 raise DownloadError(
-                    f"The video URL of task {task_id!r} ({redact_url(current)}) was refused "
+                    f"The video URL of task {task_id!r} ({redact_url(url)}) was refused "
                     f"(HTTP {exc.status_code}) even after re-querying the task for a fresh "
                     "one: the video is no longer available from its host (signed links last "
                     "about 24 h). Nothing was saved."
@@ -250,7 +212,7 @@ async def _with_retries(
 
 
 async def download_video(
-    client: DownloadSource,
+    client: GravitexClient,
     *,
     task_id: str,
     delivery: Delivery,
@@ -274,10 +236,7 @@ async def download_video(
         raise ValueError("attempts must be >= 1")
     out = output_dir if isinstance(output_dir, OutputDir) else OutputDir(output_dir)
     if delivery is Delivery.DOWNLOAD_ENDPOINT:
-
-        async def attempt() -> StoredFile:
-            return await _endpoint_attempt(client, out, task_id=task_id, filename=filename)
-
+        attempt = partial(_endpoint_attempt, client, out, task_id=task_id, filename=filename)
         stored = await _with_retries(attempt, attempts=attempts, what=f"task {task_id!r}")
     else:
         stored = await _download_url(

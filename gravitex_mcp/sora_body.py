@@ -135,7 +135,13 @@ class SoraBody:
                 elif byte == _BACKSLASH:
                     self._escaped = True
                 elif byte == _QUOTE:
-                    self._end_string()
+                    self._in_string = False
+                    self._last = _QUOTE
+                    if self._string_is_key:  # a short string: parse it as JSON does
+                        try:
+                            self._key = json.loads(small[self._string_start :])
+                        except ValueError:
+                            self._key = None
                 continue
             if byte in _SPACE:
                 continue
@@ -151,8 +157,10 @@ class SoraBody:
             if byte == _QUOTE:
                 large = self._key if self._depth == 1 and self._last == ord(":") else None
                 if large in (VIDEO_FIELD, SKIPPED_FIELD):
-                    self._start_large(large)
-                    self._last = _QUOTE
+                    if large == VIDEO_FIELD and self._seen_video:
+                        raise self._not_json(f"a second {VIDEO_FIELD!r} field")
+                    self._seen_video |= large == VIDEO_FIELD
+                    self._large, self._held, self._last = large, b"", _QUOTE
                     return i + 1
                 self._in_string = True
                 self._string_start = len(small) - 1
@@ -167,24 +175,7 @@ class SoraBody:
                 raise self._not_json(f"more than {MAX_SMALL_PART} bytes outside the video")
         return len(piece)
 
-    def _end_string(self) -> None:
-        self._in_string = False
-        self._last = _QUOTE
-        if self._string_is_key:
-            try:
-                self._key = json.loads(self._small[self._string_start :])
-            except ValueError:
-                self._key = None
-
     # --- the two large values -------------------------------------------------------------
-
-    def _start_large(self, field: str) -> None:
-        if field == VIDEO_FIELD:
-            if self._seen_video:
-                raise self._not_json(f"a second {VIDEO_FIELD!r} field")
-            self._seen_video = True
-        self._large = field
-        self._held = b""
 
     def _large_part(self, piece: bytes, pos: int) -> int:
         """Consume a large value's characters up to its closing quote (or the piece's end)."""

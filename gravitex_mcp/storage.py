@@ -1,26 +1,15 @@
 """The output folder: safe names, a temp file written and hashed, a no-clobber publish.
 
-* :func:`safe_filename` reduces a caller's name to a plain base name ending in ``.mp4``
-  (no directories, no ``..``, no control or reserved characters, no leading dot,
-  bounded length).
-* :class:`OutputDir` creates the folder if missing, then **holds** it: the resolved
-  path and its identity (``st_dev``, ``st_ino``) are fixed the first time it is used
-  (at start-up in the server). If the path later leads elsewhere (the folder swapped
-  for a symlink), saving is refused with a :class:`~gravitex_mcp.errors.StorageError`.
-* :class:`VideoFile` writes one video into ``.<stem>.<random>.part`` inside the folder
-  (``O_EXCL``, ``O_NOFOLLOW``, mode 0o644), holding an exclusive ``flock`` on it while
-  it is written (so a start-up sweep can tell live temp files from leftovers), and
-  hashes (sha256) each piece as it writes it. :meth:`VideoFile.commit` fsyncs, then
-  publishes **without ever overwriting**: ``os.link(temp, final)`` fails when ``final``
-  exists, so the next free name (``name-1.mp4``, ...) is tried; the temp name is then
-  unlinked and the folder fsynced. Without hard links: ``os.rename`` on Windows (which
-  refuses to replace), elsewhere an ``O_EXCL`` placeholder replaced by the file.
-* Any failure (disk full, read-only folder, a cut stream, cancellation) removes the
-  temp file; OS errors become a :class:`~gravitex_mcp.errors.StorageError` that says
-  what to do. Nothing is left under a final name unless it is complete.
-
-The OS calls ``write``, ``fsync``, ``link`` and ``open_file`` are injectable so tests can
-simulate a full disk, a read-only folder or a filesystem without hard links.
+* :class:`OutputDir` creates the folder if missing, then **holds** it: its resolved path
+  and identity (``st_dev``, ``st_ino``) are fixed at first use (start-up, in the server);
+  a path that later leads elsewhere (the folder swapped for a symlink) is refused.
+* :class:`VideoFile` writes one video into ``.<stem>.<random>.part`` in the folder
+  (``O_EXCL | O_NOFOLLOW``, 0o644, an exclusive ``flock`` held while it is written, so a
+  start-up sweep can tell live temp files from leftovers) and hashes each piece as it
+  writes it. :meth:`VideoFile.commit` fsyncs, then publishes with ``os.link`` (which
+  never replaces: a taken name moves on to ``name-1.mp4``, ...). Any failure removes the
+  temp file; OS errors become a :class:`~gravitex_mcp.errors.StorageError` saying what
+  to do. The OS calls are injectable to simulate full, read-only or link-less disks.
 """
 
 from __future__ import annotations
@@ -298,11 +287,6 @@ class VideoFile:
         if tmp is not None:
             with contextlib.suppress(OSError):  # best effort: a dot name ending in .part
                 os.unlink(tmp)
-
-    @property
-    def size(self) -> int:
-        """Bytes written so far."""
-        return self._size
 
     @property
     def temp_path(self) -> Path | None:
