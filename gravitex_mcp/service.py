@@ -386,8 +386,7 @@ def summarize(record: TaskRecord) -> TaskSummary:
 
 
 def _delivery_of(record: TaskRecord | None) -> Delivery | None:
-    """Where the video of a journalled task comes from: its model's catalog entry, or
-    (a model since dropped from the catalog) any model of its family."""
+    """Where a journalled task's video comes from: its model's (or else family's) entry."""
     if record is None:
         return None
     try:
@@ -401,9 +400,8 @@ def _delivery_of(record: TaskRecord | None) -> Delivery | None:
 
 
 def _delivery_from_answer(snapshot: TaskSnapshot) -> Delivery:
-    """A task the journal does not know (submitted elsewhere): the model its query
-    answer names, if the catalog knows it; else the answer's own video URL, and without
-    one the download endpoint, the only other place a video can come from."""
+    """For a task the journal does not know: the model its query answer names, if known;
+    else its video URL, and without one the download endpoint (the only other source)."""
     model = snapshot.raw.get("model")
     if isinstance(model, str):
         try:

@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import secrets
+import stat
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,15 +146,12 @@ def _storage_error(exc: OSError, *, name: str, directory: Path, action: str) -> 
 def _fsync_dir(directory: Path) -> None:
     if os.name == "nt":  # directories cannot be opened for fsync on Windows
         return
-    try:
+    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
+        try:
             os.fsync(fd)
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
 
 
 class OutputDir:
@@ -178,13 +176,12 @@ class OutputDir:
     def ensure(self) -> Path:
         """The folder's resolved path (blocking): created and held on the first call;
         later calls refuse a path that now leads to another folder."""
-        held = self._held
-        if held is None or not os.path.lexists(self.path):
-            return self._hold()  # first use, or the folder was removed: (re)create it
-        resolved, dev, ino = held
+        if self._held is None or not os.path.lexists(self.path):
+            self._hold()  # first use, or the folder was removed: (re)create it
+        assert self._held is not None
+        resolved, dev, ino = self._held
         try:
-            st = os.stat(self.path)
-            now = Path(os.path.realpath(self.path))
+            st, now = os.stat(self.path), Path(os.path.realpath(self.path))
         except OSError:
             st, now = None, None
         if st is None or now != resolved or (st.st_dev, st.st_ino) != (dev, ino):
@@ -195,10 +192,13 @@ class OutputDir:
             )
         return resolved
 
-    def _hold(self) -> Path:
+    def _hold(self) -> None:
         path = self.path
         try:
             path.mkdir(parents=True, exist_ok=True)
+            # The first resolution stands: a folder made again must be in the same place.
+            resolved = self._held[0] if self._held else path.resolve()
+            st = os.stat(resolved)
         except FileExistsError as exc:
             raise StorageError(
                 f"The output dir {path} exists but is not a directory; set "
@@ -209,14 +209,11 @@ class OutputDir:
                 f"Could not create the output dir {path} ({exc.strerror or exc}); set "
                 "GRAVITEX_OUTPUT_DIR to a directory this server can write."
             ) from exc
-        resolved = path.resolve()
-        st = os.stat(resolved)
-        if not resolved.is_dir():
+        if not stat.S_ISDIR(st.st_mode):
             raise StorageError(
                 f"The output dir {path} is not a directory; set GRAVITEX_OUTPUT_DIR to one."
             )
         self._held = (resolved, st.st_dev, st.st_ino)
-        return resolved
 
     def video(self, filename: str | None, *, default_stem: str) -> VideoFile:
         """A writer for one video; use as ``async with``; call :meth:`VideoFile.commit`."""
@@ -343,8 +340,7 @@ class VideoFile:
             self._out._fsync(fd)
         except OSError as exc:
             raise self._error(exc, "write") from exc
-        if self._out.ensure() != directory:  # raises when the folder was swapped
-            raise StorageError(f"The output dir {directory} moved; nothing was saved.")
+        self._out.ensure()  # raises when the folder was swapped
         final = self._publish(tmp, directory)
         self._discard()  # closes (and unlocks) the temp file, removes its name
         _fsync_dir(directory)
