@@ -567,3 +567,19 @@ async def test_the_temp_file_is_locked_while_it_is_written(area: tuple[Path, Pat
         finally:
             os.close(fd)
         await file.commit()
+
+
+async def test_output_dir_made_again_elsewhere_is_refused(tmp_path: Path) -> None:
+    """A removed folder is made again only where it was: a swapped parent is refused."""
+    parent = tmp_path / "parent"
+    real = parent / "videos"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = OutputDir(real)
+    out.ensure()
+    real.rmdir()
+    parent.rename(tmp_path / "parked")
+    parent.symlink_to(elsewhere)  # the folder's parent now leads elsewhere
+    with pytest.raises(StorageError):
+        await save(out, b"data", "clip")
+    assert not any(p.is_file() for p in elsewhere.rglob("*"))
