@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from .domain import Family, Mode
+from .domain import Delivery, Family, Mode
 from .errors import InvalidArgumentsError, Problem
 
 Value = str | int | bool
@@ -176,6 +176,8 @@ class ModelSpec:
     image_must_match_size: bool = False
     #: the size the upstream uses when none is asked for (for that check)
     default_size: tuple[int, int] | None = None
+    #: where the finished video is fetched from
+    delivery: Delivery = Delivery.TASK_URL
     notes: tuple[str, ...] = field(default=())
 
     def takes(self, argument: str) -> bool:
@@ -446,6 +448,7 @@ _MODELS: Final[tuple[ModelSpec, ...]] = (
         size_separator="x",
         image_must_match_size=True,
         default_size=(720, 1280),
+        delivery=Delivery.DOWNLOAD_ENDPOINT,
         notes=(
             "For image-to-video the image's pixel size must equal size exactly "
             "(720x1280 unless size or aspect_ratio says otherwise).",
@@ -692,6 +695,7 @@ def describe(spec: ModelSpec) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": spec.id,
         "family": spec.family.value,
+        "delivery": spec.delivery.value,
         "summary": spec.summary,
         "modes": [mode.value for mode in Mode if mode in spec.modes],
         "arguments": {

@@ -1,9 +1,8 @@
 """The Gravitex video API client: submit, query and streamed downloads.
 
 One :class:`httpx2.AsyncClient` (transport injectable, for tests and the
-in-process simulator) with explicit connect/read/write/pool time-outs, plus an
-inactivity time-out on streamed bodies (:meth:`GravitexClient.iter_chunks`, and
-:meth:`GravitexClient.read_body` with one timer per body).
+in-process simulator) with explicit connect/read/write/pool time-outs; the ``read``
+time-out also bounds every wait for a streamed body's next bytes.
 
 Every failure is mapped onto :mod:`gravitex_mcp.errors` (``raise ... from``):
 
@@ -43,18 +42,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import (
-    AbstractAsyncContextManager,
-    AbstractContextManager,
-    aclosing,
-    asynccontextmanager,
-    contextmanager,
-)
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar
@@ -91,11 +83,11 @@ __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
     "DEFAULT_USER_AGENT",
-    "BodyReader",
     "GravitexClient",
     "TaskError",
     "TaskSnapshot",
     "Timeouts",
+    "read_error",
     "redact_url",
 ]
 
@@ -122,21 +114,19 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds allowed for each phase of a request.
+    """Seconds allowed for each phase of a request: httpx2's time-outs.
 
-    ``connect``, ``read``, ``write`` and ``pool`` are httpx2's time-outs (``read``
-    applies to each network read); ``stream_inactivity`` is the longest a
-    streamed download may go without delivering a byte (:meth:`GravitexClient.iter_chunks`).
+    ``read`` bounds each network read, so it is also the longest a streamed download
+    may go without delivering a byte.
     """
 
     connect: float = 10.0
     read: float = 60.0
     write: float = 60.0
     pool: float = 10.0
-    stream_inactivity: float = 60.0
 
     def __post_init__(self) -> None:
-        for name in ("connect", "read", "write", "pool", "stream_inactivity"):
+        for name in ("connect", "read", "write", "pool"):
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"Timeouts.{name} must be > 0 seconds, got {value!r}")
@@ -414,22 +404,10 @@ class _Op:
 
 # --- reading streamed bodies -----------------------------------------------------
 
-#: :class:`BodyReader` moves its inactivity deadline at most this often (seconds, and at
-#: most a tenth of the limit): a stall is reported at most this much after the limit.
-INACTIVITY_SLACK: Final = 1.0
 
-
-def _stalled(response: httpx2.Response, limit: float) -> APITimeoutError:
-    return APITimeoutError(
-        f"No data arrived from {redact_url(response.request.url)} for {limit:g} s; the "
-        "download was stopped. Try again later.",
-        status_code=response.status_code,
-        request_id=_request_id(response.headers),
-    )
-
-
-def _read_error(response: httpx2.Response, exc: httpx2.RequestError) -> APIError:
-    """The error for an httpx2 failure while a streamed body is read."""
+def read_error(response: httpx2.Response, exc: httpx2.RequestError) -> APIError:
+    """The error for an httpx2 failure while a streamed body is read (a stall past the
+    client's ``read`` time-out is an :class:`APITimeoutError`)."""
     where = redact_url(response.request.url)
     status, rid = response.status_code, _request_id(response.headers)
     if isinstance(exc, httpx2.TimeoutException):
@@ -447,128 +425,6 @@ def _read_error(response: httpx2.Response, exc: httpx2.RequestError) -> APIError
         status_code=status,
         request_id=rid,
     )
-
-
-class BodyReader:
-    """A streamed body read under **one** inactivity timer.
-
-    ::
-
-        async with client.read_body(response) as body:
-            async for chunk in body:  # at most chunk_size bytes each
-                ...
-                with body.paused():  # a slow step of the reader's own, not a stall
-                    await ...
-
-    The timer (the client's ``inactivity_timer``, ``anyio.fail_after`` by default) is
-    entered once for the whole body; while chunks arrive its deadline is moved forward,
-    at most every :data:`INACTIVITY_SLACK` seconds (one clock read per chunk instead of
-    a cancel scope per chunk). Each wait for data is so bounded by the limit: a stall
-    raises :class:`APITimeoutError` at most the slack later. Time the block spends
-    between chunks counts as waiting too, except inside :meth:`paused`. httpx2 failures
-    are mapped as by :meth:`GravitexClient.iter_chunks`.
-    """
-
-    def __init__(
-        self,
-        response: httpx2.Response,
-        *,
-        limit: float,
-        timer: Callable[[float], AbstractContextManager[object]],
-        chunk_size: int = 1 << 16,
-    ) -> None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self._response = response
-        self._limit = limit
-        self._slack = min(INACTIVITY_SLACK, limit / 10)
-        self._timer = timer
-        self._chunk_size = chunk_size
-        self._parts: AsyncGenerator[bytes, None] | None = None
-        self._timer_cm: AbstractContextManager[object] | None = None
-        self._scope: anyio.CancelScope | None = None  # the timer's, if it has one
-        self._clock: Callable[[], float] = anyio.current_time
-        self._refresh_at = math.inf
-        self._rest: bytes = b""  # the part of a large chunk not yet returned
-
-    async def __aenter__(self) -> Self:
-        self._parts = self._response.aiter_bytes()
-        timer_cm = self._timer(self._limit + self._slack)
-        scope = timer_cm.__enter__()
-        self._timer_cm = timer_cm
-        if isinstance(scope, anyio.CancelScope):
-            self._scope = scope
-            self._refresh_at = self._clock() + self._slack
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        timer_cm, self._timer_cm = self._timer_cm, None
-        self._scope = None
-        try:
-            if timer_cm is not None:
-                try:
-                    swallowed = timer_cm.__exit__(exc_type, exc, tb)
-                except TimeoutError as stall:
-                    raise _stalled(self._response, self._limit) from stall
-                if swallowed:  # a timer that stops the block quietly: still a stall
-                    raise _stalled(self._response, self._limit) from exc
-        finally:
-            parts, self._parts = self._parts, None
-            if parts is not None:
-                with anyio.CancelScope(shield=True):
-                    await parts.aclose()
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> bytes:
-        rest = self._rest
-        if rest:
-            return self._split(rest)
-        parts = self._parts
-        if parts is None:
-            raise RuntimeError("use the body reader as 'async with ... as body'")
-        scope = self._scope
-        if scope is not None:
-            now = self._clock()
-            if now >= self._refresh_at:  # this wait (from now on) ends by the deadline
-                scope.deadline = now + self._limit + self._slack
-                self._refresh_at = now + self._slack
-        try:
-            chunk = await parts.__anext__()
-        except StopAsyncIteration:
-            raise
-        except httpx2.RequestError as exc:
-            raise _read_error(self._response, exc) from exc
-        if len(chunk) > self._chunk_size:
-            return self._split(chunk)
-        return chunk
-
-    def _split(self, data: bytes) -> bytes:
-        size = self._chunk_size
-        self._rest = data[size:]
-        return data[:size]
-
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        """Time spent in this block does not count towards the inactivity limit."""
-        scope = self._scope
-        if scope is None:
-            yield
-            return
-        scope.deadline = math.inf
-        try:
-            yield
-        finally:
-            if self._scope is scope:
-                now = self._clock()
-                scope.deadline = now + self._limit + self._slack
-                self._refresh_at = now + self._slack
 
 
 # --- the client -------------------------------------------------------------------
@@ -594,7 +450,6 @@ class GravitexClient:
         user_agent: str = DEFAULT_USER_AGENT,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
-        inactivity_timer: Callable[[float], AbstractContextManager[object]] = anyio.fail_after,
     ) -> None:
         key = (api_key or "").strip()
         if not key:
@@ -620,8 +475,6 @@ class GravitexClient:
         self._sleep = sleep
         self._rand = rand
         self._clock = clock
-        # Bounds each wait for stream data; raises TimeoutError (injectable for tests).
-        self._inactivity_timer = inactivity_timer
         self._api_where = f"the Gravitex API ({redact_url(base)})"
         _install_log_redaction()
         self._http = httpx2.AsyncClient(
@@ -705,7 +558,7 @@ class GravitexClient:
         """``GET /v1/video/generations/download?id=...`` as an open, unread streamed response.
 
         The status is checked (and retried per the policy) before the response is
-        yielded; the caller reads the JSON body incrementally (:meth:`iter_chunks`).
+        yielded; the caller reads the JSON body incrementally (``aiter_bytes``).
         """
         tid = _check_task_id(task_id)
         op = _Op(
@@ -754,44 +607,6 @@ class GravitexClient:
             return self._http.build_request("GET", target)
 
         return self._streaming(op, build, follow_redirects=True)
-
-    async def iter_chunks(
-        self, response: httpx2.Response, chunk_size: int = 1 << 16
-    ) -> AsyncIterator[bytes]:
-        """The decoded body of ``response`` in chunks of at most ``chunk_size`` bytes.
-
-        Chunks are yielded as soon as they arrive. Each wait for data is bounded by
-        ``Timeouts.stream_inactivity`` (one ``inactivity_timer`` per wait): a stall
-        raises :class:`APITimeoutError`; a broken connection raises
-        :class:`APIConnectionError`. :meth:`read_body` does the same with one timer for
-        the whole body (cheaper per chunk; used by downloads).
-        """
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        limit = self._timeouts.stream_inactivity
-        async with aclosing(response.aiter_bytes()) as parts:
-            while True:
-                try:
-                    with self._inactivity_timer(limit):
-                        chunk = await anext(parts)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError as exc:
-                    raise _stalled(response, limit) from exc
-                except httpx2.RequestError as exc:
-                    raise _read_error(response, exc) from exc
-                for start in range(0, len(chunk), chunk_size):
-                    yield chunk[start : start + chunk_size]
-
-    def read_body(self, response: httpx2.Response, chunk_size: int = 1 << 16) -> BodyReader:
-        """The decoded body of ``response``, for ``async with ... as body: async for chunk
-        in body``; see :class:`BodyReader`."""
-        return BodyReader(
-            response,
-            limit=self._timeouts.stream_inactivity,
-            timer=self._inactivity_timer,
-            chunk_size=chunk_size,
-        )
 
     # --- attempts ----------------------------------------------------------------
 

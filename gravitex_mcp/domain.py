@@ -14,6 +14,13 @@ class Family(StrEnum):
     SEEDANCE = "seedance"
 
 
+class Delivery(StrEnum):
+    """Where a finished task's video comes from."""
+
+    DOWNLOAD_ENDPOINT = "download_endpoint"  # GET /v1/video/generations/download (base64 JSON)
+    TASK_URL = "task_url"  # the signed ``url`` of the task's query answer
+
+
 class Mode(StrEnum):
     """What a model can be asked to do."""
 

@@ -404,7 +404,6 @@ async def _publish(tmp: Path, out: OutputDir, *, filename: str | None, stem: str
         await anyio.open_file(tmp, "rb") as source,
         out.video(filename, default_stem=stem) as target,
     ):
-        target.expect((await anyio.Path(tmp).stat()).st_size)
         while chunk := await source.read(_COPY_CHUNK):
             await target.write(chunk)
         return await target.commit()
@@ -498,7 +497,7 @@ async def join_tasks(
     if failures:
         listed = "; ".join(f"{tid}: {why}" for tid, why in failures.items())
         raise JoinError(f"Nothing was joined: {len(failures)} clip(s) are not available. {listed}")
-    out = output or OutputDir(service.settings.output_dir)
+    out = output or service.output
     joined = await join_files(
         [paths[t] for t in task_ids],
         out,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .domain import TaskStatus
 
@@ -20,8 +20,12 @@ class TaskErrorInfo(_Result):
     message: Annotated[str, Field(description="Upstream error message.")]
 
 
-class SavedVideoInfo(_Result):
-    """A video saved on this machine."""
+class SavedVideo(_Result):
+    """A video saved on this machine: what the save pipeline returns.
+
+    Every field added here also appears (optional) at the top level of the task
+    results, where the contract puts a saved video's fields (see :class:`TaskResult`).
+    """
 
     path: Annotated[str, Field(description="Absolute path of the saved mp4.")]
     uri: Annotated[str, Field(description="file:// URI of the saved mp4.")]
@@ -30,8 +34,23 @@ class SavedVideoInfo(_Result):
     mime_type: Annotated[str, Field(description="Always video/mp4.")] = "video/mp4"
 
 
-class TaskResult(_Result):
-    """Where a task stands, and what to do next."""
+def _all_optional(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s fields as ``create_model`` definitions, each defaulting to None."""
+    return {
+        name: (info.annotation | None, Field(default=None, description=info.description))  # type: ignore[operator]
+        for name, info in model.model_fields.items()
+    }
+
+
+if TYPE_CHECKING:
+    _WhenSaved = _Result
+else:
+    # SavedVideo's fields, each optional: set when the call saved the video.
+    _WhenSaved = create_model("_WhenSaved", __base__=_Result, **_all_optional(SavedVideo))
+
+
+class TaskResult(_WhenSaved):
+    """Where a task stands, and what to do next (with the saved video's fields when saved)."""
 
     task_id: Annotated[str, Field(description="The upstream task id.")]
     status: Annotated[
@@ -49,19 +68,13 @@ class TaskResult(_Result):
     ] = None
     next_step: Annotated[str | None, Field(description="What to do next, in plain words.")] = None
     video: Annotated[
-        SavedVideoInfo | None,
+        SavedVideo | None,
         Field(description="The saved video, when it was downloaded by this call."),
     ] = None
     download_error: Annotated[
         str | None,
         Field(description="Why saving the finished video failed (it can be downloaded again)."),
     ] = None
-    # Mirrors of ``video``'s fields, as the contract puts them at the top level.
-    path: str | None = None
-    uri: str | None = None
-    size_bytes: int | None = None
-    sha256: str | None = None
-    mime_type: str | None = None
 
 
 class GenerateVideoResult(TaskResult):
@@ -98,7 +111,7 @@ class CheckVideoTaskResult(TaskResult):
     """``check_video_task``: the task's status after waiting at most ``wait_seconds``."""
 
 
-class DownloadVideoResult(SavedVideoInfo):
+class DownloadVideoResult(SavedVideo):
     """``download_video``: the saved file."""
 
     task_id: Annotated[str, Field(description="The task the video belongs to.")]
@@ -187,7 +200,7 @@ class ProbeInfo(_Result):
     has_audio: Annotated[bool, Field(description="True when the file has an audio track.")]
 
 
-class JoinVideosResult(SavedVideoInfo):
+class JoinVideosResult(SavedVideo):
     """``join_videos``: the joined mp4, as download_video describes a saved file."""
 
     task_ids: Annotated[list[str], Field(description="The joined tasks, in order.")]

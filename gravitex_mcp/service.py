@@ -21,8 +21,8 @@ from . import catalog
 from .arguments import GenerateVideoInput, VideoArguments
 from .catalog import ModelSpec
 from .client import GravitexClient, TaskSnapshot
-from .domain import Family, TaskStatus
-from .downloads import SavedVideo, download_video
+from .domain import Delivery, Family, TaskStatus
+from .downloads import download_video
 from .errors import (
     APIError,
     DownloadError,
@@ -45,13 +45,13 @@ from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
     GenerateVideoResult,
-    SavedVideoInfo,
+    SavedVideo,
     TaskErrorInfo,
     TaskSummary,
 )
 from .settings import Settings
 from .singleflight import BackgroundJobs, JobStoppedError, SharedPolls
-from .storage import safe_filename
+from .storage import OutputDir, safe_filename
 from .tasklock import TaskLock, TaskLocks
 from .waiting import Clock, PollSchedule, SystemClock
 
@@ -98,16 +98,6 @@ class _ProgressTracker:
         await self.report(value, self.total, message)
 
 
-def _saved_info(saved: SavedVideo) -> SavedVideoInfo:
-    return SavedVideoInfo(
-        path=str(saved.path),
-        uri=saved.uri,
-        size_bytes=saved.size_bytes,
-        sha256=saved.sha256,
-        mime_type=saved.mime_type,
-    )
-
-
 def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
     if status is TaskStatus.SUCCEEDED:
         if downloaded:
@@ -135,7 +125,7 @@ class Submission:
     """The submit's answer; ``None`` for a task found again (its status is queried)."""
     notes: tuple[str, ...] = ()
     replayed: bool = False
-    on_disk: SavedVideoInfo | None = None
+    on_disk: SavedVideo | None = None
 
 
 class VideoService:
@@ -159,9 +149,15 @@ class VideoService:
         self._download_bound = download_bound
         # One poll loop and one save per task, however many calls wait on it.
         self._polls = SharedPolls(self._clock, self._schedule)
-        self._saves: BackgroundJobs[SavedVideoInfo] = BackgroundJobs()
+        self._saves: BackgroundJobs[SavedVideo] = BackgroundJobs()
         self._task_locks = TaskLocks(settings.state_dir)
         self._save_names: dict[str, str | None] = {}  # filename asked of each running save
+        # Held from start-up: a folder swapped for a symlink later is refused.
+        self._output = OutputDir(settings.output_dir)
+        try:
+            self._output.ensure()
+        except StorageError as exc:  # reported again by the first download
+            logger.warning("%s", exc)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[VideoService]:
@@ -179,6 +175,11 @@ class VideoService:
     def settings(self) -> Settings:
         """The settings the service runs with (output folder, input folders, ...)."""
         return self._settings
+
+    @property
+    def output(self) -> OutputDir:
+        """The output folder, held since start-up (every saved file goes through it)."""
+        return self._output
 
     # --- generate -------------------------------------------------------------
 
@@ -266,7 +267,7 @@ class VideoService:
         result = await self._follow(
             submission.task_id,
             model=submission.spec.id,
-            family=submission.spec.family,
+            delivery=submission.spec.delivery,
             wait_seconds=wait_seconds,
             download=download,
             progress=progress,
@@ -313,11 +314,10 @@ class VideoService:
         """The task's status after waiting at most ``wait_seconds``; download when asked."""
         record = await self._journal.get(task_id)
         model = record.model if record else None
-        family = _family_of(record)
         return await self._follow(
             task_id,
             model=model,
-            family=family,
+            delivery=_delivery_of(record),
             wait_seconds=wait_seconds,
             download=download,
             progress=progress,
@@ -330,12 +330,12 @@ class VideoService:
         task_id: str,
         *,
         model: str | None,
-        family: Family | None,
+        delivery: Delivery | None,
         wait_seconds: float,
         download: bool,
         progress: ProgressFn | None,
         initial: TaskSnapshot | None,
-        on_disk: SavedVideoInfo | None,
+        on_disk: SavedVideo | None,
     ) -> CheckVideoTaskResult:
         tracker = _ProgressTracker(progress, float(wait_seconds))
         latest = initial
@@ -345,7 +345,7 @@ class VideoService:
             latest = snapshot
             await tracker(snapshot, elapsed)
 
-        saved: SavedVideoInfo | None = None
+        saved: SavedVideo | None = None
         download_error: str | None = None
         download_retry = True
         start = self._clock.monotonic()
@@ -369,7 +369,7 @@ class VideoService:
                 try:
                     # A video already saved for this task is not downloaded again.
                     saved = on_disk or await self._save_once(
-                        task_id, family=family, url=latest.url, filename=None
+                        task_id, delivery=delivery, snapshot=latest, filename=None
                     )
                 except (DownloadError, StorageError, APIError, JobStoppedError) as exc:
                     # The task succeeded and stays downloadable: keep its id in the result.
@@ -468,19 +468,24 @@ class VideoService:
                 f"Call check_video_task with task_id {task_id!r} and download: true to wait for it."
             )
         saved = await self._save_once(
-            task_id, family=_family_of(record), url=snapshot.url, filename=filename
+            task_id, delivery=_delivery_of(record), snapshot=snapshot, filename=filename
         )
         return DownloadVideoResult(task_id=task_id, **saved.model_dump())
 
     async def _save_once(
-        self, task_id: str, *, family: Family | None, url: str | None, filename: str | None
-    ) -> SavedVideoInfo:
+        self,
+        task_id: str,
+        *,
+        delivery: Delivery | None,
+        snapshot: TaskSnapshot,
+        filename: str | None,
+    ) -> SavedVideo:
         """:meth:`_save`, run at most once at a time per task: in the background (it
         outlives the caller's bound), and under the task's lock file so another server
         sharing the folders does not save it too. A caller joining a running save gets
         its file (whatever ``filename`` that save was given)."""
 
-        async def save(_: object) -> SavedVideoInfo:
+        async def save(_: object) -> SavedVideo:
             self._save_names[task_id] = filename
             lock = await self._lock_task(task_id)
             try:
@@ -490,7 +495,9 @@ class VideoService:
                     reused = _existing_download(record) if record is not None else None
                     if reused is not None:
                         return reused
-                return await self._save(task_id, family=family, url=url, filename=filename)
+                return await self._save(
+                    task_id, delivery=delivery, snapshot=snapshot, filename=filename
+                )
             finally:
                 lock.release()
                 self._save_names.pop(task_id, None)
@@ -540,29 +547,30 @@ class VideoService:
             await self._clock.sleep(TASK_LOCK_RETRY_SECONDS)
 
     async def _save(
-        self, task_id: str, *, family: Family | None, url: str | None, filename: str | None
-    ) -> SavedVideoInfo:
+        self,
+        task_id: str,
+        *,
+        delivery: Delivery | None,
+        snapshot: TaskSnapshot,
+        filename: str | None,
+    ) -> SavedVideo:
         """Download the video of finished task ``task_id`` and journal where it went."""
-        # A task this server did not submit has no journal entry: a result URL means a
-        # URL family; no URL means Sora's download endpoint.
-        if family is None:
-            family = Family.SORA if url is None else Family.VEO
         saved = await download_video(
             self._client,
             task_id=task_id,
-            family=family,
-            url=url,
-            output_dir=self._settings.output_dir,
+            delivery=delivery or _delivery_from_answer(snapshot),
+            url=snapshot.url,
+            output_dir=self._output,
             filename=filename,
         )
         try:
             await self._journal.record_download(
-                task_id, path=saved.path, size_bytes=saved.size_bytes, sha256=saved.sha256
+                task_id, path=Path(saved.path), size_bytes=saved.size_bytes, sha256=saved.sha256
             )
         except JournalError:
             logger.exception("could not record the download of task %s", task_id)
         logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
-        return _saved_info(saved)
+        return saved
 
     async def _check_failed(self, task_id: str, exc: APIError) -> GravitexError:
         """The error for a failed status check: an unknown task says so (and whether
@@ -646,19 +654,33 @@ def summarize(record: TaskRecord) -> TaskSummary:
     )
 
 
-def _family_of(record: TaskRecord | None) -> Family | None:
+def _delivery_of(record: TaskRecord | None) -> Delivery | None:
+    """Where a journalled task's video comes from: its model's (or else family's) entry."""
     if record is None:
         return None
     try:
-        return catalog.get_model(record.model).family
+        return catalog.get_model(record.model).delivery
     except GravitexError:
         try:
-            return Family(record.family)
+            family = Family(record.family)
         except ValueError:
             return None
+        return next((m.delivery for m in catalog.models(family)), None)
 
 
-def _existing_download(record: TaskRecord) -> SavedVideoInfo | None:
+def _delivery_from_answer(snapshot: TaskSnapshot) -> Delivery:
+    """For a task the journal does not know: the model its query answer names, if known;
+    else its video URL, and without one the download endpoint (the only other source)."""
+    model = snapshot.raw.get("model")
+    if isinstance(model, str):
+        try:
+            return catalog.get_model(model.strip()).delivery
+        except GravitexError:
+            pass
+    return Delivery.TASK_URL if snapshot.url else Delivery.DOWNLOAD_ENDPOINT
+
+
+def _existing_download(record: TaskRecord) -> SavedVideo | None:
     if not (record.saved_path and record.sha256 and record.size_bytes is not None):
         return None
     path = Path(record.saved_path)
@@ -667,7 +689,7 @@ def _existing_download(record: TaskRecord) -> SavedVideoInfo | None:
             return None
     except OSError:
         return None
-    return SavedVideoInfo(
+    return SavedVideo(
         path=str(path),
         uri=path.as_uri(),
         size_bytes=record.size_bytes,

@@ -35,7 +35,7 @@ from .results import (
     JoinVideosResult,
     ListModelsResult,
     ListVideoTasksResult,
-    SavedVideoInfo,
+    SavedVideo,
 )
 from .service import ProgressFn, VideoService, clip_text
 from .validation import parse_request
@@ -84,7 +84,7 @@ def _error(message: str, structured: BaseModel | None = None) -> CallToolResult:
     )
 
 
-def _video_link(video: SavedVideoInfo) -> ResourceLink:
+def _video_link(video: SavedVideo) -> ResourceLink:
     return ResourceLink(
         type="resource_link",
         uri=video.uri,

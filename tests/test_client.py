@@ -8,14 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import (
-    AbstractAsyncContextManager,
-    AbstractContextManager,
-    contextmanager,
-    nullcontext,
-)
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -31,6 +24,7 @@ from gravitex_mcp.client import (
     TaskError,
     TaskSnapshot,
     Timeouts,
+    read_error,
 )
 from gravitex_mcp.domain import TaskStatus
 from gravitex_mcp.errors import (
@@ -120,16 +114,6 @@ class Harness:
     ) -> None:
         self.script = script
         self.sleeps: list[float] = []
-        self.timer_limits: list[float] = []
-        #: which wait for stream data (1-based) runs out of time; 0 = none
-        self.expire_wait = 0
-
-        def timer(limit: float) -> AbstractContextManager[object]:
-            # No real waiting: the chosen wait gets an already-expired deadline.
-            self.timer_limits.append(limit)
-            if len(self.timer_limits) == self.expire_wait:
-                return anyio.fail_after(0)
-            return nullcontext()
 
         async def fake_sleep(delay: float) -> None:
             self.sleeps.append(delay)
@@ -143,7 +127,6 @@ class Harness:
             sleep=fake_sleep,
             rand=lambda: rand,
             clock=lambda: NOW,
-            inactivity_timer=timer,
         )
 
 
@@ -709,25 +692,12 @@ class ChunkStream(httpx2.AsyncByteStream):
         self.closed = True
 
 
-async def drain(
-    client: GravitexClient,
-    opened: AbstractAsyncContextManager[httpx2.Response],
-    into: list[bytes] | None = None,
-    chunk_size: int = 1 << 16,
-) -> list[bytes]:
-    chunks = [] if into is None else into
-    async with opened as response:
-        async for chunk in client.iter_chunks(response, chunk_size=chunk_size):
-            chunks.append(chunk)
-    return chunks
-
-
 async def test_sora_download_streams_with_auth() -> None:
     stream = ChunkStream(b'{"base64": "', b"AAAA", b'"}')
     h = harness(httpx2.Response(200, stream=stream, headers={"content-type": "application/json"}))
     async with h.client.stream_sora_download("video_1") as response:
         assert response.status_code == 200
-        chunks = [c async for c in h.client.iter_chunks(response)]
+        chunks = [c async for c in response.aiter_bytes()]
     assert b"".join(chunks) == b'{"base64": "AAAA"}'
     assert chunks == [b'{"base64": "', b"AAAA", b'"}']  # incremental, not one read
     assert stream.closed
@@ -766,7 +736,7 @@ async def test_sora_download_401_is_authentication() -> None:
 async def test_stream_url_sends_no_authorization() -> None:
     h = harness(httpx2.Response(200, content=b"\x00\x00\x00\x18ftypmp42"))
     async with h.client.stream_url(SIGNED) as response:
-        body = b"".join([c async for c in h.client.iter_chunks(response, chunk_size=4)])
+        body = b"".join([c async for c in response.aiter_bytes(4)])
     assert body == b"\x00\x00\x00\x18ftypmp42"
     request = h.script.requests[0]
     assert "authorization" not in request.headers
@@ -847,210 +817,17 @@ async def test_errors_inside_the_block_are_not_retried() -> None:
     assert len(h.script.requests) == 1
 
 
-async def test_iter_chunks_splits_large_chunks() -> None:
-    h = harness(httpx2.Response(200, stream=ChunkStream(b"a" * 10, b"", b"bc")))
-    async with h.client.stream_url(SIGNED) as response:
-        chunks = [c async for c in h.client.iter_chunks(response, chunk_size=4)]
-    assert chunks == [b"aaaa", b"aaaa", b"aa", b"bc"]
-
-
-async def test_iter_chunks_inactivity_timeout() -> None:
-    stream = ChunkStream(b"first", stall=True)
-    h = harness(httpx2.Response(200, stream=stream), timeouts=Timeouts(stream_inactivity=7))
-    h.expire_wait = 2  # the wait after the first piece: the stall
-    received: list[bytes] = []
-    with pytest.raises(APITimeoutError) as info:
-        await drain(h.client, h.client.stream_url(SIGNED), received)
-    assert received == [b"first"]
-    assert h.timer_limits == [7, 7]  # every wait for data was bounded by stream_inactivity
-    assert "7 s" in str(info.value)
-    assert isinstance(info.value.__cause__, TimeoutError)
-    assert_no_secrets(info.value)
-    assert stream.closed
-
-
-async def test_iter_chunks_broken_connection() -> None:
-    stream = ChunkStream(b"part", break_with=httpx2.ReadError("connection reset"))
-    h = harness(httpx2.Response(200, stream=stream))
-    with pytest.raises(APIConnectionError) as info:
-        await drain(h.client, h.client.stream_url(SIGNED))
-    assert not isinstance(info.value, APITimeoutError)
-    assert isinstance(info.value.__cause__, httpx2.ReadError)
-
-
-async def test_iter_chunks_read_timeout() -> None:
-    stream = ChunkStream(b"part", break_with=httpx2.ReadTimeout("slow"))
-    h = harness(httpx2.Response(200, stream=stream))
-    with pytest.raises(APITimeoutError):
-        await drain(h.client, h.client.stream_sora_download("video_1"))
-
-
-async def test_iter_chunks_rejects_bad_chunk_size() -> None:
-    h = harness(httpx2.Response(200, content=b"x"))
-    with pytest.raises(ValueError, match="chunk_size"):
-        await drain(h.client, h.client.stream_url(SIGNED), chunk_size=0)
-
-
-# --- read_body: one inactivity timer for the whole body ---------------------------------
-
-
-async def read_all(
-    client: GravitexClient,
-    opened: AbstractAsyncContextManager[httpx2.Response],
-    into: list[bytes] | None = None,
-    chunk_size: int = 1 << 16,
-) -> list[bytes]:
-    chunks = [] if into is None else into
-    async with opened as response, client.read_body(response, chunk_size=chunk_size) as body:
-        async for chunk in body:
-            chunks.append(chunk)
-    return chunks
-
-
-def reader_client(
-    response: httpx2.Response,
-    timer: Callable[[float], AbstractContextManager[object]],
-    limit: float = 7.0,
-) -> GravitexClient:
-    return GravitexClient(
-        api_key=KEY,
-        base_url=BASE,
-        transport=httpx2.MockTransport(Script(response)),
-        timeouts=Timeouts(stream_inactivity=limit),
-        inactivity_timer=timer,
-    )
-
-
-class ScopeRecorder:
-    """An inactivity timer (``anyio.fail_after``) that keeps the scopes it opens."""
-
-    def __init__(self) -> None:
-        self.scopes: list[anyio.CancelScope] = []
-        self.limits: list[float] = []
-
-    @contextmanager
-    def __call__(self, limit: float) -> Iterator[anyio.CancelScope]:
-        self.limits.append(limit)
-        with anyio.fail_after(limit) as scope:
-            self.scopes.append(scope)
-            yield scope
-
-
-async def test_read_body_yields_the_pieces_under_one_timer() -> None:
-    stream = ChunkStream(b"a" * 10, b"", b"bc")
-    h = harness(httpx2.Response(200, stream=stream), timeouts=Timeouts(stream_inactivity=7))
-    chunks = await read_all(h.client, h.client.stream_url(SIGNED), chunk_size=4)
-    assert chunks == [b"aaaa", b"aaaa", b"aa", b"bc"]
-    assert h.timer_limits == [pytest.approx(7 + 0.7)]  # once, with the slack (a tenth)
-    assert stream.closed
-
-
-async def test_read_body_stall_at_once() -> None:
-    stream = ChunkStream(stall=True)
-    h = harness(httpx2.Response(200, stream=stream), timeouts=Timeouts(stream_inactivity=7))
-    h.expire_wait = 1  # the body's one timer runs out
-    received: list[bytes] = []
-    with pytest.raises(APITimeoutError) as info:
-        await read_all(h.client, h.client.stream_url(SIGNED), received)
-    assert received == []
-    assert "7 s" in str(info.value)
-    assert isinstance(info.value.__cause__, TimeoutError)
-    assert_no_secrets(info.value)
-    assert stream.closed
-
-
-async def test_read_body_stall_after_the_first_piece() -> None:
-    timer = ScopeRecorder()
-
-    class StallAfterFirst(httpx2.AsyncByteStream):
-        closed = False
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            yield b"first"
-            # No real waiting: the stall reaches the deadline at once.
-            timer.scopes[0].deadline = anyio.current_time()
-            await anyio.Event().wait()
-
-        async def aclose(self) -> None:
-            self.closed = True
-
-    stream = StallAfterFirst()
-    client = reader_client(httpx2.Response(200, stream=stream), timer)
-    received: list[bytes] = []
-    with pytest.raises(APITimeoutError) as info:
-        await read_all(client, client.stream_url(SIGNED), received)
-    assert received == [b"first"]
-    assert isinstance(info.value.__cause__, TimeoutError)
-    assert stream.closed
-
-
-async def test_read_body_bounds_every_wait_by_the_limit() -> None:
-    timer = ScopeRecorder()
-    margins: list[float] = []
-
-    class Probe(httpx2.AsyncByteStream):
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            for piece in (b"a", b"b", b"c"):
-                # Inside a wait for data: the deadline is limit..limit+slack away.
-                margins.append(timer.scopes[0].deadline - anyio.current_time())
-                yield piece
-
-    client = reader_client(httpx2.Response(200, stream=Probe()), timer, limit=30)
-    assert await read_all(client, client.stream_url(SIGNED)) == [b"a", b"b", b"c"]
-    assert len(margins) == 3
-    assert all(30 < margin <= 31 for margin in margins)
-
-
-async def test_read_body_paused_time_is_not_inactivity() -> None:
-    timer = ScopeRecorder()
-    stream = ChunkStream(b"a", b"b")
-    client = reader_client(httpx2.Response(200, stream=stream), timer, limit=30)
-    async with (
-        client.stream_url(SIGNED) as response,
-        client.read_body(response) as body,
-    ):
-        async for _chunk in body:
-            with body.paused():
-                assert timer.scopes[0].deadline == math.inf  # a slow disk: no time-out
-            assert 30 < timer.scopes[0].deadline - anyio.current_time() <= 31
-
-
 @pytest.mark.parametrize(
-    ("failure", "error"),
+    ("failure", "expected"),
     [
+        (httpx2.ReadTimeout("slow"), APITimeoutError),  # a stall past Timeouts.read
         (httpx2.ReadError("connection reset"), APIConnectionError),
-        (httpx2.ReadTimeout("slow"), APITimeoutError),
+        (httpx2.RemoteProtocolError("peer closed"), APIConnectionError),
         (httpx2.DecodingError("bad gzip"), MalformedResponseError),
     ],
 )
-async def test_read_body_maps_transport_failures(
-    failure: httpx2.RequestError, error: type[APIError]
-) -> None:
-    stream = ChunkStream(b"part", break_with=failure)
-    h = harness(httpx2.Response(200, stream=stream))
-    with pytest.raises(error) as info:
-        await read_all(h.client, h.client.stream_url(SIGNED))
-    assert type(info.value) is error
-    assert info.value.__cause__ is failure
-    assert_no_secrets(info.value)
-    assert stream.closed
-
-
-async def test_read_body_timer_that_stops_quietly_is_still_a_stall() -> None:
-    stream = ChunkStream(stall=True)
-    client = reader_client(
-        httpx2.Response(200, stream=stream), lambda limit: anyio.move_on_after(0)
-    )
-    with pytest.raises(APITimeoutError):
-        await read_all(client, client.stream_url(SIGNED))
-    assert stream.closed
-
-
-async def test_read_body_misuse() -> None:
-    h = harness(httpx2.Response(200, content=b"x"))
-    async with h.client.stream_url(SIGNED) as response:
-        with pytest.raises(ValueError, match="chunk_size"):
-            h.client.read_body(response, chunk_size=0)
-        with pytest.raises(RuntimeError, match="async with"):
-            async for _chunk in h.client.read_body(response):
-                pass  # pragma: no cover
+def test_read_error_maps_body_failures(failure: httpx2.RequestError, expected: type) -> None:
+    response = httpx2.Response(200, request=httpx2.Request("GET", SIGNED))
+    error = read_error(response, failure)
+    assert type(error) is expected
+    assert_no_secrets(error)

@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import pytest
 
-from gravitex_mcp.client import GravitexClient, TaskError, Timeouts
+from gravitex_mcp.client import GravitexClient, TaskError, Timeouts, read_error
 from gravitex_mcp.domain import TaskStatus
 from gravitex_mcp.errors import (
     APIConnectionError,
@@ -71,7 +72,7 @@ class make_rig:  # noqa: N801 - used like a function
             base_url=BASE,
             transport=simulator_transport(self.sim),
             retry=retry or RetryPolicy(),
-            timeouts=Timeouts(stream_inactivity=30.0),
+            timeouts=Timeouts(read=30.0),
             sleep=fake_sleep,
             rand=lambda: 0.0,
         )
@@ -109,7 +110,7 @@ async def test_veo_submit_query_and_signed_download(rig: Rig) -> None:
 
     # The simulator's file route answers 400 to a request carrying Authorization.
     async with rig.client.stream_url(done.url) as response:
-        data = b"".join([c async for c in rig.client.iter_chunks(response)])
+        data = b"".join([c async for c in response.aiter_bytes()])
     assert_mp4(data)
     assert rig.sim.calls["file"] == 1
     assert rig.sleeps == []
@@ -122,7 +123,7 @@ async def test_sora_download_streams_the_json(rig: Rig) -> None:
     chunks: list[bytes] = []
     async with rig.client.stream_sora_download(submitted.task_id) as response:
         assert response.headers["content-type"].startswith("application/json")
-        chunks = [c async for c in rig.client.iter_chunks(response, chunk_size=4096)]
+        chunks = [c async for c in response.aiter_bytes(4096)]
     assert len(chunks) > 1
     assert all(len(c) <= 4096 for c in chunks)
     body: dict[str, Any] = json.loads(b"".join(chunks))
@@ -273,7 +274,7 @@ async def test_sora_download_retries_before_yielding(rig: Rig) -> None:
     rig.sim.faults.add("download", "server_error", status=504)
     rig.sim.faults.add("download", "html_page", status=200)
     async with rig.client.stream_sora_download(task.task_id) as response:
-        body = json.loads(b"".join([c async for c in rig.client.iter_chunks(response)]))
+        body = json.loads(b"".join([c async for c in response.aiter_bytes()]))
     assert body["task_id"] == task.task_id
     assert rig.sim.calls["download"] == 3
     assert rig.sleeps == [0.5, 1.0]
@@ -287,8 +288,11 @@ async def test_download_cut_mid_body_is_a_connection_error(rig: Rig) -> None:
 
     async def drain() -> None:
         async with rig.client.stream_sora_download(task.task_id) as response:
-            async for chunk in rig.client.iter_chunks(response):
-                received.append(chunk)
+            try:
+                async for chunk in response.aiter_bytes():
+                    received.append(chunk)
+            except httpx2.RequestError as exc:
+                raise read_error(response, exc) from exc
 
     with pytest.raises(APIConnectionError) as info:
         await drain()
@@ -328,6 +332,6 @@ async def test_file_html_and_5xx_are_retried(rig: Rig) -> None:
     rig.sim.faults.add("file", "server_error", status=503)
     rig.sim.faults.add("file", "html_instead_of_video")
     async with rig.client.stream_url(url) as response:
-        data = b"".join([c async for c in rig.client.iter_chunks(response)])
+        data = b"".join([c async for c in response.aiter_bytes()])
     assert_mp4(data)
     assert rig.sim.calls["file"] == 3

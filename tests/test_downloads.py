@@ -12,11 +12,8 @@ import errno
 import hashlib
 import json
 import logging
-import os
 import struct
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +22,10 @@ import anyio.to_thread
 import httpx2
 import pytest
 
+from gravitex_mcp import catalog
 from gravitex_mcp.client import GravitexClient, Timeouts
-from gravitex_mcp.domain import Family
-from gravitex_mcp.downloads import MP4_MIME_TYPE, SavedVideo, _pump, download_video
+from gravitex_mcp.domain import Delivery, Family
+from gravitex_mcp.downloads import MP4_MIME_TYPE, download_video
 from gravitex_mcp.errors import (
     DownloadError,
     MalformedResponseError,
@@ -36,6 +34,7 @@ from gravitex_mcp.errors import (
     URLExpiredError,
     VideoIntegrityError,
 )
+from gravitex_mcp.results import SavedVideo
 from gravitex_mcp.retry import RetryPolicy
 from gravitex_mcp.simulator import (
     Endpoint,
@@ -205,7 +204,12 @@ async def sora(
 ) -> SavedVideo:
     async with client_for(upstream) as client:
         return await download_video(
-            client, task_id=TASK, family=Family.SORA, url=None, output_dir=out, filename=filename
+            client,
+            task_id=TASK,
+            delivery=Delivery.DOWNLOAD_ENDPOINT,
+            url=None,
+            output_dir=out,
+            filename=filename,
         )
 
 
@@ -219,16 +223,28 @@ async def by_url(
 ) -> SavedVideo:
     async with client_for(upstream) as client:
         return await download_video(
-            client, task_id=TASK, family=family, url=url, output_dir=out, filename=filename
+            client,
+            task_id=TASK,
+            delivery=delivery_of(family),
+            url=url,
+            output_dir=out,
+            filename=filename,
         )
 
 
+def delivery_of(family: Family) -> Delivery:
+    """The catalog's delivery for the models of ``family`` (one for all of them)."""
+    (delivery,) = {spec.delivery for spec in catalog.models(family)}
+    return delivery
+
+
 def check_saved(saved: SavedVideo, video: bytes, out: Path, name: str) -> None:
-    assert saved.path == out.resolve() / name
-    assert saved.path.read_bytes() == video
+    path = Path(saved.path)
+    assert path == out.resolve() / name
+    assert path.read_bytes() == video
     assert saved.size_bytes == len(video)
     assert saved.sha256 == hashlib.sha256(video).hexdigest()
-    assert saved.uri == saved.path.as_uri()
+    assert saved.uri == path.as_uri()
     assert saved.uri.startswith("file://")
     assert saved.mime_type == MP4_MIME_TYPE == "video/mp4"
 
@@ -281,7 +297,7 @@ async def test_sora_broken_connection_is_retried(area: tuple[Path, Path]) -> Non
         json_answer(body),
     ]
     saved = await sora(upstream, out)
-    assert saved.path.read_bytes() == VIDEO
+    assert Path(saved.path).read_bytes() == VIDEO
     assert upstream.count("/download") == 2
 
 
@@ -387,7 +403,7 @@ async def test_sora_disk_full(area: tuple[Path, Path]) -> None:
 
     upstream = Upstream()
     upstream.downloads.append(json_answer(sora_json(make_video(300_000)), size=65536))
-    target = OutputDir(out, write=full, span_bytes=65536)
+    target = OutputDir(out, write=full)
     with pytest.raises(StorageError, match="Disk full while saving"):
         await sora(upstream, target)
     assert tree(out) == set()
@@ -402,7 +418,7 @@ async def test_sora_never_overwrites(area: tuple[Path, Path]) -> None:
     upstream = Upstream()
     upstream.downloads.append(json_answer(sora_json()))
     saved = await sora(upstream, out, filename="cat")
-    assert saved.path.name == "cat-1.mp4"
+    assert Path(saved.path).name == "cat-1.mp4"
     assert (out / "cat.mp4").read_bytes() == b"precious"
 
 
@@ -425,31 +441,6 @@ async def test_sora_cancelled_mid_stream_leaves_nothing(area: tuple[Path, Path])
         assert any(p.name.endswith(".part") for p in out.iterdir())
         tg.cancel_scope.cancel()
     assert tree(out) == set()
-
-
-# --- the file is opened while the request is on its way --------------------------------
-
-
-async def test_the_file_opens_while_the_request_is_on_its_way(area: tuple[Path, Path]) -> None:
-    _, out = area
-    requested = threading.Event()
-
-    def open_after_the_request(path: str, flags: int, mode: int) -> int:
-        # Runs in a worker thread; had the request waited for the file, this would
-        # wait in vain (and fail the test after 10 s).
-        if not requested.wait(timeout=10):
-            raise OSError(errno.ETIMEDOUT, "the request never left")
-        return os.open(path, flags, mode)
-
-    upstream = Upstream()
-
-    def answer() -> httpx2.Response:
-        requested.set()
-        return file_answer(VIDEO)()
-
-    upstream.files[SIGNED] = [answer]
-    saved = await by_url(upstream, OutputDir(out, open_file=open_after_the_request))
-    check_saved(saved, VIDEO, out, f"{TASK}.mp4")
 
 
 class Tracked(Pieces):
@@ -492,12 +483,6 @@ async def test_a_file_that_cannot_be_opened_stops_the_download(
 async def test_cancelled_before_the_answer_leaves_nothing(area: tuple[Path, Path]) -> None:
     _, out = area
     asked = anyio.Event()
-    opened = threading.Event()
-
-    def open_file(path: str, flags: int, mode: int) -> int:
-        fd = os.open(path, flags, mode)
-        opened.set()
-        return fd
 
     async def never(request: httpx2.Request) -> httpx2.Response:
         asked.set()
@@ -517,18 +502,16 @@ async def test_cancelled_before_the_answer_leaves_nothing(area: tuple[Path, Path
             await download_video(
                 client,
                 task_id=TASK,
-                family=Family.VEO,
+                delivery=Delivery.TASK_URL,
                 url=SIGNED,
-                output_dir=OutputDir(out, open_file=open_file),
+                output_dir=out,
                 filename=None,
             )
 
         tg.start_soon(download)
         await asked.wait()
-        await anyio.to_thread.run_sync(opened.wait, 10)  # the temp file exists now
-        assert any(p.name.endswith(".part") for p in out.iterdir())
         tg.cancel_scope.cancel()
-    assert tree(out) == set()
+    assert not out.exists() or tree(out) == set()
 
 
 # --- signed URLs ------------------------------------------------------------------------
@@ -553,66 +536,22 @@ async def test_url_download_without_content_length(area: tuple[Path, Path]) -> N
 
 
 @pytest.mark.parametrize("family", [Family.VEO, Family.SORA])
-async def test_download_with_spans_smaller_than_a_piece(
-    area: tuple[Path, Path], family: Family
-) -> None:
+async def test_download_in_many_pieces(area: tuple[Path, Path], family: Family) -> None:
     _, out = area
     video = make_video(60_000)
     upstream = Upstream()
     upstream.files[SIGNED] = [file_answer(video, length=len(video), size=5000)]
     upstream.downloads = [json_answer(sora_json(video), size=5000)]
-    target = OutputDir(out, span_bytes=1024, max_hash_lag=2048)  # the loop waits, often
     async with client_for(upstream) as client:
         saved = await download_video(
-            client, task_id=TASK, family=family, url=SIGNED, output_dir=target, filename="r"
+            client,
+            task_id=TASK,
+            delivery=delivery_of(family),
+            url=SIGNED,
+            output_dir=out,
+            filename="r",
         )
     check_saved(saved, video, out, "r.mp4")
-
-
-async def test_waiting_for_the_disk_is_not_inactivity() -> None:
-    """_pump pauses the inactivity timer exactly while the file waits for its writer."""
-    events: list[str] = []
-
-    class Body:
-        async def __aenter__(self) -> Body:
-            return self
-
-        async def __aexit__(self, *exc: object) -> None:
-            return None
-
-        def __aiter__(self) -> Body:
-            self.pieces = [b"a", b"b"]
-            return self
-
-        async def __anext__(self) -> bytes:
-            if not self.pieces:
-                raise StopAsyncIteration
-            return self.pieces.pop(0)
-
-        @contextmanager
-        def paused(self) -> Iterator[None]:
-            events.append("pause")
-            yield
-            events.append("resume")
-
-    class Source:
-        def read_body(self, response: httpx2.Response) -> Body:
-            return Body()
-
-    class File:
-        backlogged = False
-
-        async def flush_if_full(self) -> None:
-            events.append("flush")
-
-    file = File()
-
-    def feed(chunk: bytes) -> None:
-        events.append(chunk.decode())
-        file.backlogged = chunk == b"b"  # the second piece finds the ring full
-
-    await _pump(Source(), httpx2.Response(200), file, feed)  # type: ignore[arg-type]
-    assert events == ["a", "b", "pause", "flush", "resume"]
 
 
 async def test_url_html_instead_of_video_stops_early(area: tuple[Path, Path]) -> None:
@@ -652,6 +591,29 @@ async def test_url_truncated_is_retried(area: tuple[Path, Path]) -> None:
     saved = await by_url(upstream, out)
     check_saved(saved, VIDEO, out, f"{TASK}.mp4")
     assert upstream.count("cdn.example.test") == 3
+
+
+@pytest.mark.parametrize("family", [Family.VEO, Family.SORA])
+async def test_a_stalled_stream_is_retried(area: tuple[Path, Path], family: Family) -> None:
+    """A stall past the client's read time-out (httpx2's ReadTimeout) is a cut stream."""
+    _, out = area
+    stall = httpx2.ReadTimeout("timed out")
+    upstream = Upstream()
+    upstream.files[SIGNED] = [file_answer(VIDEO, stop_at=900, error=stall), file_answer(VIDEO)]
+    body = sora_json()
+    upstream.downloads += [json_answer(body, stop_at=900, error=stall), json_answer(body)]
+    async with client_for(upstream) as client:
+        saved = await download_video(
+            client,
+            task_id=TASK,
+            delivery=delivery_of(family),
+            url=SIGNED,
+            output_dir=out,
+            filename=None,
+        )
+    check_saved(saved, VIDEO, out, f"{TASK}.mp4")
+    assert len(upstream.requests) == 2
+    assert tree(out) == {f"{TASK}.mp4"}
 
 
 async def test_url_always_truncated_is_reported(area: tuple[Path, Path]) -> None:
@@ -721,7 +683,7 @@ async def test_missing_url_is_fetched_by_query(area: tuple[Path, Path]) -> None:
     upstream.files[FRESH] = [file_answer(VIDEO)]
     upstream.queries.append({"task_id": TASK, "status": "succeeded", "url": FRESH})
     saved = await by_url(upstream, out, url=None)
-    assert saved.path.read_bytes() == VIDEO
+    assert Path(saved.path).read_bytes() == VIDEO
 
 
 async def test_url_disk_full(area: tuple[Path, Path]) -> None:
@@ -747,8 +709,8 @@ async def test_url_hostile_names_stay_inside(area: tuple[Path, Path], name: str)
     upstream = Upstream()
     upstream.files[SIGNED] = [file_answer(VIDEO)]
     saved = await by_url(upstream, out, filename=name)
-    assert saved.path.parent == out.resolve()
-    assert tree(parent) == before | {"videos", f"videos/{saved.path.name}"}
+    assert Path(saved.path).parent == out.resolve()
+    assert tree(parent) == before | {"videos", f"videos/{Path(saved.path).name}"}
 
 
 async def test_attempts_must_be_positive(area: tuple[Path, Path]) -> None:
@@ -758,7 +720,7 @@ async def test_attempts_must_be_positive(area: tuple[Path, Path]) -> None:
             await download_video(
                 client,
                 task_id=TASK,
-                family=Family.SORA,
+                delivery=Delivery.DOWNLOAD_ENDPOINT,
                 url=None,
                 output_dir=out,
                 filename=None,
@@ -804,7 +766,12 @@ async def sim_download(
     rig: SimRig, task_id: str, family: Family, url: str | None, out: Path
 ) -> SavedVideo:
     return await download_video(
-        rig.client, task_id=task_id, family=family, url=url, output_dir=out, filename=None
+        rig.client,
+        task_id=task_id,
+        delivery=delivery_of(family),
+        url=url,
+        output_dir=out,
+        filename=None,
     )
 
 
@@ -839,7 +806,7 @@ async def test_sim_sora_truncated_then_whole(area: tuple[Path, Path]) -> None:
         task_id, _ = await rig.finished(SIM_SORA)
         rig.sim.faults.add(Endpoint.DOWNLOAD, FaultKind.TRUNCATED)
         saved = await sim_download(rig, task_id, Family.SORA, None, out)
-    assert saved.path.read_bytes() == expected_video(300 * 1024)
+    assert Path(saved.path).read_bytes() == expected_video(300 * 1024)
     assert rig.sim.calls["download"] == 2
     assert tree(out) == {f"{task_id}.mp4"}
 
@@ -865,7 +832,7 @@ async def test_sim_file_truncated_then_whole(area: tuple[Path, Path]) -> None:
         task_id, url = await rig.finished(SIM_VEO)
         rig.sim.faults.add(Endpoint.FILE, FaultKind.TRUNCATED)
         saved = await sim_download(rig, task_id, Family.VEO, url, out)
-    assert saved.path.read_bytes() == expected_video(300 * 1024)
+    assert Path(saved.path).read_bytes() == expected_video(300 * 1024)
     assert rig.sim.calls["file"] == 2
 
 

@@ -19,7 +19,7 @@ pytest.importorskip("av", reason="PyAV (av) is a dependency of gravitex-mcp: pip
 
 
 def _out(tmp_path: Path, **kwargs: object) -> OutputDir:
-    return OutputDir(tmp_path / "videos", helpers=None, **kwargs)  # type: ignore[arg-type]
+    return OutputDir(tmp_path / "videos", **kwargs)  # type: ignore[arg-type]
 
 
 async def test_a_4s_and_an_8s_clip_make_a_12s_video_by_stream_copy(tmp_path: Path) -> None:

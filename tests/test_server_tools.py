@@ -327,6 +327,23 @@ async def test_download_url_family_then_reuse_then_named_copy(h: Harness) -> Non
     assert named["sha256"] == data["sha256"]
 
 
+async def test_output_folder_swapped_for_a_symlink_after_start_up_is_refused(
+    h: Harness, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    async with connected(h) as client:  # start-up holds the output folder
+        task_id = await _submit(client, model="doubao-seedance-1-0-lite-t2v-250428")
+        h.sim.advance(60)
+        out = h.settings.output_dir
+        out.rename(tmp_path / "parked")
+        out.symlink_to(elsewhere)
+        result = await client.call_tool("download_video", {"task_id": task_id})
+    assert result.is_error
+    assert "changed while this server was running" in text_of(result)
+    assert list(elsewhere.iterdir()) == []
+
+
 async def test_download_of_failed_task_is_an_error(h: Harness) -> None:
     async with connected(h) as client:
         task_id = await _submit(client, prompt="[fail] please")

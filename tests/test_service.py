@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from gravitex_mcp import catalog
 from gravitex_mcp.arguments import GenerateVideoInput
-from gravitex_mcp.client import GravitexClient
-from gravitex_mcp.domain import TaskStatus
+from gravitex_mcp.client import GravitexClient, TaskSnapshot
+from gravitex_mcp.domain import Delivery, Family, TaskStatus
 from gravitex_mcp.errors import JournalError
 from gravitex_mcp.journal import Journal, JournalStatus, TaskRecord
-from gravitex_mcp.service import VideoService
+from gravitex_mcp.service import VideoService, _delivery_from_answer
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 
 from .server_harness import API_KEY, FakeClock, make_settings
@@ -86,3 +87,37 @@ async def test_nothing_is_sent_when_the_journal_cannot_be_written(tmp_path: Path
         await client.aclose()
         journal.close()
     assert sim.calls["submit"] == 0
+
+
+def _answer(raw: dict[str, Any], url: str | None = None) -> TaskSnapshot:
+    return TaskSnapshot(
+        task_id="t1",
+        status=TaskStatus.SUCCEEDED,
+        raw_status="succeeded",
+        url=url,
+        error=None,
+        raw=raw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "url", "expected"),
+    [
+        ({"model": "sora-2"}, None, Delivery.DOWNLOAD_ENDPOINT),
+        ({"model": "sora-2"}, "https://cdn.test/v.mp4?sig=1", Delivery.DOWNLOAD_ENDPOINT),
+        ({"model": "veo-3.0-generate-preview"}, None, Delivery.TASK_URL),
+        ({"model": "not-a-model"}, "https://cdn.test/v.mp4?sig=1", Delivery.TASK_URL),
+        ({}, None, Delivery.DOWNLOAD_ENDPOINT),
+    ],
+)
+def test_a_task_not_in_the_journal_gets_its_delivery_from_the_answer(
+    raw: dict[str, Any], url: str | None, expected: Delivery
+) -> None:
+    assert _delivery_from_answer(_answer(raw, url)) is expected
+
+
+def test_only_the_sora_family_uses_the_download_endpoint() -> None:
+    # download-video.txt: "This API is only supported for Sora 2 models."
+    for spec in catalog.models():
+        endpoint = spec.delivery is Delivery.DOWNLOAD_ENDPOINT
+        assert endpoint == (spec.family is Family.SORA), spec.id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import array
 import errno
 import hashlib
 import os
@@ -10,7 +9,6 @@ import random
 import stat
 import threading
 from pathlib import Path
-from typing import Literal
 
 import anyio
 import anyio.from_thread
@@ -18,15 +16,12 @@ import anyio.lowlevel
 import pytest
 
 from gravitex_mcp.errors import StorageError
+from gravitex_mcp.leftovers import TEMP_SUFFIX
 from gravitex_mcp.storage import (
-    DEFAULT_SPAN_BYTES,
-    MAX_SPAN_BYTES,
     MAX_STEM_BYTES,
-    SPAN_HEADROOM_BYTES,
     OutputDir,
     StoredFile,
     safe_filename,
-    span_for,
 )
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -135,7 +130,6 @@ async def test_temp_file_is_inside_the_output_dir_and_hidden(area: tuple[Path, P
     _, out = area
     async with OutputDir(out).video("clip", default_stem="t") as file:
         await file.write(b"abc")
-        await file.flush()
         temp = file.temp_path
         assert temp is not None
         assert temp.parent == out.resolve()
@@ -282,7 +276,7 @@ async def test_disk_full_removes_the_temp_file(area: tuple[Path, Path]) -> None:
         written += n
         return n
 
-    target = OutputDir(out, write=full_disk, span_bytes=2000)
+    target = OutputDir(out, write=full_disk)
     with pytest.raises(StorageError, match=r"Disk full while saving clip\.mp4 to") as info:
         await save(target, os.urandom(20_000), "clip")
     assert str(out.resolve()) in str(info.value)
@@ -352,7 +346,6 @@ async def test_exception_inside_the_block_removes_the_temp(area: tuple[Path, Pat
     async def broken_stream() -> None:
         async with OutputDir(out).video("clip", default_stem="t") as file:
             await file.write(b"x" * 5000)
-            await file.flush()
             raise RuntimeError("stream broke")
 
     with pytest.raises(RuntimeError, match="stream broke"):
@@ -365,7 +358,6 @@ async def test_leaving_without_commit_removes_the_temp(area: tuple[Path, Path]) 
     before = tree(parent)
     async with OutputDir(out).video("clip", default_stem="t") as file:
         await file.write(b"x" * 5000)
-        await file.flush()
     assert tree(parent) == before
 
 
@@ -374,7 +366,7 @@ async def test_cancellation_removes_the_temp(area: tuple[Path, Path]) -> None:
     before = tree(parent)
     reached = False
     with anyio.CancelScope() as scope:
-        async with OutputDir(out, span_bytes=100).video("clip", default_stem="t") as file:
+        async with OutputDir(out).video("clip", default_stem="t") as file:
             await file.write(b"x" * 500)
             scope.cancel()
             await file.write(b"y" * 500)  # a checkpoint: cancelled here
@@ -389,7 +381,7 @@ async def test_write_after_close_is_refused(area: tuple[Path, Path]) -> None:
     async with OutputDir(out).video("clip", default_stem="t") as file:
         await file.commit()
     with pytest.raises(StorageError, match="not open"):
-        file.buffer(b"late")
+        file.put(b"late")
 
 
 # --- the writer thread ------------------------------------------------------------------
@@ -403,63 +395,12 @@ async def test_short_writes_are_finished_in_order(area: tuple[Path, Path]) -> No
         calls.append(len(data))
         return os.write(fd, data[:10])  # far less than asked
 
-    target = OutputDir(out, write=short_write, span_bytes=4096)
+    target = OutputDir(out, write=short_write)
     data = os.urandom(50_000)
     stored = await save(target, data, "short")
     assert stored.path.read_bytes() == data
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
     assert max(calls) > 10  # spans of many bytes were asked for, and finished
-
-
-async def test_spans_start_at_the_configured_size(area: tuple[Path, Path]) -> None:
-    _, out = area
-    async with OutputDir(out).video("b", default_stem="t") as file:
-        assert file.span_bytes == DEFAULT_SPAN_BYTES == 512 << 10
-    async with OutputDir(out, span_bytes=1000, helpers=None).video("b", default_stem="t") as file:
-        assert file.span_bytes == 1000
-
-
-def test_span_for_keeps_a_download_under_a_tenth_of_the_video() -> None:
-    mib = 1 << 20
-
-    def span(size: int) -> int:
-        return span_for(size, smallest=DEFAULT_SPAN_BYTES, largest=MAX_SPAN_BYTES)
-
-    assert span(0) == span(16 * mib) == span(19 * mib) == DEFAULT_SPAN_BYTES
-    assert span(20 * mib) == mib
-    assert span(32 * mib) == 2 * mib
-    assert span(64 * mib) == span(256 * mib) == span(1 << 40) == MAX_SPAN_BYTES == 4 * mib
-    for size in range(15 * mib, 300 * mib, mib // 4):
-        assert span(size) + SPAN_HEADROOM_BYTES <= size // 10
-    assert span_for(1 << 40, smallest=1000, largest=7999) == 4000  # doubles, never past
-
-
-async def test_the_span_grows_with_the_announced_size(area: tuple[Path, Path]) -> None:
-    _, out = area
-    data = os.urandom(300_000)
-    target = OutputDir(out, span_bytes=1000, max_span_bytes=16_000, helpers=None)
-    async with target.video("big", default_stem="t") as file:
-        assert file.span_bytes == 1000
-        file.expect(1 << 30)  # a 1 GiB video: room for the largest span
-        for i in range(0, len(data), 5000):
-            await file.write(data[i : i + 5000])
-        stored = await file.commit()
-        assert file.span_bytes == 16_000
-    assert stored.path.read_bytes() == data
-    assert stored.sha256 == hashlib.sha256(data).hexdigest()
-
-
-async def test_the_span_grows_as_the_file_does(area: tuple[Path, Path]) -> None:
-    _, out = area
-    data = os.urandom(12 << 20)  # a tenth of it leaves room for spans above 4 KiB
-    target = OutputDir(out, span_bytes=4096, max_span_bytes=65536, helpers=None)
-    async with target.video("grows", default_stem="t") as file:
-        for i in range(0, len(data), 1 << 16):
-            await file.write(data[i : i + (1 << 16)])
-        stored = await file.commit()
-        assert file.span_bytes == 65536
-    assert stored.size_bytes == len(data)
-    assert stored.sha256 == hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize("first", [0, 3], ids=["at once", "after a short write"])
@@ -480,26 +421,12 @@ async def test_a_write_that_makes_no_progress_is_an_error(
     assert len(calls) == (1 if first == 0 else 2)
 
 
-async def test_many_small_spans_and_a_short_lag(area: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize(("seed", "size"), [(7, 5000), (4096, 200_000), (65536, 200_000)])
+async def test_any_piece_sizes(area: tuple[Path, Path], seed: int, size: int) -> None:
     _, out = area
-    data = os.urandom(300_000)
-    stored = await save(
-        OutputDir(out, span_bytes=1500, max_hash_lag=2000, helpers=None), data, "order"
-    )
-    assert stored.path.read_bytes() == data
-    assert stored.sha256 == hashlib.sha256(data).hexdigest()
-
-
-@pytest.mark.parametrize(
-    ("span", "lag", "size"), [(7, 0, 5000), (4096, 10_000, 200_000), (65536, 1 << 20, 200_000)]
-)
-async def test_any_piece_sizes_spans_and_lags(
-    area: tuple[Path, Path], span: int, lag: int, size: int
-) -> None:
-    _, out = area
-    rng = random.Random(span)
+    rng = random.Random(seed)
     data = os.urandom(size)
-    target = OutputDir(out, span_bytes=span, max_hash_lag=lag, helpers=None)
+    target = OutputDir(out)
     async with target.video("pieces", default_stem="t") as file:
         at = 0
         while at < len(data):
@@ -512,89 +439,13 @@ async def test_any_piece_sizes_spans_and_lags(
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
 
 
-class SlowDisk:
-    """A clock and a ``write`` for which the first write takes a (fake) second."""
-
-    def __init__(self, gate: threading.Event | None = None) -> None:
-        self.now = 0.0
-        self.calls: list[int] = []
-        self.threads: list[str] = []
-        self.gate = gate
-        self.timed_out: list[bool] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def write(self, fd: int, data: bytes | bytearray | memoryview) -> int:
-        self.calls.append(len(data))
-        self.threads.append(threading.current_thread().name)
-        if len(self.calls) == 1:
-            self.now += 1.0  # the first write looks slow
-        elif self.gate is not None:
-            # Stuck until the test lets go; if the event loop were blocked, only the
-            # time-out would.
-            self.timed_out.append(not self.gate.wait(timeout=30))
-        return os.write(fd, data)
-
-
-async def test_a_slow_write_sends_the_rest_to_a_worker_thread(area: tuple[Path, Path]) -> None:
-    _, out = area
-    disk = SlowDisk()
-    words = array.array("I", range(1000))  # a memoryview of it counts 4-byte items
-    expected = b"a" * 10 + words.tobytes() + b"b" * 5000
-    target = OutputDir(out, write=disk.write, clock=disk.clock)
-    async with target.video("slow", default_stem="t") as file:
-        file.buffer(b"a" * 10)  # written at once, but slowly
-        file.buffer(memoryview(words))  # kept for a worker thread
-        large = bytearray(b"b" * 5000)
-        file.buffer(large)  # kept as a copy
-        backlogged = [file.backlogged]
-        large[:] = b"z" * 5000  # the caller reuses its buffer
-        await file.flush_if_full()
-        backlogged.append(file.backlogged)
-        stored = await file.commit()
-    assert backlogged == [True, False]
-    assert stored.path.read_bytes() == expected
-    assert stored.sha256 == hashlib.sha256(expected).hexdigest()
-    main = threading.current_thread().name
-    assert disk.threads[0] == main
-    assert all(name != main for name in disk.threads[1:])
-
-
-async def test_the_loop_waits_for_a_slow_disk_without_blocking(area: tuple[Path, Path]) -> None:
-    _, out = area
-    disk = SlowDisk(gate=threading.Event())
-    calls_when_released: list[int] = []
-
-    async def ticker() -> None:
-        while len(disk.calls) < 2:  # until a worker thread is stuck in a write
-            await anyio.lowlevel.checkpoint()
-        for _ in range(50):  # meanwhile the event loop stays free
-            await anyio.lowlevel.checkpoint()
-        calls_when_released.append(len(disk.calls))
-        assert disk.gate is not None
-        disk.gate.set()
-
-    data = os.urandom(50_000)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(ticker)
-        target = OutputDir(out, write=disk.write, clock=disk.clock)
-        stored = await save(target, data, "slow")
-    assert calls_when_released == [2]  # the second write was stuck all along
-    assert not any(disk.timed_out)
-    assert stored.path.read_bytes() == data
-
-
-@pytest.mark.parametrize("helpers", ["shared", None], ids=["helper", "thread"])
-async def test_the_hash_is_read_back_from_the_file(
-    area: tuple[Path, Path], helpers: Literal["shared"] | None
-) -> None:
+async def test_a_temp_file_changed_behind_the_writer_is_refused(area: tuple[Path, Path]) -> None:
     parent, out = area
     before = tree(parent)
 
     async def shrink_before_the_read_back() -> None:
-        async with OutputDir(out, helpers=helpers).video("shrunk", default_stem="t") as file:
-            await file.write(b"x" * 5000)  # less than a span: not read back yet
+        async with OutputDir(out).video("shrunk", default_stem="t") as file:
+            await file.write(b"x" * 5000)
             assert file.temp_path is not None
             os.truncate(file.temp_path, 1000)  # something else cuts the temp file
             await file.commit()
@@ -635,7 +486,7 @@ async def test_writer_failure_surfaces_on_the_next_write(area: tuple[Path, Path]
         raise OSError(errno.EIO, "Input/output error")
 
     async def stream() -> None:
-        async with OutputDir(out, write=broken, span_bytes=1000).video("x", default_stem="t") as f:
+        async with OutputDir(out, write=broken).video("x", default_stem="t") as f:
             for _ in range(1000):  # bounded: the error arrives after the first batch
                 await f.write(b"z" * 1000)
                 await anyio.lowlevel.checkpoint()  # a real stream yields between chunks
@@ -644,13 +495,6 @@ async def test_writer_failure_surfaces_on_the_next_write(area: tuple[Path, Path]
     with pytest.raises(StorageError, match="Input/output error"):
         await stream()
     assert tree(parent) == before
-
-
-async def test_without_early_writeback(area: tuple[Path, Path]) -> None:
-    _, out = area
-    data = os.urandom(100_000)
-    stored = await save(OutputDir(out, early_writeback=False, helpers=None), data, "plain")
-    assert stored.path.read_bytes() == data
 
 
 async def test_output_dir_swapped_for_a_symlink_is_refused(tmp_path: Path) -> None:
@@ -662,7 +506,6 @@ async def test_output_dir_swapped_for_a_symlink_is_refused(tmp_path: Path) -> No
     async def swap_then_commit() -> None:
         async with OutputDir(real).video("clip", default_stem="t") as file:
             await file.write(b"data")
-            await file.flush()
             temp = file.temp_path
             assert temp is not None
             parked = tmp_path / "parked"
@@ -678,3 +521,65 @@ async def test_output_dir_swapped_for_a_symlink_is_refused(tmp_path: Path) -> No
         await swap_then_commit()
     assert list(elsewhere.iterdir()) == []
     assert list(real.iterdir()) == []
+
+
+async def test_output_dir_swapped_for_a_symlink_after_start_up_is_refused(tmp_path: Path) -> None:
+    """The folder is held from its first use: a later swap is refused, not followed."""
+    real = tmp_path / "real"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = OutputDir(real)
+    out.ensure()  # start-up
+    parked = tmp_path / "parked"
+    real.rename(parked)
+    real.symlink_to(elsewhere)  # the configured path now leads elsewhere
+    with pytest.raises(StorageError, match="changed while this server was running") as info:
+        await save(out, b"data", "clip")
+    assert str(elsewhere) in str(info.value)
+    assert list(elsewhere.iterdir()) == []
+    assert list(parked.iterdir()) == []
+
+
+async def test_output_dir_removed_after_start_up_is_made_again(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    out = OutputDir(real)
+    out.ensure()
+    real.rmdir()
+    stored = await save(out, b"data", "clip")
+    assert stored.path == real.resolve() / "clip.mp4"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="fcntl.flock is POSIX only")
+async def test_the_temp_file_is_locked_while_it_is_written(area: tuple[Path, Path]) -> None:
+    import fcntl
+
+    _, out = area
+    async with OutputDir(out).video("clip", default_stem="t") as file:
+        await file.write(b"abc")
+        temp = file.temp_path
+        assert temp is not None
+        assert temp.name.endswith(TEMP_SUFFIX)
+        assert TEMP_SUFFIX == ".part"
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):  # another open file description
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        await file.commit()
+
+
+async def test_output_dir_made_again_elsewhere_is_refused(tmp_path: Path) -> None:
+    """A removed folder is made again only where it was: a swapped parent is refused."""
+    parent = tmp_path / "parent"
+    real = parent / "videos"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = OutputDir(real)
+    out.ensure()
+    real.rmdir()
+    parent.rename(tmp_path / "parked")
+    parent.symlink_to(elsewhere)  # the folder's parent now leads elsewhere
+    with pytest.raises(StorageError):
+        await save(out, b"data", "clip")
+    assert not any(p.is_file() for p in elsewhere.rglob("*"))
