@@ -270,6 +270,16 @@ class GenerateVideoInput(VideoArguments):
         bool,
         Field(description="Save the video to the output folder when it finishes within the wait."),
     ] = False
+    preview: Annotated[
+        bool,
+        Field(
+            description=(
+                "With a saved video: put its contact sheet (frames spread over the clip, one "
+                "JPEG) in the result as an image. false leaves the image out (probe, notes and "
+                "the sheet's path stay)."
+            )
+        ),
+    ] = True
 
     def video_arguments(self) -> VideoArguments:
         """The unified arguments alone, with the same fields marked as given."""

@@ -30,16 +30,20 @@ from .errors import (
     TaskFailedError,
     TaskNotFinishedError,
 )
+from .frames import FramePosition
 from .journal import Journal, TaskRecord
 from .prepare import prepare_request
+from .probe import ProbeError
 from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
+    ExtractFramesResult,
     GenerateVideoResult,
     SavedVideoInfo,
     TaskErrorInfo,
     TaskSummary,
 )
+from .seeing import extract, look_at
 from .settings import Settings
 from .waiting import Clock, PollSchedule, SystemClock, wait_for_task
 
@@ -55,6 +59,10 @@ ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
 
 class TaskCheckError(GravitexError):
     """A task was created, but following it failed; the message names the task id."""
+
+
+class FramesError(GravitexError):
+    """The saved video could not be decoded into frames."""
 
 
 @dataclass(slots=True)
@@ -128,7 +136,7 @@ class VideoService:
         args = request.video_arguments()
         # Reading local images is file I/O: keep it off the event loop.
         prepared = await anyio.to_thread.run_sync(
-            lambda: prepare_request(args, input_dirs=self._settings.input_dirs)
+            lambda: prepare_request(args, input_dirs=self._settings.media_input_dirs)
         )
         if request.dry_run:
             return GenerateVideoResult(
@@ -162,7 +170,7 @@ class VideoService:
             on_disk=None,
         )
         return GenerateVideoResult.model_validate(
-            {**result.model_dump(), "notes": list(prepared.notes)}
+            {**result.model_dump(), "notes": [*prepared.notes, *result.notes]}
         )
 
     async def _submit(self, local_id: str, body: dict[str, Any]) -> TaskSnapshot:
@@ -253,8 +261,10 @@ class VideoService:
             if latest is not None and latest.status is TaskStatus.SUCCEEDED and download:
                 try:
                     # A video already saved for this task is not downloaded again.
-                    saved = on_disk or await self._save(
-                        task_id, family=family, url=latest.url, filename=None
+                    saved = (
+                        await self._seen(task_id, on_disk)
+                        if on_disk
+                        else await self._save(task_id, family=family, url=latest.url, filename=None)
                     )
                 except (DownloadError, StorageError, APIError) as exc:
                     # The task succeeded and stays downloadable: keep its id in the result.
@@ -299,6 +309,7 @@ class VideoService:
         if filename is None and record is not None:
             reused = _existing_download(record)
             if reused is not None:
+                reused = await self._seen(task_id, reused)
                 return DownloadVideoResult(task_id=task_id, reused=True, **reused.model_dump())
         snapshot = await self._client.query(task_id)
         await self._record(snapshot)
@@ -342,7 +353,47 @@ class VideoService:
         except JournalError:
             logger.exception("could not record the download of task %s", task_id)
         logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
-        return _saved_info(saved)
+        return await self._seen(task_id, _saved_info(saved))
+
+    async def _seen(self, task_id: str, saved: SavedVideoInfo) -> SavedVideoInfo:
+        """``saved`` with its probe, contact sheet and asked-versus-found notes.
+
+        Every saved video (new or reused) passes here. Looking never fails the save:
+        a video that cannot be read gets a note saying why.
+        """
+        try:
+            record = await self._journal.get(task_id)
+        except JournalError:
+            logger.exception("could not read the journal entry of task %s", task_id)
+            record = None
+        asked = dict(record.arguments) if record is not None else {}
+        # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
+        seen = await anyio.to_thread.run_sync(lambda: look_at(Path(saved.path), asked))
+        return saved.model_copy(
+            update={"probe": seen.probe, "preview": seen.preview, "notes": seen.notes}
+        )
+
+    # --- frames -------------------------------------------------------------------
+
+    async def extract_frames(
+        self, task_id: str, at: list[float | FramePosition]
+    ) -> ExtractFramesResult:
+        """Frames of the task's saved video as PNG files; a finished task not yet saved
+        is downloaded first."""
+        record = await self._journal.get(task_id)
+        saved = _existing_download(record) if record is not None else None
+        if saved is None:
+            downloaded = await self.download(task_id, filename=None)
+            video = Path(downloaded.path)
+        else:
+            video = Path(saved.path)
+        try:
+            frames = await anyio.to_thread.run_sync(lambda: extract(video, at))
+        except ProbeError as exc:
+            raise FramesError(
+                f"Could not take frames from the saved video of task {task_id!r}: {exc}"
+            ) from exc
+        return ExtractFramesResult(task_id=task_id, video_path=str(video), frames=frames)
 
     async def _record(self, snapshot: TaskSnapshot) -> None:
         try:

@@ -7,28 +7,40 @@ says what to change; never a traceback.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
+from mcp.types import (
+    CallToolResult,
+    ContentBlock,
+    ImageContent,
+    ResourceLink,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import BaseModel, Field
 
 from . import catalog
 from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
 from .domain import Family, TaskStatus
 from .errors import GravitexError
+from .frames import FramePosition
 from .model_tool import tool_from_model
 from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
+    ExtractFramesResult,
     GenerateVideoResult,
     ListModelsResult,
     ListVideoTasksResult,
+    Probe,
     SavedVideoInfo,
 )
 from .service import ProgressFn, VideoService
@@ -66,6 +78,16 @@ Use `dry_run: true` to see the exact upstream request without submitting (no cos
 """
 
 
+PREVIEW_DESCRIPTION = (
+    "Put the saved video's contact sheet (frames spread over the clip, one JPEG) in the "
+    "result as an image. false leaves the image out (probe, notes and the sheet's path stay)."
+)
+MAX_FRAMES = 12
+DEFAULT_FRAMES: tuple[FramePosition, ...] = ("first", "middle", "last")
+#: One frame to extract: seconds from the start, or a position word.
+FrameTime = Annotated[float, Field(ge=0)] | FramePosition
+
+
 # --- result shaping ------------------------------------------------------------
 
 
@@ -89,6 +111,42 @@ def _video_link(video: SavedVideoInfo) -> ResourceLink:
     )
 
 
+def _probe_text(probe: Probe) -> str:
+    fps = f", {probe.fps:g} fps" if probe.fps else ""
+    audio = "with audio" if probe.has_audio else "no audio"
+    return (
+        f"Probe: {probe.duration_seconds:.1f} s, {probe.width}x{probe.height}{fps}, "
+        f"{probe.video_codec}, {audio}."
+    )
+
+
+def _seen_lines(video: SavedVideoInfo) -> list[str]:
+    """The probe and contact sheet lines of a saved video."""
+    lines = []
+    if video.probe is not None:
+        lines.append(_probe_text(video.probe))
+    if video.preview is not None:
+        lines.append(f"Contact sheet: {video.preview.path}")
+    return lines
+
+
+async def _image_block(path: str, mime_type: str) -> ImageContent | None:
+    """The image file at ``path`` as an MCP image block (None if it cannot be read)."""
+    try:
+        data = await anyio.Path(path).read_bytes()
+    except OSError as exc:
+        logger.warning("could not read %s for the result: %s", Path(path).name, exc)
+        return None
+    return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime_type)
+
+
+async def _preview_block(video: SavedVideoInfo | None, wanted: bool) -> list[ContentBlock]:
+    if not wanted or video is None or video.preview is None:
+        return []
+    block = await _image_block(video.preview.path, "image/jpeg")
+    return [] if block is None else [block]
+
+
 def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
     lines = [
         f"Task {result.task_id}: {result.status}" + (f" ({result.model})" if result.model else "")
@@ -98,19 +156,22 @@ def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
         lines.append(f"Error{code}: {result.error.message}")
     if result.video is not None:
         lines.append(f"Saved to {result.video.path} ({result.video.size_bytes} bytes).")
+        lines.extend(_seen_lines(result.video))
     if result.download_error is not None:
         lines.append(f"Saving failed: {result.download_error}")
-    if isinstance(result, GenerateVideoResult):
-        lines.extend(f"Note: {note}" for note in result.notes)
+    lines.extend(f"Note: {note}" for note in result.notes)
     if result.next_step:
         lines.append(result.next_step)
     return "\n".join(lines)
 
 
-def _task_result(result: CheckVideoTaskResult | GenerateVideoResult) -> CallToolResult:
+async def _task_result(
+    result: CheckVideoTaskResult | GenerateVideoResult, *, preview: bool
+) -> CallToolResult:
     content: list[ContentBlock] = [TextContent(type="text", text=_task_text(result))]
     if result.video is not None:
         content.append(_video_link(result.video))
+    content.extend(await _preview_block(result.video, preview))
     return CallToolResult(
         content=content,
         structured_content=result.model_dump(mode="json"),
@@ -168,7 +229,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                     content=[TextContent(type="text", text=text)],
                     structured_content=result.model_dump(mode="json"),
                 )
-            return _task_result(result)
+            return await _task_result(result, preview=request.preview)
 
         return await _guarded(body)
 
@@ -191,6 +252,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         download: Annotated[
             bool, Field(description="Save the video when it is finished within the wait.")
         ] = False,
+        preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
     ) -> Annotated[CallToolResult, CheckVideoTaskResult]:
         """Check a video task's status, waiting up to wait_seconds for it to finish.
         Returns succeeded (with the result url), failed (with the reason), or the
@@ -201,7 +263,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             result = await service_of(ctx).check(
                 task_id, wait_seconds=wait_seconds, download=download, progress=_progress_of(ctx)
             )
-            return _task_result(result)
+            return await _task_result(result, preview=preview)
 
         return await _guarded(body)
 
@@ -218,6 +280,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                 ),
             ),
         ] = None,
+        preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
     ) -> Annotated[CallToolResult, DownloadVideoResult]:
         """Save a finished video as an mp4 in the output folder and return its path,
         size, sha256 and a resource_link. Works for every model family. The video bytes
@@ -226,10 +289,58 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         async def body() -> CallToolResult:
             result = await service_of(ctx).download(task_id, filename=filename)
             verb = "Already saved at" if result.reused else "Saved to"
-            text = f"{verb} {result.path} ({result.size_bytes} bytes, sha256 {result.sha256})."
+            lines = [
+                f"{verb} {result.path} ({result.size_bytes} bytes, sha256 {result.sha256}).",
+                *_seen_lines(result),
+                *(f"Note: {note}" for note in result.notes),
+            ]
             return CallToolResult(
-                content=[TextContent(type="text", text=text), _video_link(result)],
+                content=[
+                    TextContent(type="text", text="\n".join(lines)),
+                    _video_link(result),
+                    *await _preview_block(result, preview),
+                ],
                 structured_content=result.model_dump(mode="json"),
+            )
+
+        return await _guarded(body)
+
+    async def extract_frames(
+        ctx: Context,
+        task_id: Annotated[
+            str, Field(min_length=1, description="The task whose saved video to take frames from.")
+        ],
+        at: Annotated[
+            list[FrameTime] | None,
+            Field(
+                min_length=1,
+                max_length=MAX_FRAMES,
+                description=(
+                    "Which frames: seconds from the start (a time past the end gives the "
+                    'last frame), or "first", "middle", "last". Default: all three words.'
+                ),
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, ExtractFramesResult]:
+        """Save frames of a task's video as PNG files in the output folder and show them.
+        A frame's path can be given as image, last_frame or reference_images of the next
+        generate_video, e.g. to continue a shot from its last frame. A finished video
+        that was not saved yet is downloaded first."""
+
+        async def body() -> CallToolResult:
+            wanted: list[float | FramePosition] = list(at) if at else list(DEFAULT_FRAMES)
+            result = await service_of(ctx).extract_frames(task_id, wanted)
+            lines = [f"{len(result.frames)} frame(s) of {result.video_path}:"]
+            lines.extend(
+                f"  {f.at_seconds:.3f} s: {f.path} ({f.width}x{f.height})" for f in result.frames
+            )
+            content: list[ContentBlock] = [TextContent(type="text", text="\n".join(lines))]
+            for frame in result.frames:
+                block = await _image_block(frame.path, "image/png")
+                if block is not None:
+                    content.append(block)
+            return CallToolResult(
+                content=content, structured_content=result.model_dump(mode="json")
             )
 
         return await _guarded(body)
@@ -284,6 +395,17 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                 read_only_hint=False,
                 destructive_hint=False,
                 idempotent_hint=True,
+                open_world_hint=True,
+            ),
+        ),
+        Tool.from_function(
+            extract_frames,
+            name="extract_frames",
+            title="Extract frames of a video",
+            annotations=ToolAnnotations(
+                read_only_hint=False,
+                destructive_hint=False,
+                idempotent_hint=False,
                 open_world_hint=True,
             ),
         ),
