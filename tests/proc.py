@@ -20,7 +20,14 @@ import httpx2
 REPO = Path(__file__).resolve().parent.parent
 SERVER_CMD = (sys.executable, "-m", "gravitex_mcp")
 TOOLS = frozenset(
-    {"list_models", "generate_video", "check_video_task", "download_video", "list_video_tasks"}
+    {
+        "list_models",
+        "generate_video",
+        "check_video_task",
+        "download_video",
+        "extract_frames",
+        "list_video_tasks",
+    }
 )
 #: How long a CLI call that should fail fast may take (Python start-up plus imports).
 CLI_TIMEOUT = 60.0
