@@ -135,7 +135,12 @@ class GenerateVideoResult(TaskResult):
     ] = None
     notes: Annotated[
         list[str],
-        Field(description="Things worth knowing about how the model treats these arguments."),
+        Field(
+            description=(
+                "Things worth knowing about how the model treats these arguments, and each "
+                "difference between what was asked and what the saved file holds."
+            )
+        ),
     ] = Field(default_factory=list)
 
 

@@ -368,7 +368,10 @@ class VideoService:
             record = None
         asked = dict(record.arguments) if record is not None else {}
         # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
-        seen = await anyio.to_thread.run_sync(lambda: look_at(Path(saved.path), asked))
+        # Shielded: the video is already saved, and a deadline that ran out meanwhile
+        # must not drop it from this result (the look takes a second or two at most).
+        with anyio.CancelScope(shield=True):
+            seen = await anyio.to_thread.run_sync(lambda: look_at(Path(saved.path), asked))
         return saved.model_copy(
             update={"probe": seen.probe, "preview": seen.preview, "notes": seen.notes}
         )

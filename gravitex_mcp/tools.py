@@ -73,7 +73,9 @@ URLs or local paths inside the configured input folders.
 
 The call waits up to `wait_seconds` (default {DEFAULT_WAIT_SECONDS}s) with progress notifications.
 If the video is not ready by then, it returns the task_id: call check_video_task to keep
-waiting. With `download: true` a finished video is saved and its path returned.
+waiting. With `download: true` a finished video is saved and its path returned, with
+its probe (duration, size, fps, codec, audio read from the file), notes on anything that
+differs from what was asked, and a contact sheet image (frames spread over the clip).
 Use `dry_run: true` to see the exact upstream request without submitting (no cost).
 """
 
@@ -283,8 +285,9 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
     ) -> Annotated[CallToolResult, DownloadVideoResult]:
         """Save a finished video as an mp4 in the output folder and return its path,
-        size, sha256 and a resource_link. Works for every model family. The video bytes
-        are not put in the conversation."""
+        size, sha256, a resource_link, its probe (duration, size, fps, codec, audio),
+        notes on what differs from what was asked, and a contact sheet image. Works for
+        every model family. The video bytes are not put in the conversation."""
 
         async def body() -> CallToolResult:
             result = await service_of(ctx).download(task_id, filename=filename)
