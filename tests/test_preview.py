@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,14 @@ def test_save_new_never_clobbers_and_leaves_no_temp(tmp_path: Path) -> None:
 def test_save_new_into_a_missing_folder_is_a_storage_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="missing"):
         save_new(tmp_path / "missing", "x.png", b"data")
+
+
+def test_starting_the_server_does_not_load_pyav() -> None:
+    code = (
+        "import sys, gravitex_mcp.cli, gravitex_mcp.server, gravitex_mcp.tools, "
+        "gravitex_mcp.simulator; print('av' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"
