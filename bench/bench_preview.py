@@ -18,7 +18,9 @@ What runs:
     command: read the streams (its banner is the probe), pick 9 frames spread over
     the clip (``fps=9/8``), ``scale`` each to 341x192 and ``tile=3x3``, JPEG ``-q:v 3``.
 
-* **Time** = wall seconds of the process, median of ``--repeat``; **peak memory** =
+* **Time** = wall seconds of the process, median of ``--repeat`` (and the fastest);
+  **CPU** = its user + system seconds, median (steadier than wall time on a shared
+  machine); **peak memory** =
   the process's ``ru_maxrss`` (from ``os.wait4``). ``ours-import`` is the cost of a
   ``python -c "import av, gravitex_mcp.preview"`` process alone, so the difference is
   what the work itself takes; ``floor`` is ``true``, showing the peak RSS every child
@@ -79,8 +81,8 @@ def make_clip(path: Path, seconds: int, width: int, height: int, fps: int = 24) 
         out.mux(stream.encode(None))
 
 
-def measure(cmd: list[str]) -> tuple[float, int]:
-    """(wall seconds, peak RSS in KiB) of one process."""
+def measure(cmd: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds (user + system), peak RSS in KiB) of one process."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -88,7 +90,7 @@ def measure(cmd: list[str]) -> tuple[float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {' '.join(cmd)}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def main() -> None:
@@ -134,7 +136,7 @@ def main() -> None:
             # execve): this row shows that floor, under which no figure can go.
             "floor": ["true"],
         }
-        results: dict[str, list[tuple[float, int]]] = {name: [] for name in variants}
+        results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
         for _ in range(args.repeat):
             for name, cmd in variants.items():
                 results[name].append(measure(cmd))
@@ -143,11 +145,15 @@ def main() -> None:
               f"Python {platform.python_version()}")  # fmt: skip
         for out in ("ours.jpg", "ffmpeg.jpg"):
             print(f"{out}: {(Path(tmp) / out).stat().st_size} bytes")
-        print(f"{'variant':<12} {'median s':>9} {'min s':>7} {'peak RSS MiB':>13}")
+        print(f"{'variant':<12} {'median s':>9} {'min s':>7} {'CPU s':>7} {'peak RSS MiB':>13}")
         for name, runs in results.items():
-            times = [t for t, _ in runs]
-            peak = max(m for _, m in runs) / 1024
-            print(f"{name:<12} {statistics.median(times):>9.3f} {min(times):>7.3f} {peak:>13.1f}")
+            times = [t for t, _, _ in runs]
+            cpu = statistics.median(c for _, c, _ in runs)
+            peak = max(m for _, _, m in runs) / 1024
+            print(
+                f"{name:<12} {statistics.median(times):>9.3f} {min(times):>7.3f} "
+                f"{cpu:>7.3f} {peak:>13.1f}"
+            )
 
 
 if __name__ == "__main__":
