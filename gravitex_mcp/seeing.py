@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import glob
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -65,7 +66,7 @@ def sheet_path(video: Path) -> Path:
 
 
 def _sheet_for(video: Path, probe: Probe) -> Preview:
-    existing = _existing_sheet(video)
+    existing = _existing_sheet(video, probe)
     if existing is not None:
         return existing
     sheet = contact_sheet(video, probe.duration_seconds)
@@ -80,23 +81,39 @@ def _sheet_for(video: Path, probe: Probe) -> Preview:
     )
 
 
-def _existing_sheet(video: Path) -> Preview | None:
-    """The sheet an earlier look saved, when it is still there and readable."""
-    path = sheet_path(video)
+def _existing_sheet(video: Path, probe: Probe) -> Preview | None:
+    """The sheet an earlier look saved for this very file, when it is still there.
+
+    A sheet older than the video belongs to an earlier file of the same name (one
+    deleted, then a new video saved under its name): it is never reused. Such a
+    sheet is not replaced either (nothing is clobbered), so the new one is saved as
+    ``<stem>.contact-N.jpg``; the newest sheet made after the video is the one kept.
+    """
     try:
-        if not path.is_file() or path.stat().st_size > MAX_SHEET_BYTES:
+        made = video.stat().st_mtime_ns
+        pattern = glob.escape(video.stem) + SHEET_SUFFIX.replace(".jpg", "-*.jpg")
+        candidates = [sheet_path(video), *video.parent.glob(pattern)]
+        usable = []
+        for path in candidates:
+            stat = path.stat() if path.is_file() else None
+            if stat is not None and stat.st_mtime_ns >= made and stat.st_size <= MAX_SHEET_BYTES:
+                usable.append((stat.st_mtime_ns, path))
+        for _, path in sorted(usable, reverse=True):
+            size = _jpeg_size(path.read_bytes())
+            if size is not None:
+                break
+        else:
             return None
-        # Its tiles' times follow from the video's duration, as when it was made.
-        size = _jpeg_size(path.read_bytes())
-        probe = probe_video(video)
-    except (OSError, ProbeError):
+    except OSError:
         return None
-    if size is None:
-        return None
-    count = tile_count(probe.duration_seconds)
-    times = [round(t, 3) for t in sample_times(probe.duration_seconds, count)]
+    # Its tiles' times follow from the video's duration, as when it was made.
+    times = sample_times(probe.duration_seconds, tile_count(probe.duration_seconds))
     return Preview(
-        path=str(path), uri=path.as_uri(), width=size[0], height=size[1], at_seconds=times
+        path=str(path),
+        uri=path.as_uri(),
+        width=size[0],
+        height=size[1],
+        at_seconds=[round(t, 3) for t in times],
     )
 
 

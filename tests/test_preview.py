@@ -97,6 +97,23 @@ def test_look_at_makes_the_sheet_once_and_reuses_it(tmp_path: Path) -> None:
     )
 
 
+def test_a_sheet_of_an_earlier_file_of_the_same_name_is_not_reused(tmp_path: Path) -> None:
+    video = clip(tmp_path, 4, 284, 160)
+    old = look_at(video, {}).preview
+    assert old is not None
+    # the video is deleted and another one is saved under its name
+    video.unlink()
+    os.utime(sheet_path(video), ns=(1, 1))
+    video.write_bytes(render_clip(ClipShape(seconds=8, width=160, height=284)))
+    new = look_at(video, {}).preview
+    assert new is not None
+    assert Path(new.path).name == "clip-4-284x160.contact-1.jpg"
+    assert (new.width, new.height) == (3 * 160, 3 * 284)
+    assert Path(old.path).is_file()  # nothing clobbered
+    # and from now on the new sheet is the one reused
+    assert look_at(video, {}).preview == new
+
+
 def test_a_sheet_that_cannot_be_saved_is_a_note(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
