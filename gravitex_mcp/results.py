@@ -1,4 +1,4 @@
-"""Result models of the tools: their output schemas and ``structuredContent``."""
+"""Result models of the five tools: their output schemas and ``structuredContent``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The MCP tools: thin wrappers that parse, call the service, and shape results.
+"""The five MCP tools: thin wrappers that parse, call the service, and shape results.
 
 Every failure the agent can act on (a bad argument, an upstream refusal, a
 failed task) comes back as a result with ``isError: true`` and a message that
@@ -201,7 +201,7 @@ async def _guarded(call: Callable[[], Awaitable[CallToolResult]]) -> CallToolRes
 
 
 def build_tools(service_of: ServiceGetter) -> list[Tool]:
-    """The tools, in the order clients list them; ``service_of(ctx)`` finds the service."""
+    """The five tools, in the order clients list them; ``service_of(ctx)`` finds the service."""
 
     async def list_models(
         family: Annotated[
