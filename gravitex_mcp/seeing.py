@@ -25,6 +25,8 @@ from .stills import save_new
 logger = logging.getLogger(__name__)
 
 SHEET_SUFFIX = ".contact.jpg"
+#: Longest side of a frame shown in the conversation (a 1080p PNG runs to megabytes).
+SHOWN_FRAME_SIDE = 1024
 #: Differences smaller than these are rounding, not a different video.
 DURATION_TOLERANCE_SECONDS = 0.5
 RATIO_TOLERANCE = 0.03
@@ -182,24 +184,35 @@ def _ratio_text(probe: Probe) -> str:
 # --- extract_frames -----------------------------------------------------------------
 
 
-def extract(video: Path, at: Sequence[float | FramePosition]) -> list[Frame]:
+@dataclass(frozen=True, slots=True)
+class ExtractedFrame:
+    """A saved frame, and the PNG to show the agent (at most SHOWN_FRAME_SIDE pixels:
+    the file keeps the video's own size, so it can be the next video's first frame)."""
+
+    frame: Frame
+    shown_png: bytes
+
+
+def extract(video: Path, at: Sequence[float | FramePosition]) -> list[ExtractedFrame]:
     """The frames of ``video`` at each of ``at``, saved as PNG beside it (no clobbering)."""
     probe = probe_video(video)
     times = [
         min(max(0.0, seconds_of(a, probe.duration_seconds)), probe.duration_seconds) for a in at
     ]
-    frames: list[Frame] = []
+    frames: list[ExtractedFrame] = []
     for decoded in frames_at(video, times):
         png, width, height = encode_png(decoded.frame)
+        shown = png
+        if max(width, height) > SHOWN_FRAME_SIDE:
+            shown = encode_png(decoded.frame, max_side=SHOWN_FRAME_SIDE)[0]
         name = f"{video.stem}.frame-{decoded.at_seconds:.3f}s.png"
         path = save_new(video.parent, name, png)
-        frames.append(
-            Frame(
-                at_seconds=decoded.at_seconds,
-                path=str(path),
-                uri=path.as_uri(),
-                width=width,
-                height=height,
-            )
+        saved = Frame(
+            at_seconds=decoded.at_seconds,
+            path=str(path),
+            uri=path.as_uri(),
+            width=width,
+            height=height,
         )
+        frames.append(ExtractedFrame(frame=saved, shown_png=shown))
     return frames

@@ -380,9 +380,9 @@ class VideoService:
 
     async def extract_frames(
         self, task_id: str, at: list[float | FramePosition]
-    ) -> ExtractFramesResult:
-        """Frames of the task's saved video as PNG files; a finished task not yet saved
-        is downloaded first."""
+    ) -> tuple[ExtractFramesResult, list[bytes]]:
+        """Frames of the task's saved video as PNG files, and the PNGs to show (scaled
+        down where large); a finished task not yet saved is downloaded first."""
         record = await self._journal.get(task_id)
         saved = _existing_download(record) if record is not None else None
         if saved is None:
@@ -396,7 +396,10 @@ class VideoService:
             raise FramesError(
                 f"Could not take frames from the saved video of task {task_id!r}: {exc}"
             ) from exc
-        return ExtractFramesResult(task_id=task_id, video_path=str(video), frames=frames)
+        result = ExtractFramesResult(
+            task_id=task_id, video_path=str(video), frames=[f.frame for f in frames]
+        )
+        return result, [f.shown_png for f in frames]
 
     async def _record(self, snapshot: TaskSnapshot) -> None:
         try:

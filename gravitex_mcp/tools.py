@@ -142,6 +142,10 @@ async def _image_block(path: str, mime_type: str) -> ImageContent | None:
     return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime_type)
 
 
+def _png_block(png: bytes) -> ImageContent:
+    return ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
+
+
 async def _preview_block(video: SavedVideoInfo | None, wanted: bool) -> list[ContentBlock]:
     if not wanted or video is None or video.preview is None:
         return []
@@ -332,16 +336,13 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
 
         async def body() -> CallToolResult:
             wanted: list[float | FramePosition] = list(at) if at else list(DEFAULT_FRAMES)
-            result = await service_of(ctx).extract_frames(task_id, wanted)
+            result, shown = await service_of(ctx).extract_frames(task_id, wanted)
             lines = [f"{len(result.frames)} frame(s) of {result.video_path}:"]
             lines.extend(
                 f"  {f.at_seconds:.3f} s: {f.path} ({f.width}x{f.height})" for f in result.frames
             )
             content: list[ContentBlock] = [TextContent(type="text", text="\n".join(lines))]
-            for frame in result.frames:
-                block = await _image_block(frame.path, "image/png")
-                if block is not None:
-                    content.append(block)
+            content.extend(_png_block(png) for png in shown)
             return CallToolResult(
                 content=content, structured_content=result.model_dump(mode="json")
             )

@@ -14,7 +14,7 @@ from gravitex_mcp.frames import fit_within, frames_at, seconds_of
 from gravitex_mcp.preview import MAX_SHEET_BYTES, MAX_SHEET_SIDE, contact_sheet, sample_times
 from gravitex_mcp.probe import ProbeError, probe_video
 from gravitex_mcp.results import Probe
-from gravitex_mcp.seeing import _jpeg_size, look_at, mismatch_notes, sheet_path
+from gravitex_mcp.seeing import _jpeg_size, extract, look_at, mismatch_notes, sheet_path
 from gravitex_mcp.simulator.clips import ClipShape, render_clip
 from gravitex_mcp.stills import save_new
 
@@ -150,6 +150,21 @@ def test_a_sheet_that_cannot_be_saved_is_a_note(
 )
 def test_mismatch_notes(asked: dict[str, object], found: Probe, notes: list[str]) -> None:
     assert mismatch_notes(asked, found) == notes
+
+
+def test_extracted_frames_keep_their_size_and_show_a_smaller_copy(tmp_path: Path) -> None:
+    video = clip(tmp_path, 2, 1280, 720, fps=4)
+    [first, last] = extract(video, ["first", "last"])
+    assert (first.frame.width, first.frame.height) == (1280, 720)
+    assert first.frame.at_seconds == 0.0
+    assert last.frame.at_seconds == 1.75
+    png = Path(first.frame.path).read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert first.shown_png != png
+    # PNG IHDR: width and height right after the signature and the chunk header
+    shown = first.shown_png
+    size = (int.from_bytes(shown[16:20], "big"), int.from_bytes(shown[20:24], "big"))
+    assert size == (1024, 576)
 
 
 def test_positions_and_fitting() -> None:
