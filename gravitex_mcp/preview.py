@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .frames import DecodedFrame, fit_within, frames_at
+from .probe import ProbeError
 
 if TYPE_CHECKING:
     from av.video.frame import VideoFrame
@@ -50,8 +51,14 @@ def sample_times(duration: float, count: int) -> list[float]:
 
 def contact_sheet(path: Path, duration: float) -> ContactSheet:
     """Decode frames spread over the video at ``path`` and tile them into one JPEG."""
+    import av
+
     times = sample_times(duration, tile_count(duration))
-    return compose(frames_at(path, times), times)
+    decoded = frames_at(path, times)
+    try:
+        return compose(decoded, times)
+    except av.FFmpegError as exc:
+        raise ProbeError(f"FFmpeg could not tile the frames of {path.name}: {exc}") from exc
 
 
 def compose(decoded: Sequence[DecodedFrame], times: Sequence[float]) -> ContactSheet:
