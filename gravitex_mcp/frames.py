@@ -94,9 +94,12 @@ def encode_png(frame: VideoFrame, *, max_side: int = MAX_FRAME_SIDE) -> tuple[by
     width, height = frame.width, frame.height
     if max(width, height) > max_side:
         width, height = fit_within(width, height, max_side)
-    rgb = frame.reformat(width=width, height=height, format="rgb24")
-    codec = av.CodecContext.create("png", "w")
-    codec.width, codec.height, codec.pix_fmt = width, height, "rgb24"
-    data = b"".join(bytes(p) for p in codec.encode(rgb))
-    data += b"".join(bytes(p) for p in codec.encode(None))
+    try:
+        rgb = frame.reformat(width=width, height=height, format="rgb24")
+        codec = av.CodecContext.create("png", "w")
+        codec.width, codec.height, codec.pix_fmt = width, height, "rgb24"
+        data = b"".join(bytes(p) for p in codec.encode(rgb))
+        data += b"".join(bytes(p) for p in codec.encode(None))
+    except av.FFmpegError as exc:
+        raise ProbeError(f"FFmpeg could not encode a frame as PNG: {exc}") from exc
     return data, width, height
