@@ -184,3 +184,28 @@ async def test_extract_frames_refuses_bad_positions(h: Harness, at: list[Any]) -
         result = await client.call_tool("extract_frames", {"task_id": "video_x", "at": at})
     assert result.is_error
     assert h.sim.calls["query"] == 0  # nothing sent upstream
+
+
+#: A well-formed mp4 box structure with nothing FFmpeg can decode in it.
+NOT_A_VIDEO = b"\x00\x00\x00\x14ftypisom\x00\x00\x02\x00isom"
+
+
+async def test_a_video_that_cannot_be_read_is_still_saved_with_a_note(h: Harness) -> None:
+    async with connected(h) as client:
+        data = structured(await generate(client, wait_seconds=0, download=False))
+        h.sim.tasks[data["task_id"]].clip = NOT_A_VIDEO  # what the upstream will serve
+        result = await client.call_tool(
+            "check_video_task", {"task_id": data["task_id"], "wait_seconds": 60, "download": True}
+        )
+        saved = structured(result)
+        assert Path(saved["path"]).read_bytes().startswith(NOT_A_VIDEO)
+        assert saved["probe"] is None
+        assert saved["preview"] is None
+        [note] = saved["notes"]
+        assert note.startswith("Could not look at the saved video: ")
+        assert images(result) == []
+        frames = await client.call_tool("extract_frames", {"task_id": data["task_id"]})
+    assert frames.is_error
+    assert f"Could not take frames from the saved video of task {data['task_id']!r}" in text_of(
+        frames
+    )
