@@ -209,3 +209,29 @@ async def test_a_video_that_cannot_be_read_is_still_saved_with_a_note(h: Harness
     assert f"Could not take frames from the saved video of task {data['task_id']!r}" in text_of(
         frames
     )
+
+
+async def test_looking_and_extracting_run_off_the_event_loop(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from gravitex_mcp import service
+
+    loop_thread = threading.current_thread()
+    threads: list[threading.Thread] = []
+
+    def spy(real: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            threads.append(threading.current_thread())
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(service, "look_at", spy(service.look_at))
+    monkeypatch.setattr(service, "extract", spy(service.extract))
+    async with connected(h) as client:
+        data = structured(await generate(client, duration=4))
+        structured(await client.call_tool("extract_frames", {"task_id": data["task_id"]}))
+    assert len(threads) == 2
+    assert all(t is not loop_thread for t in threads)
