@@ -216,7 +216,7 @@ async def test_looking_and_extracting_run_off_the_event_loop(
 ) -> None:
     import threading
 
-    from gravitex_mcp import service
+    from gravitex_mcp import seeing
 
     loop_thread = threading.current_thread()
     threads: list[threading.Thread] = []
@@ -228,8 +228,8 @@ async def test_looking_and_extracting_run_off_the_event_loop(
 
         return wrapper
 
-    monkeypatch.setattr(service, "look_at", spy(service.look_at))
-    monkeypatch.setattr(service, "extract", spy(service.extract))
+    monkeypatch.setattr("gravitex_mcp.service.look_at", spy(seeing.look_at))
+    monkeypatch.setattr("gravitex_mcp.service.extract", spy(seeing.extract))
     async with connected(h) as client:
         data = structured(await generate(client, duration=4))
         structured(await client.call_tool("extract_frames", {"task_id": data["task_id"]}))
