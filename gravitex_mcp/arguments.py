@@ -237,6 +237,16 @@ class GenerateVideoInput(VideoArguments):
         bool,
         Field(description="Save the video to the output folder when it finishes within the wait."),
     ] = False
+    preview: Annotated[
+        bool,
+        Field(
+            description=(
+                "With a saved video: put its contact sheet (frames spread over the clip, one "
+                "JPEG) in the result as an image. false leaves the image out (probe, notes and "
+                "the sheet's path stay)."
+            )
+        ),
+    ] = True
 
     idempotency_key: Annotated[
         str | SkipJsonSchema[None],

@@ -2,8 +2,8 @@
 
 It starts this server as a subprocess over stdio with ``--simulate`` and drives
 it with the official MCP client, the way Claude Desktop would: list models,
-generate with progress, wait, download. The last line printed is the saved
-file's path.
+generate with progress, wait, download, then the probe of the saved file and
+its contact sheet. The last line printed is the saved file's path.
 """
 
 from __future__ import annotations
@@ -81,6 +81,16 @@ async def _drive(params: StdioServerParameters | MCPServer[Any], model: str) -> 
         )["tasks"]
         _say(f"Journal: {len(tasks)} task(s); newest {tasks[0]['task_id']} {tasks[0]['status']}")
         _say(f"Saved {result['size_bytes']} bytes, sha256 {str(result['sha256'])[:16]}…")
+        probe = result.get("probe")
+        if probe:
+            fps = f"{probe['fps']:g} fps, " if probe.get("fps") else ""
+            _say(
+                f"Probe: {probe['duration_seconds']:.1f} s, {probe['width']}x{probe['height']}, "
+                f"{fps}{probe['video_codec']}, {'with' if probe['has_audio'] else 'no'} audio"
+            )
+        _say(f"Notes: {'; '.join(result['notes']) or 'none (the clip is what was asked)'}")
+        if result.get("preview"):
+            _say(f"Contact sheet: {result['preview']['path']}")
         return Path(str(result["path"]))
 
 

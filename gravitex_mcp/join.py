@@ -35,7 +35,8 @@ import anyio.from_thread
 import anyio.to_thread
 
 from .errors import GravitexError, InvalidArgumentsError, Problem, StorageError
-from .results import JoinVideosResult, ProbeInfo
+from .results import JoinVideosResult, Preview, Probe
+from .seeing import look_at
 from .storage import OutputDir, StoredFile
 
 if TYPE_CHECKING:
@@ -96,7 +97,10 @@ class JoinedVideo:
 
     stored: StoredFile
     plan: JoinPlan
-    probe: ProbeInfo
+    probe: Probe
+    preview: Preview | None
+    #: what looking at the joined file found worth saying (e.g. no contact sheet)
+    notes: list[str]
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -149,19 +153,6 @@ def inspect_clip(path: Path) -> ClipInfo:
             audio=audio,
             extradata=ctx.extradata,
         )
-
-
-def probe_video(path: Path) -> ProbeInfo:
-    """The probe fields of a saved video (blocking)."""
-    clip = inspect_clip(path)
-    return ProbeInfo(
-        duration_seconds=round(clip.duration, 3),
-        width=clip.width,
-        height=clip.height,
-        fps=None if clip.fps is None else round(float(clip.fps), 3),
-        video_codec=clip.codec,
-        has_audio=clip.audio is not None,
-    )
 
 
 def plan_join(clips: Sequence[ClipInfo]) -> JoinPlan:
@@ -441,9 +432,14 @@ async def join_files(
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    probe = await anyio.to_thread.run_sync(probe_video, stored.path)
+    # Probe and contact sheet, as for every saved video (nothing was asked of a join).
+    seen = await anyio.to_thread.run_sync(look_at, stored.path, {})
+    if seen.probe is None:
+        raise JoinError(f"The joined video {stored.path} cannot be read back: {seen.notes}")
     logger.info("joined %d clips into %s (%s)", len(paths), stored.path, plan.method)
-    return JoinedVideo(stored=stored, plan=plan, probe=probe)
+    return JoinedVideo(
+        stored=stored, plan=plan, probe=seen.probe, preview=seen.preview, notes=seen.notes
+    )
 
 
 # --- join_videos: tasks, downloaded first where needed ------------------------------------
@@ -514,5 +510,6 @@ async def join_tasks(
         task_ids=list(task_ids),
         method=joined.plan.method,
         probe=joined.probe,
-        notes=list(joined.plan.notes),
+        preview=joined.preview,
+        notes=[*joined.plan.notes, *joined.notes],
     )

@@ -20,6 +20,44 @@ class TaskErrorInfo(_Result):
     message: Annotated[str, Field(description="Upstream error message.")]
 
 
+class Probe(_Result):
+    """What the saved file itself holds, read with FFmpeg's libraries (PyAV)."""
+
+    duration_seconds: Annotated[float, Field(description="Length of the video in seconds.")]
+    width: Annotated[int, Field(description="Frame width in pixels.")]
+    height: Annotated[int, Field(description="Frame height in pixels.")]
+    fps: Annotated[float | None, Field(description="Frames per second, when known.")] = None
+    video_codec: Annotated[str, Field(description="Video codec, e.g. h264.")]
+    has_audio: Annotated[bool, Field(description="Whether the file has an audio track.")]
+
+
+class Preview(_Result):
+    """A contact sheet: frames spread over the video, tiled into one JPEG beside it."""
+
+    path: Annotated[str, Field(description="Absolute path of the contact sheet JPEG.")]
+    uri: Annotated[str, Field(description="file:// URI of the contact sheet.")]
+    width: Annotated[int, Field(description="Width of the sheet in pixels.")]
+    height: Annotated[int, Field(description="Height of the sheet in pixels.")]
+    at_seconds: Annotated[
+        list[float], Field(description="Time of each tile in the video, left to right, top down.")
+    ]
+
+
+class Frame(_Result):
+    """One frame of a saved video, saved as PNG in the output folder."""
+
+    at_seconds: Annotated[float, Field(description="Time of the frame in the video.")]
+    path: Annotated[
+        str,
+        Field(
+            description="Absolute path of the PNG (usable as image/last_frame of generate_video)."
+        ),
+    ]
+    uri: Annotated[str, Field(description="file:// URI of the PNG.")]
+    width: Annotated[int, Field(description="Width in pixels.")]
+    height: Annotated[int, Field(description="Height in pixels.")]
+
+
 class SavedVideo(_Result):
     """A video saved on this machine: what the save pipeline returns.
 
@@ -32,6 +70,16 @@ class SavedVideo(_Result):
     size_bytes: Annotated[int, Field(description="Size of the file in bytes.", ge=0)]
     sha256: Annotated[str, Field(description="SHA-256 of the file, hex.")]
     mime_type: Annotated[str, Field(description="Always video/mp4.")] = "video/mp4"
+    probe: Annotated[
+        Probe | None, Field(description="Duration, size, fps, codec, audio read from the file.")
+    ] = None
+    preview: Annotated[
+        Preview | None, Field(description="The contact sheet JPEG saved beside the video.")
+    ] = None
+    notes: Annotated[
+        list[str],
+        Field(description="Each difference between what was asked and what the file holds."),
+    ] = Field(default_factory=list)
 
 
 def _all_optional(model: type[BaseModel]) -> dict[str, Any]:
@@ -75,6 +123,10 @@ class TaskResult(_WhenSaved):
         str | None,
         Field(description="Why saving the finished video failed (it can be downloaded again)."),
     ] = None
+    notes: Annotated[
+        list[str],
+        Field(description="Differences between what was asked and what the saved file holds."),
+    ] = Field(default_factory=list)
 
 
 class GenerateVideoResult(TaskResult):
@@ -94,7 +146,12 @@ class GenerateVideoResult(TaskResult):
     ] = None
     notes: Annotated[
         list[str],
-        Field(description="Things worth knowing about how the model treats these arguments."),
+        Field(
+            description=(
+                "Things worth knowing about how the model treats these arguments, and each "
+                "difference between what was asked and what the saved file holds."
+            )
+        ),
     ] = Field(default_factory=list)
     replayed: Annotated[
         bool,
@@ -119,6 +176,14 @@ class DownloadVideoResult(SavedVideo):
         bool,
         Field(description="True when an earlier download of this task was still on disk."),
     ] = False
+
+
+class ExtractFramesResult(_Result):
+    """``extract_frames``: frames of a task's saved video, as PNG files."""
+
+    task_id: Annotated[str, Field(description="The task the video belongs to.")]
+    video_path: Annotated[str, Field(description="The saved video the frames come from.")]
+    frames: Annotated[list[Frame], Field(description="The frames, in the order asked.")]
 
 
 class ListModelsResult(_Result):
@@ -189,17 +254,6 @@ class GenerateVideosResult(_Result):
     next_step: Annotated[str, Field(description="What to do next, in plain words.")]
 
 
-class ProbeInfo(_Result):
-    """What a saved video holds, read from the file."""
-
-    duration_seconds: Annotated[float, Field(description="Length in seconds.")]
-    width: Annotated[int, Field(description="Frame width in pixels.")]
-    height: Annotated[int, Field(description="Frame height in pixels.")]
-    fps: Annotated[float | None, Field(description="Frames per second, when known.")]
-    video_codec: Annotated[str, Field(description="Video codec name (h264, hevc, ...).")]
-    has_audio: Annotated[bool, Field(description="True when the file has an audio track.")]
-
-
 class JoinVideosResult(SavedVideo):
     """``join_videos``: the joined mp4, as download_video describes a saved file."""
 
@@ -213,7 +267,7 @@ class JoinVideosResult(SavedVideo):
             )
         ),
     ]
-    probe: Annotated[ProbeInfo, Field(description="What the joined file holds.")]
+    probe: Annotated[Probe, Field(description="What the joined file holds.")]
     notes: Annotated[list[str], Field(description="Things worth knowing (e.g. audio dropped).")] = (
         Field(default_factory=list)
     )

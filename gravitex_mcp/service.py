@@ -37,18 +37,22 @@ from .errors import (
     UnknownTaskError,
     URLExpiredError,
 )
+from .frames import FramePosition
 from .idempotency import arguments_digest, claim_or_find, repeat_notes, replay_note
 from .journal import Journal, TaskRecord
 from .leftovers import TEMP_SUFFIX
 from .prepare import PreparedRequest, prepare_request
+from .probe import ProbeError
 from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
+    ExtractFramesResult,
     GenerateVideoResult,
     SavedVideo,
     TaskErrorInfo,
     TaskSummary,
 )
+from .seeing import extract, look_at
 from .settings import Settings
 from .singleflight import BackgroundJobs, JobStoppedError, SharedPolls
 from .storage import OutputDir, safe_filename
@@ -79,6 +83,10 @@ ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
 
 class TaskCheckError(GravitexError):
     """A task was created, but following it failed; the message names the task id."""
+
+
+class FramesError(GravitexError):
+    """The saved video could not be decoded into frames."""
 
 
 @dataclass(slots=True)
@@ -210,7 +218,7 @@ class VideoService:
         """Check ``args`` and build the upstream body (InvalidArgumentsError if refused)."""
         # Reading local images is file I/O: keep it off the event loop.
         return await anyio.to_thread.run_sync(
-            lambda: prepare_request(args, input_dirs=self._settings.input_dirs)
+            lambda: prepare_request(args, input_dirs=self._settings.media_input_dirs)
         )
 
     async def submit(
@@ -277,7 +285,7 @@ class VideoService:
         return GenerateVideoResult.model_validate(
             {
                 **result.model_dump(),
-                "notes": list(submission.notes),
+                "notes": [*submission.notes, *result.notes],
                 "replayed": submission.replayed,
             }
         )
@@ -368,8 +376,12 @@ class VideoService:
             if latest is not None and latest.status is TaskStatus.SUCCEEDED and download:
                 try:
                     # A video already saved for this task is not downloaded again.
-                    saved = on_disk or await self._save_once(
-                        task_id, delivery=delivery, snapshot=latest, filename=None
+                    saved = (
+                        await self._seen(task_id, on_disk)
+                        if on_disk
+                        else await self._save_once(
+                            task_id, delivery=delivery, snapshot=latest, filename=None
+                        )
                     )
                 except (DownloadError, StorageError, APIError, JobStoppedError) as exc:
                     # The task succeeded and stays downloadable: keep its id in the result.
@@ -443,6 +455,7 @@ class VideoService:
         if filename is None and record is not None:
             reused = _existing_download(record)
             if reused is not None:
+                reused = await self._seen(task_id, reused)
                 return DownloadVideoResult(task_id=task_id, reused=True, **reused.model_dump())
         pending = self._saves.pending(task_id)
         if pending is not None:
@@ -494,7 +507,7 @@ class VideoService:
                     record = await self._journal.get(task_id)
                     reused = _existing_download(record) if record is not None else None
                     if reused is not None:
-                        return reused
+                        return await self._seen(task_id, reused)
                 return await self._save(
                     task_id, delivery=delivery, snapshot=snapshot, filename=filename
                 )
@@ -570,7 +583,7 @@ class VideoService:
         except JournalError:
             logger.exception("could not record the download of task %s", task_id)
         logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
-        return saved
+        return await self._seen(task_id, saved)
 
     async def _check_failed(self, task_id: str, exc: APIError) -> GravitexError:
         """The error for a failed status check: an unknown task says so (and whether
@@ -585,6 +598,52 @@ class VideoService:
         if _waiting_helps(exc):
             message += f" Call check_video_task with task_id {task_id!r} again later."
         return TaskCheckError(message)
+
+    async def _seen(self, task_id: str, saved: SavedVideo) -> SavedVideo:
+        """``saved`` with its probe, contact sheet and asked-versus-found notes.
+
+        Every saved video (new or reused) passes here. Looking never fails the save:
+        a video that cannot be read gets a note saying why.
+        """
+        try:
+            record = await self._journal.get(task_id)
+        except JournalError:
+            logger.exception("could not read the journal entry of task %s", task_id)
+            record = None
+        asked = dict(record.arguments) if record is not None else {}
+        # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
+        # Shielded: the video is already saved, and a deadline that ran out meanwhile
+        # must not drop it from this result (the look takes a second or two at most).
+        with anyio.CancelScope(shield=True):
+            seen = await anyio.to_thread.run_sync(lambda: look_at(Path(saved.path), asked))
+        return saved.model_copy(
+            update={"probe": seen.probe, "preview": seen.preview, "notes": seen.notes}
+        )
+
+    # --- frames -------------------------------------------------------------------
+
+    async def extract_frames(
+        self, task_id: str, at: list[float | FramePosition]
+    ) -> tuple[ExtractFramesResult, list[bytes]]:
+        """Frames of the task's saved video as PNG files, and the PNGs to show (scaled
+        down where large); a finished task not yet saved is downloaded first."""
+        record = await self._journal.get(task_id)
+        saved = _existing_download(record) if record is not None else None
+        if saved is None:
+            downloaded = await self.download(task_id, filename=None)
+            video = Path(downloaded.path)
+        else:
+            video = Path(saved.path)
+        try:
+            frames = await anyio.to_thread.run_sync(lambda: extract(video, at))
+        except ProbeError as exc:
+            raise FramesError(
+                f"Could not take frames from the saved video of task {task_id!r}: {exc}"
+            ) from exc
+        result = ExtractFramesResult(
+            task_id=task_id, video_path=str(video), frames=[f.frame for f in frames]
+        )
+        return result, [f.shown_png for f in frames]
 
     async def _record(self, snapshot: TaskSnapshot) -> None:
         try:

@@ -73,6 +73,12 @@ class Settings:
     #: how long a simulated generation takes (queued + in progress), seconds
     simulator_seconds: float = 6.0
 
+    @property
+    def media_input_dirs(self) -> tuple[Path, ...]:
+        """Folders local image paths may come from: the input folders, plus the output
+        folder, so a frame this server saved (extract_frames) can start the next video."""
+        return (*self.input_dirs, self.output_dir)
+
     def require_api_key(self) -> str:
         """The key, or a :class:`ConfigurationError` naming the fix."""
         if not self.api_key:

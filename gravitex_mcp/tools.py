@@ -7,6 +7,7 @@ says what to change; never a traceback.
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 import logging
@@ -14,9 +15,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
+from mcp.types import (
+    CallToolResult,
+    ContentBlock,
+    ImageContent,
+    ResourceLink,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import BaseModel, Field
 
 from . import catalog
@@ -24,17 +33,20 @@ from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInpu
 from .batch import GenerateVideosInput, check_batch, run_batch
 from .domain import Family, TaskStatus
 from .errors import GravitexError
+from .frames import FramePosition
 from .join import join_tasks
 from .journal import JournalStatus
 from .model_tool import tool_from_model
 from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
+    ExtractFramesResult,
     GenerateVideoResult,
     GenerateVideosResult,
     JoinVideosResult,
     ListModelsResult,
     ListVideoTasksResult,
+    Probe,
     SavedVideo,
 )
 from .service import ProgressFn, VideoService, clip_text
@@ -56,7 +68,9 @@ URLs or local paths inside the configured input folders.
 
 The call waits up to `wait_seconds` (default {DEFAULT_WAIT_SECONDS}s) with progress notifications.
 If the video is not ready by then, it returns the task_id: call check_video_task to keep
-waiting. With `download: true` a finished video is saved and its path returned.
+waiting. With `download: true` a finished video is saved and its path returned, with
+its probe (duration, size, fps, codec, audio read from the file), notes on anything that
+differs from what was asked, and a contact sheet image (frames spread over the clip).
 Use `dry_run: true` to see the exact upstream request without submitting (no cost).
 """
 
@@ -71,6 +85,14 @@ waited for together, up to `wait_seconds` (default {DEFAULT_WAIT_SECONDS}s), wit
 notifications. A job whose submit fails does not stop the others; the result lists which
 jobs to send again (retry_jobs). With `download: true` finished videos are saved.
 """
+PREVIEW_DESCRIPTION = (
+    "Put the saved video's contact sheet (frames spread over the clip, one JPEG) in the "
+    "result as an image. false leaves the image out (probe, notes and the sheet's path stay)."
+)
+MAX_FRAMES = 12
+DEFAULT_FRAMES: tuple[FramePosition, ...] = ("first", "middle", "last")
+#: One frame to extract: seconds from the start, or a position word.
+FrameTime = Annotated[float, Field(ge=0)] | FramePosition
 
 
 # --- result shaping ------------------------------------------------------------
@@ -96,6 +118,46 @@ def _video_link(video: SavedVideo) -> ResourceLink:
     )
 
 
+def _probe_text(probe: Probe) -> str:
+    fps = f", {probe.fps:g} fps" if probe.fps else ""
+    audio = "with audio" if probe.has_audio else "no audio"
+    return (
+        f"Probe: {probe.duration_seconds:.1f} s, {probe.width}x{probe.height}{fps}, "
+        f"{probe.video_codec}, {audio}."
+    )
+
+
+def _seen_lines(video: SavedVideo) -> list[str]:
+    """The probe and contact sheet lines of a saved video."""
+    lines = []
+    if video.probe is not None:
+        lines.append(_probe_text(video.probe))
+    if video.preview is not None:
+        lines.append(f"Contact sheet: {video.preview.path}")
+    return lines
+
+
+async def _image_block(path: str, mime_type: str) -> ImageContent | None:
+    """The image file at ``path`` as an MCP image block (None if it cannot be read)."""
+    try:
+        data = await anyio.Path(path).read_bytes()
+    except OSError as exc:
+        logger.warning("could not read %s for the result: %s", Path(path).name, exc)
+        return None
+    return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime_type)
+
+
+def _png_block(png: bytes) -> ImageContent:
+    return ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
+
+
+async def _preview_block(video: SavedVideo | None, wanted: bool) -> list[ContentBlock]:
+    if not wanted or video is None or video.preview is None:
+        return []
+    block = await _image_block(video.preview.path, "image/jpeg")
+    return [] if block is None else [block]
+
+
 def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
     lines = [
         f"Task {result.task_id}: {result.status}" + (f" ({result.model})" if result.model else "")
@@ -105,19 +167,22 @@ def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
         lines.append(f"Error{code}: {result.error.message}")
     if result.video is not None:
         lines.append(f"Saved to {result.video.path} ({result.video.size_bytes} bytes).")
+        lines.extend(_seen_lines(result.video))
     if result.download_error is not None:
         lines.append(f"Saving failed: {result.download_error}")
-    if isinstance(result, GenerateVideoResult):
-        lines.extend(f"Note: {note}" for note in result.notes)
+    lines.extend(f"Note: {note}" for note in result.notes)
     if result.next_step:
         lines.append(result.next_step)
     return "\n".join(lines)
 
 
-def _task_result(result: CheckVideoTaskResult | GenerateVideoResult) -> CallToolResult:
+async def _task_result(
+    result: CheckVideoTaskResult | GenerateVideoResult, *, preview: bool
+) -> CallToolResult:
     content: list[ContentBlock] = [TextContent(type="text", text=_task_text(result))]
     if result.video is not None:
         content.append(_video_link(result.video))
+    content.extend(await _preview_block(result.video, preview))
     return CallToolResult(
         content=content,
         structured_content=result.model_dump(mode="json"),
@@ -220,7 +285,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                     content=[TextContent(type="text", text=text)],
                     structured_content=result.model_dump(mode="json"),
                 )
-            return _task_result(result)
+            return await _task_result(result, preview=request.preview)
 
         return await _guarded(body)
 
@@ -243,6 +308,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         download: Annotated[
             bool, Field(description="Save the video when it is finished within the wait.")
         ] = False,
+        preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
     ) -> Annotated[CallToolResult, CheckVideoTaskResult]:
         """Check a video task's status, waiting up to wait_seconds for it to finish.
         Returns succeeded (with the result url), failed (with the reason), or the
@@ -253,7 +319,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             result = await service_of(ctx).check(
                 task_id, wait_seconds=wait_seconds, download=download, progress=_progress_of(ctx)
             )
-            return _task_result(result)
+            return await _task_result(result, preview=preview)
 
         return await _guarded(body)
 
@@ -270,18 +336,65 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                 ),
             ),
         ] = None,
+        preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
     ) -> Annotated[CallToolResult, DownloadVideoResult]:
         """Save a finished video as an mp4 in the output folder and return its path,
-        size, sha256 and a resource_link. Works for every model family. The video bytes
-        are not put in the conversation."""
+        size, sha256, a resource_link, its probe (duration, size, fps, codec, audio),
+        notes on what differs from what was asked, and a contact sheet image. Works for
+        every model family. The video bytes are not put in the conversation."""
 
         async def body() -> CallToolResult:
             result = await service_of(ctx).download(task_id, filename=filename)
             verb = "Already saved at" if result.reused else "Saved to"
-            text = f"{verb} {result.path} ({result.size_bytes} bytes, sha256 {result.sha256})."
+            lines = [
+                f"{verb} {result.path} ({result.size_bytes} bytes, sha256 {result.sha256}).",
+                *_seen_lines(result),
+                *(f"Note: {note}" for note in result.notes),
+            ]
             return CallToolResult(
-                content=[TextContent(type="text", text=text), _video_link(result)],
+                content=[
+                    TextContent(type="text", text="\n".join(lines)),
+                    _video_link(result),
+                    *await _preview_block(result, preview),
+                ],
                 structured_content=result.model_dump(mode="json"),
+            )
+
+        return await _guarded(body)
+
+    async def extract_frames(
+        ctx: Context,
+        task_id: Annotated[
+            str, Field(min_length=1, description="The task whose saved video to take frames from.")
+        ],
+        at: Annotated[
+            list[FrameTime] | None,
+            Field(
+                min_length=1,
+                max_length=MAX_FRAMES,
+                description=(
+                    "Which frames: seconds from the start (a time past the end gives the "
+                    'last frame), or "first", "middle", "last". Default: all three words.'
+                ),
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, ExtractFramesResult]:
+        """Save frames of a task's video as PNG files in the output folder and show them.
+        A frame's path can be given as image, last_frame or reference_images of the next
+        generate_video, e.g. to continue a shot from its last frame. A finished video
+        that was not saved yet is downloaded first."""
+
+        async def body() -> CallToolResult:
+            wanted: list[float | FramePosition] = list(at) if at else list(DEFAULT_FRAMES)
+            result, shown = await service_of(ctx).extract_frames(task_id, wanted)
+            lines = [f"{len(result.frames)} frame(s) of {result.video_path}:"]
+            lines.extend(
+                f"  {f.at_seconds:.3f} s: {f.path} ({f.width}x{f.height})" for f in result.frames
+            )
+            content: list[ContentBlock] = [TextContent(type="text", text="\n".join(lines))]
+            content.extend(_png_block(png) for png in shown)
+            return CallToolResult(
+                content=content, structured_content=result.model_dump(mode="json")
             )
 
         return await _guarded(body)
@@ -341,12 +454,14 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                 ),
             ),
         ] = None,
+        preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
     ) -> Annotated[CallToolResult, JoinVideosResult]:
         """Join several finished videos, in order, into one mp4 in the output folder,
         for videos longer than one clip. Clips with the same codec, size and time base
         are joined without re-encoding; others are re-encoded to the first clip's size
         and frame rate. Audio is kept when every clip has it. Returns the saved file's
-        path, size, sha256 and a probe (duration, size, fps, codec, audio)."""
+        path, size, sha256, a probe (duration, size, fps, codec, audio) and its contact
+        sheet."""
 
         async def body() -> CallToolResult:
             result = await join_tasks(
@@ -360,8 +475,14 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                 f"{probe.width}x{probe.height}, audio: {'yes' if probe.has_audio else 'no'}).",
                 *(f"Note: {note}" for note in result.notes),
             ]
+            if result.preview is not None:
+                lines.append(f"Contact sheet: {result.preview.path}")
             return CallToolResult(
-                content=[TextContent(type="text", text="\n".join(lines)), _video_link(result)],
+                content=[
+                    TextContent(type="text", text="\n".join(lines)),
+                    _video_link(result),
+                    *await _preview_block(result, preview),
+                ],
                 structured_content=result.model_dump(mode="json"),
             )
 
@@ -419,6 +540,17 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             join_videos,
             name="join_videos",
             title="Join videos into one",
+            annotations=ToolAnnotations(
+                read_only_hint=False,
+                destructive_hint=False,
+                idempotent_hint=False,
+                open_world_hint=True,
+            ),
+        ),
+        _tool(
+            extract_frames,
+            name="extract_frames",
+            title="Extract frames of a video",
             annotations=ToolAnnotations(
                 read_only_hint=False,
                 destructive_hint=False,

@@ -27,6 +27,7 @@ TOOLS = frozenset(
         "check_video_task",
         "download_video",
         "join_videos",
+        "extract_frames",
         "list_video_tasks",
     }
 )

@@ -170,5 +170,10 @@ def test_demo_saves_a_real_mp4_and_prints_its_path_last(home: Path, tmp_path: Pa
     with path.open("rb") as f:
         head = f.read(12)
     assert head[4:8] == b"ftyp", head
+    # It shows what was made: the probe of the file and where its contact sheet is.
+    assert "Probe: 4.0 s, 284x160, 8 fps, h264, no audio" in result.stdout
+    sheets = [line for line in result.stdout.splitlines() if line.startswith("Contact sheet: ")]
+    assert sheets == [f"Contact sheet: {path.with_name(path.stem + '.contact.jpg')}"]
+    assert path.with_name(path.stem + ".contact.jpg").read_bytes()[:2] == b"\xff\xd8"
     # The demo's simulated task stays out of the user's own journal.
     assert not list(home.rglob("tasks.sqlite3*"))

@@ -775,8 +775,9 @@ async def sim_download(
     )
 
 
-def expected_video(size: int) -> bytes:
-    return b"".join(iter_mp4(size))
+def expected_video(size: int, clip: bytes | None) -> bytes:
+    """The simulator's video of ``size`` bytes: the task's own clip, padded."""
+    return b"".join(iter_mp4(size, base=clip))
 
 
 async def test_sim_sora_download(area: tuple[Path, Path]) -> None:
@@ -785,7 +786,7 @@ async def test_sim_sora_download(area: tuple[Path, Path]) -> None:
     async with rig.client:
         task_id, _ = await rig.finished(SIM_SORA)
         saved = await sim_download(rig, task_id, Family.SORA, None, out)
-    video = expected_video(300 * 1024)
+    video = expected_video(300 * 1024, rig.sim.tasks[task_id].clip)
     check_saved(saved, video, out, f"{task_id}.mp4")
 
 
@@ -795,7 +796,9 @@ async def test_sim_veo_download(area: tuple[Path, Path]) -> None:
     async with rig.client:
         task_id, url = await rig.finished(SIM_VEO)
         saved = await sim_download(rig, task_id, Family.VEO, url, out)
-    check_saved(saved, expected_video(300 * 1024), out, f"{task_id}.mp4")
+    check_saved(
+        saved, expected_video(300 * 1024, rig.sim.tasks[task_id].clip), out, f"{task_id}.mp4"
+    )
     assert rig.sim.calls["file"] == 1
 
 
@@ -806,7 +809,7 @@ async def test_sim_sora_truncated_then_whole(area: tuple[Path, Path]) -> None:
         task_id, _ = await rig.finished(SIM_SORA)
         rig.sim.faults.add(Endpoint.DOWNLOAD, FaultKind.TRUNCATED)
         saved = await sim_download(rig, task_id, Family.SORA, None, out)
-    assert Path(saved.path).read_bytes() == expected_video(300 * 1024)
+    assert Path(saved.path).read_bytes() == expected_video(300 * 1024, rig.sim.tasks[task_id].clip)
     assert rig.sim.calls["download"] == 2
     assert tree(out) == {f"{task_id}.mp4"}
 
@@ -832,7 +835,7 @@ async def test_sim_file_truncated_then_whole(area: tuple[Path, Path]) -> None:
         task_id, url = await rig.finished(SIM_VEO)
         rig.sim.faults.add(Endpoint.FILE, FaultKind.TRUNCATED)
         saved = await sim_download(rig, task_id, Family.VEO, url, out)
-    assert Path(saved.path).read_bytes() == expected_video(300 * 1024)
+    assert Path(saved.path).read_bytes() == expected_video(300 * 1024, rig.sim.tasks[task_id].clip)
     assert rig.sim.calls["file"] == 2
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from gravitex_mcp.errors import StorageError
-from gravitex_mcp.join import JoinError, join_files, probe_video
+from gravitex_mcp.join import JoinError, join_files
+from gravitex_mcp.probe import probe_video
 from gravitex_mcp.storage import OutputDir
 
 from .clips import make_clip

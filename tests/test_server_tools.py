@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp.types import ResourceLink
+from mcp.types import ImageContent, ResourceLink
 
 from gravitex_mcp import catalog
 from gravitex_mcp.arguments import DEFAULT_WAIT_SECONDS
@@ -34,6 +34,7 @@ TOOLS = {
     "check_video_task",
     "download_video",
     "join_videos",
+    "extract_frames",
     "list_video_tasks",
 }
 
@@ -243,8 +244,13 @@ async def test_generate_waits_and_downloads_within_one_call(h: Harness) -> None:
     assert len(links) == 1
     assert str(links[0].uri) == path.as_uri()
     assert links[0].mime_type == "video/mp4"
-    # the video bytes never go into the context
-    assert len(json.dumps(result.model_dump(mode="json"))) < 10_000
+    # the video bytes never go into the context: only the contact sheet's small JPEG
+    images = [b for b in result.content if isinstance(b, ImageContent)]
+    assert [b.mime_type for b in images] == ["image/jpeg"]
+    without_images = result.model_copy(
+        update={"content": [b for b in result.content if not isinstance(b, ImageContent)]}
+    )
+    assert len(json.dumps(without_images.model_dump(mode="json"))) < 10_000
 
 
 async def test_failed_task_is_an_error_result_with_the_reason(h: Harness) -> None:

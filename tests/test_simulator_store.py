@@ -7,6 +7,7 @@ be checked and downloaded by the next, finishing on the (shared) clock.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import time
 from pathlib import Path
@@ -52,6 +53,12 @@ def _task(task_id: str = "video_0123456789abcdef") -> SimTask:
 
 def test_a_task_round_trips_through_json() -> None:
     task = _task()
+    assert task_from_json(task_to_json(task)) == task
+
+
+def test_a_task_with_its_own_clip_round_trips_through_json() -> None:
+    # The simulator renders each task's mp4 at submit time: the next process serves it.
+    task = dataclasses.replace(_task(), clip=b"\x00\x00\x00\x18ftypisom" + bytes(range(256)))
     assert task_from_json(task_to_json(task)) == task
 
 

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 
+import anyio
 import anyio.lowlevel
 import httpx2
 from starlette.applications import Starlette
@@ -36,7 +37,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..domain import Family
-from . import media
+from . import clips, media
 from .config import SimulatorConfig
 from .faults import ANSWER_KINDS, ARRIVAL_KINDS, Endpoint, Fault, FaultKind, FaultPlan
 from .gateway_rules import GatewayError, validate_submit
@@ -273,7 +274,12 @@ class Simulator:
         self.faults.clear()
 
     def _create_task(
-        self, model: str, family: Family, prompt: str, body: dict[str, Any]
+        self,
+        model: str,
+        family: Family,
+        prompt: str,
+        body: dict[str, Any],
+        clip: bytes | None = None,
     ) -> SimTask:
         cfg = self.config
         size = cfg.video_size_bytes
@@ -291,11 +297,12 @@ class Simulator:
                 created_at=now,
                 queued_seconds=cfg.queued_seconds,
                 processing_seconds=cfg.processing_seconds,
-                video_size=media.normalize_size(size),
+                video_size=media.normalize_size(size, clip),
                 fails=bool(cfg.fail_marker) and cfg.fail_marker in prompt,
                 error_code=cfg.failure_code,
                 error_message=cfg.failure_message,
                 body=body,
+                clip=clip,
             )
             self.tasks[task.task_id] = task
         return task
@@ -462,7 +469,10 @@ class Simulator:
             accepted = validate_submit(body, strict=self.config.strict_fields)
         except GatewayError as error:
             return _gateway_error(error)
-        task = self._create_task(accepted.rule.id, accepted.rule.family, accepted.prompt, body)
+        clip = await self._clip_for(accepted.rule.family, accepted.prompt, body)
+        task = self._create_task(
+            accepted.rule.id, accepted.rule.family, accepted.prompt, body, clip
+        )
         answer = _dumps({"task_id": task.task_id, "status": "submitted", "format": "mp4"})
         fault = self.faults.take(Endpoint.SUBMIT, ANSWER_KINDS)
         if fault is not None and fault.kind is FaultKind.ACCEPTED_BUT_LOST:
@@ -483,6 +493,15 @@ class Simulator:
                 answer, media_type=_JSON, cut_at=len(answer) // 2 if at is None else at
             )
         return _bytes_body(answer, media_type=_JSON)
+
+    async def _clip_for(self, family: Family, prompt: str, body: dict[str, Any]) -> bytes | None:
+        """The real clip a new task's video starts with (None: the sample)."""
+        if not self.config.clips:
+            return None
+        marker = self.config.short_marker
+        shape = clips.shape_for(family, body, short=bool(marker) and marker in prompt)
+        # Encoding blocks for tens of milliseconds the first time a shape is asked for.
+        return await anyio.to_thread.run_sync(clips.render_clip, shape)
 
     # --- query --------------------------------------------------------------
 
@@ -588,9 +607,9 @@ class Simulator:
 
         def chunks() -> Iterator[bytes]:
             yield prefix
-            yield from _corrupted(media.iter_base64(size, chunk), corrupt_at)
+            yield from _corrupted(media.iter_base64(size, chunk, task.clip), corrupt_at)
             yield middle
-            yield from _corrupted(media.iter_base64(size, chunk), corrupt_at)
+            yield from _corrupted(media.iter_base64(size, chunk, task.clip), corrupt_at)
             yield suffix
 
         cut_at: int | None = None
@@ -669,7 +688,7 @@ class Simulator:
             at = answer.params["at"]
             cut_at = size // 2 if at is None else int(at)
         return StreamedBody(
-            media.iter_mp4(size, self.config.chunk_bytes),
+            media.iter_mp4(size, self.config.chunk_bytes, task.clip),
             length=size,
             media_type="video/mp4",
             headers=headers,

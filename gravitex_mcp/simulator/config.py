@@ -48,6 +48,12 @@ class SimulatorConfig:
     control_routes: bool = True
     #: Base of the signed file URLs; ``None`` uses the request's own base URL.
     public_base_url: str | None = None
+    #: Make each task's video a real clip of the asked duration and aspect ratio (see
+    #: clips.py); False serves the shipped 2 s sample to every task.
+    clips: bool = True
+    #: A prompt containing this gets a clip half as long as asked (an upstream that
+    #: returns less than it was asked for).
+    short_marker: str = "[short]"
     #: HMAC key for the file URL signatures; ``None`` draws a random one per simulator.
     signing_key: bytes | None = field(default=None, repr=False)
 

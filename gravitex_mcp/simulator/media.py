@@ -1,8 +1,9 @@
 """Real, playable mp4 bytes for the simulator, of any size, without holding them.
 
 The package ships one small real video (``assets/sample.mp4``: 2 s, 320x180,
-H.264 + AAC, ``ftyp`` first, ``moov`` before ``mdat``). A video of a requested
-size is that sample followed by one top-level ``free`` box whose payload is
+H.264 + AAC, ``ftyp`` first, ``moov`` before ``mdat``); a task's own clip (see
+clips.py) can take its place as the ``base`` of every function here. A video of
+a requested size is the base followed by one top-level ``free`` box whose payload is
 zeros: players skip ``free`` boxes, so the file still plays and still starts
 with the ``ftyp`` box. :func:`iter_mp4` produces such a file chunk by chunk, so
 a 256 MB video is never built in memory; :func:`iter_base64` does the same for
@@ -35,22 +36,22 @@ def sample_size() -> int:
     return len(sample_mp4())
 
 
-def is_valid_size(size: int) -> bool:
+def is_valid_size(size: int, base: bytes | None = None) -> bool:
     """Whether :func:`iter_mp4` can make a file of exactly ``size`` bytes.
 
     That is the sample's own size, or anything that leaves room for at least
     a ``free`` box header after it.
     """
-    base = sample_size()
-    return size == base or size >= base + _FREE_HEADER
+    length = sample_size() if base is None else len(base)
+    return size == length or size >= length + _FREE_HEADER
 
 
-def normalize_size(size: int | None) -> int:
-    """The smallest valid size that is at least ``size`` (``None``: the sample's)."""
-    base = sample_size()
-    if size is None or size <= base:
-        return base
-    return max(size, base + _FREE_HEADER)
+def normalize_size(size: int | None, base: bytes | None = None) -> int:
+    """The smallest valid size that is at least ``size`` (``None``: the base's own)."""
+    length = sample_size() if base is None else len(base)
+    if size is None or size <= length:
+        return length
+    return max(size, length + _FREE_HEADER)
 
 
 def _free_box_header(box_size: int) -> bytes:
@@ -63,30 +64,32 @@ def _free_box_header(box_size: int) -> bytes:
     return struct.pack(">I4sQ", 1, b"free", box_size)
 
 
-def _segments(size: int) -> tuple[bytes, bytes, int]:
-    """(sample, free-box header, number of zero bytes) that make a ``size``-byte file."""
-    if not is_valid_size(size):
+def _segments(size: int, base: bytes | None = None) -> tuple[bytes, bytes, int]:
+    """(base, free-box header, number of zero bytes) that make a ``size``-byte file."""
+    sample = sample_mp4() if base is None else base
+    if not is_valid_size(size, sample):
         raise ValueError(
             f"cannot make an mp4 of {size} bytes: the size must be the sample's "
-            f"({sample_size()}) or at least {sample_size() + _FREE_HEADER}"
+            f"({len(sample)}) or at least {len(sample) + _FREE_HEADER}"
         )
-    sample = sample_mp4()
     pad = size - len(sample)
     header = _free_box_header(pad) if pad else b""
     return sample, header, pad - len(header)
 
 
-def iter_mp4(size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
+def iter_mp4(
+    size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, base: bytes | None = None
+) -> Iterator[bytes]:
     """Yield a valid mp4 of exactly ``size`` bytes in ``chunk_size``-byte chunks.
 
     Every chunk is exactly ``chunk_size`` bytes long except the last, so a
     ``chunk_size`` that is a multiple of 3 makes base64 chunks that concatenate.
-    ``size=None`` yields the sample as it is.
+    ``size=None`` yields the base (default: the sample) as it is.
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
-    total = sample_size() if size is None else size
-    sample, header, zeros = _segments(total)
+    total = (sample_size() if base is None else len(base)) if size is None else size
+    sample, header, zeros = _segments(total, base)
     head = sample + header  # small: the sample plus at most 16 bytes
     offset = 0
     while offset < total:
@@ -101,9 +104,9 @@ def iter_mp4(size: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> I
     assert offset == len(head) + zeros
 
 
-def build_mp4(size: int | None = None) -> bytes:
+def build_mp4(size: int | None = None, base: bytes | None = None) -> bytes:
     """The whole file in memory: for small sizes and tests only."""
-    return b"".join(iter_mp4(size))
+    return b"".join(iter_mp4(size, base=base))
 
 
 def base64_length(size: int) -> int:
@@ -112,7 +115,7 @@ def base64_length(size: int) -> int:
 
 
 def iter_base64(
-    size: int | None = None, chunk_size: int = 3 * DEFAULT_CHUNK_SIZE
+    size: int | None = None, chunk_size: int = 3 * DEFAULT_CHUNK_SIZE, base: bytes | None = None
 ) -> Iterator[bytes]:
     """Yield the standard base64 text of :func:`iter_mp4`'s file, chunk by chunk.
 
@@ -121,5 +124,5 @@ def iter_base64(
     """
     if chunk_size <= 0 or chunk_size % 3:
         raise ValueError("chunk_size must be a positive multiple of 3")
-    for chunk in iter_mp4(size, chunk_size):
+    for chunk in iter_mp4(size, chunk_size, base):
         yield base64.b64encode(chunk)

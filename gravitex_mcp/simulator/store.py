@@ -9,6 +9,7 @@ handed out by one process is honoured by another.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import secrets
@@ -34,6 +35,8 @@ def task_to_json(task: SimTask) -> str:
     """``task`` as a JSON object of its fields (the family by its value)."""
     data: dict[str, Any] = {f.name: getattr(task, f.name) for f in dataclasses.fields(SimTask)}
     data["family"] = task.family.value
+    if task.clip is not None:  # the task's own mp4 (a few KB): kept so the next process serves it
+        data["clip"] = base64.b64encode(task.clip).decode("ascii")
     return json.dumps(data)
 
 
@@ -43,6 +46,8 @@ def task_from_json(text: str) -> SimTask:
     known = {f.name for f in dataclasses.fields(SimTask)}
     values = {k: v for k, v in data.items() if k in known}
     values["family"] = Family(values["family"])
+    if isinstance(values.get("clip"), str):
+        values["clip"] = base64.b64decode(values["clip"])
     return SimTask(**values)
 
 

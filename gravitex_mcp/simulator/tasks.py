@@ -63,6 +63,8 @@ class SimTask:
     error_code: int | str
     error_message: str
     body: dict[str, Any] = field(repr=False, default_factory=dict)
+    #: The mp4 this task's video starts with (``None``: the shipped sample).
+    clip: bytes | None = field(repr=False, default=None)
 
     @property
     def started_at(self) -> float:

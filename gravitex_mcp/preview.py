@@ -1,0 +1,131 @@
+"""The contact sheet: frames spread over a video, tiled into one small JPEG.
+
+FFmpeg does the composing (``scale`` and ``tile`` in a filter graph) and the
+JPEG encoding (its ``mjpeg`` encoder), through PyAV. Blocking: call from a
+worker thread. PyAV is imported lazily (see probe.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .frames import DecodedFrame, fit_within, frames_at
+from .probe import ProbeError
+
+if TYPE_CHECKING:
+    from av.video.frame import VideoFrame
+
+#: Longest side of the sheet, and the most bytes it may take (the agent reads it).
+MAX_SHEET_SIDE = 1024
+MAX_SHEET_BYTES = 150 * 1024
+COLUMNS = 3
+#: JPEG quantiser scale, best first (2 is near lossless, 31 the worst): the first one
+#: that fits in MAX_SHEET_BYTES is kept.
+_QUALITIES = (3, 5, 8, 12, 18, 25, 31)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSheet:
+    """The JPEG bytes, their size, and the time of each tile."""
+
+    jpeg: bytes
+    width: int
+    height: int
+    at_seconds: list[float]
+
+
+def tile_count(duration: float) -> int:
+    """Six tiles for a short clip, nine from six seconds on (about a tile a second or less)."""
+    return 6 if duration < 6 else 9
+
+
+def sample_times(duration: float, count: int) -> list[float]:
+    """``count`` times spread evenly over the clip: the middle of each equal slice."""
+    return [duration * (i + 0.5) / count for i in range(count)]
+
+
+def contact_sheet(path: Path, duration: float) -> ContactSheet:
+    """Decode frames spread over the video at ``path`` and tile them into one JPEG."""
+    import av
+
+    times = sample_times(duration, tile_count(duration))
+    decoded = frames_at(path, times)
+    try:
+        return compose(decoded, times)
+    except av.FFmpegError as exc:
+        raise ProbeError(f"FFmpeg could not tile the frames of {path.name}: {exc}") from exc
+
+
+def compose(decoded: Sequence[DecodedFrame], times: Sequence[float]) -> ContactSheet:
+    """Tile ``decoded`` (all the same size) into a JPEG of at most MAX_SHEET_SIDE pixels.
+
+    ``times`` are the times the tiles stand for (kept as the sheet's ``at_seconds``, so
+    a sheet found on disk later is described the same way).
+    """
+    import av
+
+    count = len(decoded)
+    columns = min(COLUMNS, count)
+    rows = math.ceil(count / columns)
+    first = decoded[0].frame
+    tile_w, tile_h = _tile_size(first.width, first.height, columns, rows)
+    graph = av.filter.Graph()
+    source = graph.add_buffer(
+        width=first.width, height=first.height, format=first.format, time_base=Fraction(1, 1)
+    )
+    # flags=area: a clean downscale; format yuvj420p: what the mjpeg encoder takes.
+    scale = graph.add("scale", f"{tile_w}:{tile_h}:flags=area")
+    tile = graph.add("tile", f"{columns}x{rows}")
+    jpeg_format = graph.add("format", "yuvj420p")
+    sink = graph.add("buffersink")
+    source.link_to(scale)
+    scale.link_to(tile)
+    tile.link_to(jpeg_format)
+    jpeg_format.link_to(sink)
+    graph.configure()
+    for index, item in enumerate(decoded):
+        frame = _as_input(item.frame, index)
+        graph.push(frame)
+    graph.push(None)
+    sheet = graph.vpull()
+    jpeg = _encode_jpeg(sheet)
+    return ContactSheet(
+        jpeg=jpeg,
+        width=sheet.width,
+        height=sheet.height,
+        at_seconds=[round(t, 3) for t in times],
+    )
+
+
+def _tile_size(width: int, height: int, columns: int, rows: int) -> tuple[int, int]:
+    # The whole grid fits in MAX_SHEET_SIDE; each tile keeps the frame's shape.
+    scale = min(1.0, MAX_SHEET_SIDE / (width * columns), MAX_SHEET_SIDE / (height * rows))
+    return fit_within(width, height, max(2, math.floor(max(width, height) * scale)))
+
+
+def _as_input(frame: VideoFrame, index: int) -> VideoFrame:
+    # The tile filter wants increasing timestamps; decoded frames may repeat one.
+    frame.pts = index
+    return frame
+
+
+def _encode_jpeg(sheet: VideoFrame) -> bytes:
+    import av
+
+    data = b""
+    for quality in _QUALITIES:
+        codec = av.CodecContext.create("mjpeg", "w")
+        codec.width, codec.height, codec.pix_fmt = sheet.width, sheet.height, "yuvj420p"
+        codec.time_base = Fraction(1, 1)
+        codec.qscale = True
+        codec.qmin = codec.qmax = quality
+        data = b"".join(bytes(p) for p in codec.encode(sheet))
+        data += b"".join(bytes(p) for p in codec.encode(None))
+        if len(data) <= MAX_SHEET_BYTES:
+            break
+    return data

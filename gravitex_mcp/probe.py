@@ -1,0 +1,55 @@
+"""Read what a saved video holds (duration, size, fps, codec, audio) with PyAV.
+
+PyAV is imported inside the functions so that starting the server does not pay
+for loading FFmpeg's libraries. Blocking: call from a worker thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import GravitexError
+from .results import Probe
+
+#: PyAV durations are in microseconds (``AV_TIME_BASE``).
+_AV_TIME_BASE = 1_000_000
+
+
+class ProbeError(GravitexError):
+    """The file is not a video FFmpeg can read."""
+
+
+def probe_video(path: Path) -> Probe:
+    """Duration, frame size, fps, video codec and whether there is audio, from the file."""
+    import av  # lazy: FFmpeg's libraries load on first use
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ProbeError(f"{path.name} has no video stream.")
+            stream = container.streams.video[0]
+            duration = _duration_seconds(container, stream)
+            rate = stream.average_rate or stream.guessed_rate
+            return Probe(
+                duration_seconds=round(duration, 3),
+                width=stream.codec_context.width,
+                height=stream.codec_context.height,
+                fps=round(float(rate), 3) if rate else None,
+                video_codec=stream.codec_context.name,
+                has_audio=bool(container.streams.audio),
+            )
+    except av.FFmpegError as exc:
+        raise ProbeError(f"{path.name} is not a video FFmpeg can read: {exc}") from exc
+    except OSError as exc:
+        raise ProbeError(f"Could not read {path.name}: {exc.strerror or exc}") from exc
+
+
+def _duration_seconds(container: object, stream: object) -> float:
+    # The stream's own duration is the video track's length; the container's may
+    # include a longer audio track.
+    duration = getattr(stream, "duration", None)
+    time_base = getattr(stream, "time_base", None)
+    if duration is not None and time_base is not None:
+        return float(duration * time_base)
+    total = getattr(container, "duration", None)
+    return 0.0 if total is None else total / _AV_TIME_BASE

@@ -1,0 +1,218 @@
+"""What the server learns by looking at a saved video: probe, contact sheet, notes.
+
+:func:`look_at` is the one entry point the service calls for every saved video
+(new or reused); :func:`extract` serves ``extract_frames``. Both are blocking
+(PyAV decoding, file writes): the service runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import StorageError
+from .frames import FramePosition, encode_png, frames_at, seconds_of
+from .preview import MAX_SHEET_BYTES, contact_sheet, sample_times, tile_count
+from .probe import ProbeError, probe_video
+from .results import Frame, Preview, Probe
+from .stills import save_new
+
+logger = logging.getLogger(__name__)
+
+SHEET_SUFFIX = ".contact.jpg"
+#: Longest side of a frame shown in the conversation (a 1080p PNG runs to megabytes).
+SHOWN_FRAME_SIDE = 1024
+#: Differences smaller than these are rounding, not a different video.
+DURATION_TOLERANCE_SECONDS = 0.5
+RATIO_TOLERANCE = 0.03
+_RESOLUTION = re.compile(r"^(\d+)p$")
+_SIZE = re.compile(r"^(\d+)[x*](\d+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What :func:`look_at` found: each part ``None`` when it could not be had."""
+
+    probe: Probe | None
+    preview: Preview | None
+    notes: list[str] = field(default_factory=list)
+
+
+def look_at(video: Path, asked: Mapping[str, Any]) -> Seen:
+    """Probe ``video``, make (or reuse) its contact sheet, and compare with ``asked``.
+
+    Never raises for a video it cannot read or a sheet it cannot save: the video
+    is saved either way, so the reason becomes a note.
+    """
+    try:
+        probe = probe_video(video)
+    except ProbeError as exc:
+        return Seen(None, None, [f"Could not look at the saved video: {exc}"])
+    notes = mismatch_notes(asked, probe)
+    try:
+        preview = _sheet_for(video, probe)
+    except (ProbeError, StorageError) as exc:
+        notes.append(f"No contact sheet: {exc}")
+        preview = None
+    return Seen(probe, preview, notes)
+
+
+def sheet_path(video: Path) -> Path:
+    """Where the contact sheet of ``video`` is saved first (``<stem>.contact.jpg``)."""
+    return video.with_name(video.stem + SHEET_SUFFIX)
+
+
+def _sheet_for(video: Path, probe: Probe) -> Preview:
+    existing = _existing_sheet(video, probe)
+    if existing is not None:
+        return existing
+    sheet = contact_sheet(video, probe.duration_seconds)
+    path = save_new(video.parent, sheet_path(video).name, sheet.jpeg)
+    logger.info("contact sheet of %s saved to %s", video.name, path.name)
+    return Preview(
+        path=str(path),
+        uri=path.as_uri(),
+        width=sheet.width,
+        height=sheet.height,
+        at_seconds=sheet.at_seconds,
+    )
+
+
+def _existing_sheet(video: Path, probe: Probe) -> Preview | None:
+    """The sheet an earlier look saved for this very file, when it is still there.
+
+    A sheet older than the video belongs to an earlier file of the same name (one
+    deleted, then a new video saved under its name): it is never reused. Such a
+    sheet is not replaced either (nothing is clobbered), so the new one is saved as
+    ``<stem>.contact-N.jpg``; the newest sheet made after the video is the one kept.
+    """
+    try:
+        made = video.stat().st_mtime_ns
+        pattern = glob.escape(video.stem) + SHEET_SUFFIX.replace(".jpg", "-*.jpg")
+        candidates = [sheet_path(video), *video.parent.glob(pattern)]
+        usable = []
+        for path in candidates:
+            stat = path.stat() if path.is_file() else None
+            if stat is not None and stat.st_mtime_ns >= made and stat.st_size <= MAX_SHEET_BYTES:
+                usable.append((stat.st_mtime_ns, path))
+        for _, path in sorted(usable, reverse=True):
+            size = _jpeg_size(path.read_bytes())
+            if size is not None:
+                break
+        else:
+            return None
+    except OSError:
+        return None
+    # Its tiles' times follow from the video's duration, as when it was made.
+    times = sample_times(probe.duration_seconds, tile_count(probe.duration_seconds))
+    return Preview(
+        path=str(path),
+        uri=path.as_uri(),
+        width=size[0],
+        height=size[1],
+        at_seconds=[round(t, 3) for t in times],
+    )
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's SOF marker, or None when ``data`` is not a JPEG."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height
+        i += 2 + length
+    return None
+
+
+# --- asked versus found ---------------------------------------------------------------
+
+
+def mismatch_notes(asked: Mapping[str, Any], probe: Probe) -> list[str]:
+    """One note for each of duration, aspect ratio and resolution/size that differs."""
+    notes: list[str] = []
+    duration = asked.get("duration")
+    if (
+        isinstance(duration, int | float)
+        and not isinstance(duration, bool)
+        and abs(probe.duration_seconds - duration) > DURATION_TOLERANCE_SECONDS
+    ):
+        notes.append(f"asked {duration:g} s, got {probe.duration_seconds:.1f} s")
+    got = f"{probe.width}x{probe.height}"
+    ratio = asked.get("aspect_ratio")
+    if isinstance(ratio, str) and ":" in ratio:
+        a, _, b = ratio.partition(":")
+        try:
+            wanted = float(a) / float(b)
+        except (ValueError, ZeroDivisionError):
+            wanted = None
+        if wanted is not None and abs(probe.width / probe.height / wanted - 1) > RATIO_TOLERANCE:
+            notes.append(f"asked aspect ratio {ratio}, got {_ratio_text(probe)} ({got})")
+    resolution = asked.get("resolution")
+    match = _RESOLUTION.match(resolution) if isinstance(resolution, str) else None
+    if match is not None and min(probe.width, probe.height) != int(match.group(1)):
+        notes.append(f"asked {resolution}, got {min(probe.width, probe.height)}p ({got})")
+    size = asked.get("size")
+    match = _SIZE.match(size) if isinstance(size, str) else None
+    if match is not None and (int(match.group(1)), int(match.group(2))) != (
+        probe.width,
+        probe.height,
+    ):
+        notes.append(f"asked size {size}, got {got}")
+    return notes
+
+
+def _ratio_text(probe: Probe) -> str:
+    for name, value in (("16:9", 16 / 9), ("9:16", 9 / 16), ("1:1", 1.0), ("4:3", 4 / 3)):
+        if abs(probe.width / probe.height / value - 1) <= RATIO_TOLERANCE:
+            return name
+    return f"{probe.width / probe.height:.2f}:1"
+
+
+# --- extract_frames -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractedFrame:
+    """A saved frame, and the PNG to show the agent (at most SHOWN_FRAME_SIDE pixels:
+    the file keeps the video's own size, so it can be the next video's first frame)."""
+
+    frame: Frame
+    shown_png: bytes
+
+
+def extract(video: Path, at: Sequence[float | FramePosition]) -> list[ExtractedFrame]:
+    """The frames of ``video`` at each of ``at``, saved as PNG beside it (no clobbering)."""
+    probe = probe_video(video)
+    times = [
+        min(max(0.0, seconds_of(a, probe.duration_seconds)), probe.duration_seconds) for a in at
+    ]
+    frames: list[ExtractedFrame] = []
+    for decoded in frames_at(video, times):
+        png, width, height = encode_png(decoded.frame)
+        shown = png
+        if max(width, height) > SHOWN_FRAME_SIDE:
+            shown = encode_png(decoded.frame, max_side=SHOWN_FRAME_SIDE)[0]
+        name = f"{video.stem}.frame-{decoded.at_seconds:.3f}s.png"
+        path = save_new(video.parent, name, png)
+        saved = Frame(
+            at_seconds=decoded.at_seconds,
+            path=str(path),
+            uri=path.as_uri(),
+            width=width,
+            height=height,
+        )
+        frames.append(ExtractedFrame(frame=saved, shown_png=shown))
+    return frames
