@@ -28,6 +28,15 @@ class SavedVideoInfo(_Result):
     size_bytes: Annotated[int, Field(description="Size of the file in bytes.", ge=0)]
     sha256: Annotated[str, Field(description="SHA-256 of the file, hex.")]
     mime_type: Annotated[str, Field(description="Always video/mp4.")] = "video/mp4"
+    media_url: Annotated[
+        str | None,
+        Field(
+            description=(
+                "http(s) link serving the saved file (Range requests included) to whoever "
+                "holds it; unguessable, only for files this server saved."
+            )
+        ),
+    ] = None
 
 
 class TaskResult(_Result):
@@ -62,6 +71,7 @@ class TaskResult(_Result):
     size_bytes: int | None = None
     sha256: str | None = None
     mime_type: str | None = None
+    media_url: str | None = None
 
 
 class GenerateVideoResult(TaskResult):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,6 +17,8 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from . import __version__, catalog
 from .client import GravitexClient
 from .journal import Journal
+from .media import MediaLinks, load_or_create_key, origin_of, serve_loopback
+from .player import Player
 from .service import VideoService
 from .settings import Settings
 from .tools import build_tools
@@ -44,6 +46,8 @@ class AppState:
     service: VideoService
     journal: Journal
     client: GravitexClient
+    #: capability links to saved files (None with GRAVITEX_MEDIA=off)
+    media: MediaLinks | None = None
 
 
 def _state(ctx: Context) -> AppState:
@@ -59,18 +63,26 @@ def build_server(
     transport: httpx2.AsyncBaseTransport | None = None,
     clock: Clock | None = None,
     upstream: Upstream | None = None,
+    media_loopback: bool = True,
+    media_origins: Sequence[str] = (),
 ) -> MCPServer[AppState]:
     """The MCP server for ``settings``.
 
     ``transport`` (tests) replaces the network under the upstream client;
     ``upstream`` replaces the whole choice of upstream (real API or simulator).
+    ``media_loopback`` runs the loopback media server for the media links (stdio);
+    the HTTP transports pass False, serve ``/media/`` on their own port and name
+    its possible origins in ``media_origins`` (the player's CSP).
     """
+    player = Player(media_origins=media_origins if settings.media else ())
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         journal = Journal.open(settings.state_dir)
+        exits = AsyncExitStack()
         try:
+            media = await exits.enter_async_context(_media_links(settings, player, media_loopback))
             # A process that died mid-submit left 'submitting' rows: say a task may exist.
             await journal.expire_stale_submissions(older_than=STALE_SUBMISSION)
             retry_sleep = clock.sleep if clock is not None else anyio.sleep
@@ -80,16 +92,24 @@ def build_server(
                 service = VideoService(
                     settings=settings, client=client, journal=journal, clock=clock
                 )
-                yield AppState(settings=settings, service=service, journal=journal, client=client)
+                yield AppState(
+                    settings=settings, service=service, journal=journal, client=client, media=media
+                )
         finally:
-            journal.close()
+            try:
+                await exits.aclose()
+            finally:
+                journal.close()
 
+    tools = build_tools(lambda ctx: _state(ctx).service, lambda ctx: _state(ctx).media)
+    Player.bind(tools)
     server: MCPServer[AppState] = MCPServer(
         "gravitex-mcp",
         title="Gravitex video generation",
         instructions=INSTRUCTIONS,
         version=__version__,
-        tools=build_tools(lambda ctx: _state(ctx).service),
+        tools=tools,
+        extensions=[player.apps],
         lifespan=lifespan,
         log_level=settings.log_level,  # type: ignore[arg-type]
     )
@@ -121,3 +141,23 @@ def build_server(
         return json.dumps(payload, indent=2)
 
     return server
+
+
+@asynccontextmanager
+async def _media_links(
+    settings: Settings, player: Player, loopback: bool
+) -> AsyncIterator[MediaLinks | None]:
+    """The media links of this server: None when off; over stdio, with the loopback
+    media server running (and its origin admitted by the player) until exit."""
+    if not settings.media:
+        yield None
+        return
+    key = await anyio.to_thread.run_sync(load_or_create_key, settings.state_dir)
+    if not loopback:
+        yield MediaLinks(key=key, output_dir=settings.output_dir, public_url=settings.public_url)
+        return
+    links = MediaLinks(key=key, output_dir=settings.output_dir)
+    async with serve_loopback(links) as base:
+        links.base_url = base
+        player.admit_media_origins([origin_of(base)])
+        yield links

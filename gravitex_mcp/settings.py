@@ -51,6 +51,10 @@ class Settings:
     log_level: str = "INFO"
     #: how long a simulated generation takes (queued + in progress), seconds
     simulator_seconds: float = 6.0
+    #: external base URL of the media links behind a proxy (GRAVITEX_PUBLIC_URL)
+    public_url: str | None = None
+    #: media links and the loopback media server (GRAVITEX_MEDIA=off turns them off)
+    media: bool = True
 
     def require_api_key(self) -> str:
         """The key, or a :class:`ConfigurationError` naming the fix."""
@@ -121,6 +125,8 @@ def load_settings(
             f"GRAVITEX_SIMULATOR_SECONDS must be a number of seconds from 0 to 3600, "
             f"got {raw_sim_seconds!r}."
         )
+    raw_public = (env.get("GRAVITEX_PUBLIC_URL") or "").strip()
+    public_url = _public_url(raw_public) if raw_public else None
     return Settings(
         api_key=key,
         base_url=url,
@@ -131,4 +137,26 @@ def load_settings(
         simulate=sim,
         log_level=level,
         simulator_seconds=sim_seconds,
+        public_url=public_url,
+        media=_media_switch(env.get("GRAVITEX_MEDIA")),
     )
+
+
+def _public_url(value: str) -> str:
+    url = value.rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigurationError(
+            "GRAVITEX_PUBLIC_URL must be an http(s) base URL such as "
+            f"https://videos.example.com, without query or fragment; got {value!r}."
+        )
+    return url
+
+
+def _media_switch(value: str | None) -> bool:
+    text = (value or "on").strip().lower()
+    if text in {"on", "1", "true", "yes"}:
+        return True
+    if text in {"off", "0", "false", "no"}:
+        return False
+    raise ConfigurationError(f"GRAVITEX_MEDIA must be on or off, got {value!r}.")

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
@@ -22,6 +22,7 @@ from . import catalog
 from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
 from .domain import Family, TaskStatus
 from .errors import GravitexError
+from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
 from .results import (
     CheckVideoTaskResult,
@@ -30,6 +31,7 @@ from .results import (
     ListModelsResult,
     ListVideoTasksResult,
     SavedVideoInfo,
+    TaskResult,
 )
 from .service import ProgressFn, VideoService
 from .validation import parse_request
@@ -37,6 +39,8 @@ from .validation import parse_request
 logger = logging.getLogger(__name__)
 
 ServiceGetter = Callable[[Context], VideoService]
+LinksGetter = Callable[[Context], MediaLinks | None]
+_Saved = TypeVar("_Saved", bound=BaseModel)
 
 StatusFilter = Literal[
     "submitted",
@@ -77,10 +81,12 @@ def _error(message: str, structured: BaseModel | None = None) -> CallToolResult:
     )
 
 
-def _video_link(video: SavedVideoInfo) -> ResourceLink:
+def _video_link(video: SavedVideoInfo, *, over_http: bool = False) -> ResourceLink:
+    # A file:// path on the server is useless to a client on another machine.
+    uri = video.media_url if over_http and video.media_url else video.uri
     return ResourceLink(
         type="resource_link",
-        uri=video.uri,
+        uri=uri,
         name=Path(video.path).name,
         title="Generated video",
         description=f"mp4, {video.size_bytes} bytes, sha256 {video.sha256[:12]}…",
@@ -98,6 +104,8 @@ def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
         lines.append(f"Error{code}: {result.error.message}")
     if result.video is not None:
         lines.append(f"Saved to {result.video.path} ({result.video.size_bytes} bytes).")
+        if result.media_url:
+            lines.append(f"Watch it at {result.media_url}")
     if result.download_error is not None:
         lines.append(f"Saving failed: {result.download_error}")
     if isinstance(result, GenerateVideoResult):
@@ -107,10 +115,22 @@ def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
     return "\n".join(lines)
 
 
-def _task_result(result: CheckVideoTaskResult | GenerateVideoResult) -> CallToolResult:
+def _with_media_url(result: _Saved, url: str | None) -> _Saved:
+    """``result`` with ``media_url`` set, on the saved video and on its top-level mirror."""
+    if url is None:
+        return result
+    update: dict[str, Any] = {"media_url": url}
+    if isinstance(result, TaskResult) and result.video is not None:
+        update["video"] = result.video.model_copy(update={"media_url": url})
+    return result.model_copy(update=update)
+
+
+def _task_result(
+    result: CheckVideoTaskResult | GenerateVideoResult, *, over_http: bool = False
+) -> CallToolResult:
     content: list[ContentBlock] = [TextContent(type="text", text=_task_text(result))]
     if result.video is not None:
-        content.append(_video_link(result.video))
+        content.append(_video_link(result.video, over_http=over_http))
     return CallToolResult(
         content=content,
         structured_content=result.model_dump(mode="json"),
@@ -137,8 +157,21 @@ async def _guarded(call: Callable[[], Awaitable[CallToolResult]]) -> CallToolRes
 # --- registration ----------------------------------------------------------------
 
 
-def build_tools(service_of: ServiceGetter) -> list[Tool]:
-    """The five tools, in the order clients list them; ``service_of(ctx)`` finds the service."""
+def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) -> list[Tool]:
+    """The five tools, in the order clients list them; ``service_of(ctx)`` finds the service,
+    ``links_of(ctx)`` the media links (none: saved videos get no ``media_url``)."""
+
+    def linked(ctx: Context, result: _Saved) -> _Saved:
+        # One place mints the link of every saved video a tool returns.
+        links = links_of(ctx) if links_of is not None else None
+        path = getattr(result, "path", None)
+        if links is None or path is None:
+            return result
+        url = links.url_for(Path(path), request_host=request_host(ctx.headers))
+        return _with_media_url(result, url)
+
+    def over_http(ctx: Context) -> bool:
+        return ctx.headers is not None
 
     async def list_models(
         family: Annotated[
@@ -168,7 +201,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                     content=[TextContent(type="text", text=text)],
                     structured_content=result.model_dump(mode="json"),
                 )
-            return _task_result(result)
+            return _task_result(linked(ctx, result), over_http=over_http(ctx))
 
         return await _guarded(body)
 
@@ -201,7 +234,7 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             result = await service_of(ctx).check(
                 task_id, wait_seconds=wait_seconds, download=download, progress=_progress_of(ctx)
             )
-            return _task_result(result)
+            return _task_result(linked(ctx, result), over_http=over_http(ctx))
 
         return await _guarded(body)
 
@@ -224,11 +257,16 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         are not put in the conversation."""
 
         async def body() -> CallToolResult:
-            result = await service_of(ctx).download(task_id, filename=filename)
+            result = linked(ctx, await service_of(ctx).download(task_id, filename=filename))
             verb = "Already saved at" if result.reused else "Saved to"
             text = f"{verb} {result.path} ({result.size_bytes} bytes, sha256 {result.sha256})."
+            if result.media_url:
+                text += f"\nWatch it at {result.media_url}"
             return CallToolResult(
-                content=[TextContent(type="text", text=text), _video_link(result)],
+                content=[
+                    TextContent(type="text", text=text),
+                    _video_link(result, over_http=over_http(ctx)),
+                ],
                 structured_content=result.model_dump(mode="json"),
             )
 
