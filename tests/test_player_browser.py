@@ -146,7 +146,7 @@ async def _play_in_browser(client: Client, root: Path, *, screenshot: Path | Non
                 assert not result.is_error, result.content
                 page = await context.new_page()
                 console: list[str] = []
-                page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+                page.on("console", lambda m, sink=console: sink.append(f"{m.type}: {m.text}"))
                 await page.set_content(host_page)
                 await page.evaluate(
                     "(p) => window.mountPlayer(p)",
