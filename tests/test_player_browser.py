@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -32,6 +32,9 @@ from gravitex_mcp.player import PLAYER_URI
 
 from .proc import REPO, SERVER_CMD, clean_env, http_server
 from .test_transport_http import official_client
+
+if TYPE_CHECKING:
+    from playwright.async_api import ConsoleMessage
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOST_PAGE = REPO / "tests" / "assets" / "player_host.html"
@@ -103,6 +106,13 @@ async def http_session(root: Path) -> AsyncIterator[Client]:
             yield client
 
 
+def _collect(sink: list[str]) -> Callable[[ConsoleMessage], None]:
+    def on_message(message: ConsoleMessage) -> None:
+        sink.append(f"{message.type}: {message.text}")
+
+    return on_message
+
+
 async def _player_resource(client: Client) -> tuple[str, dict[str, Any]]:
     tools = {t.name: t for t in (await client.list_tools()).tools}
     for name in ("generate_video", "check_video_task", "download_video"):
@@ -146,7 +156,7 @@ async def _play_in_browser(client: Client, root: Path, *, screenshot: Path | Non
                 assert not result.is_error, result.content
                 page = await context.new_page()
                 console: list[str] = []
-                page.on("console", lambda m, sink=console: sink.append(f"{m.type}: {m.text}"))
+                page.on("console", _collect(console))
                 await page.set_content(host_page)
                 await page.evaluate(
                     "(p) => window.mountPlayer(p)",
