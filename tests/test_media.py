@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from gravitex_mcp.errors import ConfigurationError
 from gravitex_mcp.http_app import HttpGuard, media_origins
@@ -232,11 +233,11 @@ async def test_loopback_server_really_serves_and_stops(links: MediaLinks, out: P
 async def test_media_on_the_http_port_skips_the_token_but_not_the_host_check(
     links: MediaLinks, out: Path
 ) -> None:
-    async def mcp_app(scope: object, receive: object, send: object) -> None:
+    async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
         raise AssertionError("the MCP app must not see media requests")
 
     app = HttpGuard(
-        with_media(mcp_app, links),  # type: ignore[arg-type]
+        with_media(mcp_app, links),
         allowed_hosts=["127.0.0.1:8000"],
         allowed_origins=["http://127.0.0.1:8000"],
         token="secret-token",
