@@ -7,7 +7,9 @@ the server, which runs as a subprocess over stdio or streamable HTTP on the
 simulator. Tool calls the player makes go through the host to that same server.
 The ``<video>`` must load (``readyState >= 2``) and play (``currentTime``
 advances) for a Sora task (given to the player still running, so it polls
-``check_video_task`` itself) and a URL-family task (given finished and saved).
+``check_video_task`` itself), a URL-family task (given finished and saved), and
+that task again with a dead link (the player gets a fresh one from
+``download_video``).
 
 Skips, loudly, where Chromium or Playwright is missing; ``.ci/run`` installs
 Chromium so CI runs it.
@@ -53,14 +55,15 @@ SESSION_TIMEOUT = 90.0
 #: How long the video gets to load and play in the page (milliseconds).
 PLAY_TIMEOUT_MS = 30_000
 
-JOBS = [
+VEO = "veo-3.1-fast-generate-preview"
+FINISHED = {"prompt": "Neon reflections at dusk", "wait_seconds": 30, "download": True}
+JOBS: list[tuple[str, dict[str, Any], bool]] = [
     # Given to the player still running: the player waits for it through the host.
-    ("sora-2", {"prompt": "A paper boat on a rainy street", "wait_seconds": 0}),
+    ("sora-2", {"prompt": "A paper boat on a rainy street", "wait_seconds": 0}, False),
     # Given finished and saved: the player plays its media_url at once.
-    (
-        "veo-3.1-fast-generate-preview",
-        {"prompt": "Neon reflections at dusk", "wait_seconds": 30, "download": True},
-    ),
+    (VEO, FINISHED, False),
+    # Given a stale link: the player asks download_video for a fresh one.
+    (VEO, FINISHED, True),
 ]
 
 
@@ -148,12 +151,17 @@ async def _play_in_browser(client: Client, root: Path, *, screenshot: Path | Non
         )
         try:
             await context.expose_function("hostCallTool", host_call_tool)
-            for model, arguments in JOBS:
+            for model, arguments, stale in JOBS:
                 calls.clear()
                 tool_input = {"model": model, **arguments}
                 result = await client.call_tool("generate_video", tool_input)
                 structured = result.structured_content or {}
                 assert not result.is_error, result.content
+                wire = _wire(result)
+                if stale:
+                    # As after a restart on another port or a moved file: the link is dead.
+                    dead = structured["media_url"].replace("/media/", "/media/x", 1)
+                    wire["structuredContent"]["media_url"] = dead
                 page = await context.new_page()
                 console: list[str] = []
                 page.on("console", _collect(console))
@@ -165,7 +173,7 @@ async def _play_in_browser(client: Client, root: Path, *, screenshot: Path | Non
                         "csp": csp,
                         "toolName": "generate_video",
                         "toolInput": tool_input,
-                        "toolResult": _wire(result),
+                        "toolResult": wire,
                     },
                 )
                 frame = next(f for f in page.frames if f is not page.main_frame)
@@ -194,12 +202,16 @@ async def _play_in_browser(client: Client, root: Path, *, screenshot: Path | Non
                     ) from exc
                 src = await frame.evaluate("document.querySelector('video').src")
                 assert src.startswith("http://127.0.0.1:"), src
-                if structured.get("status") == "succeeded":
+                if stale:
+                    assert calls == ["download_video"], calls
+                    assert src == structured["media_url"], "the fresh link replaced the dead one"
+                elif structured.get("status") == "succeeded":
                     assert src == structured["media_url"]
+                    assert calls == [], calls
                 else:
                     # The player followed the running task through the host itself.
                     assert "check_video_task" in calls, calls
-                if screenshot is not None and model == JOBS[-1][0]:
+                if screenshot is not None and model == VEO and not stale:
                     await page.screenshot(path=str(screenshot))
                 await page.close()
         finally:
