@@ -13,11 +13,15 @@ its pipes, as an MCP client starts a server):
   the player resource (a ~400 KB HTML file read at start) and the loopback media server
   started in the lifespan;
 * ``ours-media-off``: the same with ``GRAVITEX_MEDIA=off`` (no key file, no loopback
-  server), to show what the media server itself costs.
+  server), to show what the media server itself costs;
+* ``before`` (with ``--before DIR``): the package in ``DIR``, e.g. the commit before
+  the media links and the player, unpacked with ``git archive``.
 
 Measured: wall time from ``Popen`` to the ``tools/list`` response (after
-``initialize`` and ``notifications/initialized``). The variants are interleaved, each
-repeat in a rotated order; the figure is the median, with min and max. Every server
+``initialize`` and ``notifications/initialized``), and the CPU time (user + system)
+the process used over its life, which other loads on a shared machine disturb less.
+The variants are interleaved, each repeat in a rotated order; the figures are
+medians (wall time also with min and max). Every server
 gets a fresh output and state folder per run (a first start creates the key file).
 """
 
@@ -63,7 +67,8 @@ def _answer(stdout: IO[bytes], id_: int) -> dict[str, Any]:
             return message
 
 
-def one_run(name: str) -> float:
+def one_run(name: str) -> tuple[float, float]:
+    """(wall seconds to the tools/list answer, CPU seconds of the whole process)."""
     cmd, extra = VARIANTS[name]
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GRAVITEX_")}
@@ -106,36 +111,53 @@ def one_run(name: str) -> float:
             assert listed["result"]["tools"], listed
         finally:
             proc.stdin.close()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return elapsed
+        # The client hangs up; the server exits. wait4 gives its CPU use over its life
+        # (start-up, the two answers, shutdown): less sensitive than wall time to
+        # other loads on a shared machine.
+        _, _, usage = os.wait4(proc.pid, 0)
+        proc.returncode = 0
+        return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also run the gravitex_mcp package found in DIR (e.g. a `git archive` of an "
+        "older commit), as the variant 'before'",
+    )
     args = parser.parse_args()
+    if args.before:
+        VARIANTS["before"] = (
+            [sys.executable, "-m", "gravitex_mcp", "--simulate"],
+            {"PYTHONPATH": str(Path(args.before).resolve())},
+        )
     names = list(VARIANTS)
     times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for name in names:  # one unmeasured start each: the page cache holds the code after
         one_run(name)
     for i in range(args.repeat):
         order = names[i % len(names) :] + names[: i % len(names)]
         for name in order:
-            times[name].append(one_run(name))
+            wall, used = one_run(name)
+            times[name].append(wall)
+            cpu[name].append(used)
     bare = statistics.median(times["bare"])
+    bare_cpu = statistics.median(cpu["bare"])
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     print(f"{args.repeat} runs each, interleaved; spawn -> tools/list answer, seconds")
-    print("| variant | median | min | max | vs bare (median) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| variant | wall median | min | max | vs bare | CPU median | vs bare |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in names:
         runs = times[name]
         median = statistics.median(runs)
+        used = statistics.median(cpu[name])
         print(
-            f"| {name} | {median:.3f} | {min(runs):.3f} | {max(runs):.3f} | {median / bare:.2f}x |"
+            f"| {name} | {median:.3f} | {min(runs):.3f} | {max(runs):.3f} | "
+            f"{median / bare:.2f}x | {used:.3f} | {used / bare_cpu:.2f}x |"
         )
 
 
