@@ -134,9 +134,10 @@ async def test_stdio_subprocess_media_url_is_served_on_loopback(tmp_path: Path) 
     assert r.content[4:8] == b"ftyp"
 
 
-async def test_streamable_http_media_url_is_on_the_servers_own_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["streamable-http", "sse"])
+async def test_http_media_url_is_on_the_servers_own_port(transport: str, tmp_path: Path) -> None:
     token = "media-test-token-1"
-    with anyio.fail_after(60), http_server(tmp_path, "streamable-http", token=token) as server:
+    with anyio.fail_after(60), http_server(tmp_path, transport, token=token) as server:
         async with official_client(server) as client:
             submitted = structured(
                 await client.call_tool(
