@@ -181,14 +181,15 @@ class MediaLinks:
         return real
 
 
-def media_response(links: MediaLinks, scope: Scope) -> Response:
+async def media_response(links: MediaLinks, scope: Scope) -> Response:
     """The answer to one ``GET``/``HEAD`` under ``/media/``: the file (Range requests
     included, through Starlette's :class:`FileResponse`) or a 404."""
     if scope.get("method") not in ("GET", "HEAD"):
         return PlainTextResponse("Method not allowed", status_code=405, headers={"Allow": "GET"})
     rest = str(scope["path"])[len(MEDIA_PREFIX) :]
     token, _, name = rest.partition("/")
-    path = links.resolve(token, name)
+    # Checking the link resolves and stats the file: off the event loop.
+    path = await anyio.to_thread.run_sync(links.resolve, token, name)
     if path is None:
         return _NOT_FOUND
     return FileResponse(
@@ -210,7 +211,8 @@ def with_media(app: ASGIApp, links: MediaLinks | None) -> ASGIApp:
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and str(scope["path"]).startswith(MEDIA_PREFIX):
-            await media_response(links, scope)(scope, receive, send)
+            response = await media_response(links, scope)
+            await response(scope, receive, send)
             return
         await app(scope, receive, send)
 
@@ -236,7 +238,8 @@ def loopback_app(links: MediaLinks, port: int) -> ASGIApp:
         if not is_media_path(str(scope["path"])):
             await _NOT_FOUND(scope, receive, send)
             return
-        await media_response(links, scope)(scope, receive, send)
+        response = await media_response(links, scope)
+        await response(scope, receive, send)
 
     return asgi
 

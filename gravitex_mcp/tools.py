@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
@@ -161,13 +162,15 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     """The five tools, in the order clients list them; ``service_of(ctx)`` finds the service,
     ``links_of(ctx)`` the media links (none: saved videos get no ``media_url``)."""
 
-    def linked(ctx: Context, result: _Saved) -> _Saved:
+    async def linked(ctx: Context, result: _Saved) -> _Saved:
         # One place mints the link of every saved video a tool returns.
         links = links_of(ctx) if links_of is not None else None
         path = getattr(result, "path", None)
         if links is None or path is None:
             return result
-        url = links.url_for(Path(path), request_host=request_host(ctx.headers))
+        host = request_host(ctx.headers)
+        # Minting stats the file: keep file-system calls off the event loop.
+        url = await anyio.to_thread.run_sync(lambda: links.url_for(Path(path), request_host=host))
         return _with_media_url(result, url)
 
     def over_http(ctx: Context) -> bool:
@@ -201,7 +204,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                     content=[TextContent(type="text", text=text)],
                     structured_content=result.model_dump(mode="json"),
                 )
-            return _task_result(linked(ctx, result), over_http=over_http(ctx))
+            return _task_result(await linked(ctx, result), over_http=over_http(ctx))
 
         return await _guarded(body)
 
@@ -234,7 +237,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             result = await service_of(ctx).check(
                 task_id, wait_seconds=wait_seconds, download=download, progress=_progress_of(ctx)
             )
-            return _task_result(linked(ctx, result), over_http=over_http(ctx))
+            return _task_result(await linked(ctx, result), over_http=over_http(ctx))
 
         return await _guarded(body)
 
@@ -257,7 +260,8 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         are not put in the conversation."""
 
         async def body() -> CallToolResult:
-            result = linked(ctx, await service_of(ctx).download(task_id, filename=filename))
+            saved = await service_of(ctx).download(task_id, filename=filename)
+            result = await linked(ctx, saved)
             verb = "Already saved at" if result.reused else "Saved to"
             text = f"{verb} {result.path} ({result.size_bytes} bytes, sha256 {result.sha256})."
             if result.media_url:
