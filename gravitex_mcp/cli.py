@@ -248,12 +248,17 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     _check_writable(settings.output_dir, "Output folder", "GRAVITEX_OUTPUT_DIR")
     _check_writable(settings.state_dir, "State folder", "GRAVITEX_STATE_DIR")
     # Imported after the cheap checks: a refusal should not wait for the MCP SDK.
-    from .http_app import build_http_app, check_bind, serve_http
+    from .http_app import build_http_app, check_bind, media_origins, serve_http
+    from .media import MediaLinks, load_or_create_key
     from .server import build_server
 
-    if args.transport != "stdio":
+    over_http = args.transport != "stdio"
+    if over_http:
         check_bind(args.host, settings.http_token)
-    server = build_server(settings)
+    origins = media_origins(args.host, args.port, args.allowed_host, settings.public_url)
+    server = build_server(
+        settings, media_loopback=not over_http, media_origins=origins if over_http else ()
+    )
     logger.info(
         "gravitex-mcp %s serving over %s%s",
         __version__,
@@ -272,6 +277,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         port=args.port,
         token=settings.http_token,
         extra_allowed_hosts=args.allowed_host,
+        media=MediaLinks(
+            key=load_or_create_key(settings.state_dir),
+            output_dir=settings.output_dir,
+            public_url=settings.public_url,
+        )
+        if settings.media
+        else None,
     )
     anyio.run(lambda: serve_http(app, host=args.host, port=args.port, log_level=settings.log_level))
 

@@ -3,7 +3,9 @@
 The guard wraps every route, ``/healthz`` included: a ``Host`` or ``Origin``
 that is not this server's is refused (DNS rebinding), and when a token is
 configured every request needs ``Authorization: Bearer <token>`` (compared in
-constant time). Listening on a non-loopback address without a token is refused
+constant time), except the media links under ``/media/``: a browser ``<video>``
+cannot send a header, so their unguessable path is the credential (media.py).
+Listening on a non-loopback address without a token is refused
 before the socket is opened.
 """
 
@@ -21,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .errors import ConfigurationError
+from .media import MediaLinks, is_media_path, origin_of, with_media
 from .settings import is_loopback
 
 HttpTransport = Literal["sse", "streamable-http"]
@@ -65,20 +68,20 @@ class HttpGuard:
         if scope["type"] not in ("http", "websocket"):
             await self._app(scope, receive, send)
             return
-        refusal = self._refusal(Headers(scope=scope))
+        refusal = self._refusal(Headers(scope=scope), media=is_media_path(str(scope["path"])))
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         await self._app(scope, receive, send)
 
-    def _refusal(self, headers: Headers) -> Response | None:
+    def _refusal(self, headers: Headers, *, media: bool = False) -> Response | None:
         host = (headers.get("host") or "").lower()
         if host not in self._hosts:
             return PlainTextResponse("Invalid Host header", status_code=421)
         origin = headers.get("origin")
         if origin is not None and origin.lower() not in self._origins:
             return PlainTextResponse("Invalid Origin header", status_code=403)
-        if self._token is not None:
+        if self._token is not None and not media:
             scheme, _, presented = (headers.get("authorization") or "").partition(" ")
             ok = scheme.lower() == "bearer" and hmac.compare_digest(
                 presented.strip().encode(), self._token
@@ -100,9 +103,11 @@ def build_http_app(
     port: int,
     token: str | None,
     extra_allowed_hosts: Sequence[str] = (),
+    media: MediaLinks | None = None,
 ) -> ASGIApp:
     """The ASGI app for ``transport``: MCP at ``/mcp`` or ``/sse`` + ``/messages/``,
-    plus ``/healthz``, all behind :class:`HttpGuard`."""
+    plus ``/healthz`` and (with ``media``) the media links at ``/media/``, all behind
+    :class:`HttpGuard`."""
     check_bind(host, token)
     hosts = _host_patterns(host, port, extra_allowed_hosts)
     origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
@@ -116,11 +121,21 @@ def build_http_app(
     else:
         inner = server.streamable_http_app(transport_security=security, host=host)
     return HttpGuard(
-        _with_healthz(inner, transport),
+        with_media(_with_healthz(inner, transport), media),
         allowed_hosts=hosts,
         allowed_origins=origins,
         token=token,
     )
+
+
+def media_origins(
+    host: str, port: int, extra_allowed_hosts: Sequence[str] = (), public_url: str | None = None
+) -> list[str]:
+    """Every origin a media link of this HTTP server can have: the public URL's, or
+    each Host the guard accepts (links are built on the Host a request came in on)."""
+    if public_url:
+        return [origin_of(public_url)]
+    return sorted({f"http://{h}" for h in _host_patterns(host, port, extra_allowed_hosts)})
 
 
 def _with_healthz(app: ASGIApp, transport: HttpTransport) -> ASGIApp:

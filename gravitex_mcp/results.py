@@ -80,6 +80,15 @@ class SavedVideo(_Result):
         list[str],
         Field(description="Each difference between what was asked and what the file holds."),
     ] = Field(default_factory=list)
+    media_url: Annotated[
+        str | None,
+        Field(
+            description=(
+                "http(s) link serving the saved file (Range requests included) to whoever "
+                "holds it; unguessable, only for files this server saved."
+            )
+        ),
+    ] = None
 
 
 def _all_optional(model: type[BaseModel]) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,6 +20,8 @@ from .client import GravitexClient
 from .completions import register_completions
 from .journal import Journal
 from .leftovers import sweep_temp_files
+from .media import MediaLinks, load_or_create_key, origin_of, serve_loopback
+from .player import Player
 from .prompts import register_prompts
 from .service import VideoService
 from .settings import Settings
@@ -50,6 +52,8 @@ class AppState:
     service: VideoService
     journal: Journal
     client: GravitexClient
+    #: capability links to saved files (None with GRAVITEX_MEDIA=off)
+    media: MediaLinks | None = None
 
 
 def _state(ctx: Context) -> AppState:
@@ -65,12 +69,18 @@ def build_server(
     transport: httpx2.AsyncBaseTransport | None = None,
     clock: Clock | None = None,
     upstream: Upstream | None = None,
+    media_loopback: bool = True,
+    media_origins: Sequence[str] = (),
 ) -> MCPServer[AppState]:
     """The MCP server for ``settings``.
 
     ``transport`` (tests) replaces the network under the upstream client;
     ``upstream`` replaces the whole choice of upstream (real API or simulator).
+    ``media_loopback`` runs the loopback media server for the media links (stdio);
+    the HTTP transports pass False, serve ``/media/`` on their own port and name
+    its possible origins in ``media_origins`` (the player's CSP).
     """
+    player = Player(media_origins=media_origins if settings.media else ())
 
     # The journals of the open lifespans: completion handlers get no request context.
     open_journals: list[Journal] = []
@@ -82,7 +92,9 @@ def build_server(
         await anyio.to_thread.run_sync(sweep_temp_files, settings.output_dir)
         journal = Journal.open(settings.state_dir)
         open_journals.append(journal)
+        exits = AsyncExitStack()
         try:
+            media = await exits.enter_async_context(_media_links(settings, player, media_loopback))
             # A process that died mid-submit left 'submitting' rows: say a task may exist.
             await journal.expire_stale_submissions(older_than=STALE_SUBMISSION)
             retry_sleep = clock.sleep if clock is not None else anyio.sleep
@@ -95,18 +107,28 @@ def build_server(
                 # Saves run in the background of the server, past the call that began them.
                 async with service.running():
                     yield AppState(
-                        settings=settings, service=service, journal=journal, client=client
+                        settings=settings,
+                        service=service,
+                        journal=journal,
+                        client=client,
+                        media=media,
                     )
         finally:
             open_journals.remove(journal)
-            journal.close()
+            try:
+                await exits.aclose()
+            finally:
+                journal.close()
 
+    tools = build_tools(lambda ctx: _state(ctx).service, lambda ctx: _state(ctx).media)
+    Player.bind(tools)
     server: MCPServer[AppState] = MCPServer(
         "gravitex-mcp",
         title="Gravitex video generation",
         instructions=INSTRUCTIONS,
         version=__version__,
-        tools=build_tools(lambda ctx: _state(ctx).service),
+        tools=tools,
+        extensions=[player.apps],
         lifespan=lifespan,
         log_level=settings.log_level,  # type: ignore[arg-type]
     )
@@ -140,3 +162,23 @@ def build_server(
     register_prompts(server)
     register_completions(server, lambda: open_journals[-1] if open_journals else None)
     return server
+
+
+@asynccontextmanager
+async def _media_links(
+    settings: Settings, player: Player, loopback: bool
+) -> AsyncIterator[MediaLinks | None]:
+    """The media links of this server: None when off; over stdio, with the loopback
+    media server running (and its origin admitted by the player) until exit."""
+    if not settings.media:
+        yield None
+        return
+    key = await anyio.to_thread.run_sync(load_or_create_key, settings.state_dir)
+    if not loopback:
+        yield MediaLinks(key=key, output_dir=settings.output_dir, public_url=settings.public_url)
+        return
+    links = MediaLinks(key=key, output_dir=settings.output_dir)
+    async with serve_loopback(links) as base:
+        links.base_url = base
+        player.admit_media_origins([origin_of(base)])
+        yield links

@@ -38,6 +38,11 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
     ("GRAVITEX_SIMULATOR_SECONDS", "how long a simulated generation takes (default 6)"),
     ("GRAVITEX_HTTP_TOKEN", "bearer token clients must send over sse / streamable-http"),
     ("GRAVITEX_LOG_LEVEL", "DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO; on stderr)"),
+    (
+        "GRAVITEX_PUBLIC_URL",
+        "external base URL of the media links over sse / streamable-http, behind a proxy",
+    ),
+    ("GRAVITEX_MEDIA", "off turns the media links and the loopback media server off (default on)"),
 )
 
 
@@ -72,6 +77,10 @@ class Settings:
     log_level: str = "INFO"
     #: how long a simulated generation takes (queued + in progress), seconds
     simulator_seconds: float = 6.0
+    #: external base URL of the media links behind a proxy (GRAVITEX_PUBLIC_URL)
+    public_url: str | None = None
+    #: media links and the loopback media server (GRAVITEX_MEDIA=off turns them off)
+    media: bool = True
 
     @property
     def media_input_dirs(self) -> tuple[Path, ...]:
@@ -150,6 +159,8 @@ def load_settings(
             f"GRAVITEX_SIMULATOR_SECONDS must be a number of seconds from 0 to 3600, "
             f"got {raw_sim_seconds!r}."
         )
+    raw_public = (env.get("GRAVITEX_PUBLIC_URL") or "").strip()
+    public_url = _public_url(raw_public) if raw_public else None
     return Settings(
         api_key=key,
         base_url=url,
@@ -160,4 +171,26 @@ def load_settings(
         simulate=sim,
         log_level=level,
         simulator_seconds=sim_seconds,
+        public_url=public_url,
+        media=_media_switch(env.get("GRAVITEX_MEDIA")),
     )
+
+
+def _public_url(value: str) -> str:
+    url = value.rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigurationError(
+            "GRAVITEX_PUBLIC_URL must be an http(s) base URL such as "
+            f"https://videos.example.com, without query or fragment; got {value!r}."
+        )
+    return url
+
+
+def _media_switch(value: str | None) -> bool:
+    text = (value or "on").strip().lower()
+    if text in {"on", "1", "true", "yes"}:
+        return True
+    if text in {"off", "0", "false", "no"}:
+        return False
+    raise ConfigurationError(f"GRAVITEX_MEDIA must be on or off, got {value!r}.")

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -36,6 +36,7 @@ from .errors import GravitexError
 from .frames import FramePosition
 from .join import join_tasks
 from .journal import JournalStatus
+from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
 from .results import (
     CheckVideoTaskResult,
@@ -48,6 +49,7 @@ from .results import (
     ListVideoTasksResult,
     Probe,
     SavedVideo,
+    TaskResult,
 )
 from .service import ProgressFn, VideoService, clip_text
 from .validation import parse_request
@@ -55,6 +57,8 @@ from .validation import parse_request
 logger = logging.getLogger(__name__)
 
 ServiceGetter = Callable[[Context], VideoService]
+LinksGetter = Callable[[Context], MediaLinks | None]
+_Saved = TypeVar("_Saved", bound=BaseModel)
 
 
 GENERATE_DESCRIPTION = f"""\
@@ -106,10 +110,12 @@ def _error(message: str, structured: BaseModel | None = None) -> CallToolResult:
     )
 
 
-def _video_link(video: SavedVideo) -> ResourceLink:
+def _video_link(video: SavedVideo, *, over_http: bool = False) -> ResourceLink:
+    # A file:// path on the server is useless to a client on another machine.
+    uri = video.media_url if over_http and video.media_url else video.uri
     return ResourceLink(
         type="resource_link",
-        uri=video.uri,
+        uri=uri,
         name=Path(video.path).name,
         title="Generated video",
         description=f"mp4, {video.size_bytes} bytes, sha256 {video.sha256[:12]}…",
@@ -168,6 +174,8 @@ def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
     if result.video is not None:
         lines.append(f"Saved to {result.video.path} ({result.video.size_bytes} bytes).")
         lines.extend(_seen_lines(result.video))
+        if result.video.media_url:
+            lines.append(f"Watch it at {result.video.media_url}")
     if result.download_error is not None:
         lines.append(f"Saving failed: {result.download_error}")
     lines.extend(f"Note: {note}" for note in result.notes)
@@ -176,12 +184,22 @@ def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
     return "\n".join(lines)
 
 
+def _with_media_url(result: _Saved, url: str | None) -> _Saved:
+    """``result`` with ``media_url`` set, on the saved video and on its top-level mirror."""
+    if url is None:
+        return result
+    update: dict[str, Any] = {"media_url": url}
+    if isinstance(result, TaskResult) and result.video is not None:
+        update["video"] = result.video.model_copy(update={"media_url": url})
+    return result.model_copy(update=update)
+
+
 async def _task_result(
-    result: CheckVideoTaskResult | GenerateVideoResult, *, preview: bool
+    result: CheckVideoTaskResult | GenerateVideoResult, *, preview: bool, over_http: bool = False
 ) -> CallToolResult:
     content: list[ContentBlock] = [TextContent(type="text", text=_task_text(result))]
     if result.video is not None:
-        content.append(_video_link(result.video))
+        content.append(_video_link(result.video, over_http=over_http))
     content.extend(await _preview_block(result.video, preview))
     return CallToolResult(
         content=content,
@@ -205,7 +223,7 @@ def _listing_text(result: ListVideoTasksResult) -> str:
     return "\n".join(lines)
 
 
-def _batch_result(result: GenerateVideosResult) -> CallToolResult:
+def _batch_result(result: GenerateVideosResult, *, over_http: bool = False) -> CallToolResult:
     content: list[ContentBlock] = []
     lines = []
     for job in result.jobs:
@@ -214,7 +232,7 @@ def _batch_result(result: GenerateVideosResult) -> CallToolResult:
         else:
             lines.append(f"jobs[{job.index}]: {job.status}: {job.submit_error}")
         if job.video is not None:
-            content.append(_video_link(job.video))
+            content.append(_video_link(job.video, over_http=over_http))
     lines.append(result.next_step)
     content.insert(0, TextContent(type="text", text="\n".join(lines)))
     return CallToolResult(
@@ -254,8 +272,23 @@ def _tool(fn: Callable[..., Any], **options: Any) -> Tool:
     return Tool.from_function(fn, description=described(fn.__doc__ or ""), **options)
 
 
-def build_tools(service_of: ServiceGetter) -> list[Tool]:
-    """The tools, in the order clients list them; ``service_of(ctx)`` finds the service."""
+def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) -> list[Tool]:
+    """The tools, in the order clients list them; ``service_of(ctx)`` finds the service,
+    ``links_of(ctx)`` the media links (none: saved videos get no ``media_url``)."""
+
+    async def linked(ctx: Context, result: _Saved) -> _Saved:
+        # One place mints the link of every saved video a tool returns.
+        links = links_of(ctx) if links_of is not None else None
+        path = getattr(result, "path", None)
+        if links is None or path is None:
+            return result
+        host = request_host(ctx.headers)
+        # Minting stats the file: keep file-system calls off the event loop.
+        url = await anyio.to_thread.run_sync(lambda: links.url_for(Path(path), request_host=host))
+        return _with_media_url(result, url)
+
+    def over_http(ctx: Context) -> bool:
+        return ctx.headers is not None
 
     async def list_models(
         family: Annotated[
@@ -285,7 +318,9 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
                     content=[TextContent(type="text", text=text)],
                     structured_content=result.model_dump(mode="json"),
                 )
-            return await _task_result(result, preview=request.preview)
+            return await _task_result(
+                await linked(ctx, result), preview=request.preview, over_http=over_http(ctx)
+            )
 
         return await _guarded(body)
 
@@ -319,7 +354,9 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             result = await service_of(ctx).check(
                 task_id, wait_seconds=wait_seconds, download=download, progress=_progress_of(ctx)
             )
-            return await _task_result(result, preview=preview)
+            return await _task_result(
+                await linked(ctx, result), preview=preview, over_http=over_http(ctx)
+            )
 
         return await _guarded(body)
 
@@ -344,17 +381,20 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         every model family. The video bytes are not put in the conversation."""
 
         async def body() -> CallToolResult:
-            result = await service_of(ctx).download(task_id, filename=filename)
+            saved = await service_of(ctx).download(task_id, filename=filename)
+            result = await linked(ctx, saved)
             verb = "Already saved at" if result.reused else "Saved to"
             lines = [
                 f"{verb} {result.path} ({result.size_bytes} bytes, sha256 {result.sha256}).",
                 *_seen_lines(result),
                 *(f"Note: {note}" for note in result.notes),
             ]
+            if result.media_url:
+                lines.append(f"Watch it at {result.media_url}")
             return CallToolResult(
                 content=[
                     TextContent(type="text", text="\n".join(lines)),
-                    _video_link(result),
+                    _video_link(result, over_http=over_http(ctx)),
                     *await _preview_block(result, preview),
                 ],
                 structured_content=result.model_dump(mode="json"),
@@ -427,7 +467,9 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             # null means "not given", as in generate_video.
             given = {k: v for k, v in arguments.items() if v is not None}
             batch = await check_batch(service, given)
-            return _batch_result(await run_batch(service, batch, _progress_of(ctx)))
+            result = await run_batch(service, batch, _progress_of(ctx))
+            jobs = [await linked(ctx, job) for job in result.jobs]
+            return _batch_result(result.model_copy(update={"jobs": jobs}), over_http=over_http(ctx))
 
         return await _guarded(body)
 
@@ -464,9 +506,10 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
         sheet."""
 
         async def body() -> CallToolResult:
-            result = await join_tasks(
+            joined = await join_tasks(
                 service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)
             )
+            result = await linked(ctx, joined)
             probe = result.probe
             how = "stream copy" if result.method == "stream_copy" else "re-encoded"
             lines = [
@@ -477,10 +520,12 @@ def build_tools(service_of: ServiceGetter) -> list[Tool]:
             ]
             if result.preview is not None:
                 lines.append(f"Contact sheet: {result.preview.path}")
+            if result.media_url:
+                lines.append(f"Watch it at {result.media_url}")
             return CallToolResult(
                 content=[
                     TextContent(type="text", text="\n".join(lines)),
-                    _video_link(result),
+                    _video_link(result, over_http=over_http(ctx)),
                     *await _preview_block(result, preview),
                 ],
                 structured_content=result.model_dump(mode="json"),

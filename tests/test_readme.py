@@ -43,5 +43,7 @@ def test_every_environment_variable_is_documented() -> None:
         "GRAVITEX_HTTP_TOKEN",
         "GRAVITEX_SIMULATE",
         "GRAVITEX_LOG_LEVEL",
+        "GRAVITEX_PUBLIC_URL",
+        "GRAVITEX_MEDIA",
     ):
         assert f"`{name}`" in README, name

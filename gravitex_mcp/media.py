@@ -1,0 +1,330 @@
+"""Capability links to the files this server saved, and the HTTP route that serves them.
+
+A browser ``<video>`` cannot send a bearer token, so the link itself is the
+credential: ``/media/<token>/<name>``, where ``token`` is an HMAC of the file's
+identity (its path inside the output folder, its size and its modification
+time) under a secret kept in the state folder. So:
+
+- links need no registry and survive a restart (the secret is on disk);
+- a forged or altered link, a path outside the output folder (``..``, an
+  absolute path, a symlink leading out) and a file that is gone or was replaced
+  all get the same plain 404;
+- only files the server handed out a link for can be fetched: it mints links
+  for the videos, contact sheets and frames it saved, and nothing else;
+- deleting the key file revokes every link at once.
+
+Over the HTTP transports the route lives on the server's own port (behind the
+Host/Origin checks, not the bearer token); over stdio :func:`serve_loopback`
+runs it on 127.0.0.1 on an ephemeral port for as long as the server runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+#: The route prefix, on the HTTP transports and on the loopback media server.
+MEDIA_PREFIX = "/media/"
+KEY_FILE = "media-links.key"
+KEY_BYTES = 32
+#: 144 bits of HMAC in the link: far beyond guessing, short enough to read.
+TOKEN_BYTES = 18
+_NOT_FOUND = PlainTextResponse("Not found", status_code=404)
+
+
+def load_or_create_key(state_dir: Path) -> bytes:
+    """The link secret in ``state_dir``, created (mode 0600) on first use.
+
+    Written under a temporary name and linked into place without clobbering, so
+    two servers starting together agree on one key and neither reads half a file.
+    """
+    path = state_dir / KEY_FILE
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        key = b""
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot read the media link key {path} ({exc.strerror or exc}); "
+            "set GRAVITEX_STATE_DIR to a folder you can write."
+        ) from exc
+    if len(key) == KEY_BYTES:
+        return key
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fresh = secrets.token_bytes(KEY_BYTES)
+    temp = state_dir / f".{KEY_FILE}.{secrets.token_hex(6)}.tmp"
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(fresh)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if key:  # a damaged key (wrong length): replace it, old links die with it
+            os.replace(temp, path)
+            return fresh
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return path.read_bytes()
+        return fresh
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot write the media link key in {state_dir} ({exc.strerror or exc}); "
+            "set GRAVITEX_STATE_DIR to a folder you can write."
+        ) from exc
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: what a CSP source list names."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class MediaLinks:
+    """Mints and checks capability links to files under one output folder.
+
+    ``base_url`` is where the media route is reachable when that is fixed (the
+    public URL behind a proxy, or the loopback media server once started);
+    otherwise links are built from the Host a request came in on.
+    """
+
+    def __init__(self, *, key: bytes, output_dir: Path, public_url: str | None = None) -> None:
+        if len(key) < 16:
+            raise ValueError("a media link key needs at least 16 bytes")
+        self._key = key
+        self._root = output_dir.resolve()
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self.base_url: str | None = self._public_url
+
+    @property
+    def output_dir(self) -> Path:
+        return self._root
+
+    def _token(self, relative: str, size: int, mtime_ns: int) -> str:
+        message = f"gravitex-media-v1\0{relative}\0{size}\0{mtime_ns}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()[:TOKEN_BYTES]
+        return base64.urlsafe_b64encode(digest).decode("ascii")
+
+    def _relative(self, path: Path) -> str | None:
+        try:
+            relative = path.resolve().relative_to(self._root)
+        except (OSError, ValueError):
+            return None
+        return relative.as_posix()
+
+    def path_for(self, path: Path) -> str | None:
+        """``/media/<token>/<name>`` for a file the server saved, or ``None`` when
+        ``path`` is not a regular file inside the output folder."""
+        relative = self._relative(path)
+        if relative is None or relative == ".":
+            return None
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        if not path.is_file():
+            return None
+        token = self._token(relative, info.st_size, info.st_mtime_ns)
+        return f"{MEDIA_PREFIX}{token}/{quote(relative)}"
+
+    def url_for(self, path: Path, *, request_host: str | None = None) -> str | None:
+        """The full link to ``path``: on ``base_url`` when set, else on the Host the
+        current HTTP request came in on; ``None`` when neither is known."""
+        route = self.path_for(path)
+        if route is None:
+            return None
+        base = self.base_url or (f"http://{request_host}" if request_host else None)
+        return None if base is None else base + route
+
+    def resolve(self, token: str, name: str) -> Path | None:
+        """The file a link names, if the link is genuine and the file is still the one
+        it was minted for; ``None`` (a 404) otherwise."""
+        if not token or not name or "\0" in name or "\\" in name:
+            return None
+        pure = PurePosixPath(name)
+        if pure.is_absolute() or any(part in ("", ".", "..") for part in name.split("/")):
+            return None
+        candidate = self._root.joinpath(*pure.parts)
+        try:
+            real = candidate.resolve(strict=True)
+            # A symlink inside the folder must not lead out of it.
+            real.relative_to(self._root)
+            info = real.stat()
+        except (OSError, ValueError, RuntimeError):
+            return None
+        if not real.is_file():
+            return None
+        expected = self._token(pure.as_posix(), info.st_size, info.st_mtime_ns)
+        if not hmac.compare_digest(expected.encode(), token.encode()):
+            return None
+        return real
+
+
+async def media_response(links: MediaLinks, scope: Scope) -> Response:
+    """The answer to one ``GET``/``HEAD`` under ``/media/``: the file (Range requests
+    included, through Starlette's :class:`FileResponse`) or a 404."""
+    if scope.get("method") not in ("GET", "HEAD"):
+        return PlainTextResponse("Method not allowed", status_code=405, headers={"Allow": "GET"})
+    rest = str(scope["path"])[len(MEDIA_PREFIX) :]
+    token, _, name = rest.partition("/")
+    # Checking the link resolves and stats the file: off the event loop.
+    path = await anyio.to_thread.run_sync(links.resolve, token, name)
+    if path is None:
+        return _NOT_FOUND
+    return FileResponse(
+        path,
+        headers={
+            # The link is a credential: keep it out of shared caches and referrers.
+            "Cache-Control": "private, max-age=3600",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+        },
+        content_disposition_type="inline",
+    )
+
+
+def with_media(app: ASGIApp, links: MediaLinks | None) -> ASGIApp:
+    """``app`` with ``/media/...`` answered from ``links`` (nothing added when ``None``)."""
+    if links is None:
+        return app
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope["path"]).startswith(MEDIA_PREFIX):
+            response = await media_response(links, scope)
+            await response(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return asgi
+
+
+def is_media_path(path: str) -> bool:
+    """Whether a request path is under the media route (exempt from the bearer token)."""
+    return path.startswith(MEDIA_PREFIX)
+
+
+def loopback_app(links: MediaLinks, port: int) -> ASGIApp:
+    """The loopback media server's app: only ``/media/``, only for a loopback Host."""
+    hosts = {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        host = (Headers(scope=scope).get("host") or "").lower()
+        if host not in hosts:  # DNS rebinding: a page naming its own host gets nothing
+            await PlainTextResponse("Invalid Host header", status_code=421)(scope, receive, send)
+            return
+        if not is_media_path(str(scope["path"])):
+            await _NOT_FOUND(scope, receive, send)
+            return
+        response = await media_response(links, scope)
+        await response(scope, receive, send)
+
+    return asgi
+
+
+def _bind_loopback() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@asynccontextmanager
+async def serve_loopback(links: MediaLinks) -> AsyncIterator[str]:
+    """Serve ``links`` on 127.0.0.1 (ephemeral port) while the context is open;
+    yields the base URL (``http://127.0.0.1:PORT``).
+
+    uvicorn's ``startup`` is driven directly rather than ``serve()``: ``serve()``
+    would take over the process's signal handlers (the stdio server owns Ctrl-C),
+    and its shutdown sleeps and polls, a cost every server stop would pay.
+    """
+    import uvicorn
+
+    sock = _bind_loopback()
+    port = int(sock.getsockname()[1])
+    config = uvicorn.Config(
+        loopback_app(links, port),
+        lifespan="off",
+        access_log=False,  # the path is a credential: never log it
+        log_level="warning",
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    try:
+        await server.startup(sockets=[sock])
+        base = f"http://127.0.0.1:{port}"
+        logger.info("media links served on %s", base)
+        yield base
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _stop(server)
+        sock.close()
+
+
+async def _stop(server: Any) -> None:
+    """Stop listening, end open connections and their tasks, wait (briefly) for them."""
+    listeners = list(getattr(server, "servers", []))
+    for listener in listeners:
+        listener.close()
+    for connection in list(server.server_state.connections):
+        connection.shutdown()
+    for task in list(server.server_state.tasks):
+        task.cancel()
+    with anyio.move_on_after(2):
+        for listener in listeners:
+            await listener.wait_closed()
+
+
+def request_host(headers: Any) -> str | None:
+    """The Host header of the current HTTP request (already checked by the guard)."""
+    if headers is None:
+        return None
+    try:
+        host = headers.get("host")
+    except (AttributeError, TypeError):
+        return None
+    return str(host) if host else None
+
+
+__all__ = [
+    "KEY_FILE",
+    "MEDIA_PREFIX",
+    "MediaLinks",
+    "is_media_path",
+    "load_or_create_key",
+    "loopback_app",
+    "media_response",
+    "origin_of",
+    "request_host",
+    "serve_loopback",
+    "with_media",
+]
