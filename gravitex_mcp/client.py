@@ -76,7 +76,7 @@ from .errors import (
     SubmitOutcomeUnknownError,
     URLExpiredError,
 )
-from .redact import redact_url, scrub
+from .redact import clip, redact_url, scrub
 from .retry import RetryPolicy, parse_retry_after
 
 __all__ = [
@@ -200,8 +200,7 @@ def _request_id(headers: httpx2.Headers) -> str | None:
 
 
 def _shorten(text: str, limit: int = MAX_UPSTREAM_MESSAGE) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return clip(" ".join(text.split()), limit)
 
 
 def _message_of(value: Any, depth: int = 0) -> str | None:

@@ -69,7 +69,7 @@ from urllib.parse import urlsplit
 from .audio import AUDIO_TYPES_TEXT, sniff_audio_type
 from .errors import InvalidArgumentsError, Problem
 from .images import ACCEPTED_IMAGE_TYPES, describe_bytes, image_dimensions, sniff_image_type
-from .redact import redact_url
+from .redact import clip, redact_url
 
 MediaKind = Literal["image", "audio"]
 MediaSource = Literal["url", "data_url", "path"]
@@ -236,7 +236,9 @@ def check_https_url(value: str, *, field: str, valid: str) -> None:
         _refuse(field, f"{shown} is a file:// URL, which is not accepted; {where}. {valid}")
     if scheme != "https":
         _refuse(
-            field, f"{shown} uses the URL scheme {_clip(scheme)!r}, which is not accepted; {valid}"
+            field,
+            f"{shown} uses the URL scheme {clip(scheme, _ECHO_LIMIT)!r}, which is not "
+            f"accepted; {valid}",
         )
     netloc = parts.netloc
     if not netloc:
@@ -397,7 +399,8 @@ def _locate_data_url(value: str, *, field: str, kind: MediaKind) -> int:
     if mime not in ACCEPTED_IMAGE_TYPES:
         _refuse(
             field,
-            f"the data URL's MIME type {_clip(declared)!r} is not accepted; valid MIME types: "
+            f"the data URL's MIME type {clip(declared, _ECHO_LIMIT)!r} is not accepted; "
+            "valid MIME types: "
             f"{', '.join(ACCEPTED_IMAGE_TYPES)} (image/jpg is read as image/jpeg)",
         )
     if not length:
@@ -507,7 +510,7 @@ def _locate_path(
     roots = _resolved_roots(input_dirs)
     if not roots:
         _refuse(field, f"{shown}: none of the GRAVITEX_INPUT_DIRS can be used; {_VALID_IMAGE}")
-    roots_text = _clip(", ".join(str(root) for root in roots), 200)
+    roots_text = clip(", ".join(str(root) for root in roots), 200)
     try:
         raw = Path(value).expanduser()
     except RuntimeError:
@@ -534,7 +537,7 @@ def _locate_path(
     except FileNotFoundError:
         _refuse(
             field,
-            f"{shown} does not exist (looked in {_clip(str(lexical), 160)}); valid: an existing "
+            f"{shown} does not exist (looked in {clip(str(lexical), 160)}); valid: an existing "
             f"{types_text} file inside GRAVITEX_INPUT_DIRS ({roots_text})",
         )
     except (OSError, RuntimeError) as exc:
@@ -706,10 +709,6 @@ def _refuse(field: str, message: str) -> NoReturn:
     raise InvalidArgumentsError([Problem(field, message)])
 
 
-def _clip(text: str, limit: int = _ECHO_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _echo(value: str) -> str:
     """A short, safe rendering of a caller's value for an error message.
 
@@ -717,7 +716,7 @@ def _echo(value: str) -> str:
     """
     if value[:5].lower() == "data:":
         header = value.split(",", 1)[0]
-        return f"{_clip(header, 60)!r} (data URL of {len(value)} characters)"
+        return f"{clip(header, 60)!r} (data URL of {len(value)} characters)"
     scheme, sep, rest = value.partition("://")
     if sep and _SCHEME_RE.fullmatch(scheme + ":"):
         cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
@@ -727,8 +726,8 @@ def _echo(value: str) -> str:
         path, query_mark, _query = tail.partition("?")
         path = path.split("#", 1)[0]
         shown = f"{scheme}://{authority}{path}{'?…' if query_mark else ''}"
-        return repr(_clip(shown))
-    return repr(_clip(value))
+        return repr(clip(shown, _ECHO_LIMIT))
+    return repr(clip(value, _ECHO_LIMIT))
 
 
 def _megabytes(size: int) -> str:

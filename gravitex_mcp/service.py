@@ -43,6 +43,7 @@ from .journal import Journal, TaskRecord
 from .leftovers import TEMP_SUFFIX
 from .prepare import PreparedRequest, prepare_request
 from .probe import ProbeError
+from .redact import clip
 from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
@@ -675,18 +676,13 @@ LISTED_TEXT_LIMIT = 200
 LISTED_ITEMS_LIMIT = 10
 
 
-def clip_text(text: str, limit: int = LISTED_TEXT_LIMIT) -> str:
-    """``text`` cut to ``limit`` characters, the cut marked with an ellipsis."""
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def _clipped(value: Any) -> Any:
     if isinstance(value, str):
-        return clip_text(value)
+        return clip(value, LISTED_TEXT_LIMIT)
     if isinstance(value, list):
         return [_clipped(item) for item in value[:LISTED_ITEMS_LIMIT]]
     if isinstance(value, dict):
-        return {clip_text(str(k)): _clipped(v) for k, v in value.items()}
+        return {clip(str(k), LISTED_TEXT_LIMIT): _clipped(v) for k, v in value.items()}
     return value
 
 
@@ -696,7 +692,7 @@ def summarize(record: TaskRecord) -> TaskSummary:
     public = record.public_dict()
     error = None
     if record.error_message:
-        error = TaskErrorInfo(code=record.error_code, message=clip_text(record.error_message, 1000))
+        error = TaskErrorInfo(code=record.error_code, message=clip(record.error_message, 1000))
     return TaskSummary(
         task_id=record.task_id,
         model=record.model,

@@ -38,6 +38,7 @@ from .join import join_tasks
 from .journal import JournalStatus
 from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
+from .redact import clip
 from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
@@ -51,7 +52,7 @@ from .results import (
     SavedVideo,
     TaskResult,
 )
-from .service import ProgressFn, VideoService, clip_text
+from .service import ProgressFn, VideoService
 from .validation import parse_request
 
 logger = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ def _listing_text(result: ListVideoTasksResult) -> str:
     lines = [f"{len(result.tasks)} task(s), newest first:"]
     for task in result.tasks:
         prompt = task.arguments.get("prompt")
-        about = f' "{clip_text(" ".join(prompt.split()), 60)}"' if isinstance(prompt, str) else ""
+        about = f' "{clip(" ".join(prompt.split()), 60)}"' if isinstance(prompt, str) else ""
         saved = f", saved to {task.path}" if task.path else ""
         name = task.task_id or "(no task id)"
         lines.append(f"- {name}: {task.status} ({task.model}, {task.created_at}){about}{saved}")

@@ -48,6 +48,7 @@ from .catalog import (
 from .domain import Mode
 from .errors import InvalidArgumentsError, Problem
 from .markers import FoundMarker, find_prompt_markers, marker_value
+from .redact import clip
 
 _ECHO_LIMIT = 80
 _DESCRIBE_PROMPT: Final = "describe the video to generate (subject, action, scene, camera)"
@@ -459,6 +460,4 @@ def _echo(value: Any) -> str:
     text = value
     if "://" in text and "?" in text:
         text = text.split("?", 1)[0] + "?…"
-    if len(text) > _ECHO_LIMIT:
-        text = text[: _ECHO_LIMIT - 1] + "…"
-    return text
+    return clip(text, _ECHO_LIMIT)
