@@ -209,6 +209,26 @@ async def _task_result(
     )
 
 
+async def _saved_result(
+    result: SavedVideo,
+    lines: list[str],
+    *,
+    preview: bool,
+    over_http: bool,
+) -> CallToolResult:
+    """The result of a tool that saved one file: ``lines``, its link, its contact sheet."""
+    if result.media_url:
+        lines.append(f"Watch it at {result.media_url}")
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text="\n".join(lines)),
+            _video_link(result, over_http=over_http),
+            *await _preview_block(result, preview),
+        ],
+        structured_content=result.model_dump(mode="json"),
+    )
+
+
 def _listing_text(result: ListVideoTasksResult) -> str:
     """One short line per task: the whole data is in structuredContent, so the text
     does not repeat it (a JSON copy doubled every listing)."""
@@ -390,16 +410,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 *_seen_lines(result),
                 *(f"Note: {note}" for note in result.notes),
             ]
-            if result.media_url:
-                lines.append(f"Watch it at {result.media_url}")
-            return CallToolResult(
-                content=[
-                    TextContent(type="text", text="\n".join(lines)),
-                    _video_link(result, over_http=over_http(ctx)),
-                    *await _preview_block(result, preview),
-                ],
-                structured_content=result.model_dump(mode="json"),
-            )
+            return await _saved_result(result, lines, preview=preview, over_http=over_http(ctx))
 
         return await _guarded(body)
 
@@ -521,16 +532,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             ]
             if result.preview is not None:
                 lines.append(f"Contact sheet: {result.preview.path}")
-            if result.media_url:
-                lines.append(f"Watch it at {result.media_url}")
-            return CallToolResult(
-                content=[
-                    TextContent(type="text", text="\n".join(lines)),
-                    _video_link(result, over_http=over_http(ctx)),
-                    *await _preview_block(result, preview),
-                ],
-                structured_content=result.model_dump(mode="json"),
-            )
+            return await _saved_result(result, lines, preview=preview, over_http=over_http(ctx))
 
         return await _guarded(body)
 
