@@ -17,12 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import struct
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..domain import Family
+from ..images import JPEG, PNG, WEBP, image_dimensions, sniff_image_type
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 SEED_MAX = 2_147_483_647
@@ -264,66 +264,7 @@ def _enum(body: Mapping[str, Any], name: str, valid: Collection[str]) -> str | N
 
 _DATA_IMAGE = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
 _DATA_AUDIO = re.compile(r"data:(audio/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
-_IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/webp": "webp"}
-
-
-def image_kind(data: bytes) -> str | None:
-    """``png``, ``jpeg`` or ``webp`` from the magic bytes, else ``None``."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def image_dimensions(data: bytes) -> tuple[int, int] | None:
-    """(width, height) of a PNG, JPEG or WEBP image, or ``None`` if not found."""
-    kind = image_kind(data)
-    if kind == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", data[16:24])
-        return w, h
-    if kind == "jpeg":
-        return _jpeg_dimensions(data)
-    if kind == "webp":
-        return _webp_dimensions(data)
-    return None
-
-
-def _jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h
-        i += 2 + length
-    return None
-
-
-def _webp_dimensions(data: bytes) -> tuple[int, int] | None:
-    chunk = data[12:16]
-    if chunk == b"VP8X" and len(data) >= 30:
-        w = int.from_bytes(data[24:27], "little") + 1
-        h = int.from_bytes(data[27:30], "little") + 1
-        return w, h
-    if chunk == b"VP8 " and len(data) >= 30:
-        w, h = struct.unpack("<HH", data[26:30])
-        return w & 0x3FFF, h & 0x3FFF
-    if chunk == b"VP8L" and len(data) >= 25:
-        bits = int.from_bytes(data[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    return None
+_IMAGE_TYPES = {"image/png": PNG, "image/jpeg": JPEG, "image/jpg": JPEG, "image/webp": WEBP}
 
 
 def _image(value: object, param: str) -> bytes | None:
@@ -359,7 +300,7 @@ def _image(value: object, param: str) -> bytes | None:
             code="image_too_large",
             param=param,
         )
-    actual = image_kind(data)
+    actual = sniff_image_type(data)
     if actual is None:
         raise GatewayError(
             f"The data for '{param}' is not a PNG, JPEG or WEBP image.",
@@ -368,7 +309,8 @@ def _image(value: object, param: str) -> bytes | None:
         )
     if actual != declared:
         raise GatewayError(
-            f"The data for '{param}' is a {actual.upper()} image but is labelled {match.group(1)}.",
+            f"The data for '{param}' is a {actual.removeprefix('image/').upper()} image but is "
+            f"labelled {match.group(1)}.",
             code="invalid_image",
             param=param,
         )
