@@ -151,22 +151,19 @@ class Accepted:
 # --- small readers ------------------------------------------------------------
 
 
+_JSON_TYPES: dict[type, str] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
 def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "an unknown type"  # pragma: no cover - JSON only has the above
+    return _JSON_TYPES.get(type(value), "an unknown type")
 
 
 def _type_error(param: str, expected: str, value: object) -> GatewayError:
@@ -502,12 +499,9 @@ def parse_flags(text: str) -> tuple[str, dict[str, tuple[str, str | None]]]:
 
 
 def _flag_int(param: str, value: str, valid: range) -> int:
-    if not re.fullmatch(r"-?\d+", value):
+    if not re.fullmatch(r"-?\d+", value) or int(value) not in valid:
         raise _value_error(param, value, f"integers from {valid.start} to {valid.stop - 1}")
-    number = int(value)
-    if number not in valid:
-        raise _value_error(param, value, f"integers from {valid.start} to {valid.stop - 1}")
-    return number
+    return int(value)
 
 
 def _seedance_flags(rule: ModelRule, text: str, strict: bool) -> dict[str, str]:
