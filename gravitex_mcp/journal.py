@@ -762,6 +762,11 @@ def _insert_submission(
     _add_event(conn, local_id, JournalStatus.SUBMITTING, at, None)
 
 
+def _observed(row: sqlite3.Row) -> tuple[str | None, ...]:
+    """What a status query may change in a row (see :meth:`Journal.record_status`)."""
+    return tuple(row[k] for k in ("status", "raw_status", "url", "error_code", "error_message"))
+
+
 def _clean_text(text: str | None) -> str | None:
     return None if text is None else _redact_text(text)
 
@@ -1055,15 +1060,16 @@ class Journal:
         code = None if error_code is None else str(error_code)
         message = _clean_text(error_message)
 
-        def unchanged(row: sqlite3.Row) -> bool:
-            current = JournalStatus(row["status"])
-            regression = current.is_terminal and not seen.is_terminal
+        def merged(row: sqlite3.Row) -> tuple[str | None, ...]:
+            """:func:`_observed` of the row after this observation (a terminal status
+            is not replaced by a non-terminal one)."""
+            regression = JournalStatus(row["status"]).is_terminal and not seen.is_terminal
             return (
-                (regression or seen is current)
-                and (regression or raw_status is None or raw_status == row["raw_status"])
-                and (url is None or url == row["url"])
-                and (code is None or code == row["error_code"])
-                and (message is None or message == row["error_message"])
+                row["status"] if regression else seen.value,
+                row["raw_status"] if regression or raw_status is None else raw_status,
+                row["url"] if url is None else url,
+                row["error_code"] if code is None else code,
+                row["error_message"] if message is None else message,
             )
 
         def operation(conn: sqlite3.Connection) -> TaskRecord | None:
@@ -1073,55 +1079,30 @@ class Journal:
             # polls of a long task see the same status.
             with _read(conn):
                 row = _find(conn, task_id)
-            if row is not None and unchanged(row):
+            if row is not None and merged(row) == _observed(row):
                 return _record(row)
             with _write(conn):
                 row = _find(conn, task_id)
                 if row is None:
                     logger.debug("record_status: task %s is not in the journal", task_id)
                     return None
-                current = JournalStatus(row["status"])
-                regression = current.is_terminal and not seen.is_terminal
-                new_status = current if regression else seen
-                new_raw = row["raw_status"] if regression or raw_status is None else raw_status
-                new_url, expires = row["url"], row["url_expires_at"]
+                new = merged(row)
+                new_status, _, _, new_code, new_message = new
+                expires = row["url_expires_at"]
                 if url is not None and url != row["url"]:
-                    new_url, expires = url, _iso(parse_url_expiry(url, seen_at=now))
-                new_code = row["error_code"] if code is None else code
-                new_message = row["error_message"] if message is None else message
-                changed = (
-                    new_status.value != row["status"]
-                    or new_raw != row["raw_status"]
-                    or new_url != row["url"]
-                    or new_code != row["error_code"]
-                    or new_message != row["error_message"]
-                )
+                    expires = _iso(parse_url_expiry(url, seen_at=now))
+                updated_at = at if new != _observed(row) else row["updated_at"]
                 conn.execute(
-                    "UPDATE tasks SET status = ?, raw_status = ?, url = ?, url_expires_at = ?, "
-                    "error_code = ?, error_message = ?, checked_at = ?, updated_at = ? "
+                    "UPDATE tasks SET status = ?, raw_status = ?, url = ?, error_code = ?, "
+                    "error_message = ?, url_expires_at = ?, checked_at = ?, updated_at = ? "
                     "WHERE local_id = ?",
-                    (
-                        new_status.value,
-                        new_raw,
-                        new_url,
-                        expires,
-                        new_code,
-                        new_message,
-                        at,
-                        at if changed else row["updated_at"],
-                        row["local_id"],
-                    ),
+                    (*new, expires, at, updated_at, row["local_id"]),
                 )
-                if new_status.value != row["status"]:
-                    _add_event(
-                        conn,
-                        row["local_id"],
-                        new_status,
-                        at,
-                        _event_detail(
-                            new_status, seen_raw=raw_status, code=new_code, message=new_message
-                        ),
+                if new_status != row["status"]:  # not a regression: the status seen
+                    detail = _event_detail(
+                        seen, seen_raw=raw_status, code=new_code, message=new_message
                     )
+                    _add_event(conn, row["local_id"], seen, at, detail)
                 updated = conn.execute(_FIND_BY_LOCAL_ID, (row["local_id"],)).fetchone()
             return _record(updated)
 
