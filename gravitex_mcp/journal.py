@@ -369,10 +369,6 @@ def _iso(moment: datetime) -> str:
     return _utc(moment).isoformat(timespec="microseconds")
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
 # --- Schema -------------------------------------------------------------------
 
 
@@ -701,27 +697,10 @@ def _add_event(
 
 
 def _record(row: sqlite3.Row, events: Sequence[TaskEvent] = ()) -> TaskRecord:
-    return TaskRecord(
-        local_id=row["local_id"],
-        task_id=row["task_id"],
-        model=row["model"],
-        family=row["family"],
-        arguments=json.loads(row["arguments"]),
-        status=JournalStatus(row["status"]),
-        raw_status=row["raw_status"],
-        url=row["url"],
-        url_expires_at=_parse_time(row["url_expires_at"]),
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        saved_path=row["saved_path"],
-        size_bytes=row["size_bytes"],
-        sha256=row["sha256"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        updated_at=datetime.fromisoformat(row["updated_at"]),
-        checked_at=_parse_time(row["checked_at"]),
-        downloaded_at=_parse_time(row["downloaded_at"]),
-        events=list(events),
-    )
+    # Every field but the events is a column of its name; pydantic parses the timestamps.
+    fields = {k: row[k] for k in TaskRecord.model_fields if k != "events"}
+    fields["arguments"] = json.loads(row["arguments"])
+    return TaskRecord.model_validate({**fields, "events": list(events)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -1143,11 +1122,7 @@ class Journal:
                 if row is None:
                     return None
                 events = [
-                    TaskEvent(
-                        status=JournalStatus(e["status"]),
-                        at=datetime.fromisoformat(e["at"]),
-                        detail=e["detail"],
-                    )
+                    TaskEvent.model_validate(dict(e))
                     for e in conn.execute(
                         "SELECT status, at, detail FROM task_events WHERE local_id = ? ORDER BY id",
                         (row["local_id"],),
