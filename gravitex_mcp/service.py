@@ -331,7 +331,7 @@ class VideoService:
             download=download,
             progress=progress,
             initial=None,
-            on_disk=_existing_download(record) if record else None,
+            on_disk=_existing_download(record),
         )
 
     async def _follow(
@@ -453,7 +453,7 @@ class VideoService:
 
     async def _download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
         record = await self._journal.get(task_id)
-        if filename is None and record is not None:
+        if filename is None:
             reused = _existing_download(record)
             if reused is not None:
                 reused = await self._seen(task_id, reused)
@@ -505,8 +505,7 @@ class VideoService:
             try:
                 if filename is None:
                     # Another process may have saved it while this one waited.
-                    record = await self._journal.get(task_id)
-                    reused = _existing_download(record) if record is not None else None
+                    reused = _existing_download(await self._journal.get(task_id))
                     if reused is not None:
                         return await self._seen(task_id, reused)
                 return await self._save(
@@ -628,8 +627,7 @@ class VideoService:
     ) -> tuple[ExtractFramesResult, list[bytes]]:
         """Frames of the task's saved video as PNG files, and the PNGs to show (scaled
         down where large); a finished task not yet saved is downloaded first."""
-        record = await self._journal.get(task_id)
-        saved = _existing_download(record) if record is not None else None
+        saved = _existing_download(await self._journal.get(task_id))
         if saved is None:
             downloaded = await self.download(task_id, filename=None)
             video = Path(downloaded.path)
@@ -653,7 +651,7 @@ class VideoService:
                 status=snapshot.status,
                 raw_status=snapshot.raw_status,
                 url=snapshot.url,
-                error_code=None if snapshot.error is None else _str_or_none(snapshot.error.code),
+                error_code=None if snapshot.error is None else snapshot.error.code,
                 error_message=None if snapshot.error is None else snapshot.error.message,
             )
         except JournalError:
@@ -735,8 +733,11 @@ def _delivery_from_answer(snapshot: TaskSnapshot) -> Delivery:
     return Delivery.TASK_URL if snapshot.url else Delivery.DOWNLOAD_ENDPOINT
 
 
-def _existing_download(record: TaskRecord) -> SavedVideo | None:
-    if not (record.saved_path and record.sha256 and record.size_bytes is not None):
+def _existing_download(record: TaskRecord | None) -> SavedVideo | None:
+    """The video saved for ``record`` when it is still there, unchanged in size."""
+    if record is None or not (
+        record.saved_path and record.sha256 and record.size_bytes is not None
+    ):
         return None
     path = Path(record.saved_path)
     try:
@@ -775,7 +776,3 @@ def _unknown_task(task_id: str, record: TaskRecord | None) -> UnknownTaskError:
             "probably made with another API key or gateway, or has expired upstream."
         )
     return UnknownTaskError(f"Task {task_id!r} is unknown to the Gravitex API (HTTP 404). {local}")
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
