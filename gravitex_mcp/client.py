@@ -500,10 +500,6 @@ class GravitexClient:
     def timeouts(self) -> Timeouts:
         return self._timeouts
 
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return self._retry
-
     async def aclose(self) -> None:
         await self._http.aclose()
 

@@ -192,16 +192,12 @@ def locate_media(
     scheme = _SCHEME_RE.match(value)
     # On Windows "C:\..." is a drive letter, not a one-letter URL scheme.
     if scheme is not None and not (os.name == "nt" and scheme.end() == 2):
-        _check_https_url(value, field=field, kind=kind)
+        check_https_url(value, field=field, valid=valid)
         return LocatedMedia(value, field, kind, "url", 0)
     return _locate_path(value, field=field, kind=kind, input_dirs=input_dirs)
 
 
 # --- https URLs -----------------------------------------------------------------
-
-
-def _check_https_url(value: str, *, field: str, kind: MediaKind) -> None:
-    check_https_url(value, field=field, valid=_VALID_IMAGE if kind == "image" else _VALID_AUDIO)
 
 
 def check_https_url(value: str, *, field: str, valid: str) -> None:
@@ -511,6 +507,10 @@ def _locate_path(
     if not roots:
         _refuse(field, f"{shown}: none of the GRAVITEX_INPUT_DIRS can be used; {_VALID_IMAGE}")
     roots_text = clip(", ".join(str(root) for root in roots), 200)
+    outside = (
+        f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
+        "valid: a file inside one of them ('..' and symlinks leading out are refused)"
+    )
     try:
         raw = Path(value).expanduser()
     except RuntimeError:
@@ -527,11 +527,7 @@ def _locate_path(
     except (OSError, RuntimeError) as exc:
         _refuse(field, f"{shown} cannot be resolved ({_os_reason(exc)}); {_VALID_IMAGE}")
     if not _inside(lexical, roots):
-        _refuse(
-            field,
-            f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
-            "valid: a file inside one of them ('..' and symlinks leading out are refused)",
-        )
+        _refuse(field, outside)
     try:
         resolved = target.resolve(strict=True)
     except FileNotFoundError:
@@ -543,11 +539,7 @@ def _locate_path(
     except (OSError, RuntimeError) as exc:
         _refuse(field, f"{shown} cannot be resolved ({_os_reason(exc)}); {_VALID_IMAGE}")
     if not _inside(resolved, roots):
-        _refuse(
-            field,
-            f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
-            "valid: a file inside one of them ('..' and symlinks leading out are refused)",
-        )
+        _refuse(field, outside)
     try:
         info = os.stat(resolved)
     except OSError as exc:
