@@ -94,6 +94,17 @@ PREVIEW_DESCRIPTION = (
     "Put the saved video's contact sheet (frames spread over the clip, one JPEG) in the "
     "result as an image. false leaves the image out (probe, notes and the sheet's path stay)."
 )
+#: The name a saved mp4 is asked to have.
+Filename = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description=(
+            "Optional file name for the mp4 (reduced to a safe base name, .mp4 added). "
+            "An existing file is never overwritten: a suffix is added instead."
+        ),
+    ),
+]
 MAX_FRAMES = 12
 DEFAULT_FRAMES: tuple[FramePosition, ...] = ("first", "middle", "last")
 #: One frame to extract: seconds from the start, or a position word.
@@ -384,16 +395,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def download_video(
         ctx: Context,
         task_id: Annotated[str, Field(min_length=1, description="The finished task's task_id.")],
-        filename: Annotated[
-            str | None,
-            Field(
-                max_length=200,
-                description=(
-                    "Optional file name (reduced to a safe base name, .mp4 added). "
-                    "An existing file is never overwritten: a suffix is added instead."
-                ),
-            ),
-        ] = None,
+        filename: Filename = None,
         preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
     ) -> Annotated[CallToolResult, DownloadVideoResult]:
         """Save a finished video as an mp4 in the output folder and return its path,
@@ -498,16 +500,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 ),
             ),
         ],
-        filename: Annotated[
-            str | None,
-            Field(
-                max_length=200,
-                description=(
-                    "Optional file name for the joined mp4 (reduced to a safe base name, .mp4 "
-                    "added). An existing file is never overwritten: a suffix is added instead."
-                ),
-            ),
-        ] = None,
+        filename: Filename = None,
         preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
     ) -> Annotated[CallToolResult, JoinVideosResult]:
         """Join several finished videos, in order, into one mp4 in the output folder,
@@ -537,6 +530,10 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         return await _guarded(body)
 
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+    # Tools that make something new (a task, a file) and never replace anything.
+    creates = ToolAnnotations(
+        read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+    )
     return [
         _tool(list_models, name="list_models", title="List video models", annotations=read_only),
         tool_from_model(
@@ -545,31 +542,19 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             name="generate_video",
             title="Generate a video",
             description=described(GENERATE_DESCRIPTION),
-            annotations=ToolAnnotations(
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=False,
-                open_world_hint=True,
-            ),
+            annotations=creates,
         ),
         _tool(
             check_video_task,
             name="check_video_task",
             title="Check a video task",
-            annotations=ToolAnnotations(
-                read_only_hint=True, idempotent_hint=True, open_world_hint=True
-            ),
+            annotations=read_only.model_copy(update={"open_world_hint": True}),
         ),
         _tool(
             download_video,
             name="download_video",
             title="Download a finished video",
-            annotations=ToolAnnotations(
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=True,
-                open_world_hint=True,
-            ),
+            annotations=creates.model_copy(update={"idempotent_hint": True}),
         ),
         tool_from_model(
             generate_videos,
@@ -577,34 +562,19 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             name="generate_videos",
             title="Generate several videos",
             description=described(GENERATE_MANY_DESCRIPTION),
-            annotations=ToolAnnotations(
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=False,
-                open_world_hint=True,
-            ),
+            annotations=creates,
         ),
         _tool(
             join_videos,
             name="join_videos",
             title="Join videos into one",
-            annotations=ToolAnnotations(
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=False,
-                open_world_hint=True,
-            ),
+            annotations=creates,
         ),
         _tool(
             extract_frames,
             name="extract_frames",
             title="Extract frames of a video",
-            annotations=ToolAnnotations(
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=False,
-                open_world_hint=True,
-            ),
+            annotations=creates,
         ),
         _tool(
             list_video_tasks,
