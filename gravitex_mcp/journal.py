@@ -64,7 +64,6 @@ import logging
 import os
 import re
 import sqlite3
-import sys
 import threading
 import time
 import uuid
@@ -82,9 +81,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from .domain import TaskStatus
 from .errors import InvalidArgumentsError, JournalError, Problem
 from .redact import redact_url
-
-if sys.platform != "win32":
-    import fcntl
+from .tasklock import TaskLock, try_lock_file
 
 __all__ = [
     "DB_FILENAME",
@@ -516,38 +513,16 @@ def _open_lock(
     ends start-up with a :class:`JournalError` naming the folder and its pid,
     rather than a silent hang.
     """
-    if sys.platform == "win32":
-        yield
-        return
-    try:
-        fd = os.open(state_dir / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError:
-        yield
-        return
-    try:
-        _take_open_lock(fd, state_dir, timeout, sleep)
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-def _take_open_lock(
-    fd: int, state_dir: Path, timeout: float, sleep: Callable[[float], None]
-) -> None:
     deadline = time.monotonic() + timeout
     logged = False
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
+            held = try_lock_file(state_dir / LOCK_FILENAME)
         except OSError:
-            return  # no flock on this file system: go on unlocked
-        holder = _lock_holder(fd)
+            held = TaskLock(None)  # no lock file or no flock here: go on unlocked
+        if isinstance(held, TaskLock):
+            break
+        holder = f"pid {held}" if held else "pid unknown"
         if time.monotonic() >= deadline:
             raise JournalError(
                 f"The state folder {state_dir} is locked by another gravitex-mcp process "
@@ -563,14 +538,10 @@ def _take_open_lock(
             )
             logged = True
         sleep(min(_LOCK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-
-
-def _lock_holder(fd: int) -> str:
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        text = ""
-    return f"pid {text}" if text.isdigit() else "pid unknown"
+        yield
+    finally:
+        held.release()
 
 
 def _connect(path: Path, busy_timeout: float, *, check: bool) -> sqlite3.Connection:
