@@ -35,7 +35,7 @@ class GatewayError(Exception):
         self,
         message: str,
         *,
-        code: str,
+        code: str = "invalid_value",
         param: str | None = None,
         status: int = 400,
         error_type: str = "invalid_request_error",
@@ -181,9 +181,7 @@ def _value_error(param: str, value: object, valid: Collection[object] | str) -> 
         items = [f"'{v}'" if isinstance(v, str) else str(v) for v in valid]
         supported = ", ".join(items[:-1]) + (" and " if len(items) > 1 else "") + items[-1]
     return GatewayError(
-        f"Invalid value for '{param}': {value!r}. Supported values are: {supported}.",
-        code="invalid_value",
-        param=param,
+        f"Invalid value for '{param}': {value!r}. Supported values are: {supported}.", param=param
     )
 
 
@@ -222,7 +220,7 @@ def _str(body: Mapping[str, Any], name: str, *, required: bool = False) -> str |
     if not isinstance(value, str):
         raise _type_error(name, "a string", value)
     if required and not value.strip():
-        raise GatewayError(f"'{name}' must not be empty.", code="invalid_value", param=name)
+        raise GatewayError(f"'{name}' must not be empty.", param=name)
     return value
 
 
@@ -337,11 +335,7 @@ def _https(value: object, param: str) -> None:
     if not isinstance(value, str):
         raise _type_error(param, "a string", value)
     if not value.startswith("https://"):
-        raise GatewayError(
-            f"Invalid URL for '{param}': an https URL is required.",
-            code="invalid_value",
-            param=param,
-        )
+        raise GatewayError(f"Invalid URL for '{param}': an https URL is required.", param=param)
 
 
 # --- the families ----------------------------------------------------------------
@@ -369,11 +363,7 @@ def _sora(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
         if wh not in SORA_SIZES:
             raise _value_error("width", wh, SORA_SIZES)
         if size is not None and size != wh:
-            raise GatewayError(
-                f"'size' {size!r} disagrees with width/height {wh!r}.",
-                code="invalid_value",
-                param="size",
-            )
+            raise GatewayError(f"'size' {size!r} disagrees with width/height {wh!r}.", param="size")
         size = wh
     if "input_reference" in body and body["input_reference"] is not None:
         data = _image(body["input_reference"], "input_reference")
@@ -383,14 +373,12 @@ def _sora(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
             raise GatewayError(
                 f"Inpaint image must match the requested width and height: the image is "
                 f"{dims[0]}x{dims[1]}, the video is {want}.",
-                code="invalid_value",
                 param="input_reference",
             )
     remix = _str(body, "remix_from_video_id")
     if remix is not None and not (remix.startswith("video_") and len(remix) > len("video_")):
         raise GatewayError(
             "Invalid 'remix_from_video_id': it must be a video id starting with 'video_'.",
-            code="invalid_value",
             param="remix_from_video_id",
         )
     return prompt
@@ -422,9 +410,7 @@ def _veo(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
         if not rule.last_frame:
             raise _not_supported("lastFrame", rule.id)
         if not has_image:
-            raise GatewayError(
-                "'lastFrame' needs a first frame in 'image'.", code="invalid_value", param="image"
-            )
+            raise GatewayError("'lastFrame' needs a first frame in 'image'.", param="image")
         _image(body["lastFrame"], "lastFrame")
     return prompt
 
@@ -519,9 +505,7 @@ def _seedance_flags(rule: ModelRule, text: str, strict: bool) -> dict[str, str]:
             continue
         if value is None:
             raise GatewayError(
-                f"Parameter marker '{param}' has no value.",
-                code="invalid_value",
-                param="metadata.content[0].text",
+                f"Parameter marker '{param}' has no value.", param="metadata.content[0].text"
             )
         if name == "resolution" and value not in rule.resolutions:
             raise _value_error(param, value, sorted(rule.resolutions))
@@ -552,7 +536,6 @@ def _seedance_images(rule: ModelRule, items: list[Any]) -> ImageMode | None:
         if item.get("type") != "image_url":
             raise GatewayError(
                 f"'{where}.type' must be 'image_url' (only the first item is text).",
-                code="invalid_value",
                 param=f"{where}.type",
             )
         for key in item:
@@ -581,22 +564,17 @@ def _seedance_images(rule: ModelRule, items: list[Any]) -> ImageMode | None:
         if any(r != "reference_image" for r in roles):
             raise GatewayError(
                 "Reference images cannot be mixed with first/last frame images.",
-                code="invalid_value",
                 param="metadata.content",
             )
         if len(roles) > 4:
             raise GatewayError(
-                "At most 4 reference images are supported.",
-                code="invalid_value",
-                param="metadata.content",
+                "At most 4 reference images are supported.", param="metadata.content"
             )
         mode = "reference_image"
     elif len(roles) == 1:
         if roles[0] == "last_frame":
             raise GatewayError(
-                "A last_frame image needs a first_frame image.",
-                code="invalid_value",
-                param="metadata.content[1].role",
+                "A last_frame image needs a first_frame image.", param="metadata.content[1].role"
             )
         mode = "first_frame"
     elif len(roles) == 2 and sorted(r or "" for r in roles) == ["first_frame", "last_frame"]:
@@ -605,7 +583,6 @@ def _seedance_images(rule: ModelRule, items: list[Any]) -> ImageMode | None:
         raise GatewayError(
             "Two images must be marked role 'first_frame' and role 'last_frame'; "
             "more images are only allowed as reference_image.",
-            code="invalid_value",
             param="metadata.content",
         )
     if mode not in rule.image_modes:
@@ -653,7 +630,6 @@ def _seedance(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
     if not isinstance(first, dict) or first.get("type") != "text":
         raise GatewayError(
             '\'metadata.content[0]\' must be a text item: {"type": "text", "text": ...}.',
-            code="invalid_value",
             param="metadata.content[0]",
         )
     for key in first:
@@ -669,19 +645,12 @@ def _seedance(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
         and flags.get("resolution") == "1080p"
     ):
         raise GatewayError(
-            f"Reference image mode of '{rule.id}' does not support 1080p.",
-            code="invalid_value",
-            param="--rs",
+            f"Reference image mode of '{rule.id}' does not support 1080p.", param="--rs"
         )
     return text
 
 
-_VALIDATORS = {
-    Family.SORA: _sora,
-    Family.VEO: _veo,
-    Family.WAN: _wan,
-    Family.SEEDANCE: _seedance,
-}
+_VALIDATORS = {Family.SORA: _sora, Family.VEO: _veo, Family.WAN: _wan, Family.SEEDANCE: _seedance}
 
 
 def validate_submit(body: object, *, strict: bool = True) -> Accepted:
