@@ -8,48 +8,29 @@ when the answer is lost or the process dies mid-request.
 
 Design choices:
 
-* **WAL mode + ``busy_timeout``** so several server processes (an editor and a
-  CLI, say) can share one file: readers never block the writer, and a writer
-  waits for another writer instead of failing. Every write is a short
-  ``BEGIN IMMEDIATE`` transaction, so a read-then-write never has to upgrade
+* **WAL mode + ``busy_timeout``** so several server processes can share one file:
+  readers never block the writer, a writer waits for another. Every write is a
+  short ``BEGIN IMMEDIATE`` transaction, so a read-then-write never has to upgrade
   its lock (which in WAL mode fails at once instead of waiting).
-* **``synchronous=FULL``**: the WAL is fsynced at every commit. ``NORMAL``
-  survives a crash of the process but may lose the last commits on power loss
-  or an OS crash; the rows here record tasks that cost money, writes are rare
-  (one per submit and per status *change*), so durability wins over the few
-  milliseconds an fsync costs.
-* **One connection per :class:`Journal`, guarded by a lock.** The SQLite work
-  runs in anyio worker threads (never on the event loop), and those threads
-  differ from call to call, so the connection is opened with
-  ``check_same_thread=False`` and a :class:`threading.Lock` makes sure only one
-  thread uses it at a time. Worker calls are not abandoned on cancellation, so
-  a write that started always finishes.
-* **Schema versioned with ``PRAGMA user_version``**; :data:`_MIGRATIONS` holds
-  one step per version, applied in one transaction at :meth:`Journal.open`.
-* **A corrupt file** (not a database, or ``PRAGMA quick_check`` not ``ok``; the
-  check runs only after an unclean close or a damaged page met in use, so a
-  clean start-up does not grow with the journal) is moved aside to
-  ``tasks.sqlite3.corrupt-<UTC timestamp>`` together with its
-  ``-wal``/``-shm`` files, a warning is logged, and a fresh journal is started.
-  A *busy* or unreadable database is not corruption: it raises
-  :class:`JournalError` and is left alone.
-* **Only tasks this server submitted are journalled.** :meth:`Journal.record_status`
-  and :meth:`Journal.record_download` for a task id the journal does not know
-  (created by another tool or another state dir) do nothing and return
-  ``None``: its model and arguments are unknown, and a row made of guesses
-  would be worse than none.
-* **Terminal states stick.** Once a task is ``succeeded`` or ``failed``, a later
-  non-terminal observation (two processes polling, answers arriving out of
-  order) does not move it back.
-* **Idempotency keys** (schema v2) live in their own table, one row per key
-  pointing at the submission that holds it; :meth:`Journal.claim_key` inserts
-  the key and the ``submitting`` row in one ``BEGIN IMMEDIATE`` transaction, so
-  of two processes racing with one key exactly one submits. Each row also keeps
-  a digest of its checked arguments (``arguments_hash``) to spot repeats.
-* **No image data and no signatures in the public view.** Any ``data:`` URL in
-  the arguments is replaced by ``sha256:<hex> (<mime>, N bytes)`` before it is
-  stored; the result URL is stored whole (downloads need it) but serialised as
-  ``scheme://host/path`` without its query string.
+* **``synchronous=FULL``**: the rows record tasks that cost money and writes are
+  rare (one per submit and per status *change*), so surviving power loss wins
+  over the milliseconds an fsync costs.
+* **One connection per :class:`Journal`, guarded by a lock**, used from anyio
+  worker threads (``check_same_thread=False``); a write that started always
+  finishes (worker calls are not abandoned on cancellation).
+* **Schema versioned with ``PRAGMA user_version``**, one step per version in
+  :data:`_MIGRATIONS`, applied in one transaction at :meth:`Journal.open`.
+* **A corrupt file** (checked only after an unclean close or a damaged page met
+  in use, so a clean start-up does not grow with the journal) is moved aside to
+  ``tasks.sqlite3.corrupt-<UTC timestamp>`` with its ``-wal``/``-shm`` files and
+  a fresh journal is started. A *busy* or unreadable database is not corruption:
+  it raises :class:`JournalError` and is left alone.
+* **Only tasks this server submitted are journalled**: for another task id its
+  model and arguments are unknown, and a row made of guesses would be worse than
+  none. **Terminal states stick** (polls answered out of order do not undo them).
+* **No image data and no signatures in the public view**: ``data:`` URLs in the
+  arguments are stored as ``sha256:<hex> (<mime>, N bytes)``; the result URL is
+  stored whole (downloads need it) but serialised without its query string.
 """
 
 from __future__ import annotations
