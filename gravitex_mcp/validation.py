@@ -281,13 +281,9 @@ def _check_value(spec: ModelSpec, name: str, value: Any, shown: str) -> tuple[An
         too_high = arg.maximum is not None and normal > arg.maximum
         if too_low or too_high:
             return value, unsupported
-    if arg.pattern is not None and not _matches(arg.pattern, str(normal)):
+    if arg.pattern is not None and re.search(arg.pattern, str(normal)) is None:
         return value, f"{shown} is not accepted by {spec.id}; {valid_values_text(name, arg)}"
     return normal, None
-
-
-def _matches(pattern: str, text: str) -> bool:
-    return re.search(pattern, text) is not None
 
 
 def _not_taken(spec: ModelSpec, name: str) -> str:
