@@ -3,52 +3,36 @@
 ``image``, ``last_frame`` and every item of ``reference_images`` may be:
 
 * **an https URL** - sent upstream byte for byte, never fetched by us. Refused:
-  any scheme but ``https`` (``http://``, ``file://``, ...), a URL with no host,
-  credentials (``user:pass@``), ``localhost`` / ``*.localhost``, and a host
-  that is an IP literal outside the public internet (private, loopback,
-  link-local, unspecified, multicast, reserved, shared/CGNAT, ...), for IPv4
-  and IPv6 alike, including bracketed IPv6, IPv4 inside IPv6 (mapped, 6to4,
-  Teredo, NAT64) and the legacy numeric IPv4 spellings browsers still accept
-  (``https://2130706433/``, ``https://0x7f.1/``, ``https://0177.0.0.1/``).
-  Whitespace, control characters and backslashes are refused rather than
-  silently cleaned up, so the URL we checked is exactly the URL we send.
-  Host *names* are not resolved: where they point is the provider's business.
-* **a data URL** ``data:<mime>;base64,<payload>`` - checked: the MIME type must
-  be ``image/png``, ``image/jpeg`` (``image/jpg`` is accepted and rewritten to
-  ``image/jpeg``) or ``image/webp``; the payload must be strict standard
-  base64 (no whitespace, correct ``=`` padding); the decoded bytes must be at
-  most :data:`MAX_MEDIA_BYTES` (judged from the encoded length before
-  anything is decoded) and really be the declared type by their magic bytes
-  with a readable header. The URL sent upstream is rebuilt as
-  ``data:<mime>;base64,<payload>`` (extra parameters dropped).
-* **a local path** - read only from inside ``input_dirs``
-  (``GRAVITEX_INPUT_DIRS``); with none configured every path is refused.
-  ``~`` is expanded. A relative path is looked up in each input dir in order
-  and the first dir where it exists is used (if it exists in none, the first
-  dir is named in the error). The path is resolved with every symlink
-  followed and must land inside one of the (resolved) input dirs, so ``..``
-  and symlinks that leave them are refused, while symlinks that stay inside
-  are fine. It must be a regular file of at most :data:`MAX_MEDIA_BYTES`
-  (checked with ``fstat`` before reading; at most the limit + 1 bytes are
-  ever read) whose bytes are a PNG, JPEG or WEBP with a readable header. It
-  travels as a data URL whose MIME type comes from the content, never from
-  the file name.
+  any other scheme, no host, credentials (``user:pass@``), ``localhost``, and an
+  IP literal outside the public internet, in every spelling a browser accepts
+  (bracketed IPv6, IPv4 inside IPv6 - mapped, 6to4, Teredo, NAT64 - and numeric
+  IPv4 such as ``https://2130706433/`` or ``https://0x7f.1/``). Whitespace,
+  control characters and backslashes are refused rather than cleaned up, so the
+  URL we checked is the URL we send. Host *names* are not resolved.
+* **a data URL** ``data:<mime>;base64,<payload>`` - a PNG, JPEG (``image/jpg``
+  is read as ``image/jpeg``) or WEBP in strict standard base64, at most
+  :data:`MAX_MEDIA_BYTES` decoded (judged from the length before decoding), whose
+  bytes really are the declared type with a readable header. It is sent rebuilt
+  as ``data:<mime>;base64,<payload>`` (extra parameters dropped).
+* **a local path** - only from inside ``input_dirs`` (``GRAVITEX_INPUT_DIRS``;
+  none configured: every path is refused). A relative path is looked up in each
+  input dir in order. With every symlink followed it must land inside one of
+  them, be a regular file of at most :data:`MAX_MEDIA_BYTES` (at most the limit
+  + 1 bytes are ever read) and hold a PNG, JPEG or WEBP, judged by its bytes, not
+  its name. It travels as a data URL.
 
-A value that starts with ``data:`` is a data URL; one that starts with a URL
-scheme (``letters:``) is a URL; anything else is a path (so a file literally
-named ``x:y.png`` must be given as ``./x:y.png``).
+A value that starts with ``data:`` is a data URL, one that starts with a URL
+scheme (``letters:``) a URL, anything else a path (``./x:y.png`` for a file
+named ``x:y.png``).
 
-``audio_url`` (Wan 2.5 only) is an https URL, checked as above, or - as the
-contract allows - a local path under the same rules as images (inside
-GRAVITEX_INPUT_DIRS, at most 10 MB), which must really be an audio file
-(MP3, WAV, M4A/AAC, OGG or FLAC by its bytes) and travels as a data URL. Audio
-data URLs given directly are refused: the upstream docs describe ``audio_url``
-as "Custom audio file URL (HTTPS format)".
+``audio_url`` (Wan 2.5 only) is an https URL, checked as above, or a local path
+under the same rules, holding MP3, WAV, M4A/AAC, OGG or FLAC; audio data URLs
+are refused (the upstream docs: "Custom audio file URL (HTTPS format)").
 
-Every refusal is an :class:`~gravitex_mcp.errors.InvalidArgumentsError` with
-one :class:`~gravitex_mcp.errors.Problem` for the given field, saying what is
-wrong and what is valid. Echoed values are cut to about 80 characters; a data
-URL's payload, a URL's credentials and its query string are never echoed.
+Every refusal is an :class:`~gravitex_mcp.errors.InvalidArgumentsError` with one
+:class:`~gravitex_mcp.errors.Problem` for the field, saying what is wrong and
+what is valid. A data URL's payload, a URL's credentials and its query string
+are never echoed.
 """
 
 from __future__ import annotations
