@@ -259,31 +259,22 @@ def _code_of(value: Any) -> str | int | None:
 
 
 def _task_error(raw: Mapping[str, Any]) -> TaskError | None:
-    """``error: {code, message}``, ``error: "text"`` or ``metadata.output.{code,message}``."""
+    """``error: {code, message}``, ``error: "text"`` or ``metadata.output.{code,message}``
+    (whose message also serves an ``error`` that has a code only)."""
     err = raw.get("error")
     if isinstance(err, str) and err.strip():
         return TaskError(code=None, message=err.strip())
+    metadata = raw.get("metadata")
+    output = metadata.get("output") if isinstance(metadata, dict) else None
+    output = output if isinstance(output, dict) else {}
+    fallback = _message_of(output.get("message"))
     if isinstance(err, dict):
         message = _message_of(err.get("message")) or _message_of(err.get("msg"))
         code = _code_of(err.get("code"))
-        if message:
+        if message or code is not None:
+            message = message or fallback or "The API gave an error code without a message."
             return TaskError(code=code, message=message)
-        if code is not None:
-            fallback = _task_error_from_metadata(raw)
-            if fallback is not None:
-                return TaskError(code=code, message=fallback.message)
-            return TaskError(code=code, message="The API gave an error code without a message.")
-    return _task_error_from_metadata(raw)
-
-
-def _task_error_from_metadata(raw: Mapping[str, Any]) -> TaskError | None:
-    metadata = raw.get("metadata")
-    output = metadata.get("output") if isinstance(metadata, dict) else None
-    if isinstance(output, dict):
-        message = _message_of(output.get("message"))
-        if message:
-            return TaskError(code=_code_of(output.get("code")), message=message)
-    return None
+    return TaskError(code=_code_of(output.get("code")), message=fallback) if fallback else None
 
 
 def _task_id_of(value: Any) -> str | None:
