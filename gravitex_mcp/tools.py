@@ -155,25 +155,20 @@ def _seen_lines(video: SavedVideo) -> list[str]:
     return lines
 
 
-async def _image_block(path: str, mime_type: str) -> ImageContent | None:
-    """The image file at ``path`` as an MCP image block (None if it cannot be read)."""
-    try:
-        data = await anyio.Path(path).read_bytes()
-    except OSError as exc:
-        logger.warning("could not read %s for the result: %s", Path(path).name, exc)
-        return None
+def _image(data: bytes, mime_type: str) -> ImageContent:
     return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime_type)
 
 
-def _png_block(png: bytes) -> ImageContent:
-    return ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
-
-
 async def _preview_block(video: SavedVideo | None, wanted: bool) -> list[ContentBlock]:
+    """The contact sheet as an image block, when wanted and readable."""
     if not wanted or video is None or video.preview is None:
         return []
-    block = await _image_block(video.preview.path, "image/jpeg")
-    return [] if block is None else [block]
+    try:
+        data = await anyio.Path(video.preview.path).read_bytes()
+    except OSError as exc:
+        logger.warning("could not read %s for the result: %s", Path(video.preview.path).name, exc)
+        return []
+    return [_image(data, "image/jpeg")]
 
 
 def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
@@ -446,7 +441,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 f"  {f.at_seconds:.3f} s: {f.path} ({f.width}x{f.height})" for f in result.frames
             )
             content: list[ContentBlock] = [TextContent(type="text", text="\n".join(lines))]
-            content.extend(_png_block(png) for png in shown)
+            content.extend(_image(png, "image/png") for png in shown)
             return CallToolResult(
                 content=content, structured_content=result.model_dump(mode="json")
             )
