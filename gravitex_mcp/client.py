@@ -764,38 +764,33 @@ class GravitexClient:
 
     async def _read_json(self, op: _Op, response: httpx2.Response) -> Any:
         """The JSON body, or :class:`MalformedResponseError`; transport errors pass through."""
-        rid = _request_id(response.headers)
-        content_type = response.headers.get("content-type", "")
+
+        def malformed(what: str) -> MalformedResponseError:
+            return MalformedResponseError(
+                f"{op.service} sent {what} while {op.doing} (HTTP {response.status_code}).",
+                status_code=response.status_code,
+                request_id=_request_id(response.headers),
+            )
+
         try:
             body = await _read_limited(response, MAX_JSON_BODY)
         except _BodyTooLargeError:
-            raise MalformedResponseError(
-                f"{op.service} sent more than {MAX_JSON_BODY} bytes where a small JSON "
-                f"answer was expected while {op.doing}.",
-                status_code=response.status_code,
-                request_id=rid,
+            raise malformed(
+                f"more than {MAX_JSON_BODY} bytes where a small JSON answer was expected"
             ) from None
         except httpx2.DecodingError as exc:
-            raise MalformedResponseError(
-                f"{op.service} sent a body that could not be decoded while {op.doing}.",
-                status_code=response.status_code,
-                request_id=rid,
-            ) from exc
+            raise malformed("a body that could not be decoded") from exc
         try:
             return json.loads(body)
         except ValueError as exc:
+            content_type = response.headers.get("content-type", "")
             if not body.strip():
                 what = "an empty body"
             elif _looks_like_html(body, content_type):
                 what = "an HTML page"
             else:
                 what = f"a body that is not JSON ({content_type or 'no content type'})"
-            raise MalformedResponseError(
-                f"{op.service} sent {what} instead of JSON while {op.doing} "
-                f"(HTTP {response.status_code}).",
-                status_code=response.status_code,
-                request_id=rid,
-            ) from exc
+            raise malformed(f"{what} instead of JSON") from exc
 
     def _parse_task(
         self,
