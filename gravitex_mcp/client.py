@@ -316,31 +316,24 @@ async def _aclose(response: httpx2.Response) -> None:
         await response.aclose()
 
 
-class _BodyTooLargeError(Exception):
-    pass
-
-
-async def _read_limited(response: httpx2.Response, limit: int) -> bytes:
-    """The decoded body, or :class:`_BodyTooLargeError` once it passes ``limit`` bytes."""
+async def _read_upto(response: httpx2.Response, limit: int, *, quiet: bool = False) -> bytes:
+    """The decoded body, read until it passes ``limit`` bytes (so a longer body shows as
+    ``limit`` + 1 bytes or more); ``quiet``: a transport error ends it with what came."""
     buffer = bytearray()
-    async for chunk in response.aiter_bytes():
-        buffer += chunk
-        if len(buffer) > limit:
-            raise _BodyTooLargeError
+    try:
+        async for chunk in response.aiter_bytes():
+            buffer += chunk
+            if len(buffer) > limit:
+                break
+    except httpx2.RequestError:
+        if not quiet:
+            raise
     return bytes(buffer)
 
 
 async def _read_error_body(response: httpx2.Response) -> bytes:
     """Up to :data:`MAX_ERROR_BODY` bytes of an error answer; never raises a transport error."""
-    buffer = bytearray()
-    try:
-        async for chunk in response.aiter_bytes():
-            buffer += chunk
-            if len(buffer) >= MAX_ERROR_BODY:
-                break
-    except httpx2.RequestError:
-        pass
-    return bytes(buffer[:MAX_ERROR_BODY])
+    return (await _read_upto(response, MAX_ERROR_BODY, quiet=True))[:MAX_ERROR_BODY]
 
 
 # --- the retry loop plumbing ---------------------------------------------------------
@@ -773,13 +766,13 @@ class GravitexClient:
             )
 
         try:
-            body = await _read_limited(response, MAX_JSON_BODY)
-        except _BodyTooLargeError:
-            raise malformed(
-                f"more than {MAX_JSON_BODY} bytes where a small JSON answer was expected"
-            ) from None
+            body = await _read_upto(response, MAX_JSON_BODY)
         except httpx2.DecodingError as exc:
             raise malformed("a body that could not be decoded") from exc
+        if len(body) > MAX_JSON_BODY:
+            raise malformed(
+                f"more than {MAX_JSON_BODY} bytes where a small JSON answer was expected"
+            )
         try:
             return json.loads(body)
         except ValueError as exc:
