@@ -494,10 +494,10 @@ class VideoService:
         snapshot: TaskSnapshot,
         filename: str | None,
     ) -> SavedVideo:
-        """:meth:`_save`, run at most once at a time per task: in the background (it
-        outlives the caller's bound), and under the task's lock file so another server
-        sharing the folders does not save it too. A caller joining a running save gets
-        its file (whatever ``filename`` that save was given)."""
+        """Download the finished task's video and journal where it went, at most once at
+        a time per task: in the background (it outlives the caller's bound), and under the
+        task's lock file so another server sharing the folders does not save it too. A
+        caller joining a running save gets its file (whatever ``filename`` it was given)."""
 
         async def save(_: object) -> SavedVideo:
             self._save_names[task_id] = filename
@@ -508,9 +508,24 @@ class VideoService:
                     reused = _existing_download(await self._journal.get(task_id))
                     if reused is not None:
                         return await self._seen(task_id, reused)
-                return await self._save(
-                    task_id, delivery=delivery, snapshot=snapshot, filename=filename
+                saved = await download_video(
+                    self._client,
+                    task_id=task_id,
+                    delivery=delivery or _delivery_from_answer(snapshot),
+                    url=snapshot.url,
+                    output_dir=self._output,
+                    filename=filename,
                 )
+                # Journalled before the lock goes: the next holder finds the file.
+                try:
+                    path, size, sha = Path(saved.path), saved.size_bytes, saved.sha256
+                    await self._journal.record_download(
+                        task_id, path=path, size_bytes=size, sha256=sha
+                    )
+                except JournalError:
+                    logger.exception("could not record the download of task %s", task_id)
+                logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, size)
+                return await self._seen(task_id, saved)
             finally:
                 lock.release()
                 self._save_names.pop(task_id, None)
@@ -558,32 +573,6 @@ class VideoService:
                 )
                 logged = True
             await self._clock.sleep(TASK_LOCK_RETRY_SECONDS)
-
-    async def _save(
-        self,
-        task_id: str,
-        *,
-        delivery: Delivery | None,
-        snapshot: TaskSnapshot,
-        filename: str | None,
-    ) -> SavedVideo:
-        """Download the video of finished task ``task_id`` and journal where it went."""
-        saved = await download_video(
-            self._client,
-            task_id=task_id,
-            delivery=delivery or _delivery_from_answer(snapshot),
-            url=snapshot.url,
-            output_dir=self._output,
-            filename=filename,
-        )
-        try:
-            await self._journal.record_download(
-                task_id, path=Path(saved.path), size_bytes=saved.size_bytes, sha256=saved.sha256
-            )
-        except JournalError:
-            logger.exception("could not record the download of task %s", task_id)
-        logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
-        return await self._seen(task_id, saved)
 
     async def _check_failed(self, task_id: str, exc: APIError) -> GravitexError:
         """The error for a failed status check: an unknown task says so (and whether
