@@ -27,7 +27,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .arguments import MAX_PROMPT_CHARS, GenerateVideoInput, VideoArguments
+from .arguments import MAX_PROMPT_CHARS, SERVER_ARGUMENTS, GenerateVideoInput, VideoArguments
 from .catalog import (
     ARGUMENT_TYPES,
     CATALOG,
@@ -198,10 +198,9 @@ def _input_problem(spec: ModelSpec | None, name: str, error: ErrorDetails) -> st
     kind = error["type"]
     if kind == "extra_forbidden":
         names = ["model", "prompt", *spec.arguments] if spec else list(VideoArguments.model_fields)
-        server = ["dry_run", "wait_seconds", "download", "idempotency_key"]
         return (
             f"is not an argument of generate_video; valid arguments: "
-            f"{', '.join(argument_names(names))}, {', '.join(server)}"
+            f"{', '.join(argument_names(names))}, {', '.join(SERVER_ARGUMENTS)}"
         )
     if kind == "missing":
         if name == "model":
