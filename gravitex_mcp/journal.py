@@ -751,12 +751,6 @@ class Journal:
                 self._conn.close()
                 self._conn = None
 
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # --- plumbing
 
     def _stamp(self) -> str:
