@@ -71,7 +71,6 @@ from .errors import (
     MalformedResponseError,
     MalformedSubmitResponseError,
     NotFoundError,
-    Problem,
     RateLimitError,
     SubmitOutcomeUnknownError,
     URLExpiredError,
@@ -289,8 +288,8 @@ def _task_id_of(value: Any) -> str | None:
 
 def _check_task_id(task_id: str) -> str:
     if not isinstance(task_id, str) or not task_id.strip():
-        raise InvalidArgumentsError(
-            [Problem("task_id", "must be a non-empty task id, as returned by generate_video")]
+        raise InvalidArgumentsError.about(
+            "task_id", "must be a non-empty task id, as returned by generate_video"
         )
     tid = task_id.strip()
     if (
@@ -298,14 +297,10 @@ def _check_task_id(task_id: str) -> str:
         or len(tid) > MAX_TASK_ID_LENGTH
         or any(ord(c) < 32 or ord(c) == 127 for c in tid)
     ):
-        raise InvalidArgumentsError(
-            [
-                Problem(
-                    "task_id",
-                    f"is not a valid task id (at most {MAX_TASK_ID_LENGTH} printable "
-                    "characters, as returned by generate_video)",
-                )
-            ]
+        raise InvalidArgumentsError.about(
+            "task_id",
+            f"is not a valid task id (at most {MAX_TASK_ID_LENGTH} printable "
+            "characters, as returned by generate_video)",
         )
     return tid
 

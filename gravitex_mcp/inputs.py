@@ -51,7 +51,7 @@ from typing import Final, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from .audio import AUDIO_TYPES_TEXT, sniff_audio_type
-from .errors import InvalidArgumentsError, Problem
+from .errors import InvalidArgumentsError
 from .images import ACCEPTED_IMAGE_TYPES, describe_bytes, image_dimensions, sniff_image_type
 from .redact import clip, redact_url
 
@@ -682,7 +682,7 @@ def _held_audio(data: bytes, *, field: str, shown: str) -> ResolvedMedia:
 
 
 def _refuse(field: str, message: str) -> NoReturn:
-    raise InvalidArgumentsError([Problem(field, message)])
+    raise InvalidArgumentsError.about(field, message)
 
 
 def _echo(value: str) -> str:
