@@ -260,3 +260,9 @@ class GenerateVideoInput(VideoArguments):
             ),
         ),
     ] = None
+
+
+#: The arguments the server acts on itself (never sent upstream).
+SERVER_ARGUMENTS: Final = tuple(
+    n for n in GenerateVideoInput.model_fields if n not in VideoArguments.model_fields
+)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Final
 
-ACCEPTED_AUDIO_TYPES: Final = ("audio/mpeg", "audio/wav", "audio/mp4", "audio/ogg", "audio/flac")
 AUDIO_TYPES_TEXT: Final = "MP3, WAV, M4A/AAC, OGG or FLAC"
 
 

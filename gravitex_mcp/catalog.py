@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 
 from .domain import Delivery, Family, Mode
 from .errors import InvalidArgumentsError, Problem
+from .redact import clip
 
 Value = str | int | bool
 JSONType = Literal["string", "integer", "boolean", "array"]
@@ -618,7 +619,7 @@ def get_model(model_id: str) -> ModelSpec:
 
 def unknown_model_problem(model_id: str) -> Problem:
     """The problem reported for a model id that is not in the catalog."""
-    shown = model_id if len(model_id) <= 80 else model_id[:79] + "…"
+    shown = clip(model_id, 80)
     return Problem("model", f"{shown!r} is not a known model; valid values: {', '.join(MODEL_IDS)}")
 
 

@@ -71,12 +71,11 @@ from .errors import (
     MalformedResponseError,
     MalformedSubmitResponseError,
     NotFoundError,
-    Problem,
     RateLimitError,
     SubmitOutcomeUnknownError,
     URLExpiredError,
 )
-from .redact import redact_url, scrub
+from .redact import clip, redact_url, scrub
 from .retry import RetryPolicy, parse_retry_after
 
 __all__ = [
@@ -200,8 +199,7 @@ def _request_id(headers: httpx2.Headers) -> str | None:
 
 
 def _shorten(text: str, limit: int = MAX_UPSTREAM_MESSAGE) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return clip(" ".join(text.split()), limit)
 
 
 def _message_of(value: Any, depth: int = 0) -> str | None:
@@ -260,31 +258,22 @@ def _code_of(value: Any) -> str | int | None:
 
 
 def _task_error(raw: Mapping[str, Any]) -> TaskError | None:
-    """``error: {code, message}``, ``error: "text"`` or ``metadata.output.{code,message}``."""
+    """``error: {code, message}``, ``error: "text"`` or ``metadata.output.{code,message}``
+    (whose message also serves an ``error`` that has a code only)."""
     err = raw.get("error")
     if isinstance(err, str) and err.strip():
         return TaskError(code=None, message=err.strip())
+    metadata = raw.get("metadata")
+    output = metadata.get("output") if isinstance(metadata, dict) else None
+    output = output if isinstance(output, dict) else {}
+    fallback = _message_of(output.get("message"))
     if isinstance(err, dict):
         message = _message_of(err.get("message")) or _message_of(err.get("msg"))
         code = _code_of(err.get("code"))
-        if message:
+        if message or code is not None:
+            message = message or fallback or "The API gave an error code without a message."
             return TaskError(code=code, message=message)
-        if code is not None:
-            fallback = _task_error_from_metadata(raw)
-            if fallback is not None:
-                return TaskError(code=code, message=fallback.message)
-            return TaskError(code=code, message="The API gave an error code without a message.")
-    return _task_error_from_metadata(raw)
-
-
-def _task_error_from_metadata(raw: Mapping[str, Any]) -> TaskError | None:
-    metadata = raw.get("metadata")
-    output = metadata.get("output") if isinstance(metadata, dict) else None
-    if isinstance(output, dict):
-        message = _message_of(output.get("message"))
-        if message:
-            return TaskError(code=_code_of(output.get("code")), message=message)
-    return None
+    return TaskError(code=_code_of(output.get("code")), message=fallback) if fallback else None
 
 
 def _task_id_of(value: Any) -> str | None:
@@ -299,8 +288,8 @@ def _task_id_of(value: Any) -> str | None:
 
 def _check_task_id(task_id: str) -> str:
     if not isinstance(task_id, str) or not task_id.strip():
-        raise InvalidArgumentsError(
-            [Problem("task_id", "must be a non-empty task id, as returned by generate_video")]
+        raise InvalidArgumentsError.about(
+            "task_id", "must be a non-empty task id, as returned by generate_video"
         )
     tid = task_id.strip()
     if (
@@ -308,14 +297,10 @@ def _check_task_id(task_id: str) -> str:
         or len(tid) > MAX_TASK_ID_LENGTH
         or any(ord(c) < 32 or ord(c) == 127 for c in tid)
     ):
-        raise InvalidArgumentsError(
-            [
-                Problem(
-                    "task_id",
-                    f"is not a valid task id (at most {MAX_TASK_ID_LENGTH} printable "
-                    "characters, as returned by generate_video)",
-                )
-            ]
+        raise InvalidArgumentsError.about(
+            "task_id",
+            f"is not a valid task id (at most {MAX_TASK_ID_LENGTH} printable "
+            "characters, as returned by generate_video)",
         )
     return tid
 
@@ -326,31 +311,24 @@ async def _aclose(response: httpx2.Response) -> None:
         await response.aclose()
 
 
-class _BodyTooLargeError(Exception):
-    pass
-
-
-async def _read_limited(response: httpx2.Response, limit: int) -> bytes:
-    """The decoded body, or :class:`_BodyTooLargeError` once it passes ``limit`` bytes."""
+async def _read_upto(response: httpx2.Response, limit: int, *, quiet: bool = False) -> bytes:
+    """The decoded body, read until it passes ``limit`` bytes (so a longer body shows as
+    ``limit`` + 1 bytes or more); ``quiet``: a transport error ends it with what came."""
     buffer = bytearray()
-    async for chunk in response.aiter_bytes():
-        buffer += chunk
-        if len(buffer) > limit:
-            raise _BodyTooLargeError
+    try:
+        async for chunk in response.aiter_bytes():
+            buffer += chunk
+            if len(buffer) > limit:
+                break
+    except httpx2.RequestError:
+        if not quiet:
+            raise
     return bytes(buffer)
 
 
 async def _read_error_body(response: httpx2.Response) -> bytes:
     """Up to :data:`MAX_ERROR_BODY` bytes of an error answer; never raises a transport error."""
-    buffer = bytearray()
-    try:
-        async for chunk in response.aiter_bytes():
-            buffer += chunk
-            if len(buffer) >= MAX_ERROR_BODY:
-                break
-    except httpx2.RequestError:
-        pass
-    return bytes(buffer[:MAX_ERROR_BODY])
+    return (await _read_upto(response, MAX_ERROR_BODY, quiet=True))[:MAX_ERROR_BODY]
 
 
 # --- the retry loop plumbing ---------------------------------------------------------
@@ -500,10 +478,6 @@ class GravitexClient:
     @property
     def timeouts(self) -> Timeouts:
         return self._timeouts
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return self._retry
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -778,38 +752,33 @@ class GravitexClient:
 
     async def _read_json(self, op: _Op, response: httpx2.Response) -> Any:
         """The JSON body, or :class:`MalformedResponseError`; transport errors pass through."""
-        rid = _request_id(response.headers)
-        content_type = response.headers.get("content-type", "")
+
+        def malformed(what: str) -> MalformedResponseError:
+            return MalformedResponseError(
+                f"{op.service} sent {what} while {op.doing} (HTTP {response.status_code}).",
+                status_code=response.status_code,
+                request_id=_request_id(response.headers),
+            )
+
         try:
-            body = await _read_limited(response, MAX_JSON_BODY)
-        except _BodyTooLargeError:
-            raise MalformedResponseError(
-                f"{op.service} sent more than {MAX_JSON_BODY} bytes where a small JSON "
-                f"answer was expected while {op.doing}.",
-                status_code=response.status_code,
-                request_id=rid,
-            ) from None
+            body = await _read_upto(response, MAX_JSON_BODY)
         except httpx2.DecodingError as exc:
-            raise MalformedResponseError(
-                f"{op.service} sent a body that could not be decoded while {op.doing}.",
-                status_code=response.status_code,
-                request_id=rid,
-            ) from exc
+            raise malformed("a body that could not be decoded") from exc
+        if len(body) > MAX_JSON_BODY:
+            raise malformed(
+                f"more than {MAX_JSON_BODY} bytes where a small JSON answer was expected"
+            )
         try:
             return json.loads(body)
         except ValueError as exc:
+            content_type = response.headers.get("content-type", "")
             if not body.strip():
                 what = "an empty body"
             elif _looks_like_html(body, content_type):
                 what = "an HTML page"
             else:
                 what = f"a body that is not JSON ({content_type or 'no content type'})"
-            raise MalformedResponseError(
-                f"{op.service} sent {what} instead of JSON while {op.doing} "
-                f"(HTTP {response.status_code}).",
-                status_code=response.status_code,
-                request_id=rid,
-            ) from exc
+            raise malformed(f"{what} instead of JSON") from exc
 
     def _parse_task(
         self,

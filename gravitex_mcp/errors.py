@@ -60,6 +60,11 @@ class InvalidArgumentsError(GravitexError):
             message = f"{head} ({len(self.problems)} problems):\n{lines}"
         super().__init__(message + "\nNothing was sent to the Gravitex API.")
 
+    @classmethod
+    def about(cls, field: str, message: str) -> InvalidArgumentsError:
+        """The error for one problem with one field."""
+        return cls([Problem(field, message)])
+
 
 # --- Talking to the upstream API ----------------------------------------------
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .probe import ProbeError
+from .probe import ProbeError, opened_video
 
 if TYPE_CHECKING:
     from av.video.frame import VideoFrame
@@ -46,37 +46,27 @@ def frames_at(path: Path, times: Sequence[float]) -> list[DecodedFrame]:
     One decoding pass from the start: short clips from a generator have few
     keyframes, so seeking would not save decoding, and one pass serves every time.
     """
-    import av  # lazy: FFmpeg's libraries load on first use
-
     if not times:
         return []
     order = sorted(range(len(times)), key=lambda i: times[i])
     picked: dict[int, DecodedFrame] = {}
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise ProbeError(f"{path.name} has no video stream.")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            last: DecodedFrame | None = None
-            pending = 0  # index into ``order`` of the next time to fill
-            for frame in container.decode(stream):
-                at = float(frame.time) if frame.time is not None else 0.0
-                # The frame on screen at time t is the last one starting at or before t.
-                while pending < len(order) and times[order[pending]] < at and last is not None:
-                    picked[order[pending]] = last
-                    pending += 1
-                last = DecodedFrame(at_seconds=round(at, 3), frame=frame)
-                if pending == len(order):
-                    break
-            if last is None:
-                raise ProbeError(f"{path.name} has no frame FFmpeg can decode.")
-            for index in order[pending:]:
-                picked[index] = last
-    except av.FFmpegError as exc:
-        raise ProbeError(f"{path.name} is not a video FFmpeg can read: {exc}") from exc
-    except OSError as exc:
-        raise ProbeError(f"Could not read {path.name}: {exc.strerror or exc}") from exc
+    with opened_video(path) as (container, stream):
+        stream.thread_type = "AUTO"
+        last: DecodedFrame | None = None
+        pending = 0  # index into ``order`` of the next time to fill
+        for frame in container.decode(stream):
+            at = float(frame.time) if frame.time is not None else 0.0
+            # The frame on screen at time t is the last one starting at or before t.
+            while pending < len(order) and times[order[pending]] < at and last is not None:
+                picked[order[pending]] = last
+                pending += 1
+            last = DecodedFrame(at_seconds=round(at, 3), frame=frame)
+            if pending == len(order):
+                break
+        if last is None:
+            raise ProbeError(f"{path.name} has no frame FFmpeg can decode.")
+        for index in order[pending:]:
+            picked[index] = last
     return [picked[i] for i in range(len(times))]
 
 

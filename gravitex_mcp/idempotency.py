@@ -23,7 +23,7 @@ import json
 from datetime import timedelta
 from typing import Final
 
-from .errors import GravitexError, InvalidArgumentsError, Problem
+from .errors import GravitexError, InvalidArgumentsError
 from .journal import Journal, JournalStatus, TaskRecord
 from .prepare import PreparedRequest
 from .waiting import Clock
@@ -83,15 +83,11 @@ async def claim_or_find(
         assert holder is not None  # claim_key sets one of the two
         if claim.arguments_hash != digest:
             first = holder.task_id or holder.local_id
-            raise InvalidArgumentsError(
-                [
-                    Problem(
-                        "idempotency_key",
-                        f"{key!r} was already used for task {first} ({holder.model}) with "
-                        "other arguments; repeat that call's arguments exactly to get its "
-                        "task back, or use a new key for new arguments",
-                    )
-                ]
+            raise InvalidArgumentsError.about(
+                "idempotency_key",
+                f"{key!r} was already used for task {first} ({holder.model}) with "
+                "other arguments; repeat that call's arguments exactly to get its "
+                "task back, or use a new key for new arguments",
             )
         if holder.task_id is not None:
             return holder

@@ -3,52 +3,36 @@
 ``image``, ``last_frame`` and every item of ``reference_images`` may be:
 
 * **an https URL** - sent upstream byte for byte, never fetched by us. Refused:
-  any scheme but ``https`` (``http://``, ``file://``, ...), a URL with no host,
-  credentials (``user:pass@``), ``localhost`` / ``*.localhost``, and a host
-  that is an IP literal outside the public internet (private, loopback,
-  link-local, unspecified, multicast, reserved, shared/CGNAT, ...), for IPv4
-  and IPv6 alike, including bracketed IPv6, IPv4 inside IPv6 (mapped, 6to4,
-  Teredo, NAT64) and the legacy numeric IPv4 spellings browsers still accept
-  (``https://2130706433/``, ``https://0x7f.1/``, ``https://0177.0.0.1/``).
-  Whitespace, control characters and backslashes are refused rather than
-  silently cleaned up, so the URL we checked is exactly the URL we send.
-  Host *names* are not resolved: where they point is the provider's business.
-* **a data URL** ``data:<mime>;base64,<payload>`` - checked: the MIME type must
-  be ``image/png``, ``image/jpeg`` (``image/jpg`` is accepted and rewritten to
-  ``image/jpeg``) or ``image/webp``; the payload must be strict standard
-  base64 (no whitespace, correct ``=`` padding); the decoded bytes must be at
-  most :data:`MAX_MEDIA_BYTES` (judged from the encoded length before
-  anything is decoded) and really be the declared type by their magic bytes
-  with a readable header. The URL sent upstream is rebuilt as
-  ``data:<mime>;base64,<payload>`` (extra parameters dropped).
-* **a local path** - read only from inside ``input_dirs``
-  (``GRAVITEX_INPUT_DIRS``); with none configured every path is refused.
-  ``~`` is expanded. A relative path is looked up in each input dir in order
-  and the first dir where it exists is used (if it exists in none, the first
-  dir is named in the error). The path is resolved with every symlink
-  followed and must land inside one of the (resolved) input dirs, so ``..``
-  and symlinks that leave them are refused, while symlinks that stay inside
-  are fine. It must be a regular file of at most :data:`MAX_MEDIA_BYTES`
-  (checked with ``fstat`` before reading; at most the limit + 1 bytes are
-  ever read) whose bytes are a PNG, JPEG or WEBP with a readable header. It
-  travels as a data URL whose MIME type comes from the content, never from
-  the file name.
+  any other scheme, no host, credentials (``user:pass@``), ``localhost``, and an
+  IP literal outside the public internet, in every spelling a browser accepts
+  (bracketed IPv6, IPv4 inside IPv6 - mapped, 6to4, Teredo, NAT64 - and numeric
+  IPv4 such as ``https://2130706433/`` or ``https://0x7f.1/``). Whitespace,
+  control characters and backslashes are refused rather than cleaned up, so the
+  URL we checked is the URL we send. Host *names* are not resolved.
+* **a data URL** ``data:<mime>;base64,<payload>`` - a PNG, JPEG (``image/jpg``
+  is read as ``image/jpeg``) or WEBP in strict standard base64, at most
+  :data:`MAX_MEDIA_BYTES` decoded (judged from the length before decoding), whose
+  bytes really are the declared type with a readable header. It is sent rebuilt
+  as ``data:<mime>;base64,<payload>`` (extra parameters dropped).
+* **a local path** - only from inside ``input_dirs`` (``GRAVITEX_INPUT_DIRS``;
+  none configured: every path is refused). A relative path is looked up in each
+  input dir in order. With every symlink followed it must land inside one of
+  them, be a regular file of at most :data:`MAX_MEDIA_BYTES` (at most the limit
+  + 1 bytes are ever read) and hold a PNG, JPEG or WEBP, judged by its bytes, not
+  its name. It travels as a data URL.
 
-A value that starts with ``data:`` is a data URL; one that starts with a URL
-scheme (``letters:``) is a URL; anything else is a path (so a file literally
-named ``x:y.png`` must be given as ``./x:y.png``).
+A value that starts with ``data:`` is a data URL, one that starts with a URL
+scheme (``letters:``) a URL, anything else a path (``./x:y.png`` for a file
+named ``x:y.png``).
 
-``audio_url`` (Wan 2.5 only) is an https URL, checked as above, or - as the
-contract allows - a local path under the same rules as images (inside
-GRAVITEX_INPUT_DIRS, at most 10 MB), which must really be an audio file
-(MP3, WAV, M4A/AAC, OGG or FLAC by its bytes) and travels as a data URL. Audio
-data URLs given directly are refused: the upstream docs describe ``audio_url``
-as "Custom audio file URL (HTTPS format)".
+``audio_url`` (Wan 2.5 only) is an https URL, checked as above, or a local path
+under the same rules, holding MP3, WAV, M4A/AAC, OGG or FLAC; audio data URLs
+are refused (the upstream docs: "Custom audio file URL (HTTPS format)").
 
-Every refusal is an :class:`~gravitex_mcp.errors.InvalidArgumentsError` with
-one :class:`~gravitex_mcp.errors.Problem` for the given field, saying what is
-wrong and what is valid. Echoed values are cut to about 80 characters; a data
-URL's payload, a URL's credentials and its query string are never echoed.
+Every refusal is an :class:`~gravitex_mcp.errors.InvalidArgumentsError` with one
+:class:`~gravitex_mcp.errors.Problem` for the field, saying what is wrong and
+what is valid. A data URL's payload, a URL's credentials and its query string
+are never echoed.
 """
 
 from __future__ import annotations
@@ -67,9 +51,9 @@ from typing import Final, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from .audio import AUDIO_TYPES_TEXT, sniff_audio_type
-from .errors import InvalidArgumentsError, Problem
+from .errors import InvalidArgumentsError
 from .images import ACCEPTED_IMAGE_TYPES, describe_bytes, image_dimensions, sniff_image_type
-from .redact import redact_url
+from .redact import clip, redact_url
 
 MediaKind = Literal["image", "audio"]
 MediaSource = Literal["url", "data_url", "path"]
@@ -192,16 +176,12 @@ def locate_media(
     scheme = _SCHEME_RE.match(value)
     # On Windows "C:\..." is a drive letter, not a one-letter URL scheme.
     if scheme is not None and not (os.name == "nt" and scheme.end() == 2):
-        _check_https_url(value, field=field, kind=kind)
+        check_https_url(value, field=field, valid=valid)
         return LocatedMedia(value, field, kind, "url", 0)
     return _locate_path(value, field=field, kind=kind, input_dirs=input_dirs)
 
 
 # --- https URLs -----------------------------------------------------------------
-
-
-def _check_https_url(value: str, *, field: str, kind: MediaKind) -> None:
-    check_https_url(value, field=field, valid=_VALID_IMAGE if kind == "image" else _VALID_AUDIO)
 
 
 def check_https_url(value: str, *, field: str, valid: str) -> None:
@@ -236,7 +216,9 @@ def check_https_url(value: str, *, field: str, valid: str) -> None:
         _refuse(field, f"{shown} is a file:// URL, which is not accepted; {where}. {valid}")
     if scheme != "https":
         _refuse(
-            field, f"{shown} uses the URL scheme {_clip(scheme)!r}, which is not accepted; {valid}"
+            field,
+            f"{shown} uses the URL scheme {clip(scheme, _ECHO_LIMIT)!r}, which is not "
+            f"accepted; {valid}",
         )
     netloc = parts.netloc
     if not netloc:
@@ -397,7 +379,8 @@ def _locate_data_url(value: str, *, field: str, kind: MediaKind) -> int:
     if mime not in ACCEPTED_IMAGE_TYPES:
         _refuse(
             field,
-            f"the data URL's MIME type {_clip(declared)!r} is not accepted; valid MIME types: "
+            f"the data URL's MIME type {clip(declared, _ECHO_LIMIT)!r} is not accepted; "
+            "valid MIME types: "
             f"{', '.join(ACCEPTED_IMAGE_TYPES)} (image/jpg is read as image/jpeg)",
         )
     if not length:
@@ -507,7 +490,11 @@ def _locate_path(
     roots = _resolved_roots(input_dirs)
     if not roots:
         _refuse(field, f"{shown}: none of the GRAVITEX_INPUT_DIRS can be used; {_VALID_IMAGE}")
-    roots_text = _clip(", ".join(str(root) for root in roots), 200)
+    roots_text = clip(", ".join(str(root) for root in roots), 200)
+    outside = (
+        f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
+        "valid: a file inside one of them ('..' and symlinks leading out are refused)"
+    )
     try:
         raw = Path(value).expanduser()
     except RuntimeError:
@@ -524,27 +511,19 @@ def _locate_path(
     except (OSError, RuntimeError) as exc:
         _refuse(field, f"{shown} cannot be resolved ({_os_reason(exc)}); {_VALID_IMAGE}")
     if not _inside(lexical, roots):
-        _refuse(
-            field,
-            f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
-            "valid: a file inside one of them ('..' and symlinks leading out are refused)",
-        )
+        _refuse(field, outside)
     try:
         resolved = target.resolve(strict=True)
     except FileNotFoundError:
         _refuse(
             field,
-            f"{shown} does not exist (looked in {_clip(str(lexical), 160)}); valid: an existing "
+            f"{shown} does not exist (looked in {clip(str(lexical), 160)}); valid: an existing "
             f"{types_text} file inside GRAVITEX_INPUT_DIRS ({roots_text})",
         )
     except (OSError, RuntimeError) as exc:
         _refuse(field, f"{shown} cannot be resolved ({_os_reason(exc)}); {_VALID_IMAGE}")
     if not _inside(resolved, roots):
-        _refuse(
-            field,
-            f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
-            "valid: a file inside one of them ('..' and symlinks leading out are refused)",
-        )
+        _refuse(field, outside)
     try:
         info = os.stat(resolved)
     except OSError as exc:
@@ -703,11 +682,7 @@ def _held_audio(data: bytes, *, field: str, shown: str) -> ResolvedMedia:
 
 
 def _refuse(field: str, message: str) -> NoReturn:
-    raise InvalidArgumentsError([Problem(field, message)])
-
-
-def _clip(text: str, limit: int = _ECHO_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    raise InvalidArgumentsError.about(field, message)
 
 
 def _echo(value: str) -> str:
@@ -717,7 +692,7 @@ def _echo(value: str) -> str:
     """
     if value[:5].lower() == "data:":
         header = value.split(",", 1)[0]
-        return f"{_clip(header, 60)!r} (data URL of {len(value)} characters)"
+        return f"{clip(header, 60)!r} (data URL of {len(value)} characters)"
     scheme, sep, rest = value.partition("://")
     if sep and _SCHEME_RE.fullmatch(scheme + ":"):
         cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
@@ -727,8 +702,8 @@ def _echo(value: str) -> str:
         path, query_mark, _query = tail.partition("?")
         path = path.split("#", 1)[0]
         shown = f"{scheme}://{authority}{path}{'?…' if query_mark else ''}"
-        return repr(_clip(shown))
-    return repr(_clip(value))
+        return repr(clip(shown, _ECHO_LIMIT))
+    return repr(clip(value, _ECHO_LIMIT))
 
 
 def _megabytes(size: int) -> str:

@@ -34,7 +34,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from .errors import GravitexError, InvalidArgumentsError, Problem, StorageError
+from .errors import GravitexError, InvalidArgumentsError, StorageError
 from .results import JoinVideosResult, Preview, Probe
 from .seeing import look_at
 from .storage import OutputDir, StoredFile
@@ -462,14 +462,10 @@ async def join_tasks(
     finished, failed, download refused); nothing is joined then.
     """
     if not MIN_CLIPS <= len(task_ids) <= MAX_CLIPS:
-        raise InvalidArgumentsError(
-            [
-                Problem(
-                    "task_ids",
-                    f"must list {MIN_CLIPS} to {MAX_CLIPS} task ids, in the order to join; "
-                    f"got {len(task_ids)}",
-                )
-            ]
+        raise InvalidArgumentsError.about(
+            "task_ids",
+            f"must list {MIN_CLIPS} to {MAX_CLIPS} task ids, in the order to join; "
+            f"got {len(task_ids)}",
         )
     paths: dict[str, Path] = {}
     failures: dict[str, str] = {}

@@ -8,48 +8,29 @@ when the answer is lost or the process dies mid-request.
 
 Design choices:
 
-* **WAL mode + ``busy_timeout``** so several server processes (an editor and a
-  CLI, say) can share one file: readers never block the writer, and a writer
-  waits for another writer instead of failing. Every write is a short
-  ``BEGIN IMMEDIATE`` transaction, so a read-then-write never has to upgrade
+* **WAL mode + ``busy_timeout``** so several server processes can share one file:
+  readers never block the writer, a writer waits for another. Every write is a
+  short ``BEGIN IMMEDIATE`` transaction, so a read-then-write never has to upgrade
   its lock (which in WAL mode fails at once instead of waiting).
-* **``synchronous=FULL``**: the WAL is fsynced at every commit. ``NORMAL``
-  survives a crash of the process but may lose the last commits on power loss
-  or an OS crash; the rows here record tasks that cost money, writes are rare
-  (one per submit and per status *change*), so durability wins over the few
-  milliseconds an fsync costs.
-* **One connection per :class:`Journal`, guarded by a lock.** The SQLite work
-  runs in anyio worker threads (never on the event loop), and those threads
-  differ from call to call, so the connection is opened with
-  ``check_same_thread=False`` and a :class:`threading.Lock` makes sure only one
-  thread uses it at a time. Worker calls are not abandoned on cancellation, so
-  a write that started always finishes.
-* **Schema versioned with ``PRAGMA user_version``**; :data:`_MIGRATIONS` holds
-  one step per version, applied in one transaction at :meth:`Journal.open`.
-* **A corrupt file** (not a database, or ``PRAGMA quick_check`` not ``ok``; the
-  check runs only after an unclean close or a damaged page met in use, so a
-  clean start-up does not grow with the journal) is moved aside to
-  ``tasks.sqlite3.corrupt-<UTC timestamp>`` together with its
-  ``-wal``/``-shm`` files, a warning is logged, and a fresh journal is started.
-  A *busy* or unreadable database is not corruption: it raises
-  :class:`JournalError` and is left alone.
-* **Only tasks this server submitted are journalled.** :meth:`Journal.record_status`
-  and :meth:`Journal.record_download` for a task id the journal does not know
-  (created by another tool or another state dir) do nothing and return
-  ``None``: its model and arguments are unknown, and a row made of guesses
-  would be worse than none.
-* **Terminal states stick.** Once a task is ``succeeded`` or ``failed``, a later
-  non-terminal observation (two processes polling, answers arriving out of
-  order) does not move it back.
-* **Idempotency keys** (schema v2) live in their own table, one row per key
-  pointing at the submission that holds it; :meth:`Journal.claim_key` inserts
-  the key and the ``submitting`` row in one ``BEGIN IMMEDIATE`` transaction, so
-  of two processes racing with one key exactly one submits. Each row also keeps
-  a digest of its checked arguments (``arguments_hash``) to spot repeats.
-* **No image data and no signatures in the public view.** Any ``data:`` URL in
-  the arguments is replaced by ``sha256:<hex> (<mime>, N bytes)`` before it is
-  stored; the result URL is stored whole (downloads need it) but serialised as
-  ``scheme://host/path`` without its query string.
+* **``synchronous=FULL``**: the rows record tasks that cost money and writes are
+  rare (one per submit and per status *change*), so surviving power loss wins
+  over the milliseconds an fsync costs.
+* **One connection per :class:`Journal`, guarded by a lock**, used from anyio
+  worker threads (``check_same_thread=False``); a write that started always
+  finishes (worker calls are not abandoned on cancellation).
+* **Schema versioned with ``PRAGMA user_version``**, one step per version in
+  :data:`_MIGRATIONS`, applied in one transaction at :meth:`Journal.open`.
+* **A corrupt file** (checked only after an unclean close or a damaged page met
+  in use, so a clean start-up does not grow with the journal) is moved aside to
+  ``tasks.sqlite3.corrupt-<UTC timestamp>`` with its ``-wal``/``-shm`` files and
+  a fresh journal is started. A *busy* or unreadable database is not corruption:
+  it raises :class:`JournalError` and is left alone.
+* **Only tasks this server submitted are journalled**: for another task id its
+  model and arguments are unknown, and a row made of guesses would be worse than
+  none. **Terminal states stick** (polls answered out of order do not undo them).
+* **No image data and no signatures in the public view**: ``data:`` URLs in the
+  arguments are stored as ``sha256:<hex> (<mime>, N bytes)``; the result URL is
+  stored whole (downloads need it) but serialised without its query string.
 """
 
 from __future__ import annotations
@@ -64,7 +45,6 @@ import logging
 import os
 import re
 import sqlite3
-import sys
 import threading
 import time
 import uuid
@@ -82,9 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from .domain import TaskStatus
 from .errors import InvalidArgumentsError, JournalError, Problem
 from .redact import redact_url
-
-if sys.platform != "win32":
-    import fcntl
+from .tasklock import TaskLock, try_lock_file
 
 __all__ = [
     "DB_FILENAME",
@@ -369,10 +347,6 @@ def _iso(moment: datetime) -> str:
     return _utc(moment).isoformat(timespec="microseconds")
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
 # --- Schema -------------------------------------------------------------------
 
 
@@ -520,38 +494,16 @@ def _open_lock(
     ends start-up with a :class:`JournalError` naming the folder and its pid,
     rather than a silent hang.
     """
-    if sys.platform == "win32":
-        yield
-        return
-    try:
-        fd = os.open(state_dir / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError:
-        yield
-        return
-    try:
-        _take_open_lock(fd, state_dir, timeout, sleep)
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-def _take_open_lock(
-    fd: int, state_dir: Path, timeout: float, sleep: Callable[[float], None]
-) -> None:
     deadline = time.monotonic() + timeout
     logged = False
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
+            held = try_lock_file(state_dir / LOCK_FILENAME)
         except OSError:
-            return  # no flock on this file system: go on unlocked
-        holder = _lock_holder(fd)
+            held = TaskLock(None)  # no lock file or no flock here: go on unlocked
+        if isinstance(held, TaskLock):
+            break
+        holder = f"pid {held}" if held else "pid unknown"
         if time.monotonic() >= deadline:
             raise JournalError(
                 f"The state folder {state_dir} is locked by another gravitex-mcp process "
@@ -567,14 +519,10 @@ def _take_open_lock(
             )
             logged = True
         sleep(min(_LOCK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-
-
-def _lock_holder(fd: int) -> str:
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        text = ""
-    return f"pid {text}" if text.isdigit() else "pid unknown"
+        yield
+    finally:
+        held.release()
 
 
 def _connect(path: Path, busy_timeout: float, *, check: bool) -> sqlite3.Connection:
@@ -701,27 +649,10 @@ def _add_event(
 
 
 def _record(row: sqlite3.Row, events: Sequence[TaskEvent] = ()) -> TaskRecord:
-    return TaskRecord(
-        local_id=row["local_id"],
-        task_id=row["task_id"],
-        model=row["model"],
-        family=row["family"],
-        arguments=json.loads(row["arguments"]),
-        status=JournalStatus(row["status"]),
-        raw_status=row["raw_status"],
-        url=row["url"],
-        url_expires_at=_parse_time(row["url_expires_at"]),
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        saved_path=row["saved_path"],
-        size_bytes=row["size_bytes"],
-        sha256=row["sha256"],
-        created_at=datetime.fromisoformat(row["created_at"]),
-        updated_at=datetime.fromisoformat(row["updated_at"]),
-        checked_at=_parse_time(row["checked_at"]),
-        downloaded_at=_parse_time(row["downloaded_at"]),
-        events=list(events),
-    )
+    # Every field but the events is a column of its name; pydantic parses the timestamps.
+    fields = {k: row[k] for k in TaskRecord.model_fields if k != "events"}
+    fields["arguments"] = json.loads(row["arguments"])
+    return TaskRecord.model_validate({**fields, "events": list(events)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -760,6 +691,11 @@ def _insert_submission(
         ),
     )
     _add_event(conn, local_id, JournalStatus.SUBMITTING, at, None)
+
+
+def _observed(row: sqlite3.Row) -> tuple[str | None, ...]:
+    """What a status query may change in a row (see :meth:`Journal.record_status`)."""
+    return tuple(row[k] for k in ("status", "raw_status", "url", "error_code", "error_message"))
 
 
 def _clean_text(text: str | None) -> str | None:
@@ -814,12 +750,6 @@ class Journal:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # --- plumbing
 
@@ -1055,15 +985,16 @@ class Journal:
         code = None if error_code is None else str(error_code)
         message = _clean_text(error_message)
 
-        def unchanged(row: sqlite3.Row) -> bool:
-            current = JournalStatus(row["status"])
-            regression = current.is_terminal and not seen.is_terminal
+        def merged(row: sqlite3.Row) -> tuple[str | None, ...]:
+            """:func:`_observed` of the row after this observation (a terminal status
+            is not replaced by a non-terminal one)."""
+            regression = JournalStatus(row["status"]).is_terminal and not seen.is_terminal
             return (
-                (regression or seen is current)
-                and (regression or raw_status is None or raw_status == row["raw_status"])
-                and (url is None or url == row["url"])
-                and (code is None or code == row["error_code"])
-                and (message is None or message == row["error_message"])
+                row["status"] if regression else seen.value,
+                row["raw_status"] if regression or raw_status is None else raw_status,
+                row["url"] if url is None else url,
+                row["error_code"] if code is None else code,
+                row["error_message"] if message is None else message,
             )
 
         def operation(conn: sqlite3.Connection) -> TaskRecord | None:
@@ -1073,55 +1004,30 @@ class Journal:
             # polls of a long task see the same status.
             with _read(conn):
                 row = _find(conn, task_id)
-            if row is not None and unchanged(row):
+            if row is not None and merged(row) == _observed(row):
                 return _record(row)
             with _write(conn):
                 row = _find(conn, task_id)
                 if row is None:
                     logger.debug("record_status: task %s is not in the journal", task_id)
                     return None
-                current = JournalStatus(row["status"])
-                regression = current.is_terminal and not seen.is_terminal
-                new_status = current if regression else seen
-                new_raw = row["raw_status"] if regression or raw_status is None else raw_status
-                new_url, expires = row["url"], row["url_expires_at"]
+                new = merged(row)
+                new_status, _, _, new_code, new_message = new
+                expires = row["url_expires_at"]
                 if url is not None and url != row["url"]:
-                    new_url, expires = url, _iso(parse_url_expiry(url, seen_at=now))
-                new_code = row["error_code"] if code is None else code
-                new_message = row["error_message"] if message is None else message
-                changed = (
-                    new_status.value != row["status"]
-                    or new_raw != row["raw_status"]
-                    or new_url != row["url"]
-                    or new_code != row["error_code"]
-                    or new_message != row["error_message"]
-                )
+                    expires = _iso(parse_url_expiry(url, seen_at=now))
+                updated_at = at if new != _observed(row) else row["updated_at"]
                 conn.execute(
-                    "UPDATE tasks SET status = ?, raw_status = ?, url = ?, url_expires_at = ?, "
-                    "error_code = ?, error_message = ?, checked_at = ?, updated_at = ? "
+                    "UPDATE tasks SET status = ?, raw_status = ?, url = ?, error_code = ?, "
+                    "error_message = ?, url_expires_at = ?, checked_at = ?, updated_at = ? "
                     "WHERE local_id = ?",
-                    (
-                        new_status.value,
-                        new_raw,
-                        new_url,
-                        expires,
-                        new_code,
-                        new_message,
-                        at,
-                        at if changed else row["updated_at"],
-                        row["local_id"],
-                    ),
+                    (*new, expires, at, updated_at, row["local_id"]),
                 )
-                if new_status.value != row["status"]:
-                    _add_event(
-                        conn,
-                        row["local_id"],
-                        new_status,
-                        at,
-                        _event_detail(
-                            new_status, seen_raw=raw_status, code=new_code, message=new_message
-                        ),
+                if new_status != row["status"]:  # not a regression: the status seen
+                    detail = _event_detail(
+                        seen, seen_raw=raw_status, code=new_code, message=new_message
                     )
+                    _add_event(conn, row["local_id"], seen, at, detail)
                 updated = conn.execute(_FIND_BY_LOCAL_ID, (row["local_id"],)).fetchone()
             return _record(updated)
 
@@ -1162,11 +1068,7 @@ class Journal:
                 if row is None:
                     return None
                 events = [
-                    TaskEvent(
-                        status=JournalStatus(e["status"]),
-                        at=datetime.fromisoformat(e["at"]),
-                        detail=e["detail"],
-                    )
+                    TaskEvent.model_validate(dict(e))
                     for e in conn.execute(
                         "SELECT status, at, detail FROM task_events WHERE local_id = ? ORDER BY id",
                         (row["local_id"],),

@@ -6,10 +6,17 @@ for loading FFmpeg's libraries. Blocking: call from a worker thread.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import GravitexError
 from .results import Probe
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.video.stream import VideoStream
 
 #: PyAV durations are in microseconds (``AV_TIME_BASE``).
 _AV_TIME_BASE = 1_000_000
@@ -19,29 +26,35 @@ class ProbeError(GravitexError):
     """The file is not a video FFmpeg can read."""
 
 
-def probe_video(path: Path) -> Probe:
-    """Duration, frame size, fps, video codec and whether there is audio, from the file."""
+@contextlib.contextmanager
+def opened_video(path: Path) -> Iterator[tuple[InputContainer, VideoStream]]:
+    """``path`` opened with PyAV, and its first video stream. An FFmpeg or OS error,
+    also while the caller reads inside the block, becomes a :class:`ProbeError`."""
     import av  # lazy: FFmpeg's libraries load on first use
 
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise ProbeError(f"{path.name} has no video stream.")
-            stream = container.streams.video[0]
-            duration = _duration_seconds(container, stream)
-            rate = stream.average_rate or stream.guessed_rate
-            return Probe(
-                duration_seconds=round(duration, 3),
-                width=stream.codec_context.width,
-                height=stream.codec_context.height,
-                fps=round(float(rate), 3) if rate else None,
-                video_codec=stream.codec_context.name,
-                has_audio=bool(container.streams.audio),
-            )
+            yield container, container.streams.video[0]
     except av.FFmpegError as exc:
         raise ProbeError(f"{path.name} is not a video FFmpeg can read: {exc}") from exc
     except OSError as exc:
         raise ProbeError(f"Could not read {path.name}: {exc.strerror or exc}") from exc
+
+
+def probe_video(path: Path) -> Probe:
+    """Duration, frame size, fps, video codec and whether there is audio, from the file."""
+    with opened_video(path) as (container, stream):
+        rate = stream.average_rate or stream.guessed_rate
+        return Probe(
+            duration_seconds=round(_duration_seconds(container, stream), 3),
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=round(float(rate), 3) if rate else None,
+            video_codec=stream.codec_context.name,
+            has_audio=bool(container.streams.audio),
+        )
 
 
 def _duration_seconds(container: object, stream: object) -> float:

@@ -2,7 +2,7 @@
 
 Signed URLs carry their signature in the query string and the API key must
 never be shown, so everything that may print a URL or upstream text passes
-through here.
+through here, as do long texts, which :func:`clip` cuts.
 """
 
 from __future__ import annotations
@@ -51,3 +51,8 @@ def scrub(text: str, secret: str | None = None) -> str:
     text = _KEY_LIKE.sub("sk-***", text)
     text = _BEARER.sub(r"\1***", text)
     return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

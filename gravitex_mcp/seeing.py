@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .catalog import parse_size
 from .errors import StorageError
 from .frames import FramePosition, encode_png, frames_at, seconds_of
 from .preview import MAX_SHEET_BYTES, contact_sheet, sample_times, tile_count
@@ -31,7 +32,6 @@ SHOWN_FRAME_SIDE = 1024
 DURATION_TOLERANCE_SECONDS = 0.5
 RATIO_TOLERANCE = 0.03
 _RESOLUTION = re.compile(r"^(\d+)p$")
-_SIZE = re.compile(r"^(\d+)[x*](\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +165,8 @@ def mismatch_notes(asked: Mapping[str, Any], probe: Probe) -> list[str]:
     if match is not None and min(probe.width, probe.height) != int(match.group(1)):
         notes.append(f"asked {resolution}, got {min(probe.width, probe.height)}p ({got})")
     size = asked.get("size")
-    match = _SIZE.match(size) if isinstance(size, str) else None
-    if match is not None and (int(match.group(1)), int(match.group(2))) != (
-        probe.width,
-        probe.height,
-    ):
+    wanted_size = parse_size(size) if isinstance(size, str) else None
+    if wanted_size is not None and wanted_size != (probe.width, probe.height):
         notes.append(f"asked size {size}, got {got}")
     return notes
 

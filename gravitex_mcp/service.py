@@ -43,6 +43,7 @@ from .journal import Journal, TaskRecord
 from .leftovers import TEMP_SUFFIX
 from .prepare import PreparedRequest, prepare_request
 from .probe import ProbeError
+from .redact import clip
 from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
@@ -330,7 +331,7 @@ class VideoService:
             download=download,
             progress=progress,
             initial=None,
-            on_disk=_existing_download(record) if record else None,
+            on_disk=_existing_download(record),
         )
 
     async def _follow(
@@ -452,7 +453,7 @@ class VideoService:
 
     async def _download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
         record = await self._journal.get(task_id)
-        if filename is None and record is not None:
+        if filename is None:
             reused = _existing_download(record)
             if reused is not None:
                 reused = await self._seen(task_id, reused)
@@ -493,10 +494,10 @@ class VideoService:
         snapshot: TaskSnapshot,
         filename: str | None,
     ) -> SavedVideo:
-        """:meth:`_save`, run at most once at a time per task: in the background (it
-        outlives the caller's bound), and under the task's lock file so another server
-        sharing the folders does not save it too. A caller joining a running save gets
-        its file (whatever ``filename`` that save was given)."""
+        """Download the finished task's video and journal where it went, at most once at
+        a time per task: in the background (it outlives the caller's bound), and under the
+        task's lock file so another server sharing the folders does not save it too. A
+        caller joining a running save gets its file (whatever ``filename`` it was given)."""
 
         async def save(_: object) -> SavedVideo:
             self._save_names[task_id] = filename
@@ -504,13 +505,27 @@ class VideoService:
             try:
                 if filename is None:
                     # Another process may have saved it while this one waited.
-                    record = await self._journal.get(task_id)
-                    reused = _existing_download(record) if record is not None else None
+                    reused = _existing_download(await self._journal.get(task_id))
                     if reused is not None:
                         return await self._seen(task_id, reused)
-                return await self._save(
-                    task_id, delivery=delivery, snapshot=snapshot, filename=filename
+                saved = await download_video(
+                    self._client,
+                    task_id=task_id,
+                    delivery=delivery or _delivery_from_answer(snapshot),
+                    url=snapshot.url,
+                    output_dir=self._output,
+                    filename=filename,
                 )
+                # Journalled before the lock goes: the next holder finds the file.
+                try:
+                    path, size, sha = Path(saved.path), saved.size_bytes, saved.sha256
+                    await self._journal.record_download(
+                        task_id, path=path, size_bytes=size, sha256=sha
+                    )
+                except JournalError:
+                    logger.exception("could not record the download of task %s", task_id)
+                logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, size)
+                return await self._seen(task_id, saved)
             finally:
                 lock.release()
                 self._save_names.pop(task_id, None)
@@ -559,32 +574,6 @@ class VideoService:
                 logged = True
             await self._clock.sleep(TASK_LOCK_RETRY_SECONDS)
 
-    async def _save(
-        self,
-        task_id: str,
-        *,
-        delivery: Delivery | None,
-        snapshot: TaskSnapshot,
-        filename: str | None,
-    ) -> SavedVideo:
-        """Download the video of finished task ``task_id`` and journal where it went."""
-        saved = await download_video(
-            self._client,
-            task_id=task_id,
-            delivery=delivery or _delivery_from_answer(snapshot),
-            url=snapshot.url,
-            output_dir=self._output,
-            filename=filename,
-        )
-        try:
-            await self._journal.record_download(
-                task_id, path=Path(saved.path), size_bytes=saved.size_bytes, sha256=saved.sha256
-            )
-        except JournalError:
-            logger.exception("could not record the download of task %s", task_id)
-        logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, saved.size_bytes)
-        return await self._seen(task_id, saved)
-
     async def _check_failed(self, task_id: str, exc: APIError) -> GravitexError:
         """The error for a failed status check: an unknown task says so (and whether
         the journal knows it); retry advice only where waiting can help."""
@@ -627,8 +616,7 @@ class VideoService:
     ) -> tuple[ExtractFramesResult, list[bytes]]:
         """Frames of the task's saved video as PNG files, and the PNGs to show (scaled
         down where large); a finished task not yet saved is downloaded first."""
-        record = await self._journal.get(task_id)
-        saved = _existing_download(record) if record is not None else None
+        saved = _existing_download(await self._journal.get(task_id))
         if saved is None:
             downloaded = await self.download(task_id, filename=None)
             video = Path(downloaded.path)
@@ -652,7 +640,7 @@ class VideoService:
                 status=snapshot.status,
                 raw_status=snapshot.raw_status,
                 url=snapshot.url,
-                error_code=None if snapshot.error is None else _str_or_none(snapshot.error.code),
+                error_code=None if snapshot.error is None else snapshot.error.code,
                 error_message=None if snapshot.error is None else snapshot.error.message,
             )
         except JournalError:
@@ -675,18 +663,13 @@ LISTED_TEXT_LIMIT = 200
 LISTED_ITEMS_LIMIT = 10
 
 
-def clip_text(text: str, limit: int = LISTED_TEXT_LIMIT) -> str:
-    """``text`` cut to ``limit`` characters, the cut marked with an ellipsis."""
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def _clipped(value: Any) -> Any:
     if isinstance(value, str):
-        return clip_text(value)
+        return clip(value, LISTED_TEXT_LIMIT)
     if isinstance(value, list):
         return [_clipped(item) for item in value[:LISTED_ITEMS_LIMIT]]
     if isinstance(value, dict):
-        return {clip_text(str(k)): _clipped(v) for k, v in value.items()}
+        return {clip(str(k), LISTED_TEXT_LIMIT): _clipped(v) for k, v in value.items()}
     return value
 
 
@@ -696,7 +679,7 @@ def summarize(record: TaskRecord) -> TaskSummary:
     public = record.public_dict()
     error = None
     if record.error_message:
-        error = TaskErrorInfo(code=record.error_code, message=clip_text(record.error_message, 1000))
+        error = TaskErrorInfo(code=record.error_code, message=clip(record.error_message, 1000))
     return TaskSummary(
         task_id=record.task_id,
         model=record.model,
@@ -739,8 +722,11 @@ def _delivery_from_answer(snapshot: TaskSnapshot) -> Delivery:
     return Delivery.TASK_URL if snapshot.url else Delivery.DOWNLOAD_ENDPOINT
 
 
-def _existing_download(record: TaskRecord) -> SavedVideo | None:
-    if not (record.saved_path and record.sha256 and record.size_bytes is not None):
+def _existing_download(record: TaskRecord | None) -> SavedVideo | None:
+    """The video saved for ``record`` when it is still there, unchanged in size."""
+    if record is None or not (
+        record.saved_path and record.sha256 and record.size_bytes is not None
+    ):
         return None
     path = Path(record.saved_path)
     try:
@@ -779,7 +765,3 @@ def _unknown_task(task_id: str, record: TaskRecord | None) -> UnknownTaskError:
             "probably made with another API key or gateway, or has expired upstream."
         )
     return UnknownTaskError(f"Task {task_id!r} is unknown to the Gravitex API (HTTP 404). {local}")
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)

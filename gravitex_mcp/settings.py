@@ -46,11 +46,14 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
 )
 
 
+def _home(env: Mapping[str, str]) -> Path:
+    home = env.get("HOME") or env.get("USERPROFILE")
+    return Path(home) if home else Path.home()
+
+
 def default_output_dir(env: Mapping[str, str]) -> Path:
     """``~/gravitex-videos``: easy to find for a person, outside any project tree."""
-    home = env.get("HOME") or env.get("USERPROFILE")
-    base = Path(home) if home else Path.home()
-    return base / DEFAULT_OUTPUT_SUBDIR
+    return _home(env) / DEFAULT_OUTPUT_SUBDIR
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
@@ -58,9 +61,7 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
     xdg = env.get("XDG_STATE_HOME")
     if xdg:
         return Path(xdg) / "gravitex-mcp"
-    home = env.get("HOME") or env.get("USERPROFILE")
-    base = Path(home) if home else Path.home()
-    return base / ".local" / "state" / "gravitex-mcp"
+    return _home(env) / ".local" / "state" / "gravitex-mcp"
 
 
 @dataclass(frozen=True, slots=True)

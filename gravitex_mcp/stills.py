@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 
 from .errors import StorageError
+from .storage import _place_without_link as place_without_link
 
 #: How many ``stem-N`` names to try before giving up.
 MAX_TRIES = 1000
@@ -26,14 +27,7 @@ def _link_or_reserve(tmp: Path, final: Path) -> bool:
     except FileExistsError:
         return False
     except OSError:
-        # No hard links here: reserve the name with O_EXCL, then move onto it.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(final, flags, 0o644)
-        except FileExistsError:
-            return False
-        os.close(fd)
-        os.replace(tmp, final)
+        return place_without_link(tmp, final)  # no hard links here: the videos' way
     return True
 
 

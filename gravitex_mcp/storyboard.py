@@ -13,7 +13,7 @@ from typing import Final
 
 from .catalog import get_model
 from .domain import Mode
-from .errors import InvalidArgumentsError, Problem
+from .errors import InvalidArgumentsError
 
 MIN_SHOTS: Final = 2
 MAX_SHOTS: Final = 20  # what join_videos takes
@@ -27,23 +27,19 @@ def parse_shots(shots: str) -> list[str]:
         try:
             loaded = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InvalidArgumentsError(
-                [Problem("shots", f"is not a valid JSON list ({exc.msg}); or give one per line")]
+            raise InvalidArgumentsError.about(
+                "shots", f"is not a valid JSON list ({exc.msg}); or give one per line"
             ) from exc
         if not isinstance(loaded, list) or not all(isinstance(s, str) for s in loaded):
-            raise InvalidArgumentsError([Problem("shots", "must be a JSON list of strings")])
+            raise InvalidArgumentsError.about("shots", "must be a JSON list of strings")
         items = [s.strip() for s in loaded if s.strip()]
     else:
         items = [line.strip() for line in text.splitlines() if line.strip()]
     if not MIN_SHOTS <= len(items) <= MAX_SHOTS:
-        raise InvalidArgumentsError(
-            [
-                Problem(
-                    "shots",
-                    f"must hold {MIN_SHOTS} to {MAX_SHOTS} shots (a JSON list, or one per "
-                    f"line); got {len(items)}",
-                )
-            ]
+        raise InvalidArgumentsError.about(
+            "shots",
+            f"must hold {MIN_SHOTS} to {MAX_SHOTS} shots (a JSON list, or one per "
+            f"line); got {len(items)}",
         )
     return items
 

@@ -53,23 +53,31 @@ class TaskLocks:
 
         Raises :class:`OSError` when the folder cannot be used.
         """
-        if sys.platform == "win32":  # pragma: no cover - one process per folder assumed
-            return TaskLock(None)
-        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path(key), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_pid(fd)
-            os.close(fd)
-            return holder
-        except BaseException:
-            os.close(fd)
-            raise
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return TaskLock(fd)
+        if sys.platform != "win32":
+            self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return try_lock_file(self.path(key))
+
+
+def try_lock_file(path: Path) -> TaskLock | int:
+    """An exclusive ``flock`` on ``path`` (created 0600), with this process's pid
+    written in it; else the holder's pid (``0``: unknown). :class:`OSError` when the
+    file cannot be opened or locked."""
+    if sys.platform == "win32":  # pragma: no cover - one process per folder assumed
+        return TaskLock(None)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_pid(fd)
+        os.close(fd)
+        return holder
+    except BaseException:
+        os.close(fd)
+        raise
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return TaskLock(fd)
 
 
 def _read_pid(fd: int) -> int:

@@ -38,6 +38,7 @@ from .join import join_tasks
 from .journal import JournalStatus
 from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
+from .redact import clip
 from .results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
@@ -51,7 +52,7 @@ from .results import (
     SavedVideo,
     TaskResult,
 )
-from .service import ProgressFn, VideoService, clip_text
+from .service import ProgressFn, VideoService
 from .validation import parse_request
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,17 @@ PREVIEW_DESCRIPTION = (
     "Put the saved video's contact sheet (frames spread over the clip, one JPEG) in the "
     "result as an image. false leaves the image out (probe, notes and the sheet's path stay)."
 )
+#: The name a saved mp4 is asked to have.
+Filename = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        description=(
+            "Optional file name for the mp4 (reduced to a safe base name, .mp4 added). "
+            "An existing file is never overwritten: a suffix is added instead."
+        ),
+    ),
+]
 MAX_FRAMES = 12
 DEFAULT_FRAMES: tuple[FramePosition, ...] = ("first", "middle", "last")
 #: One frame to extract: seconds from the start, or a position word.
@@ -143,25 +155,20 @@ def _seen_lines(video: SavedVideo) -> list[str]:
     return lines
 
 
-async def _image_block(path: str, mime_type: str) -> ImageContent | None:
-    """The image file at ``path`` as an MCP image block (None if it cannot be read)."""
-    try:
-        data = await anyio.Path(path).read_bytes()
-    except OSError as exc:
-        logger.warning("could not read %s for the result: %s", Path(path).name, exc)
-        return None
+def _image(data: bytes, mime_type: str) -> ImageContent:
     return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime_type)
 
 
-def _png_block(png: bytes) -> ImageContent:
-    return ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
-
-
 async def _preview_block(video: SavedVideo | None, wanted: bool) -> list[ContentBlock]:
+    """The contact sheet as an image block, when wanted and readable."""
     if not wanted or video is None or video.preview is None:
         return []
-    block = await _image_block(video.preview.path, "image/jpeg")
-    return [] if block is None else [block]
+    try:
+        data = await anyio.Path(video.preview.path).read_bytes()
+    except OSError as exc:
+        logger.warning("could not read %s for the result: %s", Path(video.preview.path).name, exc)
+        return []
+    return [_image(data, "image/jpeg")]
 
 
 def _task_text(result: CheckVideoTaskResult | GenerateVideoResult) -> str:
@@ -208,6 +215,26 @@ async def _task_result(
     )
 
 
+async def _saved_result(
+    result: SavedVideo,
+    lines: list[str],
+    *,
+    preview: bool,
+    over_http: bool,
+) -> CallToolResult:
+    """The result of a tool that saved one file: ``lines``, its link, its contact sheet."""
+    if result.media_url:
+        lines.append(f"Watch it at {result.media_url}")
+    return CallToolResult(
+        content=[
+            TextContent(type="text", text="\n".join(lines)),
+            _video_link(result, over_http=over_http),
+            *await _preview_block(result, preview),
+        ],
+        structured_content=result.model_dump(mode="json"),
+    )
+
+
 def _listing_text(result: ListVideoTasksResult) -> str:
     """One short line per task: the whole data is in structuredContent, so the text
     does not repeat it (a JSON copy doubled every listing)."""
@@ -216,7 +243,7 @@ def _listing_text(result: ListVideoTasksResult) -> str:
     lines = [f"{len(result.tasks)} task(s), newest first:"]
     for task in result.tasks:
         prompt = task.arguments.get("prompt")
-        about = f' "{clip_text(" ".join(prompt.split()), 60)}"' if isinstance(prompt, str) else ""
+        about = f' "{clip(" ".join(prompt.split()), 60)}"' if isinstance(prompt, str) else ""
         saved = f", saved to {task.path}" if task.path else ""
         name = task.task_id or "(no task id)"
         lines.append(f"- {name}: {task.status} ({task.model}, {task.created_at}){about}{saved}")
@@ -363,16 +390,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def download_video(
         ctx: Context,
         task_id: Annotated[str, Field(min_length=1, description="The finished task's task_id.")],
-        filename: Annotated[
-            str | None,
-            Field(
-                max_length=200,
-                description=(
-                    "Optional file name (reduced to a safe base name, .mp4 added). "
-                    "An existing file is never overwritten: a suffix is added instead."
-                ),
-            ),
-        ] = None,
+        filename: Filename = None,
         preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
     ) -> Annotated[CallToolResult, DownloadVideoResult]:
         """Save a finished video as an mp4 in the output folder and return its path,
@@ -389,16 +407,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 *_seen_lines(result),
                 *(f"Note: {note}" for note in result.notes),
             ]
-            if result.media_url:
-                lines.append(f"Watch it at {result.media_url}")
-            return CallToolResult(
-                content=[
-                    TextContent(type="text", text="\n".join(lines)),
-                    _video_link(result, over_http=over_http(ctx)),
-                    *await _preview_block(result, preview),
-                ],
-                structured_content=result.model_dump(mode="json"),
-            )
+            return await _saved_result(result, lines, preview=preview, over_http=over_http(ctx))
 
         return await _guarded(body)
 
@@ -432,7 +441,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 f"  {f.at_seconds:.3f} s: {f.path} ({f.width}x{f.height})" for f in result.frames
             )
             content: list[ContentBlock] = [TextContent(type="text", text="\n".join(lines))]
-            content.extend(_png_block(png) for png in shown)
+            content.extend(_image(png, "image/png") for png in shown)
             return CallToolResult(
                 content=content, structured_content=result.model_dump(mode="json")
             )
@@ -486,16 +495,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 ),
             ),
         ],
-        filename: Annotated[
-            str | None,
-            Field(
-                max_length=200,
-                description=(
-                    "Optional file name for the joined mp4 (reduced to a safe base name, .mp4 "
-                    "added). An existing file is never overwritten: a suffix is added instead."
-                ),
-            ),
-        ] = None,
+        filename: Filename = None,
         preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
     ) -> Annotated[CallToolResult, JoinVideosResult]:
         """Join several finished videos, in order, into one mp4 in the output folder,
@@ -520,20 +520,15 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             ]
             if result.preview is not None:
                 lines.append(f"Contact sheet: {result.preview.path}")
-            if result.media_url:
-                lines.append(f"Watch it at {result.media_url}")
-            return CallToolResult(
-                content=[
-                    TextContent(type="text", text="\n".join(lines)),
-                    _video_link(result, over_http=over_http(ctx)),
-                    *await _preview_block(result, preview),
-                ],
-                structured_content=result.model_dump(mode="json"),
-            )
+            return await _saved_result(result, lines, preview=preview, over_http=over_http(ctx))
 
         return await _guarded(body)
 
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+    # Tools that make something new (a task, a file) and never replace anything.
+    creates = ToolAnnotations(
+        read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+    )
     return [
         _tool(list_models, name="list_models", title="List video models", annotations=read_only),
         tool_from_model(
@@ -542,31 +537,19 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             name="generate_video",
             title="Generate a video",
             description=described(GENERATE_DESCRIPTION),
-            annotations=ToolAnnotations(
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=False,
-                open_world_hint=True,
-            ),
+            annotations=creates,
         ),
         _tool(
             check_video_task,
             name="check_video_task",
             title="Check a video task",
-            annotations=ToolAnnotations(
-                read_only_hint=True, idempotent_hint=True, open_world_hint=True
-            ),
+            annotations=read_only.model_copy(update={"open_world_hint": True}),
         ),
         _tool(
             download_video,
             name="download_video",
             title="Download a finished video",
-            annotations=ToolAnnotations(
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=True,
-                open_world_hint=True,
-            ),
+            annotations=creates.model_copy(update={"idempotent_hint": True}),
         ),
         tool_from_model(
             generate_videos,
@@ -574,34 +557,19 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             name="generate_videos",
             title="Generate several videos",
             description=described(GENERATE_MANY_DESCRIPTION),
-            annotations=ToolAnnotations(
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=False,
-                open_world_hint=True,
-            ),
+            annotations=creates,
         ),
         _tool(
             join_videos,
             name="join_videos",
             title="Join videos into one",
-            annotations=ToolAnnotations(
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=False,
-                open_world_hint=True,
-            ),
+            annotations=creates,
         ),
         _tool(
             extract_frames,
             name="extract_frames",
             title="Extract frames of a video",
-            annotations=ToolAnnotations(
-                read_only_hint=False,
-                destructive_hint=False,
-                idempotent_hint=False,
-                open_world_hint=True,
-            ),
+            annotations=creates,
         ),
         _tool(
             list_video_tasks,

@@ -27,7 +27,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .arguments import MAX_PROMPT_CHARS, GenerateVideoInput, VideoArguments
+from .arguments import MAX_PROMPT_CHARS, SERVER_ARGUMENTS, GenerateVideoInput, VideoArguments
 from .catalog import (
     ARGUMENT_TYPES,
     CATALOG,
@@ -48,6 +48,7 @@ from .catalog import (
 from .domain import Mode
 from .errors import InvalidArgumentsError, Problem
 from .markers import FoundMarker, find_prompt_markers, marker_value
+from .redact import clip
 
 _ECHO_LIMIT = 80
 _DESCRIBE_PROMPT: Final = "describe the video to generate (subject, action, scene, camera)"
@@ -197,10 +198,9 @@ def _input_problem(spec: ModelSpec | None, name: str, error: ErrorDetails) -> st
     kind = error["type"]
     if kind == "extra_forbidden":
         names = ["model", "prompt", *spec.arguments] if spec else list(VideoArguments.model_fields)
-        server = ["dry_run", "wait_seconds", "download", "idempotency_key"]
         return (
             f"is not an argument of generate_video; valid arguments: "
-            f"{', '.join(argument_names(names))}, {', '.join(server)}"
+            f"{', '.join(argument_names(names))}, {', '.join(SERVER_ARGUMENTS)}"
         )
     if kind == "missing":
         if name == "model":
@@ -280,13 +280,9 @@ def _check_value(spec: ModelSpec, name: str, value: Any, shown: str) -> tuple[An
         too_high = arg.maximum is not None and normal > arg.maximum
         if too_low or too_high:
             return value, unsupported
-    if arg.pattern is not None and not _matches(arg.pattern, str(normal)):
+    if arg.pattern is not None and re.search(arg.pattern, str(normal)) is None:
         return value, f"{shown} is not accepted by {spec.id}; {valid_values_text(name, arg)}"
     return normal, None
-
-
-def _matches(pattern: str, text: str) -> bool:
-    return re.search(pattern, text) is not None
 
 
 def _not_taken(spec: ModelSpec, name: str) -> str:
@@ -459,6 +455,4 @@ def _echo(value: Any) -> str:
     text = value
     if "://" in text and "?" in text:
         text = text.split("?", 1)[0] + "?…"
-    if len(text) > _ECHO_LIMIT:
-        text = text[: _ECHO_LIMIT - 1] + "…"
-    return text
+    return clip(text, _ECHO_LIMIT)

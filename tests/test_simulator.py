@@ -25,7 +25,7 @@ from gravitex_mcp.simulator import (
     sample_mp4,
     simulator_transport,
 )
-from gravitex_mcp.simulator.gateway_rules import image_dimensions, parse_flags
+from gravitex_mcp.simulator.gateway_rules import parse_flags
 
 KEY = "sk-test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -200,20 +200,6 @@ def test_iter_base64_chunks_concatenate_to_the_encoding() -> None:
     assert len(text) == media.base64_length(size)
     with pytest.raises(ValueError, match="multiple of 3"):
         next(iter_base64(size, 1000))
-
-
-def test_image_dimensions_sniffing() -> None:
-    assert image_dimensions(png(720, 1280)) == (720, 1280)
-    jpeg = (
-        b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-        + b"\xff\xc0\x00\x11\x08"
-        + struct.pack(">HH", 180, 320)
-        + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
-    )
-    assert image_dimensions(jpeg) == (320, 180)
-    vp8x = b"RIFF\x00\x00\x00\x00WEBPVP8X" + bytes(8) + (99).to_bytes(3, "little")
-    assert image_dimensions(vp8x + (49).to_bytes(3, "little")) == (100, 50)
-    assert image_dimensions(b"GIF89a....") is None
 
 
 def test_seedance_flag_parsing() -> None:

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.lowlevel
@@ -187,6 +187,14 @@ def _bytes_body(
     )
 
 
+def _cut_at(fault: Fault | None, default: int) -> int | None:
+    """Where a ``truncated`` fault cuts a body (its ``at``, else ``default``); else None."""
+    if fault is None or fault.kind is not FaultKind.TRUNCATED:
+        return None
+    at = fault.params["at"]
+    return default if at is None else int(at)
+
+
 def _corrupted(chunks: Iterator[bytes], offset: int | None) -> Iterator[bytes]:
     """Pass base64 chunks through, replacing the 4-character group at ``offset``."""
     if offset is None:
@@ -200,6 +208,29 @@ def _corrupted(chunks: Iterator[bytes], offset: int | None) -> Iterator[bytes]:
             chunk = chunk[:i] + _BAD_BASE64 + chunk[i + len(_BAD_BASE64) :]
         yield chunk
         position = end
+
+
+#: Arrival faults that refuse the request: (message, code, type) of the API's JSON
+#: error (no code: the status's phrase), and (code, message) of the object store's XML.
+_REFUSALS: Final = {
+    FaultKind.RATE_LIMIT: (
+        "Rate limit reached for requests. Please try again later.",
+        "rate_limit_exceeded",
+        "rate_limit_error",
+    ),
+    FaultKind.SERVER_ERROR: (
+        "The server had an error while processing your request.",
+        None,
+        "server_error",
+    ),
+    FaultKind.REQUEST_TIMEOUT: ("Request timed out.", "request_timeout", "server_error"),
+}
+_FILE_REFUSALS: Final = {
+    FaultKind.RATE_LIMIT: ("SlowDown", "Please reduce your request rate."),
+    FaultKind.SERVER_ERROR: ("InternalError", "We encountered an internal error."),
+    FaultKind.REQUEST_TIMEOUT: ("RequestTimeout", "Your socket connection timed out."),
+}
+_REFUSAL_STATUS: Final = {FaultKind.RATE_LIMIT: 429, FaultKind.REQUEST_TIMEOUT: 408}
 
 
 class Simulator:
@@ -380,10 +411,11 @@ class Simulator:
         return None
 
     def _begin(self, endpoint: Endpoint, request: Request) -> Response | None:
-        """Count the call, check the key, fire an arrival fault: a response to send, or None."""
+        """Count the call, check the key (not for signed files), fire an arrival fault:
+        a response to send, or None."""
         with self._lock:
             self.calls[endpoint.value] += 1
-        refusal = self._authenticate(request)
+        refusal = None if endpoint is Endpoint.FILE else self._authenticate(request)
         if refusal is not None:
             return _gateway_error(refusal, {"WWW-Authenticate": "Bearer"})
         fault = self.faults.take(endpoint, ARRIVAL_KINDS)
@@ -391,49 +423,18 @@ class Simulator:
 
     def _arrival_response(self, fault: Fault) -> Response:
         kind, params = fault.kind, fault.params
-        retry_after = params.get("retry_after")
-        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
-        on_files = fault.endpoint is Endpoint.FILE
-        if kind is FaultKind.RATE_LIMIT:
-            if on_files:
-                response = _xml_error(429, "SlowDown", "Please reduce your request rate.")
-                response.headers.update(headers)
-                return response
-            return _gateway_error(
-                GatewayError(
-                    "Rate limit reached for requests. Please try again later.",
-                    code="rate_limit_exceeded",
-                    status=429,
-                    error_type="rate_limit_error",
-                ),
-                headers,
-            )
-        if kind is FaultKind.SERVER_ERROR:
-            status = int(params["status"])
-            if on_files:
-                response = _xml_error(status, "InternalError", "We encountered an internal error.")
-                response.headers.update(headers)
-                return response
-            return _gateway_error(
-                GatewayError(
-                    "The server had an error while processing your request.",
-                    code=HTTPStatus(status).phrase.lower().replace(" ", "_"),
-                    status=status,
-                    error_type="server_error",
-                ),
-                headers,
-            )
-        if kind is FaultKind.REQUEST_TIMEOUT:
-            if on_files:
-                return _xml_error(408, "RequestTimeout", "Your socket connection timed out.")
-            return _gateway_error(
-                GatewayError(
-                    "Request timed out.",
-                    code="request_timeout",
-                    status=408,
-                    error_type="server_error",
-                )
-            )
+        if kind in _REFUSALS:
+            status = _REFUSAL_STATUS.get(kind) or int(params["status"])
+            if fault.endpoint is Endpoint.FILE:  # the object store answers in XML
+                response = _xml_error(status, *_FILE_REFUSALS[kind])
+            else:
+                message, code, error_type = _REFUSALS[kind]
+                code = code or HTTPStatus(status).phrase.lower().replace(" ", "_")
+                error = GatewayError(message, code=code, status=status, error_type=error_type)
+                response = _gateway_error(error)
+            if params.get("retry_after") is not None:
+                response.headers["Retry-After"] = str(params["retry_after"])
+            return response
         if kind is FaultKind.MALFORMED_JSON:
             body = params.get("body")
             text = body if isinstance(body, str) else '{"status": "queued", "format": "mp4", '
@@ -487,12 +488,7 @@ class Simulator:
                     error_type="server_error",
                 )
             )
-        if fault is not None and fault.kind is FaultKind.TRUNCATED:
-            at = fault.params["at"]
-            return _bytes_body(
-                answer, media_type=_JSON, cut_at=len(answer) // 2 if at is None else at
-            )
-        return _bytes_body(answer, media_type=_JSON)
+        return _bytes_body(answer, media_type=_JSON, cut_at=_cut_at(fault, len(answer) // 2))
 
     async def _clip_for(self, family: Family, prompt: str, body: dict[str, Any]) -> bytes | None:
         """The real clip a new task's video starts with (None: the sample)."""
@@ -538,12 +534,7 @@ class Simulator:
             return self._unknown_task(task_id)
         answer = _dumps(self.task_json(task, str(request.base_url)))
         fault = self.faults.take(Endpoint.QUERY, ANSWER_KINDS)
-        if fault is not None and fault.kind is FaultKind.TRUNCATED:
-            at = fault.params["at"]
-            return _bytes_body(
-                answer, media_type=_JSON, cut_at=len(answer) // 2 if at is None else at
-            )
-        return _bytes_body(answer, media_type=_JSON)
+        return _bytes_body(answer, media_type=_JSON, cut_at=_cut_at(fault, len(answer) // 2))
 
     # --- download (Sora) ----------------------------------------------------
 
@@ -612,26 +603,20 @@ class Simulator:
             yield from _corrupted(media.iter_base64(size, chunk, task.clip), corrupt_at)
             yield suffix
 
-        cut_at: int | None = None
-        if kind is FaultKind.TRUNCATED:
-            at = params["at"]
-            cut_at = len(prefix) + b64_length // 2 if at is None else int(at)
         return StreamedBody(
             chunks(),
             length=length,
             media_type=_JSON,
             headers={"X-Request-Id": _request_id()},
-            cut_at=cut_at,
+            cut_at=_cut_at(fault, len(prefix) + b64_length // 2),
         )
 
     # --- signed files (non-Sora) --------------------------------------------
 
     async def _file(self, request: Request) -> Response:
-        with self._lock:
-            self.calls[Endpoint.FILE.value] += 1
-        fault = self.faults.take(Endpoint.FILE, ARRIVAL_KINDS)
-        if fault is not None:
-            return self._arrival_response(fault)
+        early = self._begin(Endpoint.FILE, request)
+        if early is not None:
+            return early
         if self.config.reject_authorization_on_files and "authorization" in request.headers:
             return _xml_error(
                 400,
@@ -683,16 +668,12 @@ class Simulator:
                 status_code=200,
                 media_type="text/html",
             )
-        cut_at: int | None = None
-        if answer is not None and answer.kind is FaultKind.TRUNCATED:
-            at = answer.params["at"]
-            cut_at = size // 2 if at is None else int(at)
         return StreamedBody(
             media.iter_mp4(size, self.config.chunk_bytes, task.clip),
             length=size,
             media_type="video/mp4",
             headers=headers,
-            cut_at=cut_at,
+            cut_at=_cut_at(answer, size // 2),
         )
 
     # --- control ------------------------------------------------------------

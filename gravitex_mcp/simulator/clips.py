@@ -30,8 +30,7 @@ SHORT_SIDE = 160
 FPS = 8
 #: x264 constant quality: high enough numbers keep a 16 s clip near 150 KB.
 CRF = 38
-_SIZE = re.compile(r"^(\d+)[x*](\d+)$")
-_RATIO = re.compile(r"^(\d+):(\d+)$")
+_RATIO_OR_SIZE = re.compile(r"^(\d+)[:x*](\d+)$")  # 16:9, 1280x720, 1280*720
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,7 @@ def dimensions(ratio_w: int, ratio_h: int) -> tuple[int, int]:
 def _ratio(text: object, default: tuple[int, int]) -> tuple[int, int]:
     """``16:9`` or ``1280x720`` / ``1280*720`` as a ratio; ``default`` when absent or odd."""
     if isinstance(text, str):
-        match = _RATIO.match(text) or _SIZE.match(text)
+        match = _RATIO_OR_SIZE.match(text)
         if match is not None and int(match.group(1)) > 0 and int(match.group(2)) > 0:
             return int(match.group(1)), int(match.group(2))
     return default

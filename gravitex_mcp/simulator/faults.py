@@ -61,15 +61,11 @@ ANSWER_KINDS: frozenset[FaultKind] = frozenset(FaultKind) - ARRIVAL_KINDS
 
 _JSON_ENDPOINTS = frozenset({Endpoint.SUBMIT, Endpoint.QUERY, Endpoint.DOWNLOAD})
 
-#: Where each kind may be used.
+#: Where each kind may be used (every endpoint unless named here).
 FAULT_ENDPOINTS: Mapping[FaultKind, frozenset[Endpoint]] = {
-    FaultKind.RATE_LIMIT: frozenset(Endpoint),
-    FaultKind.SERVER_ERROR: frozenset(Endpoint),
-    FaultKind.REQUEST_TIMEOUT: frozenset(Endpoint),
+    **{kind: frozenset(Endpoint) for kind in FaultKind},
     FaultKind.MALFORMED_JSON: _JSON_ENDPOINTS,
-    FaultKind.HTML_PAGE: frozenset(Endpoint),
     FaultKind.EXPIRED_URL: frozenset({Endpoint.FILE}),
-    FaultKind.TRUNCATED: frozenset(Endpoint),
     FaultKind.BAD_BASE64: frozenset({Endpoint.DOWNLOAD}),
     FaultKind.WRONG_SIZE: frozenset({Endpoint.DOWNLOAD}),
     FaultKind.HTML_INSTEAD_OF_VIDEO: frozenset({Endpoint.FILE}),

@@ -17,12 +17,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import struct
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..domain import Family
+from ..images import JPEG, PNG, WEBP, image_dimensions, sniff_image_type
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 SEED_MAX = 2_147_483_647
@@ -35,7 +35,7 @@ class GatewayError(Exception):
         self,
         message: str,
         *,
-        code: str,
+        code: str = "invalid_value",
         param: str | None = None,
         status: int = 400,
         error_type: str = "invalid_request_error",
@@ -151,22 +151,19 @@ class Accepted:
 # --- small readers ------------------------------------------------------------
 
 
+_JSON_TYPES: dict[type, str] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
 def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "an unknown type"  # pragma: no cover - JSON only has the above
+    return _JSON_TYPES.get(type(value), "an unknown type")
 
 
 def _type_error(param: str, expected: str, value: object) -> GatewayError:
@@ -184,9 +181,7 @@ def _value_error(param: str, value: object, valid: Collection[object] | str) -> 
         items = [f"'{v}'" if isinstance(v, str) else str(v) for v in valid]
         supported = ", ".join(items[:-1]) + (" and " if len(items) > 1 else "") + items[-1]
     return GatewayError(
-        f"Invalid value for '{param}': {value!r}. Supported values are: {supported}.",
-        code="invalid_value",
-        param=param,
+        f"Invalid value for '{param}': {value!r}. Supported values are: {supported}.", param=param
     )
 
 
@@ -225,7 +220,7 @@ def _str(body: Mapping[str, Any], name: str, *, required: bool = False) -> str |
     if not isinstance(value, str):
         raise _type_error(name, "a string", value)
     if required and not value.strip():
-        raise GatewayError(f"'{name}' must not be empty.", code="invalid_value", param=name)
+        raise GatewayError(f"'{name}' must not be empty.", param=name)
     return value
 
 
@@ -264,66 +259,7 @@ def _enum(body: Mapping[str, Any], name: str, valid: Collection[str]) -> str | N
 
 _DATA_IMAGE = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
 _DATA_AUDIO = re.compile(r"data:(audio/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
-_IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/webp": "webp"}
-
-
-def image_kind(data: bytes) -> str | None:
-    """``png``, ``jpeg`` or ``webp`` from the magic bytes, else ``None``."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def image_dimensions(data: bytes) -> tuple[int, int] | None:
-    """(width, height) of a PNG, JPEG or WEBP image, or ``None`` if not found."""
-    kind = image_kind(data)
-    if kind == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", data[16:24])
-        return w, h
-    if kind == "jpeg":
-        return _jpeg_dimensions(data)
-    if kind == "webp":
-        return _webp_dimensions(data)
-    return None
-
-
-def _jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h
-        i += 2 + length
-    return None
-
-
-def _webp_dimensions(data: bytes) -> tuple[int, int] | None:
-    chunk = data[12:16]
-    if chunk == b"VP8X" and len(data) >= 30:
-        w = int.from_bytes(data[24:27], "little") + 1
-        h = int.from_bytes(data[27:30], "little") + 1
-        return w, h
-    if chunk == b"VP8 " and len(data) >= 30:
-        w, h = struct.unpack("<HH", data[26:30])
-        return w & 0x3FFF, h & 0x3FFF
-    if chunk == b"VP8L" and len(data) >= 25:
-        bits = int.from_bytes(data[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    return None
+_IMAGE_TYPES = {"image/png": PNG, "image/jpeg": JPEG, "image/jpg": JPEG, "image/webp": WEBP}
 
 
 def _image(value: object, param: str) -> bytes | None:
@@ -359,7 +295,7 @@ def _image(value: object, param: str) -> bytes | None:
             code="image_too_large",
             param=param,
         )
-    actual = image_kind(data)
+    actual = sniff_image_type(data)
     if actual is None:
         raise GatewayError(
             f"The data for '{param}' is not a PNG, JPEG or WEBP image.",
@@ -368,7 +304,8 @@ def _image(value: object, param: str) -> bytes | None:
         )
     if actual != declared:
         raise GatewayError(
-            f"The data for '{param}' is a {actual.upper()} image but is labelled {match.group(1)}.",
+            f"The data for '{param}' is a {actual.removeprefix('image/').upper()} image but is "
+            f"labelled {match.group(1)}.",
             code="invalid_image",
             param=param,
         )
@@ -398,11 +335,7 @@ def _https(value: object, param: str) -> None:
     if not isinstance(value, str):
         raise _type_error(param, "a string", value)
     if not value.startswith("https://"):
-        raise GatewayError(
-            f"Invalid URL for '{param}': an https URL is required.",
-            code="invalid_value",
-            param=param,
-        )
+        raise GatewayError(f"Invalid URL for '{param}': an https URL is required.", param=param)
 
 
 # --- the families ----------------------------------------------------------------
@@ -430,11 +363,7 @@ def _sora(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
         if wh not in SORA_SIZES:
             raise _value_error("width", wh, SORA_SIZES)
         if size is not None and size != wh:
-            raise GatewayError(
-                f"'size' {size!r} disagrees with width/height {wh!r}.",
-                code="invalid_value",
-                param="size",
-            )
+            raise GatewayError(f"'size' {size!r} disagrees with width/height {wh!r}.", param="size")
         size = wh
     if "input_reference" in body and body["input_reference"] is not None:
         data = _image(body["input_reference"], "input_reference")
@@ -444,14 +373,12 @@ def _sora(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
             raise GatewayError(
                 f"Inpaint image must match the requested width and height: the image is "
                 f"{dims[0]}x{dims[1]}, the video is {want}.",
-                code="invalid_value",
                 param="input_reference",
             )
     remix = _str(body, "remix_from_video_id")
     if remix is not None and not (remix.startswith("video_") and len(remix) > len("video_")):
         raise GatewayError(
             "Invalid 'remix_from_video_id': it must be a video id starting with 'video_'.",
-            code="invalid_value",
             param="remix_from_video_id",
         )
     return prompt
@@ -483,9 +410,7 @@ def _veo(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
         if not rule.last_frame:
             raise _not_supported("lastFrame", rule.id)
         if not has_image:
-            raise GatewayError(
-                "'lastFrame' needs a first frame in 'image'.", code="invalid_value", param="image"
-            )
+            raise GatewayError("'lastFrame' needs a first frame in 'image'.", param="image")
         _image(body["lastFrame"], "lastFrame")
     return prompt
 
@@ -560,12 +485,9 @@ def parse_flags(text: str) -> tuple[str, dict[str, tuple[str, str | None]]]:
 
 
 def _flag_int(param: str, value: str, valid: range) -> int:
-    if not re.fullmatch(r"-?\d+", value):
+    if not re.fullmatch(r"-?\d+", value) or int(value) not in valid:
         raise _value_error(param, value, f"integers from {valid.start} to {valid.stop - 1}")
-    number = int(value)
-    if number not in valid:
-        raise _value_error(param, value, f"integers from {valid.start} to {valid.stop - 1}")
-    return number
+    return int(value)
 
 
 def _seedance_flags(rule: ModelRule, text: str, strict: bool) -> dict[str, str]:
@@ -583,9 +505,7 @@ def _seedance_flags(rule: ModelRule, text: str, strict: bool) -> dict[str, str]:
             continue
         if value is None:
             raise GatewayError(
-                f"Parameter marker '{param}' has no value.",
-                code="invalid_value",
-                param="metadata.content[0].text",
+                f"Parameter marker '{param}' has no value.", param="metadata.content[0].text"
             )
         if name == "resolution" and value not in rule.resolutions:
             raise _value_error(param, value, sorted(rule.resolutions))
@@ -616,7 +536,6 @@ def _seedance_images(rule: ModelRule, items: list[Any]) -> ImageMode | None:
         if item.get("type") != "image_url":
             raise GatewayError(
                 f"'{where}.type' must be 'image_url' (only the first item is text).",
-                code="invalid_value",
                 param=f"{where}.type",
             )
         for key in item:
@@ -645,22 +564,17 @@ def _seedance_images(rule: ModelRule, items: list[Any]) -> ImageMode | None:
         if any(r != "reference_image" for r in roles):
             raise GatewayError(
                 "Reference images cannot be mixed with first/last frame images.",
-                code="invalid_value",
                 param="metadata.content",
             )
         if len(roles) > 4:
             raise GatewayError(
-                "At most 4 reference images are supported.",
-                code="invalid_value",
-                param="metadata.content",
+                "At most 4 reference images are supported.", param="metadata.content"
             )
         mode = "reference_image"
     elif len(roles) == 1:
         if roles[0] == "last_frame":
             raise GatewayError(
-                "A last_frame image needs a first_frame image.",
-                code="invalid_value",
-                param="metadata.content[1].role",
+                "A last_frame image needs a first_frame image.", param="metadata.content[1].role"
             )
         mode = "first_frame"
     elif len(roles) == 2 and sorted(r or "" for r in roles) == ["first_frame", "last_frame"]:
@@ -669,7 +583,6 @@ def _seedance_images(rule: ModelRule, items: list[Any]) -> ImageMode | None:
         raise GatewayError(
             "Two images must be marked role 'first_frame' and role 'last_frame'; "
             "more images are only allowed as reference_image.",
-            code="invalid_value",
             param="metadata.content",
         )
     if mode not in rule.image_modes:
@@ -717,7 +630,6 @@ def _seedance(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
     if not isinstance(first, dict) or first.get("type") != "text":
         raise GatewayError(
             '\'metadata.content[0]\' must be a text item: {"type": "text", "text": ...}.',
-            code="invalid_value",
             param="metadata.content[0]",
         )
     for key in first:
@@ -733,19 +645,12 @@ def _seedance(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
         and flags.get("resolution") == "1080p"
     ):
         raise GatewayError(
-            f"Reference image mode of '{rule.id}' does not support 1080p.",
-            code="invalid_value",
-            param="--rs",
+            f"Reference image mode of '{rule.id}' does not support 1080p.", param="--rs"
         )
     return text
 
 
-_VALIDATORS = {
-    Family.SORA: _sora,
-    Family.VEO: _veo,
-    Family.WAN: _wan,
-    Family.SEEDANCE: _seedance,
-}
+_VALIDATORS = {Family.SORA: _sora, Family.VEO: _veo, Family.WAN: _wan, Family.SEEDANCE: _seedance}
 
 
 def validate_submit(body: object, *, strict: bool = True) -> Accepted:
