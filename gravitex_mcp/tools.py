@@ -35,7 +35,7 @@ from .domain import Family, TaskStatus
 from .errors import GravitexError
 from .frames import FramePosition
 from .join import join_tasks
-from .journal import JournalStatus
+from .journal import JournalStatus, redact_data_urls
 from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
 from .results import (
@@ -311,8 +311,12 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             result = await service_of(ctx).generate(request, _progress_of(ctx))
             if result.dry_run:
                 notes = "".join(f"Note: {note}\n" for note in result.notes)
-                text = f"{notes}Dry run, nothing sent. Upstream body:\n" + json.dumps(
-                    result.payload, indent=2, ensure_ascii=False
+                # An image travels as a data URL of megabytes: the text shows its
+                # digest (payload in structuredContent keeps the exact body).
+                shown = redact_data_urls(result.payload)
+                digests = " (data URLs shown by their digest)" if shown != result.payload else ""
+                text = f"{notes}Dry run, nothing sent. Upstream body{digests}:\n" + json.dumps(
+                    shown, indent=2, ensure_ascii=False
                 )
                 return CallToolResult(
                     content=[TextContent(type="text", text=text)],

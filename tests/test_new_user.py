@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
+
+from gravitex_mcp.demo_inputs import png_data_url
 
 from .server_harness import Harness, connected, make_harness, structured, text_of
 
@@ -66,3 +70,27 @@ async def test_a_storyboard_duration_the_model_takes_is_planned(h: Harness) -> N
         )
     text = getattr(result.messages[0].content, "text", "")
     assert '"duration": 7,' in text
+
+
+async def test_dry_run_text_shows_an_image_by_digest_not_its_base64(h: Harness) -> None:
+    data_url = png_data_url(640, 360)
+    image = h.settings.input_dirs[0] / "first.png"
+    image.write_bytes(base64.b64decode(data_url.split(",", 1)[1]))
+    async with connected(h) as client:
+        result = await client.call_tool(
+            "generate_video",
+            {
+                "model": "veo-3.1-fast-generate-preview",
+                "prompt": "a fox",
+                "image": str(image),
+                "dry_run": True,
+            },
+        )
+    payload = structured(result)["payload"]
+    assert payload["image"] == data_url  # the exact body stays in structuredContent
+    text = text_of(result)
+    assert data_url.split(",", 1)[1][:64] not in text
+    assert f"sha256:{hashlib.sha256(image.read_bytes()).hexdigest()}" in text
+    assert '"prompt": "a fox"' in text
+    assert len(text) < 1_000
+    assert h.sim.calls["submit"] == 0
