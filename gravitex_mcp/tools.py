@@ -505,9 +505,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         """Join several finished videos, in order, into one mp4 in the output folder,
         for videos longer than one clip. Clips with the same codec, size and time base
         are joined without re-encoding; others are re-encoded to the first clip's size
-        and frame rate. Audio is kept when every clip has it. Returns the saved file's
-        path, size, sha256, a probe (duration, size, fps, codec, audio) and its contact
-        sheet."""
+        and frame rate (a clip of another shape fits inside on black bars). Audio is
+        kept when every clip has it. Returns the saved file's path, size, sha256, a
+        probe (duration, size, fps, codec, audio) and its contact sheet."""
 
         async def body() -> CallToolResult:
             joined = await join_tasks(

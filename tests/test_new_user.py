@@ -11,7 +11,10 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
 from gravitex_mcp.demo_inputs import png_data_url
+from gravitex_mcp.join import join_files
+from gravitex_mcp.storage import OutputDir
 
+from .clips import make_clip
 from .server_harness import Harness, connected, make_harness, structured, text_of
 
 
@@ -94,3 +97,38 @@ async def test_dry_run_text_shows_an_image_by_digest_not_its_base64(h: Harness) 
     assert '"prompt": "a fox"' in text
     assert len(text) < 1_000
     assert h.sim.calls["submit"] == 0
+
+
+def _luma_at(path: Path, seconds: float, xs: tuple[int, ...]) -> list[int]:
+    """The Y values of the middle row at columns ``xs``, in the frame shown at ``seconds``."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for frame in container.decode(stream):
+            assert frame.pts is not None
+            assert frame.time_base is not None
+            if float(frame.pts * frame.time_base) >= seconds:
+                plane = frame.planes[0]
+                row = bytes(plane)[frame.height // 2 * plane.line_size :]
+                return [row[x] for x in xs]
+    raise AssertionError(f"no frame at {seconds} s in {path}")
+
+
+async def test_a_clip_of_another_shape_is_joined_on_black_bars_not_stretched(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("av", reason="PyAV (av) is a dependency: pip install -e .[dev]")
+    wide = make_clip(tmp_path / "wide.mp4", 2, size=(64, 48), fps=10, audio=False)
+    tall = make_clip(tmp_path / "tall.mp4", 3, size=(48, 64), fps=10, audio=False)
+    out = OutputDir(tmp_path / "videos")
+    joined = await join_files([wide, tall], out, filename="mix", default_stem="j")
+    assert joined.plan.method == "re_encode"
+    assert (joined.probe.width, joined.probe.height) == (64, 48)
+    assert any("black bars" in note for note in joined.plan.notes)
+    # 1.5 s into the tall clip: its frame 15, luma 15 * 7 = 105, scaled to 36x48 and
+    # centred, so columns 0-13 and 50-63 are black (Y 16) and the middle is the clip.
+    left, middle, right = _luma_at(joined.stored.path, 2 + 1.5, (3, 32, 60))
+    assert abs(middle - 105) <= 12
+    assert left <= 24
+    assert right <= 24
