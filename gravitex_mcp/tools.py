@@ -51,6 +51,7 @@ from .results import (
     SavedVideo,
     TaskResult,
 )
+from .schema_errors import CheckedTool
 from .service import ProgressFn, VideoService, clip_text
 from .validation import parse_request
 
@@ -269,7 +270,7 @@ def described(text: str) -> str:
 
 
 def _tool(fn: Callable[..., Any], **options: Any) -> Tool:
-    return Tool.from_function(fn, description=described(fn.__doc__ or ""), **options)
+    return CheckedTool.from_function(fn, description=described(fn.__doc__ or ""), **options)
 
 
 def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) -> list[Tool]:

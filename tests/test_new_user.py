@@ -132,3 +132,27 @@ async def test_a_clip_of_another_shape_is_joined_on_black_bars_not_stretched(
     assert abs(middle - 105) <= 12
     assert left <= 24
     assert right <= 24
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "named"),
+    [
+        ("join_videos", {"task_ids": ["video_1"]}, "task_ids: List should have at least 2 items"),
+        ("list_video_tasks", {"status": "done"}, "status: Input should be 'submitting'"),
+        ("check_video_task", {"task_id": "video_1", "wait_seconds": 900}, "wait_seconds:"),
+        ("extract_frames", {"task_id": "video_1", "at": ["end"]}, "at[0]"),
+        ("download_video", {}, "task_id: is required"),
+    ],
+)
+async def test_a_schema_refusal_names_the_argument_without_pydantic_noise(
+    h: Harness, tool: str, arguments: dict[str, object], named: str
+) -> None:
+    async with connected(h) as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.is_error
+    message = text_of(result)
+    assert message.startswith(f"Invalid arguments for {tool}")
+    assert named in message
+    assert "errors.pydantic.dev" not in message
+    assert "Arguments" not in message  # the SDK's internal model name
+    assert sum(h.sim.calls.values()) == 0
