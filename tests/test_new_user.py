@@ -156,3 +156,16 @@ async def test_a_schema_refusal_names_the_argument_without_pydantic_noise(
     assert "errors.pydantic.dev" not in message
     assert "Arguments" not in message  # the SDK's internal model name
     assert sum(h.sim.calls.values()) == 0
+
+
+async def test_a_replayed_key_of_a_saved_video_says_where_it_is(h: Harness) -> None:
+    job = {"model": "sora-2", "prompt": "a fox", "idempotency_key": "fox-1"}
+    async with connected(h) as client:
+        first = structured(
+            await client.call_tool("generate_video", {**job, "wait_seconds": 60, "download": True})
+        )
+        again = structured(await client.call_tool("generate_video", {**job, "wait_seconds": 0}))
+    assert again["replayed"] is True
+    assert again["task_id"] == first["task_id"]
+    assert f"already saved at {first['path']}" in again["next_step"]
+    assert h.sim.calls["submit"] == 1
