@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
+from gravitex_mcp import cli, simulator
 from gravitex_mcp.demo_inputs import png_data_url
 from gravitex_mcp.join import join_files
 from gravitex_mcp.storage import OutputDir
@@ -169,3 +171,23 @@ async def test_a_replayed_key_of_a_saved_video_says_where_it_is(h: Harness) -> N
     assert again["task_id"] == first["task_id"]
     assert f"already saved at {first['path']}" in again["next_step"]
     assert h.sim.calls["submit"] == 1
+
+
+def test_the_simulator_command_says_how_to_point_the_server_at_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    served: dict[str, object] = {}
+
+    def fake_serve(**kwargs: object) -> None:
+        served.update(kwargs)
+
+    monkeypatch.setattr(simulator, "serve", fake_serve)
+    monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)
+    caplog.set_level(logging.INFO, logger="gravitex_mcp.cli")
+    env = {"GRAVITEX_SIMULATOR_SECONDS": "3"}
+    assert cli.run(["simulator", "--port", "8790"], env) == 0
+    assert served["port"] == 8790
+    said = caplog.text
+    assert "GRAVITEX_BASE_URL=http://127.0.0.1:8790" in said
+    assert "GRAVITEX_API_KEY=" in said
+    assert "3 s" in said
