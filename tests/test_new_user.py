@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import socket
 from pathlib import Path
 
+import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
@@ -14,6 +16,7 @@ from mcp.types import INVALID_PARAMS
 from gravitex_mcp import cli, simulator
 from gravitex_mcp.demo_inputs import png_data_url
 from gravitex_mcp.join import join_files
+from gravitex_mcp.media import MEDIA_PORT_FILE, MediaLinks, load_or_create_key, serve_loopback
 from gravitex_mcp.storage import OutputDir
 
 from .clips import make_clip
@@ -191,3 +194,37 @@ def test_the_simulator_command_says_how_to_point_the_server_at_it(
     assert "GRAVITEX_BASE_URL=http://127.0.0.1:8790" in said
     assert "GRAVITEX_API_KEY=" in said
     assert "3 s" in said
+
+
+async def test_a_stdio_media_link_survives_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
+    port_file = state / MEDIA_PORT_FILE
+
+    async def fetch_after_start(url: str | None) -> tuple[str, str]:
+        links = MediaLinks(key=load_or_create_key(state), output_dir=videos)
+        async with serve_loopback(links, port_file) as base:
+            links.base_url = base
+            minted = links.url_for(videos / "clip.mp4")
+            assert minted is not None
+            async with httpx2.AsyncClient(timeout=10) as client:
+                # The link from before the restart still answers.
+                assert (await client.get(url or minted)).status_code == 200
+            return base, minted
+
+    first_base, link = await fetch_after_start(None)
+    second_base, again = await fetch_after_start(link)
+    assert second_base == first_base
+    assert again == link
+
+    # Its port taken by someone else: another port, remembered for next time.
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        squatter.bind(("127.0.0.1", int(first_base.rsplit(":", 1)[1])))
+        squatter.listen(1)
+        links = MediaLinks(key=load_or_create_key(state), output_dir=videos)
+        async with serve_loopback(links, port_file) as third_base:
+            assert third_base != first_base
+    assert port_file.read_text().strip() == third_base.rsplit(":", 1)[1]
