@@ -193,9 +193,15 @@ def plan_join(clips: Sequence[ClipInfo]) -> JoinPlan:
     return JoinPlan("re_encode", keep_audio, tuple(notes))
 
 
+def _same_shape(width: int, height: int, other_width: int, other_height: int) -> bool:
+    """Aspect ratios within 1 %: 284x160 and 1280x720 are both 16:9 (a stretch that
+    small is invisible, where fitting would add bars a pixel wide)."""
+    return abs(width * other_height - height * other_width) <= 0.01 * height * other_width
+
+
 def _shapes_differ(clips: Sequence[ClipInfo]) -> bool:
     first = clips[0]
-    return any(c.width * first.height != c.height * first.width for c in clips)
+    return not all(_same_shape(c.width, c.height, first.width, first.height) for c in clips)
 
 
 # --- stream copy ---------------------------------------------------------------------
@@ -270,7 +276,7 @@ class _Fit:
 
     def __call__(self, frame: Any) -> Any:
         w, h = self.width, self.height
-        if frame.width * h == frame.height * w:
+        if _same_shape(frame.width, frame.height, w, h):
             return frame.reformat(width=w, height=h, format="yuv420p")
         key = (frame.width, frame.height, frame.format.name)
         graph = self._graphs.get(key)
