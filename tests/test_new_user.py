@@ -228,3 +228,27 @@ async def test_a_stdio_media_link_survives_a_restart(tmp_path: Path) -> None:
         async with serve_loopback(links, port_file) as third_base:
             assert third_base != first_base
     assert port_file.read_text().strip() == third_base.rsplit(":", 1)[1]
+
+
+async def test_asking_for_the_same_frame_again_gives_the_same_file(h: Harness) -> None:
+    async with connected(h) as client:
+        saved = structured(
+            await client.call_tool(
+                "generate_video",
+                {"model": "veo-3.1-fast-generate-preview", "prompt": "a fox", "duration": 4}
+                | {"wait_seconds": 60, "download": True},
+            )
+        )
+        stem = Path(saved["path"]).stem
+        # Someone's own file where the first frame would go: kept, ours goes beside it.
+        theirs = h.settings.output_dir / f"{stem}.frame-0.000s.png"
+        theirs.write_bytes(b"not ours")
+        calls = [{"task_id": saved["task_id"], "at": ["first", "last"]}] * 3
+        paths = [
+            [f["path"] for f in structured(await client.call_tool("extract_frames", c))["frames"]]
+            for c in calls
+        ]
+    assert paths[0] == paths[1] == paths[2]
+    assert paths[0][0].endswith(".frame-0.000s-1.png")
+    assert theirs.read_bytes() == b"not ours"
+    assert len(list(h.settings.output_dir.glob("*.png"))) == 3  # theirs + two frames
