@@ -14,13 +14,17 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
 from gravitex_mcp import cli, simulator
+from gravitex_mcp.demo import _drive
 from gravitex_mcp.demo_inputs import png_data_url
 from gravitex_mcp.join import join_files
 from gravitex_mcp.media import MEDIA_PORT_FILE, MediaLinks, load_or_create_key, serve_loopback
+from gravitex_mcp.server import build_server
+from gravitex_mcp.settings import Settings
 from gravitex_mcp.storage import OutputDir
+from gravitex_mcp.upstream import simulated_upstream
 
 from .clips import make_clip
-from .server_harness import Harness, connected, make_harness, structured, text_of
+from .server_harness import FakeClock, Harness, connected, make_harness, structured, text_of
 
 
 @pytest.fixture
@@ -252,3 +256,31 @@ async def test_asking_for_the_same_frame_again_gives_the_same_file(h: Harness) -
     assert paths[0][0].endswith(".frame-0.000s-1.png")
     assert theirs.read_bytes() == b"not ours"
     assert len(list(h.settings.output_dir.glob("*.png"))) == 3  # theirs + two frames
+
+
+@pytest.mark.parametrize(
+    ("model", "noted"), [("sora-2", True), ("veo-3.1-fast-generate-preview", False)]
+)
+async def test_the_demo_says_a_size_note_is_the_simulators_doing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str, noted: bool
+) -> None:
+    settings = Settings(
+        api_key=None,
+        simulate=True,
+        output_dir=tmp_path / "videos",
+        state_dir=tmp_path / "state",
+        simulator_seconds=6,
+    )
+    clock = FakeClock()
+    upstream = simulated_upstream(settings, clock=clock.monotonic)
+    try:
+        await _drive(build_server(settings, upstream=upstream, clock=clock), model)
+    finally:
+        assert upstream.simulator is not None
+        upstream.simulator.close()
+    notes = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Notes:"))
+    if noted:
+        assert "asked size 1280x720" in notes
+        assert "the simulator draws small clips" in notes
+    else:
+        assert notes == "Notes: none (the clip is what was asked)"
