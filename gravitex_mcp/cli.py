@@ -305,6 +305,16 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
             raise ConfigurationError("The simulator serves on loopback only; use --host 127.0.0.1.")
         # GRAVITEX_SIMULATOR_SECONDS times generations here as it does under --simulate.
         seconds = load_settings(env).simulator_seconds
+        host = f"[{args.sim_host}]" if ":" in args.sim_host else args.sim_host
+        base = f"http://{host}:{args.sim_port}"
+        # Without this a user sees only uvicorn's line and has to guess how to use it.
+        logger.info(
+            "simulated Gravitex API on %s (generations take %g s; any key is accepted). "
+            "Point gravitex-mcp at it: GRAVITEX_BASE_URL=%s GRAVITEX_API_KEY=sk-test gravitex-mcp",
+            base,
+            seconds,
+            base,
+        )
         serve(host=args.sim_host, port=args.sim_port, config=simulator_config(seconds, None))
         return 0
     settings = _settings(args, env)

@@ -22,6 +22,7 @@ from . import catalog
 from .demo_inputs import demo_arguments, describe_arguments
 from .errors import first_failure
 from .settings import Settings
+from .simulator.clips import SHORT_SIDE
 
 PROMPT = "A paper boat drifting down a rain-soaked street at dusk, neon reflections"
 
@@ -88,7 +89,14 @@ async def _drive(params: StdioServerParameters | MCPServer[Any], model: str) -> 
                 f"Probe: {probe['duration_seconds']:.1f} s, {probe['width']}x{probe['height']}, "
                 f"{fps}{probe['video_codec']}, {'with' if probe['has_audio'] else 'no'} audio"
             )
-        _say(f"Notes: {'; '.join(result['notes']) or 'none (the clip is what was asked)'}")
+        notes = "; ".join(result["notes"])
+        if notes:
+            # A size or resolution note is the simulator's doing, not a fault to chase.
+            notes += (
+                f" (the simulator draws small clips, {SHORT_SIDE} px on the short side: "
+                "only their duration and aspect ratio follow the request)"
+            )
+        _say(f"Notes: {notes or 'none (the clip is what was asked)'}")
         if result.get("preview"):
             _say(f"Contact sheet: {result['preview']['path']}")
         return Path(str(result["path"]))

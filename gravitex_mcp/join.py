@@ -4,7 +4,8 @@
   video codec, frame size and time base (and, for the audio to be copied too,
   the same audio codec, sample rate and channel layout). Each clip's packets are
   shifted by the length of the clips before it.
-* **Re-encode** otherwise: every frame is scaled to the first clip's size and
+* **Re-encode** otherwise: every frame is scaled to the first clip's size (a clip
+  of another shape fits inside it on black bars, never stretched) and
   re-timed to the first clip's frame rate (frames are repeated or dropped, so
   each clip keeps its length), H.264 video and AAC audio.
 * **Audio** is kept when every clip has an audio track and dropped, with a note,
@@ -21,6 +22,7 @@ unless complete.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import secrets
@@ -179,13 +181,27 @@ def plan_join(clips: Sequence[ClipInfo]) -> JoinPlan:
     if not same_video:
         sizes = sorted({f"{c.width}x{c.height} {c.codec}" for c in clips})
         what = ", ".join(sizes) if len(sizes) > 1 else "encoder settings or time base"
+        bars = (
+            " (clips of another shape fit inside it on black bars)" if _shapes_differ(clips) else ""
+        )
         notes.append(
             f"The clips differ ({what}): re-encoded to the first clip's size "
-            f"{first.width}x{first.height} and frame rate."
+            f"{first.width}x{first.height} and frame rate{bars}."
         )
     else:
         notes.append("The clips' audio formats differ: re-encoded.")
     return JoinPlan("re_encode", keep_audio, tuple(notes))
+
+
+def _same_shape(width: int, height: int, other_width: int, other_height: int) -> bool:
+    """Aspect ratios within 1 %: 284x160 and 1280x720 are both 16:9 (a stretch that
+    small is invisible, where fitting would add bars a pixel wide)."""
+    return abs(width * other_height - height * other_width) <= 0.01 * height * other_width
+
+
+def _shapes_differ(clips: Sequence[ClipInfo]) -> bool:
+    first = clips[0]
+    return not all(_same_shape(c.width, c.height, first.width, first.height) for c in clips)
 
 
 # --- stream copy ---------------------------------------------------------------------
@@ -244,6 +260,58 @@ def _video_frames(container: av.container.InputContainer) -> Iterator[tuple[floa
         yield float(frame.pts * frame.time_base), frame
 
 
+class _Fit:
+    """Frames of any size onto the output's ``width`` x ``height``, keeping their shape.
+
+    A frame of the output's shape is just scaled; one of another shape (a 9:16 clip
+    joined after a 16:9 one) is scaled to fit inside and centred on black bars,
+    not stretched. FFmpeg's ``scale`` and ``pad`` filters do it; a graph is built
+    per input size and format.
+    """
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self._graphs: dict[tuple[int, int, str], Any] = {}
+        self._count = 0
+
+    def __call__(self, frame: Any) -> Any:
+        w, h = self.width, self.height
+        if _same_shape(frame.width, frame.height, w, h):
+            return frame.reformat(width=w, height=h, format="yuv420p")
+        key = (frame.width, frame.height, frame.format.name)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = self._graph(frame)
+        frame.pts = self._count  # the filters want increasing timestamps
+        self._count += 1
+        graph.push(frame)
+        return graph.vpull()
+
+    def _graph(self, frame: Any) -> Any:
+        import av
+
+        graph = av.filter.Graph()
+        source = graph.add_buffer(
+            width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1)
+        )
+        chain = [
+            source,
+            graph.add(
+                "scale",
+                f"{self.width}:{self.height}:force_original_aspect_ratio=decrease"
+                ":force_divisible_by=2",
+            ),
+            graph.add("pad", f"{self.width}:{self.height}:(ow-iw)/2:(oh-ih)/2:black"),
+            graph.add("setsar", "1"),
+            graph.add("format", "yuv420p"),
+            graph.add("buffersink"),
+        ]
+        for a, b in itertools.pairwise(chain):
+            a.link_to(b)
+        graph.configure()
+        return graph
+
+
 def _reencode(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool, on_clip: ClipDone) -> None:
     import av
 
@@ -252,6 +320,7 @@ def _reencode(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool, on_clip: 
     fps = fps.limit_denominator(1001 * 1000)
     # Even sizes: what 4:2:0 H.264 needs.
     width, height = first.width // 2 * 2, first.height // 2 * 2
+    fit = _Fit(width, height)
     with av.open(str(dest), "w", format="mp4") as output:
         video = output.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
@@ -280,7 +349,7 @@ def _reencode(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool, on_clip: 
                     # The output frame this one lands on, never past the clip's end.
                     target = math.floor((offset + seconds - start) * fps + Fraction(1, 2))
                     target = min(target, clip_end - 1)
-                    scaled = frame.reformat(width=width, height=height, format="yuv420p")
+                    scaled = fit(frame)
                     scaled.time_base = tick  # pts below count output frames
                     # Repeat to fill a lower input rate, skip to follow a higher one.
                     while frame_index <= target:

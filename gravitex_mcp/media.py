@@ -15,7 +15,8 @@ time) under a secret kept in the state folder. So:
 
 Over the HTTP transports the route lives on the server's own port (behind the
 Host/Origin checks, not the bearer token); over stdio :func:`serve_loopback`
-runs it on 127.0.0.1 on an ephemeral port for as long as the server runs.
+runs it on 127.0.0.1 for as long as the server runs, on the port of the last
+start when it is free (``media-port`` in the state folder), else an ephemeral one.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 #: The route prefix, on the HTTP transports and on the loopback media server.
 MEDIA_PREFIX = "/media/"
 KEY_FILE = "media-links.key"
+#: The loopback media server's last port, in the state folder (stdio only).
+MEDIA_PORT_FILE = "media-port"
 KEY_BYTES = 32
 #: 144 bits of HMAC in the link: far beyond guessing, short enough to read.
 TOKEN_BYTES = 18
@@ -244,11 +247,11 @@ def loopback_app(links: MediaLinks, port: int) -> ASGIApp:
     return asgi
 
 
-def _bind_loopback() -> socket.socket:
+def _bind_loopback(port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         sock.listen(128)
         sock.setblocking(False)
     except OSError:
@@ -257,10 +260,50 @@ def _bind_loopback() -> socket.socket:
     return sock
 
 
+def _remembered_port(port_file: Path | None) -> int:
+    """The port the last start used (0: none, or unreadable)."""
+    if port_file is None:
+        return 0
+    try:
+        port = int(port_file.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return 0
+    return port if 1024 <= port <= 65535 else 0
+
+
+def _bind_remembered(port_file: Path | None) -> socket.socket:
+    """The last start's port when it is free, else an ephemeral one (then remembered).
+
+    Links carry the port: keeping it lets links handed out before a restart (in an
+    earlier conversation) keep working, as they do over HTTP. Best effort: another
+    server holding that port, or a state folder that cannot be written, just means
+    a new port.
+    """
+    remembered = _remembered_port(port_file)
+    sock: socket.socket | None = None
+    if remembered:
+        try:
+            sock = _bind_loopback(remembered)
+        except OSError:
+            logger.info("media port %d is taken; using another", remembered)
+    if sock is None:
+        sock = _bind_loopback()
+    port = int(sock.getsockname()[1])
+    if port_file is not None and port != remembered:
+        try:
+            tmp = port_file.with_name(f".{port_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(f"{port}\n", encoding="ascii")
+            os.replace(tmp, port_file)
+        except OSError as exc:
+            logger.info("could not remember the media port in %s: %s", port_file, exc)
+    return sock
+
+
 @asynccontextmanager
-async def serve_loopback(links: MediaLinks) -> AsyncIterator[str]:
-    """Serve ``links`` on 127.0.0.1 (ephemeral port) while the context is open;
-    yields the base URL (``http://127.0.0.1:PORT``).
+async def serve_loopback(links: MediaLinks, port_file: Path | None = None) -> AsyncIterator[str]:
+    """Serve ``links`` on 127.0.0.1 while the context is open; yields the base URL
+    (``http://127.0.0.1:PORT``). The port is the one named in ``port_file`` when it
+    is free (so links survive a restart), else an ephemeral one, written there.
 
     uvicorn's ``startup`` is driven directly rather than ``serve()``: ``serve()``
     would take over the process's signal handlers (the stdio server owns Ctrl-C),
@@ -268,7 +311,7 @@ async def serve_loopback(links: MediaLinks) -> AsyncIterator[str]:
     """
     import uvicorn
 
-    sock = _bind_loopback()
+    sock = _bind_remembered(port_file)
     port = int(sock.getsockname()[1])
     config = uvicorn.Config(
         loopback_app(links, port),
@@ -317,6 +360,7 @@ def request_host(headers: Any) -> str | None:
 
 __all__ = [
     "KEY_FILE",
+    "MEDIA_PORT_FILE",
     "MEDIA_PREFIX",
     "MediaLinks",
     "is_media_path",

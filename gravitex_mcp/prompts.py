@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 from pydantic import Field
 
 from . import catalog
+from .errors import InvalidArgumentsError
 from .storyboard import storyboard_text
 
 MAKE_VIDEO = "make_video"
@@ -130,4 +133,10 @@ def register_prompts(server: MCPServer[Any]) -> None:
             str | None, Field(description="Seconds per shot (one the model takes).")
         ] = None,
     ) -> str:
-        return storyboard_text(shots, model, duration)
+        try:
+            return storyboard_text(shots, model, duration)
+        except InvalidArgumentsError as exc:
+            # The SDK turns any other exception into "Error rendering prompt": the
+            # person would never see which argument to change.
+            problems = "; ".join(str(p) for p in exc.problems)
+            raise MCPError(INVALID_PARAMS, f"Invalid storyboard arguments: {problems}") from exc

@@ -21,7 +21,7 @@ from .frames import FramePosition, encode_png, frames_at, seconds_of
 from .preview import MAX_SHEET_BYTES, contact_sheet, sample_times, tile_count
 from .probe import ProbeError, probe_video
 from .results import Frame, Preview, Probe
-from .stills import save_new
+from .stills import save_new, save_or_reuse
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,8 @@ class ExtractedFrame:
 
 
 def extract(video: Path, at: Sequence[float | FramePosition]) -> list[ExtractedFrame]:
-    """The frames of ``video`` at each of ``at``, saved as PNG beside it (no clobbering)."""
+    """The frames of ``video`` at each of ``at``, saved as PNG beside it (no clobbering;
+    a frame asked for again is the file saved the first time)."""
     probe = probe_video(video)
     times = [
         min(max(0.0, seconds_of(a, probe.duration_seconds)), probe.duration_seconds) for a in at
@@ -203,7 +204,7 @@ def extract(video: Path, at: Sequence[float | FramePosition]) -> list[ExtractedF
         if max(width, height) > SHOWN_FRAME_SIDE:
             shown = encode_png(decoded.frame, max_side=SHOWN_FRAME_SIDE)[0]
         name = f"{video.stem}.frame-{decoded.at_seconds:.3f}s.png"
-        path = save_new(video.parent, name, png)
+        path = save_or_reuse(video.parent, name, png)
         saved = Frame(
             at_seconds=decoded.at_seconds,
             path=str(path),

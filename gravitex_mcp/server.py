@@ -20,7 +20,7 @@ from .client import GravitexClient
 from .completions import register_completions
 from .journal import Journal
 from .leftovers import sweep_temp_files
-from .media import MediaLinks, load_or_create_key, origin_of, serve_loopback
+from .media import MEDIA_PORT_FILE, MediaLinks, load_or_create_key, origin_of, serve_loopback
 from .player import Player
 from .prompts import register_prompts
 from .service import VideoService
@@ -178,7 +178,7 @@ async def _media_links(
         yield MediaLinks(key=key, output_dir=settings.output_dir, public_url=settings.public_url)
         return
     links = MediaLinks(key=key, output_dir=settings.output_dir)
-    async with serve_loopback(links) as base:
+    async with serve_loopback(links, settings.state_dir / MEDIA_PORT_FILE) as base:
         links.base_url = base
         player.admit_media_origins([origin_of(base)])
         yield links

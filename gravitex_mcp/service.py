@@ -402,6 +402,12 @@ class VideoService:
             else None
         )
         next_step = _next_step(task_id, latest.status, downloaded=saved is not None)
+        if saved is None and on_disk is not None and latest.status is TaskStatus.SUCCEEDED:
+            # Telling the agent to "save it" again would make a second copy.
+            next_step = (
+                f"The video is already saved at {on_disk.path}. Call download_video with "
+                f"task_id {task_id!r} to get its link and contact sheet again."
+            )
         if download_error is not None:
             next_step = f"The video is ready but saving it failed: {download_error}"
             if download_retry:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from .errors import StorageError
@@ -57,3 +58,42 @@ def save_new(directory: Path, name: str, data: bytes) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     raise StorageError(f"Could not find a free name for {name} in {directory}.")
+
+
+def _holds(path: Path, data: bytes) -> bool | None:
+    """Whether the regular file at ``path`` holds ``data``; None when there is no file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False  # a symlink, a folder, unreadable: not ours to reuse
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != len(data):
+            return False
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read(len(data) + 1) == data
+    finally:
+        os.close(fd)
+
+
+def save_or_reuse(directory: Path, name: str, data: bytes) -> Path:
+    """:func:`save_new`, unless ``name`` (or a ``stem-N`` copy) already holds exactly
+    ``data``: then that file. Asking twice for the same frame gives one file, not
+    a ``-1``, ``-2``, ... copy per call."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    suffix = f".{ext}" if ext else ""
+    try:
+        for i in range(MAX_TRIES):
+            candidate = directory / (name if i == 0 else f"{stem}-{i}{suffix}")
+            same = _holds(candidate, data)
+            if same is None:
+                break  # the first free name: no copy beyond it
+            if same:
+                return candidate
+    except OSError as exc:
+        raise StorageError(f"Could not read {name} in {directory}: {exc.strerror or exc}") from exc
+    return save_new(directory, name, data)

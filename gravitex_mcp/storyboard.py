@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from .catalog import get_model
+from .catalog import ModelSpec, get_model, valid_values_text
 from .domain import Mode
 from .errors import InvalidArgumentsError
+from .redact import clip
 
 MIN_SHOTS: Final = 2
 MAX_SHOTS: Final = 20  # what join_videos takes
@@ -44,10 +45,35 @@ def parse_shots(shots: str) -> list[str]:
     return items
 
 
+def _checked_duration(spec: ModelSpec, duration: str | None) -> str | None:
+    """``duration`` as digits when ``spec`` takes it; refused here, not shot by shot later."""
+    if duration is None or not duration.strip():
+        return None
+    arg = spec.arguments.get("duration")
+    text = duration.strip()
+    seconds = int(text) if text.isdigit() else None
+    if arg is None:
+        raise InvalidArgumentsError.about("duration", f"{spec.id} does not take a duration")
+    ok = seconds is not None and (
+        seconds in arg.choices
+        if arg.choices
+        else (arg.minimum is None or seconds >= arg.minimum)
+        and (arg.maximum is None or seconds <= arg.maximum)
+    )
+    if not ok:
+        raise InvalidArgumentsError.about(
+            "duration",
+            f"{clip(text, 20)!r} is not a duration {spec.id} takes; "
+            f"{valid_values_text('duration', arg)} (seconds)",
+        )
+    return str(seconds)
+
+
 def storyboard_text(shots: str, model: str, duration: str | None = None) -> str:
     """The plan the agent follows to make the storyboard (InvalidArgumentsError if bad)."""
     items = parse_shots(shots)
     spec = get_model(model)
+    duration = _checked_duration(spec, duration)
     chained = Mode.FIRST_FRAME in spec.modes and spec.takes("image")
     timing = f', "duration": {duration}' if duration else ""
     lines = [f"Make one video from these {len(items)} shots, in this order, with {spec.id}:"]

@@ -35,7 +35,7 @@ from .domain import Family, TaskStatus
 from .errors import GravitexError
 from .frames import FramePosition
 from .join import join_tasks
-from .journal import JournalStatus
+from .journal import JournalStatus, redact_data_urls
 from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
 from .redact import clip
@@ -52,6 +52,7 @@ from .results import (
     SavedVideo,
     TaskResult,
 )
+from .schema_errors import CheckedTool
 from .service import ProgressFn, VideoService
 from .validation import parse_request
 
@@ -296,7 +297,7 @@ def described(text: str) -> str:
 
 
 def _tool(fn: Callable[..., Any], **options: Any) -> Tool:
-    return Tool.from_function(fn, description=described(fn.__doc__ or ""), **options)
+    return CheckedTool.from_function(fn, description=described(fn.__doc__ or ""), **options)
 
 
 def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) -> list[Tool]:
@@ -338,8 +339,12 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             result = await service_of(ctx).generate(request, _progress_of(ctx))
             if result.dry_run:
                 notes = "".join(f"Note: {note}\n" for note in result.notes)
-                text = f"{notes}Dry run, nothing sent. Upstream body:\n" + json.dumps(
-                    result.payload, indent=2, ensure_ascii=False
+                # An image travels as a data URL of megabytes: the text shows its
+                # digest (payload in structuredContent keeps the exact body).
+                shown = redact_data_urls(result.payload)
+                digests = " (data URLs shown by their digest)" if shown != result.payload else ""
+                text = f"{notes}Dry run, nothing sent. Upstream body{digests}:\n" + json.dumps(
+                    shown, indent=2, ensure_ascii=False
                 )
                 return CallToolResult(
                     content=[TextContent(type="text", text=text)],
@@ -501,9 +506,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         """Join several finished videos, in order, into one mp4 in the output folder,
         for videos longer than one clip. Clips with the same codec, size and time base
         are joined without re-encoding; others are re-encoded to the first clip's size
-        and frame rate. Audio is kept when every clip has it. Returns the saved file's
-        path, size, sha256, a probe (duration, size, fps, codec, audio) and its contact
-        sheet."""
+        and frame rate (a clip of another shape fits inside on black bars). Audio is
+        kept when every clip has it. Returns the saved file's path, size, sha256, a
+        probe (duration, size, fps, codec, audio) and its contact sheet."""
 
         async def body() -> CallToolResult:
             joined = await join_tasks(

@@ -1,0 +1,85 @@
+"""Arguments that do not fit a tool's input schema, told as plainly as the rest.
+
+The SDK reports them as pydantic's text: the name of an internal model
+(``join_videosArguments``), a ``For further information visit https://errors.pydantic.dev``
+line per problem. :class:`CheckedTool` keeps the SDK's handling (an ``isError``
+result, the field names logged) and only rewrites the message: each argument
+named, what was wrong, what was given (clipped).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools import Tool
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+#: The most characters of a refused value echoed back.
+MAX_ECHO: Final = 60
+
+
+def _echo(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 1] + "…"
+
+
+def _where(error: ErrorDetails) -> str:
+    """``task_ids[2]`` or ``jobs[0].model``: the argument, then the item within it.
+
+    pydantic adds a tag per member of a union (``constrained-float``,
+    ``literal['first','middle','last']``); they are left out, so the members'
+    complaints about one value come together under its name.
+    """
+    parts = [
+        f"[{part}]" if isinstance(part, int) else f".{part}"
+        for part in error["loc"]
+        if isinstance(part, int) or part.isidentifier()
+    ]
+    where = "".join(parts).removeprefix(".") or "arguments"
+    return where if len(where) <= MAX_ECHO else where[: MAX_ECHO - 1] + "…"
+
+
+def _what(error: ErrorDetails) -> str:
+    if error["type"] == "missing":
+        return "is required"
+    if error["type"] == "extra_forbidden":
+        return "is not an argument of this tool"
+    return str(error["msg"])
+
+
+def describe(tool: str, exc: ValidationError) -> str:
+    """The message for arguments of ``tool`` refused by its input schema."""
+    found: dict[str, tuple[list[str], Any]] = {}
+    for error in exc.errors():
+        what, given = found.setdefault(_where(error), ([], error.get("input")))
+        if _what(error) not in what:
+            what.append(_what(error))
+    problems = []
+    for where, (what, given) in found.items():
+        problem = f"{where}: {' or '.join(what)}"
+        if what != ["is required"]:
+            problem += f" (given: {_echo(given)})"
+        problems.append(problem)
+    if len(problems) == 1:
+        body = f": {problems[0]}"
+    else:
+        body = f" ({len(problems)} problems):\n" + "\n".join(f"- {p}" for p in problems)
+    return f"Invalid arguments for {tool}{body}\nNothing was done."
+
+
+class CheckedTool(Tool):
+    """A tool whose schema refusals read like the server's own argument errors."""
+
+    async def run(
+        self, arguments: dict[str, Any], context: Any, convert_result: bool = False
+    ) -> Any:
+        try:
+            return await super().run(arguments, context, convert_result)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            # From the ValidationError, as the SDK raised it: its log names the fields.
+            raise ToolError(describe(self.name, cause)) from cause
