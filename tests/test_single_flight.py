@@ -125,7 +125,21 @@ class HeldQuery(httpx2.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(tmp_path: Path) -> None:
+async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The calls of one process share one download job: none of them queues on the
+    # cross-process task lock (that lock, and the journal's reuse of a saved file,
+    # would also end with one file, but only after each call waited its turn).
+    lock_attempts: list[str] = []
+    real_try_acquire = TaskLocks.try_acquire
+
+    def counting_try_acquire(self: TaskLocks, task_id: str) -> Any:
+        lock_attempts.append(task_id)
+        return real_try_acquire(self, task_id)
+
+    monkeypatch.setattr(TaskLocks, "try_acquire", counting_try_acquire)
+    caplog.set_level("INFO", logger="gravitex_mcp")
     clock = FakeClock()
     base = make_harness(tmp_path, clock=clock)
     transport = HeldQuery(simulator_transport(base.sim))
@@ -161,6 +175,8 @@ async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(tmp_path: P
     assert len({r["path"] for r in results}) == 1
     assert len(list(h.settings.output_dir.glob("*.mp4"))) == 1
     assert h.sim.calls["file"] - files == 1
+    assert lock_attempts == [solo_task, task_id], "one download, one lock, per task"
+    assert "being saved by another process" not in caplog.text
 
 
 async def test_a_follower_takes_over_when_the_leader_stops(h: Harness) -> None:
