@@ -265,16 +265,25 @@ async def test_a_stalled_download_returns_within_the_bound_and_lands_later(
     async with connected(h) as client:
         task_id = await _finished_task(client)
         outcome: dict[str, Any] = {}
+        returned = anyio.Event()
 
         async def first_call() -> None:
             started = clock.now
             outcome["result"] = await client.call_tool("download_video", {"task_id": task_id})
             outcome["took"] = clock.now - started
+            returned.set()
 
         async with anyio.create_task_group() as group:
             group.start_soon(first_call)
             await host.stalled.wait()
             await clock.sleep(DOWNLOAD_BOUND_SECONDS + 1)  # the host stays stalled
+            # Real seconds (the bound runs on the fake clock): an unbounded download
+            # would wait on the stalled host forever; fail instead of hanging.
+            with anyio.move_on_after(30):
+                await returned.wait()
+            if not returned.is_set():
+                group.cancel_scope.cancel()
+        assert returned.is_set(), "download_video did not return while the host stalled"
         first = outcome["result"]
         assert first.is_error
         assert "still downloading" in text_of(first)
