@@ -131,8 +131,10 @@ async def test_a_short_wait_returns_task_ids_to_keep_checking(h: Harness) -> Non
 class CountingSubmits(httpx2.AsyncBaseTransport):
     """The simulator, noting how many submits are on their way at once."""
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+    def __init__(self, inner: httpx2.AsyncBaseTransport, expected: int) -> None:
         self.inner = inner
+        self.expected = expected
+        self.all_in = anyio.Event()
         self.in_flight = 0
         self.most_in_flight = 0
 
@@ -141,9 +143,13 @@ class CountingSubmits(httpx2.AsyncBaseTransport):
             return await self.inner.handle_async_request(request)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight == self.expected:
+            self.all_in.set()
         try:
-            for _ in range(20):  # a submit takes a while: others may start meanwhile
-                await anyio.lowlevel.checkpoint()
+            # Each submit is held until all are on their way; one sent after another
+            # never gets there, and goes on after a few real seconds.
+            with anyio.move_on_after(3):
+                await self.all_in.wait()
             return await self.inner.handle_async_request(request)
         finally:
             self.in_flight -= 1
@@ -151,7 +157,7 @@ class CountingSubmits(httpx2.AsyncBaseTransport):
 
 async def test_the_jobs_are_submitted_concurrently(tmp_path: Path) -> None:
     base = make_harness(tmp_path)
-    counting = CountingSubmits(simulator_transport(base.sim))
+    counting = CountingSubmits(simulator_transport(base.sim), expected=3)
     h = make_harness(tmp_path, sim=base.sim, clock=base.clock, transport=counting)
     jobs = [_job("a cat"), _job("a dog"), _job("a cow")]
     async with connected(h) as client:
