@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
+import httpx2
 import pytest
+
+from gravitex_mcp.simulator import simulator_transport
 
 from .server_harness import Harness, connected, make_harness, structured, text_of
 
@@ -122,3 +126,42 @@ async def test_a_short_wait_returns_task_ids_to_keep_checking(h: Harness) -> Non
     assert "check_video_task" in data["next_step"]
     for job in data["jobs"]:
         assert job["task_id"] in data["next_step"]
+
+
+class CountingSubmits(httpx2.AsyncBaseTransport):
+    """The simulator, noting how many submits are on their way at once."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, expected: int) -> None:
+        self.inner = inner
+        self.expected = expected
+        self.all_in = anyio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method != "POST":
+            return await self.inner.handle_async_request(request)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight == self.expected:
+            self.all_in.set()
+        try:
+            # Each submit is held until all are on their way; one sent after another
+            # never gets there, and goes on after a few real seconds.
+            with anyio.move_on_after(3):
+                await self.all_in.wait()
+            return await self.inner.handle_async_request(request)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_the_jobs_are_submitted_concurrently(tmp_path: Path) -> None:
+    base = make_harness(tmp_path)
+    counting = CountingSubmits(simulator_transport(base.sim), expected=3)
+    h = make_harness(tmp_path, sim=base.sim, clock=base.clock, transport=counting)
+    jobs = [_job("a cat"), _job("a dog"), _job("a cow")]
+    async with connected(h) as client:
+        result = await client.call_tool("generate_videos", {"jobs": jobs, "wait_seconds": 0})
+    assert not result.is_error, text_of(result)
+    assert h.sim.calls["submit"] == 3
+    assert counting.most_in_flight == 3

@@ -75,8 +75,13 @@ async def test_a_redirected_download_at_debug_logs_no_signed_query(
 ) -> None:
     stream = io.StringIO()
     configure_logging("DEBUG", stream=stream, secrets=[API_KEY])
-    # A handler of someone else's (pytest's capture, uvicorn's): no filter of ours.
-    logging.getLogger().addHandler(caplog.handler)
+    # A handler of someone else's (pytest's capture, uvicorn's): no filter of ours,
+    # and placed before ours, so our handler's filter cannot have cleaned the record first.
+    logging.getLogger().handlers.insert(0, caplog.handler)
+    # One on the library's own logger runs before any handler of the root's.
+    foreign = io.StringIO()
+    library_handler = logging.StreamHandler(foreign)
+    logging.getLogger("httpcore2").addHandler(library_handler)
     for name in ("httpcore2", "httpx2"):
         logging.getLogger(name).setLevel(logging.DEBUG)  # the most they can say
     client = GravitexClient(api_key=API_KEY, base_url="https://api.gravitex.ai")
@@ -87,11 +92,19 @@ async def test_a_redirected_download_at_debug_logs_no_signed_query(
     except RuntimeError:
         logging.getLogger("gravitex_mcp.test").exception("download failed")
     logging.getLogger("gravitex_mcp.test").debug("key %s", API_KEY)
+    logging.getLogger("httpcore2").removeHandler(library_handler)
     captured = caplog.text
     written = stream.getvalue()
     assert "Location" in captured  # httpcore2 did log the redirect's headers
     assert "/v.mp4" in captured
-    for text in (captured, written, "\n".join(r.getMessage() for r in caplog.records)):
+    assert "/v.mp4" in foreign.getvalue()
+    texts = (
+        captured,
+        written,
+        foreign.getvalue(),
+        "\n".join(r.getMessage() for r in caplog.records),
+    )
+    for text in texts:
         assert SIGNATURE not in text
         assert "Expires=" not in text
         assert API_KEY not in text

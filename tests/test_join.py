@@ -172,3 +172,31 @@ async def test_join_of_an_unfinished_task_names_it_and_saves_nothing(tmp_path: P
     assert pending in text_of(result)
     assert "check_video_task" in text_of(result)
     assert not list(h.settings.output_dir.glob("joined-*"))
+
+
+async def test_join_videos_of_a_4s_and_an_8s_simulator_clip_is_12s_by_stream_copy(
+    tmp_path: Path,
+) -> None:
+    h = make_harness(tmp_path)
+    async with connected(h) as client:
+        ids = []
+        for seconds in (4, 8):
+            made = structured(
+                await client.call_tool(
+                    "generate_video",
+                    {
+                        "model": "veo-3.1-generate-preview",
+                        "prompt": f"a {seconds} s shot",
+                        "duration": seconds,
+                        "aspect_ratio": "16:9",
+                        "wait_seconds": 60,
+                        "download": True,
+                    },
+                )
+            )
+            assert made["probe"]["duration_seconds"] == pytest.approx(seconds, abs=0.01)
+            ids.append(made["task_id"])
+        data = structured(await client.call_tool("join_videos", {"task_ids": ids}))
+    assert data["method"] == "stream_copy"
+    assert data["probe"]["duration_seconds"] == pytest.approx(12.0, abs=0.1)
+    assert probe_video(Path(data["path"])).duration_seconds == pytest.approx(12.0, abs=0.1)

@@ -35,6 +35,8 @@ from gravitex_mcp.journal import (
     schema_version,
 )
 
+from .proc import clean_env, run_cli
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 SIGNED_URL = (
@@ -955,3 +957,46 @@ async def test_stale_submissions_become_outcome_unknown(journal: Journal, clock:
     assert done_row.status is JournalStatus.SUBMITTED
     # nothing left to mark the second time
     assert await journal.expire_stale_submissions(older_than=timedelta(minutes=10)) == 0
+
+
+def test_a_held_lock_ends_server_start_up_within_its_bound(tmp_path: Path) -> None:
+    """The server's own start-up (not only Journal.open) gives up on a held lock,
+    saying which folder and which process, within the default bound."""
+    state = tmp_path / "state"
+    Journal.open(state).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(state / journal_module.LOCK_FILENAME),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    env = clean_env(
+        tmp_path, GRAVITEX_STATE_DIR=str(state), GRAVITEX_OUTPUT_DIR=str(tmp_path / "videos")
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        start = time.monotonic()
+        # run_cli kills it after 60 s: a start-up that waits forever fails here.
+        result = run_cli(["--simulate"], env, timeout=60)
+        took = time.monotonic() - start
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert result.returncode != 0
+    assert journal_module.DEFAULT_LOCK_TIMEOUT <= took < journal_module.DEFAULT_LOCK_TIMEOUT + 30
+    assert "waiting up to" in result.stderr  # why it waits, said before it gives up
+    assert f"The state folder {state} is locked" in result.stderr
+    assert f"pid {holder.pid}" in result.stderr
+    assert result.stdout == ""  # stdout is for MCP messages only

@@ -180,6 +180,16 @@ async def test_paths_outside_the_folder_are_404(
         assert r.status_code == 404, name
     assert links.resolve(token, "../state/" + KEY_FILE) is None
     assert links.path_for(out / "escape.mp4") is None, "a symlink leading out gets no link"
+    # A token the key does accept for that very name (leaked, or minted before a swap)
+    # still serves nothing outside: here only the containment check stands in the way.
+    info = secret.stat()
+    for name in ("../state/" + KEY_FILE, "escape.mp4"):
+        genuine = links._token(name, info.st_size, info.st_mtime_ns)
+        assert links.resolve(genuine, name) is None, name
+    genuine = links._token("escape.mp4", info.st_size, info.st_mtime_ns)
+    r = await media.get(f"/media/{genuine}/escape.mp4")
+    assert r.status_code == 404
+    assert secret.read_bytes() not in r.content
 
 
 async def test_gone_or_replaced_file_is_404(

@@ -195,3 +195,28 @@ def test_starting_the_server_does_not_load_pyav() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_a_sheet_too_big_at_the_best_quality_is_re_encoded_to_fit() -> None:
+    """Noise does not compress: at the best JPEG quality this sheet is far over the
+    byte limit, so only the step down through the qualities brings it under."""
+    from fractions import Fraction
+
+    from av.video.frame import VideoFrame
+
+    from gravitex_mcp.frames import DecodedFrame
+    from gravitex_mcp.preview import compose
+
+    decoded = []
+    for i in range(9):
+        frame = VideoFrame(1920, 1080, "yuv420p")
+        for plane in frame.planes:
+            plane.update(os.urandom(plane.buffer_size))
+        frame.pts, frame.time_base = i, Fraction(1, 8)
+        decoded.append(DecodedFrame(at_seconds=i / 8, frame=frame))
+    sheet = compose(decoded, [d.at_seconds for d in decoded])
+    assert len(sheet.jpeg) <= MAX_SHEET_BYTES
+    assert max(sheet.width, sheet.height) <= MAX_SHEET_SIDE
+    assert _jpeg_size(sheet.jpeg) == (sheet.width, sheet.height)
+    assert sheet.jpeg.startswith(b"\xff\xd8")
+    assert sheet.jpeg.endswith(b"\xff\xd9")

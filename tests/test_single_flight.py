@@ -125,7 +125,21 @@ class HeldQuery(httpx2.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(tmp_path: Path) -> None:
+async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The calls of one process share one download job: none of them queues on the
+    # cross-process task lock (that lock, and the journal's reuse of a saved file,
+    # would also end with one file, but only after each call waited its turn).
+    lock_attempts: list[str] = []
+    real_try_acquire = TaskLocks.try_acquire
+
+    def counting_try_acquire(self: TaskLocks, task_id: str) -> Any:
+        lock_attempts.append(task_id)
+        return real_try_acquire(self, task_id)
+
+    monkeypatch.setattr(TaskLocks, "try_acquire", counting_try_acquire)
+    caplog.set_level("INFO", logger="gravitex_mcp")
     clock = FakeClock()
     base = make_harness(tmp_path, clock=clock)
     transport = HeldQuery(simulator_transport(base.sim))
@@ -161,6 +175,8 @@ async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(tmp_path: P
     assert len({r["path"] for r in results}) == 1
     assert len(list(h.settings.output_dir.glob("*.mp4"))) == 1
     assert h.sim.calls["file"] - files == 1
+    assert lock_attempts == [solo_task, task_id], "one download, one lock, per task"
+    assert "being saved by another process" not in caplog.text
 
 
 async def test_a_follower_takes_over_when_the_leader_stops(h: Harness) -> None:
@@ -249,16 +265,25 @@ async def test_a_stalled_download_returns_within_the_bound_and_lands_later(
     async with connected(h) as client:
         task_id = await _finished_task(client)
         outcome: dict[str, Any] = {}
+        returned = anyio.Event()
 
         async def first_call() -> None:
             started = clock.now
             outcome["result"] = await client.call_tool("download_video", {"task_id": task_id})
             outcome["took"] = clock.now - started
+            returned.set()
 
         async with anyio.create_task_group() as group:
             group.start_soon(first_call)
             await host.stalled.wait()
             await clock.sleep(DOWNLOAD_BOUND_SECONDS + 1)  # the host stays stalled
+            # Real seconds (the bound runs on the fake clock): an unbounded download
+            # would wait on the stalled host forever; fail instead of hanging.
+            with anyio.move_on_after(30):
+                await returned.wait()
+            if not returned.is_set():
+                group.cancel_scope.cancel()
+        assert returned.is_set(), "download_video did not return while the host stalled"
         first = outcome["result"]
         assert first.is_error
         assert "still downloading" in text_of(first)
