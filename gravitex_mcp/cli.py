@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import anyio
 
 from . import __version__, catalog
-from .errors import ConfigurationError
+from .errors import ConfigurationError, JournalError, first_failure
 from .logs import configure_logging
 from .settings import ENVIRONMENT_VARIABLES, LOG_LEVELS, Settings, is_loopback, load_settings
 
@@ -342,4 +342,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except (JournalError, BaseExceptionGroup) as exc:
+        # The journal could not be opened (a held lock, an unreadable state folder):
+        # the server cannot start. Its message names the folder and the fix; a
+        # traceback through the SDK's task groups would bury it.
+        failure = first_failure(exc)
+        if not isinstance(failure, JournalError):
+            raise
+        sys.stderr.write(f"{PROG}: error: {failure}\n")
+        code = 1
     sys.exit(code)

@@ -999,4 +999,6 @@ def test_a_held_lock_ends_server_start_up_within_its_bound(tmp_path: Path) -> No
     assert "waiting up to" in result.stderr  # why it waits, said before it gives up
     assert f"The state folder {state} is locked" in result.stderr
     assert f"pid {holder.pid}" in result.stderr
+    assert "Traceback" not in result.stderr  # one line that names the fix, not a stack
+    assert result.returncode == 1
     assert result.stdout == ""  # stdout is for MCP messages only
