@@ -19,7 +19,7 @@ from typing import Annotated, Any, Final
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, VideoArguments
+from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, SERVER_ARGUMENTS, VideoArguments
 from .domain import TaskStatus
 from .errors import GravitexError, InvalidArgumentsError, Problem, SubmitOutcomeUnknownError
 from .prepare import PreparedRequest
@@ -30,7 +30,6 @@ from .validation import parse_request
 logger = logging.getLogger(__name__)
 
 MAX_JOBS: Final = 8
-_SERVER_SIDE: Final = ("dry_run", "wait_seconds", "download", "idempotency_key")
 _JOB_INDEX: Final = re.compile(r"jobs\[([0-9]+)\]")
 
 
@@ -125,16 +124,17 @@ def _parse(
                 Problem(f"jobs[{index}]", "must be an object with at least model and prompt")
             )
             continue
-        for name in _SERVER_SIDE:
+        for name in SERVER_ARGUMENTS:
             if name in job:
                 problems.append(
                     Problem(
                         f"jobs[{index}].{name}",
                         "is not a job argument; wait_seconds and download are set once for "
-                        "the whole batch (dry_run and idempotency_key are generate_video's)",
+                        "the whole batch (dry_run, idempotency_key and preview are "
+                        "generate_video's)",
                     )
                 )
-        job_args = {k: v for k, v in job.items() if k not in _SERVER_SIDE and v is not None}
+        job_args = {k: v for k, v in job.items() if k not in SERVER_ARGUMENTS and v is not None}
         try:
             parsed[index] = parse_request(job_args)
         except InvalidArgumentsError as exc:

@@ -64,6 +64,19 @@ async def test_batch_shape_problems_are_named(h: Harness) -> None:
     assert h.sim.calls["submit"] == 0
 
 
+async def test_every_server_side_argument_of_a_job_is_named(h: Harness) -> None:
+    # A job's preview used to pass unnoticed (and then did nothing): every argument the
+    # server acts on itself is refused inside a job, by its name.
+    jobs = [_job("x", preview=False), _job("y", dry_run=True), _job("z", idempotency_key="k")]
+    async with connected(h) as client:
+        result = await client.call_tool("generate_videos", {"jobs": jobs})
+    assert result.is_error
+    text = text_of(result)
+    for field in ("jobs[0].preview", "jobs[1].dry_run", "jobs[2].idempotency_key"):
+        assert field in text
+    assert h.sim.calls["submit"] == 0
+
+
 async def test_a_batch_of_three_ends_with_three_saved_videos(h: Harness) -> None:
     jobs = [
         _job("a cat"),
