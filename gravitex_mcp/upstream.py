@@ -6,13 +6,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx2
 
 from .client import GravitexClient
 from .settings import Settings
-from .simulator import Simulator, SimulatorConfig, TaskStore, simulator_transport
+
+if TYPE_CHECKING:  # imported when simulating only: a real-API start never loads it
+    from .simulator import Simulator, SimulatorConfig
 
 #: The simulator is reached in-process; this host never resolves (``.invalid``).
 SIMULATOR_BASE_URL = "http://simulator.gravitex.invalid"
@@ -31,6 +34,8 @@ class Upstream:
 
 def simulator_config(seconds: float, api_keys: frozenset[str] | None) -> SimulatorConfig:
     """A simulator whose generations take ``seconds`` (a quarter queued, the rest running)."""
+    from .simulator import SimulatorConfig
+
     return SimulatorConfig(
         api_keys=api_keys, queued_seconds=seconds * 0.25, processing_seconds=seconds * 0.75
     )
@@ -43,6 +48,8 @@ def simulated_upstream(settings: Settings, *, clock: Callable[[], float] = time.
     task submitted by one ``--simulate`` process is found, finished on time, by
     the next. Close it with ``upstream.simulator.close()``.
     """
+    from .simulator import Simulator, TaskStore, simulator_transport
+
     sim = Simulator(
         simulator_config(settings.simulator_seconds, frozenset({SIMULATOR_KEY})),
         clock=clock,
