@@ -27,7 +27,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -116,6 +116,14 @@ class MediaLinks:
         self._root = output_dir.resolve()
         self._public_url = public_url.rstrip("/") if public_url else None
         self.base_url: str | None = self._public_url
+        #: Starts the server of ``base_url`` when it runs on demand (the loopback one).
+        self.start_serving: Callable[[], Awaitable[None]] | None = None
+
+    async def ready(self) -> None:
+        """Make sure the links minted from now on can be fetched: await it before
+        handing a link out (the loopback media server starts at the first call)."""
+        if self.start_serving is not None:
+            await self.start_serving()
 
     @property
     def output_dir(self) -> Path:
@@ -262,31 +270,50 @@ async def serve_loopback(links: MediaLinks) -> AsyncIterator[str]:
     """Serve ``links`` on 127.0.0.1 (ephemeral port) while the context is open;
     yields the base URL (``http://127.0.0.1:PORT``).
 
+    The port is bound and listening at once (so the URL, and the player's CSP, are
+    known), but uvicorn starts at ``links.ready()``, before the first link is
+    handed out: the port is new to this process, so no link to it exists before,
+    and a server that never saves a video never loads uvicorn's HTTP protocol
+    (~10 ms of every start). A connection arriving earlier waits in the listen
+    backlog until then.
+
     uvicorn's ``startup`` is driven directly rather than ``serve()``: ``serve()``
     would take over the process's signal handlers (the stdio server owns Ctrl-C),
     and its shutdown sleeps and polls, a cost every server stop would pay.
     """
-    import uvicorn
-
     sock = _bind_loopback()
     port = int(sock.getsockname()[1])
-    config = uvicorn.Config(
-        loopback_app(links, port),
-        lifespan="off",
-        access_log=False,  # the path is a credential: never log it
-        log_level="warning",
-    )
-    config.load()
-    server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)
+    base = f"http://127.0.0.1:{port}"
+    started: list[Any] = []  # the uvicorn server, once started
+    lock = anyio.Lock()
+
+    async def start() -> None:
+        async with lock:
+            if started:
+                return
+            import uvicorn
+
+            config = uvicorn.Config(
+                loopback_app(links, port),
+                lifespan="off",
+                access_log=False,  # the path is a credential: never log it
+                log_level="warning",
+            )
+            config.load()
+            server = uvicorn.Server(config)
+            server.lifespan = config.lifespan_class(config)
+            await server.startup(sockets=[sock])
+            started.append(server)
+            logger.info("media links served on %s", base)
+
+    links.start_serving = start
     try:
-        await server.startup(sockets=[sock])
-        base = f"http://127.0.0.1:{port}"
-        logger.info("media links served on %s", base)
         yield base
     finally:
+        links.start_serving = None
         with anyio.CancelScope(shield=True):
-            await _stop(server)
+            for server in started:
+                await _stop(server)
         sock.close()
 
 

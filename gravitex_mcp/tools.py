@@ -283,6 +283,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         if links is None or path is None:
             return result
         host = request_host(ctx.headers)
+        await links.ready()
         # Minting stats the file: keep file-system calls off the event loop.
         url = await anyio.to_thread.run_sync(lambda: links.url_for(Path(path), request_host=host))
         return _with_media_url(result, url)
