@@ -34,7 +34,6 @@ from .batch import GenerateVideosInput, check_batch, run_batch
 from .domain import Family, TaskStatus
 from .errors import GravitexError
 from .frames import FramePosition
-from .join import join_tasks
 from .journal import JournalStatus
 from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
@@ -507,6 +506,8 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         sheet."""
 
         async def body() -> CallToolResult:
+            from .join import join_tasks  # PyAV's joining: loaded by the first join only
+
             joined = await join_tasks(
                 service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)
             )
