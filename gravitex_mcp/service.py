@@ -22,7 +22,6 @@ from .arguments import GenerateVideoInput, VideoArguments
 from .catalog import ModelSpec
 from .client import GravitexClient, TaskSnapshot
 from .domain import Delivery, Family, TaskStatus
-from .downloads import download_video
 from .errors import (
     APIError,
     DownloadError,
@@ -52,7 +51,6 @@ from .results import (
     TaskErrorInfo,
     TaskSummary,
 )
-from .seeing import extract, look_at
 from .settings import Settings
 from .singleflight import BackgroundJobs, JobStoppedError, SharedPolls
 from .storage import OutputDir, safe_filename
@@ -568,6 +566,8 @@ class VideoService:
         filename: str | None,
     ) -> SavedVideo:
         """Download the video of finished task ``task_id`` and journal where it went."""
+        from .downloads import download_video  # the save pipeline: loaded by the first save
+
         saved = await download_video(
             self._client,
             task_id=task_id,
@@ -614,6 +614,8 @@ class VideoService:
         # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
         # Shielded: the video is already saved, and a deadline that ran out meanwhile
         # must not drop it from this result (the look takes a second or two at most).
+        from .seeing import look_at  # PyAV's probe and sheet: loaded by the first look
+
         with anyio.CancelScope(shield=True):
             seen = await anyio.to_thread.run_sync(lambda: look_at(Path(saved.path), asked))
         return saved.model_copy(
@@ -634,6 +636,8 @@ class VideoService:
             video = Path(downloaded.path)
         else:
             video = Path(saved.path)
+        from .seeing import extract
+
         try:
             frames = await anyio.to_thread.run_sync(lambda: extract(video, at))
         except ProbeError as exc:

@@ -31,6 +31,8 @@ NOT_AT_START = (
     "h11",
     "av",  # PyAV: probes, contact sheets, frames, joins
     "gravitex_mcp.join",
+    "gravitex_mcp.seeing",
+    "gravitex_mcp.downloads",
     "gravitex_mcp.http_app",  # the HTTP transports only
 )
 
