@@ -19,8 +19,8 @@ its pipes, as an MCP client starts a server):
   ``--simulate``: what a user of the real API starts. Start-up sends nothing
   upstream (the HTTP client is made at the first request), so the fake key and the
   default base URL are never used;
-* ``before`` (with ``--before DIR``): the package in ``DIR``, e.g. the commit before
-  the media links and the player, unpacked with ``git archive``.
+* ``before`` and ``before-real`` (with ``--before DIR``): the package in ``DIR``, e.g.
+  an older commit unpacked with ``git archive``, as ``ours`` and ``ours-real``.
 
 Python bytecode of the packages run is compiled first (``compileall``), as ``pip
 install`` does for a user: with an editable install and ``PYTHONDONTWRITEBYTECODE``
@@ -142,9 +142,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.before:
-        VARIANTS["before"] = (
-            [sys.executable, "-m", "gravitex_mcp", "--simulate"],
-            {"PYTHONPATH": str(Path(args.before).resolve())},
+        older = {"PYTHONPATH": str(Path(args.before).resolve())}
+        VARIANTS["before"] = ([sys.executable, "-m", "gravitex_mcp", "--simulate"], older)
+        VARIANTS["before-real"] = (
+            [sys.executable, "-m", "gravitex_mcp"],
+            {**older, "GRAVITEX_API_KEY": "sk-bench"},
         )
     import gravitex_mcp
 
