@@ -12,7 +12,6 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from . import catalog
-from .storyboard import storyboard_text
 
 MAKE_VIDEO = "make_video"
 CONTINUE_VIDEO = "continue_video"
@@ -130,4 +129,6 @@ def register_prompts(server: MCPServer[Any]) -> None:
             str | None, Field(description="Seconds per shot (one the model takes).")
         ] = None,
     ) -> str:
+        from .storyboard import storyboard_text  # loaded by the first storyboard
+
         return storyboard_text(shots, model, duration)

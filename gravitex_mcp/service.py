@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -37,10 +37,8 @@ from .errors import (
     URLExpiredError,
 )
 from .frames import FramePosition
-from .idempotency import arguments_digest, claim_or_find, repeat_notes, replay_note
 from .journal import Journal, TaskRecord
 from .leftovers import TEMP_SUFFIX
-from .prepare import PreparedRequest, prepare_request
 from .probe import ProbeError
 from .results import (
     CheckVideoTaskResult,
@@ -56,6 +54,9 @@ from .singleflight import BackgroundJobs, JobStoppedError, SharedPolls
 from .storage import OutputDir, safe_filename
 from .tasklock import TaskLock, TaskLocks
 from .waiting import Clock, PollSchedule, SystemClock
+
+if TYPE_CHECKING:  # checking and preparing a request: loaded by the first generate
+    from .prepare import PreparedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +215,8 @@ class VideoService:
 
     async def prepare(self, args: VideoArguments) -> PreparedRequest:
         """Check ``args`` and build the upstream body (InvalidArgumentsError if refused)."""
+        from .prepare import prepare_request
+
         # Reading local images is file I/O: keep it off the event loop.
         return await anyio.to_thread.run_sync(
             lambda: prepare_request(args, input_dirs=self._settings.media_input_dirs)
@@ -223,6 +226,8 @@ class VideoService:
         self, prepared: PreparedRequest, *, idempotency_key: str | None = None
     ) -> Submission:
         """Journal and send ``prepared``; with a key already used, find its task instead."""
+        from .idempotency import arguments_digest, claim_or_find, repeat_notes, replay_note
+
         digest = arguments_digest(prepared)
         notes = list(prepared.notes)
         if idempotency_key is not None:

@@ -51,7 +51,6 @@ from .results import (
     TaskResult,
 )
 from .service import ProgressFn, VideoService, clip_text
-from .validation import parse_request
 
 logger = logging.getLogger(__name__)
 
@@ -306,6 +305,8 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
         async def body() -> CallToolResult:
+            from .validation import parse_request  # loaded by the first call
+
             # null means "not given"; every argument is checked in one place.
             request = parse_request({k: v for k, v in arguments.items() if v is not None})
             result = await service_of(ctx).generate(request, _progress_of(ctx))

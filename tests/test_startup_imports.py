@@ -33,6 +33,11 @@ NOT_AT_START = (
     "gravitex_mcp.join",
     "gravitex_mcp.seeing",
     "gravitex_mcp.downloads",
+    "gravitex_mcp.validation",  # checking, preparing and translating a request
+    "gravitex_mcp.prepare",
+    "gravitex_mcp.translate",
+    "gravitex_mcp.idempotency",
+    "gravitex_mcp.storyboard",
     "gravitex_mcp.http_app",  # the HTTP transports only
 )
 
