@@ -9,13 +9,23 @@ its pipes, as an MCP client starts a server):
 
 * ``bare``: ``bench/bare_server.py``, an ``mcp.server.MCPServer`` with one trivial
   tool, the floor any server on this SDK pays (Python, the SDK's imports);
-* ``ours``: ``python -m gravitex_mcp --simulate`` with its defaults: journal, simulator,
-  the player resource (a ~400 KB HTML file read at start) and the loopback media server
-  started in the lifespan;
+* ``ours``: ``python -m gravitex_mcp --simulate`` with its defaults: journal, the
+  player resource (a ~400 KB HTML file read at start) and the loopback media server's
+  port bound (the simulator is made at the first request, uvicorn started at the
+  first link);
 * ``ours-media-off``: the same with ``GRAVITEX_MEDIA=off`` (no key file, no loopback
   server), to show what the media server itself costs;
-* ``before`` (with ``--before DIR``): the package in ``DIR``, e.g. the commit before
-  the media links and the player, unpacked with ``git archive``.
+* ``ours-real``: ``python -m gravitex_mcp`` with ``GRAVITEX_API_KEY=sk-bench`` and no
+  ``--simulate``: what a user of the real API starts. Start-up sends nothing
+  upstream (the HTTP client is made at the first request), so the fake key and the
+  default base URL are never used;
+* ``before`` and ``before-real`` (with ``--before DIR``): the package in ``DIR``, e.g.
+  an older commit unpacked with ``git archive``, as ``ours`` and ``ours-real``.
+
+Python bytecode of the packages run is compiled first (``compileall``), as ``pip
+install`` does for a user: with an editable install and ``PYTHONDONTWRITEBYTECODE``
+set, every start would otherwise recompile the package's sources (~0.1 s) and this
+would measure the compiler.
 
 Measured: wall time from ``Popen`` to the ``tools/list`` response (after
 ``initialize`` and ``notifications/initialized``), and the CPU time (user + system)
@@ -28,6 +38,7 @@ gets a fresh output and state folder per run (a first start creates the key file
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -49,6 +60,7 @@ VARIANTS: dict[str, tuple[list[str], dict[str, str]]] = {
         [sys.executable, "-m", "gravitex_mcp", "--simulate"],
         {"GRAVITEX_MEDIA": "off"},
     ),
+    "ours-real": ([sys.executable, "-m", "gravitex_mcp"], {"GRAVITEX_API_KEY": "sk-bench"}),
 }
 
 
@@ -130,10 +142,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.before:
-        VARIANTS["before"] = (
-            [sys.executable, "-m", "gravitex_mcp", "--simulate"],
-            {"PYTHONPATH": str(Path(args.before).resolve())},
+        older = {"PYTHONPATH": str(Path(args.before).resolve())}
+        VARIANTS["before"] = ([sys.executable, "-m", "gravitex_mcp", "--simulate"], older)
+        VARIANTS["before-real"] = (
+            [sys.executable, "-m", "gravitex_mcp"],
+            {**older, "GRAVITEX_API_KEY": "sk-bench"},
         )
+    import gravitex_mcp
+
+    packages = [Path(gravitex_mcp.__file__).parent]
+    if args.before:
+        packages.append(Path(args.before).resolve() / "gravitex_mcp")
+    for package in packages:
+        compileall.compile_dir(package, quiet=1)
     names = list(VARIANTS)
     times: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}

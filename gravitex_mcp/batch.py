@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -22,10 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, SERVER_ARGUMENTS, VideoArguments
 from .domain import TaskStatus
 from .errors import GravitexError, InvalidArgumentsError, Problem, SubmitOutcomeUnknownError
-from .prepare import PreparedRequest
 from .results import BatchJobResult, GenerateVideosResult
 from .service import ProgressFn, Submission, VideoService
-from .validation import parse_request
+
+if TYPE_CHECKING:  # checking and preparing requests: loaded by the first batch
+    from .prepare import PreparedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ def _parse(
     raw: Mapping[str, Any],
 ) -> tuple[dict[int, VideoArguments], BatchSettings, list[Problem]]:
     """The jobs that parse (by index), the batch settings, and every problem found."""
+    from .validation import parse_request  # loaded by the first batch
+
     problems: list[Problem] = []
     settings = BatchSettings()
     try:

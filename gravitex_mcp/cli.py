@@ -7,7 +7,6 @@ stderr naming the fix and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import sys
@@ -56,6 +55,8 @@ class _Parser(argparse.ArgumentParser):
             flag = word.split("=", 1)[0]
             if any(k.startswith(flag) for k in known):  # argparse also takes unique prefixes
                 continue
+            import difflib  # only a mistyped flag needs it
+
             near = difflib.get_close_matches(flag, known, n=1)
             hint = f"; did you mean {near[0]}?" if near else ""
             self.error(f"unrecognized option {flag}{hint}")
@@ -248,17 +249,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     _check_writable(settings.output_dir, "Output folder", "GRAVITEX_OUTPUT_DIR")
     _check_writable(settings.state_dir, "State folder", "GRAVITEX_STATE_DIR")
     # Imported after the cheap checks: a refusal should not wait for the MCP SDK.
-    from .http_app import build_http_app, check_bind, media_origins, serve_http
-    from .media import MediaLinks, load_or_create_key
     from .server import build_server
 
     over_http = args.transport != "stdio"
-    if over_http:
+    origins: list[str] = []
+    if over_http:  # the HTTP app's module only where it serves
+        from .http_app import check_bind, media_origins
+
         check_bind(args.host, settings.http_token)
-    origins = media_origins(args.host, args.port, args.allowed_host, settings.public_url)
-    server = build_server(
-        settings, media_loopback=not over_http, media_origins=origins if over_http else ()
-    )
+        origins = media_origins(args.host, args.port, args.allowed_host, settings.public_url)
+    server = build_server(settings, media_loopback=not over_http, media_origins=origins)
     logger.info(
         "gravitex-mcp %s serving over %s%s",
         __version__,
@@ -270,6 +270,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
         anyio.run(serve_stdio, server)
         return
+    from .http_app import build_http_app, serve_http
+    from .media import MediaLinks, load_or_create_key
+
     app = build_http_app(
         server,
         transport=args.transport,

@@ -455,18 +455,32 @@ class GravitexClient:
         self._clock = clock
         self._api_where = f"the Gravitex API ({redact_url(base)})"
         _install_log_redaction()
-        self._http = httpx2.AsyncClient(
-            base_url=base,
-            transport=transport,
-            timeout=httpx2.Timeout(
-                connect=timeouts.connect,
-                read=timeouts.read,
-                write=timeouts.write,
-                pool=timeouts.pool,
-            ),
-            headers={"User-Agent": user_agent},
-            follow_redirects=False,
-        )
+        self._transport = transport
+        self._user_agent = user_agent
+        self._http_client: httpx2.AsyncClient | None = None
+        self._closed = False
+
+    @property
+    def _http(self) -> httpx2.AsyncClient:
+        # Made at the first request, not at start-up: the network transport imports
+        # httpcore and loads the CA bundle (~40 ms), which tools/list never needs.
+        if self._http_client is None:
+            if self._closed:
+                raise RuntimeError("the Gravitex client is closed")
+            timeouts = self._timeouts
+            self._http_client = httpx2.AsyncClient(
+                base_url=self._base_url,
+                transport=self._transport,
+                timeout=httpx2.Timeout(
+                    connect=timeouts.connect,
+                    read=timeouts.read,
+                    write=timeouts.write,
+                    pool=timeouts.pool,
+                ),
+                headers={"User-Agent": self._user_agent},
+                follow_redirects=False,
+            )
+        return self._http_client
 
     def __repr__(self) -> str:
         return f"<GravitexClient base_url={self._base_url!r}>"
@@ -480,7 +494,9 @@ class GravitexClient:
         return self._timeouts
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        self._closed = True
+        if self._http_client is not None:
+            await self._http_client.aclose()
 
     async def __aenter__(self) -> Self:
         return self

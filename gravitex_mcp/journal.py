@@ -137,7 +137,8 @@ class JournalStatus(StrEnum):
 class TaskEvent(BaseModel):
     """One status change of a task."""
 
-    model_config = ConfigDict(frozen=True)
+    # Built at first use: start-up and tools/list never need the journal's models.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     status: JournalStatus = Field(description="The status the task moved to.")
     at: datetime = Field(description="When the change was seen (UTC).")
@@ -152,7 +153,7 @@ class TaskRecord(BaseModel):
     the whole signed URL for the download code.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     local_id: str = Field(description="This server's id of the submission (a UUID).")
     task_id: str | None = Field(description="The upstream task id; null until the submit answered.")

@@ -28,7 +28,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -119,6 +119,14 @@ class MediaLinks:
         self._root = output_dir.resolve()
         self._public_url = public_url.rstrip("/") if public_url else None
         self.base_url: str | None = self._public_url
+        #: Starts the server of ``base_url`` when it runs on demand (the loopback one).
+        self.start_serving: Callable[[], Awaitable[None]] | None = None
+
+    async def ready(self) -> None:
+        """Make sure the links minted from now on can be fetched: await it before
+        handing a link out (the loopback media server starts at the first call)."""
+        if self.start_serving is not None:
+            await self.start_serving()
 
     @property
     def output_dir(self) -> Path:
@@ -271,8 +279,9 @@ def _remembered_port(port_file: Path | None) -> int:
     return port if 1024 <= port <= 65535 else 0
 
 
-def _bind_remembered(port_file: Path | None) -> socket.socket:
-    """The last start's port when it is free, else an ephemeral one (then remembered).
+def _bind_remembered(port_file: Path | None) -> tuple[socket.socket, bool]:
+    """The last start's port when it is free (and True), else an ephemeral one (then
+    remembered, and False).
 
     Links carry the port: keeping it lets links handed out before a restart (in an
     earlier conversation) keep working, as they do over HTTP. Best effort: another
@@ -296,7 +305,7 @@ def _bind_remembered(port_file: Path | None) -> socket.socket:
             os.replace(tmp, port_file)
         except OSError as exc:
             logger.info("could not remember the media port in %s: %s", port_file, exc)
-    return sock
+    return sock, port == remembered
 
 
 @asynccontextmanager
@@ -305,31 +314,53 @@ async def serve_loopback(links: MediaLinks, port_file: Path | None = None) -> As
     (``http://127.0.0.1:PORT``). The port is the one named in ``port_file`` when it
     is free (so links survive a restart), else an ephemeral one, written there.
 
+    The port is bound and listening at once (so the URL, and the player's CSP, are
+    known). On a new port uvicorn starts at ``links.ready()``, before the first link
+    is handed out: no link to that port can exist before, and a server that never
+    saves a video never loads uvicorn's HTTP protocol (~10 ms of a start). On the
+    remembered port it starts at once, since links of an earlier run may be fetched.
+
     uvicorn's ``startup`` is driven directly rather than ``serve()``: ``serve()``
     would take over the process's signal handlers (the stdio server owns Ctrl-C),
     and its shutdown sleeps and polls, a cost every server stop would pay.
     """
-    import uvicorn
-
-    sock = _bind_remembered(port_file)
+    sock, reused = _bind_remembered(port_file)
     port = int(sock.getsockname()[1])
-    config = uvicorn.Config(
-        loopback_app(links, port),
-        lifespan="off",
-        access_log=False,  # the path is a credential: never log it
-        log_level="warning",
-    )
-    config.load()
-    server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)
+    base = f"http://127.0.0.1:{port}"
+    started: list[Any] = []  # the uvicorn server, once started
+    lock = anyio.Lock()
+
+    async def start() -> None:
+        async with lock:
+            if started:
+                return
+            import uvicorn
+
+            config = uvicorn.Config(
+                loopback_app(links, port),
+                lifespan="off",
+                access_log=False,  # the path is a credential: never log it
+                log_level="warning",
+            )
+            config.load()
+            server = uvicorn.Server(config)
+            server.lifespan = config.lifespan_class(config)
+            await server.startup(sockets=[sock])
+            started.append(server)
+            logger.info("media links served on %s", base)
+
+    links.start_serving = start
     try:
-        await server.startup(sockets=[sock])
-        base = f"http://127.0.0.1:{port}"
-        logger.info("media links served on %s", base)
+        if reused:
+            # Links an earlier run handed out name this port: serve them now, not
+            # only once this run hands out its first link.
+            await start()
         yield base
     finally:
+        links.start_serving = None
         with anyio.CancelScope(shield=True):
-            await _stop(server)
+            for server in started:
+                await _stop(server)
         sock.close()
 
 

@@ -15,7 +15,6 @@ from pydantic import Field
 
 from . import catalog
 from .errors import InvalidArgumentsError
-from .storyboard import storyboard_text
 
 MAKE_VIDEO = "make_video"
 CONTINUE_VIDEO = "continue_video"
@@ -133,6 +132,8 @@ def register_prompts(server: MCPServer[Any]) -> None:
             str | None, Field(description="Seconds per shot (one the model takes).")
         ] = None,
     ) -> str:
+        from .storyboard import storyboard_text  # loaded by the first storyboard
+
         try:
             return storyboard_text(shots, model, duration)
         except InvalidArgumentsError as exc:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -22,7 +22,6 @@ from .arguments import GenerateVideoInput, VideoArguments
 from .catalog import ModelSpec
 from .client import GravitexClient, TaskSnapshot
 from .domain import Delivery, Family, TaskStatus
-from .downloads import download_video
 from .errors import (
     APIError,
     DownloadError,
@@ -38,10 +37,8 @@ from .errors import (
     URLExpiredError,
 )
 from .frames import FramePosition
-from .idempotency import arguments_digest, claim_or_find, repeat_notes, replay_note
 from .journal import Journal, TaskRecord
 from .leftovers import TEMP_SUFFIX
-from .prepare import PreparedRequest, prepare_request
 from .probe import ProbeError
 from .redact import clip
 from .results import (
@@ -53,12 +50,14 @@ from .results import (
     TaskErrorInfo,
     TaskSummary,
 )
-from .seeing import extract, look_at
 from .settings import Settings
 from .singleflight import BackgroundJobs, JobStoppedError, SharedPolls
 from .storage import OutputDir, safe_filename
 from .tasklock import TaskLock, TaskLocks
 from .waiting import Clock, PollSchedule, SystemClock
+
+if TYPE_CHECKING:  # checking and preparing a request: loaded by the first generate
+    from .prepare import PreparedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +216,8 @@ class VideoService:
 
     async def prepare(self, args: VideoArguments) -> PreparedRequest:
         """Check ``args`` and build the upstream body (InvalidArgumentsError if refused)."""
+        from .prepare import prepare_request
+
         # Reading local images is file I/O: keep it off the event loop.
         return await anyio.to_thread.run_sync(
             lambda: prepare_request(args, input_dirs=self._settings.media_input_dirs)
@@ -226,6 +227,8 @@ class VideoService:
         self, prepared: PreparedRequest, *, idempotency_key: str | None = None
     ) -> Submission:
         """Journal and send ``prepared``; with a key already used, find its task instead."""
+        from .idempotency import arguments_digest, claim_or_find, repeat_notes, replay_note
+
         digest = arguments_digest(prepared)
         notes = list(prepared.notes)
         if idempotency_key is not None:
@@ -506,6 +509,8 @@ class VideoService:
         caller joining a running save gets its file (whatever ``filename`` it was given)."""
 
         async def save(_: object) -> SavedVideo:
+            from .downloads import download_video  # the save pipeline: loaded by the first save
+
             self._save_names[task_id] = filename
             lock = await self._lock_task(task_id)
             try:
@@ -609,6 +614,8 @@ class VideoService:
         # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
         # Shielded: the video is already saved, and a deadline that ran out meanwhile
         # must not drop it from this result (the look takes a second or two at most).
+        from .seeing import look_at  # PyAV's probe and sheet: loaded by the first look
+
         with anyio.CancelScope(shield=True):
             seen = await anyio.to_thread.run_sync(lambda: look_at(Path(saved.path), asked))
         return saved.model_copy(
@@ -628,6 +635,8 @@ class VideoService:
             video = Path(downloaded.path)
         else:
             video = Path(saved.path)
+        from .seeing import extract
+
         try:
             frames = await anyio.to_thread.run_sync(lambda: extract(video, at))
         except ProbeError as exc:

@@ -34,7 +34,6 @@ from .batch import GenerateVideosInput, check_batch, run_batch
 from .domain import Family, TaskStatus
 from .errors import GravitexError
 from .frames import FramePosition
-from .join import join_tasks
 from .journal import JournalStatus, redact_data_urls
 from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
@@ -54,7 +53,6 @@ from .results import (
 )
 from .schema_errors import CheckedTool
 from .service import ProgressFn, VideoService
-from .validation import parse_request
 
 logger = logging.getLogger(__name__)
 
@@ -311,6 +309,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         if links is None or path is None:
             return result
         host = request_host(ctx.headers)
+        await links.ready()
         # Minting stats the file: keep file-system calls off the event loop.
         url = await anyio.to_thread.run_sync(lambda: links.url_for(Path(path), request_host=host))
         return _with_media_url(result, url)
@@ -334,6 +333,8 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
         async def body() -> CallToolResult:
+            from .validation import parse_request  # loaded by the first call
+
             # null means "not given"; every argument is checked in one place.
             request = parse_request({k: v for k, v in arguments.items() if v is not None})
             result = await service_of(ctx).generate(request, _progress_of(ctx))
@@ -511,6 +512,8 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         probe (duration, size, fps, codec, audio) and its contact sheet."""
 
         async def body() -> CallToolResult:
+            from .join import join_tasks  # PyAV's joining: loaded by the first join only
+
             joined = await join_tasks(
                 service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)
             )

@@ -6,13 +6,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx2
 
 from .client import GravitexClient
 from .settings import Settings
-from .simulator import Simulator, SimulatorConfig, TaskStore, simulator_transport
+
+if TYPE_CHECKING:  # imported when simulating only: a real-API start never loads it
+    from .simulator import Simulator, SimulatorConfig
 
 #: The simulator is reached in-process; this host never resolves (``.invalid``).
 SIMULATOR_BASE_URL = "http://simulator.gravitex.invalid"
@@ -31,6 +34,8 @@ class Upstream:
 
 def simulator_config(seconds: float, api_keys: frozenset[str] | None) -> SimulatorConfig:
     """A simulator whose generations take ``seconds`` (a quarter queued, the rest running)."""
+    from .simulator import SimulatorConfig
+
     return SimulatorConfig(
         api_keys=api_keys, queued_seconds=seconds * 0.25, processing_seconds=seconds * 0.75
     )
@@ -43,6 +48,8 @@ def simulated_upstream(settings: Settings, *, clock: Callable[[], float] = time.
     task submitted by one ``--simulate`` process is found, finished on time, by
     the next. Close it with ``upstream.simulator.close()``.
     """
+    from .simulator import Simulator, TaskStore, simulator_transport
+
     sim = Simulator(
         simulator_config(settings.simulator_seconds, frozenset({SIMULATOR_KEY})),
         clock=clock,
@@ -56,12 +63,43 @@ def simulated_upstream(settings: Settings, *, clock: Callable[[], float] = time.
     )
 
 
+class _SimulatorOnDemand(httpx2.AsyncBaseTransport):
+    """The in-process simulator of ``settings``, made at the first request sent to it.
+
+    A start that sends nothing upstream (initialize, tools/list) neither imports the
+    simulator nor opens its task store. :meth:`close` releases the store.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._made: Upstream | None = None
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._made is None:
+            self._made = simulated_upstream(self._settings)
+        assert self._made.transport is not None
+        return await self._made.transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._made is not None and self._made.transport is not None:
+            await self._made.transport.aclose()
+
+    def close(self) -> None:
+        if self._made is not None and self._made.simulator is not None:
+            self._made.simulator.close()
+
+
 def choose_upstream(
     settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None
 ) -> Upstream:
-    """The simulator when simulating, else the real API (the key is required then)."""
+    """The simulator when simulating (made at the first request), else the real API
+    (the key is required then)."""
     if settings.simulate:
-        return simulated_upstream(settings)
+        return Upstream(
+            base_url=SIMULATOR_BASE_URL,
+            api_key=SIMULATOR_KEY,
+            transport=_SimulatorOnDemand(settings),
+        )
     return Upstream(
         base_url=settings.base_url, api_key=settings.require_api_key(), transport=transport
     )
@@ -92,3 +130,5 @@ async def open_upstream(
         # A simulator made here is ours to close; one passed in belongs to the caller.
         if upstream is None and chosen.simulator is not None:
             chosen.simulator.close()
+        if upstream is None and isinstance(chosen.transport, _SimulatorOnDemand):
+            chosen.transport.close()

@@ -7,6 +7,7 @@ import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from starlette.types import Receive, Scope, Send
@@ -226,6 +227,8 @@ async def test_loopback_server_really_serves_and_stops(links: MediaLinks, out: P
     async with serve_loopback(links) as base:
         assert base.startswith("http://127.0.0.1:")
         links.base_url = base
+        await links.ready()
+        await links.ready()  # started once; the second call finds it running
         url = links.url_for(out / "clip.mp4")
         assert url is not None
         async with httpx2.AsyncClient(timeout=10) as client:
@@ -235,6 +238,27 @@ async def test_loopback_server_really_serves_and_stops(links: MediaLinks, out: P
     async with httpx2.AsyncClient(timeout=5) as client:
         with pytest.raises(httpx2.TransportError):
             await client.get(url)
+
+
+async def test_loopback_server_starts_at_the_first_link_and_serves_who_came_before(
+    links: MediaLinks, out: Path
+) -> None:
+    async with serve_loopback(links) as base:
+        port = int(base.rsplit(":", 1)[1])
+        # The port listens from the start: a connection made before any link is
+        # handed out waits in the backlog, and is answered once the server starts.
+        async with await anyio.connect_tcp("127.0.0.1", port) as early:
+            request = (
+                f"GET {route(links, out / 'clip.mp4')} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{port}\r\nRange: bytes=0-3\r\nConnection: close\r\n\r\n"
+            )
+            await early.send(request.encode())
+            await links.ready()
+            answer = b""
+            with anyio.fail_after(10):
+                while b"\r\n\r\n" not in answer or not answer.endswith(BODY[:4]):
+                    answer += await early.receive()
+        assert answer.startswith(b"HTTP/1.1 206")
 
 
 # --- on the HTTP transports ----------------------------------------------------------------

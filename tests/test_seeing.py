@@ -230,8 +230,9 @@ async def test_looking_and_extracting_run_off_the_event_loop(
 
         return wrapper
 
-    monkeypatch.setattr("gravitex_mcp.service.look_at", spy(seeing.look_at))
-    monkeypatch.setattr("gravitex_mcp.service.extract", spy(seeing.extract))
+    # The service imports them at their first use, from gravitex_mcp.seeing.
+    monkeypatch.setattr("gravitex_mcp.seeing.look_at", spy(seeing.look_at))
+    monkeypatch.setattr("gravitex_mcp.seeing.extract", spy(seeing.extract))
     async with connected(h) as client:
         data = structured(await generate(client, duration=4))
         structured(await client.call_tool("extract_frames", {"task_id": data["task_id"]}))
