@@ -18,6 +18,7 @@ from typing import Any
 from .catalog import parse_size
 from .errors import StorageError
 from .frames import FramePosition, encode_png, frames_at, seconds_of
+from .images import JPEG, image_dimensions, sniff_image_type
 from .preview import MAX_SHEET_BYTES, contact_sheet, sample_times, tile_count
 from .probe import ProbeError, probe_video
 from .results import Frame, Preview, Probe
@@ -101,7 +102,8 @@ def _existing_sheet(video: Path, probe: Probe) -> Preview | None:
             if stat is not None and stat.st_mtime_ns >= made and stat.st_size <= MAX_SHEET_BYTES:
                 usable.append((stat.st_mtime_ns, path))
         for _, path in sorted(usable, reverse=True):
-            size = _jpeg_size(path.read_bytes())
+            data = path.read_bytes()
+            size = image_dimensions(data) if sniff_image_type(data) == JPEG else None
             if size is not None:
                 break
         else:
@@ -117,24 +119,6 @@ def _existing_sheet(video: Path, probe: Probe) -> Preview | None:
         height=size[1],
         at_seconds=[round(t, 3) for t in times],
     )
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's SOF marker, or None when ``data`` is not a JPEG."""
-    if not data.startswith(b"\xff\xd8"):
-        return None
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2):
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return width, height
-        i += 2 + length
-    return None
 
 
 # --- asked versus found ---------------------------------------------------------------

@@ -37,7 +37,6 @@ from .leftovers import TEMP_SUFFIX, hold_temp_file
 
 #: Extension every saved video gets.
 VIDEO_SUFFIX: Final = ".mp4"
-#: Ending of the hidden temp files (``.<stem>.<random>.part``) in the output folder.
 #: Longest stem (UTF-8 bytes) kept from a caller's name; leaves room for ``-NNNN``,
 #: the temp-name decoration and the 255-byte name limit of common filesystems.
 MAX_STEM_BYTES: Final = 160

@@ -11,10 +11,11 @@ import pytest
 
 from gravitex_mcp.errors import StorageError
 from gravitex_mcp.frames import fit_within, frames_at, seconds_of
+from gravitex_mcp.images import JPEG, image_dimensions, sniff_image_type
 from gravitex_mcp.preview import MAX_SHEET_BYTES, MAX_SHEET_SIDE, contact_sheet, sample_times
 from gravitex_mcp.probe import ProbeError, probe_video
 from gravitex_mcp.results import Probe
-from gravitex_mcp.seeing import _jpeg_size, extract, look_at, mismatch_notes, sheet_path
+from gravitex_mcp.seeing import extract, look_at, mismatch_notes, sheet_path
 from gravitex_mcp.simulator.clips import ClipShape, render_clip
 from gravitex_mcp.stills import save_new
 
@@ -69,7 +70,8 @@ def test_a_1080p_sheet_fits_the_limits(tmp_path: Path) -> None:
     sheet = contact_sheet(video, 3.0)
     assert len(sheet.jpeg) <= MAX_SHEET_BYTES
     assert max(sheet.width, sheet.height) <= MAX_SHEET_SIDE
-    assert _jpeg_size(sheet.jpeg) == (sheet.width, sheet.height)
+    assert sniff_image_type(sheet.jpeg) == JPEG
+    assert image_dimensions(sheet.jpeg) == (sheet.width, sheet.height)
     # 6 tiles, 3 columns x 2 rows, each 16:9
     assert sheet.width * 9 * 2 == pytest.approx(sheet.height * 16 * 3, rel=0.02)
     assert sheet.at_seconds == [round(t, 3) for t in sample_times(3.0, 6)]
@@ -217,6 +219,7 @@ def test_a_sheet_too_big_at_the_best_quality_is_re_encoded_to_fit() -> None:
     sheet = compose(decoded, [d.at_seconds for d in decoded])
     assert len(sheet.jpeg) <= MAX_SHEET_BYTES
     assert max(sheet.width, sheet.height) <= MAX_SHEET_SIDE
-    assert _jpeg_size(sheet.jpeg) == (sheet.width, sheet.height)
+    assert sniff_image_type(sheet.jpeg) == JPEG
+    assert image_dimensions(sheet.jpeg) == (sheet.width, sheet.height)
     assert sheet.jpeg.startswith(b"\xff\xd8")
     assert sheet.jpeg.endswith(b"\xff\xd9")

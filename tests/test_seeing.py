@@ -11,8 +11,8 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, ImageContent
 
+from gravitex_mcp.images import JPEG, image_dimensions, sniff_image_type
 from gravitex_mcp.preview import MAX_SHEET_BYTES, MAX_SHEET_SIDE
-from gravitex_mcp.seeing import _jpeg_size
 
 from .server_harness import Harness, connected, make_harness, structured, text_of
 
@@ -75,7 +75,8 @@ async def test_contact_sheet_is_one_small_jpeg_image_block(h: Harness) -> None:
     assert sheet.parent == Path(data["path"]).parent
     assert sheet.name == Path(data["path"]).stem + ".contact.jpg"
     assert preview["uri"] == sheet.as_uri()
-    assert _jpeg_size(jpeg) == (preview["width"], preview["height"])
+    assert sniff_image_type(jpeg) == JPEG
+    assert image_dimensions(jpeg) == (preview["width"], preview["height"])
     assert max(preview["width"], preview["height"]) <= MAX_SHEET_SIDE
     # 9 tiles of 284x160 in 3 columns: the frame's shape is kept
     assert (preview["width"], preview["height"]) == (3 * 284, 3 * 160)
