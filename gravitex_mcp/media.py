@@ -280,39 +280,39 @@ def _remembered_port(port_file: Path | None) -> int:
 
 
 def _bind_remembered(port_file: Path | None) -> tuple[socket.socket, bool]:
-    """The last start's port when it is free (and True), else an ephemeral one (then
-    remembered, and False).
+    """The port remembered in ``port_file`` when it is free (and True), else an
+    ephemeral one (and False).
 
     Links carry the port: keeping it lets links handed out before a restart (in an
     earlier conversation) keep working, as they do over HTTP. Best effort: another
-    server holding that port, or a state folder that cannot be written, just means
-    a new port.
+    server holding that port just means a new one.
     """
     remembered = _remembered_port(port_file)
-    sock: socket.socket | None = None
     if remembered:
         try:
-            sock = _bind_loopback(remembered)
+            return _bind_loopback(remembered), True
         except OSError:
             logger.info("media port %d is taken; using another", remembered)
-    if sock is None:
-        sock = _bind_loopback()
-    port = int(sock.getsockname()[1])
-    if port_file is not None and port != remembered:
-        try:
-            tmp = port_file.with_name(f".{port_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(f"{port}\n", encoding="ascii")
-            os.replace(tmp, port_file)
-        except OSError as exc:
-            logger.info("could not remember the media port in %s: %s", port_file, exc)
-    return sock, port == remembered
+    return _bind_loopback(), False
+
+
+def _remember_port(port_file: Path, port: int) -> None:
+    """Write ``port`` to ``port_file`` (best effort: a state folder that cannot be
+    written just means a new port next time)."""
+    try:
+        tmp = port_file.with_name(f".{port_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(f"{port}\n", encoding="ascii")
+        os.replace(tmp, port_file)
+    except OSError as exc:
+        logger.info("could not remember the media port in %s: %s", port_file, exc)
 
 
 @asynccontextmanager
 async def serve_loopback(links: MediaLinks, port_file: Path | None = None) -> AsyncIterator[str]:
     """Serve ``links`` on 127.0.0.1 while the context is open; yields the base URL
     (``http://127.0.0.1:PORT``). The port is the one named in ``port_file`` when it
-    is free (so links survive a restart), else an ephemeral one, written there.
+    is free (so links survive a restart), else an ephemeral one, written there once
+    its first link is handed out.
 
     The port is bound and listening at once (so the URL, and the player's CSP, are
     known). On a new port uvicorn starts at ``links.ready()``, before the first link
@@ -348,6 +348,10 @@ async def serve_loopback(links: MediaLinks, port_file: Path | None = None) -> As
             await server.startup(sockets=[sock])
             started.append(server)
             logger.info("media links served on %s", base)
+            if port_file is not None and not reused:
+                # Remembered once links to it exist: only then must a restart keep it
+                # (and serve at once), so a server that never saved a video stays lazy.
+                await anyio.to_thread.run_sync(_remember_port, port_file, port)
 
     links.start_serving = start
     try:

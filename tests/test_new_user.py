@@ -221,6 +221,13 @@ async def test_a_stdio_media_link_survives_a_restart(tmp_path: Path) -> None:
                 assert (await client.get(url or minted)).status_code == 200
             return base, minted
 
+    # A run that hands out no link remembers no port: the next start stays lazy.
+    async with serve_loopback(
+        MediaLinks(key=load_or_create_key(state), output_dir=videos), port_file
+    ):
+        pass
+    assert not port_file.exists()
+
     first_base, link = await fetch_after_start(None)
     second_base, again = await fetch_after_start(link)
     assert second_base == first_base
@@ -234,6 +241,7 @@ async def test_a_stdio_media_link_survives_a_restart(tmp_path: Path) -> None:
         links = MediaLinks(key=load_or_create_key(state), output_dir=videos)
         async with serve_loopback(links, port_file) as third_base:
             assert third_base != first_base
+            await links.ready()  # its first link is handed out
     assert port_file.read_text().strip() == third_base.rsplit(":", 1)[1]
 
 
