@@ -149,20 +149,33 @@ class LocatedMedia:
 
 
 def resolve_media(
-    value: str, *, field: str, kind: MediaKind, input_dirs: Sequence[Path]
+    value: str,
+    *,
+    field: str,
+    kind: MediaKind,
+    input_dirs: Sequence[Path],
+    saved_dir: Path | None = None,
 ) -> ResolvedMedia:
     """Check one media argument and turn it into what travels upstream.
 
     ``field`` names the argument in errors (``"image"``,
     ``"reference_images[1]"``); ``kind`` picks the rules (see the module
     docstring). Raises :class:`InvalidArgumentsError` with one problem for
-    ``field`` when the value is refused.
+    ``field`` when the value is refused. ``saved_dir`` (the output folder) is read
+    from too: files this server wrote there (extract_frames) may start a video.
     """
-    return locate_media(value, field=field, kind=kind, input_dirs=input_dirs).resolve()
+    return locate_media(
+        value, field=field, kind=kind, input_dirs=input_dirs, saved_dir=saved_dir
+    ).resolve()
 
 
 def locate_media(
-    value: str, *, field: str, kind: MediaKind, input_dirs: Sequence[Path]
+    value: str,
+    *,
+    field: str,
+    kind: MediaKind,
+    input_dirs: Sequence[Path],
+    saved_dir: Path | None = None,
 ) -> LocatedMedia:
     """The checks of :func:`resolve_media` that read no file and decode nothing."""
     valid = _VALID_IMAGE if kind == "image" else _VALID_AUDIO
@@ -178,7 +191,7 @@ def locate_media(
     if scheme is not None and not (os.name == "nt" and scheme.end() == 2):
         check_https_url(value, field=field, valid=valid)
         return LocatedMedia(value, field, kind, "url", 0)
-    return _locate_path(value, field=field, kind=kind, input_dirs=input_dirs)
+    return _locate_path(value, field=field, kind=kind, input_dirs=input_dirs, saved_dir=saved_dir)
 
 
 # --- https URLs -----------------------------------------------------------------
@@ -474,11 +487,16 @@ def _base64_problem(text: str, start: int = 0) -> str | None:
 
 
 def _locate_path(
-    value: str, *, field: str, kind: MediaKind, input_dirs: Sequence[Path]
+    value: str,
+    *,
+    field: str,
+    kind: MediaKind,
+    input_dirs: Sequence[Path],
+    saved_dir: Path | None,
 ) -> LocatedMedia:
     shown = _echo(value)
     types_text = _IMAGE_TYPES_TEXT if kind == "image" else AUDIO_TYPES_TEXT
-    if not input_dirs:
+    if not input_dirs and saved_dir is None:
         _refuse(
             field,
             f"{shown} looks like a local path, but local files are disabled: "
@@ -487,14 +505,24 @@ def _locate_path(
         )
     if "\x00" in value:
         _refuse(field, f"{shown} contains a NUL character; {_VALID_IMAGE}")
-    roots = _resolved_roots(input_dirs)
+    roots = _resolved_roots([*input_dirs, *([saved_dir] if saved_dir is not None else [])])
     if not roots:
         _refuse(field, f"{shown}: none of the GRAVITEX_INPUT_DIRS can be used; {_VALID_IMAGE}")
     roots_text = clip(", ".join(str(root) for root in roots), 200)
-    outside = (
-        f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: {roots_text}); "
-        "valid: a file inside one of them ('..' and symlinks leading out are refused)"
-    )
+    if input_dirs:
+        saved = f" or the output folder ({saved_dir})" if saved_dir is not None else ""
+        outside = (
+            f"{shown} is outside the input folders (GRAVITEX_INPUT_DIRS: "
+            f"{clip(', '.join(str(d) for d in input_dirs), 200)}){saved}; valid: a file "
+            "inside one of them ('..' and symlinks leading out are refused)"
+        )
+    else:
+        outside = (
+            f"{shown} is outside the output folder ({saved_dir}), the only folder local "
+            "files are read from while GRAVITEX_INPUT_DIRS is not set. Set "
+            f"GRAVITEX_INPUT_DIRS to the folder(s) holding your {kind} files, or pass an "
+            "https:// URL instead"
+        )
     try:
         raw = Path(value).expanduser()
     except RuntimeError:

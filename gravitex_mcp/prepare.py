@@ -55,7 +55,9 @@ class PreparedRequest:
     notes: tuple[str, ...] = field(default=())
 
 
-def prepare_request(args: VideoArguments, *, input_dirs: Sequence[Path]) -> PreparedRequest:
+def prepare_request(
+    args: VideoArguments, *, input_dirs: Sequence[Path], saved_dir: Path | None = None
+) -> PreparedRequest:
     """Validate ``args``, resolve its media from ``input_dirs``, and build the upstream body.
 
     ``args`` may be a :class:`~gravitex_mcp.arguments.GenerateVideoInput`: only
@@ -71,7 +73,7 @@ def prepare_request(args: VideoArguments, *, input_dirs: Sequence[Path]) -> Prep
     except InvalidArgumentsError as exc:
         problems.extend(exc.problems)
     refused = {p.field for p in problems}
-    located = _locate_all(given, input_dirs, refused, problems)
+    located = _locate_all(given, input_dirs, saved_dir, refused, problems)
     callback = given.get("callback_url")
     if callback is not None and "callback_url" not in refused:
         # The provider will call it: same rules as media URLs (public host, no login).
@@ -107,6 +109,7 @@ def prepare_request(args: VideoArguments, *, input_dirs: Sequence[Path]) -> Prep
 def _locate_all(
     given: Mapping[str, Any],
     input_dirs: Sequence[Path],
+    saved_dir: Path | None,
     refused: set[str],
     problems: list[Problem],
 ) -> list[LocatedMedia]:
@@ -120,7 +123,11 @@ def _locate_all(
         for index, item in items:
             where = name if index is None else f"{name}[{index}]"
             try:
-                located.append(locate_media(item, field=where, kind=kind, input_dirs=input_dirs))
+                located.append(
+                    locate_media(
+                        item, field=where, kind=kind, input_dirs=input_dirs, saved_dir=saved_dir
+                    )
+                )
             except InvalidArgumentsError as exc:
                 problems.extend(exc.problems)
     return located

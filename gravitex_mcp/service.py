@@ -220,7 +220,11 @@ class VideoService:
 
         # Reading local images is file I/O: keep it off the event loop.
         return await anyio.to_thread.run_sync(
-            lambda: prepare_request(args, input_dirs=self._settings.media_input_dirs)
+            lambda: prepare_request(
+                args,
+                input_dirs=self._settings.input_dirs,
+                saved_dir=self._settings.output_dir,
+            )
         )
 
     async def submit(

@@ -83,12 +83,6 @@ class Settings:
     #: media links and the loopback media server (GRAVITEX_MEDIA=off turns them off)
     media: bool = True
 
-    @property
-    def media_input_dirs(self) -> tuple[Path, ...]:
-        """Folders local image paths may come from: the input folders, plus the output
-        folder, so a frame this server saved (extract_frames) can start the next video."""
-        return (*self.input_dirs, self.output_dir)
-
     def require_api_key(self) -> str:
         """The key, or a :class:`ConfigurationError` naming the fix."""
         if not self.api_key:

@@ -295,3 +295,24 @@ async def test_the_demo_says_a_size_note_is_the_simulators_doing(
         assert "the simulator draws small clips" in notes
     else:
         assert notes == "Notes: none (the clip is what was asked)"
+
+
+async def test_a_local_image_without_input_folders_says_how_to_allow_it(tmp_path: Path) -> None:
+    # The output folder is read from too (extract_frames' frames), but a user who set no
+    # GRAVITEX_INPUT_DIRS must still hear that setting it is the fix, not only where
+    # the output folder is.
+    h = make_harness(tmp_path, input_dirs=())
+    elsewhere = tmp_path / "photos" / "cat.png"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(base64.b64decode(png_data_url(64, 64).split(",", 1)[1]))
+    async with connected(h) as client:
+        result = await client.call_tool(
+            "generate_video",
+            {"model": "veo-3.1-generate-preview", "prompt": "a cat", "image": str(elsewhere)},
+        )
+    assert result.is_error
+    text = text_of(result)
+    assert "GRAVITEX_INPUT_DIRS is not set" in text
+    assert "Set GRAVITEX_INPUT_DIRS" in text
+    assert str(h.settings.output_dir) in text
+    assert h.sim.calls["submit"] == 0
