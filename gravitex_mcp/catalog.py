@@ -191,6 +191,15 @@ class ModelSpec:
 _SIZE_RE: Final = re.compile(r"([0-9]{1,5})[x*]([0-9]{1,5})")
 
 
+def derived_size(spec: ModelSpec, values: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The ``(width, height)`` the model's ``size_from`` table picks for ``values``
+    (``None``: the model has no table, or ``values`` lacks one of its arguments)."""
+    derivation = spec.size_from
+    if derivation is None or not all(name in values for name in derivation.by):
+        return None
+    return derivation.table.get(tuple(str(values[name]) for name in derivation.by))
+
+
 def parse_size(text: str) -> tuple[int, int] | None:
     """``"1280x720"`` or ``"1280*720"`` -> ``(1280, 720)``; ``None`` if not a size."""
     match = _SIZE_RE.fullmatch(text)

@@ -44,7 +44,9 @@ class Seen:
     notes: list[str] = field(default_factory=list)
 
 
-def look_at(video: Path, asked: Mapping[str, Any]) -> Seen:
+def look_at(
+    video: Path, asked: Mapping[str, Any], *, picked_size: tuple[int, int] | None = None
+) -> Seen:
     """Probe ``video``, make (or reuse) its contact sheet, and compare with ``asked``.
 
     Never raises for a video it cannot read or a sheet it cannot save: the video
@@ -54,7 +56,7 @@ def look_at(video: Path, asked: Mapping[str, Any]) -> Seen:
         probe = probe_video(video)
     except ProbeError as exc:
         return Seen(None, None, [f"Could not look at the saved video: {exc}"])
-    notes = mismatch_notes(asked, probe)
+    notes = mismatch_notes(asked, probe, picked_size=picked_size)
     try:
         preview = _sheet_for(video, probe)
     except (ProbeError, StorageError) as exc:
@@ -124,8 +126,15 @@ def _existing_sheet(video: Path, probe: Probe) -> Preview | None:
 # --- asked versus found ---------------------------------------------------------------
 
 
-def mismatch_notes(asked: Mapping[str, Any], probe: Probe) -> list[str]:
-    """One note for each of duration, aspect ratio and resolution/size that differs."""
+def mismatch_notes(
+    asked: Mapping[str, Any], probe: Probe, *, picked_size: tuple[int, int] | None = None
+) -> list[str]:
+    """One note for each of duration, aspect ratio and resolution/size that differs.
+
+    ``picked_size`` is the frame size the model's own table gives for what was asked
+    (Wan's 720p 1:1 is 960x960): when known, the resolution is judged by it, not by
+    the short side.
+    """
     notes: list[str] = []
     duration = asked.get("duration")
     if (
@@ -146,12 +155,17 @@ def mismatch_notes(asked: Mapping[str, Any], probe: Probe) -> list[str]:
             notes.append(f"asked aspect ratio {ratio}, got {_ratio_text(probe)} ({got})")
     resolution = asked.get("resolution")
     match = _RESOLUTION.match(resolution) if isinstance(resolution, str) else None
-    if match is not None and min(probe.width, probe.height) != int(match.group(1)):
-        notes.append(f"asked {resolution}, got {min(probe.width, probe.height)}p ({got})")
     size = asked.get("size")
     wanted_size = parse_size(size) if isinstance(size, str) else None
-    if wanted_size is not None and wanted_size != (probe.width, probe.height):
-        notes.append(f"asked size {size}, got {got}")
+    if wanted_size is not None:  # an exact size says more than a resolution
+        if wanted_size != (probe.width, probe.height):
+            notes.append(f"asked size {size}, got {got}")
+    elif match is not None and picked_size is not None:
+        if picked_size != (probe.width, probe.height):
+            picked = f"{picked_size[0]}x{picked_size[1]}"
+            notes.append(f"asked {resolution} ({picked}), got {got}")
+    elif match is not None and min(probe.width, probe.height) != int(match.group(1)):
+        notes.append(f"asked {resolution}, got {min(probe.width, probe.height)}p ({got})")
     return notes
 
 

@@ -615,13 +615,19 @@ class VideoService:
             logger.exception("could not read the journal entry of task %s", task_id)
             record = None
         asked = dict(record.arguments) if record is not None else {}
+        # The model's own size table says what a resolution means (Wan's 720p 1:1 is
+        # 960x960), where it has one.
+        spec = catalog.CATALOG.get(record.model) if record is not None else None
+        picked = catalog.derived_size(spec, asked) if spec is not None else None
         # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
         # Shielded: the video is already saved, and a deadline that ran out meanwhile
         # must not drop it from this result (the look takes a second or two at most).
         from .seeing import look_at  # PyAV's probe and sheet: loaded by the first look
 
         with anyio.CancelScope(shield=True):
-            seen = await anyio.to_thread.run_sync(lambda: look_at(Path(saved.path), asked))
+            seen = await anyio.to_thread.run_sync(
+                lambda: look_at(Path(saved.path), asked, picked_size=picked)
+            )
         return saved.model_copy(
             update={"probe": seen.probe, "preview": seen.preview, "notes": seen.notes}
         )

@@ -38,6 +38,7 @@ from .catalog import (
     ModelSpec,
     Value,
     argument_names,
+    derived_size,
     format_size,
     format_value,
     parse_size,
@@ -154,10 +155,7 @@ def _picked_size(spec: ModelSpec, values: Mapping[str, Any]) -> tuple[int, int] 
     """The given size, else the one the ``size_from`` arguments pick (validated already)."""
     if "size" in values:
         return parse_size(str(values["size"]))
-    derivation = spec.size_from
-    if derivation is None or not all(name in values for name in derivation.by):
-        return None
-    return derivation.table.get(tuple(str(values[name]) for name in derivation.by))
+    return derived_size(spec, values)
 
 
 def parse_request(raw: Mapping[str, Any]) -> GenerateVideoInput:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gravitex_mcp.catalog import derived_size, get_model
 from gravitex_mcp.errors import StorageError
 from gravitex_mcp.frames import fit_within, frames_at, seconds_of
 from gravitex_mcp.images import JPEG, image_dimensions, sniff_image_type
@@ -152,6 +153,30 @@ def test_a_sheet_that_cannot_be_saved_is_a_note(
 )
 def test_mismatch_notes(asked: dict[str, object], found: Probe, notes: list[str]) -> None:
     assert mismatch_notes(asked, found) == notes
+
+
+WAN_T2V = get_model("wan2.5-t2v-preview")
+
+
+@pytest.mark.parametrize(
+    ("asked", "found", "notes"),
+    [
+        # Wan's table: 720p 1:1 is 960x960, whose short side is not 720.
+        ({"resolution": "720p", "aspect_ratio": "1:1"}, probe(width=960, height=960), []),
+        (
+            {"resolution": "720p", "aspect_ratio": "1:1"},
+            probe(width=1280, height=720),
+            ["asked aspect ratio 1:1, got 16:9 (1280x720)", "asked 720p (960x960), got 1280x720"],
+        ),
+        # An exact size given beside the resolution is what the file is judged by.
+        ({"resolution": "720p", "size": "960*960"}, probe(width=960, height=960), []),
+    ],
+)
+def test_mismatch_notes_follow_the_models_size_table(
+    asked: dict[str, object], found: Probe, notes: list[str]
+) -> None:
+    picked = derived_size(WAN_T2V, asked)
+    assert mismatch_notes(asked, found, picked_size=picked) == notes
 
 
 def test_extracted_frames_keep_their_size_and_show_a_smaller_copy(tmp_path: Path) -> None:
