@@ -106,6 +106,10 @@ class _ProgressTracker:
         await self.report(value, self.total, message)
 
 
+async def _ignore_update(snapshot: TaskSnapshot, elapsed: float) -> None:
+    """A wait nobody reports progress of."""
+
+
 def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
     if status is TaskStatus.SUCCEEDED:
         if downloaded:
@@ -478,10 +482,17 @@ class VideoService:
             saved = await pending.wait()
             return DownloadVideoResult(task_id=task_id, **saved.model_dump())
         try:
-            snapshot = await self._client.query(task_id)
-        except NotFoundError as exc:
-            raise _unknown_task(task_id, record) from exc
-        await self._record(snapshot)
+            # One look, shared with any wait already polling this task (each answer
+            # journalled once), and its errors told as check_video_task tells them.
+            snapshot = await self._polls.wait(
+                task_id,
+                lambda: self._client.query(task_id),
+                wait_seconds=0,
+                on_poll=self._record,
+                on_update=_ignore_update,
+            )
+        except APIError as exc:
+            raise await self._check_failed(task_id, exc) from exc
         if snapshot.status is TaskStatus.FAILED:
             message = snapshot.error.message if snapshot.error else "no reason given"
             raise TaskFailedError(

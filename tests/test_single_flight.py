@@ -179,6 +179,41 @@ async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(
     assert "being saved by another process" not in caplog.text
 
 
+async def test_concurrent_downloads_share_one_query_and_a_fault_gets_retry_advice(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    base = make_harness(tmp_path, clock=clock)
+    transport = HeldQuery(simulator_transport(base.sim))
+    h = make_harness(tmp_path, sim=base.sim, clock=clock, transport=transport)
+    async with connected(h) as client:
+        task_id = await _submit(client)
+        clock.now += 60  # finished upstream
+        before = h.sim.calls["query"]
+        results: list[Any] = []
+
+        async def one() -> None:
+            results.append(await client.call_tool("download_video", {"task_id": task_id}))
+
+        transport.arm()
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(one)
+            await transport.held.wait()
+            for _ in range(2000):
+                await anyio.lowlevel.checkpoint()
+            transport.gate.set()
+        queries = h.sim.calls["query"] - before
+        second = await _submit(client)
+        clock.now += 60
+        h.sim.faults.add("query", "server_error", times=None, status=503)
+        faulty = await client.call_tool("download_video", {"task_id": second})
+    assert queries == 1, queries
+    assert len({structured(r)["path"] for r in results}) == 1
+    assert faulty.is_error
+    assert "again later" in text_of(faulty), text_of(faulty)
+
+
 async def test_a_follower_takes_over_when_the_leader_stops(h: Harness) -> None:
     async with connected(h) as client:
         task_id = await _submit(client)
