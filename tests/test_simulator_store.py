@@ -7,6 +7,7 @@ be checked and downloaded by the next, finishing on the (shared) clock.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import subprocess
 import time
@@ -60,6 +61,16 @@ def test_a_task_with_its_own_clip_round_trips_through_json() -> None:
     # The simulator renders each task's mp4 at submit time: the next process serves it.
     task = dataclasses.replace(_task(), clip=b"\x00\x00\x00\x18ftypisom" + bytes(range(256)))
     assert task_from_json(task_to_json(task)) == task
+
+
+def test_inline_images_of_a_body_are_stored_by_digest_only() -> None:
+    image = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" * 4096).decode()
+    task = dataclasses.replace(_task(), body={"model": "veo", "image": image})
+    text = task_to_json(task)
+    assert image not in text
+    stored = task_from_json(text).body
+    assert stored["model"] == "veo"
+    assert str(stored["image"]).startswith("sha256:")
 
 
 def test_two_stores_on_one_file_see_each_others_tasks(tmp_path: Path) -> None:

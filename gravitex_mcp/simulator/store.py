@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain import Family
+from ..journal import redact_data_urls
 from .tasks import SimTask
 
 #: The file, under the server's state folder, that a persistent store uses.
@@ -35,6 +36,9 @@ def task_to_json(task: SimTask) -> str:
     """``task`` as a JSON object of its fields (the family by its value)."""
     data: dict[str, Any] = {f.name: getattr(task, f.name) for f in dataclasses.fields(SimTask)}
     data["family"] = task.family.value
+    # Inline images (up to ~27 MB of base64 a request) are kept by their digest only:
+    # nothing reads them back, and the write happens inside a submit.
+    data["body"] = redact_data_urls(task.body)
     if task.clip is not None:  # the task's own mp4 (a few KB): kept so the next process serves it
         data["clip"] = base64.b64encode(task.clip).decode("ascii")
     return json.dumps(data)
