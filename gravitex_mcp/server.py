@@ -90,7 +90,8 @@ def build_server(
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         # Temp files of a server killed mid-download would stay forever otherwise.
         await anyio.to_thread.run_sync(sweep_temp_files, settings.output_dir)
-        journal = Journal.open(settings.state_dir)
+        # Off the event loop: opening may wait (up to its lock time-out) for another process.
+        journal = await anyio.to_thread.run_sync(Journal.open, settings.state_dir)
         open_journals.append(journal)
         exits = AsyncExitStack()
         try:
