@@ -390,7 +390,8 @@ class VideoService:
                     # A video already saved for this task is not downloaded again.
                     saved = (
                         await self._seen(task_id, on_disk)
-                        if on_disk
+                        # A save still running (looking at its video) is joined instead.
+                        if on_disk and self._saves.running(task_id) is None
                         else await self._save_once(
                             task_id, delivery=delivery, snapshot=latest, filename=None
                         )
@@ -469,18 +470,19 @@ class VideoService:
         )
 
     async def _download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
+        pending = self._saves.pending(task_id)
+        if pending is not None:
+            # A save of this task is under way (started by an earlier call): join it
+            # rather than fetch the same video twice (or hear how it failed). Before
+            # the journal: a save is journalled before it has looked at its video.
+            saved = await pending.wait()
+            return DownloadVideoResult(task_id=task_id, **saved.model_dump())
         record = await self._journal.get(task_id)
         if filename is None:
             reused = _existing_download(record)
             if reused is not None:
                 reused = await self._seen(task_id, reused)
                 return DownloadVideoResult(task_id=task_id, reused=True, **reused.model_dump())
-        pending = self._saves.pending(task_id)
-        if pending is not None:
-            # A save of this task is under way (started by an earlier call): join it
-            # rather than fetch the same video twice (or hear how it failed).
-            saved = await pending.wait()
-            return DownloadVideoResult(task_id=task_id, **saved.model_dump())
         try:
             # One look, shared with any wait already polling this task (each answer
             # journalled once), and its errors told as check_video_task tells them.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -409,3 +410,43 @@ async def test_a_save_stops_waiting_for_a_stuck_process(h: Harness) -> None:
     assert f"pid {os.getpid()}" in text_of(second)
     assert "looks stuck" in text_of(second)
     assert h.sim.calls["file"] == 0
+
+
+async def test_a_download_during_the_saves_look_joins_it_and_makes_no_second_sheet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A save is journalled before it has looked at its video (probe, contact sheet):
+    # a call in that window joins the save instead of looking again.
+    from gravitex_mcp import seeing
+
+    real_look_at = seeing.look_at
+    looking, release = threading.Event(), threading.Event()
+    looks: list[Path] = []
+
+    def held_look_at(video: Path, asked: Any, **options: Any) -> Any:
+        looks.append(video)
+        looking.set()
+        release.wait(10)
+        return real_look_at(video, asked, **options)
+
+    monkeypatch.setattr(seeing, "look_at", held_look_at)
+    clock = FakeClock()
+    h = make_harness(tmp_path, clock=clock)
+    async with connected(h) as client:
+        task_id = await _submit(client)
+        clock.now += 60  # finished upstream
+        results: list[Any] = []
+
+        async def download() -> None:
+            results.append(await client.call_tool("download_video", {"task_id": task_id}))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(download)
+            await anyio.to_thread.run_sync(looking.wait, 10)
+            group.start_soon(download)
+            for _ in range(200):
+                await anyio.lowlevel.checkpoint()
+            release.set()
+    assert len(looks) == 1, looks
+    assert len({structured(r)["path"] for r in results}) == 1
+    assert len(list(h.settings.output_dir.glob("*.contact*.jpg"))) == 1
