@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ import anyio.from_thread
 import anyio.to_thread
 
 from .errors import GravitexError, InvalidArgumentsError, StorageError
+from .leftovers import TEMP_SUFFIX, hold_temp_file
+from .probe import ProbeError, probe_video
 from .results import JoinVideosResult, Preview, Probe
 from .seeing import look_at
 from .storage import OutputDir, StoredFile
@@ -486,8 +489,12 @@ async def join_files(
     if not MIN_CLIPS <= len(paths) <= MAX_CLIPS:
         raise JoinError(f"Join {MIN_CLIPS} to {MAX_CLIPS} clips; got {len(paths)}.")
     directory = await anyio.to_thread.run_sync(out.ensure)
-    tmp = directory / f".join-{secrets.token_hex(8)}.part"
+    # Named and locked as every writer's temp file is, so a start-up sweep removes it
+    # after a crash and leaves it alone while this join runs.
+    tmp = directory / f".join.{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    held = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
+        hold_temp_file(held)
         try:
             plan = await anyio.to_thread.run_sync(
                 _write_joined, list(paths), tmp, _clip_reporter(progress, len(paths))
@@ -497,17 +504,22 @@ async def join_files(
                 f"Could not write the joined video in {directory}: {exc.strerror or exc}. "
                 "Nothing was saved."
             ) from exc
+        # Read back before it is published: a join that cannot be read is never saved.
+        try:
+            probe = await anyio.to_thread.run_sync(probe_video, tmp)
+        except ProbeError as exc:
+            raise JoinError(f"The joined video cannot be read back: {exc}") from exc
         stored = await _publish(tmp, out, filename=filename, stem=default_stem)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    # Probe and contact sheet, as for every saved video (nothing was asked of a join).
+        os.close(held)
+    # The contact sheet, as for every saved video (nothing was asked of a join); a
+    # sheet that cannot be made is a note, the video is saved.
     seen = await anyio.to_thread.run_sync(look_at, stored.path, {})
-    if seen.probe is None:
-        raise JoinError(f"The joined video {stored.path} cannot be read back: {seen.notes}")
     logger.info("joined %d clips into %s (%s)", len(paths), stored.path, plan.method)
     return JoinedVideo(
-        stored=stored, plan=plan, probe=seen.probe, preview=seen.preview, notes=seen.notes
+        stored=stored, plan=plan, probe=probe, preview=seen.preview, notes=seen.notes
     )
 
 

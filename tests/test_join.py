@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from gravitex_mcp import join as join_module
 from gravitex_mcp.errors import StorageError
 from gravitex_mcp.join import JoinError, join_files
-from gravitex_mcp.probe import probe_video
+from gravitex_mcp.leftovers import is_temp_name, sweep_temp_files
+from gravitex_mcp.probe import ProbeError, probe_video
 from gravitex_mcp.storage import OutputDir
 
 from .clips import make_clip
@@ -200,3 +202,34 @@ async def test_join_videos_of_a_4s_and_an_8s_simulator_clip_is_12s_by_stream_cop
     assert data["method"] == "stream_copy"
     assert data["probe"]["duration_seconds"] == pytest.approx(12.0, abs=0.1)
     assert probe_video(Path(data["path"])).duration_seconds == pytest.approx(12.0, abs=0.1)
+
+
+async def test_the_joins_temp_file_is_swept_after_a_crash_and_spared_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips = [make_clip(tmp_path / f"{i}.mp4", 1) for i in range(2)]
+    real_write = join_module._write_joined
+    seen: dict[str, object] = {}
+
+    def spying_write(paths: Any, dest: Path, report: Any) -> Any:
+        seen["named"] = is_temp_name(dest.name)
+        seen["swept"] = sweep_temp_files(dest.parent)  # another server starting up
+        return real_write(paths, dest, report)
+
+    monkeypatch.setattr(join_module, "_write_joined", spying_write)
+    await join_files(clips, _out(tmp_path), filename=None, default_stem="j")
+    assert seen == {"named": True, "swept": []}
+
+
+async def test_a_join_that_cannot_be_read_back_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips = [make_clip(tmp_path / f"{i}.mp4", 1) for i in range(2)]
+
+    def unreadable(path: Path) -> Any:
+        raise ProbeError(f"{path.name} is not a video FFmpeg can read")
+
+    monkeypatch.setattr(join_module, "probe_video", unreadable)
+    with pytest.raises(JoinError, match="cannot be read back"):
+        await join_files(clips, _out(tmp_path), filename="final", default_stem="j")
+    assert list((tmp_path / "videos").iterdir()) == []
