@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 
 from .errors import StorageError
+from .leftovers import TEMP_SUFFIX, hold_temp_file
 from .storage import _place_without_link as place_without_link
 
 #: How many ``stem-N`` names to try before giving up.
@@ -38,16 +39,16 @@ def save_new(directory: Path, name: str, data: bytes) -> Path:
     if not dot:
         stem, ext = name, ""
     suffix = f".{ext}" if ext else ""
-    tmp = directory / f".{stem}.{secrets.token_hex(6)}.tmp"
+    # Named and locked as every writer's temp file is: swept after a crash only.
+    tmp = directory / f".{stem}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    fd: int | None = None
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        hold_temp_file(fd)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
         for i in range(MAX_TRIES):
             final = directory / (name if i == 0 else f"{stem}-{i}{suffix}")
             if _link_or_reserve(tmp, final):
@@ -57,6 +58,8 @@ def save_new(directory: Path, name: str, data: bytes) -> Path:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if fd is not None:
+            os.close(fd)
     raise StorageError(f"Could not find a free name for {name} in {directory}.")
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from gravitex_mcp import stills as stills_module
 from gravitex_mcp.catalog import derived_size, get_model
 from gravitex_mcp.errors import StorageError
 from gravitex_mcp.frames import fit_within, frames_at, seconds_of
 from gravitex_mcp.images import JPEG, image_dimensions, sniff_image_type
+from gravitex_mcp.leftovers import is_temp_name, sweep_temp_files
 from gravitex_mcp.preview import MAX_SHEET_BYTES, MAX_SHEET_SIDE, contact_sheet, sample_times
 from gravitex_mcp.probe import ProbeError, probe_video
 from gravitex_mcp.results import Probe
@@ -248,3 +250,19 @@ def test_a_sheet_too_big_at_the_best_quality_is_re_encoded_to_fit() -> None:
     assert image_dimensions(sheet.jpeg) == (sheet.width, sheet.height)
     assert sheet.jpeg.startswith(b"\xff\xd8")
     assert sheet.jpeg.endswith(b"\xff\xd9")
+
+
+def test_a_stills_temp_file_is_one_the_start_up_sweep_knows_and_spares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_link = stills_module._link_or_reserve
+    seen: dict[str, object] = {}
+
+    def spying_link(tmp: Path, final: Path) -> bool:
+        seen["named"] = is_temp_name(tmp.name)
+        seen["swept"] = sweep_temp_files(tmp.parent)  # another server starting up
+        return real_link(tmp, final)
+
+    monkeypatch.setattr(stills_module, "_link_or_reserve", spying_link)
+    save_new(tmp_path, "a.frame.png", b"one")
+    assert seen == {"named": True, "swept": []}
