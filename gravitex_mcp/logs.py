@@ -48,14 +48,6 @@ def scrub_record(record: logging.LogRecord) -> None:
         record.stack_info = _scrub_all(record.stack_info)
 
 
-class ScrubFilter(logging.Filter):
-    """Scrubs each record a handler takes (see :func:`scrub_record`)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        scrub_record(record)
-        return True
-
-
 _FactoryFn = Callable[..., logging.LogRecord]
 
 
@@ -86,7 +78,6 @@ def configure_logging(
     _install_scrubbing_factory()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(ScrubFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
