@@ -237,7 +237,8 @@ class VideoService:
         """Journal and send ``prepared``; with a key already used, find its task instead."""
         from .idempotency import arguments_digest, claim_or_find, repeat_notes, replay_note
 
-        digest = arguments_digest(prepared)
+        # The body may hold ~27 MB of inline images: hash it off the event loop.
+        digest = await anyio.to_thread.run_sync(arguments_digest, prepared)
         notes = list(prepared.notes)
         if idempotency_key is not None:
             found = await claim_or_find(
