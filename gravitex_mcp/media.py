@@ -84,10 +84,10 @@ def load_or_create_key(state_dir: Path) -> bytes:
         if key:  # a damaged key (wrong length): replace it, old links die with it
             os.replace(temp, path)
             return fresh
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            return path.read_bytes()
+        from .stills import link_or_reserve  # placement without clobbering, links or not
+
+        if not link_or_reserve(temp, path):
+            return path.read_bytes()  # another server made it first: one key for both
         return fresh
     except OSError as exc:
         raise ConfigurationError(

@@ -22,7 +22,7 @@ from .storage import _place_without_link as place_without_link
 MAX_TRIES = 1000
 
 
-def _link_or_reserve(tmp: Path, final: Path) -> bool:
+def link_or_reserve(tmp: Path, final: Path) -> bool:
     """Put ``tmp`` at ``final`` unless ``final`` exists; False if it does."""
     try:
         os.link(tmp, final)
@@ -51,7 +51,7 @@ def save_new(directory: Path, name: str, data: bytes) -> Path:
         os.fsync(fd)
         for i in range(MAX_TRIES):
             final = directory / (name if i == 0 else f"{stem}-{i}{suffix}")
-            if _link_or_reserve(tmp, final):
+            if link_or_reserve(tmp, final):
                 return final
     except OSError as exc:
         raise StorageError(f"Could not save {name} in {directory}: {exc.strerror or exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -313,3 +314,16 @@ def test_settings_public_url_and_media_switch() -> None:
     for bad in ("ftp://x", "v.example.com", "https://v.example.com/?a=1"):
         with pytest.raises(ConfigurationError, match="GRAVITEX_PUBLIC_URL"):
             load_settings({**env, "GRAVITEX_PUBLIC_URL": bad})
+
+
+def test_the_key_is_made_where_the_file_system_has_no_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")  # FAT, exFAT, some shares
+
+    monkeypatch.setattr(os, "link", no_links)
+    key = load_or_create_key(tmp_path)
+    assert len(key) == 32
+    assert load_or_create_key(tmp_path) == key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["media-links.key"]

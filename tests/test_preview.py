@@ -255,7 +255,7 @@ def test_a_sheet_too_big_at_the_best_quality_is_re_encoded_to_fit() -> None:
 def test_a_stills_temp_file_is_one_the_start_up_sweep_knows_and_spares(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_link = stills_module._link_or_reserve
+    real_link = stills_module.link_or_reserve
     seen: dict[str, object] = {}
 
     def spying_link(tmp: Path, final: Path) -> bool:
@@ -263,6 +263,6 @@ def test_a_stills_temp_file_is_one_the_start_up_sweep_knows_and_spares(
         seen["swept"] = sweep_temp_files(tmp.parent)  # another server starting up
         return real_link(tmp, final)
 
-    monkeypatch.setattr(stills_module, "_link_or_reserve", spying_link)
+    monkeypatch.setattr(stills_module, "link_or_reserve", spying_link)
     save_new(tmp_path, "a.frame.png", b"one")
     assert seen == {"named": True, "swept": []}
