@@ -556,11 +556,10 @@ async def join_tasks(
     async def gather(task_id: str) -> None:
         async with limiter:
             try:
-                saved = await service.download(task_id, filename=None)
+                paths[task_id] = await service.saved_path(task_id)
             except GravitexError as exc:
                 failures[task_id] = str(exc)
                 return
-        paths[task_id] = Path(saved.path)
         if progress is not None:
             await progress(len(paths), None, f"{len(paths)} of {len(unique)} clips saved")
 

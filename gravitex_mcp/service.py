@@ -648,17 +648,20 @@ class VideoService:
 
     # --- frames -------------------------------------------------------------------
 
+    async def saved_path(self, task_id: str) -> Path:
+        """Where the task's video is saved; a finished task not yet saved is downloaded
+        first. For callers that need the file, not a look at it (frames, joins)."""
+        saved = _existing_download(await self._journal.get(task_id))
+        if saved is None:
+            saved = await self.download(task_id, filename=None)
+        return Path(saved.path)
+
     async def extract_frames(
         self, task_id: str, at: list[float | FramePosition]
     ) -> tuple[ExtractFramesResult, list[bytes]]:
         """Frames of the task's saved video as PNG files, and the PNGs to show (scaled
         down where large); a finished task not yet saved is downloaded first."""
-        saved = _existing_download(await self._journal.get(task_id))
-        if saved is None:
-            downloaded = await self.download(task_id, filename=None)
-            video = Path(downloaded.path)
-        else:
-            video = Path(saved.path)
+        video = await self.saved_path(task_id)
         from .seeing import extract
 
         try:

@@ -233,3 +233,27 @@ async def test_a_join_that_cannot_be_read_back_leaves_nothing(
     with pytest.raises(JoinError, match="cannot be read back"):
         await join_files(clips, _out(tmp_path), filename="final", default_stem="j")
     assert list((tmp_path / "videos").iterdir()) == []
+
+
+async def test_join_videos_does_not_look_again_at_clips_already_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gravitex_mcp import seeing
+
+    h = make_harness(tmp_path)
+    async with connected(h) as client:
+        tasks = [await _finished_task(client, h, f"shot {i}") for i in range(2)]
+        for task_id in tasks:
+            structured(await client.call_tool("download_video", {"task_id": task_id}))
+        looked: list[Path] = []
+        real_look_at = seeing.look_at
+
+        def counting_look_at(video: Path, asked: Any, **options: Any) -> Any:
+            looked.append(video)
+            return real_look_at(video, asked, **options)
+
+        monkeypatch.setattr(seeing, "look_at", counting_look_at)
+        structured(await client.call_tool("join_videos", {"task_ids": tasks}))
+    # Each clip was probed and given its sheet when it was saved; the join needs their
+    # files only.
+    assert looked == []
