@@ -151,7 +151,7 @@ class SharedPolls:
             await on_update(snapshot, offset + elapsed)
 
         try:
-            snapshot, _ = await wait_for_task(
+            snapshot = await wait_for_task(
                 poll,
                 wait_seconds=wait_seconds,
                 clock=self._clock,

@@ -64,10 +64,10 @@ async def wait_for_task(
     clock: Clock,
     on_update: ProgressFn | None = None,
     schedule: PollSchedule | None = None,
-) -> tuple[TaskSnapshot, float]:
+) -> TaskSnapshot:
     """Poll until the task is terminal or ``wait_seconds`` have passed.
 
-    Returns the last snapshot and the seconds waited. ``on_update`` is called
+    Returns the last snapshot. ``on_update`` is called
     after every poll with the snapshot and the elapsed time (monotonic).
     Cancellation (a client cancel) propagates: the caller's journal already
     holds the task, so nothing is lost.
@@ -89,4 +89,4 @@ async def wait_for_task(
         elapsed = clock.monotonic() - start
         if on_update is not None:
             await on_update(snapshot, elapsed)
-    return snapshot, clock.monotonic() - start
+    return snapshot
