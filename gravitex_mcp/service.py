@@ -526,7 +526,7 @@ class VideoService:
         task's lock file so another server sharing the folders does not save it too. A
         caller joining a running save gets its file (whatever ``filename`` it was given)."""
 
-        async def save(_: object) -> SavedVideo:
+        async def save() -> SavedVideo:
             from .downloads import download_video  # the save pipeline: loaded by the first save
 
             self._save_names[task_id] = filename
@@ -559,7 +559,7 @@ class VideoService:
                 lock.release()
                 self._save_names.pop(task_id, None)
 
-        job, _ = await self._saves.join(task_id, save)
+        job = await self._saves.join(task_id, save)
         return await job.wait()
 
     def _so_far(self, task_id: str) -> str:

@@ -185,10 +185,6 @@ class Job(Generic[_T]):
             await self.done.wait()
         finally:
             self.watchers -= 1
-        return self.outcome()
-
-    def outcome(self) -> _T:
-        """The job's result, or its error raised; only once ``done`` is set."""
         if self.error is not None:
             raise self.error
         assert self.result is not None
@@ -222,23 +218,18 @@ class BackgroundJobs(Generic[_T]):
         (handed out once)."""
         return self._running.get(key) or self._unclaimed.pop(key, None)
 
-    async def join(
-        self, key: str, start: Callable[[Job[_T]], Awaitable[_T]]
-    ) -> tuple[Job[_T], bool]:
+    async def join(self, key: str, start: Callable[[], Awaitable[_T]]) -> Job[_T]:
         """The job for ``key``: the running one, or a new one running ``start``.
-
-        Returns the job and whether this call started it. Await ``job.done``
-        (within the caller's own bound) for its outcome.
-        """
+        Await ``job.wait()`` (within the caller's own bound) for its outcome."""
         job = self.pending(key)
         if job is not None:
-            return job, False
+            return job
         job = Job()
         self._running[key] = job
 
         async def run() -> None:
             try:
-                job.result = await start(job)
+                job.result = await start()
             except anyio.get_cancelled_exc_class():
                 job.error = JobStoppedError(
                     "The background work was stopped before it finished (the server is "
@@ -260,7 +251,7 @@ class BackgroundJobs(Generic[_T]):
                 del self._unclaimed[key]  # this caller takes the outcome
         else:
             self._group.start_soon(run, name=f"background job {key}")
-        return job, True
+        return job
 
 
 class JobStoppedError(GravitexError):
