@@ -49,23 +49,22 @@ def _checked_duration(spec: ModelSpec, duration: str | None) -> str | None:
     """``duration`` as digits when ``spec`` takes it; refused here, not shot by shot later."""
     if duration is None or not duration.strip():
         return None
-    arg = spec.arguments.get("duration")
+    from .validation import check_value  # the one value check: loaded by the first plan
+
     text = duration.strip()
-    seconds = int(text) if text.isdigit() else None
+    arg = spec.arguments.get("duration")
     if arg is None:
         raise InvalidArgumentsError.about("duration", f"{spec.id} does not take a duration")
-    ok = seconds is not None and (
-        seconds in arg.choices
-        if arg.choices
-        else (arg.minimum is None or seconds >= arg.minimum)
-        and (arg.maximum is None or seconds <= arg.maximum)
-    )
-    if not ok:
+    if not text.isdigit():
         raise InvalidArgumentsError.about(
             "duration",
-            f"{clip(text, 20)!r} is not a duration {spec.id} takes; "
-            f"{valid_values_text('duration', arg)} (seconds)",
+            f"{clip(text, 20)!r} is not a whole number of seconds; "
+            f"{valid_values_text('duration', arg)}",
         )
+    seconds = int(text)
+    _, problem = check_value(spec, "duration", seconds, repr(text))
+    if problem is not None:
+        raise InvalidArgumentsError.about("duration", problem)
     return str(seconds)
 
 

@@ -241,7 +241,7 @@ class _Review:
                 self.problems.append(Problem(name, _not_taken(spec, name)))
                 continue
             shown = _echo(value)
-            normal, message = _check_value(spec, name, value, shown)
+            normal, message = check_value(spec, name, value, shown)
             if message is not None:
                 self.problems.append(Problem(name, message))
                 continue
@@ -256,8 +256,9 @@ class _Review:
         self.problems.extend(_review_size(spec, self.settings, mentioned))
 
 
-def _check_value(spec: ModelSpec, name: str, value: Any, shown: str) -> tuple[Any, str | None]:
-    """``(normalised value, None)``, or ``(value, message)`` saying what is valid."""
+def check_value(spec: ModelSpec, name: str, value: Any, shown: str) -> tuple[Any, str | None]:
+    """``(normalised value, None)``, or ``(value, message)`` saying what is valid
+    (``name`` is an argument ``spec`` takes; ``shown`` is how errors echo ``value``)."""
     arg = spec.arguments[name]
     if isinstance(value, list) and arg.maximum is not None and len(value) > arg.maximum:
         # Counted before any item is looked at: the items may be large files.
@@ -326,7 +327,7 @@ def _review_markers(
                 )
             )
             continue
-        normal, message = _check_value(spec, argument, value, _echo(found.raw))
+        normal, message = check_value(spec, argument, value, _echo(found.raw))
         if message is not None:
             problems.append(Problem("prompt", f"{where}: {message}"))
             continue
