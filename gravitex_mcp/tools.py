@@ -518,16 +518,13 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)
             )
             result = await linked(ctx, joined)
-            probe = result.probe
             how = "stream copy" if result.method == "stream_copy" else "re-encoded"
             lines = [
                 f"Joined {len(result.task_ids)} clips ({how}) into {result.path} "
-                f"({result.size_bytes} bytes, {probe.duration_seconds:g} s, "
-                f"{probe.width}x{probe.height}, audio: {'yes' if probe.has_audio else 'no'}).",
+                f"({result.size_bytes} bytes).",
+                *_seen_lines(result),
                 *(f"Note: {note}" for note in result.notes),
             ]
-            if result.preview is not None:
-                lines.append(f"Contact sheet: {result.preview.path}")
             return await _saved_result(result, lines, preview=preview, over_http=over_http(ctx))
 
         return await _guarded(body)
