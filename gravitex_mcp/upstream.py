@@ -67,7 +67,7 @@ class _SimulatorOnDemand(httpx2.AsyncBaseTransport):
     """The in-process simulator of ``settings``, made at the first request sent to it.
 
     A start that sends nothing upstream (initialize, tools/list) neither imports the
-    simulator nor opens its task store. :meth:`close` releases the store.
+    simulator nor opens its task store. :meth:`aclose` releases the store.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -81,12 +81,12 @@ class _SimulatorOnDemand(httpx2.AsyncBaseTransport):
         return await self._made.transport.handle_async_request(request)
 
     async def aclose(self) -> None:
-        if self._made is not None and self._made.transport is not None:
-            await self._made.transport.aclose()
-
-    def close(self) -> None:
-        if self._made is not None and self._made.simulator is not None:
-            self._made.simulator.close()
+        """Close the simulator made here (its transport, then its task store)."""
+        if self._made is not None:
+            if self._made.transport is not None:
+                await self._made.transport.aclose()
+            if self._made.simulator is not None:
+                self._made.simulator.close()
 
 
 def choose_upstream(
@@ -118,17 +118,11 @@ async def open_upstream(
     ``sleep`` is what retries wait with (tests pass a fake clock's).
     """
     chosen = upstream or choose_upstream(settings, transport=transport)
-    try:
-        async with GravitexClient(
-            api_key=chosen.api_key,
-            base_url=chosen.base_url,
-            transport=chosen.transport,
-            sleep=sleep,
-        ) as client:
-            yield client
-    finally:
-        # A simulator made here is ours to close; one passed in belongs to the caller.
-        if upstream is None and chosen.simulator is not None:
-            chosen.simulator.close()
-        if upstream is None and isinstance(chosen.transport, _SimulatorOnDemand):
-            chosen.transport.close()
+    # The client closes its transport; the on-demand simulator's closes what it made.
+    async with GravitexClient(
+        api_key=chosen.api_key,
+        base_url=chosen.base_url,
+        transport=chosen.transport,
+        sleep=sleep,
+    ) as client:
+        yield client
