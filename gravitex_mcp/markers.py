@@ -68,3 +68,14 @@ def marker_value(argument: str, raw: str) -> Value | None:
     if kind == "boolean":
         return {"true": True, "false": False}.get(raw.lower())
     return raw
+
+
+def prompt_settings(prompt: str, family: Family) -> dict[str, Value]:
+    """The settings ``prompt`` writes as markers, by argument (``--dur 10`` ->
+    ``{"duration": 10}``); markers without a usable value are left out."""
+    settings: dict[str, Value] = {}
+    for found in find_prompt_markers(prompt, family):
+        value = None if found.raw is None else marker_value(found.argument, found.raw)
+        if value is not None:
+            settings[found.argument] = value
+    return settings

@@ -632,6 +632,12 @@ class VideoService:
         # The model's own size table says what a resolution means (Wan's 720p 1:1 is
         # 960x960), where it has one.
         spec = catalog.CATALOG.get(record.model) if record is not None else None
+        prompt = asked.get("prompt")
+        if spec is not None and isinstance(prompt, str):
+            # Settings written in the prompt (Seedance's --dur 10) were asked for too.
+            from .markers import prompt_settings
+
+            asked = {**prompt_settings(prompt, spec.family), **asked}
         picked = catalog.derived_size(spec, asked) if spec is not None else None
         # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
         # Shielded: the video is already saved, and a deadline that ran out meanwhile

@@ -121,6 +121,16 @@ async def test_a_shorter_clip_than_asked_gets_a_note(h: Harness) -> None:
     assert "Note: asked 8 s, got 4.0 s" in text_of(result)
 
 
+async def test_a_duration_written_in_a_seedance_prompt_is_compared_too(h: Harness) -> None:
+    async with connected(h) as client:
+        result = await generate(
+            client, model="doubao-seedance-1-0-pro-250528", prompt="a lighthouse --dur 10 [short]"
+        )
+    data = structured(result)
+    assert data["probe"]["duration_seconds"] == pytest.approx(5.0)
+    assert "asked 10 s, got 5.0 s" in data["notes"]
+
+
 async def test_extract_frames_last_frame_starts_the_next_video(h: Harness) -> None:
     async with connected(h) as client:
         data = structured(await generate(client, duration=4, aspect_ratio="16:9"))
