@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from gravitex_mcp.domain import Family
 from gravitex_mcp.probe import probe_video
 from gravitex_mcp.simulator import Endpoint, FaultKind, media
+from gravitex_mcp.simulator import clips as clips_module
 from gravitex_mcp.simulator.clips import ClipShape, dimensions, render_clip, shape_for
 from tests.test_simulator import AUTH, finish, frozen_sim, make_client, submit
 
@@ -116,3 +119,31 @@ async def test_clips_off_serves_the_sample() -> None:
         task_id = await submit(client, {"model": "sora-2", "prompt": "x", "seconds": "8"})
     assert sim.tasks[task_id].clip is None
     assert sim.tasks[task_id].video_size == media.sample_size()
+
+
+def test_concurrent_first_renders_of_one_shape_encode_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[ClipShape] = []
+    real_encode = clips_module._encode
+    arrived, lock = [0], threading.Lock()
+    everyone = threading.Event()
+
+    def held_encode(shape: ClipShape) -> bytes:
+        encoded.append(shape)
+        everyone.wait(10)  # the other renders have asked for the clip meanwhile
+        return real_encode(shape)
+
+    def render(_: int) -> bytes:
+        with lock:
+            arrived[0] += 1
+            if arrived[0] == 4:
+                everyone.set()
+        return render_clip(shape)
+
+    monkeypatch.setattr(clips_module, "_encode", held_encode)
+    shape = ClipShape(seconds=1, width=98, height=160)  # a shape no other test renders
+    with ThreadPoolExecutor(4) as pool:
+        rendered = list(pool.map(render, range(4)))
+    assert encoded == [shape]
+    assert len(set(rendered)) == 1

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -124,13 +123,29 @@ def shape_for(family: Family, body: Mapping[str, Any], *, short: bool = False) -
 _render_lock = threading.Lock()
 
 
-@lru_cache(maxsize=64)
+#: Rendered clips by shape (at most :data:`MAX_CACHED_CLIPS`, the oldest dropped first).
+_clips: dict[ClipShape, bytes] = {}
+MAX_CACHED_CLIPS = 64
+
+
 def render_clip(shape: ClipShape) -> bytes:
     """The mp4 bytes of a ``shape`` clip (cached; blocking, ~20-50 ms when not cached)."""
+    # Looked up and rendered under one lock: concurrent first submits of one shape
+    # encode it once.
+    with _render_lock:
+        clip = _clips.get(shape)
+        if clip is None:
+            clip = _encode(shape)
+            if len(_clips) >= MAX_CACHED_CLIPS:
+                del _clips[next(iter(_clips))]
+            _clips[shape] = clip
+        return clip
+
+
+def _encode(shape: ClipShape) -> bytes:
     import av  # lazy: only a simulator that makes clips loads FFmpeg's libraries
 
-    # One render at a time: concurrent first submits of one shape would each encode it.
-    with _render_lock, tempfile.TemporaryDirectory(prefix="gravitex-sim-clip-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gravitex-sim-clip-") as tmp:
         path = Path(tmp) / "clip.mp4"
         graph = av.filter.Graph()
         source = graph.add(
