@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import statistics
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 MIB = 1 << 20
@@ -186,17 +188,23 @@ def main() -> None:
         worker(*args.worker)
         return
     rates = [float(r) for r in args.rates.split(",")]
+    with bench_server(args.sizes) as port:
+        _run_all(port, sizes, rates, args.repeat)
+
+
+@contextlib.contextmanager
+def bench_server(sizes: str) -> Iterator[int]:
+    """The pacing server (this file, ``--serve``) in its own process; yields its port."""
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
-        cmd = [sys.executable, __file__, "--serve", str(port_file), "--sizes", args.sizes]
+        cmd = [sys.executable, __file__, "--serve", str(port_file), "--sizes", sizes]
         server = subprocess.Popen(cmd)
         try:
             while not port_file.exists() or not port_file.read_text():
                 if server.poll() is not None:
                     raise SystemExit("the bench server did not start")
                 time.sleep(0.1)
-            port = int(port_file.read_text())
-            _run_all(port, sizes, rates, args.repeat)
+            yield int(port_file.read_text())
         finally:
             server.terminate()
             server.wait()

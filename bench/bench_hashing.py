@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,9 @@ import anyio.to_thread
 import httpx2
 
 from gravitex_mcp.storage import OutputDir
+
+sys.path.insert(0, str(Path(__file__).parent))  # run as a script beside bench_downloads
+from bench_downloads import bench_server
 
 BATCH = 1 << 20
 
@@ -62,28 +64,17 @@ def main() -> None:
     parser.add_argument("--sizes", default="16,256")
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        here = Path(__file__).with_name("bench_downloads.py")
-        cmd = [sys.executable, str(here), "--serve", str(port_file), "--sizes", args.sizes]
-        server = subprocess.Popen(cmd)
-        try:
-            while not port_file.exists() or not port_file.read_text():
-                time.sleep(0.1)
-            port = int(port_file.read_text())
-            print("| video | inline s | thread per 1 MiB batch s |")
-            print("| --- | --- | --- |")
-            for size in args.sizes.split(","):
-                url = f"http://127.0.0.1:{port}/r/0/s/{size}/file"
-                runs: dict[str, list[float]] = {"inline": [], "thread": []}
-                for i in range(args.repeat):
-                    for mode in ("inline", "thread") if i % 2 == 0 else ("thread", "inline"):
-                        runs[mode].append(anyio.run(_save, url, mode))
-                inline, thread = (statistics.median(runs[m]) for m in ("inline", "thread"))
-                print(f"| {size} MiB | {inline:.3f} | {thread:.3f} |", flush=True)
-        finally:
-            server.terminate()
-            server.wait()
+    with bench_server(args.sizes) as port:
+        print("| video | inline s | thread per 1 MiB batch s |")
+        print("| --- | --- | --- |")
+        for size in args.sizes.split(","):
+            url = f"http://127.0.0.1:{port}/r/0/s/{size}/file"
+            runs: dict[str, list[float]] = {"inline": [], "thread": []}
+            for i in range(args.repeat):
+                for mode in ("inline", "thread") if i % 2 == 0 else ("thread", "inline"):
+                    runs[mode].append(anyio.run(_save, url, mode))
+            inline, thread = (statistics.median(runs[m]) for m in ("inline", "thread"))
+            print(f"| {size} MiB | {inline:.3f} | {thread:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
