@@ -19,7 +19,7 @@ from .catalog import parse_size
 from .errors import StorageError
 from .frames import FramePosition, encode_png, frames_at, seconds_of
 from .images import JPEG, image_dimensions, sniff_image_type
-from .preview import MAX_SHEET_BYTES, contact_sheet, sample_times, tile_count
+from .preview import contact_sheet, sample_times, tile_count
 from .probe import ProbeError, probe_video
 from .results import Frame, Preview, Probe
 from .stills import save_new, save_or_reuse
@@ -101,7 +101,7 @@ def _existing_sheet(video: Path, probe: Probe) -> Preview | None:
         usable = []
         for path in candidates:
             stat = path.stat() if path.is_file() else None
-            if stat is not None and stat.st_mtime_ns >= made and stat.st_size <= MAX_SHEET_BYTES:
+            if stat is not None and stat.st_mtime_ns >= made:
                 usable.append((stat.st_mtime_ns, path))
         for _, path in sorted(usable, reverse=True):
             data = path.read_bytes()

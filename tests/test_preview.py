@@ -266,3 +266,17 @@ def test_a_stills_temp_file_is_one_the_start_up_sweep_knows_and_spares(
     monkeypatch.setattr(stills_module, "link_or_reserve", spying_link)
     save_new(tmp_path, "a.frame.png", b"one")
     assert seen == {"named": True, "swept": []}
+
+
+def test_a_sheet_over_the_size_limit_is_still_reused_not_made_again(tmp_path: Path) -> None:
+    # The encoder's last quality step may still be over the limit: such a sheet is this
+    # video's all the same, and a new copy at every look would pile up.
+    video = clip(tmp_path, 4, 284, 160)
+    first = look_at(video, {}).preview
+    assert first is not None
+    sheet = Path(first.path)
+    sheet.write_bytes(sheet.read_bytes() + bytes(MAX_SHEET_BYTES))  # past the JPEG's end
+    again = look_at(video, {}).preview
+    assert again is not None
+    assert again.path == first.path
+    assert sorted(p.name for p in tmp_path.glob("*.jpg")) == [sheet.name]
