@@ -1,7 +1,8 @@
 """Argument completion: task ids for ``gravitex://tasks/{task_id}``, model ids for prompts.
 
 Clients ask as a person types; the answer is the known values starting with
-what was typed (at most 100, the protocol's limit), newest tasks first.
+what was typed, newest tasks first: at most 100 (the protocol's limit), with the
+count of all that match.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from mcp.types import (
 )
 
 from . import catalog
-from .journal import MAX_LIST_LIMIT, Journal
+from .journal import Journal
 
 TASK_TEMPLATE = "gravitex://tasks/{task_id}"
 #: The protocol allows at most this many values in one answer.
@@ -42,8 +43,9 @@ async def task_completion(journal: Journal | None, prefix: str) -> Completion:
     """Task ids in the journal starting with ``prefix``, newest first."""
     if journal is None:
         return Completion(values=[], total=0, has_more=False)
-    records = await journal.list(limit=MAX_LIST_LIMIT)
-    return _answer([r.task_id for r in records if r.task_id], prefix)
+    # Filtered in the journal: the newest 100 ids need not hold the one being typed.
+    values, total = await journal.task_ids_starting_with(prefix, limit=MAX_VALUES)
+    return Completion(values=values, total=total, has_more=total > len(values))
 
 
 def register_completions(server: MCPServer[Any], journal: Callable[[], Journal | None]) -> None:

@@ -1111,6 +1111,30 @@ class Journal:
 
         return await self._run(operation)
 
+    async def task_ids_starting_with(
+        self, prefix: str, *, limit: int
+    ) -> tuple[builtins.list[str], int]:
+        """Upstream task ids starting with ``prefix`` (case-sensitive), newest first:
+        at most ``limit`` of them, and how many match in all."""
+        try:
+            prefix.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no stored id can start with it
+            return [], 0
+        # substr, not LIKE: LIKE folds ASCII case and treats % and _ as wildcards.
+        matching = "FROM tasks WHERE task_id IS NOT NULL AND substr(task_id, 1, ?) = ?"
+        params = (len(prefix), prefix)
+
+        def operation(conn: sqlite3.Connection) -> tuple[builtins.list[str], int]:
+            with _read(conn):  # one snapshot: the count agrees with the values
+                total = int(conn.execute(f"SELECT count(*) {matching}", params).fetchone()[0])
+                rows = conn.execute(
+                    f"SELECT task_id {matching} ORDER BY created_at DESC, seq DESC LIMIT ?",
+                    (*params, limit),
+                ).fetchall()
+            return [str(row["task_id"]) for row in rows], total
+
+        return await self._run(operation)
+
 
 def _event_detail(
     status: JournalStatus, *, seen_raw: str | None, code: str | None, message: str | None

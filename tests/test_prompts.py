@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mcp.types import PromptReference, ResourceTemplateReference, TextContent
 
 from gravitex_mcp import catalog
+from gravitex_mcp.journal import Journal, JournalStatus
 
 from .server_harness import connected, make_harness, structured
 
@@ -84,6 +87,47 @@ async def test_completion_answers_task_ids_from_the_journal(tmp_path: Path) -> N
     assert one.completion.values == [made[0]]
     assert none.completion.values == []
     assert sorted(via_prompt.completion.values) == sorted(made)
+
+
+async def test_completion_counts_every_match_and_reaches_the_oldest_task(tmp_path: Path) -> None:
+    h = make_harness(tmp_path)
+    minute = iter(range(1000))
+    # 136 tasks, one a minute (created_at orders them); ids as upstream makes them.
+    journal = Journal.open(
+        h.settings.state_dir,
+        now=lambda: datetime(2026, 12, 1, tzinfo=UTC) + timedelta(minutes=next(minute)),
+    )
+    made = [f"video_{hashlib.sha256(bytes([i])).hexdigest()[:24]}" for i in range(136)]
+    try:
+        for task_id in made:
+            local_id = await journal.begin_submission(model="sora-2", family="sora", arguments={})
+            await journal.complete_submission(
+                local_id, task_id=task_id, status=JournalStatus.QUEUED
+            )
+    finally:
+        journal.close()
+    oldest = made[0]
+    unique = next(
+        oldest[:n]
+        for n in range(1, len(oldest))
+        if sum(t.startswith(oldest[:n]) for t in made) == 1
+    )
+    assert len(unique) < len(oldest)
+    template = ResourceTemplateReference(uri="gravitex://tasks/{task_id}")
+    async with connected(h) as client:
+        every = (await client.complete(template, {"name": "task_id", "value": ""})).completion
+        video = (await client.complete(template, {"name": "task_id", "value": "video_"})).completion
+        full = (await client.complete(template, {"name": "task_id", "value": oldest})).completion
+        short = (await client.complete(template, {"name": "task_id", "value": unique})).completion
+        upper = (
+            await client.complete(template, {"name": "task_id", "value": oldest.upper()})
+        ).completion
+    assert (len(every.values), every.total, every.has_more) == (100, 136, True)
+    assert every.values == made[::-1][:100], "the newest 100, newest first"
+    assert (len(video.values), video.total, video.has_more) == (100, 136, True)
+    assert (full.values, full.total, full.has_more) == ([oldest], 1, False)
+    assert (short.values, short.total, short.has_more) == ([oldest], 1, False)
+    assert (upper.values, upper.total) == ([], 0), "ids are matched case-sensitively"
 
 
 async def test_completion_answers_model_ids_for_the_prompts(tmp_path: Path) -> None:
