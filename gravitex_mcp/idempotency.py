@@ -92,11 +92,16 @@ async def claim_or_find(
         if holder.task_id is not None:
             return holder
         if holder.status is JournalStatus.SUBMIT_UNKNOWN:
+            # Also what a key held by a server that died mid-submit becomes (the
+            # journal sees its lease gone), so nobody waits on it.
             raise IdempotencyKeyUnknownOutcomeError(
-                f"The submit with idempotency_key {key!r} may have created a task, but its "
-                "answer was lost, so nothing was submitted again. Look for it with "
-                "list_video_tasks (status submit_unknown) or on the Gravitex dashboard; "
-                "use a new key only if you are sure no task was created."
+                f"The earlier submit with idempotency_key {key!r} (started "
+                f"{holder.created_at:%Y-%m-%d %H:%M:%S} UTC) never got its answer: the "
+                "server sending it stopped, or the answer was lost. Its outcome is unknown "
+                "and a paid task may exist upstream, so nothing was submitted again. Look "
+                "for it with list_video_tasks (status submit_unknown) or on the Gravitex "
+                "dashboard; to submit again anyway, call with a new idempotency_key (a "
+                "second paid task if the first one exists)."
             )
         if clock.monotonic() >= deadline:
             raise IdempotencyKeyBusyError(

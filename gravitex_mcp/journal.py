@@ -25,6 +25,12 @@ Design choices:
   ``tasks.sqlite3.corrupt-<UTC timestamp>`` with its ``-wal``/``-shm`` files and
   a fresh journal is started. A *busy* or unreadable database is not corruption:
   it raises :class:`JournalError` and is left alone.
+* **A submit holds a lease** while its answer is awaited: a claimed idempotency
+  key's row comes with an exclusive flock on ``locks/submit-<local id>.lock``,
+  taken before the row is committed and let go once the answer is recorded. The
+  kernel drops it when the process dies, so a ``submitting`` row whose lock can
+  be taken was left by a crash: the key's next claim marks it ``submit_unknown``
+  at once rather than waiting on it forever.
 * **Only tasks this server submitted are journalled**: for another task id its
   model and arguments are unknown, and a row made of guesses would be worse than
   none. **Terminal states stick** (polls answered out of order do not undo them).
@@ -62,7 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from .domain import TaskStatus
 from .errors import InvalidArgumentsError, JournalError, Problem
 from .redact import redact_url
-from .tasklock import TaskLock, try_lock_file
+from .tasklock import LOCKS_DIRNAME, TaskLock, holder_gone, try_lock_file
 
 __all__ = [
     "DB_FILENAME",
@@ -96,6 +102,7 @@ LOCK_FILENAME = ".journal-open.lock"
 CHECK_MARKER = f"{DB_FILENAME}-check"
 """Left when a damaged page was met in use: the next open runs the integrity check."""
 _LOCK_POLL_SECONDS = 0.05
+_STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may exist upstream."
 DEFAULT_URL_LIFETIME = timedelta(hours=24)
 """The docs: result URLs are valid for about 24 hours."""
 DEFAULT_LIST_LIMIT = 20
@@ -694,6 +701,14 @@ def _insert_submission(
     _add_event(conn, local_id, JournalStatus.SUBMITTING, at, None)
 
 
+def _mark_unknown(conn: sqlite3.Connection, local_id: str, at: str, detail: str) -> None:
+    conn.execute(
+        "UPDATE tasks SET status = ?, error_message = ?, updated_at = ? WHERE local_id = ?",
+        (JournalStatus.SUBMIT_UNKNOWN.value, detail, at, local_id),
+    )
+    _add_event(conn, local_id, JournalStatus.SUBMIT_UNKNOWN, at, detail)
+
+
 def _observed(row: sqlite3.Row) -> tuple[str | None, ...]:
     """What a status query may change in a row (see :meth:`Journal.record_status`)."""
     return tuple(row[k] for k in ("status", "raw_status", "url", "error_code", "error_message"))
@@ -711,6 +726,7 @@ class Journal:
         self._path = path
         self._now = now
         self._lock = threading.Lock()
+        self._leases: dict[str, TaskLock] = {}  # local id -> its submit's lease (see module)
 
     @property
     def path(self) -> Path:
@@ -748,6 +764,8 @@ class Journal:
     def close(self) -> None:
         """Close the connection; idempotent. Later calls raise :class:`JournalError`."""
         with self._lock:
+            for local_id in builtins.list(self._leases):
+                self._end_lease(local_id)
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -772,6 +790,37 @@ class Journal:
 
     async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         return await anyio.to_thread.run_sync(self._locked, operation)
+
+    # Leases (see the module notes); called under ``self._lock``.
+
+    def _lease_path(self, local_id: str) -> Path:
+        return self._path.parent / LOCKS_DIRNAME / f"submit-{local_id}.lock"
+
+    def _take_lease(self, local_id: str) -> None:
+        path = self._lease_path(local_id)
+        try:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            held = try_lock_file(path)
+        except OSError as exc:
+            raise JournalError(
+                f"Cannot create the submit lock {path}: {exc}. Nothing was sent; make the "
+                "state folder writable (GRAVITEX_STATE_DIR)."
+            ) from exc
+        if not isinstance(held, TaskLock):  # a fresh UUID: nobody else can hold it
+            raise JournalError(f"The submit lock {path} is held by pid {held}; nothing was sent.")
+        self._leases[local_id] = held
+
+    def _end_lease(self, local_id: str) -> None:
+        held = self._leases.pop(local_id, None)
+        if held is not None:
+            # Removed while still held, so a waiter that finds it can never take it
+            # from a live holder.
+            with contextlib.suppress(OSError):
+                self._lease_path(local_id).unlink()
+            held.release()
+
+    def _holder_gone(self, local_id: str) -> bool:
+        return local_id not in self._leases and holder_gone(self._lease_path(local_id))
 
     # --- submissions
 
@@ -816,33 +865,49 @@ class Journal:
         both win): when ``key`` is free, or its submission was refused by the API
         (``submit_failed``: no task exists, so a retry may submit, even with
         other arguments), a new
-        ``submitting`` row is written and claimed; ``KeyClaim.local_id`` is set.
-        Otherwise nothing is written and ``KeyClaim.holder`` is the submission
-        holding the key, with ``KeyClaim.arguments_hash`` its arguments' digest.
+        ``submitting`` row is written and claimed, with its lease held until
+        :meth:`complete_submission` or :meth:`fail_submission`; ``KeyClaim.local_id``
+        is set. Otherwise ``KeyClaim.holder`` is the submission holding the key,
+        with ``KeyClaim.arguments_hash`` its arguments' digest; a holder still
+        ``submitting`` whose process is gone is first marked ``submit_unknown``.
         """
         encoded = await anyio.to_thread.run_sync(_encode_arguments, dict(arguments))
         local_id = str(uuid.uuid4())
 
+        find = (
+            "SELECT k.arguments_hash AS key_hash, t.* FROM idempotency_keys k "
+            "JOIN tasks t ON t.local_id = k.local_id WHERE k.key = ?"
+        )
+
         def operation(conn: sqlite3.Connection) -> KeyClaim:
             at = self._stamp()
-            with _write(conn):
-                held = conn.execute(
-                    "SELECT k.arguments_hash AS key_hash, t.* FROM idempotency_keys k "
-                    "JOIN tasks t ON t.local_id = k.local_id WHERE k.key = ?",
-                    (key,),
-                ).fetchone()
-                if held is not None and held["status"] != JournalStatus.SUBMIT_FAILED.value:
-                    return KeyClaim(
-                        local_id=None, holder=_record(held), arguments_hash=held["key_hash"]
+            try:
+                with _write(conn):
+                    held = conn.execute(find, (key,)).fetchone()
+                    if (
+                        held is not None
+                        and held["status"] == JournalStatus.SUBMITTING.value
+                        and self._holder_gone(held["local_id"])
+                    ):
+                        _mark_unknown(conn, held["local_id"], at, _STOPPED_MID_SUBMIT)
+                        held = conn.execute(find, (key,)).fetchone()
+                    if held is not None and held["status"] != JournalStatus.SUBMIT_FAILED.value:
+                        return KeyClaim(
+                            local_id=None, holder=_record(held), arguments_hash=held["key_hash"]
+                        )
+                    # Held before the row is visible: whoever sees the row finds it held.
+                    self._take_lease(local_id)
+                    _insert_submission(conn, local_id, model, family, encoded, arguments_hash, at)
+                    conn.execute(
+                        "INSERT INTO idempotency_keys (key, arguments_hash, local_id, "
+                        "created_at) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                        "arguments_hash = excluded.arguments_hash, "
+                        "local_id = excluded.local_id, created_at = excluded.created_at",
+                        (key, arguments_hash, local_id, at),
                     )
-                _insert_submission(conn, local_id, model, family, encoded, arguments_hash, at)
-                conn.execute(
-                    "INSERT INTO idempotency_keys (key, arguments_hash, local_id, created_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-                    "arguments_hash = excluded.arguments_hash, local_id = excluded.local_id, "
-                    "created_at = excluded.created_at",
-                    (key, arguments_hash, local_id, at),
-                )
+            except BaseException:
+                self._end_lease(local_id)  # the row was not written
+                raise
             return KeyClaim(local_id=local_id, holder=None, arguments_hash=arguments_hash)
 
         return await self._run(operation)
@@ -875,6 +940,12 @@ class Journal:
         new_status = JournalStatus(status)
 
         def operation(conn: sqlite3.Connection) -> TaskRecord:
+            try:
+                return answered(conn)
+            finally:
+                self._end_lease(local_id)  # the submit is over, recorded or not
+
+        def answered(conn: sqlite3.Connection) -> TaskRecord:
             at = self._stamp()
             with _write(conn):
                 row = conn.execute(_FIND_BY_LOCAL_ID, (local_id,)).fetchone()
@@ -917,6 +988,12 @@ class Journal:
         detail = _clean_text(message)
 
         def operation(conn: sqlite3.Connection) -> None:
+            try:
+                failed(conn)
+            finally:
+                self._end_lease(local_id)  # the submit is over, recorded or not
+
+        def failed(conn: sqlite3.Connection) -> None:
             at = self._stamp()
             with _write(conn):
                 row = conn.execute(
@@ -942,7 +1019,7 @@ class Journal:
         Returns how many rows were marked.
         """
         cutoff = _iso(self._now() - older_than)
-        detail = "The server stopped before the submit answered; a task may exist upstream."
+        detail = _STOPPED_MID_SUBMIT
 
         def operation(conn: sqlite3.Connection) -> int:
             at = self._stamp()
@@ -952,12 +1029,7 @@ class Journal:
                     (JournalStatus.SUBMITTING.value, cutoff),
                 ).fetchall()
                 for row in rows:
-                    conn.execute(
-                        "UPDATE tasks SET status = ?, error_message = ?, updated_at = ? "
-                        "WHERE local_id = ?",
-                        (JournalStatus.SUBMIT_UNKNOWN.value, detail, at, row["local_id"]),
-                    )
-                    _add_event(conn, row["local_id"], JournalStatus.SUBMIT_UNKNOWN, at, detail)
+                    _mark_unknown(conn, row["local_id"], at, detail)
             return len(rows)
 
         return await self._run(operation)

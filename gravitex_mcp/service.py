@@ -312,6 +312,20 @@ class VideoService:
         except APIError as exc:
             await self._journal.fail_submission(local_id, message=str(exc), outcome_unknown=False)
             raise
+        except BaseException as exc:
+            # Not an answer (a bug, the server stopping): the POST may have gone out.
+            # Recording it ends the submit's lease, so its key is not held forever.
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._journal.fail_submission(
+                        local_id,
+                        message=f"The submit ended without an answer ({type(exc).__name__}); "
+                        "a task may exist upstream.",
+                        outcome_unknown=True,
+                    )
+            except JournalError:  # the lease is ended all the same; exc is what matters
+                logger.exception("could not record the submit's end in the journal")
+            raise
         try:
             await self._journal.complete_submission(
                 local_id, task_id=submitted.task_id, status=submitted.status

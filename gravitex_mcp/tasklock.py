@@ -80,6 +80,35 @@ def try_lock_file(path: Path) -> TaskLock | int:
     return TaskLock(fd)
 
 
+def holder_gone(path: Path) -> bool:
+    """Whether the process that locked ``path`` with :func:`try_lock_file` has let go
+    or died: the file is gone, or its lock can be taken (the file is then removed).
+
+    ``False`` while the lock is held, and whenever that cannot be told (no flock
+    here, or the file cannot be opened): then the holder is taken to be alive.
+    Only for a lock taken once, by its one holder (a submit's lease): removing a
+    lock file that is taken again and again could let two holders in.
+    """
+    if sys.platform == "win32":  # pragma: no cover - no flock: assume it lives
+        return False
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # BlockingIOError: held
+            return False
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return True
+    finally:
+        os.close(fd)
+
+
 def _read_pid(fd: int) -> int:
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
+import signal
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx2
 import pytest
+from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from gravitex_mcp import journal as journal_module
 from gravitex_mcp.arguments import GenerateVideoInput
 from gravitex_mcp.client import GravitexClient
-from gravitex_mcp.idempotency import IdempotencyKeyBusyError, arguments_digest
+from gravitex_mcp.idempotency import (
+    KEY_WAIT_SECONDS,
+    IdempotencyKeyBusyError,
+    arguments_digest,
+)
 from gravitex_mcp.journal import DB_FILENAME, Journal
 from gravitex_mcp.service import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 
+from .proc import SERVER_CMD, STOP_TIMEOUT, clean_env
 from .server_harness import (
     API_KEY,
     FakeClock,
@@ -31,6 +40,7 @@ from .server_harness import (
     structured,
     text_of,
 )
+from .test_transport_stdio import SESSION_TIMEOUT, RawSession, server_env
 
 CAT = {"model": "sora-2", "prompt": "a cat on a piano", "wait_seconds": 0}
 
@@ -61,6 +71,17 @@ async def test_repeated_key_submits_once_and_survives_a_restart(tmp_path: Path) 
     assert later["status"] == "succeeded"  # its current status, not the first answer
     assert later["path"] is not None
     assert Path(later["path"]).is_file()
+
+
+async def test_a_submit_lets_go_of_its_key_lease_when_answered(h: Harness) -> None:
+    h.sim.faults.add("submit", "html_page", status=400)  # the first submit is refused
+    async with connected(h) as client:
+        refused = await client.call_tool("generate_video", {**CAT, "idempotency_key": "a"})
+        taken = await client.call_tool("generate_video", {**CAT, "idempotency_key": "b"})
+    assert refused.is_error
+    assert not taken.is_error
+    locks = h.settings.state_dir / "locks"
+    assert not list(locks.glob("submit-*")), "one lock file per submit would pile up"
 
 
 async def test_key_reused_with_other_arguments_is_refused_naming_the_key(h: Harness) -> None:
@@ -295,3 +316,108 @@ async def test_a_journal_from_before_keys_is_migrated(
         assert await upgraded.recent_with_arguments("h", within=timedelta(minutes=10))
     finally:
         upgraded.close()
+
+
+# --- a server killed mid-submit ------------------------------------------------------
+
+
+class SilentUpstream:
+    """A loopback "Gravitex API" that reads every request and never answers one."""
+
+    def __init__(self) -> None:
+        self.posted = anyio.Event()
+
+    async def serve(self, stream: anyio.abc.ByteStream) -> None:
+        seen = b""
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+            while True:
+                seen += await stream.receive()
+                if b"POST " in seen:
+                    self.posted.set()
+
+
+async def test_a_key_held_by_a_killed_server_is_answered_at_once(tmp_path: Path) -> None:
+    """SIGKILL between the key's ``submitting`` row and the API's answer: while the
+    server lives, a second call waits as before; once it is dead, the key's next
+    call is told at once that the outcome is unknown (and what to do)."""
+    call = {**CAT, "idempotency_key": "crash-1"}
+    upstream = SilentUpstream()
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    env = clean_env(
+        tmp_path,
+        **server_env(tmp_path),
+        GRAVITEX_API_KEY=API_KEY,
+        GRAVITEX_BASE_URL=f"http://127.0.0.1:{port}",
+    )
+    errlog = tmp_path / "server.stderr"
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, upstream.serve)
+        with errlog.open("wb") as err:
+            process = await anyio.open_process(SERVER_CMD, env=env, cwd=tmp_path, stderr=err)
+        async with process:
+            try:
+                with anyio.fail_after(SESSION_TIMEOUT):
+                    session = RawSession(process)
+                    await session.request(
+                        1,
+                        "initialize",
+                        {
+                            "protocolVersion": LATEST_HANDSHAKE_VERSION,
+                            "capabilities": {},
+                            "clientInfo": {"name": "crash-test", "version": "0"},
+                        },
+                    )
+                    await session.send({"method": "notifications/initialized"})
+                    await session.send(
+                        {
+                            "id": 2,
+                            "method": "tools/call",
+                            "params": {"name": "generate_video", "arguments": call},
+                        }
+                    )
+                    await upstream.posted.wait()  # the row is written, the answer never comes
+
+                # Another server on the same state dir, its clock fake (no real waits).
+                h = make_harness(tmp_path)
+                async with connected(h) as client:
+                    busy = await client.call_tool("generate_video", call)
+                    waited = sum(h.clock.sleeps)
+                    process.kill()  # SIGKILL: no clean-up runs in the server
+                    with anyio.fail_after(STOP_TIMEOUT):
+                        assert await process.wait() == -signal.SIGKILL
+                    h.clock.sleeps.clear()
+                    after = await client.call_tool("generate_video", call)
+                    listed = structured(
+                        await client.call_tool("list_video_tasks", {"status": "submit_unknown"})
+                    )
+                    assert h.clock.sleeps == [], "answered without waiting"
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    with anyio.move_on_after(STOP_TIMEOUT):
+                        await process.wait()
+        tg.cancel_scope.cancel()
+
+    # The holder alive: the waiting behaviour, unchanged.
+    assert busy.is_error
+    assert "is submitting these arguments right now" in text_of(busy)
+    assert waited >= KEY_WAIT_SECONDS
+    # The holder dead: the truth, at once, to this server and to a new one.
+    restarted = make_harness(tmp_path)
+    async with connected(restarted) as client:
+        again = await client.call_tool("generate_video", call)
+    assert restarted.clock.sleeps == []
+    for answer in (after, again):
+        assert answer.is_error
+        text = text_of(answer)
+        assert "'crash-1'" in text
+        assert "outcome is unknown" in text
+        assert "paid task may exist" in text
+        assert "list_video_tasks" in text
+        assert "new idempotency_key" in text
+        assert "right now" not in text
+    (task,) = listed["tasks"]
+    assert task["status"] == "submit_unknown"
+    assert task["task_id"] is None
+    assert h.sim.calls["submit"] == restarted.sim.calls["submit"] == 0
