@@ -309,7 +309,7 @@ class VideoService:
         except SubmitOutcomeUnknownError as exc:
             await self._journal.fail_submission(local_id, message=str(exc), outcome_unknown=True)
             raise
-        except APIError as exc:
+        except GravitexError as exc:  # refused (an API error), or never sent
             await self._journal.fail_submission(local_id, message=str(exc), outcome_unknown=False)
             raise
         except BaseException as exc:

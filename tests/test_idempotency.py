@@ -84,6 +84,34 @@ async def test_a_submit_lets_go_of_its_key_lease_when_answered(h: Harness) -> No
     assert not list(locks.glob("submit-*")), "one lock file per submit would pile up"
 
 
+class BrokenSubmits(httpx2.AsyncBaseTransport):
+    """A bug mid-POST: the request may have left, and no answer comes back."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method == "POST":
+            raise RuntimeError("a bug after the body was sent")
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_submit_ended_by_a_bug_does_not_hold_its_key(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sim = Simulator(SimulatorConfig(api_keys=frozenset({API_KEY})), clock=clock.monotonic)
+    h = make_harness(
+        tmp_path, sim=sim, clock=clock, transport=BrokenSubmits(simulator_transport(sim))
+    )
+    call = {**CAT, "idempotency_key": "bug"}
+    async with connected(h) as client:
+        broken = await client.call_tool("generate_video", call)
+        again = await client.call_tool("generate_video", call)
+    assert broken.is_error
+    assert again.is_error
+    assert "outcome is unknown" in text_of(again)
+    assert h.clock.sleeps == [], "the key's next call does not wait on a submit that ended"
+
+
 async def test_key_reused_with_other_arguments_is_refused_naming_the_key(h: Harness) -> None:
     async with connected(h) as client:
         first = structured(
