@@ -22,6 +22,7 @@ import pytest
 
 from gravitex_mcp import __version__
 from gravitex_mcp.cli import build_parser
+from gravitex_mcp.errors import MISSING_API_KEY_MESSAGE
 from gravitex_mcp.server import build_server
 from gravitex_mcp.settings import ENVIRONMENT_VARIABLES, Settings, load_settings
 from gravitex_mcp.tool_index import summary
@@ -209,3 +210,10 @@ def test_the_example_client_config_has_a_real_and_a_simulated_server(tmp_path: P
         # A real server has its key; the simulated one needs none.
         assert settings.simulate or settings.api_key, name
     assert sorted(simulated.values()) == [False, True]
+
+
+def test_the_missing_key_message_names_the_bundles_own_setting() -> None:
+    manifest = _json("manifest.json")
+    assert manifest["display_name"] in MISSING_API_KEY_MESSAGE
+    assert manifest["user_config"]["api_key"]["title"] in MISSING_API_KEY_MESSAGE
+    assert manifest["server"]["mcp_config"]["env"]["GRAVITEX_API_KEY"] == ("${user_config.api_key}")
