@@ -244,8 +244,13 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
-    if not settings.simulate:
-        settings.require_api_key()
+    if not settings.simulate and not settings.api_key:
+        # Start anyway: a server that exits here shows a client only "Failed to
+        # connect"; every call that needs the key says what to set and where.
+        logger.warning(
+            "GRAVITEX_API_KEY is not set: list_models and dry runs work; calls that need "
+            "the Gravitex API will say how to set it (or restart with --simulate)."
+        )
     _check_writable(settings.output_dir, "Output folder", "GRAVITEX_OUTPUT_DIR")
     _check_writable(settings.state_dir, "State folder", "GRAVITEX_STATE_DIR")
     # Imported after the cheap checks: a refusal should not wait for the MCP SDK.

@@ -224,6 +224,30 @@ class ConfigurationError(GravitexError):
     """Settings that cannot work (missing key, unwritable directory, bad flag)."""
 
 
+#: What a call that needs the API says when the server runs without a key: what to
+#: set and where, for each way the server is started (the one text of this fact).
+MISSING_API_KEY_MESSAGE = (
+    "GRAVITEX_API_KEY is not set, so this call cannot reach the Gravitex API "
+    "(nothing was sent). Set GRAVITEX_API_KEY to your key (sk-...) in the env block "
+    "of this server in your MCP client's config (clients do not read your shell "
+    "profile); in the Claude Desktop extension, set Gravitex API key under "
+    "Settings > Extensions > Gravitex video generation. To try it without a key, "
+    "start the server with --simulate (or GRAVITEX_SIMULATE=1; Simulate in the "
+    "extension). list_models, dry_run and list_video_tasks work without a key."
+)
+
+
+class MissingAPIKeyError(APIError, ConfigurationError):
+    """A call needs the API but the server started without a key (and not simulating).
+
+    An :class:`APIError` (not retryable, no status) so each caller of the API treats it
+    as a refusal that sent nothing, and a :class:`ConfigurationError` by its cause.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(MISSING_API_KEY_MESSAGE)
+
+
 def first_failure(
     exc: BaseException, *, skip: tuple[type[BaseException], ...] = ()
 ) -> BaseException:

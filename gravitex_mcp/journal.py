@@ -124,13 +124,19 @@ class JournalStatus(StrEnum):
     SUBMIT_UNKNOWN = "submit_unknown"
     """The submit may have reached the API but its answer was lost."""
     SUBMIT_FAILED = "submit_failed"
-    """The API refused the submit: no task exists."""
+    """The submit was refused (by the API, or before sending: no key): no task exists."""
     SUBMITTED = TaskStatus.SUBMITTED.value
+    """The API accepted the submit and returned a task id."""
     QUEUED = TaskStatus.QUEUED.value
+    """The task waits upstream for a free worker."""
     IN_PROGRESS = TaskStatus.IN_PROGRESS.value
+    """The video is being made."""
     SUCCEEDED = TaskStatus.SUCCEEDED.value
+    """The video is ready (and, once downloaded, saved: see its path)."""
     FAILED = TaskStatus.FAILED.value
+    """The task ended without a video; the entry says why."""
     UNKNOWN = TaskStatus.UNKNOWN.value
+    """The API answered a status this server does not know."""
 
     @property
     def is_terminal(self) -> bool:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
+from enum import Enum
 from typing import Any
 
 from . import catalog
@@ -52,8 +56,45 @@ def models_table() -> str:
     return "\n".join(lines)
 
 
-def replace_block(text: str, table: str) -> str:
-    """``text`` with the block between the markers replaced by ``table``."""
-    start = text.index(START) + len(START)
-    end = text.index(END)
-    return f"{text[:start]}\n{table}\n{text[end:]}"
+def replace_block(text: str, table: str, *, start: str = START, end: str = END) -> str:
+    """``text`` with the block between the markers ``start`` and ``end`` replaced by
+    ``table``."""
+    head = text.index(start) + len(start)
+    tail = text.index(end)
+    return f"{text[:head]}\n{table}\n{text[tail:]}"
+
+
+STATUS_START = "<!-- statuses:start -->"
+STATUS_END = "<!-- statuses:end -->"
+
+
+def member_docs(cls: type[Enum]) -> dict[str, str]:
+    """The docstring under each member of ``cls`` (its meaning), by value.
+
+    Raises :class:`ValueError` for a member without one: every value gets a meaning.
+    """
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for node, after in zip(body, [*body[1:], None], strict=True):
+        if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)):
+            continue
+        if (
+            isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[cls[node.targets[0].id].value] = " ".join(after.value.value.split())
+    missing = [m.value for m in cls if m.value not in docs]
+    if missing:
+        raise ValueError(f"{cls.__name__} members without a docstring: {missing}")
+    return docs
+
+
+def statuses_table() -> str:
+    """The journal's status values (what ``list_video_tasks`` shows and filters by)."""
+    from .journal import JournalStatus
+
+    lines = ["| status | meaning |", "| --- | --- |"]
+    lines += [f"| `{value}` | {doc} |" for value, doc in member_docs(JournalStatus).items()]
+    return "\n".join(lines)

@@ -25,23 +25,13 @@ from .player import Player
 from .prompts import register_prompts
 from .service import VideoService
 from .settings import Settings
+from .tool_index import instructions
 from .tools import build_tools
 from .upstream import Upstream, open_upstream
 from .waiting import Clock
 
 #: Far longer than any submit can take (its time-outs are about a minute).
 STALE_SUBMISSION = timedelta(minutes=10)
-
-INSTRUCTIONS = """\
-Make videos with Sora 2, Google Veo, Alibaba Wan and ByteDance Doubao Seedance.
-1. list_models shows each model's valid durations, resolutions, aspect ratios and modes.
-2. generate_video submits a task and waits briefly; it returns a task_id.
-3. check_video_task waits for it (call again while not finished); download: true saves it.
-4. download_video saves a finished video and returns its path; list_video_tasks lists tasks.
-5. generate_videos makes several at once; join_videos joins finished videos into a longer one.
-Pass idempotency_key to generate_video so that a retried call never pays twice.
-Videos take 1-5 minutes. Bad arguments are refused before anything is sent (nothing is charged).
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +116,8 @@ def build_server(
     server: MCPServer[AppState] = MCPServer(
         "gravitex-mcp",
         title="Gravitex video generation",
-        instructions=INSTRUCTIONS,
+        # Generated from the tools: every tool is named, none can be left out.
+        instructions=instructions(tools),
         version=__version__,
         tools=tools,
         extensions=[player.apps],

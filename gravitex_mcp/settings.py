@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, MissingAPIKeyError
 
 DEFAULT_BASE_URL = "https://api.gravitex.ai"
 DEFAULT_OUTPUT_SUBDIR = "gravitex-videos"
@@ -84,12 +84,9 @@ class Settings:
     media: bool = True
 
     def require_api_key(self) -> str:
-        """The key, or a :class:`ConfigurationError` naming the fix."""
+        """The key, or a :class:`MissingAPIKeyError` naming what to set and where."""
         if not self.api_key:
-            raise ConfigurationError(
-                "GRAVITEX_API_KEY is not set: export your Gravitex key (sk-...) "
-                "or run with --simulate to use the built-in simulator."
-            )
+            raise MissingAPIKeyError()
         return self.api_key
 
 

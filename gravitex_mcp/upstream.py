@@ -12,6 +12,7 @@ import anyio
 import httpx2
 
 from .client import GravitexClient
+from .errors import MissingAPIKeyError
 from .settings import Settings
 
 if TYPE_CHECKING:  # imported when simulating only: a real-API start never loads it
@@ -89,20 +90,36 @@ class _SimulatorOnDemand(httpx2.AsyncBaseTransport):
                 self._made.simulator.close()
 
 
+class _KeyRequired(httpx2.AsyncBaseTransport):
+    """The upstream of a server started without a key: every request is refused here,
+    before a connection, with what to set and where (:class:`MissingAPIKeyError`).
+
+    The server still starts, so a client connects and everything that needs no API
+    (list_models, dry runs, the journal, saved videos) works.
+    """
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        raise MissingAPIKeyError()
+
+
+#: The client's key when there is none: it never leaves the process (see _KeyRequired).
+_NO_KEY = "sk-not-set"
+
+
 def choose_upstream(
     settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None
 ) -> Upstream:
-    """The simulator when simulating (made at the first request), else the real API
-    (the key is required then)."""
+    """The simulator when simulating (made at the first request), else the real API;
+    without a key, an upstream that refuses every request naming the fix."""
     if settings.simulate:
         return Upstream(
             base_url=SIMULATOR_BASE_URL,
             api_key=SIMULATOR_KEY,
             transport=_SimulatorOnDemand(settings),
         )
-    return Upstream(
-        base_url=settings.base_url, api_key=settings.require_api_key(), transport=transport
-    )
+    if not settings.api_key:
+        return Upstream(base_url=settings.base_url, api_key=_NO_KEY, transport=_KeyRequired())
+    return Upstream(base_url=settings.base_url, api_key=settings.api_key, transport=transport)
 
 
 @asynccontextmanager

@@ -85,15 +85,16 @@ def test_bad_flag_is_one_line(home: Path, args: list[str], named: str) -> None:
     assert named in line
 
 
-def test_missing_api_key_names_the_variable_and_simulate(home: Path) -> None:
-    line = one_error_line(run_cli([], clean_env(home)))
-    assert "GRAVITEX_API_KEY" in line
-    assert "--simulate" in line
-
-
-def test_blank_api_key_counts_as_missing(home: Path) -> None:
-    line = one_error_line(run_cli([], clean_env(home, GRAVITEX_API_KEY="  ")))
-    assert "GRAVITEX_API_KEY" in line
+@pytest.mark.parametrize("key", [None, "  "])
+def test_a_missing_or_blank_key_starts_anyway_and_warns(home: Path, key: str | None) -> None:
+    # Exiting here would show a client only "Failed to connect" (tests/test_new_user.py
+    # has the whole conversation); stdin at EOF ends the stdio server cleanly.
+    extra = {} if key is None else {"GRAVITEX_API_KEY": key}
+    result = run_cli([], clean_env(home, **extra))
+    assert result.returncode == 0, result.stderr
+    assert "GRAVITEX_API_KEY is not set" in result.stderr
+    assert "--simulate" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("variable", ["GRAVITEX_OUTPUT_DIR", "GRAVITEX_STATE_DIR"])

@@ -8,8 +8,11 @@ import logging
 import socket
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
@@ -24,6 +27,7 @@ from gravitex_mcp.storage import OutputDir
 from gravitex_mcp.upstream import simulated_upstream
 
 from .clips import make_clip
+from .proc import SERVER_CMD, TOOLS, clean_env
 from .server_harness import FakeClock, Harness, connected, make_harness, structured, text_of
 
 
@@ -316,3 +320,50 @@ async def test_a_local_image_without_input_folders_says_how_to_allow_it(tmp_path
     assert "Set GRAVITEX_INPUT_DIRS" in text
     assert str(h.settings.output_dir) in text
     assert h.sim.calls["submit"] == 0
+
+
+# --- no key: the server starts, and a call that needs the API says what to set ---------
+
+
+async def test_without_a_key_the_server_starts_and_a_call_needing_it_says_what_to_set(
+    tmp_path: Path,
+) -> None:
+    # The upstream is a loopback listener nothing should ever connect to: any request
+    # would wait in its backlog, where a non-blocking accept finds it afterwards.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as upstream:
+        upstream.bind(("127.0.0.1", 0))
+        upstream.listen(8)
+        upstream.setblocking(False)
+        env = clean_env(
+            tmp_path,
+            GRAVITEX_OUTPUT_DIR=str(tmp_path / "videos"),
+            GRAVITEX_STATE_DIR=str(tmp_path / "state"),
+            GRAVITEX_BASE_URL=f"http://127.0.0.1:{upstream.getsockname()[1]}",
+        )
+        params = StdioServerParameters(command=SERVER_CMD[0], args=[*SERVER_CMD[1:]], env=env)
+        errlog = tmp_path / "server.stderr"
+        with anyio.fail_after(60), errlog.open("w") as err:
+            async with Client(stdio_client(params, errlog=err), read_timeout_seconds=30) as client:
+                assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+                models = await client.call_tool("list_models", {})
+                assert not models.is_error, text_of(models)
+                job = {"model": "sora-2", "prompt": "a fox", "duration": 4}
+                dry = await client.call_tool("generate_video", {**job, "dry_run": True})
+                assert not dry.is_error, text_of(dry)
+                assert "Dry run, nothing sent" in text_of(dry)
+                refused = [
+                    await client.call_tool("generate_video", job),
+                    await client.call_tool("check_video_task", {"task_id": "video_abc123"}),
+                    await client.call_tool("generate_videos", {"jobs": [job]}),
+                ]
+                listed = await client.call_tool("list_video_tasks", {})
+        with pytest.raises(BlockingIOError):
+            upstream.accept()  # nothing was sent upstream
+    assert not listed.is_error, text_of(listed)
+    for result in refused:
+        assert result.is_error, text_of(result)
+        text = text_of(result)
+        for fix in ("GRAVITEX_API_KEY", "env", "Claude Desktop", "--simulate", "nothing was sent"):
+            assert fix in text, (fix, text)
+        assert "Error executing tool" not in text
+    assert "GRAVITEX_API_KEY is not set" in errlog.read_text()

@@ -22,8 +22,10 @@ import pytest
 
 from gravitex_mcp import __version__
 from gravitex_mcp.cli import build_parser
+from gravitex_mcp.errors import MISSING_API_KEY_MESSAGE
 from gravitex_mcp.server import build_server
-from gravitex_mcp.settings import ENVIRONMENT_VARIABLES, Settings
+from gravitex_mcp.settings import ENVIRONMENT_VARIABLES, Settings, load_settings
+from gravitex_mcp.tool_index import summary
 
 from .proc import REPO
 
@@ -93,9 +95,23 @@ def test_manifest_command_line_parses(tmp_path: Path) -> None:
     assert parsed.command is None  # serve over stdio
 
 
-async def test_manifest_tools_exist_on_the_server(tmp_path: Path) -> None:
-    listed = {tool["name"] for tool in _json("manifest.json")["tools"]}
-    assert listed <= await _tool_names(tmp_path)
+async def test_manifest_lists_every_tool_of_the_server(tmp_path: Path) -> None:
+    settings = Settings(api_key=None, simulate=True, output_dir=tmp_path, state_dir=tmp_path)
+    tools = await build_server(settings).list_tools()
+    manifest = _json("manifest.json")["tools"]
+    assert [t["name"] for t in manifest] == [t.name for t in tools], (
+        "manifest.json's tools are stale: run .venv/bin/python scripts/sync_readme.py"
+    )
+    for entry, tool in zip(manifest, tools, strict=True):
+        assert entry["description"] == summary(tool.description), entry["name"]
+
+
+async def test_the_instructions_name_every_tool(tmp_path: Path) -> None:
+    settings = Settings(api_key=None, simulate=True, output_dir=tmp_path, state_dir=tmp_path)
+    server = build_server(settings)
+    text = server.instructions or ""
+    for name in await _tool_names(tmp_path):
+        assert f"- {name}: " in text, name
 
 
 def test_mcpb_cli_validates_the_manifest(tmp_path: Path) -> None:
@@ -176,3 +192,28 @@ def test_server_json_describes_the_pypi_package_and_its_environment() -> None:
     assert variables["GRAVITEX_API_KEY"]["isSecret"] is True
     # The registry proves PyPI ownership by this line in the package's README.
     assert f"mcp-name: {document['name']}" in (REPO / "README.md").read_text()
+
+
+# --- claude_desktop_config.example.json -------------------------------------------------
+
+
+def test_the_example_client_config_has_a_real_and_a_simulated_server(tmp_path: Path) -> None:
+    servers = _json("claude_desktop_config.example.json")["mcpServers"]
+    simulated: dict[str, bool] = {}
+    for name, entry in servers.items():
+        assert entry["command"] == "gravitex-mcp", name
+        args = build_parser().parse_args(entry["args"])
+        env = {**entry["env"], "HOME": str(tmp_path)}
+        assert set(entry["env"]) <= {n for n, _ in ENVIRONMENT_VARIABLES}, name
+        settings = load_settings(env, simulate=args.simulate)
+        simulated[name] = settings.simulate
+        # A real server has its key; the simulated one needs none.
+        assert settings.simulate or settings.api_key, name
+    assert sorted(simulated.values()) == [False, True]
+
+
+def test_the_missing_key_message_names_the_bundles_own_setting() -> None:
+    manifest = _json("manifest.json")
+    assert manifest["display_name"] in MISSING_API_KEY_MESSAGE
+    assert manifest["user_config"]["api_key"]["title"] in MISSING_API_KEY_MESSAGE
+    assert manifest["server"]["mcp_config"]["env"]["GRAVITEX_API_KEY"] == ("${user_config.api_key}")

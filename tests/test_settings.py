@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gravitex_mcp.errors import ConfigurationError
+from gravitex_mcp.errors import ConfigurationError, MissingAPIKeyError
 from gravitex_mcp.settings import load_settings
 
 
@@ -39,9 +39,10 @@ def test_input_dirs_split_on_pathsep(tmp_path: Path) -> None:
 
 def test_missing_key_names_the_fix(tmp_path: Path) -> None:
     s = load_settings({"HOME": str(tmp_path)})
-    with pytest.raises(ConfigurationError, match="GRAVITEX_API_KEY") as info:
+    with pytest.raises(MissingAPIKeyError, match="GRAVITEX_API_KEY") as info:
         s.require_api_key()
     assert "--simulate" in str(info.value)
+    assert isinstance(info.value, ConfigurationError)
 
 
 def test_key_is_not_in_repr(tmp_path: Path) -> None:
