@@ -41,8 +41,8 @@ _QUOTE = 120
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def _request_id(exc: Exception) -> str | int | None:
-    """The ``id`` of the refused line, if it can be read without trusting the line."""
+def request_id_of(exc: Exception) -> str | int | None:
+    """The ``id`` of a refused message, if it can be read without trusting the message."""
     if not isinstance(exc, ValidationError):
         return None
     for error in exc.errors():
@@ -63,14 +63,15 @@ def _request_id(exc: Exception) -> str | int | None:
     return None
 
 
-def _reason(exc: Exception) -> str:
+def refusal_reason(exc: Exception) -> str:
+    """What is wrong with a refused message, to follow "the line is" or "the body is"."""
     if isinstance(exc, ValidationError):
         kinds = {str(e.get("type")) for e in exc.errors()}
         if "string_unicode" in kinds or any("surrogate" in str(e.get("msg")) for e in exc.errors()):
-            return "the line is not valid Unicode (a lone surrogate?)"
+            return "not valid Unicode (a lone surrogate?)"
         if "json_invalid" in kinds:
-            return "the line is not valid JSON (a lone surrogate escape such as \\ud800?)"
-        return "the line is not a JSON-RPC message"
+            return "not valid JSON (nested too deeply, or a lone surrogate escape such as \\ud800?)"
+        return "not a JSON-RPC message"
     return type(exc).__name__
 
 
@@ -99,8 +100,8 @@ class ParseErrorAnswering:
 
     async def _answer(self, exc: Exception) -> None:
         try:
-            request_id = _request_id(exc)
-            reason = _reason(exc)
+            request_id = request_id_of(exc)
+            reason = f"the line is {refusal_reason(exc)}"
             summary = str(exc).splitlines()[0][:_QUOTE] if str(exc) else type(exc).__name__
         except Exception as failure:  # noqa: BLE001 - a refused line must never end the server
             request_id, reason, summary = None, "the line could not be read", repr(failure)
