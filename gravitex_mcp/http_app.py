@@ -1,10 +1,12 @@
 """The HTTP transports (SSE and streamable HTTP) behind one guard.
 
-The guard wraps every route, ``/healthz`` included: a ``Host`` or ``Origin``
+The guard wraps every route but ``GET /healthz``: a ``Host`` or ``Origin``
 that is not this server's is refused (DNS rebinding), and when a token is
 configured every request needs ``Authorization: Bearer <token>`` (compared in
 constant time), except the media links under ``/media/``: a browser ``<video>``
 cannot send a header, so their unguessable path is the credential (media.py).
+``/healthz`` is open to anyone (load balancers send neither the token nor this
+server's name) and so says only ``{"status": "ok"}``: no version, no paths.
 Listening on a non-loopback address without a token is refused
 before the socket is opened.
 
@@ -33,7 +35,6 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__
 from .errors import ConfigurationError
 from .media import MediaLinks, is_media_path, origin_of, with_media
 from .settings import is_loopback
@@ -121,8 +122,8 @@ def build_http_app(
     media: MediaLinks | None = None,
 ) -> ASGIApp:
     """The ASGI app for ``transport``: MCP at ``/mcp`` or ``/sse`` + ``/messages/``,
-    plus ``/healthz`` and (with ``media``) the media links at ``/media/``, all behind
-    :class:`HttpGuard`."""
+    and (with ``media``) the media links at ``/media/``, all behind
+    :class:`HttpGuard`, plus the open ``/healthz``."""
     check_bind(host, token)
     hosts = _host_patterns(host, port, extra_allowed_hosts)
     origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
@@ -135,11 +136,13 @@ def build_http_app(
         inner: ASGIApp = _with_message_check(server.sse_app(transport_security=security, host=host))
     else:
         inner = server.streamable_http_app(transport_security=security, host=host)
-    return HttpGuard(
-        with_media(_with_healthz(inner, transport), media),
-        allowed_hosts=hosts,
-        allowed_origins=origins,
-        token=token,
+    return _with_healthz(
+        HttpGuard(
+            with_media(inner, media),
+            allowed_hosts=hosts,
+            allowed_origins=origins,
+            token=token,
+        )
     )
 
 
@@ -210,12 +213,16 @@ def _with_message_check(app: ASGIApp) -> ASGIApp:
     return asgi
 
 
-def _with_healthz(app: ASGIApp, transport: HttpTransport) -> ASGIApp:
-    """``GET /healthz`` answered here; everything else goes to ``app``."""
-    health = JSONResponse({"status": "ok", "version": __version__, "transport": transport})
+def _with_healthz(app: ASGIApp) -> ASGIApp:
+    """``GET /healthz`` answered here, to anyone; everything else goes to ``app``."""
+    health = JSONResponse({"status": "ok"})
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/healthz":
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/healthz"
+            and scope["method"] in ("GET", "HEAD")
+        ):
             await health(scope, receive, send)
             return
         await app(scope, receive, send)
