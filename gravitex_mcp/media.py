@@ -192,6 +192,28 @@ class MediaLinks:
         return real
 
 
+class _MediaFile(FileResponse):
+    """A :class:`FileResponse` that ignores a ``Range`` in a unit other than bytes.
+
+    RFC 9110 (14.2): a server MUST ignore a Range whose unit it does not understand,
+    so ``Range: items=0-5`` gets the whole file with 200; Starlette answers it 400.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(_without_foreign_range(scope), receive, send)
+
+
+def _without_foreign_range(scope: Scope) -> Scope:
+    """``scope`` minus any ``Range`` header whose unit is not ``bytes``."""
+    headers = scope.get("headers") or []
+    kept = [
+        (name, value)
+        for name, value in headers
+        if name.lower() != b"range" or value.partition(b"=")[0].strip().lower() == b"bytes"
+    ]
+    return scope if len(kept) == len(headers) else {**scope, "headers": kept}
+
+
 async def media_response(links: MediaLinks, scope: Scope) -> Response:
     """The answer to one ``GET``/``HEAD`` under ``/media/``: the file (Range requests
     included, through Starlette's :class:`FileResponse`) or a 404."""
@@ -203,7 +225,7 @@ async def media_response(links: MediaLinks, scope: Scope) -> Response:
     path = await anyio.to_thread.run_sync(links.resolve, token, name)
     if path is None:
         return _NOT_FOUND
-    return FileResponse(
+    return _MediaFile(
         path,
         headers={
             # The link is a credential: keep it out of shared caches and referrers.
