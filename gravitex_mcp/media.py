@@ -21,6 +21,7 @@ start when it is free (``media-port`` in the state folder), else an ephemeral on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -390,16 +391,31 @@ async def serve_loopback(links: MediaLinks, port_file: Path | None = None) -> As
         sock.close()
 
 
+#: How long stopping waits for the responses it cut short to end their app calls.
+_STOP_WAIT = 2.0
+
+
 async def _stop(server: Any) -> None:
-    """Stop listening, end open connections and their tasks, wait (briefly) for them."""
+    """Stop listening, end open connections and their tasks, wait (briefly) for them.
+
+    A response still being sent is cut by aborting its connection: its app call then
+    reads ``http.disconnect`` and returns. Cancelling its task instead would make
+    uvicorn log "Exception in ASGI application" with a traceback at every stop.
+    """
     listeners = list(getattr(server, "servers", []))
     for listener in listeners:
         listener.close()
     for connection in list(server.server_state.connections):
-        connection.shutdown()
-    for task in list(server.server_state.tasks):
-        task.cancel()
-    with anyio.move_on_after(2):
+        connection.shutdown()  # an idle connection closes; one mid-response does not
+        transport = getattr(connection, "transport", None)
+        if transport is not None:
+            transport.abort()
+    tasks = list(server.server_state.tasks)
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=_STOP_WAIT)
+        for task in pending:  # an app call that ignored the disconnect
+            task.cancel()
+    with anyio.move_on_after(_STOP_WAIT):
         for listener in listeners:
             await listener.wait_closed()
 
