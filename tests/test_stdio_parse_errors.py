@@ -68,6 +68,10 @@ BAD_LINES: dict[str, bytes] = {
         b'{"jsonrpc":"2.0","id":"deep","method":"tools/call","params":{"name":"list_models",'
         b'"arguments":{"family":' + b"[" * DEPTH + b"]" * DEPTH + b"}}}"
     ),
+    "nested just under the parser's limit": (
+        b'{"jsonrpc":"2.0","id":"mid","method":"tools/call","params":{"name":"list_models",'
+        b'"arguments":{"family":' + b"[" * 190 + b"]" * 190 + b"}}}"
+    ),
     "deeply nested, unclosed": b"[" * DEPTH,
     "deeply nested objects": b'{"a":' * DEPTH + b"1" + b"}" * DEPTH,
     "huge": b"x" * (8 * 1024 * 1024),
@@ -172,6 +176,9 @@ async def test_no_line_ends_the_server_and_no_call_in_flight_is_lost(tmp_path: P
     # id could be read safely, else with a null id.
     assert session.answers.pop("sur")["error"]["code"] == PARSE_ERROR
     assert session.answers.pop("utf").get("result", {}).get("tools")  # read as U+FFFD
+    mid = session.answers.pop("mid")  # parsed: the tool refuses the argument
+    assert mid["result"]["isError"], mid
+    assert "family" in mid["result"]["content"][0]["text"], mid
     assert not session.answers, session.answers
     assert all(r["error"]["code"] == PARSE_ERROR for r in session.refusals), session.refusals
-    assert len(session.refusals) == len(BAD_LINES) - 2
+    assert len(session.refusals) == len(BAD_LINES) - 3
