@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
 import httpx2
@@ -52,18 +53,26 @@ async def _next_data(lines: AsyncIterator[str]) -> str:
     raise AssertionError("the SSE stream ended")
 
 
-async def _post_each(client: httpx2.AsyncClient, url: str) -> dict[str, httpx2.Response]:
+#: What a streamable HTTP client sends with every POST.
+POST_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+async def _post_each(
+    client: httpx2.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> dict[str, httpx2.Response]:
     answers = {}
     for kind, body in BAD_BODIES.items():
         answers[kind] = await client.post(
-            url,
-            content=body,
-            headers={
-                "Content-Type": "application/json",
-                "Accept": "application/json, text/event-stream",
-            },
+            url, content=body, headers={**POST_HEADERS, **(headers or {})}
         )
     return answers
+
+
+def _sse_data(text: str) -> dict[str, Any]:
+    """The JSON-RPC message of a POST's answer: plain JSON or one SSE ``data:`` event."""
+    data = [line for line in text.splitlines() if line.startswith("data: ")]
+    message: dict[str, Any] = json.loads(data[0].removeprefix("data: ") if data else text)
+    return message
 
 
 async def test_no_body_ends_the_server_or_its_session(server: HttpServer) -> None:
@@ -83,7 +92,18 @@ async def test_no_body_ends_the_server_or_its_session(server: HttpServer) -> Non
                     assert answer["id"] == INITIALIZE["id"], answer
                     assert answer["result"]["serverInfo"], answer
             else:
-                answers = await _post_each(client, "/mcp")
+                opened = await client.post("/mcp", json=INITIALIZE, headers=POST_HEADERS)
+                assert opened.status_code == 200, opened.text
+                session = {"Mcp-Session-Id": opened.headers["mcp-session-id"]}
+                answers = await _post_each(client, "/mcp", session)
+                # The same session still answers a request after all of them.
+                listed = await client.post(
+                    "/mcp",
+                    json={"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}},
+                    headers={**POST_HEADERS, **session},
+                )
+                assert listed.status_code == 200, listed.text
+                assert _sse_data(listed.text)["result"]["tools"], listed.text
     for kind_, answer in answers.items():
         assert 400 <= answer.status_code < 500, (kind_, answer.status_code, answer.text[:300])
     await list_and_call(server)
