@@ -1,30 +1,46 @@
 """The HTTP transports (SSE and streamable HTTP) behind one guard.
 
-The guard wraps every route, ``/healthz`` included: a ``Host`` or ``Origin``
+The guard wraps every route but ``GET /healthz``: a ``Host`` or ``Origin``
 that is not this server's is refused (DNS rebinding), and when a token is
 configured every request needs ``Authorization: Bearer <token>`` (compared in
 constant time), except the media links under ``/media/``: a browser ``<video>``
 cannot send a header, so their unguessable path is the credential (media.py).
+``/healthz`` is open to anyone (load balancers send neither the token nor this
+server's name) and so says only ``{"status": "ok"}``: no version, no paths.
 Listening on a non-loopback address without a token is refused
 before the socket is opened.
+
+A body POSTed to SSE's ``/messages/`` that is not one JSON-RPC message is answered
+here with a 400 and a JSON-RPC parse error: the SDK would answer it too, but then
+hands the error to the session, which ends (every call in flight on it lost).
+Streamable HTTP's ``/mcp`` answers such bodies itself and goes on.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import (
+    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    RequestBodyLimitMiddleware,
+    TransportSecuritySettings,
+)
+from mcp_types import PARSE_ERROR, jsonrpc_message_adapter
+from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__
 from .errors import ConfigurationError
 from .media import MediaLinks, is_media_path, origin_of, with_media
 from .settings import is_loopback
+from .stdio_guard import refusal_reason, request_id_of
+
+logger = logging.getLogger(__name__)
 
 HttpTransport = Literal["sse", "streamable-http"]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
@@ -106,8 +122,8 @@ def build_http_app(
     media: MediaLinks | None = None,
 ) -> ASGIApp:
     """The ASGI app for ``transport``: MCP at ``/mcp`` or ``/sse`` + ``/messages/``,
-    plus ``/healthz`` and (with ``media``) the media links at ``/media/``, all behind
-    :class:`HttpGuard`."""
+    and (with ``media``) the media links at ``/media/``, all behind
+    :class:`HttpGuard`, plus the open ``/healthz``."""
     check_bind(host, token)
     hosts = _host_patterns(host, port, extra_allowed_hosts)
     origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
@@ -117,14 +133,16 @@ def build_http_app(
         enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
     )
     if transport == "sse":
-        inner: ASGIApp = server.sse_app(transport_security=security, host=host)
+        inner: ASGIApp = _with_message_check(server.sse_app(transport_security=security, host=host))
     else:
         inner = server.streamable_http_app(transport_security=security, host=host)
-    return HttpGuard(
-        with_media(_with_healthz(inner, transport), media),
-        allowed_hosts=hosts,
-        allowed_origins=origins,
-        token=token,
+    return _with_healthz(
+        HttpGuard(
+            with_media(inner, media),
+            allowed_hosts=hosts,
+            allowed_origins=origins,
+            token=token,
+        )
     )
 
 
@@ -138,12 +156,73 @@ def media_origins(
     return sorted({f"http://{h}" for h in _host_patterns(host, port, extra_allowed_hosts)})
 
 
-def _with_healthz(app: ASGIApp, transport: HttpTransport) -> ASGIApp:
-    """``GET /healthz`` answered here; everything else goes to ``app``."""
-    health = JSONResponse({"status": "ok", "version": __version__, "transport": transport})
+def _with_message_check(app: ASGIApp) -> ASGIApp:
+    """SSE's ``POST /messages/`` reaches ``app`` only with a body that is one JSON-RPC
+    message (see the module notes); any other body is answered here."""
+
+    async def check(scope: Scope, receive: Receive, send: Send) -> None:
+        # The size limit in front has buffered the whole body: this reads it back.
+        held: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            held.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        try:
+            # The SDK's own parse: depth-bounded, so any body is safe to read here.
+            jsonrpc_message_adapter.validate_json(body, by_name=False)
+        except ValidationError as exc:
+            request_id = request_id_of(exc)
+            reason = f"the body is {refusal_reason(exc)}"
+            logger.warning("sse: refused a message body (%s; request id %r)", reason, request_id)
+            refusal = JSONResponse(
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "error": {
+                        "code": PARSE_ERROR,
+                        "message": f"Parse error: {reason}. POST one JSON-RPC message.",
+                    },
+                },
+                status_code=400,
+            )
+            await refusal(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return held.pop(0) if held else await receive()
+
+        await app(scope, replay, send)
+
+    limited = RequestBodyLimitMiddleware(check, DEFAULT_MAX_REQUEST_BODY_SIZE)
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/healthz":
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and str(scope["path"]).startswith("/messages/")
+        ):
+            await limited(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return asgi
+
+
+def _with_healthz(app: ASGIApp) -> ASGIApp:
+    """``GET /healthz`` answered here, to anyone; everything else goes to ``app``."""
+    health = JSONResponse({"status": "ok"})
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/healthz"
+            and scope["method"] in ("GET", "HEAD")
+        ):
             await health(scope, receive, send)
             return
         await app(scope, receive, send)

@@ -31,15 +31,27 @@ def _scrub_all(text: str) -> str:
     return scrub(text)
 
 
-def scrub_record(record: logging.LogRecord) -> None:
-    """Scrub ``record`` in place: its final message, traceback and stack text."""
+def _message_of(record: logging.LogRecord) -> str:
+    """The text ``record`` would print, whatever its ``msg`` and ``args`` hold."""
     try:
-        message = record.getMessage()
-    except Exception:  # noqa: BLE001 - a malformed record is logging's own error to report
-        return
-    cleaned = _scrub_all(message)
-    if cleaned != message:
-        record.msg, record.args = cleaned, None
+        return record.getMessage()
+    except Exception:  # noqa: BLE001 - arguments that do not fit the message
+        # logging would report this record's error with its raw arguments.
+        try:
+            return f"{record.msg!r} % {record.args!r}"
+        except Exception:  # noqa: BLE001 - an argument whose repr fails
+            return f"{type(record.msg).__name__} message with unprintable arguments"
+
+
+def scrub_record(record: logging.LogRecord) -> None:
+    """Scrub ``record`` in place: its final message, traceback and stack text.
+
+    The message is formatted here and kept only as scrubbed text (``args`` emptied),
+    whatever form it came in (a format with a tuple or a dict of arguments, bytes,
+    lists of header tuples): a handler or formatter that reads ``args`` itself must
+    find nothing left to leak.
+    """
+    record.msg, record.args = _scrub_all(_message_of(record)), None
     if record.exc_info and not record.exc_text:
         # Exception texts name URLs too (httpx's redirect errors, say).
         text = logging.Formatter().formatException(record.exc_info)

@@ -21,6 +21,7 @@ start when it is free (``media-port`` in the state folder), else an ephemeral on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -192,6 +193,28 @@ class MediaLinks:
         return real
 
 
+class _MediaFile(FileResponse):
+    """A :class:`FileResponse` that ignores a ``Range`` in a unit other than bytes.
+
+    RFC 9110 (14.2): a server MUST ignore a Range whose unit it does not understand,
+    so ``Range: items=0-5`` gets the whole file with 200; Starlette answers it 400.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(_without_foreign_range(scope), receive, send)
+
+
+def _without_foreign_range(scope: Scope) -> Scope:
+    """``scope`` minus any ``Range`` header whose unit is not ``bytes``."""
+    headers = scope.get("headers") or []
+    kept = [
+        (name, value)
+        for name, value in headers
+        if name.lower() != b"range" or value.partition(b"=")[0].strip().lower() == b"bytes"
+    ]
+    return scope if len(kept) == len(headers) else {**scope, "headers": kept}
+
+
 async def media_response(links: MediaLinks, scope: Scope) -> Response:
     """The answer to one ``GET``/``HEAD`` under ``/media/``: the file (Range requests
     included, through Starlette's :class:`FileResponse`) or a 404."""
@@ -203,7 +226,7 @@ async def media_response(links: MediaLinks, scope: Scope) -> Response:
     path = await anyio.to_thread.run_sync(links.resolve, token, name)
     if path is None:
         return _NOT_FOUND
-    return FileResponse(
+    return _MediaFile(
         path,
         headers={
             # The link is a credential: keep it out of shared caches and referrers.
@@ -368,16 +391,31 @@ async def serve_loopback(links: MediaLinks, port_file: Path | None = None) -> As
         sock.close()
 
 
+#: How long stopping waits for the responses it cut short to end their app calls.
+_STOP_WAIT = 2.0
+
+
 async def _stop(server: Any) -> None:
-    """Stop listening, end open connections and their tasks, wait (briefly) for them."""
+    """Stop listening, end open connections and their tasks, wait (briefly) for them.
+
+    A response still being sent is cut by aborting its connection: its app call then
+    reads ``http.disconnect`` and returns. Cancelling its task instead would make
+    uvicorn log "Exception in ASGI application" with a traceback at every stop.
+    """
     listeners = list(getattr(server, "servers", []))
     for listener in listeners:
         listener.close()
     for connection in list(server.server_state.connections):
-        connection.shutdown()
-    for task in list(server.server_state.tasks):
-        task.cancel()
-    with anyio.move_on_after(2):
+        connection.shutdown()  # an idle connection closes; one mid-response does not
+        transport = getattr(connection, "transport", None)
+        if transport is not None:
+            transport.abort()
+    tasks = list(server.server_state.tasks)
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=_STOP_WAIT)
+        for task in pending:  # an app call that ignored the disconnect
+            task.cancel()
+    with anyio.move_on_after(_STOP_WAIT):
         for listener in listeners:
             await listener.wait_closed()
 

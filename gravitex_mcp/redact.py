@@ -15,6 +15,9 @@ import httpx2
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-]{4,}")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s'\"]+")
 _URL_IN_TEXT = re.compile(r"(?i)\b(?:https?|data):[^\s\"'<>]+")
+#: A query string left in text once the URLs with a scheme are cleaned: a relative
+#: redirect's ``Location`` (``/v.mp4?X-Amz-Signature=…``) or a scheme-relative URL.
+_QUERY_IN_TEXT = re.compile(r"\?[^\s\"'<>?#=]*=[^\s\"'<>]*")
 
 
 def redact_url(url: str | httpx2.URL) -> str:
@@ -45,12 +48,13 @@ def redact_url(url: str | httpx2.URL) -> str:
 
 def scrub(text: str, secret: str | None = None) -> str:
     """``text`` without ``secret``, API-key-like tokens, bearer tokens, URL query
-    strings or data-URL payloads."""
+    strings (of relative URLs too) or data-URL payloads."""
     if secret:
         text = text.replace(secret, "[redacted]")
     text = _KEY_LIKE.sub("sk-***", text)
     text = _BEARER.sub(r"\1***", text)
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return _QUERY_IN_TEXT.sub("", text)
 
 
 def clip(text: str, limit: int) -> str:

@@ -7,12 +7,17 @@ comes. :class:`ParseErrorAnswering` sits between the transport and the server
 (no patch to the SDK), answers each such line with a JSON-RPC parse error
 (``-32700``) carrying the request's id when one can still be read from the line,
 and logs it to stderr.
+
+Whatever the line holds (nesting thousands deep, megabytes, bytes that are not
+UTF-8), reading its id must not fail: it is read with pydantic's JSON parser, which
+stops at a fixed depth, never with the standard library's recursive one (whose
+``RecursionError`` on a deeply nested line once ended the server).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,6 +28,7 @@ from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.message import SessionMessage
 from mcp.types import PARSE_ERROR, ErrorData, JSONRPCError
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +36,13 @@ logger = logging.getLogger(__name__)
 _QUOTE = 120
 
 
-def _request_id(exc: Exception) -> str | int | None:
-    """The ``id`` of the refused line, if Python's own (laxer) JSON parser finds one."""
+#: A ``\uXXXX`` escape of a UTF-16 surrogate. pydantic's parser refuses a lone one,
+#: so each is read as U+FFFD: the line stays JSON and its ``id`` can be found.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def request_id_of(exc: Exception) -> str | int | None:
+    """The ``id`` of a refused message, if it can be read without trusting the message."""
     if not isinstance(exc, ValidationError):
         return None
     for error in exc.errors():
@@ -41,7 +52,8 @@ def _request_id(exc: Exception) -> str | int | None:
         if not isinstance(raw, str):
             continue
         try:
-            message = json.loads(raw)
+            # Bounded depth (a ValueError past it), so any line is safe to read here.
+            message = from_json(_SURROGATE_ESCAPE.sub(r"\\ufffd", raw))
         except ValueError:
             continue
         if isinstance(message, dict):
@@ -51,14 +63,15 @@ def _request_id(exc: Exception) -> str | int | None:
     return None
 
 
-def _reason(exc: Exception) -> str:
+def refusal_reason(exc: Exception) -> str:
+    """What is wrong with a refused message, to follow "the line is" or "the body is"."""
     if isinstance(exc, ValidationError):
         kinds = {str(e.get("type")) for e in exc.errors()}
         if "string_unicode" in kinds or any("surrogate" in str(e.get("msg")) for e in exc.errors()):
-            return "the line is not valid Unicode (a lone surrogate?)"
+            return "not valid Unicode (a lone surrogate?)"
         if "json_invalid" in kinds:
-            return "the line is not valid JSON (a lone surrogate escape such as \\ud800?)"
-        return "the line is not a JSON-RPC message"
+            return "not valid JSON (nested too deeply, or a lone surrogate escape such as \\ud800?)"
+        return "not a JSON-RPC message"
     return type(exc).__name__
 
 
@@ -86,13 +99,17 @@ class ParseErrorAnswering:
             await self._answer(item)
 
     async def _answer(self, exc: Exception) -> None:
-        request_id = _request_id(exc)
-        reason = _reason(exc)
+        try:
+            request_id = request_id_of(exc)
+            reason = f"the line is {refusal_reason(exc)}"
+            summary = str(exc).splitlines()[0][:_QUOTE] if str(exc) else type(exc).__name__
+        except Exception as failure:  # noqa: BLE001 - a refused line must never end the server
+            request_id, reason, summary = None, "the line could not be read", repr(failure)
         logger.warning(
             "stdio: refused a line from the client (%s; request id %r): %s",
             reason,
             request_id,
-            str(exc).splitlines()[0][:_QUOTE] if str(exc) else type(exc).__name__,
+            summary,
         )
         error = ErrorData(
             code=PARSE_ERROR,

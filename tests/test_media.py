@@ -327,3 +327,17 @@ def test_the_key_is_made_where_the_file_system_has_no_hard_links(
     assert len(key) == 32
     assert load_or_create_key(tmp_path) == key
     assert sorted(p.name for p in tmp_path.iterdir()) == ["media-links.key"]
+
+
+@pytest.mark.parametrize("unit", ["items=0-5", "none", "pages=1-2, 4", "Bytes2=0-5"])
+async def test_a_range_in_an_unknown_unit_gets_the_whole_file(
+    media: httpx2.AsyncClient, links: MediaLinks, out: Path, unit: str
+) -> None:
+    # RFC 9110 14.2: a Range whose unit the server does not understand is ignored.
+    r = await media.get(route(links, out / "clip.mp4"), headers={"Range": unit})
+    assert r.status_code == 200, r.text
+    assert r.content == BODY
+    assert "content-range" not in r.headers
+    upper = await media.get(route(links, out / "clip.mp4"), headers={"Range": "BYTES=0-3"})
+    assert upper.status_code == 206
+    assert upper.content == BODY[:4]

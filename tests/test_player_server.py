@@ -155,4 +155,4 @@ async def test_http_media_url_is_on_the_servers_own_port(transport: str, tmp_pat
         r = await _fetch(url)
         assert r.status_code == 200
         assert hashlib.sha256(r.content).hexdigest() == saved["sha256"]
-        assert (await _fetch(f"{server.base_url}/healthz")).status_code == 401
+        assert (await _fetch(server.mcp_url)).status_code == 401
