@@ -41,19 +41,27 @@ def simulator_config(seconds: float, api_keys: frozenset[str] | None) -> Simulat
     )
 
 
-def simulated_upstream(settings: Settings, *, clock: Callable[[], float] = time.time) -> Upstream:
+def simulated_upstream(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    store_busy_timeout: float | None = None,
+) -> Upstream:
     """An in-process simulator whose generations take ``settings.simulator_seconds``.
 
     Its tasks live in the state folder and its clock is the wall clock, so a
     task submitted by one ``--simulate`` process is found, finished on time, by
-    the next. Close it with ``upstream.simulator.close()``.
+    the next. Close it with ``upstream.simulator.close()``. ``store_busy_timeout``
+    (tests) is how long the store waits for another process's lock.
     """
     from .simulator import Simulator, TaskStore, simulator_transport
 
+    waits = {} if store_busy_timeout is None else {"busy_timeout": store_busy_timeout}
+    store = TaskStore.in_folder(settings.state_dir, **waits)
     sim = Simulator(
         simulator_config(settings.simulator_seconds, frozenset({SIMULATOR_KEY})),
         clock=clock,
-        store=TaskStore.in_folder(settings.state_dir),
+        store=store,
     )
     return Upstream(
         base_url=SIMULATOR_BASE_URL,
