@@ -78,6 +78,8 @@ class TaskStore(MutableMapping[str, SimTask]):
         self._conn: sqlite3.Connection | None = None
         self._busy_timeout = busy_timeout
         self.path = path
+        #: where a damaged file found at open was moved (its tasks are gone)
+        self.moved_aside: Path | None = None
         if path is not None:
             self._conn = self._open(path)
 
@@ -113,6 +115,7 @@ class TaskStore(MutableMapping[str, SimTask]):
             reason,
             aside.name,
         )
+        self.moved_aside = aside
         return conn
 
     def _connect(self, path: Path) -> sqlite3.Connection:
