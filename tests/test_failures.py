@@ -337,3 +337,48 @@ async def test_free_text_in_a_prompt_cannot_start_an_instruction_line(
     text = getattr(got.messages[0].content, "text", "")
     assert "Step 0." in text, "the text is kept, quoted"
     assert not any(line.lstrip().startswith("Step 0.") for line in text.splitlines()), text
+
+
+@pytest.mark.parametrize(
+    ("raised", "says"),
+    [
+        (
+            OSError(errno.EROFS, "Read-only file system", "/out/x.mp4"),
+            r"'/out/x.mp4' is on a read-only",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/out"),
+            r"No space left on the device holding '/out'",
+        ),
+        (
+            OSError(errno.EACCES, "Permission denied", "/out"),
+            r"Permission denied for '/out'\. Give",
+        ),
+        (sqlite3.OperationalError("database is locked"), r"locked by another process"),
+        (sqlite3.DatabaseError("file is not a database"), r"could not be used .* moved aside"),
+        (ExceptionGroup("batch", [OSError(errno.ENOSPC, "full", "/o")]), r"No space left"),
+        (RuntimeError("sk-secret internals"), r"Internal error \(RuntimeError\)"),
+    ],
+)
+async def test_the_one_wrapper_tells_any_failure_of_a_tool_and_logs_the_unexpected(
+    raised: BaseException, says: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mcp.server.mcpserver import MCPServer
+
+    from gravitex_mcp.schema_errors import CheckedTool
+
+    async def broken() -> str:
+        """A tool whose dependency fails."""
+        raise raised
+
+    server: MCPServer[Any] = MCPServer("t", tools=[CheckedTool.from_function(broken)])
+    with caplog.at_level(logging.INFO):
+        async with Client(server, raise_exceptions=False) as client:
+            result = await client.call_tool("broken", {})
+    text = text_of(result)
+    assert result.is_error
+    assert re.search(says, text), text
+    assert "Error executing tool" not in text
+    assert "sk-secret" not in text, "an unexpected error's own text stays in the log"
+    if isinstance(raised, RuntimeError):
+        assert any(r.exc_info and "sk-secret" in str(r.exc_info[1]) for r in caplog.records)
