@@ -96,6 +96,11 @@ LOCK_FILENAME = ".journal-open.lock"
 CHECK_MARKER = f"{DB_FILENAME}-check"
 """Left when a damaged page was met in use: the next open runs the integrity check."""
 _LOCK_POLL_SECONDS = 0.05
+_OPEN_ADVICE = (
+    "If another gravitex-mcp process holds it, stop that process; if the file cannot be "
+    "used (a folder in its place, no permission), move it away (a new journal is started) "
+    "or set GRAVITEX_STATE_DIR to another folder."
+)
 _JOURNAL_ADVICE = (
     "Call again in a moment; if it persists, stop other gravitex-mcp processes sharing "
     "the state folder, or set GRAVITEX_STATE_DIR to another folder."
@@ -600,10 +605,12 @@ def _open_connection(
         reason = str(exc)
     except sqlite3.DatabaseError as exc:
         if not _is_corruption(exc):
-            raise JournalError(f"Cannot open the task journal {path}: {exc}") from exc
+            raise JournalError(
+                f"Cannot open the task journal {path}: {exc}. {_OPEN_ADVICE}"
+            ) from exc
         reason = str(exc)
     except (sqlite3.Error, OSError) as exc:
-        raise JournalError(f"Cannot open the task journal {path}: {exc}") from exc
+        raise JournalError(f"Cannot open the task journal {path}: {exc}. {_OPEN_ADVICE}") from exc
     try:
         aside = _move_aside(path, now())
     except OSError as exc:

@@ -382,3 +382,18 @@ async def test_the_one_wrapper_tells_any_failure_of_a_tool_and_logs_the_unexpect
     assert "sk-secret" not in text, "an unexpected error's own text stays in the log"
     if isinstance(raised, RuntimeError):
         assert any(r.exc_info and "sk-secret" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_a_journal_that_cannot_be_opened_at_start_up_is_named_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    from gravitex_mcp.errors import JournalError
+    from gravitex_mcp.journal import Journal
+
+    (tmp_path / DB_FILENAME).mkdir()  # a folder where the journal's file should be
+    with pytest.raises(JournalError) as caught:
+        Journal.open(tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path / DB_FILENAME) in message
+    assert "move it away" in message
+    assert "GRAVITEX_STATE_DIR" in message
