@@ -213,4 +213,5 @@ def holding_sqlite_lock(path: Path) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=STOP_TIMEOUT)
-        proc.stdout.close() if proc.stdout is not None else None
+        if proc.stdout is not None:
+            proc.stdout.close()

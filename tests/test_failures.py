@@ -397,3 +397,33 @@ def test_a_journal_that_cannot_be_opened_at_start_up_is_named_with_what_to_do(
     assert str(tmp_path / DB_FILENAME) in message
     assert "move it away" in message
     assert "GRAVITEX_STATE_DIR" in message
+
+
+def test_a_simulator_store_damaged_in_use_is_moved_aside_and_the_next_call_works(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gravitex_mcp.errors import SimulatorStoreError
+    from gravitex_mcp.simulator import TaskStore
+
+    store = TaskStore.in_folder(tmp_path)
+    try:
+        assert list(store) == []
+        conn = sqlite3.connect(tmp_path / STORE_FILENAME)  # another process damages it
+        try:
+            conn.execute("PRAGMA writable_schema=ON")
+            conn.execute("UPDATE sqlite_master SET sql = 'garbage' WHERE name = 'sim_tasks'")
+            version = conn.execute("PRAGMA schema_version").fetchone()[0]
+            conn.execute(f"PRAGMA schema_version = {version + 1}")
+            conn.commit()
+        finally:
+            conn.close()
+        with caplog.at_level(logging.WARNING), pytest.raises(SimulatorStoreError) as caught:
+            list(store)
+        assert str(tmp_path / STORE_FILENAME) in str(caught.value)
+        assert "moved aside" in str(caught.value)
+        found = tmp_path.glob(f"{STORE_FILENAME}.corrupt-*")
+        (aside,) = [p for p in found if not p.name.endswith(("-wal", "-shm"))]
+        assert any(aside.name in r.getMessage() for r in caplog.records)
+        assert list(store) == [], "not a dead end: the new store answers"
+    finally:
+        store.close()
