@@ -4,7 +4,9 @@ The SDK reports them as pydantic's text: the name of an internal model
 (``join_videosArguments``), a ``For further information visit https://errors.pydantic.dev``
 line per problem. :class:`CheckedTool` keeps the SDK's handling (an ``isError``
 result, the field names logged) and only rewrites the message: each argument
-named, what was wrong, what was given (clipped).
+named, what was wrong, what was given (clipped). It is also the one place every
+tool call is wrapped: whatever a tool raises becomes an ``isError`` result told
+by :mod:`~gravitex_mcp.failures`.
 """
 
 from __future__ import annotations
