@@ -220,6 +220,11 @@ class JournalError(GravitexError):
     """The task journal could not be opened, read or written."""
 
 
+class SimulatorStoreError(GravitexError):
+    """The simulator's task store (``simulator.sqlite3``) could not be opened or used;
+    the message names the file and what to do."""
+
+
 class ConfigurationError(GravitexError):
     """Settings that cannot work (missing key, unwritable directory, bad flag)."""
 

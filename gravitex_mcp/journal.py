@@ -103,6 +103,15 @@ CHECK_MARKER = f"{DB_FILENAME}-check"
 """Left when a damaged page was met in use: the next open runs the integrity check."""
 _LOCK_POLL_SECONDS = 0.05
 _STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may exist upstream."
+_OPEN_ADVICE = (
+    "If another gravitex-mcp process holds it, stop that process; if the file cannot be "
+    "used (a folder in its place, no permission), move it away (a new journal is started) "
+    "or set GRAVITEX_STATE_DIR to another folder."
+)
+_JOURNAL_ADVICE = (
+    "Call again in a moment; if it persists, stop other gravitex-mcp processes sharing "
+    "the state folder, or set GRAVITEX_STATE_DIR to another folder."
+)
 DEFAULT_URL_LIFETIME = timedelta(hours=24)
 """The docs: result URLs are valid for about 24 hours."""
 DEFAULT_LIST_LIMIT = 20
@@ -609,10 +618,12 @@ def _open_connection(
         reason = str(exc)
     except sqlite3.DatabaseError as exc:
         if not _is_corruption(exc):
-            raise JournalError(f"Cannot open the task journal {path}: {exc}") from exc
+            raise JournalError(
+                f"Cannot open the task journal {path}: {exc}. {_OPEN_ADVICE}"
+            ) from exc
         reason = str(exc)
     except (sqlite3.Error, OSError) as exc:
-        raise JournalError(f"Cannot open the task journal {path}: {exc}") from exc
+        raise JournalError(f"Cannot open the task journal {path}: {exc}. {_OPEN_ADVICE}") from exc
     try:
         aside = _move_aside(path, now())
     except OSError as exc:
@@ -792,7 +803,11 @@ class Journal:
                     # Met in use (clean opens skip the scan): check it at the next start.
                     with contextlib.suppress(OSError):
                         self._path.with_name(CHECK_MARKER).touch()
-                raise JournalError(f"Task journal {self._path}: {exc}") from exc
+                    raise JournalError(
+                        f"The task journal {self._path} is damaged ({exc}). Restart the "
+                        "server: it moves the damaged file aside and starts a new journal."
+                    ) from exc
+                raise JournalError(f"Task journal {self._path}: {exc}. {_JOURNAL_ADVICE}") from exc
 
     async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         return await anyio.to_thread.run_sync(self._locked, operation)

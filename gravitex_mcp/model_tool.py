@@ -32,6 +32,8 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ConfigDict, create_model
 
+from .schema_errors import CheckedTool
+
 
 class _PassThrough(ArgModelBase):
     """Accepts anything; hands every given argument, known or not, to the tool."""
@@ -60,7 +62,8 @@ def tool_from_model(
 ) -> Tool:
     """A :class:`Tool` calling ``fn(ctx, **arguments)`` with ``model``'s schema as its input
     schema; ``fn`` receives exactly the arguments the caller gave and must check them."""
-    tool = Tool.from_function(
+    # A CheckedTool: its failures are told like every other tool's.
+    tool = CheckedTool.from_function(
         fn, name=name, title=title, description=description, annotations=annotations
     )
     metadata = tool.fn_metadata.model_copy(update={"arg_model": passthrough_argument_model(model)})

@@ -6,15 +6,20 @@ tools, so a person can start a job by picking the command and typing an idea.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.prompts import Prompt
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS
-from pydantic import Field
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
+from pydantic import Field, ValidationError
 
 from . import catalog
 from .errors import InvalidArgumentsError
+from .prompt_args import checked_seconds, checked_task_id, checked_text, quoted
+
+logger = logging.getLogger(__name__)
 
 MAKE_VIDEO = "make_video"
 CONTINUE_VIDEO = "continue_video"
@@ -23,8 +28,9 @@ STORYBOARD = "storyboard"
 
 def _model_line(model: str | None) -> str:
     if model:
+        spec = catalog.get_model(model.strip())  # an unknown id names the valid ones
         return (
-            f"Use the model {model}. If you are not sure which durations, sizes or "
+            f"Use the model {spec.id}. If you are not sure which durations, sizes or "
             "modes it accepts, call list_models first and pick valid values from it."
         )
     return (
@@ -35,18 +41,22 @@ def _model_line(model: str | None) -> str:
 
 
 def make_video_text(idea: str, model: str | None = None, seconds: str | None = None) -> str:
-    """The ``make_video`` instructions for ``idea``."""
+    """The ``make_video`` instructions for ``idea`` (InvalidArgumentsError if an argument
+    is bad); the idea is quoted, so it cannot add an instruction line."""
+    idea = checked_text("idea", idea)
+    model_line = _model_line(model)
     length = (
-        f"Aim for about {seconds} seconds: use the nearest duration the model allows."
-        if seconds
+        f"Aim for about {checked_seconds('seconds', seconds)} seconds: use the nearest "
+        "duration the model allows."
+        if seconds and seconds.strip()
         else "Use the model's shortest duration unless the idea needs more."
     )
     return "\n".join(
         [
-            f"Make a video of this idea: {idea}",
+            f"Make a video of this idea (in quotes): {quoted(idea)}",
             "",
             "Steps:",
-            f"1. {_model_line(model)}",
+            f"1. {model_line}",
             f"2. {length}",
             "3. Write a vivid prompt (subject, action, setting, camera, light) and call "
             "generate_video with download: true.",
@@ -60,8 +70,14 @@ def make_video_text(idea: str, model: str | None = None, seconds: str | None = N
 
 
 def continue_video_text(task_id: str, idea: str | None = None) -> str:
-    """The ``continue_video`` instructions for the task ``task_id``."""
-    next_part = f"what happens next: {idea}" if idea else "a natural continuation of the scene"
+    """The ``continue_video`` instructions for the task ``task_id`` (InvalidArgumentsError
+    if an argument is bad); the id is checked, the idea quoted."""
+    task_id = checked_task_id("task_id", task_id)
+    next_part = (
+        f"what happens next (in quotes): {quoted(checked_text('idea', idea))}"
+        if idea and idea.strip()
+        else "a natural continuation of the scene"
+    )
     return "\n".join(
         [
             f"Continue the video of task {task_id} with {next_part}.",
@@ -84,11 +100,6 @@ def continue_video_text(task_id: str, idea: str | None = None) -> str:
 def register_prompts(server: MCPServer[Any]) -> None:
     """Add ``make_video``, ``continue_video`` and ``storyboard`` to ``server``."""
 
-    @server.prompt(
-        name=MAKE_VIDEO,
-        title="Make a video",
-        description="Turn an idea into a saved video: pick a model, generate, download, show it.",
-    )
     def make_video(
         idea: Annotated[str, Field(description="What the video should show.")],
         model: Annotated[
@@ -101,25 +112,12 @@ def register_prompts(server: MCPServer[Any]) -> None:
     ) -> str:
         return make_video_text(idea, model, seconds)
 
-    @server.prompt(
-        name=CONTINUE_VIDEO,
-        title="Continue a video",
-        description="Make the next shot of a finished video, starting from its last frame.",
-    )
     def continue_video(
         task_id: Annotated[str, Field(description="The task id of the video to continue.")],
         idea: Annotated[str | None, Field(description="What happens next (optional).")] = None,
     ) -> str:
         return continue_video_text(task_id, idea)
 
-    @server.prompt(
-        name=STORYBOARD,
-        title="Storyboard: a longer video, shot by shot",
-        description=(
-            "Plan a video longer than one clip: each shot generated in order (from the "
-            "previous shot's last frame where the model takes an image), then joined."
-        ),
-    )
     def storyboard(
         shots: Annotated[
             str,
@@ -134,10 +132,78 @@ def register_prompts(server: MCPServer[Any]) -> None:
     ) -> str:
         from .storyboard import storyboard_text  # loaded by the first storyboard
 
+        return storyboard_text(shots, model, duration)
+
+    for fn, name, title, description in (
+        (
+            make_video,
+            MAKE_VIDEO,
+            "Make a video",
+            "Turn an idea into a saved video: pick a model, generate, download, show it.",
+        ),
+        (
+            continue_video,
+            CONTINUE_VIDEO,
+            "Continue a video",
+            "Make the next shot of a finished video, starting from its last frame.",
+        ),
+        (
+            storyboard,
+            STORYBOARD,
+            "Storyboard: a longer video, shot by shot",
+            "Plan a video longer than one clip: each shot generated in order (from the "
+            "previous shot's last frame where the model takes an image), then joined.",
+        ),
+    ):
+        server.add_prompt(
+            CheckedPrompt.from_function(fn, name=name, title=title, description=description)
+        )
+
+
+class CheckedPrompt(Prompt):
+    """A prompt whose every failure is a prompt error naming the argument.
+
+    The SDK turns any exception but ``MCPError`` into a bare "Error rendering prompt":
+    the person would never see which argument to change. Here a refused argument
+    (wrong type, too deep, not valid) names it and what is valid; anything else is
+    logged with its traceback and named by its class.
+    """
+
+    async def render(self, arguments: dict[str, Any] | None, context: Any) -> Any:
+        known = {a.name for a in self.arguments or []}
+        unknown = sorted(set(arguments or {}) - known)
+        if unknown:
+            raise self._invalid(
+                f"{', '.join(unknown)}: not an argument of {self.name} "
+                f"(it takes {', '.join(sorted(known))})"
+            )
         try:
-            return storyboard_text(shots, model, duration)
-        except InvalidArgumentsError as exc:
-            # The SDK turns any other exception into "Error rendering prompt": the
-            # person would never see which argument to change.
-            problems = "; ".join(str(p) for p in exc.problems)
-            raise MCPError(INVALID_PARAMS, f"Invalid storyboard arguments: {problems}") from exc
+            return await super().render(arguments, context)
+        except MCPError:
+            raise
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    def _invalid(self, problems: str) -> MCPError:
+        return MCPError(INVALID_PARAMS, f"Invalid {self.name} arguments: {problems}")
+
+    def _error(self, exc: Exception) -> MCPError:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        if isinstance(cause, InvalidArgumentsError):
+            return self._invalid("; ".join(str(p) for p in cause.problems))
+        if isinstance(cause, ValidationError):
+            wrong = []
+            for error in cause.errors():
+                where = ".".join(str(part) for part in error["loc"]) or "arguments"
+                wrong.append(f"{where}: {error['msg']} (every argument is a string)")
+            return self._invalid("; ".join(dict.fromkeys(wrong)))
+        if isinstance(cause, RecursionError):
+            return self._invalid("an argument is nested too deeply to read")
+        if isinstance(exc, ValueError) and str(exc).startswith("Missing required arguments"):
+            return self._invalid(str(exc))
+        logger.error("prompt %s raised an unexpected exception", self.name, exc_info=cause)
+        return MCPError(
+            INTERNAL_ERROR,
+            f"Internal error ({type(cause).__name__}) rendering the {self.name} prompt; it "
+            "is logged with its traceback.",
+        )

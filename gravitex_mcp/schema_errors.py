@@ -4,7 +4,9 @@ The SDK reports them as pydantic's text: the name of an internal model
 (``join_videosArguments``), a ``For further information visit https://errors.pydantic.dev``
 line per problem. :class:`CheckedTool` keeps the SDK's handling (an ``isError``
 result, the field names logged) and only rewrites the message: each argument
-named, what was wrong, what was given (clipped).
+named, what was wrong, what was given (clipped). It is also the one place every
+tool call is wrapped: whatever a tool raises becomes an ``isError`` result told
+by :mod:`~gravitex_mcp.failures`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from typing import Any, Final
 
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, TextContent
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+
+from .failures import failure_message, log_failure
 
 #: The most characters of a refused value echoed back.
 MAX_ECHO: Final = 60
@@ -70,7 +75,14 @@ def describe(tool: str, exc: ValidationError) -> str:
 
 
 class CheckedTool(Tool):
-    """A tool whose schema refusals read like the server's own argument errors."""
+    """A tool whose every failure reaches the client as a clear ``isError`` result.
+
+    The one place tool calls are wrapped: schema refusals read like the server's own
+    argument errors, and anything the body raises (the project's errors, a full or
+    read-only disk, a damaged database, a crash) is told by
+    :func:`~gravitex_mcp.failures.failure_message`, never as the SDK's bare
+    "Error executing tool". A protocol error (``MCPError``) still passes through.
+    """
 
     async def run(
         self, arguments: dict[str, Any], context: Any, convert_result: bool = False
@@ -79,7 +91,16 @@ class CheckedTool(Tool):
             return await super().run(arguments, context, convert_result)
         except ToolError as exc:
             cause = exc.__cause__
-            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
-                raise
-            # From the ValidationError, as the SDK raised it: its log names the fields.
-            raise ToolError(describe(self.name, cause)) from cause
+            if not isinstance(exc, UnexpectedToolError) and isinstance(cause, ValidationError):
+                # From the ValidationError, as the SDK raised it: its log names the fields.
+                raise ToolError(describe(self.name, cause)) from cause
+            failure = cause if cause is not None else exc
+            # A nested crash's wrapper carries the generic text: go to its origin.
+            while isinstance(failure, ToolError) and failure.__cause__ is not None:
+                failure = failure.__cause__
+            log_failure(self.name, failure)
+            if isinstance(failure, ToolError) and not isinstance(failure, UnexpectedToolError):
+                text = str(failure)  # raised on purpose: its text is for the client
+            else:
+                text = failure_message(failure)
+            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)

@@ -25,6 +25,7 @@ from .player import Player
 from .prompts import register_prompts
 from .service import VideoService
 from .settings import Settings
+from .storage import OutputDir
 from .tool_index import instructions
 from .tools import build_tools
 from .upstream import Upstream, open_upstream
@@ -61,6 +62,7 @@ def build_server(
     upstream: Upstream | None = None,
     media_loopback: bool = True,
     media_origins: Sequence[str] = (),
+    output: OutputDir | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server for ``settings``.
 
@@ -68,7 +70,8 @@ def build_server(
     ``upstream`` replaces the whole choice of upstream (real API or simulator).
     ``media_loopback`` runs the loopback media server for the media links (stdio);
     the HTTP transports pass False, serve ``/media/`` on their own port and name
-    its possible origins in ``media_origins`` (the player's CSP).
+    its possible origins in ``media_origins`` (the player's CSP). ``output`` (tests)
+    replaces the output folder's writer.
     """
     player = Player(media_origins=media_origins if settings.media else ())
 
@@ -93,7 +96,7 @@ def build_server(
                 settings, transport=transport, upstream=upstream, sleep=retry_sleep
             ) as client:
                 service = VideoService(
-                    settings=settings, client=client, journal=journal, clock=clock
+                    settings=settings, client=client, journal=journal, clock=clock, output=output
                 )
                 # Saves run in the background of the server, past the call that began them.
                 async with service.running():

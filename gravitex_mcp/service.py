@@ -152,7 +152,9 @@ class VideoService:
         clock: Clock | None = None,
         schedule: PollSchedule | None = None,
         download_bound: float = DOWNLOAD_BOUND_SECONDS,
+        output: OutputDir | None = None,
     ) -> None:
+        """``output`` (tests) replaces the output folder's writer, e.g. with a full disk."""
         self._settings = settings
         self._client = client
         self._journal = journal
@@ -165,7 +167,7 @@ class VideoService:
         self._task_locks = TaskLocks(settings.state_dir)
         self._save_names: dict[str, str | None] = {}  # filename asked of each running save
         # Held from start-up: a folder swapped for a symlink later is refused.
-        self._output = OutputDir(settings.output_dir)
+        self._output = output or OutputDir(settings.output_dir)
         try:
             self._output.ensure()
         except StorageError as exc:  # reported again by the first download

@@ -14,15 +14,18 @@ from typing import Final
 from .catalog import ModelSpec, get_model, valid_values_text
 from .domain import Mode
 from .errors import InvalidArgumentsError
+from .prompt_args import checked_text, quoted
 from .redact import clip
 
 MIN_SHOTS: Final = 2
 MAX_SHOTS: Final = 20  # what join_videos takes
+#: The most characters all the shots may take together.
+MAX_SHOTS_TEXT: Final = 20_000
 
 
 def parse_shots(shots: str) -> list[str]:
     """Shots from a JSON list of strings, or one shot per non-empty line."""
-    text = shots.strip()
+    text = checked_text("shots", shots, limit=MAX_SHOTS_TEXT)
     items: list[str]
     if text.startswith("["):
         try:
@@ -30,6 +33,10 @@ def parse_shots(shots: str) -> list[str]:
         except json.JSONDecodeError as exc:
             raise InvalidArgumentsError.about(
                 "shots", f"is not a valid JSON list ({exc.msg}); or give one per line"
+            ) from exc
+        except RecursionError as exc:  # "[[[[…" thousands deep
+            raise InvalidArgumentsError.about(
+                "shots", "is nested too deeply; give a flat JSON list of strings"
             ) from exc
         if not isinstance(loaded, list) or not all(isinstance(s, str) for s in loaded):
             raise InvalidArgumentsError.about("shots", "must be a JSON list of strings")
@@ -55,7 +62,7 @@ def _checked_duration(spec: ModelSpec, duration: str | None) -> str | None:
     arg = spec.arguments.get("duration")
     if arg is None:
         raise InvalidArgumentsError.about("duration", f"{spec.id} does not take a duration")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # '²'.isdigit() is True, int('²') fails
         raise InvalidArgumentsError.about(
             "duration",
             f"{clip(text, 20)!r} is not a whole number of seconds; "
@@ -71,12 +78,13 @@ def _checked_duration(spec: ModelSpec, duration: str | None) -> str | None:
 def storyboard_text(shots: str, model: str, duration: str | None = None) -> str:
     """The plan the agent follows to make the storyboard (InvalidArgumentsError if bad)."""
     items = parse_shots(shots)
-    spec = get_model(model)
+    spec = get_model(model.strip())
     duration = _checked_duration(spec, duration)
     chained = Mode.FIRST_FRAME in spec.modes and spec.takes("image")
     timing = f', "duration": {duration}' if duration else ""
     lines = [f"Make one video from these {len(items)} shots, in this order, with {spec.id}:"]
-    lines += [f"{i}. {shot}" for i, shot in enumerate(items, 1)]
+    # Quoted: a shot's own line breaks cannot start an instruction line.
+    lines += [f"{i}. {quoted(shot)}" for i, shot in enumerate(items, 1)]
     lines += [
         "",
         "Steps:",

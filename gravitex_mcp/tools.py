@@ -1,8 +1,9 @@
 """The MCP tools: thin wrappers that parse, call the service, and shape results.
 
-Every failure the agent can act on (a bad argument, an upstream refusal, a
-failed task) comes back as a result with ``isError: true`` and a message that
-says what to change; never a traceback.
+Every failure (a bad argument, an upstream refusal, a failed task, a full disk)
+comes back as a result with ``isError: true`` and a message that says what to
+change; never a traceback. The tools raise; :class:`~.schema_errors.CheckedTool`
+is the one place that turns what they raise into that result.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import base64
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -32,7 +33,6 @@ from . import catalog
 from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
 from .batch import GenerateVideosInput, check_batch, run_batch
 from .domain import Family, TaskStatus
-from .errors import GravitexError
 from .frames import FramePosition
 from .journal import JournalStatus, redact_data_urls
 from .media import MediaLinks, request_host
@@ -111,14 +111,6 @@ FrameTime = Annotated[float, Field(ge=0)] | FramePosition
 
 
 # --- result shaping ------------------------------------------------------------
-
-
-def _error(message: str, structured: BaseModel | None = None) -> CallToolResult:
-    return CallToolResult(
-        content=[TextContent(type="text", text=message)],
-        structured_content=None if structured is None else structured.model_dump(mode="json"),
-        is_error=True,
-    )
 
 
 def _video_link(video: SavedVideo, *, over_http: bool = False) -> ResourceLink:
@@ -276,15 +268,6 @@ def _progress_of(ctx: Context) -> ProgressFn:
     return report
 
 
-async def _guarded(call: Callable[[], Awaitable[CallToolResult]]) -> CallToolResult:
-    """Run a tool body; a :class:`GravitexError` becomes an ``isError`` result."""
-    try:
-        return await call()
-    except GravitexError as exc:
-        logger.info("tool error: %s: %s", type(exc).__name__, exc)
-        return _error(str(exc))
-
-
 # --- registration ----------------------------------------------------------------
 
 
@@ -332,30 +315,27 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def generate_video(
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
-        async def body() -> CallToolResult:
-            from .validation import parse_request  # loaded by the first call
+        from .validation import parse_request  # loaded by the first call
 
-            # null means "not given"; every argument is checked in one place.
-            request = parse_request({k: v for k, v in arguments.items() if v is not None})
-            result = await service_of(ctx).generate(request, _progress_of(ctx))
-            if result.dry_run:
-                notes = "".join(f"Note: {note}\n" for note in result.notes)
-                # An image travels as a data URL of megabytes: the text shows its
-                # digest (payload in structuredContent keeps the exact body).
-                shown = redact_data_urls(result.payload)
-                digests = " (data URLs shown by their digest)" if shown != result.payload else ""
-                text = f"{notes}Dry run, nothing sent. Upstream body{digests}:\n" + json.dumps(
-                    shown, indent=2, ensure_ascii=False
-                )
-                return CallToolResult(
-                    content=[TextContent(type="text", text=text)],
-                    structured_content=result.model_dump(mode="json"),
-                )
-            return await _task_result(
-                await linked(ctx, result), preview=request.preview, over_http=over_http(ctx)
+        # null means "not given"; every argument is checked in one place.
+        request = parse_request({k: v for k, v in arguments.items() if v is not None})
+        result = await service_of(ctx).generate(request, _progress_of(ctx))
+        if result.dry_run:
+            notes = "".join(f"Note: {note}\n" for note in result.notes)
+            # An image travels as a data URL of megabytes: the text shows its
+            # digest (payload in structuredContent keeps the exact body).
+            shown = redact_data_urls(result.payload)
+            digests = " (data URLs shown by their digest)" if shown != result.payload else ""
+            text = f"{notes}Dry run, nothing sent. Upstream body{digests}:\n" + json.dumps(
+                shown, indent=2, ensure_ascii=False
             )
-
-        return await _guarded(body)
+            return CallToolResult(
+                content=[TextContent(type="text", text=text)],
+                structured_content=result.model_dump(mode="json"),
+            )
+        return await _task_result(
+            await linked(ctx, result), preview=request.preview, over_http=over_http(ctx)
+        )
 
     async def check_video_task(
         ctx: Context,
@@ -383,15 +363,12 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         current status and how to keep waiting. With download: true the finished video
         is saved and its path returned."""
 
-        async def body() -> CallToolResult:
-            result = await service_of(ctx).check(
-                task_id, wait_seconds=wait_seconds, download=download, progress=_progress_of(ctx)
-            )
-            return await _task_result(
-                await linked(ctx, result), preview=preview, over_http=over_http(ctx)
-            )
-
-        return await _guarded(body)
+        result = await service_of(ctx).check(
+            task_id, wait_seconds=wait_seconds, download=download, progress=_progress_of(ctx)
+        )
+        return await _task_result(
+            await linked(ctx, result), preview=preview, over_http=over_http(ctx)
+        )
 
     async def download_video(
         ctx: Context,
@@ -404,18 +381,15 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         notes on what differs from what was asked, and a contact sheet image. Works for
         every model family. The video bytes are not put in the conversation."""
 
-        async def body() -> CallToolResult:
-            saved = await service_of(ctx).download(task_id, filename=filename)
-            result = await linked(ctx, saved)
-            verb = "Already saved at" if result.reused else "Saved to"
-            lines = [
-                f"{verb} {result.path} ({result.size_bytes} bytes, sha256 {result.sha256}).",
-                *_seen_lines(result),
-                *(f"Note: {note}" for note in result.notes),
-            ]
-            return await _saved_result(result, lines, preview=preview, over_http=over_http(ctx))
-
-        return await _guarded(body)
+        saved = await service_of(ctx).download(task_id, filename=filename)
+        result = await linked(ctx, saved)
+        verb = "Already saved at" if result.reused else "Saved to"
+        lines = [
+            f"{verb} {result.path} ({result.size_bytes} bytes, sha256 {result.sha256}).",
+            *_seen_lines(result),
+            *(f"Note: {note}" for note in result.notes),
+        ]
+        return await _saved_result(result, lines, preview=preview, over_http=over_http(ctx))
 
     async def extract_frames(
         ctx: Context,
@@ -439,20 +413,15 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         generate_video, e.g. to continue a shot from its last frame. A finished video
         that was not saved yet is downloaded first."""
 
-        async def body() -> CallToolResult:
-            wanted: list[float | FramePosition] = list(at) if at else list(DEFAULT_FRAMES)
-            result, shown = await service_of(ctx).extract_frames(task_id, wanted)
-            lines = [f"{len(result.frames)} frame(s) of {result.video_path}:"]
-            lines.extend(
-                f"  {f.at_seconds:.3f} s: {f.path} ({f.width}x{f.height})" for f in result.frames
-            )
-            content: list[ContentBlock] = [TextContent(type="text", text="\n".join(lines))]
-            content.extend(_image(png, "image/png") for png in shown)
-            return CallToolResult(
-                content=content, structured_content=result.model_dump(mode="json")
-            )
-
-        return await _guarded(body)
+        wanted: list[float | FramePosition] = list(at) if at else list(DEFAULT_FRAMES)
+        result, shown = await service_of(ctx).extract_frames(task_id, wanted)
+        lines = [f"{len(result.frames)} frame(s) of {result.video_path}:"]
+        lines.extend(
+            f"  {f.at_seconds:.3f} s: {f.path} ({f.width}x{f.height})" for f in result.frames
+        )
+        content: list[ContentBlock] = [TextContent(type="text", text="\n".join(lines))]
+        content.extend(_image(png, "image/png") for png in shown)
+        return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
     async def list_video_tasks(
         ctx: Context,
@@ -477,16 +446,13 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def generate_videos(
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideosResult]:
-        async def body() -> CallToolResult:
-            service = service_of(ctx)
-            # null means "not given", as in generate_video.
-            given = {k: v for k, v in arguments.items() if v is not None}
-            batch = await check_batch(service, given)
-            result = await run_batch(service, batch, _progress_of(ctx))
-            jobs = [await linked(ctx, job) for job in result.jobs]
-            return _batch_result(result.model_copy(update={"jobs": jobs}), over_http=over_http(ctx))
-
-        return await _guarded(body)
+        service = service_of(ctx)
+        # null means "not given", as in generate_video.
+        given = {k: v for k, v in arguments.items() if v is not None}
+        batch = await check_batch(service, given)
+        result = await run_batch(service, batch, _progress_of(ctx))
+        jobs = [await linked(ctx, job) for job in result.jobs]
+        return _batch_result(result.model_copy(update={"jobs": jobs}), over_http=over_http(ctx))
 
     async def join_videos(
         ctx: Context,
@@ -511,23 +477,20 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         kept when every clip has it. Returns the saved file's path, size, sha256, a
         probe (duration, size, fps, codec, audio) and its contact sheet."""
 
-        async def body() -> CallToolResult:
-            from .join import join_tasks  # PyAV's joining: loaded by the first join only
+        from .join import join_tasks  # PyAV's joining: loaded by the first join only
 
-            joined = await join_tasks(
-                service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)
-            )
-            result = await linked(ctx, joined)
-            how = "stream copy" if result.method == "stream_copy" else "re-encoded"
-            lines = [
-                f"Joined {len(result.task_ids)} clips ({how}) into {result.path} "
-                f"({result.size_bytes} bytes).",
-                *_seen_lines(result),
-                *(f"Note: {note}" for note in result.notes),
-            ]
-            return await _saved_result(result, lines, preview=preview, over_http=over_http(ctx))
-
-        return await _guarded(body)
+        joined = await join_tasks(
+            service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)
+        )
+        result = await linked(ctx, joined)
+        how = "stream copy" if result.method == "stream_copy" else "re-encoded"
+        lines = [
+            f"Joined {len(result.task_ids)} clips ({how}) into {result.path} "
+            f"({result.size_bytes} bytes).",
+            *_seen_lines(result),
+            *(f"Note: {note}" for note in result.notes),
+        ]
+        return await _saved_result(result, lines, preview=preview, over_http=over_http(ctx))
 
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
     # Tools that make something new (a task, a file) and never replace anything.

@@ -42,19 +42,27 @@ def simulator_config(seconds: float, api_keys: frozenset[str] | None) -> Simulat
     )
 
 
-def simulated_upstream(settings: Settings, *, clock: Callable[[], float] = time.time) -> Upstream:
+def simulated_upstream(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    store_busy_timeout: float | None = None,
+) -> Upstream:
     """An in-process simulator whose generations take ``settings.simulator_seconds``.
 
     Its tasks live in the state folder and its clock is the wall clock, so a
     task submitted by one ``--simulate`` process is found, finished on time, by
-    the next. Close it with ``upstream.simulator.close()``.
+    the next. Close it with ``upstream.simulator.close()``. ``store_busy_timeout``
+    (tests) is how long the store waits for another process's lock.
     """
     from .simulator import Simulator, TaskStore, simulator_transport
 
+    waits = {} if store_busy_timeout is None else {"busy_timeout": store_busy_timeout}
+    store = TaskStore.in_folder(settings.state_dir, **waits)
     sim = Simulator(
         simulator_config(settings.simulator_seconds, frozenset({SIMULATOR_KEY})),
         clock=clock,
-        store=TaskStore.in_folder(settings.state_dir),
+        store=store,
     )
     return Upstream(
         base_url=SIMULATOR_BASE_URL,
@@ -71,13 +79,29 @@ class _SimulatorOnDemand(httpx2.AsyncBaseTransport):
     simulator nor opens its task store. :meth:`aclose` releases the store.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, store_busy_timeout: float | None = None) -> None:
         self._settings = settings
+        self._store_busy_timeout = store_busy_timeout
         self._made: Upstream | None = None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self._made is None:
-            self._made = simulated_upstream(self._settings)
+            # A store that cannot be opened raises here and is tried again next request.
+            self._made = simulated_upstream(
+                self._settings, store_busy_timeout=self._store_busy_timeout
+            )
+            assert self._made.simulator is not None
+            store = self._made.simulator.tasks
+            if store.moved_aside is not None:
+                from .errors import SimulatorStoreError
+
+                # Told once, to the call that met it: the tasks it knew are gone.
+                raise SimulatorStoreError(
+                    f"The simulator's task store {store.path} was damaged: it was moved "
+                    f"aside to {store.moved_aside.name} and a new one started, so the "
+                    "simulator's earlier tasks are gone. Call again (submit anew for a task "
+                    "made before)."
+                )
         assert self._made.transport is not None
         return await self._made.transport.handle_async_request(request)
 

@@ -26,7 +26,7 @@ def test_bad_shots_are_refused_naming_the_argument(shots: str) -> None:
 
 def test_a_model_that_takes_a_first_frame_chains_the_shots() -> None:
     text = storyboard_text("a fox wakes\nthe fox runs", "sora-2", "8")
-    assert text.index("1. a fox wakes") < text.index("2. the fox runs")
+    assert text.index('1. "a fox wakes"') < text.index('2. "the fox runs"')
     assert "extract_frames" in text
     assert "last frame" in text
     assert '"duration": 8' in text
