@@ -222,10 +222,15 @@ async def test_a_link_to_a_name_swapped_for_a_symlink_inside_the_folder_is_404(
     clip = out / "clip.mp4"
     route = links.path_for(clip)
     assert route is not None
-    (out / "real.mp4").write_bytes(clip.read_bytes())
+    before = clip.stat()
+    # Other bytes of the same size and mtime, reached through a symlink under the name.
+    (out / "real.mp4").write_bytes(b"C" * before.st_size)
+    os.utime(out / "real.mp4", ns=(before.st_atime_ns, before.st_mtime_ns))
     clip.unlink()
     clip.symlink_to(out / "real.mp4")
-    assert (await client.get(route)).status_code == 404
+    r = await client.get(route)
+    assert r.status_code == 404
+    assert b"C" * 16 not in r.content
 
 
 # --- one frame, one file -----------------------------------------------------------------
