@@ -205,6 +205,24 @@ def open_saved(
     return held
 
 
+def read_regular(path: Path, *, limit: int) -> bytes:
+    """The bytes of the regular file at ``path``, never through a symlink under its name
+    (raises ``OSError``: ``ELOOP`` for a link, ``EINVAL`` for a folder, FIFO or device,
+    ``EFBIG`` past ``limit`` bytes). For the small files saved beside a video."""
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read(limit + 1)[:limit]
+    finally:
+        os.close(fd)
+
+
 #: A video to read: a path (a file this server is writing, or a test's), or a
 #: checked, open saved file.
 VideoSource = Path | HeldFile

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import logging
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from .catalog import parse_size
 from .errors import StorageError
 from .frames import FramePosition, encode_png, frames_at, seconds_of
 from .images import JPEG, image_dimensions, sniff_image_type
-from .ondisk import HeldFile, VideoSource, path_of
+from .ondisk import HeldFile, VideoSource, path_of, read_regular
 from .preview import contact_sheet, sample_times, tile_count
 from .probe import ProbeError, probe_video
 from .results import Frame, Preview, Probe
@@ -34,6 +35,8 @@ SHOWN_FRAME_SIDE = 1024
 DURATION_TOLERANCE_SECONDS = 0.5
 RATIO_TOLERANCE = 0.03
 _RESOLUTION = re.compile(r"^(\d+)p$")
+#: Largest file read back as an earlier contact sheet (they are kept near 150 KiB).
+MAX_READ_SHEET_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +109,17 @@ def _existing_sheet(source: VideoSource, probe: Probe) -> Preview | None:
         candidates = [sheet_path(video), *video.parent.glob(pattern)]
         usable = []
         for path in candidates:
-            stat = path.stat() if path.is_file() else None
-            if stat is not None and stat.st_mtime_ns >= made:
-                usable.append((stat.st_mtime_ns, path))
+            try:
+                info = path.lstat()  # not followed: a symlink under a sheet's name is not ours
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_mtime_ns >= made:
+                usable.append((info.st_mtime_ns, path))
         for _, path in sorted(usable, reverse=True):
-            data = path.read_bytes()
+            try:
+                data = read_regular(path, limit=MAX_READ_SHEET_BYTES)
+            except OSError:
+                continue  # swapped since the listing: not this one
             size = image_dimensions(data) if sniff_image_type(data) == JPEG else None
             if size is not None:
                 break

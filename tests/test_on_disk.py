@@ -8,6 +8,7 @@ and the same frame asked for at once by several calls is one file.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -18,9 +19,9 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, ImageContent
 
-from gravitex_mcp import ondisk, seeing
+from gravitex_mcp import seeing
 from gravitex_mcp.frames import encode_png
 from gravitex_mcp.media import MediaLinks, load_or_create_key, loopback_app
 
@@ -92,6 +93,8 @@ async def test_an_unchanged_video_is_reused_without_hashing_it_again(
 ) -> None:
     async with connected(h) as client:
         first = await generate(client, duration=4)
+        from gravitex_mcp import ondisk  # new with the fix: imported here, not for every test
+
         hashed: list[int] = []
         real = ondisk.sha256_of_fd
 
@@ -170,6 +173,25 @@ async def test_a_symlink_swap_that_cannot_be_fetched_again_is_refused(
     assert result.is_error
     assert str(saved) in text_of(result)
     assert list(h.settings.output_dir.glob("*.png")) == [], "nothing was decoded from outside"
+
+
+async def test_a_contact_sheet_swapped_for_a_symlink_out_is_not_shown(
+    h: Harness, tmp_path: Path
+) -> None:
+    async with connected(h) as client:
+        first = await generate(client, duration=4)
+        other = await generate(client, duration=8, aspect_ratio="9:16", prompt="other")
+        sheet = Path(first["preview"]["path"])
+        secret = tmp_path / "outside.jpg"
+        secret.write_bytes(Path(other["preview"]["path"]).read_bytes())
+        sheet.unlink()
+        sheet.symlink_to(secret)
+        again = await client.call_tool("download_video", {"task_id": first["task_id"]})
+    data = structured(again)
+    assert data["preview"]["path"] != str(sheet)
+    shown = [base64.b64decode(b.data) for b in again.content if isinstance(b, ImageContent)]
+    assert shown, "the sheet is still shown, made again"
+    assert secret.read_bytes() not in shown
 
 
 # --- media links ------------------------------------------------------------------------
