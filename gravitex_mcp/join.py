@@ -39,10 +39,10 @@ import anyio.to_thread
 
 from .errors import GravitexError, InvalidArgumentsError, StorageError
 from .leftovers import TEMP_SUFFIX, hold_temp_file
-from .ondisk import HeldFile, VideoSource, path_of
+from .ondisk import HeldFile, VideoSource, open_saved, path_of
 from .probe import ProbeError, probe_video
 from .results import JoinVideosResult, Preview, Probe
-from .seeing import look_at
+from .seeing import Seen, look_at
 from .storage import OutputDir, StoredFile
 
 if TYPE_CHECKING:
@@ -533,11 +533,27 @@ async def join_files(
         os.close(held)
     # The contact sheet, as for every saved video (nothing was asked of a join); a
     # sheet that cannot be made is a note, the video is saved.
-    seen = await anyio.to_thread.run_sync(look_at, stored.path, {})
+    seen = await anyio.to_thread.run_sync(_look_at_stored, out, stored)
     logger.info("joined %d clips into %s (%s)", len(paths), stored.path, plan.method)
     return JoinedVideo(
         stored=stored, plan=plan, probe=probe, preview=seen.preview, notes=seen.notes
     )
+
+
+def _look_at_stored(out: OutputDir, stored: StoredFile) -> Seen:
+    """:func:`~gravitex_mcp.seeing.look_at` the published join, read through a checked
+    descriptor (its identity as published), not whatever its name leads to now."""
+    try:
+        found = open_saved(
+            out, stored.path, size=stored.size_bytes, sha256=stored.sha256, recorded=stored.identity
+        )
+    except StorageError as exc:
+        return Seen(None, None, [f"No contact sheet: {exc}"])
+    if not isinstance(found, HeldFile):
+        why = found.sentence() if found else f"{stored.path} is gone."
+        return Seen(None, None, [f"No contact sheet: {why}"])
+    with found:
+        return look_at(found, {})
 
 
 # --- join_videos: tasks, downloaded first where needed ------------------------------------
