@@ -53,6 +53,12 @@ async def test_a_same_size_overwrite_is_downloaded_again_and_then_joins(h: Harne
         second = await generate(client, duration=4, prompt="a harbour")
         damaged = Path(first["path"])
         overwrite_same_size(damaged)
+        checked = structured(
+            await client.call_tool("check_video_task", {"task_id": first["task_id"]})
+        )
+        assert "already saved" not in checked["next_step"]
+        assert str(damaged) in checked["next_step"]
+        assert "download_video" in checked["next_step"]
         again = await client.call_tool("download_video", {"task_id": first["task_id"]})
         data = structured(again)
         joined = await client.call_tool(
