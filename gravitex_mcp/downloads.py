@@ -37,7 +37,13 @@ from .results import SavedVideo
 from .sora_body import SoraBody
 from .storage import OutputDir, StoredFile, VideoFile
 
-__all__ = ["DEFAULT_ATTEMPTS", "MP4_MIME_TYPE", "download_video"]
+__all__ = [
+    "DEFAULT_ATTEMPTS",
+    "MP4_MIME_TYPE",
+    "download_stored",
+    "download_video",
+    "saved_video",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +217,40 @@ async def _with_retries(
     ) from last
 
 
+async def download_stored(
+    client: GravitexClient,
+    *,
+    task_id: str,
+    delivery: Delivery,
+    url: str | None,
+    output_dir: Path | OutputDir,
+    filename: str | None,
+    attempts: int = DEFAULT_ATTEMPTS,
+) -> StoredFile:
+    """:func:`download_video`, answering with the published file itself (its identity
+    included, for the journal)."""
+    if attempts < 1:
+        raise ValueError("attempts must be >= 1")
+    out = output_dir if isinstance(output_dir, OutputDir) else OutputDir(output_dir)
+    if delivery is Delivery.DOWNLOAD_ENDPOINT:
+        attempt = partial(_endpoint_attempt, client, out, task_id=task_id, filename=filename)
+        return await _with_retries(attempt, attempts=attempts, what=f"task {task_id!r}")
+    return await _download_url(
+        client, out, task_id=task_id, url=url, filename=filename, attempts=attempts
+    )
+
+
+def saved_video(stored: StoredFile) -> SavedVideo:
+    """The result fields of a published video."""
+    return SavedVideo(
+        path=str(stored.path),
+        uri=stored.path.as_uri(),
+        size_bytes=stored.size_bytes,
+        sha256=stored.sha256,
+        mime_type=MP4_MIME_TYPE,
+    )
+
+
 async def download_video(
     client: GravitexClient,
     *,
@@ -232,20 +272,13 @@ async def download_video(
     :class:`~gravitex_mcp.errors.APIError`; in every case no file is left under a final
     name.
     """
-    if attempts < 1:
-        raise ValueError("attempts must be >= 1")
-    out = output_dir if isinstance(output_dir, OutputDir) else OutputDir(output_dir)
-    if delivery is Delivery.DOWNLOAD_ENDPOINT:
-        attempt = partial(_endpoint_attempt, client, out, task_id=task_id, filename=filename)
-        stored = await _with_retries(attempt, attempts=attempts, what=f"task {task_id!r}")
-    else:
-        stored = await _download_url(
-            client, out, task_id=task_id, url=url, filename=filename, attempts=attempts
-        )
-    return SavedVideo(
-        path=str(stored.path),
-        uri=stored.path.as_uri(),
-        size_bytes=stored.size_bytes,
-        sha256=stored.sha256,
-        mime_type=MP4_MIME_TYPE,
+    stored = await download_stored(
+        client,
+        task_id=task_id,
+        delivery=delivery,
+        url=url,
+        output_dir=output_dir,
+        filename=filename,
+        attempts=attempts,
     )
+    return saved_video(stored)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from .ondisk import VideoSource, path_of
 from .probe import ProbeError, opened_video
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def seconds_of(at: float | FramePosition, duration: float) -> float:
     return float(at)
 
 
-def frames_at(path: Path, times: Sequence[float]) -> list[DecodedFrame]:
+def frames_at(path: VideoSource, times: Sequence[float]) -> list[DecodedFrame]:
     """For each time, the frame on screen then (the last one for times past the end).
 
     One decoding pass from the start: short clips from a generator have few
@@ -64,7 +64,7 @@ def frames_at(path: Path, times: Sequence[float]) -> list[DecodedFrame]:
             if pending == len(order):
                 break
         if last is None:
-            raise ProbeError(f"{path.name} has no frame FFmpeg can decode.")
+            raise ProbeError(f"{path_of(path).name} has no frame FFmpeg can decode.")
         for index in order[pending:]:
             picked[index] = last
     return [picked[i] for i in range(len(times))]

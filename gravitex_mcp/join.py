@@ -39,9 +39,10 @@ import anyio.to_thread
 
 from .errors import GravitexError, InvalidArgumentsError, StorageError
 from .leftovers import TEMP_SUFFIX, hold_temp_file
+from .ondisk import HeldFile, VideoSource, open_saved, path_of
 from .probe import ProbeError, probe_video
 from .results import JoinVideosResult, Preview, Probe
-from .seeing import look_at
+from .seeing import Seen, look_at
 from .storage import OutputDir, StoredFile
 
 if TYPE_CHECKING:
@@ -85,6 +86,11 @@ class ClipInfo:
     audio: _Audio | None
     extradata: bytes | None = None
     """The codec's setup (H.264 SPS/PPS, ...): a copied stream carries the first clip's."""
+    source: VideoSource | None = None
+    """What to read (a saved clip through its checked descriptor); ``path`` when none."""
+
+    def opened(self) -> contextlib.AbstractContextManager[av.container.InputContainer]:
+        return _open(self.source if self.source is not None else self.path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +114,21 @@ class JoinedVideo:
     notes: list[str]
 
 
-def _open(path: Path) -> av.container.InputContainer:
+@contextlib.contextmanager
+def _open(source: VideoSource) -> Iterator[av.container.InputContainer]:
+    """``source`` opened for reading; a held file through its checked descriptor (its
+    reader closed with the container: PyAV leaves a file object it was given open)."""
     import av
 
-    try:
-        return av.open(str(path), "r")
-    except (OSError, av.FFmpegError) as exc:
-        raise JoinError(f"Cannot read {path.name} as a video: {exc}") from exc
+    path = path_of(source)
+    with contextlib.ExitStack() as stack:
+        target = stack.enter_context(source.reader()) if isinstance(source, HeldFile) else None
+        try:
+            container = av.open(target if target is not None else str(path), "r")
+        except (OSError, av.FFmpegError) as exc:
+            raise JoinError(f"Cannot read {path.name} as a video: {exc}") from exc
+        with container:
+            yield container
 
 
 def _duration(container: av.container.InputContainer) -> float:
@@ -129,9 +143,10 @@ def _duration(container: av.container.InputContainer) -> float:
     return max(ends, default=0.0)
 
 
-def inspect_clip(path: Path) -> ClipInfo:
-    """Read ``path``'s streams (blocking). Raises :class:`JoinError` if it has no video."""
-    with _open(path) as container:
+def inspect_clip(source: VideoSource) -> ClipInfo:
+    """Read ``source``'s streams (blocking). Raises :class:`JoinError` if it has no video."""
+    path = path_of(source)
+    with _open(source) as container:
         if not container.streams.video:
             raise JoinError(f"{path.name} has no video track.")
         video = container.streams.video[0]
@@ -157,6 +172,7 @@ def inspect_clip(path: Path) -> ClipInfo:
             duration=_duration(container),
             audio=audio,
             extradata=ctx.extradata,
+            source=source,
         )
 
 
@@ -218,7 +234,7 @@ def _remux(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool, on_clip: Cli
         offset = 0.0  # seconds of the clips written so far
         last_dts: dict[str, int] = {}
         for clip in clips:
-            with _open(clip.path) as container:
+            with clip.opened() as container:
                 inputs: dict[str, Any] = {"video": container.streams.video[0]}
                 if keep_audio:
                     inputs["audio"] = container.streams.audio[0]
@@ -342,7 +358,7 @@ def _reencode(clips: Sequence[ClipInfo], dest: Path, keep_audio: bool, on_clip: 
         audio_next = 0  # the next output audio sample
         offset = 0.0
         for clip in clips:
-            with _open(clip.path) as container:
+            with clip.opened() as container:
                 start: float | None = None
                 last: Any = None
                 clip_end = math.floor((offset + clip.duration) * fps + Fraction(1, 2))
@@ -388,7 +404,7 @@ def _encode_audio(
     fmt, layout = stream.codec_context.format, stream.layout
     resampler = AudioResampler(format=fmt, layout=layout, rate=rate)
     fifo = AudioFifo()
-    with _open(clip.path) as container:
+    with clip.opened() as container:
         for frame in container.decode(container.streams.audio[0]):
             for resampled in resampler.resample(frame):
                 resampled.pts = None  # the fifo checks continuity of given pts
@@ -445,7 +461,7 @@ def _after(progress: ProgressFn, base: int) -> ProgressFn:
     return report
 
 
-def _write_joined(paths: Sequence[Path], dest: Path, on_clip: ClipDone) -> JoinPlan:
+def _write_joined(paths: Sequence[VideoSource], dest: Path, on_clip: ClipDone) -> JoinPlan:
     """Blocking: inspect the clips, choose a plan, write the joined mp4 to ``dest``."""
     import av
 
@@ -473,14 +489,15 @@ async def _publish(tmp: Path, out: OutputDir, *, filename: str | None, stem: str
 
 
 async def join_files(
-    paths: Sequence[Path],
+    paths: Sequence[VideoSource],
     out: OutputDir,
     *,
     filename: str | None,
     default_stem: str,
     progress: ProgressFn | None = None,
 ) -> JoinedVideo:
-    """Join the mp4s at ``paths`` in order and publish the result under ``out``.
+    """Join the mp4s at ``paths`` (saved clips: held, checked files) in order and
+    publish the result under ``out``.
 
     Raises :class:`JoinError` for clips that cannot be joined and
     :class:`~gravitex_mcp.errors.StorageError` when the disk refuses; in every case
@@ -516,11 +533,27 @@ async def join_files(
         os.close(held)
     # The contact sheet, as for every saved video (nothing was asked of a join); a
     # sheet that cannot be made is a note, the video is saved.
-    seen = await anyio.to_thread.run_sync(look_at, stored.path, {})
+    seen = await anyio.to_thread.run_sync(_look_at_stored, out, stored)
     logger.info("joined %d clips into %s (%s)", len(paths), stored.path, plan.method)
     return JoinedVideo(
         stored=stored, plan=plan, probe=probe, preview=seen.preview, notes=seen.notes
     )
+
+
+def _look_at_stored(out: OutputDir, stored: StoredFile) -> Seen:
+    """:func:`~gravitex_mcp.seeing.look_at` the published join, read through a checked
+    descriptor (its identity as published), not whatever its name leads to now."""
+    try:
+        found = open_saved(
+            out, stored.path, size=stored.size_bytes, sha256=stored.sha256, recorded=stored.identity
+        )
+    except StorageError as exc:
+        return Seen(None, None, [f"No contact sheet: {exc}"])
+    if not isinstance(found, HeldFile):
+        why = found.sentence() if found else f"{stored.path} is gone."
+        return Seen(None, None, [f"No contact sheet: {why}"])
+    with found:
+        return look_at(found, {})
 
 
 # --- join_videos: tasks, downloaded first where needed ------------------------------------
@@ -548,7 +581,7 @@ async def join_tasks(
             f"must list {MIN_CLIPS} to {MAX_CLIPS} task ids, in the order to join; "
             f"got {len(task_ids)}",
         )
-    paths: dict[str, Path] = {}
+    paths: dict[str, HeldFile] = {}
     failures: dict[str, str] = {}
     limiter = anyio.CapacityLimiter(_PARALLEL_DOWNLOADS)
     unique = list(dict.fromkeys(task_ids))  # a clip used twice is fetched once
@@ -556,27 +589,33 @@ async def join_tasks(
     async def gather(task_id: str) -> None:
         async with limiter:
             try:
-                paths[task_id] = await service.saved_path(task_id)
+                paths[task_id] = await service.held_video(task_id)
             except GravitexError as exc:
                 failures[task_id] = str(exc)
                 return
         if progress is not None:
             await progress(len(paths), None, f"{len(paths)} of {len(unique)} clips saved")
 
-    async with anyio.create_task_group() as group:
-        for task_id in unique:
-            group.start_soon(gather, task_id)
-    if failures:
-        listed = "; ".join(f"{tid}: {why}" for tid, why in failures.items())
-        raise JoinError(f"Nothing was joined: {len(failures)} clip(s) are not available. {listed}")
-    out = output or service.output
-    joined = await join_files(
-        [paths[t] for t in task_ids],
-        out,
-        filename=filename,
-        default_stem=f"joined-{task_ids[0]}-{len(task_ids)}-clips",
-        progress=None if progress is None else _after(progress, len(unique)),
-    )
+    try:
+        async with anyio.create_task_group() as group:
+            for task_id in unique:
+                group.start_soon(gather, task_id)
+        if failures:
+            listed = "; ".join(f"{tid}: {why}" for tid, why in failures.items())
+            raise JoinError(
+                f"Nothing was joined: {len(failures)} clip(s) are not available. {listed}"
+            )
+        out = output or service.output
+        joined = await join_files(
+            [paths[t] for t in task_ids],
+            out,
+            filename=filename,
+            default_stem=f"joined-{task_ids[0]}-{len(task_ids)}-clips",
+            progress=None if progress is None else _after(progress, len(unique)),
+        )
+    finally:
+        for held in paths.values():
+            held.close()
     stored = joined.stored
     return JoinVideosResult(
         path=str(stored.path),

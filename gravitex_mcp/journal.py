@@ -203,6 +203,12 @@ class TaskRecord(BaseModel):
     )
     size_bytes: int | None = Field(default=None, description="Size of the saved video.")
     sha256: str | None = Field(default=None, description="SHA-256 of the saved video.")
+    saved_identity: str | None = Field(
+        default=None,
+        exclude=True,  # internal: how a reuse checks the file cheaply (ondisk.FileIdentity)
+        repr=False,
+        description="The saved file's identity when saved: dev:ino:size:mtime_ns:ctime_ns.",
+    )
     created_at: datetime = Field(description="When the submission began (UTC).")
     updated_at: datetime = Field(description="When anything in this entry last changed (UTC).")
     checked_at: datetime | None = Field(
@@ -432,7 +438,18 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     )
 
 
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    # What is on disk is checked, not trusted: the saved file's identity (device, inode,
+    # size, mtime, ctime) lets a reuse skip hashing it again while it is untouched.
+    # Rows saved before have none: their files are hashed once when next reused.
+    conn.execute("ALTER TABLE tasks ADD COLUMN saved_identity TEXT")
+
+
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migrate_0_to_1,
+    _migrate_1_to_2,
+    _migrate_2_to_3,
+]
 """``_MIGRATIONS[n]`` takes a database from ``user_version`` n to n + 1.
 
 To change the schema, append a step; never edit a released one.
@@ -1128,9 +1145,16 @@ class Journal:
         return await self._run(operation)
 
     async def record_download(
-        self, task_id: str, *, path: Path, size_bytes: int, sha256: str
+        self,
+        task_id: str,
+        *,
+        path: Path,
+        size_bytes: int,
+        sha256: str,
+        identity: str | None = None,
     ) -> None:
-        """Record where the video of ``task_id`` (upstream or local id) was saved.
+        """Record where the video of ``task_id`` (upstream or local id) was saved, and
+        the file's identity then (see :class:`~gravitex_mcp.ondisk.FileIdentity`).
 
         Does nothing for a task the journal does not know.
         """
@@ -1145,8 +1169,24 @@ class Journal:
                     return
                 conn.execute(
                     "UPDATE tasks SET saved_path = ?, size_bytes = ?, sha256 = ?, "
-                    "downloaded_at = ?, updated_at = ? WHERE local_id = ?",
-                    (saved, int(size_bytes), sha256, at, at, row["local_id"]),
+                    "saved_identity = ?, downloaded_at = ?, updated_at = ? WHERE local_id = ?",
+                    (saved, int(size_bytes), sha256, identity, at, at, row["local_id"]),
+                )
+
+        await self._run(operation)
+
+    async def record_identity(self, task_id: str, *, path: Path, identity: str) -> None:
+        """Record the identity the saved file at ``path`` now has (its bytes were
+        checked to be the ones saved); nothing when the entry names another file."""
+
+        def operation(conn: sqlite3.Connection) -> None:
+            with _write(conn):
+                row = _find(conn, task_id)
+                if row is None or row["saved_path"] != str(path):
+                    return
+                conn.execute(
+                    "UPDATE tasks SET saved_identity = ? WHERE local_id = ?",
+                    (identity, row["local_id"]),
                 )
 
         await self._run(operation)

@@ -2,13 +2,14 @@
 
 A browser ``<video>`` cannot send a bearer token, so the link itself is the
 credential: ``/media/<token>/<name>``, where ``token`` is an HMAC of the file's
-identity (its path inside the output folder, its size and its modification
-time) under a secret kept in the state folder. So:
+identity (its path inside the output folder, its device and inode, size, and
+modification and change times) under a secret kept in the state folder. So:
 
 - links need no registry and survive a restart (the secret is on disk);
 - a forged or altered link, a path outside the output folder (``..``, an
-  absolute path, a symlink leading out) and a file that is gone or was replaced
-  all get the same plain 404;
+  absolute path, a symlink anywhere on the way) and a file that is gone or was
+  replaced all get the same plain 404 -- replaced includes rewritten in place with
+  its size and mtime set back: the inode and ``ctime`` cannot be set back;
 - only files the server handed out a link for can be fetched: it mints links
   for the videos, contact sheets and frames it saved, and nothing else;
 - deleting the key file revokes every link at once.
@@ -29,6 +30,7 @@ import logging
 import os
 import secrets
 import socket
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
@@ -41,6 +43,7 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import ConfigurationError
+from .ondisk import FileIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +136,8 @@ class MediaLinks:
     def output_dir(self) -> Path:
         return self._root
 
-    def _token(self, relative: str, size: int, mtime_ns: int) -> str:
-        message = f"gravitex-media-v1\0{relative}\0{size}\0{mtime_ns}".encode()
+    def _token(self, relative: str, identity: FileIdentity) -> str:
+        message = f"gravitex-media-v2\0{relative}\0{identity.text()}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()[:TOKEN_BYTES]
         return base64.urlsafe_b64encode(digest).decode("ascii")
 
@@ -151,13 +154,10 @@ class MediaLinks:
         relative = self._relative(path)
         if relative is None or relative == ".":
             return None
-        try:
-            info = path.stat()
-        except OSError:
+        identity = self._identity_beneath(PurePosixPath(relative).parts)
+        if identity is None:
             return None
-        if not path.is_file():
-            return None
-        token = self._token(relative, info.st_size, info.st_mtime_ns)
+        token = self._token(relative, identity)
         return f"{MEDIA_PREFIX}{token}/{quote(relative)}"
 
     def url_for(self, path: Path, *, request_host: str | None = None) -> str | None:
@@ -177,20 +177,40 @@ class MediaLinks:
         pure = PurePosixPath(name)
         if pure.is_absolute() or any(part in ("", ".", "..") for part in name.split("/")):
             return None
-        candidate = self._root.joinpath(*pure.parts)
-        try:
-            real = candidate.resolve(strict=True)
-            # A symlink inside the folder must not lead out of it.
-            real.relative_to(self._root)
-            info = real.stat()
-        except (OSError, ValueError, RuntimeError):
+        identity = self._identity_beneath(pure.parts)
+        if identity is None:
             return None
-        if not real.is_file():
-            return None
-        expected = self._token(pure.as_posix(), info.st_size, info.st_mtime_ns)
+        expected = self._token(pure.as_posix(), identity)
         if not hmac.compare_digest(expected.encode(), token.encode()):
             return None
-        return real
+        return self._root.joinpath(*pure.parts)
+
+    def _identity_beneath(self, parts: tuple[str, ...]) -> FileIdentity | None:
+        """The identity of the regular file at ``parts`` under the folder, reached one
+        name at a time from the folder's descriptor without following any symlink
+        (blocking); ``None`` when there is none, or the way leads through a link."""
+        nofollow = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        directory = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow
+        if not parts or os.open not in os.supports_dir_fd:  # pragma: no cover - Windows
+            return None
+        try:
+            fd = os.open(self._root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return None
+        try:
+            for index, part in enumerate(parts):
+                last = index == len(parts) - 1
+                # O_NONBLOCK: a FIFO planted under the name must not hang the check.
+                flags = os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0) if last else directory
+                following = os.open(part, flags, dir_fd=fd)
+                os.close(fd)
+                fd = following
+            info = os.fstat(fd)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return FileIdentity.of(info) if stat.S_ISREG(info.st_mode) else None
 
 
 class _MediaFile(FileResponse):

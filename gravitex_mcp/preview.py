@@ -11,10 +11,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .frames import DecodedFrame, fit_within, frames_at
+from .ondisk import VideoSource, path_of
 from .probe import ProbeError
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def sample_times(duration: float, count: int) -> list[float]:
     return [duration * (i + 0.5) / count for i in range(count)]
 
 
-def contact_sheet(path: Path, duration: float) -> ContactSheet:
+def contact_sheet(path: VideoSource, duration: float) -> ContactSheet:
     """Decode frames spread over the video at ``path`` and tile them into one JPEG."""
     import av
 
@@ -58,7 +58,8 @@ def contact_sheet(path: Path, duration: float) -> ContactSheet:
     try:
         return compose(decoded, times)
     except av.FFmpegError as exc:
-        raise ProbeError(f"FFmpeg could not tile the frames of {path.name}: {exc}") from exc
+        name = path_of(path).name
+        raise ProbeError(f"FFmpeg could not tile the frames of {name}: {exc}") from exc
 
 
 def compose(decoded: Sequence[DecodedFrame], times: Sequence[float]) -> ContactSheet:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import GravitexError
+from .ondisk import HeldFile, VideoSource, path_of
 from .results import Probe
 
 if TYPE_CHECKING:
@@ -27,13 +27,19 @@ class ProbeError(GravitexError):
 
 
 @contextlib.contextmanager
-def opened_video(path: Path) -> Iterator[tuple[InputContainer, VideoStream]]:
-    """``path`` opened with PyAV, and its first video stream. An FFmpeg or OS error,
-    also while the caller reads inside the block, becomes a :class:`ProbeError`."""
+def opened_video(source: VideoSource) -> Iterator[tuple[InputContainer, VideoStream]]:
+    """``source`` opened with PyAV (a held file through its checked descriptor), and
+    its first video stream. An FFmpeg or OS error, also while the caller reads inside
+    the block, becomes a :class:`ProbeError`."""
     import av  # lazy: FFmpeg's libraries load on first use
 
+    path = path_of(source)
     try:
-        with av.open(str(path)) as container:
+        with contextlib.ExitStack() as stack:
+            target = (
+                stack.enter_context(source.reader()) if isinstance(source, HeldFile) else str(path)
+            )
+            container = stack.enter_context(av.open(target, "r"))
             if not container.streams.video:
                 raise ProbeError(f"{path.name} has no video stream.")
             yield container, container.streams.video[0]
@@ -43,7 +49,7 @@ def opened_video(path: Path) -> Iterator[tuple[InputContainer, VideoStream]]:
         raise ProbeError(f"Could not read {path.name}: {exc.strerror or exc}") from exc
 
 
-def probe_video(path: Path) -> Probe:
+def probe_video(path: VideoSource) -> Probe:
     """Duration, frame size, fps, video codec and whether there is audio, from the file."""
     with opened_video(path) as (container, stream):
         rate = stream.average_rate or stream.guessed_rate

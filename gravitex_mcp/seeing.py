@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import logging
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from .catalog import parse_size
 from .errors import StorageError
 from .frames import FramePosition, encode_png, frames_at, seconds_of
 from .images import JPEG, image_dimensions, sniff_image_type
+from .ondisk import HeldFile, VideoSource, path_of, read_regular
 from .preview import contact_sheet, sample_times, tile_count
 from .probe import ProbeError, probe_video
 from .results import Frame, Preview, Probe
@@ -33,6 +35,8 @@ SHOWN_FRAME_SIDE = 1024
 DURATION_TOLERANCE_SECONDS = 0.5
 RATIO_TOLERANCE = 0.03
 _RESOLUTION = re.compile(r"^(\d+)p$")
+#: Largest file read back as an earlier contact sheet (they are kept near 150 KiB).
+MAX_READ_SHEET_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +49,7 @@ class Seen:
 
 
 def look_at(
-    video: Path, asked: Mapping[str, Any], *, picked_size: tuple[int, int] | None = None
+    video: VideoSource, asked: Mapping[str, Any], *, picked_size: tuple[int, int] | None = None
 ) -> Seen:
     """Probe ``video``, make (or reuse) its contact sheet, and compare with ``asked``.
 
@@ -70,11 +74,12 @@ def sheet_path(video: Path) -> Path:
     return video.with_name(video.stem + SHEET_SUFFIX)
 
 
-def _sheet_for(video: Path, probe: Probe) -> Preview:
-    existing = _existing_sheet(video, probe)
+def _sheet_for(source: VideoSource, probe: Probe) -> Preview:
+    video = path_of(source)
+    existing = _existing_sheet(source, probe)
     if existing is not None:
         return existing
-    sheet = contact_sheet(video, probe.duration_seconds)
+    sheet = contact_sheet(source, probe.duration_seconds)
     path = save_new(video.parent, sheet_path(video).name, sheet.jpeg)
     logger.info("contact sheet of %s saved to %s", video.name, path.name)
     return Preview(
@@ -86,7 +91,7 @@ def _sheet_for(video: Path, probe: Probe) -> Preview:
     )
 
 
-def _existing_sheet(video: Path, probe: Probe) -> Preview | None:
+def _existing_sheet(source: VideoSource, probe: Probe) -> Preview | None:
     """The sheet an earlier look saved for this very file, when it is still there.
 
     A sheet older than the video belongs to an earlier file of the same name (one
@@ -94,17 +99,27 @@ def _existing_sheet(video: Path, probe: Probe) -> Preview | None:
     sheet is not replaced either (nothing is clobbered), so the new one is saved as
     ``<stem>.contact-N.jpg``; the newest sheet made after the video is the one kept.
     """
+    video = path_of(source)
     try:
-        made = video.stat().st_mtime_ns
+        # A held file's mtime as checked, not whatever its name leads to now.
+        made = (
+            source.identity.mtime_ns if isinstance(source, HeldFile) else video.stat().st_mtime_ns
+        )
         pattern = glob.escape(video.stem) + SHEET_SUFFIX.replace(".jpg", "-*.jpg")
         candidates = [sheet_path(video), *video.parent.glob(pattern)]
         usable = []
         for path in candidates:
-            stat = path.stat() if path.is_file() else None
-            if stat is not None and stat.st_mtime_ns >= made:
-                usable.append((stat.st_mtime_ns, path))
+            try:
+                info = path.lstat()  # not followed: a symlink under a sheet's name is not ours
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_mtime_ns >= made:
+                usable.append((info.st_mtime_ns, path))
         for _, path in sorted(usable, reverse=True):
-            data = path.read_bytes()
+            try:
+                data = read_regular(path, limit=MAX_READ_SHEET_BYTES)
+            except OSError:
+                continue  # swapped since the listing: not this one
             size = image_dimensions(data) if sniff_image_type(data) == JPEG else None
             if size is not None:
                 break
@@ -188,15 +203,16 @@ class ExtractedFrame:
     shown_png: bytes
 
 
-def extract(video: Path, at: Sequence[float | FramePosition]) -> list[ExtractedFrame]:
-    """The frames of ``video`` at each of ``at``, saved as PNG beside it (no clobbering;
-    a frame asked for again is the file saved the first time)."""
-    probe = probe_video(video)
+def extract(source: VideoSource, at: Sequence[float | FramePosition]) -> list[ExtractedFrame]:
+    """The frames of ``source`` at each of ``at``, saved as PNG beside it (no clobbering;
+    a frame asked for again, even by calls at once, is the file saved the first time)."""
+    video = path_of(source)
+    probe = probe_video(source)
     times = [
         min(max(0.0, seconds_of(a, probe.duration_seconds)), probe.duration_seconds) for a in at
     ]
     frames: list[ExtractedFrame] = []
-    for decoded in frames_at(video, times):
+    for decoded in frames_at(source, times):
         png, width, height = encode_png(decoded.frame)
         shown = png
         if max(width, height) > SHOWN_FRAME_SIDE:

@@ -39,6 +39,7 @@ from .errors import (
 from .frames import FramePosition
 from .journal import Journal, TaskRecord
 from .leftovers import TEMP_SUFFIX
+from .ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError, open_saved
 from .probe import ProbeError
 from .redact import clip
 from .results import (
@@ -137,7 +138,28 @@ class Submission:
     """The submit's answer; ``None`` for a task found again (its status is queried)."""
     notes: tuple[str, ...] = ()
     replayed: bool = False
-    on_disk: SavedVideo | None = None
+    on_disk: OnDisk | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OnDisk:
+    """What the file the journal names for a task turned out to be, once checked."""
+
+    saved: SavedVideo | None = None
+    """The saved video, verified to be the one saved: reuse it."""
+    identity: FileIdentity | None = None
+    """Its identity now (what a later look checks it by cheaply)."""
+    changed: Changed | None = None
+    """Something else is there now: a fresh copy is to be saved."""
+
+    def note(self) -> str | None:
+        """Why a fresh copy was saved (None when nothing had changed)."""
+        if self.changed is None:
+            return None
+        return (
+            f"{self.changed.sentence()} A fresh copy was downloaded; the changed file was "
+            "left as it is."
+        )
 
 
 class VideoService:
@@ -253,7 +275,7 @@ class VideoService:
                     initial=None,
                     notes=(*notes, replay_note(idempotency_key, found)),
                     replayed=True,
-                    on_disk=_existing_download(found),
+                    on_disk=await self._on_disk(found),
                 )
             assert isinstance(found, str)  # claim_or_find: a local id or a task's record
             local_id = found
@@ -359,7 +381,7 @@ class VideoService:
             download=download,
             progress=progress,
             initial=None,
-            on_disk=_existing_download(record),
+            on_disk=await self._on_disk(record),
         )
 
     async def _follow(
@@ -372,7 +394,7 @@ class VideoService:
         download: bool,
         progress: ProgressFn | None,
         initial: TaskSnapshot | None,
-        on_disk: SavedVideo | None,
+        on_disk: OnDisk | None,
     ) -> CheckVideoTaskResult:
         tracker = _ProgressTracker(progress, float(wait_seconds))
         latest = initial
@@ -406,9 +428,9 @@ class VideoService:
                 try:
                     # A video already saved for this task is not downloaded again.
                     saved = (
-                        await self._seen(task_id, on_disk)
+                        await self._seen(task_id, on_disk.saved, on_disk.identity)
                         # A save still running (looking at its video) is joined instead.
-                        if on_disk and self._saves.running(task_id) is None
+                        if on_disk and on_disk.saved and self._saves.running(task_id) is None
                         else await self._save_once(
                             task_id, delivery=delivery, snapshot=latest, filename=None
                         )
@@ -416,6 +438,8 @@ class VideoService:
                 except (DownloadError, StorageError, APIError, JobStoppedError) as exc:
                     # The task succeeded and stays downloadable: keep its id in the result.
                     download_error = str(exc)
+                    if on_disk is not None and on_disk.changed is not None:
+                        download_error = f"{on_disk.changed.sentence()} {download_error}"
                     download_retry = _waiting_helps(exc)
         elapsed = self._clock.monotonic() - start
         if latest is None:
@@ -431,12 +455,20 @@ class VideoService:
             else None
         )
         next_step = _next_step(task_id, latest.status, downloaded=saved is not None)
-        if saved is None and on_disk is not None and latest.status is TaskStatus.SUCCEEDED:
+        done = latest.status is TaskStatus.SUCCEEDED
+        if saved is None and on_disk is not None and on_disk.saved is not None and done:
             # Telling the agent to "save it" again would make a second copy.
             next_step = (
-                f"The video is already saved at {on_disk.path}. Call download_video with "
-                f"task_id {task_id!r} to get its link and contact sheet again."
+                f"The video is already saved at {on_disk.saved.path}. Call download_video "
+                f"with task_id {task_id!r} to get its link and contact sheet again."
             )
+        elif saved is None and on_disk is not None and on_disk.changed is not None and done:
+            next_step = (
+                f"{on_disk.changed.sentence()} Call download_video with task_id {task_id!r} "
+                "to save a fresh copy."
+            )
+        if saved is not None and on_disk is not None and (note := on_disk.note()):
+            saved = saved.model_copy(update={"notes": [note, *saved.notes]})
         if download_error is not None:
             next_step = f"The video is ready but saving it failed: {download_error}"
             if download_retry:
@@ -495,11 +527,29 @@ class VideoService:
             saved = await pending.wait()
             return DownloadVideoResult(task_id=task_id, **saved.model_dump())
         record = await self._journal.get(task_id)
+        on_disk = OnDisk()
         if filename is None:
-            reused = _existing_download(record)
-            if reused is not None:
-                reused = await self._seen(task_id, reused)
+            on_disk = await self._on_disk(record)
+            if on_disk.saved is not None:
+                reused = await self._seen(task_id, on_disk.saved, on_disk.identity)
                 return DownloadVideoResult(task_id=task_id, reused=True, **reused.model_dump())
+        try:
+            result = await self._download_afresh(task_id, record, filename=filename)
+        except GravitexError as exc:
+            if on_disk.changed is None:
+                raise
+            raise SavedFileChangedError(
+                f"{on_disk.changed.sentence()} Saving a fresh copy failed: {exc} Restore the "
+                "file, or make the video again (generate_video) if the task is gone upstream."
+            ) from exc
+        note = on_disk.note()
+        if note is not None:
+            result = result.model_copy(update={"notes": [note, *result.notes]})
+        return result
+
+    async def _download_afresh(
+        self, task_id: str, record: TaskRecord | None, *, filename: str | None
+    ) -> DownloadVideoResult:
         try:
             # One look, shared with any wait already polling this task (each answer
             # journalled once), and its errors told as check_video_task tells them.
@@ -543,17 +593,18 @@ class VideoService:
         caller joining a running save gets its file (whatever ``filename`` it was given)."""
 
         async def save() -> SavedVideo:
-            from .downloads import download_video  # the save pipeline: loaded by the first save
+            # The save pipeline: loaded by the first save.
+            from .downloads import download_stored, saved_video
 
             self._save_names[task_id] = filename
             lock = await self._lock_task(task_id)
             try:
                 if filename is None:
                     # Another process may have saved it while this one waited.
-                    reused = _existing_download(await self._journal.get(task_id))
-                    if reused is not None:
-                        return await self._seen(task_id, reused)
-                saved = await download_video(
+                    found = await self._on_disk(await self._journal.get(task_id))
+                    if found.saved is not None:
+                        return await self._seen(task_id, found.saved, found.identity)
+                stored = await download_stored(
                     self._client,
                     task_id=task_id,
                     delivery=delivery or _delivery_from_answer(snapshot),
@@ -561,16 +612,22 @@ class VideoService:
                     output_dir=self._output,
                     filename=filename,
                 )
+                saved = saved_video(stored)
+                identity = stored.identity
                 # Journalled before the lock goes: the next holder finds the file.
                 try:
-                    path, size, sha = Path(saved.path), saved.size_bytes, saved.sha256
+                    path, size, sha = stored.path, stored.size_bytes, stored.sha256
                     await self._journal.record_download(
-                        task_id, path=path, size_bytes=size, sha256=sha
+                        task_id,
+                        path=path,
+                        size_bytes=size,
+                        sha256=sha,
+                        identity=None if identity is None else identity.text(),
                     )
                 except JournalError:
                     logger.exception("could not record the download of task %s", task_id)
                 logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, size)
-                return await self._seen(task_id, saved)
+                return await self._seen(task_id, saved, identity)
             finally:
                 lock.release()
                 self._save_names.pop(task_id, None)
@@ -633,11 +690,15 @@ class VideoService:
             message += f" Call check_video_task with task_id {task_id!r} again later."
         return TaskCheckError(message)
 
-    async def _seen(self, task_id: str, saved: SavedVideo) -> SavedVideo:
+    async def _seen(
+        self, task_id: str, saved: SavedVideo, identity: FileIdentity | None
+    ) -> SavedVideo:
         """``saved`` with its probe, contact sheet and asked-versus-found notes.
 
         Every saved video (new or reused) passes here. Looking never fails the save:
-        a video that cannot be read gets a note saying why.
+        a video that cannot be read gets a note saying why. What is looked at is the
+        file checked to be ``saved`` (by ``identity``, else its sha256), read through
+        the descriptor that was checked.
         """
         try:
             record = await self._journal.get(task_id)
@@ -658,42 +719,110 @@ class VideoService:
         # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
         # Shielded: the video is already saved, and a deadline that ran out meanwhile
         # must not drop it from this result (the look takes a second or two at most).
-        from .seeing import look_at  # PyAV's probe and sheet: loaded by the first look
+        from .seeing import Seen, look_at  # PyAV's probe and sheet: loaded by the first look
+
+        def look() -> Seen:
+            try:
+                found = self._open_saved(Path(saved.path), saved, identity)
+            except StorageError as exc:
+                return Seen(None, None, [f"Could not look at the saved video: {exc}"])
+            if not isinstance(found, HeldFile):
+                why = found.sentence() if found else f"{saved.path} is gone."
+                return Seen(None, None, [f"Could not look at the saved video: {why}"])
+            with found:
+                return look_at(found, asked, picked_size=picked)
 
         with anyio.CancelScope(shield=True):
-            seen = await anyio.to_thread.run_sync(
-                lambda: look_at(Path(saved.path), asked, picked_size=picked)
-            )
+            seen = await anyio.to_thread.run_sync(look)
         return saved.model_copy(
             update={"probe": seen.probe, "preview": seen.preview, "notes": seen.notes}
         )
 
     # --- frames -------------------------------------------------------------------
 
-    async def saved_path(self, task_id: str) -> Path:
-        """Where the task's video is saved; a finished task not yet saved is downloaded
-        first. For callers that need the file, not a look at it (frames, joins)."""
-        saved = _existing_download(await self._journal.get(task_id))
-        if saved is None:
-            saved = await self.download(task_id, filename=None)
-        return Path(saved.path)
+    async def held_video(self, task_id: str) -> HeldFile:
+        """The task's saved video, checked and open (the caller closes it); a finished
+        task not yet saved, or whose saved file changed, is downloaded first. For callers
+        that read the file, not a look at it (frames, joins): they read it through the
+        returned descriptor, never through its path again."""
+        found = await self._check_saved(await self._journal.get(task_id), keep=True)
+        if isinstance(found, HeldFile):
+            return found
+        saved = await self.download(task_id, filename=None)
+        record = await self._journal.get(task_id)
+        identity = None if record is None else FileIdentity.parse(record.saved_identity)
+        try:
+            fresh = await anyio.to_thread.run_sync(
+                self._open_saved, Path(saved.path), saved, identity
+            )
+        except StorageError as exc:
+            fresh = Changed(Path(saved.path), f"cannot be checked: {exc}")
+        if isinstance(fresh, HeldFile):
+            return fresh
+        why = fresh.sentence() if fresh else f"{saved.path} disappeared."
+        raise SavedFileChangedError(
+            f"The video of task {task_id!r} changed on disk right after it was saved: {why} "
+            "Something else is writing to the output folder; stop it and call again."
+        )
+
+    def _open_saved(
+        self, path: Path, saved: SavedVideo, identity: FileIdentity | None
+    ) -> HeldFile | Changed | None:
+        return open_saved(
+            self._output, path, size=saved.size_bytes, sha256=saved.sha256, recorded=identity
+        )
+
+    async def _check_saved(
+        self, record: TaskRecord | None, *, keep: bool = False
+    ) -> HeldFile | Changed | None:
+        """The file the journal names for ``record``, opened and verified (a changed
+        identity with the same bytes is journalled, so the next check is cheap); closed
+        again unless ``keep``. ``None`` when nothing was saved or the file is gone."""
+        saved = _saved_of(record)
+        if record is None or saved is None:
+            return None
+        recorded = FileIdentity.parse(record.saved_identity)
+        try:
+            found = await anyio.to_thread.run_sync(
+                self._open_saved, Path(saved.path), saved, recorded
+            )
+        except StorageError as exc:  # the folder itself changed: nothing in it is trusted
+            return Changed(Path(saved.path), f"cannot be checked: {exc}")
+        if isinstance(found, HeldFile):
+            if found.identity != recorded:
+                try:
+                    await self._journal.record_identity(
+                        record.local_id, path=found.path, identity=found.identity.text()
+                    )
+                except JournalError:
+                    logger.exception("could not record the identity of %s", found.path)
+            if not keep:
+                found.close()
+        return found
+
+    async def _on_disk(self, record: TaskRecord | None) -> OnDisk:
+        """The saved video of ``record`` when it is still the one saved; else why not."""
+        found = await self._check_saved(record)
+        if isinstance(found, HeldFile):
+            return OnDisk(saved=_saved_of(record), identity=found.identity)
+        return OnDisk(changed=found)
 
     async def extract_frames(
         self, task_id: str, at: list[float | FramePosition]
     ) -> tuple[ExtractFramesResult, list[bytes]]:
         """Frames of the task's saved video as PNG files, and the PNGs to show (scaled
         down where large); a finished task not yet saved is downloaded first."""
-        video = await self.saved_path(task_id)
         from .seeing import extract
 
-        try:
-            frames = await anyio.to_thread.run_sync(lambda: extract(video, at))
-        except ProbeError as exc:
-            raise FramesError(
-                f"Could not take frames from the saved video of task {task_id!r}: {exc}"
-            ) from exc
+        with await self.held_video(task_id) as video:
+            try:
+                frames = await anyio.to_thread.run_sync(lambda: extract(video, at))
+            except ProbeError as exc:
+                raise FramesError(
+                    f"Could not take frames from the saved video of task {task_id!r}: {exc}"
+                ) from exc
         result = ExtractFramesResult(
-            task_id=task_id, video_path=str(video), frames=[f.frame for f in frames]
+            task_id=task_id, video_path=str(video.path), frames=[f.frame for f in frames]
         )
         return result, [f.shown_png for f in frames]
 
@@ -786,18 +915,13 @@ def _delivery_from_answer(snapshot: TaskSnapshot) -> Delivery:
     return Delivery.TASK_URL if snapshot.url else Delivery.DOWNLOAD_ENDPOINT
 
 
-def _existing_download(record: TaskRecord | None) -> SavedVideo | None:
-    """The video saved for ``record`` when it is still there, unchanged in size."""
+def _saved_of(record: TaskRecord | None) -> SavedVideo | None:
+    """The saved video ``record`` names (unchecked: see :meth:`VideoService._on_disk`)."""
     if record is None or not (
         record.saved_path and record.sha256 and record.size_bytes is not None
     ):
         return None
     path = Path(record.saved_path)
-    try:
-        if not path.is_file() or path.stat().st_size != record.size_bytes:
-            return None
-    except OSError:
-        return None
     return SavedVideo(
         path=str(path),
         uri=path.as_uri(),

@@ -12,6 +12,8 @@ import contextlib
 import os
 import secrets
 import stat
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import StorageError
@@ -20,6 +22,9 @@ from .storage import _place_without_link as place_without_link
 
 #: How many ``stem-N`` names to try before giving up.
 MAX_TRIES = 1000
+
+#: Where the folder cannot be locked (no ``flock``): this process's saves take turns.
+_NO_FLOCK_LOCK = threading.Lock()
 
 
 def link_or_reserve(tmp: Path, final: Path) -> bool:
@@ -81,22 +86,49 @@ def _holds(path: Path, data: bytes) -> bool | None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _folder_turn(directory: Path) -> Iterator[None]:
+    """Saves in ``directory`` by this and other processes take turns while held: an
+    exclusive ``flock`` on the folder itself (each open is its own lock, so threads of
+    one process wait for each other too). Blocking: from a worker thread."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        with _NO_FLOCK_LOCK:
+            yield
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock: this process's turns only
+            with _NO_FLOCK_LOCK:
+                yield
+            return
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def save_or_reuse(directory: Path, name: str, data: bytes) -> Path:
     """:func:`save_new`, unless ``name`` (or a ``stem-N`` copy) already holds exactly
-    ``data``: then that file. Asking twice for the same frame gives one file, not
-    a ``-1``, ``-2``, ... copy per call."""
+    ``data``: then that file. Asking for the same frame twice, or by several calls at
+    once, gives one file, not a ``-1``, ``-2``, ... copy per call: the look and the
+    save are one turn in the folder, so a second caller finds the first's file
+    complete (and checks its bytes) rather than the name taken."""
     stem, dot, ext = name.rpartition(".")
     if not dot:
         stem, ext = name, ""
     suffix = f".{ext}" if ext else ""
     try:
-        for i in range(MAX_TRIES):
-            candidate = directory / (name if i == 0 else f"{stem}-{i}{suffix}")
-            same = _holds(candidate, data)
-            if same is None:
-                break  # the first free name: no copy beyond it
-            if same:
-                return candidate
+        with _folder_turn(directory):
+            for i in range(MAX_TRIES):
+                candidate = directory / (name if i == 0 else f"{stem}-{i}{suffix}")
+                same = _holds(candidate, data)
+                if same is None:
+                    break  # the first free name: no copy beyond it
+                if same:
+                    return candidate
+            return save_new(directory, name, data)
     except OSError as exc:
         raise StorageError(f"Could not read {name} in {directory}: {exc.strerror or exc}") from exc
-    return save_new(directory, name, data)

@@ -34,6 +34,7 @@ import anyio.to_thread
 
 from .errors import StorageError
 from .leftovers import TEMP_SUFFIX, hold_temp_file
+from .ondisk import FileIdentity, identity_of_fd
 
 #: Extension every saved video gets.
 VIDEO_SUFFIX: Final = ".mp4"
@@ -114,11 +115,13 @@ def safe_filename(name: str | None, *, default_stem: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """A published file: its final path, size and sha256 (hex)."""
+    """A published file: its final path, size, sha256 (hex) and identity once in place
+    (what later reuse checks it by, see :mod:`gravitex_mcp.ondisk`)."""
 
     path: Path
     size_bytes: int
     sha256: str
+    identity: FileIdentity | None = None
 
 
 def _storage_error(exc: OSError, *, name: str, directory: Path, action: str) -> StorageError:
@@ -185,6 +188,29 @@ class OutputDir:
                 "save there; nothing was saved. Restore the folder or restart the server."
             )
         return resolved
+
+    def open_folder(self) -> tuple[int, Path]:
+        """A descriptor of the folder (the caller closes it) and its resolved path
+        (blocking). The descriptor is checked to be the held folder itself, so names
+        opened relative to it cannot lead elsewhere, whatever a path does meanwhile."""
+        resolved = self.ensure()
+        assert self._held is not None
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(resolved, flags)
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot open the output dir {resolved} ({exc.strerror or exc}); set "
+                "GRAVITEX_OUTPUT_DIR to a directory this server can read and write."
+            ) from exc
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) != self._held[1:]:
+            os.close(fd)
+            raise StorageError(
+                f"The output dir {self.path} changed while this server was running: "
+                "refusing to read from it. Restore the folder or restart the server."
+            )
+        return fd, resolved
 
     def _hold(self) -> None:
         path = self.path
@@ -334,9 +360,19 @@ class VideoFile:
             raise self._error(exc, "write") from exc
         self._out.ensure()  # raises when the folder was swapped
         final = self._publish(tmp, directory)
+        self._tmp = None
+        with contextlib.suppress(OSError):  # gone already when it was moved into place
+            os.unlink(tmp)
+        try:
+            # Taken once the names are settled: linking and unlinking change its ctime.
+            identity: FileIdentity | None = identity_of_fd(fd)
+        except OSError:
+            identity = None  # checked by its sha256 when reused
         self._discard()  # closes (and unlocks) the temp file, removes its name
         _fsync_dir(directory)
-        return StoredFile(path=final, size_bytes=self._size, sha256=self._hash.hexdigest())
+        return StoredFile(
+            path=final, size_bytes=self._size, sha256=self._hash.hexdigest(), identity=identity
+        )
 
     def _publish(self, tmp: Path, directory: Path) -> Path:
         stem = self.name[: -len(VIDEO_SUFFIX)]

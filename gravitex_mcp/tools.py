@@ -105,6 +105,8 @@ Filename = Annotated[
     ),
 ]
 MAX_FRAMES = 12
+#: Largest contact sheet put in a result (they are made near 150 KiB).
+MAX_SHOWN_SHEET_BYTES = 8 * 1024 * 1024
 DEFAULT_FRAMES: tuple[FramePosition, ...] = ("first", "middle", "last")
 #: One frame to extract: seconds from the start, or a position word.
 FrameTime = Annotated[float, Field(ge=0)] | FramePosition
@@ -154,8 +156,14 @@ async def _preview_block(video: SavedVideo | None, wanted: bool) -> list[Content
     """The contact sheet as an image block, when wanted and readable."""
     if not wanted or video is None or video.preview is None:
         return []
+    from .ondisk import read_regular
+
+    sheet = Path(video.preview.path)
     try:
-        data = await anyio.Path(video.preview.path).read_bytes()
+        # Never through a symlink swapped in under the sheet's name.
+        data = await anyio.to_thread.run_sync(
+            lambda: read_regular(sheet, limit=MAX_SHOWN_SHEET_BYTES)
+        )
     except OSError as exc:
         logger.warning("could not read %s for the result: %s", Path(video.preview.path).name, exc)
         return []

@@ -350,7 +350,7 @@ async def test_pragmas_and_schema_version(journal: Journal) -> None:
     conn = sqlite3.connect(journal.path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 3
     finally:
         conn.close()
     own = journal._conn
@@ -746,7 +746,7 @@ async def test_migration_hook_applies_new_steps(
     monkeypatch.setattr(
         journal_module, "_MIGRATIONS", [*journal_module._MIGRATIONS, add_note_column]
     )
-    assert schema_version() == 3
+    assert schema_version() == 4
     upgraded = Journal.open(tmp_path)
     try:
         assert await upgraded.get("before-upgrade") is not None
@@ -754,7 +754,7 @@ async def test_migration_hook_applies_new_steps(
         upgraded.close()
     conn = sqlite3.connect(tmp_path / DB_FILENAME)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
         columns = [row[1] for row in conn.execute("PRAGMA table_info(tasks)")]
         assert "note" in columns
     finally:

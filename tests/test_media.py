@@ -23,6 +23,7 @@ from gravitex_mcp.media import (
     serve_loopback,
     with_media,
 )
+from gravitex_mcp.ondisk import FileIdentity
 from gravitex_mcp.settings import load_settings
 
 BODY = bytes(range(256)) * 64  # 16 KiB, every byte value, easy to slice
@@ -184,11 +185,11 @@ async def test_paths_outside_the_folder_are_404(
     assert links.path_for(out / "escape.mp4") is None, "a symlink leading out gets no link"
     # A token the key does accept for that very name (leaked, or minted before a swap)
     # still serves nothing outside: here only the containment check stands in the way.
-    info = secret.stat()
+    identity = FileIdentity.of(secret.stat())
     for name in ("../state/" + KEY_FILE, "escape.mp4"):
-        genuine = links._token(name, info.st_size, info.st_mtime_ns)
+        genuine = links._token(name, identity)
         assert links.resolve(genuine, name) is None, name
-    genuine = links._token("escape.mp4", info.st_size, info.st_mtime_ns)
+    genuine = links._token("escape.mp4", identity)
     r = await media.get(f"/media/{genuine}/escape.mp4")
     assert r.status_code == 404
     assert secret.read_bytes() not in r.content
