@@ -529,11 +529,15 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
 
         return await _guarded(body)
 
+    # What each tool may do, told truthfully: a tool that can save a file is not
+    # read-only, whatever else it does (check_video_task saves with download: true).
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
     # Tools that make something new (a task, a file) and never replace anything.
     creates = ToolAnnotations(
         read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
     )
+    # Asked again, these return what the first call made (the saved file, the frame).
+    saves_once = creates.model_copy(update={"idempotent_hint": True})
     return [
         _tool(list_models, name="list_models", title="List video models", annotations=read_only),
         tool_from_model(
@@ -548,13 +552,13 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             check_video_task,
             name="check_video_task",
             title="Check a video task",
-            annotations=read_only.model_copy(update={"open_world_hint": True}),
+            annotations=saves_once,
         ),
         _tool(
             download_video,
             name="download_video",
             title="Download a finished video",
-            annotations=creates.model_copy(update={"idempotent_hint": True}),
+            annotations=saves_once,
         ),
         tool_from_model(
             generate_videos,
@@ -574,7 +578,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             extract_frames,
             name="extract_frames",
             title="Extract frames of a video",
-            annotations=creates,
+            annotations=saves_once,
         ),
         _tool(
             list_video_tasks,

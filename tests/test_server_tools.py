@@ -57,13 +57,37 @@ async def test_tools_are_typed_described_and_annotated(h: Harness) -> None:
         assert tool.output_schema is not None, tool.name
         assert tool.annotations is not None, tool.name
         assert "ctx" not in tool.input_schema.get("properties", {}), tool.name
-    hints = {name: t.annotations for name, t in tools.items() if t.annotations is not None}
-    assert hints["list_models"].read_only_hint is True
-    assert hints["check_video_task"].read_only_hint is True
-    assert hints["list_video_tasks"].read_only_hint is True
-    assert hints["generate_video"].read_only_hint is False
-    assert hints["generate_video"].open_world_hint is True
-    assert hints["download_video"].open_world_hint is True
+    hints = {
+        name: t.annotations.model_dump(exclude={"title"})
+        for name, t in tools.items()
+        if t.annotations is not None
+    }
+    assert hints == {name: ANNOTATIONS[name] for name in TOOLS}
+
+
+def _hints(read_only: bool, idempotent: bool, open_world: bool) -> dict[str, bool | None]:
+    # Nothing here replaces or deletes anything: destructive is false wherever it applies.
+    return {
+        "read_only_hint": read_only,
+        "destructive_hint": None if read_only else False,
+        "idempotent_hint": idempotent,
+        "open_world_hint": open_world,
+    }
+
+
+#: What each tool may do. Saving a file is not read-only (check_video_task saves with
+#: download: true); a call that reuses what an earlier one made is idempotent; reaching
+#: the upstream (a download included) is the open world.
+ANNOTATIONS = {
+    "list_models": _hints(read_only=True, idempotent=True, open_world=False),
+    "list_video_tasks": _hints(read_only=True, idempotent=True, open_world=False),
+    "generate_video": _hints(read_only=False, idempotent=False, open_world=True),
+    "generate_videos": _hints(read_only=False, idempotent=False, open_world=True),
+    "check_video_task": _hints(read_only=False, idempotent=True, open_world=True),
+    "download_video": _hints(read_only=False, idempotent=True, open_world=True),
+    "extract_frames": _hints(read_only=False, idempotent=True, open_world=True),
+    "join_videos": _hints(read_only=False, idempotent=False, open_world=True),
+}
 
 
 async def test_generate_schema_has_enums_bounds_and_descriptions(h: Harness) -> None:
