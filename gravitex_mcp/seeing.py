@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import parse_size
-from .errors import StorageError
+from .errors import GravitexError, StorageError
 from .frames import FramePosition, encode_png, frames_at, seconds_of
 from .images import JPEG, image_dimensions, sniff_image_type
 from .preview import contact_sheet, sample_times, tile_count
@@ -179,6 +179,10 @@ def _ratio_text(probe: Probe) -> str:
 # --- extract_frames -----------------------------------------------------------------
 
 
+class FrameTimeError(GravitexError):
+    """A time asked of extract_frames lies past the end of the video."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExtractedFrame:
     """A saved frame, and the PNG to show the agent (at most SHOWN_FRAME_SIDE pixels:
@@ -192,9 +196,20 @@ def extract(video: Path, at: Sequence[float | FramePosition]) -> list[ExtractedF
     """The frames of ``video`` at each of ``at``, saved as PNG beside it (no clobbering;
     a frame asked for again is the file saved the first time)."""
     probe = probe_video(video)
-    times = [
-        min(max(0.0, seconds_of(a, probe.duration_seconds)), probe.duration_seconds) for a in at
+    duration = probe.duration_seconds
+    # Checked before any frame is decoded or saved: a time past the end is a mistake to
+    # tell, not the last frame to hand back as if it were the one asked for.
+    past = [
+        f"at[{i}]: {a:g} s is past the end"
+        for i, a in enumerate(at)
+        if not isinstance(a, str) and a > duration
     ]
+    if past:
+        raise FrameTimeError(
+            f"{'; '.join(past)} of {video.name}, which is {duration:g} s long. Valid times: "
+            f'0 to {duration:g} s, or "first", "middle", "last". No frame was saved.'
+        )
+    times = [min(max(0.0, seconds_of(a, duration)), duration) for a in at]
     frames: list[ExtractedFrame] = []
     for decoded in frames_at(video, times):
         png, width, height = encode_png(decoded.frame)

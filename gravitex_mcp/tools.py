@@ -106,8 +106,9 @@ Filename = Annotated[
 ]
 MAX_FRAMES = 12
 DEFAULT_FRAMES: tuple[FramePosition, ...] = ("first", "middle", "last")
-#: One frame to extract: seconds from the start, or a position word.
-FrameTime = Annotated[float, Field(ge=0)] | FramePosition
+#: One frame to extract: seconds from the start, or a position word. Strict: true is
+#: not a number, as the schema says (pydantic's lax mode read it as 1.0).
+FrameTime = Annotated[float, Field(ge=0, strict=True)] | FramePosition
 
 
 # --- result shaping ------------------------------------------------------------
@@ -428,8 +429,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 min_length=1,
                 max_length=MAX_FRAMES,
                 description=(
-                    "Which frames: seconds from the start (a time past the end gives the "
-                    'last frame), or "first", "middle", "last". Default: all three words.'
+                    "Which frames: seconds from the start (0 up to the clip's length; a "
+                    'time past the end is refused), or "first", "middle", "last". Default: '
+                    "all three words."
                 ),
             ),
         ] = None,

@@ -160,7 +160,7 @@ async def test_extract_frames_at_given_seconds_never_clobbers(h: Harness) -> Non
         data = structured(await generate(client, duration=4))
         task_id = data["task_id"]
         one = structured(
-            await client.call_tool("extract_frames", {"task_id": task_id, "at": [1, 2.5, 99]})
+            await client.call_tool("extract_frames", {"task_id": task_id, "at": [1, 2.5, 4]})
         )
         two = structured(await client.call_tool("extract_frames", {"task_id": task_id, "at": [1]}))
     assert [f["at_seconds"] for f in one["frames"]] == [1.0, 2.5, 3.875]
@@ -189,8 +189,38 @@ async def test_extract_frames_of_an_unfinished_task_says_what_to_do(h: Harness) 
     assert "check_video_task" in text_of(result)
 
 
+async def test_extract_frames_refuses_a_time_past_the_end_and_saves_nothing(h: Harness) -> None:
+    async with connected(h) as client:
+        data = structured(await generate(client, duration=4))
+        before = sorted(h.settings.output_dir.iterdir())
+        result = await client.call_tool(
+            "extract_frames", {"task_id": data["task_id"], "at": [1, 999]}
+        )
+    assert result.is_error
+    name = Path(data["path"]).name
+    assert text_of(result) == (
+        f"at[1]: 999 s is past the end of {name}, which is 4 s long. Valid times: 0 to 4 s, "
+        'or "first", "middle", "last". No frame was saved.'
+    )
+    assert sorted(h.settings.output_dir.iterdir()) == before  # not even at[0]'s frame
+
+
+async def test_extract_frames_refuses_a_boolean_as_its_schema_does(h: Harness) -> None:
+    async with connected(h) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        result = await client.call_tool("extract_frames", {"task_id": "video_x", "at": [True]})
+    item = tools["extract_frames"].input_schema["properties"]["at"]["anyOf"][0]["items"]
+    assert {"boolean"}.isdisjoint(member.get("type") for member in item["anyOf"])
+    assert result.is_error
+    assert "at[0]" in text_of(result)
+    assert "(given: true, a boolean)" in text_of(result)
+    assert h.sim.calls["query"] == 0  # nothing sent upstream
+
+
 @pytest.mark.parametrize(
-    "at", [[], ["last", "end"], [-1], list(range(13))], ids=["empty", "word", "neg", "many"]
+    "at",
+    [[], ["last", "end"], [-1], list(range(13)), [True], ["1"]],
+    ids=["empty", "word", "neg", "many", "bool", "string"],
 )
 async def test_extract_frames_refuses_bad_positions(h: Harness, at: list[Any]) -> None:
     async with connected(h) as client:
