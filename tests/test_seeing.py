@@ -121,6 +121,42 @@ async def test_a_shorter_clip_than_asked_gets_a_note(h: Harness) -> None:
     assert "Note: asked 8 s, got 4.0 s" in text_of(result)
 
 
+SIMULATORS_DOING = (
+    " (the simulator's doing: its clips are 160 px on the short side and silent; "
+    "a real model returns what was asked)"
+)
+
+
+async def test_the_simulators_size_and_silence_are_noted_as_the_simulators(h: Harness) -> None:
+    async with connected(h) as client:
+        result = await generate(
+            client, duration=4, aspect_ratio="16:9", resolution="1080p", generate_audio=True
+        )
+    data = structured(result)
+    assert data["notes"] == [
+        "asked 1080p, got 160p (284x160)" + SIMULATORS_DOING,
+        "asked generate_audio true, got a video with no audio track" + SIMULATORS_DOING,
+    ]
+    text = text_of(result)
+    assert all(f"Note: {note}" in text for note in data["notes"])
+
+
+def test_audio_asked_and_not_found_is_noted() -> None:
+    from gravitex_mcp.results import Probe
+    from gravitex_mcp.seeing import mismatch_notes
+
+    silent = Probe(
+        duration_seconds=4.0, width=1280, height=720, fps=24.0, video_codec="h264", has_audio=False
+    )
+    loud = silent.model_copy(update={"has_audio": True})
+    asked = {"generate_audio": True, "resolution": "720p"}
+    note = "asked generate_audio true, got a video with no audio track"
+    assert mismatch_notes(asked, silent) == [note]
+    assert mismatch_notes(asked, loud) == []
+    assert mismatch_notes({"generate_audio": False}, silent) == []
+    assert mismatch_notes({}, silent) == []  # not asked: nothing to compare
+
+
 async def test_a_duration_written_in_a_seedance_prompt_is_compared_too(h: Harness) -> None:
     async with connected(h) as client:
         result = await generate(
