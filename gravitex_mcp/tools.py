@@ -87,7 +87,8 @@ Each job in `jobs` takes the arguments of one generate_video call (model, prompt
 problem names its job's index (jobs[1].duration). Then all are submitted at once and
 waited for together, up to `wait_seconds` (default {DEFAULT_WAIT_SECONDS}s), with progress
 notifications. A job whose submit fails does not stop the others; the result lists which
-jobs to send again (retry_jobs). With `download: true` finished videos are saved.
+jobs to send again (retry_jobs). With `download: true` finished videos are saved, each
+with its probe, notes and contact sheet image, as generate_video shows them.
 """
 PREVIEW_DESCRIPTION = (
     "Put the saved video's contact sheet (frames spread over the clip, one JPEG) in the "
@@ -250,7 +251,9 @@ def _listing_text(result: ListVideoTasksResult) -> str:
     return "\n".join(lines)
 
 
-def _batch_result(result: GenerateVideosResult, *, over_http: bool = False) -> CallToolResult:
+async def _batch_result(result: GenerateVideosResult, *, over_http: bool = False) -> CallToolResult:
+    """One text for all the jobs, then each saved video's link and contact sheet (as
+    generate_video shows it: at most 8 sheets of at most 150 KB each)."""
     content: list[ContentBlock] = []
     lines = []
     for job in result.jobs:
@@ -260,6 +263,7 @@ def _batch_result(result: GenerateVideosResult, *, over_http: bool = False) -> C
             lines.append(f"jobs[{job.index}]: {job.status}: {job.submit_error}")
         if job.video is not None:
             content.append(_video_link(job.video, over_http=over_http))
+            content.extend(await _preview_block(job.video, True))
     lines.append(result.next_step)
     content.insert(0, TextContent(type="text", text="\n".join(lines)))
     return CallToolResult(
@@ -486,7 +490,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             batch = await check_batch(service, given)
             result = await run_batch(service, batch, _progress_of(ctx))
             jobs = [await linked(ctx, job) for job in result.jobs]
-            return _batch_result(result.model_copy(update={"jobs": jobs}), over_http=over_http(ctx))
+            return await _batch_result(
+                result.model_copy(update={"jobs": jobs}), over_http=over_http(ctx)
+            )
 
         return await _guarded(body)
 
