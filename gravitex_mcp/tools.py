@@ -327,12 +327,24 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             Family | None,
             Field(description="Only this family: sora, veo, wan or seedance. Omit for all."),
         ] = None,
-    ) -> ListModelsResult:
+    ) -> Annotated[CallToolResult, ListModelsResult]:
         """List every video model with its family, modes and the valid values of each
         argument it takes (durations, resolutions, aspect ratios, sizes, ...). Call this
         before generate_video when unsure what a model accepts."""
+        from .model_table import models_table
+
         specs = catalog.models(family)
-        return ListModelsResult(models=[catalog.describe(s) for s in specs])
+        result = ListModelsResult(models=[catalog.describe(s) for s in specs])
+        # The text is a compact table (~3 KB); the whole catalog (~60 KB as indented
+        # JSON, 9k tokens) stays in structuredContent and gravitex://models.
+        text = (
+            f"{len(specs)} model(s). Each model's notes, rules and sizes per aspect ratio "
+            "are in structuredContent and the gravitex://models resource.\n" + models_table(family)
+        )
+        return CallToolResult(
+            content=[TextContent(type="text", text=text)],
+            structured_content=result.model_dump(mode="json"),
+        )
 
     async def generate_video(
         ctx: Context, **arguments: Any

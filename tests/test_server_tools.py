@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp.types import ImageContent, ResourceLink
+from mcp.types import ImageContent, ResourceLink, TextResourceContents
 
 from gravitex_mcp import catalog
 from gravitex_mcp.arguments import DEFAULT_WAIT_SECONDS
@@ -119,6 +119,32 @@ async def test_list_models_all_and_by_family(h: Harness) -> None:
     assert {m["family"] for m in veo["models"]} == {"veo"}
     assert len(veo["models"]) == 4
     assert all(m["modes"] for m in everything["models"])
+
+
+async def test_list_models_text_is_a_compact_table_and_the_catalog_stays_structured(
+    h: Harness,
+) -> None:
+    async with connected(h) as client:
+        everything = await client.call_tool("list_models", {})
+        veo = await client.call_tool("list_models", {"family": "veo"})
+        resource = await client.read_resource("gravitex://models")
+    text = text_of(everything)
+    assert len(text) < 6000  # was ~59,000 characters of indented JSON
+    for model_id in catalog.MODEL_IDS:
+        assert f"`{model_id}`" in text
+    assert "gravitex://models" in text
+    # one row per model, with its family, modes and values
+    assert "| `sora-2` | sora | text to video, first frame, remix | 4, 8, 12 |" in text
+    veo_rows = [line for line in text_of(veo).splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in veo_rows] == [
+        m for m in catalog.MODEL_IDS if m.startswith("veo")
+    ]
+    # the whole catalog, unchanged, in structuredContent and the resource
+    catalog_json = json.loads(json.dumps([catalog.describe(s) for s in catalog.models()]))
+    assert structured(everything) == {"models": catalog_json}
+    [contents] = resource.contents
+    assert isinstance(contents, TextResourceContents)
+    assert json.loads(contents.text) == catalog_json
 
 
 async def test_list_models_bad_family_is_an_error(h: Harness) -> None:
