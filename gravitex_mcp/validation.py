@@ -257,8 +257,7 @@ class _Review:
             if message is not None:
                 self.problems.append(Problem(name, message))
                 continue
-            # Accepted: later messages show it as the valid values are written.
-            self.settings[name] = _Setting(normal, name, format_value(normal))
+            self.settings[name] = _Setting(normal, name, _accepted(normal))
         mentioned = set(given)
         found = find_prompt_markers(self.prompt, spec.family)
         self.in_prompt = frozenset(marker.argument for marker in found)
@@ -467,6 +466,16 @@ def _echo(value: Any) -> str:
     if isinstance(value, str) and "://" in value and "?" in value:
         value = value.split("?", 1)[0] + "?…"
     return shown_value(value, _ECHO_LIMIT)
+
+
+def _accepted(value: Any) -> str:
+    """An accepted value as later messages show it: as the valid values are written
+    (``16:9``, not ``"16:9"``), clipped, never a list's items or a URL's query."""
+    if isinstance(value, str):
+        if "://" in value and "?" in value:
+            value = value.split("?", 1)[0] + "?…"
+        return clip(value, _ECHO_LIMIT)
+    return _echo(value)
 
 
 def _type_problem(value: Any, needed: str) -> str:
