@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
 #: The most characters of a refused value echoed back.
@@ -118,6 +118,20 @@ def describe(tool: str, exc: ValidationError) -> str:
     else:
         body = f" ({len(problems)} problems):\n" + "\n".join(f"- {p}" for p in problems)
     return f"Invalid arguments for {tool}{body}\nNothing was done."
+
+
+def strict_arguments(tool: Tool) -> Tool:
+    """``tool`` validating its arguments strictly: each the JSON type its schema names.
+
+    The SDK's argument models are lax (``"30"`` taken as 30, ``"true"`` and ``1`` as
+    true, ``true`` as the number 1.0) where generate_video's arguments are strict; one
+    rule for every tool. The SDK still turns a JSON array or object sent as a string
+    into the array or object first (some clients send them so).
+    """
+    lax = tool.fn_metadata.arg_model
+    strict = type(lax.__name__, (lax,), {"model_config": ConfigDict(strict=True)})
+    metadata = tool.fn_metadata.model_copy(update={"arg_model": strict})
+    return tool.model_copy(update={"fn_metadata": metadata})
 
 
 class CheckedTool(Tool):

@@ -51,7 +51,7 @@ from .results import (
     SavedVideo,
     TaskResult,
 )
-from .schema_errors import CheckedTool
+from .schema_errors import CheckedTool, strict_arguments
 from .service import ProgressFn, VideoService
 
 logger = logging.getLogger(__name__)
@@ -300,7 +300,9 @@ def described(text: str) -> str:
 
 
 def _tool(fn: Callable[..., Any], **options: Any) -> Tool:
-    return CheckedTool.from_function(fn, description=described(fn.__doc__ or ""), **options)
+    return strict_arguments(
+        CheckedTool.from_function(fn, description=described(fn.__doc__ or ""), **options)
+    )
 
 
 def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) -> list[Tool]:
@@ -325,7 +327,11 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def list_models(
         family: Annotated[
             Family | None,
-            Field(description="Only this family: sora, veo, wan or seedance. Omit for all."),
+            # Not strict: a strict enum takes only the Python member, never "veo".
+            Field(
+                strict=False,
+                description="Only this family: sora, veo, wan or seedance. Omit for all.",
+            ),
         ] = None,
     ) -> Annotated[CallToolResult, ListModelsResult]:
         """List every video model with its family, modes and the valid values of each
@@ -479,7 +485,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         ] = 20,
         status: Annotated[
             JournalStatus | None,
-            Field(description="Only tasks with this status. Omit for all."),
+            Field(strict=False, description="Only tasks with this status. Omit for all."),
         ] = None,
     ) -> Annotated[CallToolResult, ListVideoTasksResult]:
         """List video tasks from this machine's journal, newest first (it survives

@@ -684,3 +684,38 @@ async def test_type_and_model_problems_come_back_together(h: Harness) -> None:
     assert "4, 8, 12" in message
     assert "sora-2" in message
     assert h.sim.calls["submit"] == 0
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "problem"),
+    [
+        ("check_video_task", {"task_id": "video_x", "wait_seconds": "30"}, "wait_seconds"),
+        ("check_video_task", {"task_id": "video_x", "download": "true"}, "download"),
+        ("check_video_task", {"task_id": "video_x", "preview": 1}, "preview"),
+        ("list_video_tasks", {"limit": 2.0}, "limit"),
+        ("download_video", {"task_id": 42}, "task_id"),
+        ("join_videos", {"task_ids": ["video_a", 7]}, "task_ids[1]"),
+    ],
+    ids=["str-int", "str-bool", "int-bool", "float-int", "int-str", "int-item"],
+)
+async def test_every_tool_takes_each_argument_as_its_json_type_only(
+    h: Harness, tool: str, arguments: dict[str, Any], problem: str
+) -> None:
+    """As generate_video does: "30" is not 30 and 1 is not true, in every tool."""
+    async with connected(h) as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.is_error
+    value = json.dumps(arguments[problem.split("[")[0]])
+    if "[" in problem:
+        value = json.dumps(arguments["task_ids"][1])
+    assert f"{problem}: " in text_of(result)
+    assert f"(given: {value}, " in text_of(result)
+    assert h.sim.calls["query"] == 0
+
+
+async def test_enum_arguments_still_take_their_words(h: Harness) -> None:
+    async with connected(h) as client:
+        veo = await client.call_tool("list_models", {"family": "veo"})
+        done = await client.call_tool("list_video_tasks", {"status": "succeeded"})
+    assert not veo.is_error, text_of(veo)
+    assert not done.is_error, text_of(done)
