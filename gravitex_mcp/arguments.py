@@ -57,7 +57,9 @@ def _drop_null_defaults(schema: dict[str, Any]) -> None:
 class VideoArguments(BaseModel):
     """What to generate, in the unified names; only ``model`` and ``prompt`` are required."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_drop_null_defaults)
+    # Strict: a value is the JSON type its schema names ("4" is not 4, "true" not true),
+    # as every integer already was; one rule, so no message contradicts another.
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_drop_null_defaults)
 
     model: Annotated[
         str,

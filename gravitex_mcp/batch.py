@@ -23,6 +23,7 @@ from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, SERVER_ARGUMENTS,
 from .domain import TaskStatus
 from .errors import GravitexError, InvalidArgumentsError, Problem, SubmitOutcomeUnknownError
 from .results import BatchJobResult, GenerateVideosResult
+from .schema_errors import json_kind, shown_value
 from .service import ProgressFn, Submission, VideoService
 
 if TYPE_CHECKING:  # checking and preparing requests: loaded by the first batch
@@ -37,7 +38,8 @@ _JOB_INDEX: Final = re.compile(r"jobs\[([0-9]+)\]")
 class BatchSettings(BaseModel):
     """How long generate_videos waits, and whether it saves the videos."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict, as generate_video's arguments: "true" is not true.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     wait_seconds: Annotated[
         int,
@@ -107,7 +109,8 @@ def _parse(
                     "download (the video arguments go inside each job)"
                 )
             else:
-                message = f"{error.get('input')!r} is not valid: {error['msg']}"
+                given = error.get("input")
+                message = f"{shown_value(given)} ({json_kind(given)}) is not valid: {error['msg']}"
             problems.append(Problem(name, message))
     jobs = raw.get("jobs")
     parsed: dict[int, VideoArguments] = {}

@@ -113,18 +113,22 @@ async def claim_or_find(
 
 
 async def repeat_notes(journal: Journal, digest: str) -> list[str]:
-    """Notes naming submissions of the same arguments within :data:`RECENT_WINDOW`."""
+    """One note naming the submissions of the same arguments within :data:`RECENT_WINDOW`
+    (one note per earlier take piled up as takes went on)."""
     minutes = int(RECENT_WINDOW.total_seconds() // 60)
-    notes = []
-    for record in await journal.recent_with_arguments(digest, within=RECENT_WINDOW):
-        if record.task_id is None:
-            continue
-        notes.append(
-            f"The same arguments were submitted in the last {minutes} minutes as task "
-            f"{record.task_id} (status {record.status.value}); this call submitted a new "
-            "task (a second take). To make retries safe, pass idempotency_key."
-        )
-    return notes
+    earlier = [
+        f"{record.task_id} ({record.status.value})"
+        for record in await journal.recent_with_arguments(digest, within=RECENT_WINDOW)
+        if record.task_id is not None
+    ]
+    if not earlier:
+        return []
+    tasks = "task " + earlier[0] if len(earlier) == 1 else "tasks " + ", ".join(earlier)
+    return [
+        f"The same arguments were submitted in the last {minutes} minutes as {tasks}; "
+        "this call submitted a new task (another take). To make retries safe, pass "
+        "idempotency_key."
+    ]
 
 
 def replay_note(key: str, record: TaskRecord) -> str:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import math
 import os
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -41,6 +42,7 @@ from .errors import GravitexError, InvalidArgumentsError, StorageError
 from .leftovers import TEMP_SUFFIX, hold_temp_file
 from .ondisk import HeldFile, VideoSource, open_saved, path_of
 from .probe import ProbeError, probe_video
+from .redact import clip
 from .results import JoinVideosResult, Preview, Probe
 from .seeing import Seen, look_at
 from .storage import OutputDir, StoredFile
@@ -562,6 +564,16 @@ def _look_at_stored(out: OutputDir, stored: StoredFile) -> Seen:
 _PARALLEL_DOWNLOADS: Final = 4
 
 
+def _unavailable(task_ids: Sequence[str], failures: Mapping[str, str]) -> str:
+    """Why nothing was joined: each clip that could not be had, by its place in task_ids."""
+    lines = []
+    for task_id, why in failures.items():
+        where = ", ".join(f"task_ids[{i}]" for i, t in enumerate(task_ids) if t == task_id)
+        lines.append(f"- {where} ({json.dumps(clip(task_id, 80))}): {why}")
+    count = f"{len(failures)} of {len(dict.fromkeys(task_ids))} clips"
+    return f"Nothing was joined: {count} could not be had.\n" + "\n".join(lines)
+
+
 async def join_tasks(
     service: VideoService,
     task_ids: Sequence[str],
@@ -590,6 +602,10 @@ async def join_tasks(
         async with limiter:
             try:
                 paths[task_id] = await service.held_video(task_id)
+            except InvalidArgumentsError as exc:
+                # Told under task_ids[i] below: the id's own problem, not a nested message.
+                failures[task_id] = "; ".join(p.message for p in exc.problems)
+                return
             except GravitexError as exc:
                 failures[task_id] = str(exc)
                 return
@@ -601,10 +617,7 @@ async def join_tasks(
             for task_id in unique:
                 group.start_soon(gather, task_id)
         if failures:
-            listed = "; ".join(f"{tid}: {why}" for tid, why in failures.items())
-            raise JoinError(
-                f"Nothing was joined: {len(failures)} clip(s) are not available. {listed}"
-            )
+            raise JoinError(_unavailable(task_ids, failures))
         out = output or service.output
         joined = await join_files(
             [paths[t] for t in task_ids],

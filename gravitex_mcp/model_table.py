@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 from . import catalog
+from .domain import Family
 
 START = "<!-- models:start -->"
 END = "<!-- models:end -->"
@@ -38,11 +39,12 @@ def _values(arg: dict[str, Any] | None) -> str:
     return "any"
 
 
-def models_table() -> str:
-    """One row per model: family, modes, valid values and the other arguments it takes."""
+def models_table(family: Family | None = None) -> str:
+    """One row per model (of ``family``, or all): family, modes, valid values and the
+    other arguments it takes. The README's table and list_models' text."""
     head = ["model", "family", "modes", *(h for h, _ in _VALUE_COLUMNS), "also takes"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for spec in catalog.models():
+    for spec in catalog.models(family):
         described = catalog.describe(spec)
         args: dict[str, Any] = described["arguments"]
         cells = [

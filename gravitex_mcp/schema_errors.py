@@ -11,12 +11,15 @@ by :mod:`~gravitex_mcp.failures`.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
 from .failures import failure_message, log_failure
@@ -25,9 +28,57 @@ from .failures import failure_message, log_failure
 MAX_ECHO: Final = 60
 
 
+#: What a pydantic type error's code says the argument needs, in a JSON caller's words.
+NEEDED: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "int_type": "an integer",
+        "int_parsing": "an integer",
+        "int_from_float": "an integer",
+        "float_type": "a number",
+        "float_parsing": "a number",
+        "bool_type": "true or false",
+        "bool_parsing": "true or false",
+        "string_type": "a string",
+        "list_type": "a list",
+        "dict_type": "an object",
+        "model_type": "an object",
+    }
+)
+
+
+def shown_value(value: Any, limit: int = MAX_ECHO) -> str:
+    """``value`` as the caller wrote it in JSON, clipped: ``"4"`` is a string, ``4`` a
+    number, ``true`` a boolean (Python's repr would say ``'4'`` and ``True``)."""
+    if isinstance(value, str):
+        value = value if len(value) <= limit else value[: limit - 1] + "…"
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit + 2 else text[: limit - 1] + "…"
+
+
+def json_kind(value: Any) -> str:
+    """What JSON calls ``value``'s type, with its article: ``a string``, ``a boolean``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
 def _echo(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 1] + "…"
+    return f"{shown_value(value)}, {json_kind(value)}"
 
 
 def _where(error: ErrorDetails) -> str:
@@ -72,6 +123,20 @@ def describe(tool: str, exc: ValidationError) -> str:
     else:
         body = f" ({len(problems)} problems):\n" + "\n".join(f"- {p}" for p in problems)
     return f"Invalid arguments for {tool}{body}\nNothing was done."
+
+
+def strict_arguments(tool: Tool) -> Tool:
+    """``tool`` validating its arguments strictly: each the JSON type its schema names.
+
+    The SDK's argument models are lax (``"30"`` taken as 30, ``"true"`` and ``1`` as
+    true, ``true`` as the number 1.0) where generate_video's arguments are strict; one
+    rule for every tool. The SDK still turns a JSON array or object sent as a string
+    into the array or object first (some clients send them so).
+    """
+    lax = tool.fn_metadata.arg_model
+    strict = type(lax.__name__, (lax,), {"model_config": ConfigDict(strict=True)})
+    metadata = tool.fn_metadata.model_copy(update={"arg_model": strict})
+    return tool.model_copy(update={"fn_metadata": metadata})
 
 
 class CheckedTool(Tool):

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import parse_size
-from .errors import StorageError
+from .errors import GravitexError, StorageError
 from .frames import FramePosition, encode_png, frames_at, seconds_of
 from .images import JPEG, image_dimensions, sniff_image_type
 from .ondisk import HeldFile, VideoSource, path_of, read_regular
 from .preview import contact_sheet, sample_times, tile_count
-from .probe import ProbeError, probe_video
+from .probe import ProbeError, opened_video, probe_video
 from .results import Frame, Preview, Probe
 from .stills import save_new, save_or_reuse
 
@@ -60,7 +60,9 @@ def look_at(
         probe = probe_video(video)
     except ProbeError as exc:
         return Seen(None, None, [f"Could not look at the saved video: {exc}"])
-    notes = mismatch_notes(asked, probe, picked_size=picked_size)
+    notes = mismatch_notes(
+        asked, probe, picked_size=picked_size, simulated=_made_by_simulator(video)
+    )
     try:
         preview = _sheet_for(video, probe)
     except (ProbeError, StorageError) as exc:
@@ -141,16 +143,33 @@ def _existing_sheet(source: VideoSource, probe: Probe) -> Preview | None:
 # --- asked versus found ---------------------------------------------------------------
 
 
+def _made_by_simulator(video: VideoSource) -> bool:
+    """Whether ``video`` is one of the built-in simulator's clips (its mp4 comment tag)."""
+    from .simulator.clips import SIMULATOR_MARK
+
+    try:
+        with opened_video(video) as (container, _):
+            return container.metadata.get("comment") == SIMULATOR_MARK
+    except ProbeError:
+        return False
+
+
 def mismatch_notes(
-    asked: Mapping[str, Any], probe: Probe, *, picked_size: tuple[int, int] | None = None
+    asked: Mapping[str, Any],
+    probe: Probe,
+    *,
+    picked_size: tuple[int, int] | None = None,
+    simulated: bool = False,
 ) -> list[str]:
-    """One note for each of duration, aspect ratio and resolution/size that differs.
+    """One note for each of duration, aspect ratio, resolution/size and audio that differs.
 
     ``picked_size`` is the frame size the model's own table gives for what was asked
     (Wan's 720p 1:1 is 960x960): when known, the resolution is judged by it, not by
-    the short side.
+    the short side. ``simulated``: the clip is the simulator's, whose size and missing
+    audio are its own, not the model's (the notes say so).
     """
     notes: list[str] = []
+    shape_notes: list[str] = []  # what the simulator never matches: size and audio
     duration = asked.get("duration")
     if (
         isinstance(duration, int | float)
@@ -174,14 +193,22 @@ def mismatch_notes(
     wanted_size = parse_size(size) if isinstance(size, str) else None
     if wanted_size is not None:  # an exact size says more than a resolution
         if wanted_size != (probe.width, probe.height):
-            notes.append(f"asked size {size}, got {got}")
+            shape_notes.append(f"asked size {size}, got {got}")
     elif match is not None and picked_size is not None:
         if picked_size != (probe.width, probe.height):
             picked = f"{picked_size[0]}x{picked_size[1]}"
-            notes.append(f"asked {resolution} ({picked}), got {got}")
+            shape_notes.append(f"asked {resolution} ({picked}), got {got}")
     elif match is not None and min(probe.width, probe.height) != int(match.group(1)):
-        notes.append(f"asked {resolution}, got {min(probe.width, probe.height)}p ({got})")
-    return notes
+        shape_notes.append(f"asked {resolution}, got {min(probe.width, probe.height)}p ({got})")
+    if asked.get("generate_audio") is True and not probe.has_audio:
+        shape_notes.append("asked generate_audio true, got a video with no audio track")
+    if simulated:
+        why = (
+            "the simulator's doing: its clips are 160 px on the short side and silent; "
+            "a real model returns what was asked"
+        )
+        shape_notes = [f"{note} ({why})" for note in shape_notes]
+    return notes + shape_notes
 
 
 def _ratio_text(probe: Probe) -> str:
@@ -192,6 +219,10 @@ def _ratio_text(probe: Probe) -> str:
 
 
 # --- extract_frames -----------------------------------------------------------------
+
+
+class FrameTimeError(GravitexError):
+    """A time asked of extract_frames lies past the end of the video."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +239,20 @@ def extract(source: VideoSource, at: Sequence[float | FramePosition]) -> list[Ex
     a frame asked for again, even by calls at once, is the file saved the first time)."""
     video = path_of(source)
     probe = probe_video(source)
-    times = [
-        min(max(0.0, seconds_of(a, probe.duration_seconds)), probe.duration_seconds) for a in at
+    duration = probe.duration_seconds
+    # Checked before any frame is decoded or saved: a time past the end is a mistake to
+    # tell, not the last frame to hand back as if it were the one asked for.
+    past = [
+        f"at[{i}]: {a:g} s is past the end"
+        for i, a in enumerate(at)
+        if not isinstance(a, str) and a > duration
     ]
+    if past:
+        raise FrameTimeError(
+            f"{'; '.join(past)} of {video.name}, which is {duration:g} s long. Valid times: "
+            f'0 to {duration:g} s, or "first", "middle", "last". No frame was saved.'
+        )
+    times = [min(max(0.0, seconds_of(a, duration)), duration) for a in at]
     frames: list[ExtractedFrame] = []
     for decoded in frames_at(source, times):
         png, width, height = encode_png(decoded.frame)

@@ -51,7 +51,7 @@ from .results import (
     SavedVideo,
     TaskResult,
 )
-from .schema_errors import CheckedTool
+from .schema_errors import CheckedTool, strict_arguments
 from .service import ProgressFn, VideoService
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,8 @@ Each job in `jobs` takes the arguments of one generate_video call (model, prompt
 problem names its job's index (jobs[1].duration). Then all are submitted at once and
 waited for together, up to `wait_seconds` (default {DEFAULT_WAIT_SECONDS}s), with progress
 notifications. A job whose submit fails does not stop the others; the result lists which
-jobs to send again (retry_jobs). With `download: true` finished videos are saved.
+jobs to send again (retry_jobs). With `download: true` finished videos are saved, each
+with its probe, notes and contact sheet image, as generate_video shows them.
 """
 PREVIEW_DESCRIPTION = (
     "Put the saved video's contact sheet (frames spread over the clip, one JPEG) in the "
@@ -108,8 +109,9 @@ MAX_FRAMES = 12
 #: Largest contact sheet put in a result (they are made near 150 KiB).
 MAX_SHOWN_SHEET_BYTES = 8 * 1024 * 1024
 DEFAULT_FRAMES: tuple[FramePosition, ...] = ("first", "middle", "last")
-#: One frame to extract: seconds from the start, or a position word.
-FrameTime = Annotated[float, Field(ge=0)] | FramePosition
+#: One frame to extract: seconds from the start, or a position word. Strict: true is
+#: not a number, as the schema says (pydantic's lax mode read it as 1.0).
+FrameTime = Annotated[float, Field(ge=0, strict=True)] | FramePosition
 
 
 # --- result shaping ------------------------------------------------------------
@@ -249,7 +251,9 @@ def _listing_text(result: ListVideoTasksResult) -> str:
     return "\n".join(lines)
 
 
-def _batch_result(result: GenerateVideosResult, *, over_http: bool = False) -> CallToolResult:
+async def _batch_result(result: GenerateVideosResult, *, over_http: bool = False) -> CallToolResult:
+    """One text for all the jobs, then each saved video's link and contact sheet (as
+    generate_video shows it: at most 8 sheets of at most 150 KB each)."""
     content: list[ContentBlock] = []
     lines = []
     for job in result.jobs:
@@ -259,6 +263,7 @@ def _batch_result(result: GenerateVideosResult, *, over_http: bool = False) -> C
             lines.append(f"jobs[{job.index}]: {job.status}: {job.submit_error}")
         if job.video is not None:
             content.append(_video_link(job.video, over_http=over_http))
+            content.extend(await _preview_block(job.video, True))
     lines.append(result.next_step)
     content.insert(0, TextContent(type="text", text="\n".join(lines)))
     return CallToolResult(
@@ -286,7 +291,9 @@ def described(text: str) -> str:
 
 
 def _tool(fn: Callable[..., Any], **options: Any) -> Tool:
-    return CheckedTool.from_function(fn, description=described(fn.__doc__ or ""), **options)
+    return strict_arguments(
+        CheckedTool.from_function(fn, description=described(fn.__doc__ or ""), **options)
+    )
 
 
 def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) -> list[Tool]:
@@ -311,14 +318,30 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def list_models(
         family: Annotated[
             Family | None,
-            Field(description="Only this family: sora, veo, wan or seedance. Omit for all."),
+            # Not strict: a strict enum takes only the Python member, never "veo".
+            Field(
+                strict=False,
+                description="Only this family: sora, veo, wan or seedance. Omit for all.",
+            ),
         ] = None,
-    ) -> ListModelsResult:
+    ) -> Annotated[CallToolResult, ListModelsResult]:
         """List every video model with its family, modes and the valid values of each
         argument it takes (durations, resolutions, aspect ratios, sizes, ...). Call this
         before generate_video when unsure what a model accepts."""
+        from .model_table import models_table
+
         specs = catalog.models(family)
-        return ListModelsResult(models=[catalog.describe(s) for s in specs])
+        result = ListModelsResult(models=[catalog.describe(s) for s in specs])
+        # The text is a compact table (~3 KB); the whole catalog (~60 KB as indented
+        # JSON, 9k tokens) stays in structuredContent and gravitex://models.
+        text = (
+            f"{len(specs)} model(s). Each model's notes, rules and sizes per aspect ratio "
+            "are in structuredContent and the gravitex://models resource.\n" + models_table(family)
+        )
+        return CallToolResult(
+            content=[TextContent(type="text", text=text)],
+            structured_content=result.model_dump(mode="json"),
+        )
 
     async def generate_video(
         ctx: Context, **arguments: Any
@@ -410,8 +433,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 min_length=1,
                 max_length=MAX_FRAMES,
                 description=(
-                    "Which frames: seconds from the start (a time past the end gives the "
-                    'last frame), or "first", "middle", "last". Default: all three words.'
+                    "Which frames: seconds from the start (0 up to the clip's length; a "
+                    'time past the end is refused), or "first", "middle", "last". Default: '
+                    "all three words."
                 ),
             ),
         ] = None,
@@ -438,7 +462,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         ] = 20,
         status: Annotated[
             JournalStatus | None,
-            Field(description="Only tasks with this status. Omit for all."),
+            Field(strict=False, description="Only tasks with this status. Omit for all."),
         ] = None,
     ) -> Annotated[CallToolResult, ListVideoTasksResult]:
         """List video tasks from this machine's journal, newest first (it survives
@@ -460,7 +484,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         batch = await check_batch(service, given)
         result = await run_batch(service, batch, _progress_of(ctx))
         jobs = [await linked(ctx, job) for job in result.jobs]
-        return _batch_result(result.model_copy(update={"jobs": jobs}), over_http=over_http(ctx))
+        return await _batch_result(
+            result.model_copy(update={"jobs": jobs}), over_http=over_http(ctx)
+        )
 
     async def join_videos(
         ctx: Context,
@@ -500,11 +526,15 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         ]
         return await _saved_result(result, lines, preview=preview, over_http=over_http(ctx))
 
+    # What each tool may do, told truthfully: a tool that can save a file is not
+    # read-only, whatever else it does (check_video_task saves with download: true).
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
     # Tools that make something new (a task, a file) and never replace anything.
     creates = ToolAnnotations(
         read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
     )
+    # Asked again, these return what the first call made (the saved file, the frame).
+    saves_once = creates.model_copy(update={"idempotent_hint": True})
     return [
         _tool(list_models, name="list_models", title="List video models", annotations=read_only),
         tool_from_model(
@@ -519,13 +549,13 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             check_video_task,
             name="check_video_task",
             title="Check a video task",
-            annotations=read_only.model_copy(update={"open_world_hint": True}),
+            annotations=saves_once,
         ),
         _tool(
             download_video,
             name="download_video",
             title="Download a finished video",
-            annotations=creates.model_copy(update={"idempotent_hint": True}),
+            annotations=saves_once,
         ),
         tool_from_model(
             generate_videos,
@@ -545,7 +575,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             extract_frames,
             name="extract_frames",
             title="Extract frames of a video",
-            annotations=creates,
+            annotations=saves_once,
         ),
         _tool(
             list_video_tasks,

@@ -18,6 +18,7 @@ Media values are not looked at here: ``inputs.resolve_media`` checks them
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -50,6 +51,7 @@ from .domain import Mode
 from .errors import InvalidArgumentsError, Problem
 from .markers import FoundMarker, find_prompt_markers, marker_value
 from .redact import clip
+from .schema_errors import NEEDED, json_kind, shown_value
 
 _ECHO_LIMIT = 80
 _DESCRIBE_PROMPT: Final = "describe the video to generate (subject, action, scene, camera)"
@@ -179,7 +181,9 @@ def parse_request(raw: Mapping[str, Any]) -> GenerateVideoInput:
         if name in bad:
             continue
         bad.add(name)
-        field = _echo(name) + "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
+        field = clip(name, _ECHO_LIMIT) + "".join(
+            f"[{part}]" for part in loc[1:] if isinstance(part, int)
+        )
         problems.append(Problem(field, _input_problem(spec, name, error)))
     # Judge the other arguments too, so the caller sees every problem at once.
     rest = {k: v for k, v in raw.items() if k not in bad}
@@ -207,13 +211,21 @@ def _input_problem(spec: ModelSpec | None, name: str, error: ErrorDetails) -> st
     shown = _echo(error.get("input"))
     if name == "model":
         return unknown_model_problem(str(error.get("input"))).message
+    needed = NEEDED.get(kind)
+    if kind in ("literal_error", "enum") and not isinstance(error.get("input"), str):
+        needed = "a string"  # the unified enums are all words: 16 is not "16:9"
     if spec is not None and name in spec.arguments:
         valid = valid_values_text(name, spec.arguments[name])
+        if needed is not None:
+            # The value's type is what is wrong: say so, or "4 is not valid … 4, 8, 12".
+            return f"{_type_problem(error.get('input'), needed)}; {spec.id}'s {valid}"
         # pydantic's text for an enum lists the unified values; the model's follow.
         why = "" if kind in ("literal_error", "enum") else f" ({error['msg']})"
         return f"{shown} is not valid for {spec.id}{why}; {valid}"
     if spec is not None and name in VideoArguments.model_fields and name != "prompt":
         return _not_taken(spec, name)
+    if needed is not None:
+        return _type_problem(error.get("input"), needed)
     return f"{shown} is not valid: {error['msg']}"
 
 
@@ -245,7 +257,7 @@ class _Review:
             if message is not None:
                 self.problems.append(Problem(name, message))
                 continue
-            self.settings[name] = _Setting(normal, name, shown)
+            self.settings[name] = _Setting(normal, name, _accepted(normal))
         mentioned = set(given)
         found = find_prompt_markers(self.prompt, spec.family)
         self.in_prompt = frozenset(marker.argument for marker in found)
@@ -327,7 +339,8 @@ def _review_markers(
                 )
             )
             continue
-        normal, message = check_value(spec, argument, value, _echo(found.raw))
+        # The prompt's own text, as written there (not a JSON value).
+        normal, message = check_value(spec, argument, value, clip(found.raw, _ECHO_LIMIT))
         if message is not None:
             problems.append(Problem("prompt", f"{where}: {message}"))
             continue
@@ -446,12 +459,44 @@ def _review_size(
 
 
 def _echo(value: Any) -> str:
-    """A short rendering of a caller's value: no query strings, at most 80 characters."""
+    """A short rendering of a caller's value as JSON writes it (``"4"`` is a string, ``4``
+    a number): no query strings, at most 80 characters."""
     if isinstance(value, list):
         return f"a list of {len(value)} items"  # never the items: they may be data URLs
-    if not isinstance(value, str):
-        return format_value(value)
-    text = value
-    if "://" in text and "?" in text:
-        text = text.split("?", 1)[0] + "?…"
-    return clip(text, _ECHO_LIMIT)
+    if isinstance(value, str) and "://" in value and "?" in value:
+        value = value.split("?", 1)[0] + "?…"
+    return shown_value(value, _ECHO_LIMIT)
+
+
+def _accepted(value: Any) -> str:
+    """An accepted value as later messages show it: as the valid values are written
+    (``16:9``, not ``"16:9"``), clipped, never a list's items or a URL's query."""
+    if isinstance(value, str):
+        if "://" in value and "?" in value:
+            value = value.split("?", 1)[0] + "?…"
+        return clip(value, _ECHO_LIMIT)
+    return _echo(value)
+
+
+def _type_problem(value: Any, needed: str) -> str:
+    """``"4" is a string, not an integer (write 4, without quotes)``."""
+    problem = f"{_echo(value)} is {json_kind(value)}, not {needed}"
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and NEEDED.get(_pydantic_type(parsed)) == needed:
+            problem += f" (write {value.strip()}, without quotes)"
+    return problem
+
+
+def _pydantic_type(value: Any) -> str:
+    """The type-error code a value of ``value``'s kind would be refused under."""
+    if isinstance(value, bool):
+        return "bool_type"
+    if isinstance(value, int):
+        return "int_type"
+    if isinstance(value, float):
+        return "float_type"
+    return ""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import anyio
 import httpx2
 import pytest
+from mcp.types import ImageContent
 
+from gravitex_mcp.preview import MAX_SHEET_BYTES
 from gravitex_mcp.simulator import simulator_transport
 
 from .server_harness import Harness, connected, make_harness, structured, text_of
@@ -107,6 +110,34 @@ async def test_a_batch_of_three_ends_with_three_saved_videos(h: Harness) -> None
         "jobs[1]",
         "jobs[2]",
     }
+
+
+async def test_each_saved_job_shows_its_contact_sheet_as_generate_video_does(h: Harness) -> None:
+    jobs = [_job("a cat"), _job("a cat", duration=8)]
+    async with connected(h) as client:
+        result = await client.call_tool("generate_videos", {"jobs": jobs, "download": True})
+        kept = await client.call_tool("generate_videos", {"jobs": jobs[:1]})  # not saved
+    data = structured(result)
+    kinds = [block.type for block in result.content]
+    # text, then each saved video's link followed by its sheet, in job order
+    assert kinds == ["text", "resource_link", "image", "resource_link", "image"]
+    sheets = [block for block in result.content if isinstance(block, ImageContent)]
+    for job, sheet in zip(data["jobs"], sheets, strict=True):
+        assert sheet.mime_type == "image/jpeg"
+        jpeg = base64.b64decode(sheet.data, validate=True)
+        assert jpeg == Path(job["preview"]["path"]).read_bytes()
+        assert len(jpeg) <= MAX_SHEET_BYTES
+    assert [block.type for block in kept.content] == ["text"]
+
+
+async def test_batch_settings_are_strict_and_echoed_as_json(h: Harness) -> None:
+    async with connected(h) as client:
+        result = await client.call_tool(
+            "generate_videos", {"jobs": [_job("x")], "download": "true"}
+        )
+    assert result.is_error
+    assert 'download: "true" (a string) is not valid' in text_of(result)
+    assert h.sim.calls["submit"] == 0
 
 
 async def test_a_failed_submit_leaves_the_others_saved_and_says_what_to_resend(

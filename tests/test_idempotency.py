@@ -148,6 +148,22 @@ async def test_same_arguments_without_a_key_submit_again_with_a_note(h: Harness)
     assert not any("same arguments" in note for note in first["notes"] + other["notes"])
 
 
+async def test_repeated_takes_get_one_note_naming_every_earlier_take(h: Harness) -> None:
+    async with connected(h) as client:
+        takes = []
+        for _ in range(4):
+            takes.append(structured(await client.call_tool("generate_video", CAT)))
+            h.clock.now += 5
+    notes = [n for n in takes[-1]["notes"] if "same arguments" in n]
+    assert len(notes) == 1, takes[-1]["notes"]
+    [note] = notes
+    earlier = [take["task_id"] for take in takes[:-1]]
+    assert all(task_id in note for task_id in earlier)
+    # newest first, as the journal lists them
+    assert [note.index(t) for t in reversed(earlier)] == sorted(note.index(t) for t in earlier)
+    assert takes[-1]["task_id"] not in note
+
+
 async def test_a_key_whose_submit_was_refused_may_submit_again(h: Harness) -> None:
     h.sim.faults.add("submit", "html_page", status=400)  # refused: no task was created
     call = {**CAT, "idempotency_key": "retry-me"}

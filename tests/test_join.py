@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +258,23 @@ async def test_join_videos_does_not_look_again_at_clips_already_saved(
     # Each clip was probed and given its sheet when it was saved; the join needs their
     # files only.
     assert looked == []
+
+
+@pytest.mark.parametrize("bad", ["", "   "], ids=["empty", "blank"])
+async def test_join_names_a_bad_id_by_its_position_in_plain_words(tmp_path: Path, bad: str) -> None:
+    h = make_harness(tmp_path)
+    async with connected(h) as client:
+        done = await _finished_task(client, h, "shot one")
+        result = await client.call_tool("join_videos", {"task_ids": [done, bad, "video_nope"]})
+    assert result.is_error
+    text = text_of(result)
+    lines = text.splitlines()
+    assert lines[0] == "Nothing was joined: 2 of 3 clips could not be had."
+    assert (
+        f"- task_ids[1] ({json.dumps(bad)}): must be a non-empty task id, as returned by "
+        "generate_video" in lines
+    )
+    assert any(line.startswith('- task_ids[2] ("video_nope"): Task ') for line in lines)
+    assert "Invalid arguments" not in text  # no message nested in another
+    assert "task_ids[0]" not in text  # the good clip is not blamed
+    assert not list(h.settings.output_dir.glob("joined-*"))

@@ -9,6 +9,8 @@ import pytest
 from gravitex_mcp.errors import InvalidArgumentsError
 from gravitex_mcp.validation import parse_request
 
+VEO = "veo-3.1-fast-generate-preview"
+
 
 def _problems(raw: dict[str, Any]) -> dict[str, str]:
     with pytest.raises(InvalidArgumentsError) as info:
@@ -93,3 +95,43 @@ def test_valid_input_passes_through() -> None:
     request = parse_request({"model": "sora-2", "prompt": "a cat", "duration": 8})
     assert request.duration == 8
     assert request.given() == {"model": "sora-2", "prompt": "a cat", "duration": 8}
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "value", "expected"),
+    [
+        (
+            "sora-2",
+            "duration",
+            "4",
+            '"4" is a string, not an integer (write 4, without quotes); '
+            "sora-2's valid values: 4, 8, 12",
+        ),
+        ("sora-2", "duration", True, "true is a boolean, not an integer; sora-2's valid"),
+        ("sora-2", "duration", 4.5, "4.5 is a number, not an integer; sora-2's valid"),
+        (VEO, "seed", "12", '"12" is a string, not an integer (write 12, without quotes)'),
+        (
+            VEO,
+            "generate_audio",
+            "true",
+            '"true" is a string, not true or false (write true, without quotes)',
+        ),
+        (VEO, "aspect_ratio", 16, "16 is an integer, not a string"),
+        (VEO, "duration", "eight", '"eight" is a string, not an integer; '),
+    ],
+    ids=[
+        "str-duration",
+        "bool-duration",
+        "float-duration",
+        "str-seed",
+        "str-bool",
+        "int-str",
+        "word",
+    ],
+)
+def test_a_value_of_the_wrong_type_is_told_as_its_json_type(
+    model: str, field: str, value: Any, expected: str
+) -> None:
+    """The value is echoed as JSON writes it, so "4" never reads as the valid 4."""
+    message = _problems({"model": model, "prompt": "a cat", field: value})[field]
+    assert message.startswith(expected), message

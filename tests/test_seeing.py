@@ -121,6 +121,42 @@ async def test_a_shorter_clip_than_asked_gets_a_note(h: Harness) -> None:
     assert "Note: asked 8 s, got 4.0 s" in text_of(result)
 
 
+SIMULATORS_DOING = (
+    " (the simulator's doing: its clips are 160 px on the short side and silent; "
+    "a real model returns what was asked)"
+)
+
+
+async def test_the_simulators_size_and_silence_are_noted_as_the_simulators(h: Harness) -> None:
+    async with connected(h) as client:
+        result = await generate(
+            client, duration=4, aspect_ratio="16:9", resolution="1080p", generate_audio=True
+        )
+    data = structured(result)
+    assert data["notes"] == [
+        "asked 1080p, got 160p (284x160)" + SIMULATORS_DOING,
+        "asked generate_audio true, got a video with no audio track" + SIMULATORS_DOING,
+    ]
+    text = text_of(result)
+    assert all(f"Note: {note}" in text for note in data["notes"])
+
+
+def test_audio_asked_and_not_found_is_noted() -> None:
+    from gravitex_mcp.results import Probe
+    from gravitex_mcp.seeing import mismatch_notes
+
+    silent = Probe(
+        duration_seconds=4.0, width=1280, height=720, fps=24.0, video_codec="h264", has_audio=False
+    )
+    loud = silent.model_copy(update={"has_audio": True})
+    asked = {"generate_audio": True, "resolution": "720p"}
+    note = "asked generate_audio true, got a video with no audio track"
+    assert mismatch_notes(asked, silent) == [note]
+    assert mismatch_notes(asked, loud) == []
+    assert mismatch_notes({"generate_audio": False}, silent) == []
+    assert mismatch_notes({}, silent) == []  # not asked: nothing to compare
+
+
 async def test_a_duration_written_in_a_seedance_prompt_is_compared_too(h: Harness) -> None:
     async with connected(h) as client:
         result = await generate(
@@ -160,7 +196,7 @@ async def test_extract_frames_at_given_seconds_never_clobbers(h: Harness) -> Non
         data = structured(await generate(client, duration=4))
         task_id = data["task_id"]
         one = structured(
-            await client.call_tool("extract_frames", {"task_id": task_id, "at": [1, 2.5, 99]})
+            await client.call_tool("extract_frames", {"task_id": task_id, "at": [1, 2.5, 4]})
         )
         two = structured(await client.call_tool("extract_frames", {"task_id": task_id, "at": [1]}))
     assert [f["at_seconds"] for f in one["frames"]] == [1.0, 2.5, 3.875]
@@ -189,8 +225,38 @@ async def test_extract_frames_of_an_unfinished_task_says_what_to_do(h: Harness) 
     assert "check_video_task" in text_of(result)
 
 
+async def test_extract_frames_refuses_a_time_past_the_end_and_saves_nothing(h: Harness) -> None:
+    async with connected(h) as client:
+        data = structured(await generate(client, duration=4))
+        before = sorted(h.settings.output_dir.iterdir())
+        result = await client.call_tool(
+            "extract_frames", {"task_id": data["task_id"], "at": [1, 999]}
+        )
+    assert result.is_error
+    name = Path(data["path"]).name
+    assert text_of(result) == (
+        f"at[1]: 999 s is past the end of {name}, which is 4 s long. Valid times: 0 to 4 s, "
+        'or "first", "middle", "last". No frame was saved.'
+    )
+    assert sorted(h.settings.output_dir.iterdir()) == before  # not even at[0]'s frame
+
+
+async def test_extract_frames_refuses_a_boolean_as_its_schema_does(h: Harness) -> None:
+    async with connected(h) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        result = await client.call_tool("extract_frames", {"task_id": "video_x", "at": [True]})
+    item = tools["extract_frames"].input_schema["properties"]["at"]["anyOf"][0]["items"]
+    assert {"boolean"}.isdisjoint(member.get("type") for member in item["anyOf"])
+    assert result.is_error
+    assert "at[0]" in text_of(result)
+    assert "(given: true, a boolean)" in text_of(result)
+    assert h.sim.calls["query"] == 0  # nothing sent upstream
+
+
 @pytest.mark.parametrize(
-    "at", [[], ["last", "end"], [-1], list(range(13))], ids=["empty", "word", "neg", "many"]
+    "at",
+    [[], ["last", "end"], [-1], list(range(13)), [True], ["1"]],
+    ids=["empty", "word", "neg", "many", "bool", "string"],
 )
 async def test_extract_frames_refuses_bad_positions(h: Harness, at: list[Any]) -> None:
     async with connected(h) as client:

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from mcp.types import ImageContent, ResourceLink
+from mcp.types import ImageContent, ResourceLink, TextResourceContents
 
 from gravitex_mcp import catalog
 from gravitex_mcp.arguments import DEFAULT_WAIT_SECONDS
@@ -57,13 +57,37 @@ async def test_tools_are_typed_described_and_annotated(h: Harness) -> None:
         assert tool.output_schema is not None, tool.name
         assert tool.annotations is not None, tool.name
         assert "ctx" not in tool.input_schema.get("properties", {}), tool.name
-    hints = {name: t.annotations for name, t in tools.items() if t.annotations is not None}
-    assert hints["list_models"].read_only_hint is True
-    assert hints["check_video_task"].read_only_hint is True
-    assert hints["list_video_tasks"].read_only_hint is True
-    assert hints["generate_video"].read_only_hint is False
-    assert hints["generate_video"].open_world_hint is True
-    assert hints["download_video"].open_world_hint is True
+    hints = {
+        name: t.annotations.model_dump(exclude={"title"})
+        for name, t in tools.items()
+        if t.annotations is not None
+    }
+    assert hints == {name: ANNOTATIONS[name] for name in TOOLS}
+
+
+def _hints(read_only: bool, idempotent: bool, open_world: bool) -> dict[str, bool | None]:
+    # Nothing here replaces or deletes anything: destructive is false wherever it applies.
+    return {
+        "read_only_hint": read_only,
+        "destructive_hint": None if read_only else False,
+        "idempotent_hint": idempotent,
+        "open_world_hint": open_world,
+    }
+
+
+#: What each tool may do. Saving a file is not read-only (check_video_task saves with
+#: download: true); a call that reuses what an earlier one made is idempotent; reaching
+#: the upstream (a download included) is the open world.
+ANNOTATIONS = {
+    "list_models": _hints(read_only=True, idempotent=True, open_world=False),
+    "list_video_tasks": _hints(read_only=True, idempotent=True, open_world=False),
+    "generate_video": _hints(read_only=False, idempotent=False, open_world=True),
+    "generate_videos": _hints(read_only=False, idempotent=False, open_world=True),
+    "check_video_task": _hints(read_only=False, idempotent=True, open_world=True),
+    "download_video": _hints(read_only=False, idempotent=True, open_world=True),
+    "extract_frames": _hints(read_only=False, idempotent=True, open_world=True),
+    "join_videos": _hints(read_only=False, idempotent=False, open_world=True),
+}
 
 
 async def test_generate_schema_has_enums_bounds_and_descriptions(h: Harness) -> None:
@@ -95,6 +119,32 @@ async def test_list_models_all_and_by_family(h: Harness) -> None:
     assert {m["family"] for m in veo["models"]} == {"veo"}
     assert len(veo["models"]) == 4
     assert all(m["modes"] for m in everything["models"])
+
+
+async def test_list_models_text_is_a_compact_table_and_the_catalog_stays_structured(
+    h: Harness,
+) -> None:
+    async with connected(h) as client:
+        everything = await client.call_tool("list_models", {})
+        veo = await client.call_tool("list_models", {"family": "veo"})
+        resource = await client.read_resource("gravitex://models")
+    text = text_of(everything)
+    assert len(text) < 6000  # was ~59,000 characters of indented JSON
+    for model_id in catalog.MODEL_IDS:
+        assert f"`{model_id}`" in text
+    assert "gravitex://models" in text
+    # one row per model, with its family, modes and values
+    assert "| `sora-2` | sora | text to video, first frame, remix | 4, 8, 12 |" in text
+    veo_rows = [line for line in text_of(veo).splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in veo_rows] == [
+        m for m in catalog.MODEL_IDS if m.startswith("veo")
+    ]
+    # the whole catalog, unchanged, in structuredContent and the resource
+    catalog_json = json.loads(json.dumps([catalog.describe(s) for s in catalog.models()]))
+    assert structured(everything) == {"models": catalog_json}
+    [contents] = resource.contents
+    assert isinstance(contents, TextResourceContents)
+    assert json.loads(contents.text) == catalog_json
 
 
 async def test_list_models_bad_family_is_an_error(h: Harness) -> None:
@@ -634,3 +684,38 @@ async def test_type_and_model_problems_come_back_together(h: Harness) -> None:
     assert "4, 8, 12" in message
     assert "sora-2" in message
     assert h.sim.calls["submit"] == 0
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "problem"),
+    [
+        ("check_video_task", {"task_id": "video_x", "wait_seconds": "30"}, "wait_seconds"),
+        ("check_video_task", {"task_id": "video_x", "download": "true"}, "download"),
+        ("check_video_task", {"task_id": "video_x", "preview": 1}, "preview"),
+        ("list_video_tasks", {"limit": 2.0}, "limit"),
+        ("download_video", {"task_id": 42}, "task_id"),
+        ("join_videos", {"task_ids": ["video_a", 7]}, "task_ids[1]"),
+    ],
+    ids=["str-int", "str-bool", "int-bool", "float-int", "int-str", "int-item"],
+)
+async def test_every_tool_takes_each_argument_as_its_json_type_only(
+    h: Harness, tool: str, arguments: dict[str, Any], problem: str
+) -> None:
+    """As generate_video does: "30" is not 30 and 1 is not true, in every tool."""
+    async with connected(h) as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.is_error
+    value = json.dumps(arguments[problem.split("[")[0]])
+    if "[" in problem:
+        value = json.dumps(arguments["task_ids"][1])
+    assert f"{problem}: " in text_of(result)
+    assert f"(given: {value}, " in text_of(result)
+    assert h.sim.calls["query"] == 0
+
+
+async def test_enum_arguments_still_take_their_words(h: Harness) -> None:
+    async with connected(h) as client:
+        veo = await client.call_tool("list_models", {"family": "veo"})
+        done = await client.call_tool("list_video_tasks", {"status": "succeeded"})
+    assert not veo.is_error, text_of(veo)
+    assert not done.is_error, text_of(done)

@@ -7,7 +7,9 @@ each family's documented default. :func:`render_clip` draws FFmpeg's ``testsrc2`
 pattern (colour bars, a moving gradient band, a running timecode and frame
 counter, so frames visibly differ) at 160 px on the short side and 8 fps, encodes
 it as H.264 (yuv420p, ``moov`` first) in mp4: small, fast to make, and playable
-by a browser's ``<video>``. Clips are cached per shape.
+by a browser's ``<video>``. Clips are cached per shape. The asked resolution is not
+drawn (a 1080p clip of 8 s took ~2 s and 1 MB to encode, every test paying for it):
+each clip carries :data:`SIMULATOR_MARK`, and the notes say the size is the simulator's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ SHORT_SIDE = 160
 FPS = 8
 #: x264 constant quality: high enough numbers keep a 16 s clip near 150 KB.
 CRF = 38
+#: The mp4 ``comment`` tag of every simulated clip: the server's asked-versus-found notes
+#: read it to blame the simulator, not the model, for its small size and missing audio.
+SIMULATOR_MARK = "gravitex-mcp simulator clip: 160 px on the short side, no audio"
 _RATIO_OR_SIZE = re.compile(r"^(\d+)[:x*](\d+)$")  # 16:9, 1280x720, 1280*720
 
 
@@ -160,6 +165,7 @@ def _encode(shape: ClipShape) -> bytes:
         # movflags=faststart (moov before mdat, so a browser can start playing at once)
         # rewrites the file at the end: that needs a real file, not a BytesIO.
         with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            out.metadata["comment"] = SIMULATOR_MARK
             stream = out.add_stream(
                 "libx264", rate=shape.fps, options={"preset": "veryfast", "crf": str(CRF)}
             )
