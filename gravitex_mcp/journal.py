@@ -711,6 +711,9 @@ class Journal:
         self._path = path
         self._now = now
         self._lock = threading.Lock()
+        # The journal's own thread token: its calls never queue for anyio's default
+        # pool behind downloads and video work. One, as ``_lock`` lets one in at a time.
+        self._limiter = anyio.CapacityLimiter(1)
 
     @property
     def path(self) -> Path:
@@ -771,7 +774,7 @@ class Journal:
                 raise JournalError(f"Task journal {self._path}: {exc}") from exc
 
     async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        return await anyio.to_thread.run_sync(self._locked, operation)
+        return await anyio.to_thread.run_sync(self._locked, operation, limiter=self._limiter)
 
     # --- submissions
 
