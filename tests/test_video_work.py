@@ -7,11 +7,13 @@ worker thread around each piece of work); PyAV itself is not touched.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
@@ -81,11 +83,11 @@ async def _finished_tasks(service: VideoService, count: int) -> list[str]:
     return ids
 
 
-async def _until(condition: object) -> None:
-    """Yield to the event loop until ``condition()`` holds (the workers run meanwhile)."""
-    assert callable(condition)
+async def _until(condition: Callable[[], bool]) -> None:
+    """Yield to the event loop until ``condition()`` holds: the worker threads it
+    watches run meanwhile, and have no event loop to set an Event on."""
     while not condition():
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
 
 async def test_no_more_looks_run_at_once_than_the_limiter_allows(tmp_path: Path) -> None:
@@ -128,10 +130,10 @@ async def test_the_journal_answers_while_every_video_worker_is_busy(tmp_path: Pa
             with anyio.fail_after(GUARD_SECONDS):
                 async with anyio.create_task_group() as group:
                     for task_id in ids:
-                        group.start_soon(lambda t=task_id: service.download(t, filename=None))
+                        group.start_soon(partial(service.download, task_id, filename=None))
                     await _until(lambda: held.running == 2)
                     for _ in range(2):
-                        group.start_soon(lambda: anyio.to_thread.run_sync(other.wait))
+                        group.start_soon(partial(anyio.to_thread.run_sync, other.wait))
                     await _until(lambda: default.borrowed_tokens == 2)
                     listed = await service.list_tasks(limit=10, status=None)
                     assert {t.task_id for t in listed} == set(ids)
