@@ -6,6 +6,7 @@ worker thread around each piece of work); PyAV itself is not touched.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -27,7 +28,7 @@ from gravitex_mcp.video_work import VideoWork, core_count
 from .server_harness import API_KEY, FakeClock, make_settings
 
 #: A guard against a hang, not a wait: every step below is event-driven.
-GUARD_SECONDS = 30
+GUARD_SECONDS = 10
 
 
 class HeldWork:
@@ -133,7 +134,8 @@ async def test_the_journal_answers_while_every_video_worker_is_busy(tmp_path: Pa
                         group.start_soon(partial(service.download, task_id, filename=None))
                     await _until(lambda: held.running == 2)
                     for _ in range(2):
-                        group.start_soon(partial(anyio.to_thread.run_sync, other.wait))
+                        blocked = partial(anyio.to_thread.run_sync, abandon_on_cancel=True)
+                        group.start_soon(blocked, other.wait)
                     await _until(lambda: default.borrowed_tokens == 2)
                     listed = await service.list_tasks(limit=10, status=None)
                     assert {t.task_id for t in listed} == set(ids)
@@ -151,3 +153,29 @@ def test_the_default_is_one_slot_per_core() -> None:
     assert VideoWork().slots == core_count() >= 1
     with pytest.raises(ValueError, match="at least 1"):
         VideoWork(0)
+
+
+async def test_a_journal_read_answers_while_a_write_waits_for_the_database(
+    tmp_path: Path,
+) -> None:
+    """Reads have their own connection: many saves' writes (each an fsync, or waiting
+    for another process's lock) do not hold up a quick ``list_video_tasks``."""
+    journal = Journal.open(tmp_path / "state")
+    other = sqlite3.connect(journal.path, isolation_level=None)
+    try:
+        local_id = await journal.begin_submission(model="sora-2", family="sora", arguments={})
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with anyio.fail_after(GUARD_SECONDS / 2):  # below the 10 s busy time-out
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    partial(journal.begin_submission, model="sora-2", family="sora", arguments={})
+                )
+                # The write is in its worker thread, waiting in SQLite's busy handler.
+                await _until(lambda: journal._limiter.statistics().borrowed_tokens == 1)
+                listed = await journal.list(limit=5)
+                assert [r.local_id for r in listed] == [local_id]
+                other.execute("COMMIT")
+        assert len(await journal.list(limit=5)) == 2
+    finally:
+        other.close()
+        journal.close()
