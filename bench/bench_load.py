@@ -12,14 +12,18 @@ Usage (from the repository root)::
   with fresh output and state folders, pointed at that simulator. So the checkout to
   measure is any tree of the package: ``git worktree add /tmp/main main`` or a
   ``git archive`` of it.
-* **Idle**: one session calls ``list_video_tasks`` (``limit`` 5, a journal read that
-  never waits upstream) ``--idle-calls`` times, one every 20 ms; p50/p99 of its
-  round trip, and the server's RSS after it.
-* **Load**: ``--sessions`` MCP sessions over streamable HTTP each run their share of
-  ``--jobs`` jobs at once: ``generate_video`` (``wait_seconds`` 0, a distinct prompt),
-  then ``check_video_task`` with ``download: true`` until the video is saved (every
-  saved video passes the server's probe and contact sheet). Meanwhile the probe session
-  keeps calling ``list_video_tasks`` every 20 ms; its p50/p99/max is the figure.
+* **Idle**: a probe session, in a process of its own (``--probe``: the load's client
+  work must not be in its figures), calls ``list_video_tasks`` (``limit`` 5, a journal
+  read that never waits upstream) ``--idle-calls`` times, one every 20 ms; p50/p99 of
+  its round trip, and the server's RSS after it.
+* **Load**: ``--sessions`` MCP sessions over streamable HTTP (this process) each run
+  their share of ``--jobs`` jobs at once: ``generate_video`` (``wait_seconds`` 0, a
+  distinct prompt), then ``check_video_task`` with ``download: true`` until the video
+  is saved (every saved video passes the server's probe and contact sheet). Meanwhile
+  the probe keeps calling ``list_video_tasks`` every 20 ms, each followed by a
+  ``tools/list`` (answered by the event loop alone: no thread, no journal); the
+  ``list_video_tasks`` p50/p99/max is the figure, ``tools/list`` tells the event loop's
+  share of it.
 * Checked per job: the result names a saved file that exists with the reported size and
   sha256, and a contact sheet (``preview``) that exists; "saved" and "looked at" count them.
 * Peak RSS: the server's ``VmHWM`` (``/proc/<pid>/status``) at the end of the run.
@@ -397,14 +401,19 @@ def _workdir(keep: Path | None) -> Iterator[str]:
 def _table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     print(
         "| server | idle p50 ms | idle p99 ms | idle RSS MiB | load p50 ms | load p99 ms | "
-        "load max ms | peak RSS MiB | saved | looked at | load s | load avg |"
+        "load max ms | calls | tools/list p99 ms | peak RSS MiB | saved | looked at | load s | "
+        "load avg |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | --- |"
+    )
     for label, f in rows:
         print(
             f"| {label} | {f['idle_p50_ms']:.1f} | {f['idle_p99_ms']:.1f} | "
             f"{f['idle_rss_mib']:.0f} | {f['load_p50_ms']:.1f} | {f['load_p99_ms']:.1f} | "
-            f"{f['load_max_ms']:.0f} | {f['peak_rss_mib']:.0f} | {f['saved']}/{f['jobs']} | "
+            f"{f['load_max_ms']:.0f} | {f['probe_calls']} | {f['ping_p99_ms']:.0f} | "
+            f"{f['peak_rss_mib']:.0f} | {f['saved']}/{f['jobs']} | "
             f"{f['looked']}/{f['jobs']} | {f['load_seconds']:.1f} | {f['load_average']} |"
         )
         for failure in f["failures"]:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 
 from .errors import GravitexError, InvalidArgumentsError, StorageError
@@ -418,8 +419,13 @@ ClipDone = Callable[[ClipInfo], None]
 
 
 def _clip_reporter(progress: ProgressFn | None, total: int) -> ClipDone:
-    """Called in the worker thread after each clip: a progress notification per clip."""
+    """Called in the worker thread after each clip: a progress notification per clip.
+
+    Made on the event loop: the worker thread is a video thread, not anyio's, so it
+    reaches the loop through the loop's token.
+    """
     done = 0
+    token = anyio.lowlevel.current_token()
 
     def report(clip: ClipInfo) -> None:
         nonlocal done
@@ -432,7 +438,7 @@ def _clip_reporter(progress: ProgressFn | None, total: int) -> ClipDone:
         async def notify() -> None:
             await send(value, float(total), message)
 
-        anyio.from_thread.run(notify)
+        anyio.from_thread.run(notify, token=token)
 
     return report
 
