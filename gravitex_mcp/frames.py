@@ -51,7 +51,10 @@ def frames_at(path: VideoSource, times: Sequence[float]) -> list[DecodedFrame]:
     order = sorted(range(len(times)), key=lambda i: times[i])
     picked: dict[int, DecodedFrame] = {}
     with opened_video(path) as (container, stream):
-        stream.thread_type = "AUTO"
+        # One thread per decode: video_work.py runs one decode per core, so FFmpeg's own
+        # frame threads would only oversubscribe the cores (and each holds frame buffers).
+        stream.thread_type = "NONE"
+        stream.codec_context.thread_count = 1
         last: DecodedFrame | None = None
         pending = 0  # index into ``order`` of the next time to fill
         for frame in container.decode(stream):
@@ -85,8 +88,9 @@ def encode_png(frame: VideoFrame, *, max_side: int = MAX_FRAME_SIDE) -> tuple[by
     if max(width, height) > max_side:
         width, height = fit_within(width, height, max_side)
     try:
-        rgb = frame.reformat(width=width, height=height, format="rgb24")
+        rgb = frame.reformat(width=width, height=height, format="rgb24", threads=1)
         codec = av.CodecContext.create("png", "w")
+        codec.thread_count = 1  # one thread per piece of video work (see video_work.py)
         codec.width, codec.height, codec.pix_fmt = width, height, "rgb24"
         data = b"".join(bytes(p) for p in codec.encode(rgb))
         data += b"".join(bytes(p) for p in codec.encode(None))

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 
 from .errors import GravitexError, InvalidArgumentsError, StorageError
@@ -46,6 +47,7 @@ from .redact import clip
 from .results import JoinVideosResult, Preview, Probe
 from .seeing import Seen, look_at
 from .storage import OutputDir, StoredFile
+from .video_work import VideoWork, shared_video_work
 
 if TYPE_CHECKING:
     import av.container
@@ -435,8 +437,13 @@ ClipDone = Callable[[ClipInfo], None]
 
 
 def _clip_reporter(progress: ProgressFn | None, total: int) -> ClipDone:
-    """Called in the worker thread after each clip: a progress notification per clip."""
+    """Called in the worker thread after each clip: a progress notification per clip.
+
+    Made on the event loop: the worker thread is a video thread, not anyio's, so it
+    reaches the loop through the loop's token.
+    """
     done = 0
+    token = anyio.lowlevel.current_token()
 
     def report(clip: ClipInfo) -> None:
         nonlocal done
@@ -449,7 +456,7 @@ def _clip_reporter(progress: ProgressFn | None, total: int) -> ClipDone:
         async def notify() -> None:
             await send(value, float(total), message)
 
-        anyio.from_thread.run(notify)
+        anyio.from_thread.run(notify, token=token)
 
     return report
 
@@ -497,6 +504,7 @@ async def join_files(
     filename: str | None,
     default_stem: str,
     progress: ProgressFn | None = None,
+    video: VideoWork | None = None,
 ) -> JoinedVideo:
     """Join the mp4s at ``paths`` (saved clips: held, checked files) in order and
     publish the result under ``out``.
@@ -508,6 +516,8 @@ async def join_files(
     if not MIN_CLIPS <= len(paths) <= MAX_CLIPS:
         raise JoinError(f"Join {MIN_CLIPS} to {MAX_CLIPS} clips; got {len(paths)}.")
     directory = await anyio.to_thread.run_sync(out.ensure)
+    # Decoding and encoding the clips is video work: bounded by the cores.
+    work = video or shared_video_work()
     # Named and locked as every writer's temp file is, so a start-up sweep removes it
     # after a crash and leaves it alone while this join runs.
     tmp = directory / f".join.{secrets.token_hex(8)}{TEMP_SUFFIX}"
@@ -515,9 +525,8 @@ async def join_files(
     try:
         hold_temp_file(held)
         try:
-            plan = await anyio.to_thread.run_sync(
-                _write_joined, list(paths), tmp, _clip_reporter(progress, len(paths))
-            )
+            report = _clip_reporter(progress, len(paths))
+            plan = await work.run(lambda: _write_joined(list(paths), tmp, report))
         except OSError as exc:
             raise StorageError(
                 f"Could not write the joined video in {directory}: {exc.strerror or exc}. "
@@ -525,7 +534,7 @@ async def join_files(
             ) from exc
         # Read back before it is published: a join that cannot be read is never saved.
         try:
-            probe = await anyio.to_thread.run_sync(probe_video, tmp)
+            probe = await work.run(lambda: probe_video(tmp))
         except ProbeError as exc:
             raise JoinError(f"The joined video cannot be read back: {exc}") from exc
         stored = await _publish(tmp, out, filename=filename, stem=default_stem)
@@ -535,7 +544,7 @@ async def join_files(
         os.close(held)
     # The contact sheet, as for every saved video (nothing was asked of a join); a
     # sheet that cannot be made is a note, the video is saved.
-    seen = await anyio.to_thread.run_sync(_look_at_stored, out, stored)
+    seen = await work.run(lambda: _look_at_stored(out, stored))
     logger.info("joined %d clips into %s (%s)", len(paths), stored.path, plan.method)
     return JoinedVideo(
         stored=stored, plan=plan, probe=probe, preview=seen.preview, notes=seen.notes
@@ -625,6 +634,7 @@ async def join_tasks(
             filename=filename,
             default_stem=f"joined-{task_ids[0]}-{len(task_ids)}-clips",
             progress=None if progress is None else _after(progress, len(unique)),
+            video=service.video_work,
         )
     finally:
         for held in paths.values():

@@ -45,6 +45,7 @@ import base64
 import binascii
 import builtins
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -761,6 +762,14 @@ class Journal:
         self._now = now
         self._lock = threading.Lock()
         self._leases: dict[str, TaskLock] = {}  # local id -> its submit's lease (see module)
+        # The journal's own thread token: its calls never queue for anyio's default
+        # pool behind downloads and video work. One, as ``_lock`` lets one in at a time.
+        self._limiter = anyio.CapacityLimiter(1)
+        # Reads (get, list) have a connection, lock and token of their own: with WAL
+        # they never wait behind the writes' fsyncs (hundreds while many videos save).
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._read_limiter = anyio.CapacityLimiter(1)
 
     @property
     def path(self) -> Path:
@@ -797,9 +806,12 @@ class Journal:
 
     def close(self) -> None:
         """Close the connection; idempotent. Later calls raise :class:`JournalError`."""
-        with self._lock:
+        with self._lock, self._read_lock:
             for local_id in builtins.list(self._leases):
                 self._end_lease(local_id)
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -809,12 +821,12 @@ class Journal:
     def _stamp(self) -> str:
         return _iso(self._now())
 
-    def _locked(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        with self._lock:
+    def _locked(self, operation: Callable[[sqlite3.Connection], _T], *, read: bool = False) -> _T:
+        with self._read_lock if read else self._lock:
             if self._conn is None:
                 raise JournalError(f"The task journal {self._path} is closed.")
             try:
-                return operation(self._conn)
+                return operation(self._read_connection() if read else self._conn)
             except sqlite3.Error as exc:
                 if isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc):
                     # Met in use (clean opens skip the scan): check it at the next start.
@@ -826,8 +838,27 @@ class Journal:
                     ) from exc
                 raise JournalError(f"Task journal {self._path}: {exc}. {_JOURNAL_ADVICE}") from exc
 
+    def _read_connection(self) -> sqlite3.Connection:
+        # Opened at the first read, in its worker thread (holding _read_lock).
+        if self._reader is None:
+            conn = sqlite3.connect(
+                self._path,
+                timeout=DEFAULT_BUSY_TIMEOUT,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # used from worker threads, one at a time
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only = ON")
+            self._reader = conn
+        return self._reader
+
     async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        return await anyio.to_thread.run_sync(self._locked, operation)
+        return await anyio.to_thread.run_sync(self._locked, operation, limiter=self._limiter)
+
+    async def _run_read(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``operation`` (reads only) on the reading connection."""
+        locked = functools.partial(self._locked, operation, read=True)
+        return await anyio.to_thread.run_sync(locked, limiter=self._read_limiter)
 
     # Leases (see the module notes); called under ``self._lock``.
 
@@ -1210,7 +1241,7 @@ class Journal:
                 ]
             return _record(row, events)
 
-        return await self._run(operation)
+        return await self._run_read(operation)
 
     async def list(
         self, *, limit: int = DEFAULT_LIST_LIMIT, status: str | None = None
@@ -1242,7 +1273,7 @@ class Journal:
                 rows = conn.execute(_LIST_BY_STATUS, (wanted.value, limit)).fetchall()
             return [_record(row) for row in rows]
 
-        return await self._run(operation)
+        return await self._run_read(operation)
 
     async def task_ids_starting_with(
         self, prefix: str, *, limit: int

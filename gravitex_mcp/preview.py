@@ -76,6 +76,7 @@ def compose(decoded: Sequence[DecodedFrame], times: Sequence[float]) -> ContactS
     first = decoded[0].frame
     tile_w, tile_h = _tile_size(first.width, first.height, columns, rows)
     graph = av.filter.Graph()
+    graph.threads = 1  # one thread per piece of video work (see video_work.py)
     source = graph.add_buffer(
         width=first.width, height=first.height, format=first.format, time_base=Fraction(1, 1)
     )
@@ -121,6 +122,7 @@ def _encode_jpeg(sheet: VideoFrame) -> bytes:
     data = b""
     for quality in _QUALITIES:
         codec = av.CodecContext.create("mjpeg", "w")
+        codec.thread_count = 1  # one thread per piece of video work (see video_work.py)
         codec.width, codec.height, codec.pix_fmt = sheet.width, sheet.height, "yuvj420p"
         codec.time_base = Fraction(1, 1)
         codec.qscale = True

@@ -55,6 +55,7 @@ from .settings import Settings
 from .singleflight import BackgroundJobs, JobStoppedError, SharedPolls
 from .storage import OutputDir, safe_filename
 from .tasklock import TaskLock, TaskLocks
+from .video_work import VideoWork, shared_video_work
 from .waiting import Clock, PollSchedule, SystemClock
 
 if TYPE_CHECKING:  # checking and preparing a request: loaded by the first generate
@@ -175,9 +176,12 @@ class VideoService:
         schedule: PollSchedule | None = None,
         download_bound: float = DOWNLOAD_BOUND_SECONDS,
         output: OutputDir | None = None,
+        video_work: VideoWork | None = None,
     ) -> None:
         """``output`` (tests) replaces the output folder's writer, e.g. with a full disk."""
         self._settings = settings
+        # Decoding (looks, frames, joins) is bounded by the cores, shared by every session.
+        self.video_work = video_work or shared_video_work()
         self._client = client
         self._journal = journal
         self._clock: Clock = clock or SystemClock()
@@ -653,7 +657,8 @@ class VideoService:
         give_up = self._clock.monotonic() + TASK_LOCK_PATIENCE_SECONDS
         while True:
             try:
-                held = self._task_locks.try_acquire(task_id)
+                # open + flock + pid write: file calls, kept off the event loop
+                held = await anyio.to_thread.run_sync(self._task_locks.try_acquire, task_id)
             except OSError as exc:
                 raise StorageError(
                     f"Cannot lock task {task_id!r} for its download in the state folder "
@@ -733,7 +738,7 @@ class VideoService:
                 return look_at(found, asked, picked_size=picked)
 
         with anyio.CancelScope(shield=True):
-            seen = await anyio.to_thread.run_sync(look)
+            seen = await self.video_work.run(look)
         return saved.model_copy(
             update={"probe": seen.probe, "preview": seen.preview, "notes": seen.notes}
         )
@@ -816,7 +821,7 @@ class VideoService:
 
         with await self.held_video(task_id) as video:
             try:
-                frames = await anyio.to_thread.run_sync(lambda: extract(video, at))
+                frames = await self.video_work.run(lambda: extract(video, at))
             except ProbeError as exc:
                 raise FramesError(
                     f"Could not take frames from the saved video of task {task_id!r}: {exc}"
