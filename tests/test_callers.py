@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from mcp import Client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import MCPServer
-from mcp.types import TextContent
+from mcp.types import CallToolResult, TextContent
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -559,15 +562,31 @@ def listener() -> Iterator[socket.socket]:
         yield sock
 
 
+@asynccontextmanager
+async def serving(app: Any, listener: socket.socket) -> AsyncIterator[None]:
+    """``app`` under uvicorn on ``listener`` (127.0.0.1) while the block runs."""
+    import uvicorn
+
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(uv.serve, [listener])
+        with anyio.fail_after(30):
+            while not uv.started:  # noqa: ASYNC110 - uvicorn has no started event
+                await anyio.sleep(0.02)
+            yield
+        uv.should_exit = True
+
+
+def _text(result: CallToolResult) -> str:
+    text = "".join(b.text for b in result.content if isinstance(b, TextContent))
+    assert not result.is_error, text
+    return text
+
+
 async def test_mcp_server_with_jwt_verifier(
     issuer: Issuer, http: httpx2.AsyncClient, listener: socket.socket
 ) -> None:
-    import time
-
-    import uvicorn
-
-    port = listener.getsockname()[1]
-    public_url = f"http://127.0.0.1:{port}"
+    public_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     verifier = JwtVerifier(ISSUER, public_url, http)
     server: MCPServer[Any] = MCPServer(
         "callers-e2e", token_verifier=verifier, auth=auth_settings(verifier, public_url)
@@ -580,43 +599,61 @@ async def test_mcp_server_with_jwt_verifier(
         seen.append(access.subject if access else None)
         return current_caller(verifier).user_id
 
-    app = server.streamable_http_app()
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     now = int(time.time())
     good = issuer.mint(aud=public_url, sub="bob", iat=now, exp=now + 300)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(uv.serve, [listener])
-        with anyio.fail_after(30):
-            while not uv.started:  # noqa: ASYNC110 - uvicorn has no started event
-                await anyio.sleep(0.02)
-            async with httpx2.AsyncClient(base_url=public_url, timeout=10) as plain:
-                refused = await plain.post(
-                    "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    async with serving(server.streamable_http_app(), listener):
+        async with httpx2.AsyncClient(base_url=public_url, timeout=10) as plain:
+            refused = await plain.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            assert refused.status_code == 401
+            challenge = refused.headers["www-authenticate"]
+            metadata_url = f"{public_url}/.well-known/oauth-protected-resource"
+            assert challenge.startswith("Bearer ")
+            assert f'resource_metadata="{metadata_url}"' in challenge
+            metadata = (await plain.get(metadata_url)).json()
+            assert metadata["resource"] == public_url
+            assert metadata["authorization_servers"] == [ISSUER]
+            wrong_aud = issuer.mint(aud=AUDIENCE, iat=now, exp=now + 300)
+            for bad in ("nope", wrong_aud):
+                r = await plain.post(
+                    "/mcp",
+                    json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                    headers={"Authorization": f"Bearer {bad}"},
                 )
-                assert refused.status_code == 401
-                challenge = refused.headers["www-authenticate"]
-                metadata_url = f"{public_url}/.well-known/oauth-protected-resource"
-                assert challenge.startswith("Bearer ")
-                assert f'resource_metadata="{metadata_url}"' in challenge
-                metadata = (await plain.get(metadata_url)).json()
-                assert metadata["resource"] == public_url
-                assert metadata["authorization_servers"] == [ISSUER]
-                wrong_aud = issuer.mint(aud=AUDIENCE, iat=now, exp=now + 300)
-                for bad in ("nope", wrong_aud):
-                    r = await plain.post(
-                        "/mcp",
-                        json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                        headers={"Authorization": f"Bearer {bad}"},
-                    )
-                    assert r.status_code == 401
-                    assert bad not in r.text
-            async with (
-                httpx2.AsyncClient(headers={"Authorization": f"Bearer {good}"}, timeout=10) as h,
-                Client(streamable_http_client(f"{public_url}/mcp", http_client=h)) as client,
-            ):
-                result = await client.call_tool("whoami", {})
-            text = "".join(b.text for b in result.content if isinstance(b, TextContent))
-            assert not result.is_error, text
-            assert text == "bob"
-            assert seen == ["bob"]
-        uv.should_exit = True
+                assert r.status_code == 401
+                assert bad not in r.text
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {good}"}, timeout=10) as h,
+            Client(streamable_http_client(f"{public_url}/mcp", http_client=h)) as client,
+        ):
+            assert _text(await client.call_tool("whoami", {})) == "bob"
+    assert seen == ["bob"]
+
+
+async def test_mcp_server_over_sse_with_tokens_file(
+    tokens_file: Path, listener: socket.socket
+) -> None:
+    public_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    verifier = TokensFileVerifier(tokens_file)
+    server: MCPServer[Any] = MCPServer(
+        "callers-e2e", token_verifier=verifier, auth=auth_settings(verifier, public_url)
+    )
+
+    @server.tool()
+    def whoami() -> str:
+        caller = current_caller(verifier)
+        key = caller.upstream_key.get_secret_value() if caller.upstream_key else None
+        return f"{caller.user_id} {key} {caller.budget_seconds_per_day}"
+
+    async with serving(server.sse_app(), listener):
+        async with httpx2.AsyncClient(base_url=public_url, timeout=10) as plain:
+            refused = await plain.get("/sse", headers={"Authorization": "Bearer nope"})
+            assert refused.status_code == 401
+            # No authorization server to send a client to: no metadata, none named.
+            assert "resource_metadata" not in refused.headers["www-authenticate"]
+            assert (await plain.get("/.well-known/oauth-protected-resource")).status_code == 404
+        answers = []
+        for token in (TOKEN_A, TOKEN_B):
+            headers = {"Authorization": f"Bearer {token}"}
+            async with Client(sse_client(f"{public_url}/sse", headers=headers)) as client:
+                answers.append(_text(await client.call_tool("whoami", {})))
+    assert answers == ["alice sk-alice-own-key 120", "bob None None"]
