@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio.to_thread
+import httpx2
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
@@ -44,7 +45,8 @@ LOCAL_USER = "local"
 SHARED_USER = "shared"
 #: Longest bearer token looked at; longer ones are refused before any work.
 MAX_TOKEN_CHARS = 16 * 1024
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+#: User ids used as they are for storage: lower case only (case-insensitive file systems).
+_SAFE_NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 _FIELDS = frozenset({"token", "token_sha256", "upstream_key", "budget_seconds_per_day"})
 
 
@@ -61,7 +63,8 @@ class Caller:
     @property
     def storage_name(self) -> str:
         """A name safe as one path component or database key, distinct per user id:
-        the id itself when it is plain (``alice``), else ``u-`` and a digest of it."""
+        the id itself when it is plain (``alice``), else ``u-`` and a digest of it
+        (``Alice``, ``../x``, ``u-1``: so two ids never share a folder on any disk)."""
         if _SAFE_NAME.fullmatch(self.user_id) and not self.user_id.startswith("u-"):
             return self.user_id
         return "u-" + hashlib.sha256(self.user_id.encode()).hexdigest()[:32]
@@ -300,7 +303,7 @@ class TokensFileVerifier:
 def verifier_from_env(
     env: Mapping[str, str],
     *,
-    http_client: Any = None,
+    http_client: httpx2.AsyncClient | None = None,
     clock: Callable[[], float] | None = None,
 ) -> CallerVerifier | None:
     """The verifier the environment asks for, or None (no authentication).
@@ -340,12 +343,13 @@ def auth_settings(verifier: CallerVerifier, public_url: str | None) -> AuthSetti
     static tokens there is no authorization server to point clients at, so no
     metadata (the SDK insists on an ``issuer_url`` all the same: it goes unused).
     """
-    issuer = getattr(verifier, "issuer", None)
-    if isinstance(issuer, str):
+    from .callers_jwt import JwtVerifier
+
+    if isinstance(verifier, JwtVerifier):
         if not public_url:
             raise ConfigurationError("OAuth needs GRAVITEX_PUBLIC_URL, the tokens' audience.")
         return AuthSettings(
-            issuer_url=issuer,  # type: ignore[arg-type]  # pydantic validates the str
+            issuer_url=verifier.issuer,  # type: ignore[arg-type]  # pydantic validates the str
             resource_server_url=public_url,  # type: ignore[arg-type]
             validate_token_resource=True,
         )
