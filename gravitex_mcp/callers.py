@@ -47,6 +47,8 @@ SHARED_USER = "shared"
 MAX_TOKEN_CHARS = 16 * 1024
 #: User ids used as they are for storage: lower case only (case-insensitive file systems).
 _SAFE_NAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
+#: The signature of a tokens file that could not be read: logged once, retried on change.
+_UNREADABLE = (-1, -1, -1)
 _FIELDS = frozenset({"token", "token_sha256", "upstream_key", "budget_seconds_per_day"})
 
 
@@ -242,6 +244,8 @@ class TokensFileVerifier:
             self._entries = self._read()
         except OSError as exc:
             raise TokensFileError(f"{self._path}: cannot read it ({exc.strerror}).") from None
+        except UnicodeDecodeError:
+            raise TokensFileError(f"{self._path}: cannot read it (not UTF-8).") from None
 
     def __repr__(self) -> str:
         return f"TokensFileVerifier({str(self._path)!r}, users={len(self._entries)})"
@@ -272,6 +276,9 @@ class TokensFileVerifier:
         except TokensFileError as exc:
             logger.error("%s; still using the last good version.", exc)
         except (OSError, UnicodeDecodeError) as exc:
+            if self._signature == _UNREADABLE:
+                return  # said so already
+            self._signature = _UNREADABLE
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
             logger.error(
                 "%s: cannot read it (%s); still using the last good version.", self._path, reason

@@ -497,11 +497,21 @@ def test_readable_by_others_warns(tokens_file: Path, caplog: pytest.LogCaptureFi
     assert "chmod" not in caplog.text
 
 
-async def test_deleted_file_keeps_the_last_good(tokens_file: Path, clock: Clock) -> None:
+async def test_deleted_file_keeps_the_last_good(
+    tokens_file: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
     verifier = TokensFileVerifier(tokens_file, clock=clock)
+    text = tokens_file.read_text()
     tokens_file.unlink()
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            clock.now += 2
+            assert await verifier.verify_token(TOKEN_A) is not None
+    assert len(caplog.records) == 1, caplog.text  # said once, not every second
+    assert "still using the last good version" in caplog.text
+    _write(tokens_file, text.replace("alice-", "ALICE-"))
     clock.now += 2
-    assert await verifier.verify_token(TOKEN_A) is not None
+    assert await verifier.verify_token(TOKEN_A) is None  # back, and read again
 
 
 def test_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
