@@ -57,6 +57,7 @@ _POLL = 0.05
 _LOOPBACK = "127.0.0.1"
 _OWNER_FILE = "owner.pid"
 _SERVER_PID_FILE = "server.pid"
+_PORTS_FILE = "ports.json"
 
 
 class ServiceUnavailableError(RuntimeError):
@@ -130,6 +131,8 @@ def reap_leftovers() -> list[Path]:
             pid = int((root / _SERVER_PID_FILE).read_text())
             if _pid_alive(pid) and str(root) in _cmdline(pid):
                 os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError, ValueError):
+            _unlink_weed_sockets(json.loads((root / _PORTS_FILE).read_text()))
         shutil.rmtree(root, ignore_errors=True)
         reaped.append(root)
     return reaped
@@ -439,6 +442,15 @@ def weed_missing() -> str | None:
     return None
 
 
+def _unlink_weed_sockets(ports: dict[str, int]) -> None:
+    """weed also makes gRPC sockets in /tmp named after its ports, whatever the flags."""
+    for name, port in ports.items():
+        if name.endswith("_grpc"):
+            kind = name.removesuffix("_grpc")
+            with contextlib.suppress(OSError):
+                Path(f"/tmp/seaweedfs-{kind}-grpc-{port}.sock").unlink()
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -590,6 +602,7 @@ class SeaweedS3:
         if binary is None:
             raise ServiceUnavailableError(f"no `weed` program: {WEED_INSTALL_HINT}")
         (self.root / "data").mkdir(exist_ok=True)
+        (self.root / _PORTS_FILE).write_text(json.dumps(self.ports))
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 self._command(binary),
@@ -655,12 +668,7 @@ class SeaweedS3:
             self.stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
-            # weed also makes gRPC sockets in /tmp named after the ports, whatever the flags.
-            for name, port in self.ports.items():
-                if name.endswith("_grpc"):
-                    kind = name.removesuffix("_grpc")
-                    with contextlib.suppress(OSError):
-                        Path(f"/tmp/seaweedfs-{kind}-grpc-{port}.sock").unlink()
+            _unlink_weed_sockets(self.ports)
 
     def create_bucket(self, name: str | None = None) -> str:
         """Create a new bucket (signed CreateBucket) and return its name."""
