@@ -474,9 +474,14 @@ class S3Credentials:
         path: str,
         *,
         body: bytes = b"",
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
         timeout: float = 10.0,
     ) -> httpx2.Response:
-        """Send one SigV4-signed request (path-style URL) and return the response."""
+        """Send one SigV4-signed request (path-style URL) and return the response.
+
+        ``headers`` (lower-case names) are signed too, e.g. ``{"if-none-match": "*"}``.
+        """
         url = urllib.parse.urlsplit(self.endpoint)
         host = url.netloc
         now = dt.datetime.now(dt.UTC)
@@ -484,13 +489,22 @@ class S3Credentials:
         day = now.strftime("%Y%m%d")
         payload_hash = _sha256(body)
         canonical_path = urllib.parse.quote(path, safe="/-_.~")
-        headers = {"host": host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
+        canonical_query = "&".join(
+            f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+            for k, v in sorted((query or {}).items())
+        )
+        headers = {
+            **(headers or {}),
+            "host": host,
+            "x-amz-content-sha256": payload_hash,
+            "x-amz-date": amz_date,
+        }
         signed = ";".join(sorted(headers))
         canonical = "\n".join(
             [
                 method,
                 canonical_path,
-                "",
+                canonical_query,
                 *(f"{k}:{headers[k]}" for k in sorted(headers)),
                 "",
                 signed,
@@ -509,9 +523,10 @@ class S3Credentials:
         )
         send = {k: v for k, v in headers.items() if k != "host"}
         send["authorization"] = auth
+        target = f"{url.scheme}://{host}{canonical_path}"
         return httpx2.request(
             method,
-            f"{url.scheme}://{host}{canonical_path}",
+            f"{target}?{canonical_query}" if canonical_query else target,
             headers=send,
             content=body,
             timeout=timeout,

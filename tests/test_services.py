@@ -141,6 +141,65 @@ async def test_concurrent_create_only_puts_have_one_winner(s3_bucket: S3Bucket) 
     assert bytes(await got.bytes_async()) == bytes([winners[0]]) * body_size
 
 
+async def test_create_only_streamed_put_is_one_buffered_put(s3_bucket: S3Bucket) -> None:
+    """obstore does not stream a create-only put: it buffers it and sends a single PUT.
+
+    A tripwire for the video store: ``mode="create"`` with ``use_multipart=True`` still
+    makes one plain PUT (its ETag has no ``-<parts>``), so the whole body sits in memory.
+    """
+    store = _store(s3_bucket)
+    chunk = os.urandom(1024 * 1024)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(12):
+            yield chunk
+
+    result = await obstore.put_async(store, "v.mp4", stream(), mode="create", use_multipart=True)
+    assert "-" not in str(result["e_tag"]), result
+    with pytest.raises(AlreadyExistsError):
+        await obstore.put_async(store, "v.mp4", stream(), mode="create", use_multipart=True)
+
+
+def test_seaweed_honours_if_none_match_on_completing_a_multipart_upload(
+    s3_bucket: S3Bucket,
+) -> None:
+    """The server side of a streamed create-only save: CompleteMultipartUpload + If-None-Match."""
+    creds = s3_bucket.server.credentials
+    path = f"/{s3_bucket.bucket}/videos/streamed.mp4"
+
+    def upload(if_none_match: bool) -> httpx2.Response:
+        made = creds.signed_request("POST", path, query={"uploads": ""})
+        assert made.status_code == 200, made.text
+        upload_id = made.text.split("<UploadId>", 1)[1].split("</UploadId>", 1)[0]
+        part = creds.signed_request(
+            "PUT",
+            path,
+            query={"partNumber": "1", "uploadId": upload_id},
+            body=os.urandom(5 * 1024 * 1024),
+            timeout=30,
+        )
+        assert part.status_code == 200, part.text
+        etag = part.headers["etag"]
+        xml = (
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>"
+            f"<ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+        )
+        return creds.signed_request(
+            "POST",
+            path,
+            query={"uploadId": upload_id},
+            body=xml.encode(),
+            headers={"if-none-match": "*"} if if_none_match else {},
+            timeout=30,
+        )
+
+    assert upload(if_none_match=True).status_code == 200
+    refused = upload(if_none_match=True)
+    assert refused.status_code == 412
+    assert "PreconditionFailed" in refused.text
+    assert upload(if_none_match=False).status_code == 200  # without the header: overwritten
+
+
 async def test_multipart_streaming_put_then_ranged_gets(s3_bucket: S3Bucket) -> None:
     store = _store(s3_bucket)
     chunk = os.urandom(1024 * 1024)
