@@ -7,7 +7,8 @@ port) and :func:`start_seaweed` runs SeaweedFS's ``weed server`` (from the
 
 Each server is a child process of the caller. When the caller is the main
 thread, the child also gets a parent-death signal (``setpriv --pdeathsig``), so a
-test run that is killed outright takes its servers with it. Each server lives in
+test run that is killed outright takes its servers with it; so start (and
+restart) servers on the main thread, not through ``asyncio.to_thread``. Each server lives in
 its own temp dir named ``gravitex-pg-*`` / ``gravitex-weed-*`` that records the
 owner's pid; :func:`reap_leftovers` (called by every start) stops and removes
 the ones whose owner is gone. ``close()`` stops a server and removes its dir.

@@ -79,7 +79,7 @@ async def test_a_stopped_server_fails_with_operational_error_then_recovers(
         with pytest.raises(psycopg.OperationalError):
             await psycopg.AsyncConnection.connect(postgres_db.dsn, connect_timeout=2)
 
-        await asyncio.to_thread(server.start)
+        server.start()  # on this (main) thread, so the new postmaster dies with us
         await pool.check()  # drop the dead connections rather than wait for the pool to notice
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT n FROM t")
@@ -274,7 +274,7 @@ async def test_stopped_storage_fails_and_comes_back_with_its_objects(
     await asyncio.to_thread(s3_bucket.server.stop)
     with pytest.raises(Exception, match=r"(?i)connect|refused|error sending request"):
         await obstore.put_async(store, "during", b"x")
-    await asyncio.to_thread(s3_bucket.server.start)
+    s3_bucket.server.start()  # on the main thread: see _as_user_prefix
     got = await obstore.get_async(store, "before")
     assert bytes(await got.bytes_async()) == b"kept across the restart"
 
