@@ -17,7 +17,7 @@ Usage (from the repository root)::
   style file) and size and rate, interleaved ``--repeat`` times (each repeat starts with
   the other variant):
 
-  - ``ours``: :func:`gravitex_mcp.downloads.download_video` (mp4 checks, sha256, temp
+  - ``ours``: :func:`gravitex_mcp.upstream.downloads.download_video` (mp4 checks, sha256, temp
     file, fsync, no-clobber publish; Sora decoded from the JSON as it streams);
   - ``plain``: ``httpx2.AsyncClient.stream`` and ``f.write`` of every chunk into a file
     (for Sora: the JSON body as it comes, undecoded, so the same bytes cross the link).
@@ -119,9 +119,9 @@ def _status(field: str) -> int:
 
 
 async def _ours(base: str, family: str, out: Path) -> None:
-    from gravitex_mcp.client import GravitexClient
     from gravitex_mcp.domain import Delivery
-    from gravitex_mcp.downloads import download_video
+    from gravitex_mcp.upstream.client import GravitexClient
+    from gravitex_mcp.upstream.downloads import download_video
 
     delivery = Delivery.DOWNLOAD_ENDPOINT if family == "sora" else Delivery.TASK_URL
     async with GravitexClient(api_key="sk-bench", base_url=base) as client:
@@ -149,7 +149,7 @@ def worker(variant: str, family: str, base: str) -> None:
     import anyio
     import httpx2  # noqa: F401  (imported before the baseline, as in a running server)
 
-    import gravitex_mcp.downloads  # noqa: F401
+    import gravitex_mcp.upstream.downloads  # noqa: F401
 
     run = _ours if variant == "ours" else _plain
     with tempfile.TemporaryDirectory() as tmp:

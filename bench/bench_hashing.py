@@ -5,7 +5,7 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_hashing.py [--sizes 16,256] [--repeat 7]
 
 Both variants stream a video file from the bench server of ``bench_downloads.py``
-(unthrottled loopback) into :class:`gravitex_mcp.storage.VideoFile` and commit it
+(unthrottled loopback) into :class:`gravitex_mcp.store.storage.VideoFile` and commit it
 (write + sha256 + fsync + publish): ``inline`` calls ``put`` on every chunk in the event
 loop; ``thread`` gathers 1 MiB batches and runs ``put`` on each in a worker thread
 (``anyio.to_thread.run_sync``). Figure: median wall seconds of ``--repeat`` runs each,
@@ -25,7 +25,7 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from gravitex_mcp.storage import OutputDir
+from gravitex_mcp.store.storage import OutputDir
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as a script beside bench_downloads
 from bench_downloads import bench_server

@@ -11,8 +11,8 @@ What runs:
 * two variants, each in a **fresh process** (interpreter start included, as the
   ffmpeg command pays its own start too), interleaved ``--repeat`` times:
 
-  - ``ours``: ``python -c`` running :func:`gravitex_mcp.probe.probe_video` and
-    :func:`gravitex_mcp.preview.contact_sheet` (9 tiles, 3x3, <= 1024 px, mjpeg
+  - ``ours``: ``python -c`` running :func:`gravitex_mcp.video.probe.probe_video` and
+    :func:`gravitex_mcp.video.preview.contact_sheet` (9 tiles, 3x3, <= 1024 px, mjpeg
     within 150 KB) and writing the JPEG;
   - ``ffmpeg``: the ``imageio-ffmpeg`` wheel's ffmpeg binary doing the same job in one
     command: read the streams (its banner is the probe), pick 9 frames spread over
@@ -22,7 +22,7 @@ What runs:
   **CPU** = its user + system seconds, median (steadier than wall time on a shared
   machine); **peak memory** =
   the process's ``ru_maxrss`` (from ``os.wait4``). ``ours-import`` is the cost of a
-  ``python -c "import av, gravitex_mcp.preview"`` process alone, so the difference is
+  ``python -c "import av, gravitex_mcp.video.preview"`` process alone, so the difference is
   what the work itself takes; ``floor`` is ``true``, showing the peak RSS every child
   inherits from this driver (Linux keeps it across fork and execve).
 """
@@ -45,15 +45,15 @@ ROOT = Path(__file__).resolve().parent.parent
 OURS = """
 import sys
 from pathlib import Path
-from gravitex_mcp.probe import probe_video
-from gravitex_mcp.preview import contact_sheet
+from gravitex_mcp.video.probe import probe_video
+from gravitex_mcp.video.preview import contact_sheet
 video, out = Path(sys.argv[1]), Path(sys.argv[2])
 probe = probe_video(video)
 sheet = contact_sheet(video, probe.duration_seconds)
 out.write_bytes(sheet.jpeg)
 print(probe.duration_seconds, probe.width, probe.height, sheet.width, sheet.height, len(sheet.jpeg))
 """
-IMPORT_ONLY = "import av, gravitex_mcp.preview, gravitex_mcp.probe"
+IMPORT_ONLY = "import av, gravitex_mcp.video.preview, gravitex_mcp.video.probe"
 
 
 def make_clip(path: Path, seconds: int, width: int, height: int, fps: int = 24) -> None:

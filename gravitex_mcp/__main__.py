@@ -1,6 +1,6 @@
 """``python -m gravitex_mcp``: the same program as ``gravitex-mcp``."""
 
-from .cli import main
+from .cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 // Builds the player (and the browser test's host page) into single HTML files
 // with everything inlined, so the Python package ships a file and needs no Node:
-//   gravitex_mcp/player/player.html   served as ui://gravitex/player.html
+//   gravitex_mcp/server/player/player.html   served as ui://gravitex/player.html
 //   tests/assets/player_host.html     the minimal MCP Apps host of the browser test
 import { build } from "esbuild";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
@@ -53,5 +53,5 @@ async function page(template, marker, entry, output) {
   console.log(`${output}: ${out.length} bytes`);
 }
 
-await page("src/player.html", "<!--PLAYER_SCRIPT-->", "src/player.js", "gravitex_mcp/player/player.html");
+await page("src/player.html", "<!--PLAYER_SCRIPT-->", "src/player.js", "gravitex_mcp/server/player/player.html");
 await page("host/host.html", "<!--HOST_SCRIPT-->", "host/host.js", "tests/assets/player_host.html");

@@ -2,8 +2,8 @@
 
 Usage: ``python3 scripts/check.py [pytest args...]``. It needs only Python: it
 creates ``.venv`` next to this repo (if missing), installs the package with its
-dev extras into it, and runs ruff, mypy and pytest from there. The exit code is
-the first failing step's.
+dev extras into it, and runs ruff, mypy, lint-imports and pytest from there. The exit
+code is the first failing step's.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def main(argv: list[str]) -> None:
     _run(py, "-m", "ruff", "check", ".")
     _run(py, "-m", "ruff", "format", "--check", ".")
     _run(py, "-m", "mypy")
+    _run(_bin("lint-imports"))  # the layers: [tool.importlinter] in pyproject.toml
     _run(py, "-m", "pytest", *argv)
 
 

@@ -13,14 +13,14 @@ from typing import Any
 
 import anyio
 
-from gravitex_mcp.model_table import (
+from gravitex_mcp.server.model_table import (
     STATUS_END,
     STATUS_START,
     models_table,
     replace_block,
     statuses_table,
 )
-from gravitex_mcp.tool_index import listed_tools, manifest_tools
+from gravitex_mcp.server.tool_index import listed_tools, manifest_tools
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
 
-from gravitex_mcp.server import AppState, build_server
+from gravitex_mcp.server.app import AppState, build_server
 from gravitex_mcp.settings import Settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 

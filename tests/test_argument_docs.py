@@ -8,11 +8,12 @@ from dataclasses import replace
 
 import pytest
 
-from gravitex_mcp import argument_docs, catalog
-from gravitex_mcp.argument_docs import group_name
-from gravitex_mcp.arguments import VideoArguments
-from gravitex_mcp.catalog import ARGUMENT_TYPES, CATALOG, MODEL_IDS, ArgSpec
+from gravitex_mcp.catalog import argument_docs
+from gravitex_mcp.catalog import models as catalog
+from gravitex_mcp.catalog.argument_docs import group_name
+from gravitex_mcp.catalog.models import ARGUMENT_TYPES, CATALOG, MODEL_IDS, ArgSpec
 from gravitex_mcp.domain import Family
+from gravitex_mcp.request.arguments import VideoArguments
 
 
 def resolve(label: str) -> set[str]:

@@ -10,8 +10,8 @@ import httpx2
 import pytest
 from mcp.types import ImageContent
 
-from gravitex_mcp.preview import MAX_SHEET_BYTES
 from gravitex_mcp.simulator import simulator_transport
+from gravitex_mcp.video.preview import MAX_SHEET_BYTES
 
 from .server_harness import Harness, connected, make_harness, structured, text_of
 

@@ -37,7 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gravitex_mcp.callers import (
+from gravitex_mcp.errors import ConfigurationError
+from gravitex_mcp.server.callers import (
     LOCAL,
     Caller,
     SharedTokenVerifier,
@@ -47,8 +48,7 @@ from gravitex_mcp.callers import (
     current_caller,
     verifier_from_env,
 )
-from gravitex_mcp.callers_jwt import JwtVerifier, metadata_urls
-from gravitex_mcp.errors import ConfigurationError
+from gravitex_mcp.server.callers_jwt import JwtVerifier, metadata_urls
 
 ISSUER = "http://127.0.0.1:8999"
 AUDIENCE = "https://videos.example.com"

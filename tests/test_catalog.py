@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gravitex_mcp import catalog
-from gravitex_mcp.arguments import VideoArguments
-from gravitex_mcp.catalog import (
+from gravitex_mcp.catalog import models as catalog
+from gravitex_mcp.catalog.models import (
     ARGUMENT_TYPES,
     CATALOG,
     MODE_ARGUMENTS,
@@ -22,6 +21,7 @@ from gravitex_mcp.catalog import (
 )
 from gravitex_mcp.domain import Family, Mode
 from gravitex_mcp.errors import InvalidArgumentsError
+from gravitex_mcp.request.arguments import VideoArguments
 
 # Every model id in upstream-api/video-generation.txt, in doc order.
 DOC_IDS = (
@@ -256,8 +256,14 @@ def test_parse_size() -> None:
 
 def test_code_has_no_per_model_branches() -> None:
     # The rules are data: no module outside the catalog names a model id.
-    package = Path(catalog.__file__).parent
-    for module in ("validation.py", "translate.py", "prepare.py", "schemas.py", "arguments.py"):
+    package = Path(catalog.__file__).parents[1]
+    for module in (
+        "request/validation.py",
+        "request/translate.py",
+        "request/prepare.py",
+        "cli/schemas.py",
+        "request/arguments.py",
+    ):
         source = (package / module).read_text(encoding="utf-8")
         for model_id in MODEL_IDS:
             assert f'"{model_id}"' not in source, (module, model_id)

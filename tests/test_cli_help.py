@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gravitex_mcp import cli, settings
+from gravitex_mcp import settings
+from gravitex_mcp.cli import main as cli
 from gravitex_mcp.settings import ENVIRONMENT_VARIABLES, load_settings
 
 from .proc import REPO, clean_env, run_cli

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gravitex_mcp.cli import build_parser
+from gravitex_mcp.cli.main import build_parser
 from gravitex_mcp.errors import ConfigurationError
-from gravitex_mcp.http_app import _host_patterns
+from gravitex_mcp.server.http_app import _host_patterns
 from gravitex_mcp.settings import load_settings
 
 

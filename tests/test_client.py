@@ -17,15 +17,6 @@ import anyio
 import httpx2
 import pytest
 
-from gravitex_mcp.client import (
-    DOWNLOAD_PATH,
-    SUBMIT_PATH,
-    GravitexClient,
-    TaskError,
-    TaskSnapshot,
-    Timeouts,
-    read_error,
-)
 from gravitex_mcp.domain import TaskStatus
 from gravitex_mcp.errors import (
     APIConnectionError,
@@ -45,7 +36,16 @@ from gravitex_mcp.errors import (
     SubmitOutcomeUnknownError,
     URLExpiredError,
 )
-from gravitex_mcp.retry import RetryPolicy
+from gravitex_mcp.upstream.client import (
+    DOWNLOAD_PATH,
+    SUBMIT_PATH,
+    GravitexClient,
+    TaskError,
+    TaskSnapshot,
+    Timeouts,
+    read_error,
+)
+from gravitex_mcp.upstream.retry import RetryPolicy
 
 KEY = "sk-test-SECRET0123456789abcdef"
 BASE = "https://api.gravitex.test"

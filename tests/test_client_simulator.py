@@ -17,7 +17,6 @@ from typing import Any
 import httpx2
 import pytest
 
-from gravitex_mcp.client import GravitexClient, TaskError, Timeouts, read_error
 from gravitex_mcp.domain import TaskStatus
 from gravitex_mcp.errors import (
     APIConnectionError,
@@ -30,8 +29,9 @@ from gravitex_mcp.errors import (
     SubmitOutcomeUnknownError,
     URLExpiredError,
 )
-from gravitex_mcp.retry import RetryPolicy
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
+from gravitex_mcp.upstream.client import GravitexClient, TaskError, Timeouts, read_error
+from gravitex_mcp.upstream.retry import RetryPolicy
 
 KEY = "sk-sim-SECRET0123456789"
 BASE = "http://simulator.test"

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx2
 import pytest
 
-from gravitex_mcp.client import GravitexClient
 from gravitex_mcp.logs import NOISY, configure_logging
+from gravitex_mcp.upstream.client import GravitexClient
 
 SIGNATURE = "Signature=Zm9vYmFyc2VjcmV0c2lnbmF0dXJl"
 QUERY = f"Expires=4102444800&{SIGNATURE}"

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from gravitex_mcp import catalog, images
-from gravitex_mcp.arguments import VideoArguments
-from gravitex_mcp.demo import PROMPT, _drive
-from gravitex_mcp.demo_inputs import MODE_PREFERENCE, demo_arguments, demo_mode, png_bytes
+from gravitex_mcp import images
+from gravitex_mcp.catalog import models as catalog
+from gravitex_mcp.cli.demo import PROMPT, _drive
+from gravitex_mcp.cli.demo_inputs import MODE_PREFERENCE, demo_arguments, demo_mode, png_bytes
 from gravitex_mcp.domain import Mode
-from gravitex_mcp.prepare import prepare_request
-from gravitex_mcp.server import build_server
+from gravitex_mcp.request.arguments import VideoArguments
+from gravitex_mcp.request.prepare import prepare_request
+from gravitex_mcp.server.app import build_server
 from gravitex_mcp.settings import Settings
-from gravitex_mcp.upstream import simulated_upstream
+from gravitex_mcp.upstream.choose import simulated_upstream
 
 from .proc import clean_env, run_cli
 from .server_harness import FakeClock

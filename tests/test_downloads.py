@@ -22,10 +22,8 @@ import anyio.to_thread
 import httpx2
 import pytest
 
-from gravitex_mcp import catalog
-from gravitex_mcp.client import GravitexClient, Timeouts
+from gravitex_mcp.catalog import models as catalog
 from gravitex_mcp.domain import Delivery, Family
-from gravitex_mcp.downloads import MP4_MIME_TYPE, download_video
 from gravitex_mcp.errors import (
     DownloadError,
     MalformedResponseError,
@@ -35,7 +33,6 @@ from gravitex_mcp.errors import (
     VideoIntegrityError,
 )
 from gravitex_mcp.results import SavedVideo
-from gravitex_mcp.retry import RetryPolicy
 from gravitex_mcp.simulator import (
     Endpoint,
     FaultKind,
@@ -44,7 +41,10 @@ from gravitex_mcp.simulator import (
     iter_mp4,
     simulator_transport,
 )
-from gravitex_mcp.storage import OutputDir
+from gravitex_mcp.store.storage import OutputDir
+from gravitex_mcp.upstream.client import GravitexClient, Timeouts
+from gravitex_mcp.upstream.downloads import MP4_MIME_TYPE, download_video
+from gravitex_mcp.upstream.retry import RetryPolicy
 
 KEY = "sk-test-SECRET0123456789abcdef"
 BASE = "https://api.gravitex.test"

@@ -28,13 +28,13 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from gravitex_mcp import catalog
-from gravitex_mcp.journal import DB_FILENAME
-from gravitex_mcp.server import build_server
+from gravitex_mcp.catalog import models as catalog
+from gravitex_mcp.server.app import build_server
 from gravitex_mcp.settings import Settings
 from gravitex_mcp.simulator import STORE_FILENAME
-from gravitex_mcp.storage import OutputDir
-from gravitex_mcp.upstream import (
+from gravitex_mcp.store.journal import DB_FILENAME
+from gravitex_mcp.store.storage import OutputDir
+from gravitex_mcp.upstream.choose import (
     SIMULATOR_BASE_URL,
     SIMULATOR_KEY,
     Upstream,
@@ -365,7 +365,7 @@ async def test_the_one_wrapper_tells_any_failure_of_a_tool_and_logs_the_unexpect
 ) -> None:
     from mcp.server.mcpserver import MCPServer
 
-    from gravitex_mcp.schema_errors import CheckedTool
+    from gravitex_mcp.server.schema_errors import CheckedTool
 
     async def broken() -> str:
         """A tool whose dependency fails."""
@@ -388,7 +388,7 @@ def test_a_journal_that_cannot_be_opened_at_start_up_is_named_with_what_to_do(
     tmp_path: Path,
 ) -> None:
     from gravitex_mcp.errors import JournalError
-    from gravitex_mcp.journal import Journal
+    from gravitex_mcp.store.journal import Journal
 
     (tmp_path / DB_FILENAME).mkdir()  # a folder where the journal's file should be
     with pytest.raises(JournalError) as caught:

@@ -10,7 +10,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from gravitex_mcp.errors import ConfigurationError
-from gravitex_mcp.http_app import HttpGuard, check_bind
+from gravitex_mcp.server.http_app import HttpGuard, check_bind
 from gravitex_mcp.settings import is_loopback
 
 

@@ -17,17 +17,17 @@ import httpx2
 import pytest
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from gravitex_mcp import journal as journal_module
-from gravitex_mcp.arguments import GenerateVideoInput
-from gravitex_mcp.client import GravitexClient
-from gravitex_mcp.idempotency import (
+from gravitex_mcp.request.arguments import GenerateVideoInput
+from gravitex_mcp.service.idempotency import (
     KEY_WAIT_SECONDS,
     IdempotencyKeyBusyError,
     arguments_digest,
 )
-from gravitex_mcp.journal import DB_FILENAME, Journal
-from gravitex_mcp.service import VideoService
+from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
+from gravitex_mcp.store import journal as journal_module
+from gravitex_mcp.store.journal import DB_FILENAME, Journal
+from gravitex_mcp.upstream.client import GravitexClient
 
 from .proc import SERVER_CMD, STOP_TIMEOUT, clean_env
 from .server_harness import (

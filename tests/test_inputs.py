@@ -10,10 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from gravitex_mcp import inputs
 from gravitex_mcp.errors import InvalidArgumentsError
-from gravitex_mcp.inputs import MAX_MEDIA_BYTES, MediaKind, ResolvedMedia, resolve_media
 from gravitex_mcp.redact import redact_url
+from gravitex_mcp.request.inputs import resolve as inputs
+from gravitex_mcp.request.inputs.resolve import (
+    MAX_MEDIA_BYTES,
+    MediaKind,
+    ResolvedMedia,
+    resolve_media,
+)
 from tests.test_images import make_jpeg, make_png, make_webp_vp8, make_webp_vp8l, make_webp_vp8x
 
 FIELD = "reference_images[1]"

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from gravitex_mcp import join as join_module
 from gravitex_mcp.errors import StorageError
-from gravitex_mcp.join import JoinError, join_files
-from gravitex_mcp.leftovers import is_temp_name, sweep_temp_files
-from gravitex_mcp.probe import ProbeError, probe_video
-from gravitex_mcp.storage import OutputDir
+from gravitex_mcp.store.leftovers import is_temp_name, sweep_temp_files
+from gravitex_mcp.store.storage import OutputDir
+from gravitex_mcp.video import join as join_module
+from gravitex_mcp.video.join import JoinError, join_files
+from gravitex_mcp.video.probe import ProbeError, probe_video
 
 from .clips import make_clip
 from .server_harness import Harness, connected, make_harness, structured, text_of
@@ -239,7 +239,7 @@ async def test_a_join_that_cannot_be_read_back_leaves_nothing(
 async def test_join_videos_does_not_look_again_at_clips_already_saved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gravitex_mcp import seeing
+    from gravitex_mcp.video import seeing
 
     h = make_harness(tmp_path)
     async with connected(h) as client:

@@ -19,10 +19,10 @@ from typing import Any
 import anyio
 import pytest
 
-import gravitex_mcp.journal as journal_module
+import gravitex_mcp.store.journal as journal_module
 from gravitex_mcp.domain import TaskStatus
 from gravitex_mcp.errors import InvalidArgumentsError
-from gravitex_mcp.journal import (
+from gravitex_mcp.store.journal import (
     DB_FILENAME,
     MAX_LIST_LIMIT,
     Journal,
@@ -427,7 +427,7 @@ from pathlib import Path
 import anyio
 
 from gravitex_mcp.domain import TaskStatus
-from gravitex_mcp.journal import Journal
+from gravitex_mcp.store.journal import Journal
 
 
 async def main(state_dir: str, rounds: int) -> None:
@@ -523,7 +523,7 @@ async def test_garbage_file_moved_aside(
     garbage = bytes(range(256)) * 64
     (tmp_path / DB_FILENAME).write_bytes(garbage)
     (tmp_path / f"{DB_FILENAME}-wal").write_bytes(b"junk wal")
-    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.journal"):
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.journal"):
         j = Journal.open(tmp_path, now=clock)
     try:
         aside = tmp_path / f"{DB_FILENAME}.corrupt-20250102T030406Z"
@@ -532,7 +532,7 @@ async def test_garbage_file_moved_aside(
         # sits next to the new journal.
         new_wal = tmp_path / f"{DB_FILENAME}-wal"
         assert not new_wal.exists() or b"junk wal" not in new_wal.read_bytes()
-        warnings = [r for r in caplog.records if r.name == "gravitex_mcp.journal"]
+        warnings = [r for r in caplog.records if r.name == "gravitex_mcp.store.journal"]
         assert len(warnings) == 1
         assert warnings[0].levelno == logging.WARNING
         assert "corrupt" in warnings[0].getMessage()
@@ -577,7 +577,7 @@ async def test_damaged_pages_moved_aside(
         _zero_page(path, root)
     # As a process killed with the journal open leaves it: the open checks the file.
     Path(f"{path}-wal").touch()
-    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.journal"):
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.journal"):
         fresh = Journal.open(tmp_path)
     try:
         assert len(_corrupt_files(tmp_path)) == 1
@@ -634,7 +634,7 @@ async def test_damage_met_in_use_is_checked_at_the_next_open(
             await damaged.list()
     finally:
         damaged.close()
-    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.journal"):
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.journal"):
         fresh = Journal.open(tmp_path)
     try:
         assert len(_corrupt_files(tmp_path)) == 1

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gravitex_mcp.arguments import VideoArguments
+from gravitex_mcp.catalog.markers import find_prompt_markers
 from gravitex_mcp.domain import Family
 from gravitex_mcp.errors import InvalidArgumentsError
-from gravitex_mcp.markers import find_prompt_markers
-from gravitex_mcp.validation import validate
+from gravitex_mcp.request.arguments import VideoArguments
+from gravitex_mcp.request.validation import validate
 
 LITE_I2V = "doubao-seedance-1-0-lite-i2v-250428"
 

@@ -14,8 +14,8 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from gravitex_mcp.errors import ConfigurationError
-from gravitex_mcp.http_app import HttpGuard, media_origins
-from gravitex_mcp.media import (
+from gravitex_mcp.server.http_app import HttpGuard, media_origins
+from gravitex_mcp.server.media import (
     KEY_FILE,
     MediaLinks,
     load_or_create_key,
@@ -23,8 +23,8 @@ from gravitex_mcp.media import (
     serve_loopback,
     with_media,
 )
-from gravitex_mcp.ondisk import FileIdentity
 from gravitex_mcp.settings import load_settings
+from gravitex_mcp.store.ondisk import FileIdentity
 
 BODY = bytes(range(256)) * 64  # 16 KiB, every byte value, easy to slice
 PORT = 8765

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from gravitex_mcp.errors import TruncatedDownloadError, VideoIntegrityError
-from gravitex_mcp.mp4 import Mp4StreamCheck, describe_head, looks_like_mp4
+from gravitex_mcp.upstream.mp4 import Mp4StreamCheck, describe_head, looks_like_mp4
 
 FTYP = struct.pack(">I4s4sI4s4s", 24, b"ftyp", b"isom", 512, b"isom", b"mp41")
 

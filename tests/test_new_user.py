@@ -16,15 +16,21 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
-from gravitex_mcp import cli, simulator
-from gravitex_mcp.demo import _drive
-from gravitex_mcp.demo_inputs import png_data_url
-from gravitex_mcp.join import join_files
-from gravitex_mcp.media import MEDIA_PORT_FILE, MediaLinks, load_or_create_key, serve_loopback
-from gravitex_mcp.server import build_server
+from gravitex_mcp import simulator
+from gravitex_mcp.cli import main as cli
+from gravitex_mcp.cli.demo import _drive
+from gravitex_mcp.cli.demo_inputs import png_data_url
+from gravitex_mcp.server.app import build_server
+from gravitex_mcp.server.media import (
+    MEDIA_PORT_FILE,
+    MediaLinks,
+    load_or_create_key,
+    serve_loopback,
+)
 from gravitex_mcp.settings import Settings
-from gravitex_mcp.storage import OutputDir
-from gravitex_mcp.upstream import simulated_upstream
+from gravitex_mcp.store.storage import OutputDir
+from gravitex_mcp.upstream.choose import simulated_upstream
+from gravitex_mcp.video.join import join_files
 
 from .clips import make_clip
 from .proc import SERVER_CMD, TOOLS, clean_env
@@ -194,7 +200,7 @@ def test_the_simulator_command_says_how_to_point_the_server_at_it(
 
     monkeypatch.setattr(simulator, "serve", fake_serve)
     monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)
-    caplog.set_level(logging.INFO, logger="gravitex_mcp.cli")
+    caplog.set_level(logging.INFO, logger="gravitex_mcp.cli.main")
     env = {"GRAVITEX_SIMULATOR_SECONDS": "3"}
     assert cli.run(["simulator", "--port", "8790"], env) == 0
     assert served["port"] == 8790

@@ -21,9 +21,9 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, ImageContent
 
-from gravitex_mcp import seeing
-from gravitex_mcp.frames import encode_png
-from gravitex_mcp.media import MediaLinks, load_or_create_key, loopback_app
+from gravitex_mcp.server.media import MediaLinks, load_or_create_key, loopback_app
+from gravitex_mcp.video import seeing
+from gravitex_mcp.video.frames import encode_png
 
 from .server_harness import Harness, connected, make_harness, structured, text_of
 
@@ -99,7 +99,7 @@ async def test_an_unchanged_video_is_reused_without_hashing_it_again(
 ) -> None:
     async with connected(h) as client:
         first = await generate(client, duration=4)
-        from gravitex_mcp import ondisk  # new with the fix: imported here, not for every test
+        from gravitex_mcp.store import ondisk  # new with the fix: imported here, not for every test
 
         hashed: list[int] = []
         real = ondisk.sha256_of_fd

@@ -21,11 +21,11 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from gravitex_mcp import __version__
-from gravitex_mcp.cli import build_parser
+from gravitex_mcp.cli.main import build_parser
 from gravitex_mcp.errors import MISSING_API_KEY_MESSAGE
-from gravitex_mcp.server import build_server
+from gravitex_mcp.server.app import build_server
+from gravitex_mcp.server.tool_index import summary
 from gravitex_mcp.settings import ENVIRONMENT_VARIABLES, Settings, load_settings
-from gravitex_mcp.tool_index import summary
 
 from .proc import REPO
 

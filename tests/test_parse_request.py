@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gravitex_mcp.errors import InvalidArgumentsError
-from gravitex_mcp.validation import parse_request
+from gravitex_mcp.request.validation import parse_request
 
 VEO = "veo-3.1-fast-generate-preview"
 

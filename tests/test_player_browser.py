@@ -30,7 +30,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextResourceContents
 
-from gravitex_mcp.player import PLAYER_URI
+from gravitex_mcp.server.player import PLAYER_URI
 
 from .proc import REPO, SERVER_CMD, clean_env, http_server
 from .test_transport_http import official_client

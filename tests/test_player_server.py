@@ -13,7 +13,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import ResourceLink, TextResourceContents
 
-from gravitex_mcp.player import PLAYER_TOOLS, PLAYER_URI
+from gravitex_mcp.server.player import PLAYER_TOOLS, PLAYER_URI
 
 from .proc import SERVER_CMD, clean_env, http_server
 from .server_harness import Harness, connected, make_harness, structured

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from gravitex_mcp.arguments import VideoArguments
 from gravitex_mcp.errors import InvalidArgumentsError
-from gravitex_mcp.prepare import PreparedRequest, prepare_request
+from gravitex_mcp.request.arguments import VideoArguments
+from gravitex_mcp.request.prepare import PreparedRequest, prepare_request
 
 SORA = "sora-2"
 VEO_FAST = "veo-3.1-fast-generate-preview"

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from gravitex_mcp import stills as stills_module
-from gravitex_mcp.catalog import derived_size, get_model
+from gravitex_mcp.catalog.models import derived_size, get_model
 from gravitex_mcp.errors import StorageError
-from gravitex_mcp.frames import fit_within, frames_at, seconds_of
 from gravitex_mcp.images import JPEG, image_dimensions, sniff_image_type
-from gravitex_mcp.leftovers import is_temp_name, sweep_temp_files
-from gravitex_mcp.preview import MAX_SHEET_BYTES, MAX_SHEET_SIDE, contact_sheet, sample_times
-from gravitex_mcp.probe import ProbeError, probe_video
 from gravitex_mcp.results import Probe
-from gravitex_mcp.seeing import extract, look_at, mismatch_notes, sheet_path
 from gravitex_mcp.simulator.clips import ClipShape, render_clip
-from gravitex_mcp.stills import save_new
+from gravitex_mcp.store import stills as stills_module
+from gravitex_mcp.store.leftovers import is_temp_name, sweep_temp_files
+from gravitex_mcp.store.stills import save_new
+from gravitex_mcp.video.frames import fit_within, frames_at, seconds_of
+from gravitex_mcp.video.preview import MAX_SHEET_BYTES, MAX_SHEET_SIDE, contact_sheet, sample_times
+from gravitex_mcp.video.probe import ProbeError, probe_video
+from gravitex_mcp.video.seeing import extract, look_at, mismatch_notes, sheet_path
 
 
 def clip(tmp_path: Path, seconds: float, width: int, height: int, fps: int = 8) -> Path:
@@ -127,7 +127,7 @@ def test_a_sheet_that_cannot_be_saved_is_a_note(
     def disk_full(directory: Path, name: str, data: bytes) -> Path:
         raise StorageError(f"Could not save {name} in {directory}: No space left on device")
 
-    monkeypatch.setattr("gravitex_mcp.seeing.save_new", disk_full)
+    monkeypatch.setattr("gravitex_mcp.video.seeing.save_new", disk_full)
     seen = look_at(video, {"duration": 8})
     assert seen.probe is not None
     assert seen.preview is None
@@ -217,7 +217,7 @@ def test_save_new_into_a_missing_folder_is_a_storage_error(tmp_path: Path) -> No
 
 def test_starting_the_server_does_not_load_pyav() -> None:
     code = (
-        "import sys, gravitex_mcp.cli, gravitex_mcp.server, gravitex_mcp.tools, "
+        "import sys, gravitex_mcp.cli.main, gravitex_mcp.server.app, gravitex_mcp.server.tools, "
         "gravitex_mcp.simulator; print('av' in sys.modules)"
     )
     done = subprocess.run(
@@ -233,8 +233,8 @@ def test_a_sheet_too_big_at_the_best_quality_is_re_encoded_to_fit() -> None:
 
     from av.video.frame import VideoFrame
 
-    from gravitex_mcp.frames import DecodedFrame
-    from gravitex_mcp.preview import compose
+    from gravitex_mcp.video.frames import DecodedFrame
+    from gravitex_mcp.video.preview import compose
 
     decoded = []
     for i in range(9):

@@ -12,9 +12,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from gravitex_mcp import catalog
-from gravitex_mcp.journal import JournalStatus
-from gravitex_mcp.model_table import (
+from gravitex_mcp.catalog import models as catalog
+from gravitex_mcp.server.model_table import (
     END,
     START,
     STATUS_END,
@@ -24,6 +23,7 @@ from gravitex_mcp.model_table import (
     statuses_table,
 )
 from gravitex_mcp.simulator import SimulatorConfig
+from gravitex_mcp.store.journal import JournalStatus
 
 from .proc import STARTUP_TIMEOUT, clean_env, free_port, stop
 
@@ -112,8 +112,8 @@ RUN = (
     ".venv/bin/pip install dist/gravitex_mcp-*.whl",
     ".venv/bin/gravitex-mcp --help",
     ".venv/bin/gravitex-mcp schemas --check",
-    ".venv/bin/python -m gravitex_mcp.schemas",
-    ".venv/bin/python -m gravitex_mcp.schemas --check",
+    ".venv/bin/python -m gravitex_mcp.cli.schemas",
+    ".venv/bin/python -m gravitex_mcp.cli.schemas --check",
     ".venv/bin/python scripts/sync_readme.py",
 )
 #: Servers: started as written but on a free port (another test may hold the README's),

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from gravitex_mcp import validation
-from gravitex_mcp.arguments import MAX_PROMPT_CHARS, VideoArguments
+from gravitex_mcp.catalog.markers import FoundMarker, find_prompt_markers
 from gravitex_mcp.domain import Family
 from gravitex_mcp.errors import InvalidArgumentsError
-from gravitex_mcp.inputs import MAX_REQUEST_MEDIA_BYTES
-from gravitex_mcp.markers import FoundMarker, find_prompt_markers
-from gravitex_mcp.prepare import prepare_request
-from gravitex_mcp.validation import validate
+from gravitex_mcp.request import validation
+from gravitex_mcp.request.arguments import MAX_PROMPT_CHARS, VideoArguments
+from gravitex_mcp.request.inputs.resolve import MAX_REQUEST_MEDIA_BYTES
+from gravitex_mcp.request.prepare import prepare_request
+from gravitex_mcp.request.validation import validate
 
 from .server_harness import connected, make_harness, text_of
 from .test_prepare import png_header

@@ -8,7 +8,7 @@ from email.utils import format_datetime
 import httpx2
 import pytest
 
-from gravitex_mcp.retry import RetryPolicy, parse_retry_after
+from gravitex_mcp.upstream.retry import RetryPolicy, parse_retry_after
 
 NOW = datetime(2025, 11, 18, 12, 0, 0, tzinfo=UTC).timestamp()
 

@@ -9,9 +9,9 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
-from gravitex_mcp import schemas
-from gravitex_mcp.arguments import DEFAULT_WAIT_SECONDS
-from gravitex_mcp.catalog import CATALOG, MODEL_IDS
+from gravitex_mcp.catalog.models import CATALOG, MODEL_IDS
+from gravitex_mcp.cli import schemas
+from gravitex_mcp.request.arguments import DEFAULT_WAIT_SECONDS
 
 from .test_translate_golden import GOLDEN
 from .test_validation import REFUSALS
@@ -32,7 +32,7 @@ def _walk(node: Any) -> list[dict[str, Any]]:
 def test_committed_schemas_are_up_to_date() -> None:
     root = schemas.default_dir()
     assert schemas.stale_files(root, schemas.generate()) == [], (
-        "tool_schemas/ is stale: run python -m gravitex_mcp.schemas"
+        "tool_schemas/ is stale: run python -m gravitex_mcp.cli.schemas"
     )
 
 

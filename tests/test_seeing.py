@@ -12,7 +12,7 @@ from mcp import Client
 from mcp.types import CallToolResult, ImageContent
 
 from gravitex_mcp.images import JPEG, image_dimensions, sniff_image_type
-from gravitex_mcp.preview import MAX_SHEET_BYTES, MAX_SHEET_SIDE
+from gravitex_mcp.video.preview import MAX_SHEET_BYTES, MAX_SHEET_SIDE
 
 from .server_harness import Harness, connected, make_harness, structured, text_of
 
@@ -143,7 +143,7 @@ async def test_the_simulators_size_and_silence_are_noted_as_the_simulators(h: Ha
 
 def test_audio_asked_and_not_found_is_noted() -> None:
     from gravitex_mcp.results import Probe
-    from gravitex_mcp.seeing import mismatch_notes
+    from gravitex_mcp.video.seeing import mismatch_notes
 
     silent = Probe(
         duration_seconds=4.0, width=1280, height=720, fps=24.0, video_codec="h264", has_audio=False
@@ -295,7 +295,7 @@ async def test_looking_and_extracting_run_off_the_event_loop(
 ) -> None:
     import threading
 
-    from gravitex_mcp import seeing
+    from gravitex_mcp.video import seeing
 
     loop_thread = threading.current_thread()
     threads: list[threading.Thread] = []
@@ -307,9 +307,9 @@ async def test_looking_and_extracting_run_off_the_event_loop(
 
         return wrapper
 
-    # The service imports them at their first use, from gravitex_mcp.seeing.
-    monkeypatch.setattr("gravitex_mcp.seeing.look_at", spy(seeing.look_at))
-    monkeypatch.setattr("gravitex_mcp.seeing.extract", spy(seeing.extract))
+    # The service imports them at their first use, from gravitex_mcp.video.seeing.
+    monkeypatch.setattr("gravitex_mcp.video.seeing.look_at", spy(seeing.look_at))
+    monkeypatch.setattr("gravitex_mcp.video.seeing.extract", spy(seeing.extract))
     async with connected(h) as client:
         data = structured(await generate(client, duration=4))
         structured(await client.call_tool("extract_frames", {"task_id": data["task_id"]}))

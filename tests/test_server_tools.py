@@ -13,8 +13,8 @@ import httpx2
 import pytest
 from mcp.types import ImageContent, ResourceLink, TextResourceContents
 
-from gravitex_mcp import catalog
-from gravitex_mcp.arguments import DEFAULT_WAIT_SECONDS
+from gravitex_mcp.catalog import models as catalog
+from gravitex_mcp.request.arguments import DEFAULT_WAIT_SECONDS
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 
 from .server_harness import (
@@ -573,7 +573,7 @@ async def test_simulated_failure_style_metadata_is_read(tmp_path: Path) -> None:
 
 
 async def test_rate_limited_polls_never_hold_the_call_past_its_budget(h: Harness) -> None:
-    from gravitex_mcp.service import FOLLOW_GRACE_SECONDS
+    from gravitex_mcp.service.videos import FOLLOW_GRACE_SECONDS
 
     async with connected(h) as client:
         task_id = await _submit(client)

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from gravitex_mcp.domain import Family
-from gravitex_mcp.probe import probe_video
 from gravitex_mcp.simulator import Endpoint, FaultKind, media
 from gravitex_mcp.simulator import clips as clips_module
 from gravitex_mcp.simulator.clips import ClipShape, dimensions, render_clip, shape_for
+from gravitex_mcp.video.probe import probe_video
 from tests.test_simulator import AUTH, finish, frozen_sim, make_client, submit
 
 

@@ -22,12 +22,12 @@ from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent
 
 from gravitex_mcp.domain import Family
-from gravitex_mcp.server import build_server
+from gravitex_mcp.server.app import build_server
 from gravitex_mcp.settings import Settings
 from gravitex_mcp.simulator import STORE_FILENAME, Simulator, SimulatorConfig, TaskStore
 from gravitex_mcp.simulator.store import task_from_json, task_to_json
 from gravitex_mcp.simulator.tasks import SimTask
-from gravitex_mcp.upstream import simulated_upstream
+from gravitex_mcp.upstream.choose import simulated_upstream
 
 from .proc import SERVER_CMD, STARTUP_TIMEOUT, clean_env, free_port, stop
 from .server_harness import FakeClock

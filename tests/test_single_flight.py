@@ -12,13 +12,13 @@ import anyio
 import httpx2
 import pytest
 
-from gravitex_mcp.client import TaskSnapshot
 from gravitex_mcp.errors import NotFoundError
-from gravitex_mcp.service import DOWNLOAD_BOUND_SECONDS
+from gravitex_mcp.service.singleflight import SharedPolls
+from gravitex_mcp.service.videos import DOWNLOAD_BOUND_SECONDS
 from gravitex_mcp.simulator import simulator_transport
-from gravitex_mcp.singleflight import SharedPolls
-from gravitex_mcp.tasklock import TaskLock, TaskLocks
-from gravitex_mcp.waiting import PollSchedule
+from gravitex_mcp.store.tasklock import TaskLock, TaskLocks
+from gravitex_mcp.upstream.client import TaskSnapshot
+from gravitex_mcp.upstream.waiting import PollSchedule
 
 from .server_harness import FakeClock, Harness, connected, make_harness, structured, text_of
 
@@ -417,7 +417,7 @@ async def test_a_download_during_the_saves_look_joins_it_and_makes_no_second_she
 ) -> None:
     # A save is journalled before it has looked at its video (probe, contact sheet):
     # a call in that window joins the save instead of looking again.
-    from gravitex_mcp import seeing
+    from gravitex_mcp.video import seeing
 
     real_look_at = seeing.look_at
     looking, release = threading.Event(), threading.Event()

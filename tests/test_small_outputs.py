@@ -9,7 +9,7 @@ import pytest
 from mcp.types import TextResourceContents
 
 from gravitex_mcp.domain import TaskStatus
-from gravitex_mcp.journal import Journal
+from gravitex_mcp.store.journal import Journal
 
 from .server_harness import Harness, connected, make_harness, structured, text_of
 

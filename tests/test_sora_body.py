@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gravitex_mcp.errors import DownloadError, TruncatedDownloadError, VideoIntegrityError
-from gravitex_mcp.sora_body import MAX_SMALL_PART, SoraBody
+from gravitex_mcp.upstream.sora_body import MAX_SMALL_PART, SoraBody
 
 TASK = "video_1"
 

@@ -30,22 +30,22 @@ NOT_AT_START = (
     "uvicorn.protocols.http.h11_impl",  # the loopback media server: at the first link
     "h11",
     "av",  # PyAV: probes, contact sheets, frames, joins
-    "gravitex_mcp.join",
-    "gravitex_mcp.seeing",
-    "gravitex_mcp.downloads",
-    "gravitex_mcp.validation",  # checking, preparing and translating a request
-    "gravitex_mcp.prepare",
-    "gravitex_mcp.translate",
-    "gravitex_mcp.idempotency",
-    "gravitex_mcp.storyboard",
-    "gravitex_mcp.http_app",  # the HTTP transports only
+    "gravitex_mcp.video.join",
+    "gravitex_mcp.video.seeing",
+    "gravitex_mcp.upstream.downloads",
+    "gravitex_mcp.request.validation",  # checking, preparing and translating a request
+    "gravitex_mcp.request.prepare",
+    "gravitex_mcp.request.translate",
+    "gravitex_mcp.service.idempotency",
+    "gravitex_mcp.server.storyboard",
+    "gravitex_mcp.server.http_app",  # the HTTP transports only
 )
 
 #: ``gravitex-mcp ARGS`` as the console script runs it; at exit, what was loaded
 #: goes to stderr (stdout carries only MCP messages).
 SCRIPT = """
 import json, sys
-from gravitex_mcp.cli import main
+from gravitex_mcp.cli.main import main
 try:
     main(sys.argv[1:])
 finally:
@@ -126,6 +126,10 @@ def test_start_up_to_tools_list_loads_nothing_a_tool_call_needs(
     tools, modules = _start(tmp_path, args, **env)
     assert tools == TOOLS
     # The server itself is loaded (so the check below is about a real start).
-    assert {"gravitex_mcp.server", "gravitex_mcp.tools", "gravitex_mcp.client"} <= modules
+    assert {
+        "gravitex_mcp.server.app",
+        "gravitex_mcp.server.tools",
+        "gravitex_mcp.upstream.client",
+    } <= modules
     loaded = sorted(name for name in NOT_AT_START if name in modules)
     assert not loaded, f"start-up loaded {loaded}: import them where a tool call needs them"

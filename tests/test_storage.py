@@ -16,8 +16,8 @@ import anyio.lowlevel
 import pytest
 
 from gravitex_mcp.errors import StorageError
-from gravitex_mcp.leftovers import TEMP_SUFFIX
-from gravitex_mcp.storage import (
+from gravitex_mcp.store.leftovers import TEMP_SUFFIX
+from gravitex_mcp.store.storage import (
     MAX_STEM_BYTES,
     OutputDir,
     StoredFile,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gravitex_mcp.errors import InvalidArgumentsError
-from gravitex_mcp.storyboard import parse_shots, storyboard_text
+from gravitex_mcp.server.storyboard import parse_shots, storyboard_text
 
 from .server_harness import connected, make_harness
 

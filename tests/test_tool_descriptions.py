@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from gravitex_mcp.domain import TaskStatus
-from gravitex_mcp.journal import JournalStatus
-from gravitex_mcp.tools import described
+from gravitex_mcp.server.tools import described
+from gravitex_mcp.store.journal import JournalStatus
 
 from .server_harness import Harness, connected, make_harness
 

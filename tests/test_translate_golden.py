@@ -27,11 +27,11 @@ from typing import Any
 
 import pytest
 
-from gravitex_mcp.arguments import VideoArguments
-from gravitex_mcp.catalog import CATALOG, MODE_ARGUMENTS, MODEL_IDS
+from gravitex_mcp.catalog.models import CATALOG, MODE_ARGUMENTS, MODEL_IDS
 from gravitex_mcp.domain import Mode
-from gravitex_mcp.translate import MediaURLs, build_body
-from gravitex_mcp.validation import CheckedRequest, validate
+from gravitex_mcp.request.arguments import VideoArguments
+from gravitex_mcp.request.translate import MediaURLs, build_body
+from gravitex_mcp.request.validation import CheckedRequest, validate
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from gravitex_mcp.arguments import GenerateVideoInput, VideoArguments
 from gravitex_mcp.errors import InvalidArgumentsError, Problem
-from gravitex_mcp.validation import validate
+from gravitex_mcp.request.arguments import GenerateVideoInput, VideoArguments
+from gravitex_mcp.request.validation import validate
 
 SORA = "sora-2"
 VEO_FAST = "veo-3.1-fast-generate-preview"

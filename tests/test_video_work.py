@@ -18,12 +18,12 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from gravitex_mcp.arguments import GenerateVideoInput
-from gravitex_mcp.client import GravitexClient
-from gravitex_mcp.journal import Journal
-from gravitex_mcp.service import VideoService
+from gravitex_mcp.request.arguments import GenerateVideoInput
+from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
-from gravitex_mcp.video_work import VideoWork, core_count
+from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.upstream.client import GravitexClient
+from gravitex_mcp.video.work import VideoWork, core_count
 
 from .server_harness import API_KEY, FakeClock, make_settings
 

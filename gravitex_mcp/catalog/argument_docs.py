@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from . import catalog
-from .catalog import ARGUMENT_TYPES, ArgSpec, format_value
-from .domain import Family
+from ..domain import Family
+from . import models as catalog
+from .models import ARGUMENT_TYPES, ArgSpec, format_value
 
 
 def _values(name: str, arg: ArgSpec) -> str:

@@ -1,8 +1,8 @@
 """Seedance ``--markers``: settings written inside the prompt, found and read as values.
 
 The markers themselves (which argument each stands for, how it is spelled) are
-catalog data (:data:`~gravitex_mcp.catalog.PROMPT_MARKERS`); this module only
-reads a prompt. :mod:`gravitex_mcp.validation` calls it once per request and
+catalog data (:data:`~gravitex_mcp.catalog.models.PROMPT_MARKERS`); this module only
+reads a prompt. :mod:`gravitex_mcp.request.validation` calls it once per request and
 hands what it found to translation inside the checked request.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .catalog import ARGUMENT_TYPES, PROMPT_MARKERS, Value
-from .domain import Family
+from ..domain import Family
+from .models import ARGUMENT_TYPES, PROMPT_MARKERS, Value
 
 
 @dataclass(frozen=True, slots=True)

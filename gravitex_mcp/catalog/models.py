@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from .domain import Delivery, Family, Mode
-from .errors import InvalidArgumentsError, Problem
-from .redact import clip
+from ..domain import Delivery, Family, Mode
+from ..errors import InvalidArgumentsError, Problem
+from ..redact import clip
 
 Value = str | int | bool
 JSONType = Literal["string", "integer", "boolean", "array"]

@@ -18,11 +18,11 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
 
-from . import catalog
+from ..catalog import models as catalog
+from ..errors import first_failure
+from ..settings import Settings
+from ..simulator.clips import SHORT_SIDE
 from .demo_inputs import demo_arguments, describe_arguments
-from .errors import first_failure
-from .settings import Settings
-from .simulator.clips import SHORT_SIDE
 
 PROMPT = "A paper boat drifting down a rain-soaked street at dusk, neon reflections"
 

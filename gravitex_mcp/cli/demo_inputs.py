@@ -13,8 +13,8 @@ import struct
 import zlib
 from typing import Any
 
-from .catalog import MODE_ARGUMENTS, ArgSpec, ModelSpec, parse_size
-from .domain import Mode
+from ..catalog.models import MODE_ARGUMENTS, ArgSpec, ModelSpec, parse_size
+from ..domain import Mode
 
 #: The mode the demo uses, first match wins: text alone when the model allows it.
 MODE_PREFERENCE = (

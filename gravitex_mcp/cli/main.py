@@ -17,10 +17,11 @@ from typing import Any, NoReturn
 
 import anyio
 
-from . import __version__, catalog
-from .errors import ConfigurationError, JournalError, first_failure
-from .logs import configure_logging
-from .settings import ENVIRONMENT_VARIABLES, LOG_LEVELS, Settings, is_loopback, load_settings
+from .. import __version__
+from ..catalog import models as catalog
+from ..errors import ConfigurationError, JournalError, first_failure
+from ..logs import configure_logging
+from ..settings import ENVIRONMENT_VARIABLES, LOG_LEVELS, Settings, is_loopback, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -254,12 +255,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     _check_writable(settings.output_dir, "Output folder", "GRAVITEX_OUTPUT_DIR")
     _check_writable(settings.state_dir, "State folder", "GRAVITEX_STATE_DIR")
     # Imported after the cheap checks: a refusal should not wait for the MCP SDK.
-    from .server import build_server
+    from ..server.app import build_server
 
     over_http = args.transport != "stdio"
     origins: list[str] = []
     if over_http:  # the HTTP app's module only where it serves
-        from .http_app import check_bind, media_origins
+        from ..server.http_app import check_bind, media_origins
 
         check_bind(args.host, settings.http_token)
         origins = media_origins(args.host, args.port, args.allowed_host, settings.public_url)
@@ -271,12 +272,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         " (simulator)" if settings.simulate else "",
     )
     if args.transport == "stdio":
-        from .stdio_guard import serve_stdio
+        from ..server.stdio_guard import serve_stdio
 
         anyio.run(serve_stdio, server)
         return
-    from .http_app import build_http_app, serve_http
-    from .media import MediaLinks, load_or_create_key
+    from ..server.http_app import build_http_app, serve_http
+    from ..server.media import MediaLinks, load_or_create_key
 
     app = build_http_app(
         server,
@@ -305,8 +306,8 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
         extra = ["--check"] if args.check else []
         return schemas.main([*extra, *(["--dir", args.dir] if args.dir else [])])
     if args.command == "simulator":
-        from .simulator import serve
-        from .upstream import simulator_config
+        from ..simulator import serve
+        from ..upstream.choose import simulator_config
 
         configure_logging("INFO")
         if not is_loopback(args.sim_host):

@@ -1,6 +1,6 @@
 """The JSON Schema files under ``tool_schemas/``, generated from the pydantic models.
 
-* ``generate_video.input.json``: :class:`~gravitex_mcp.arguments.GenerateVideoInput`,
+* ``generate_video.input.json``: :class:`~gravitex_mcp.request.arguments.GenerateVideoInput`,
   the tool's whole input.
 * ``generate_videos.input.json``: the ``generate_videos`` tool's input (its jobs
   are ``generate_video``'s unified arguments).
@@ -8,7 +8,7 @@
   their enums and bounds narrowed to that model's valid values (from the
   catalog), ``model`` as a ``const`` and ``model``/``prompt`` required.
 
-``python -m gravitex_mcp.schemas`` (or ``gravitex-mcp schemas``) rewrites them;
+``python -m gravitex_mcp.cli.schemas`` (or ``gravitex-mcp schemas``) rewrites them;
 ``--check`` writes nothing and exits 1 listing every stale, missing or extra
 file. The output is deterministic: fixed key order, two-space indent, UTF-8,
 one trailing newline.
@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from .arguments import GenerateVideoInput, VideoArguments
-from .catalog import CATALOG, ModelSpec, describe_argument
+from ..catalog.models import CATALOG, ModelSpec, describe_argument
+from ..request.arguments import GenerateVideoInput, VideoArguments
 
 INPUT_FILE: Final = "generate_video.input.json"
 BATCH_INPUT_FILE: Final = "generate_videos.input.json"
@@ -82,7 +82,7 @@ def generate() -> dict[str, str]:
     """Every schema file: relative path (``/``-separated) -> text."""
     files = {INPUT_FILE: render(input_schema())}
     # Imported here: batch.py sits above the service layer, schemas.py below it.
-    from .batch import GenerateVideosInput
+    from ..service.batch import GenerateVideosInput
 
     batch = {"$schema": JSON_SCHEMA_DIALECT, **GenerateVideosInput.model_json_schema()}
     files[BATCH_INPUT_FILE] = render(batch)
@@ -93,7 +93,7 @@ def generate() -> dict[str, str]:
 
 def default_dir() -> Path:
     """The repository's ``tool_schemas`` in a source checkout, else ``./tool_schemas``."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     if (repo / "pyproject.toml").is_file():
         return repo / "tool_schemas"
     return Path.cwd() / "tool_schemas"
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = "\n".join(f"  {item}" for item in stale)
             sys.stderr.write(
                 f"Stale JSON Schemas in {root}:\n{lines}\n"
-                "Regenerate them with: python -m gravitex_mcp.schemas\n"
+                "Regenerate them with: python -m gravitex_mcp.cli.schemas\n"
             )
             return 1
         sys.stdout.write(f"{len(files)} JSON Schemas in {root} are up to date.\n")

@@ -2,7 +2,7 @@
 
 :class:`VideoArguments` holds exactly the names of the contract table; pydantic
 checks only types and the contract-wide enums and bounds. What each *model*
-accepts is checked by :mod:`gravitex_mcp.validation` against the catalog, so a
+accepts is checked by :mod:`gravitex_mcp.request.validation` against the catalog, so a
 call gets every problem at once with the model's valid values named.
 
 The JSON Schema is kept friendly to LLM clients: enums are plain ``enum``
@@ -18,9 +18,9 @@ from typing import Annotated, Any, Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from .argument_docs import markers_text, refused_values_text, takers_text
-from .catalog import MODEL_IDS, SEED_MAX
-from .inputs import MAX_MEDIA_BYTES, MAX_REQUEST_MEDIA_BYTES
+from ..catalog.argument_docs import markers_text, refused_values_text, takers_text
+from ..catalog.models import MODEL_IDS, SEED_MAX
+from .inputs.resolve import MAX_MEDIA_BYTES, MAX_REQUEST_MEDIA_BYTES
 
 DEFAULT_WAIT_SECONDS: Final = 35
 """Default wait of ``generate_video``: keeps the whole call under 50 s."""

@@ -9,7 +9,7 @@ The work a request may cost is bounded before it is spent: the cheap rules
 (counts, values, URL and path checks, the size of every inline image from its
 length or ``stat``) run first, and no file is read nor data URL decoded unless
 all of them pass and the inline media total at most
-:data:`~gravitex_mcp.inputs.MAX_REQUEST_MEDIA_BYTES`.
+:data:`~gravitex_mcp.request.inputs.resolve.MAX_REQUEST_MEDIA_BYTES`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
+from ..catalog.models import CATALOG, MEDIA_KINDS, ModelSpec, format_size
+from ..errors import InvalidArgumentsError, Problem
+from ..redact import redact_url
 from .arguments import VideoArguments
-from .catalog import CATALOG, MEDIA_KINDS, ModelSpec, format_size
-from .errors import InvalidArgumentsError, Problem
-from .inputs import (
+from .inputs.resolve import (
     MAX_MEDIA_BYTES,
     MAX_REQUEST_MEDIA_BYTES,
     LocatedMedia,
@@ -31,7 +32,6 @@ from .inputs import (
     check_https_url,
     locate_media,
 )
-from .redact import redact_url
 from .translate import MediaURLs, build_body
 from .validation import CheckedRequest, check_given
 
@@ -60,7 +60,7 @@ def prepare_request(
 ) -> PreparedRequest:
     """Validate ``args``, resolve its media from ``input_dirs``, and build the upstream body.
 
-    ``args`` may be a :class:`~gravitex_mcp.arguments.GenerateVideoInput`: only
+    ``args`` may be a :class:`~gravitex_mcp.request.arguments.GenerateVideoInput`: only
     its unified arguments (``given()``) are read.
 
     Raises :class:`InvalidArgumentsError` with every problem found.

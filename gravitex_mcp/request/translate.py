@@ -16,11 +16,11 @@ orders ("--ratio 16:9 --dur 5 --rs 720p --wm false", "--rs 720p --dur 5 --fps
 false"); the first and last put ``--ratio`` and ``--rs`` in opposite orders, so
 no fixed order reproduces them all, and the upstream reads markers in any
 order. The server therefore appends the markers it writes in one documented
-order (:data:`~gravitex_mcp.catalog.PROMPT_MARKERS`: the docs' body sketch and
+order (:data:`~gravitex_mcp.catalog.models.PROMPT_MARKERS`: the docs' body sketch and
 most examples), after the prompt. A caller who wants another order writes the
 markers into the prompt, exactly as the docs tell Seedance users to: markers
 already in the prompt are kept verbatim (and checked like arguments by
-:mod:`gravitex_mcp.validation`), and an explicit argument with the same value
+:mod:`gravitex_mcp.request.validation`), and an explicit argument with the same value
 is not written twice. The golden tests reproduce the differently ordered
 examples that way.
 """
@@ -31,8 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .catalog import MEDIA_KINDS, PROMPT_MARKERS, format_size, format_value
-from .domain import Family, Mode
+from ..catalog.models import MEDIA_KINDS, PROMPT_MARKERS, format_size, format_value
+from ..domain import Family, Mode
 from .validation import CheckedRequest
 
 
@@ -200,7 +200,7 @@ def _check_all_carried(request: CheckedRequest, carried: set[str]) -> None:
 def build_body(request: CheckedRequest, media: MediaURLs) -> dict[str, Any]:
     """The exact JSON body to POST to ``/v1/video/generations`` for a checked request.
 
-    ``request`` comes from :func:`gravitex_mcp.validation.validate`; ``media``
+    ``request`` comes from :func:`gravitex_mcp.request.validation.validate`; ``media``
     holds the resolved URL of every media argument given. Raises ``ValueError``
     for arguments the family cannot carry (a validation bug).
     """

@@ -13,7 +13,7 @@ naming the field, the model and what is valid:
 * a size that disagrees with the aspect ratio or resolution that pick it.
 
 Media values are not looked at here: ``inputs.resolve_media`` checks them
-(:mod:`gravitex_mcp.prepare` puts both kinds of problems in one error).
+(:mod:`gravitex_mcp.request.prepare` puts both kinds of problems in one error).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any, Final
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .arguments import MAX_PROMPT_CHARS, SERVER_ARGUMENTS, GenerateVideoInput, VideoArguments
-from .catalog import (
+from ..catalog.markers import FoundMarker, find_prompt_markers, marker_value
+from ..catalog.models import (
     ARGUMENT_TYPES,
     CATALOG,
     MEDIA_KINDS,
@@ -47,11 +47,11 @@ from .catalog import (
     unknown_model_problem,
     valid_values_text,
 )
-from .domain import Mode
-from .errors import InvalidArgumentsError, Problem
-from .markers import FoundMarker, find_prompt_markers, marker_value
-from .redact import clip
-from .schema_errors import NEEDED, json_kind, shown_value
+from ..domain import Mode
+from ..errors import InvalidArgumentsError, Problem
+from ..redact import clip
+from ..server.schema_errors import NEEDED, json_kind, shown_value
+from .arguments import MAX_PROMPT_CHARS, SERVER_ARGUMENTS, GenerateVideoInput, VideoArguments
 
 _ECHO_LIMIT = 80
 _DESCRIBE_PROMPT: Final = "describe the video to generate (subject, action, scene, camera)"

@@ -15,21 +15,22 @@ import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
-from . import __version__, catalog
-from .client import GravitexClient
+from .. import __version__
+from ..catalog import models as catalog
+from ..service.videos import VideoService
+from ..settings import Settings
+from ..store.journal import Journal
+from ..store.leftovers import sweep_temp_files
+from ..store.storage import OutputDir
+from ..upstream.choose import Upstream, open_upstream
+from ..upstream.client import GravitexClient
+from ..upstream.waiting import Clock
 from .completions import register_completions
-from .journal import Journal
-from .leftovers import sweep_temp_files
 from .media import MEDIA_PORT_FILE, MediaLinks, load_or_create_key, origin_of, serve_loopback
 from .player import Player
 from .prompts import register_prompts
-from .service import VideoService
-from .settings import Settings
-from .storage import OutputDir
 from .tool_index import instructions
 from .tools import build_tools
-from .upstream import Upstream, open_upstream
-from .waiting import Clock
 
 #: Far longer than any submit can take (its time-outs are about a minute).
 STALE_SUBMISSION = timedelta(minutes=10)

@@ -37,7 +37,7 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from pydantic import SecretStr
 
-from .errors import ConfigurationError, GravitexError
+from ..errors import ConfigurationError, GravitexError
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ import httpx2
 import jwt
 from mcp.server.auth.provider import AccessToken
 
+from ..errors import ConfigurationError
 from .callers import MAX_TOKEN_CHARS, Caller, fingerprint
-from .errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from mcp.types import (
     ResourceTemplateReference,
 )
 
-from . import catalog
-from .journal import Journal
+from ..catalog import models as catalog
+from ..store.journal import Journal
 
 TASK_TEMPLATE = "gravitex://tasks/{task_id}"
 #: The protocol allows at most this many values in one answer.

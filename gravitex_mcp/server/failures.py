@@ -15,7 +15,7 @@ import errno
 import logging
 import sqlite3
 
-from .errors import GravitexError, first_failure
+from ..errors import GravitexError, first_failure
 
 logger = logging.getLogger(__name__)
 

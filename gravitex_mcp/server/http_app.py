@@ -35,9 +35,9 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
+from ..settings import is_loopback
 from .media import MediaLinks, is_media_path, origin_of, with_media
-from .settings import is_loopback
 from .stdio_guard import refusal_reason, request_id_of
 
 logger = logging.getLogger(__name__)

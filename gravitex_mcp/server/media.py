@@ -42,8 +42,8 @@ from starlette.datastructures import Headers
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import ConfigurationError
-from .ondisk import FileIdentity
+from ..errors import ConfigurationError
+from ..store.ondisk import FileIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def load_or_create_key(state_dir: Path) -> bytes:
         if key:  # a damaged key (wrong length): replace it, old links die with it
             os.replace(temp, path)
             return fresh
-        from .stills import link_or_reserve  # placement without clobbering, links or not
+        from ..store.stills import link_or_reserve  # placement without clobbering, links or not
 
         if not link_or_reserve(temp, path):
             return path.read_bytes()  # another server made it first: one key for both

@@ -8,8 +8,8 @@ import textwrap
 from enum import Enum
 from typing import Any
 
-from . import catalog
-from .domain import Family
+from ..catalog import models as catalog
+from ..domain import Family
 
 START = "<!-- models:start -->"
 END = "<!-- models:end -->"
@@ -95,7 +95,7 @@ def member_docs(cls: type[Enum]) -> dict[str, str]:
 
 def statuses_table() -> str:
     """The journal's status values (what ``list_video_tasks`` shows and filters by)."""
-    from .journal import JournalStatus
+    from ..store.journal import JournalStatus
 
     lines = ["| status | meaning |", "| --- | --- |"]
     lines += [f"| `{value}` | {doc} |" for value, doc in member_docs(JournalStatus).items()]

@@ -3,7 +3,7 @@
 ``MCPServer`` derives a tool's input schema from the function signature,
 validates calls against it with pydantic's own messages, and silently drops
 argument names it does not know. ``generate_video`` has twenty arguments that
-already live in :class:`~gravitex_mcp.arguments.GenerateVideoInput`, and its
+already live in :class:`~gravitex_mcp.request.arguments.GenerateVideoInput`, and its
 errors must name the model and its valid values, with every problem of a call
 reported together. So the tool publishes the model's JSON Schema as its input
 schema, while the SDK passes every argument through untouched (unknown names

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Final
 
-from .errors import InvalidArgumentsError
+from ..errors import InvalidArgumentsError
 
 #: The most characters of free text (an idea, all the shots) a prompt takes.
 MAX_TEXT: Final = 4000

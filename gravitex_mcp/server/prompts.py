@@ -15,8 +15,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import Field, ValidationError
 
-from . import catalog
-from .errors import InvalidArgumentsError
+from ..catalog import models as catalog
+from ..errors import InvalidArgumentsError
 from .prompt_args import checked_seconds, checked_task_id, checked_text, quoted
 
 logger = logging.getLogger(__name__)

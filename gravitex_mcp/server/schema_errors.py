@@ -6,7 +6,7 @@ line per problem. :class:`CheckedTool` keeps the SDK's handling (an ``isError``
 result, the field names logged) and only rewrites the message: each argument
 named, what was wrong, what was given (clipped). It is also the one place every
 tool call is wrapped: whatever a tool raises becomes an ``isError`` result told
-by :mod:`~gravitex_mcp.failures`.
+by :mod:`~gravitex_mcp.server.failures`.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class CheckedTool(Tool):
     The one place tool calls are wrapped: schema refusals read like the server's own
     argument errors, and anything the body raises (the project's errors, a full or
     read-only disk, a damaged database, a crash) is told by
-    :func:`~gravitex_mcp.failures.failure_message`, never as the SDK's bare
+    :func:`~gravitex_mcp.server.failures.failure_message`, never as the SDK's bare
     "Error executing tool". A protocol error (``MCPError``) still passes through.
     """
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from .catalog import ModelSpec, get_model, valid_values_text
-from .domain import Mode
-from .errors import InvalidArgumentsError
+from ..catalog.models import ModelSpec, get_model, valid_values_text
+from ..domain import Mode
+from ..errors import InvalidArgumentsError
+from ..redact import clip
 from .prompt_args import checked_text, quoted
-from .redact import clip
 
 MIN_SHOTS: Final = 2
 MAX_SHOTS: Final = 20  # what join_videos takes
@@ -56,7 +56,7 @@ def _checked_duration(spec: ModelSpec, duration: str | None) -> str | None:
     """``duration`` as digits when ``spec`` takes it; refused here, not shot by shot later."""
     if duration is None or not duration.strip():
         return None
-    from .validation import check_value  # the one value check: loaded by the first plan
+    from ..request.validation import check_value  # the one value check: loaded by the first plan
 
     text = duration.strip()
     arg = spec.arguments.get("duration")

@@ -54,8 +54,8 @@ async def listed_tools() -> list[_Named]:
     import tempfile
     from pathlib import Path
 
-    from .server import build_server  # the server imports this module
-    from .settings import Settings
+    from ..settings import Settings
+    from .app import build_server  # the server imports this module
 
     # Building the server does no I/O (its lifespan does); the folders are never made.
     nowhere = Path(tempfile.gettempdir()) / "gravitex-mcp-tool-index"

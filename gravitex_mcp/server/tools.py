@@ -29,16 +29,11 @@ from mcp.types import (
 )
 from pydantic import BaseModel, Field
 
-from . import catalog
-from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
-from .batch import GenerateVideosInput, check_batch, run_batch
-from .domain import Family, TaskStatus
-from .frames import FramePosition
-from .journal import JournalStatus, redact_data_urls
-from .media import MediaLinks, request_host
-from .model_tool import tool_from_model
-from .redact import clip
-from .results import (
+from ..catalog import models as catalog
+from ..domain import Family, TaskStatus
+from ..redact import clip
+from ..request.arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
+from ..results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
     ExtractFramesResult,
@@ -51,8 +46,13 @@ from .results import (
     SavedVideo,
     TaskResult,
 )
+from ..service.batch import GenerateVideosInput, check_batch, run_batch
+from ..service.videos import ProgressFn, VideoService
+from ..store.journal import JournalStatus, redact_data_urls
+from ..video.frames import FramePosition
+from .media import MediaLinks, request_host
+from .model_tool import tool_from_model
 from .schema_errors import CheckedTool, strict_arguments
-from .service import ProgressFn, VideoService
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ async def _preview_block(video: SavedVideo | None, wanted: bool) -> list[Content
     """The contact sheet as an image block, when wanted and readable."""
     if not wanted or video is None or video.preview is None:
         return []
-    from .ondisk import read_regular
+    from ..store.ondisk import read_regular
 
     sheet = Path(video.preview.path)
     try:
@@ -346,7 +346,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def generate_video(
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
-        from .validation import parse_request  # loaded by the first call
+        from ..request.validation import parse_request  # loaded by the first call
 
         # null means "not given"; every argument is checked in one place.
         request = parse_request({k: v for k, v in arguments.items() if v is not None})
@@ -511,7 +511,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         kept when every clip has it. Returns the saved file's path, size, sha256, a
         probe (duration, size, fps, codec, audio) and its contact sheet."""
 
-        from .join import join_tasks  # PyAV's joining: loaded by the first join only
+        from ..video.join import join_tasks  # PyAV's joining: loaded by the first join only
 
         joined = await join_tasks(
             service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)

@@ -19,15 +19,20 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, SERVER_ARGUMENTS, VideoArguments
-from .domain import TaskStatus
-from .errors import GravitexError, InvalidArgumentsError, Problem, SubmitOutcomeUnknownError
-from .results import BatchJobResult, GenerateVideosResult
-from .schema_errors import json_kind, shown_value
-from .service import ProgressFn, Submission, VideoService
+from ..domain import TaskStatus
+from ..errors import GravitexError, InvalidArgumentsError, Problem, SubmitOutcomeUnknownError
+from ..request.arguments import (
+    DEFAULT_WAIT_SECONDS,
+    MAX_WAIT_SECONDS,
+    SERVER_ARGUMENTS,
+    VideoArguments,
+)
+from ..results import BatchJobResult, GenerateVideosResult
+from ..server.schema_errors import json_kind, shown_value
+from .videos import ProgressFn, Submission, VideoService
 
 if TYPE_CHECKING:  # checking and preparing requests: loaded by the first batch
-    from .prepare import PreparedRequest
+    from ..request.prepare import PreparedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +99,7 @@ def _parse(
     raw: Mapping[str, Any],
 ) -> tuple[dict[int, VideoArguments], BatchSettings, list[Problem]]:
     """The jobs that parse (by index), the batch settings, and every problem found."""
-    from .validation import parse_request  # loaded by the first batch
+    from ..request.validation import parse_request  # loaded by the first batch
 
     problems: list[Problem] = []
     settings = BatchSettings()

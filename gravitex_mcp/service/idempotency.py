@@ -23,10 +23,10 @@ import json
 from datetime import timedelta
 from typing import Final
 
-from .errors import GravitexError, InvalidArgumentsError
-from .journal import Journal, JournalStatus, TaskRecord
-from .prepare import PreparedRequest
-from .waiting import Clock
+from ..errors import GravitexError, InvalidArgumentsError
+from ..request.prepare import PreparedRequest
+from ..store.journal import Journal, JournalStatus, TaskRecord
+from ..upstream.waiting import Clock
 
 #: A repeat of the same arguments within this window is pointed out in ``notes``.
 RECENT_WINDOW: Final = timedelta(minutes=10)

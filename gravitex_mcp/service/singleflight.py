@@ -20,9 +20,9 @@ from typing import Generic, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from .client import TaskSnapshot
-from .errors import GravitexError
-from .waiting import Clock, PollSchedule, wait_for_task
+from ..errors import GravitexError
+from ..upstream.client import TaskSnapshot
+from ..upstream.waiting import Clock, PollSchedule, wait_for_task
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class SharedPolls:
         on_poll: PollFn,
         on_update: UpdateFn,
     ) -> TaskSnapshot:
-        """Like :func:`~gravitex_mcp.waiting.wait_for_task`, shared with other waiters.
+        """Like :func:`~gravitex_mcp.upstream.waiting.wait_for_task`, shared with other waiters.
 
         Returns the last snapshot this waiter saw; raises the error of a failed poll
         (the leader's, when following). ``on_poll`` runs once per upstream answer.

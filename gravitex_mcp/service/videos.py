@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import catalog
-from .arguments import GenerateVideoInput, VideoArguments
-from .catalog import ModelSpec
-from .client import GravitexClient, TaskSnapshot
-from .domain import Delivery, Family, TaskStatus
-from .errors import (
+from ..catalog import models as catalog
+from ..catalog.models import ModelSpec
+from ..domain import Delivery, Family, TaskStatus
+from ..errors import (
     APIError,
     DownloadError,
     DownloadInProgressError,
@@ -36,13 +34,9 @@ from .errors import (
     UnknownTaskError,
     URLExpiredError,
 )
-from .frames import FramePosition
-from .journal import Journal, TaskRecord
-from .leftovers import TEMP_SUFFIX
-from .ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError, open_saved
-from .probe import ProbeError
-from .redact import clip
-from .results import (
+from ..redact import clip
+from ..request.arguments import GenerateVideoInput, VideoArguments
+from ..results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
     ExtractFramesResult,
@@ -51,15 +45,21 @@ from .results import (
     TaskErrorInfo,
     TaskSummary,
 )
-from .settings import Settings
+from ..settings import Settings
+from ..store.journal import Journal, TaskRecord
+from ..store.leftovers import TEMP_SUFFIX
+from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError, open_saved
+from ..store.storage import OutputDir, safe_filename
+from ..store.tasklock import TaskLock, TaskLocks
+from ..upstream.client import GravitexClient, TaskSnapshot
+from ..upstream.waiting import Clock, PollSchedule, SystemClock
+from ..video.frames import FramePosition
+from ..video.probe import ProbeError
+from ..video.work import VideoWork, shared_video_work
 from .singleflight import BackgroundJobs, JobStoppedError, SharedPolls
-from .storage import OutputDir, safe_filename
-from .tasklock import TaskLock, TaskLocks
-from .video_work import VideoWork, shared_video_work
-from .waiting import Clock, PollSchedule, SystemClock
 
 if TYPE_CHECKING:  # checking and preparing a request: loaded by the first generate
-    from .prepare import PreparedRequest
+    from ..request.prepare import PreparedRequest
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class VideoService:
 
     async def prepare(self, args: VideoArguments) -> PreparedRequest:
         """Check ``args`` and build the upstream body (InvalidArgumentsError if refused)."""
-        from .prepare import prepare_request
+        from ..request.prepare import prepare_request
 
         # Reading local images is file I/O: keep it off the event loop.
         return await anyio.to_thread.run_sync(
@@ -598,7 +598,7 @@ class VideoService:
 
         async def save() -> SavedVideo:
             # The save pipeline: loaded by the first save.
-            from .downloads import download_stored, saved_video
+            from ..upstream.downloads import download_stored, saved_video
 
             self._save_names[task_id] = filename
             lock = await self._lock_task(task_id)
@@ -717,14 +717,14 @@ class VideoService:
         prompt = asked.get("prompt")
         if spec is not None and isinstance(prompt, str):
             # Settings written in the prompt (Seedance's --dur 10) were asked for too.
-            from .markers import prompt_settings
+            from ..catalog.markers import prompt_settings
 
             asked = {**prompt_settings(prompt, spec.family), **asked}
         picked = catalog.derived_size(spec, asked) if spec is not None else None
         # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
         # Shielded: the video is already saved, and a deadline that ran out meanwhile
         # must not drop it from this result (the look takes a second or two at most).
-        from .seeing import Seen, look_at  # PyAV's probe and sheet: loaded by the first look
+        from ..video.seeing import Seen, look_at  # PyAV's probe and sheet: loaded by the first look
 
         def look() -> Seen:
             try:
@@ -817,7 +817,7 @@ class VideoService:
     ) -> tuple[ExtractFramesResult, list[bytes]]:
         """Frames of the task's saved video as PNG files, and the PNGs to show (scaled
         down where large); a finished task not yet saved is downloaded first."""
-        from .seeing import extract
+        from ..video.seeing import extract
 
         with await self.held_video(task_id) as video:
             try:

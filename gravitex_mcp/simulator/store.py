@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 from ..domain import Family
 from ..errors import SimulatorStoreError
-from ..journal import _is_corruption, redact_data_urls, utc_now
-from ..journal import _move_aside as move_aside  # one way to set a damaged file aside
+from ..store.journal import _is_corruption, redact_data_urls, utc_now
+from ..store.journal import _move_aside as move_aside  # one way to set a damaged file aside
 from .tasks import SimTask
 
 logger = logging.getLogger(__name__)

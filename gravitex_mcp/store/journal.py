@@ -66,9 +66,9 @@ from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from .domain import TaskStatus
-from .errors import InvalidArgumentsError, JournalError, Problem
-from .redact import redact_url
+from ..domain import TaskStatus
+from ..errors import InvalidArgumentsError, JournalError, Problem
+from ..redact import redact_url
 from .tasklock import LOCKS_DIRNAME, TaskLock, holder_gone, try_lock_file
 
 __all__ = [
@@ -1185,7 +1185,7 @@ class Journal:
         identity: str | None = None,
     ) -> None:
         """Record where the video of ``task_id`` (upstream or local id) was saved, and
-        the file's identity then (see :class:`~gravitex_mcp.ondisk.FileIdentity`).
+        the file's identity then (see :class:`~gravitex_mcp.store.ondisk.FileIdentity`).
 
         Does nothing for a task the journal does not know.
         """

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Final
 
-from .errors import GravitexError
+from ..errors import GravitexError
 
 if TYPE_CHECKING:
     from .storage import OutputDir

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import StorageError
+from ..errors import StorageError
 from .leftovers import TEMP_SUFFIX, hold_temp_file
 from .storage import _place_without_link as place_without_link
 

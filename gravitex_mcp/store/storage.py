@@ -32,7 +32,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from .errors import StorageError
+from ..errors import StorageError
 from .leftovers import TEMP_SUFFIX, hold_temp_file
 from .ondisk import FileIdentity, identity_of_fd
 
@@ -116,7 +116,7 @@ def safe_filename(name: str | None, *, default_stem: str) -> str:
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     """A published file: its final path, size, sha256 (hex) and identity once in place
-    (what later reuse checks it by, see :mod:`gravitex_mcp.ondisk`)."""
+    (what later reuse checks it by, see :mod:`gravitex_mcp.store.ondisk`)."""
 
     path: Path
     size_bytes: int

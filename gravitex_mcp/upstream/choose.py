@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx2
 
+from ..errors import MissingAPIKeyError
+from ..settings import Settings
 from .client import GravitexClient
-from .errors import MissingAPIKeyError
-from .settings import Settings
 
 if TYPE_CHECKING:  # imported when simulating only: a real-API start never loads it
-    from .simulator import Simulator, SimulatorConfig
+    from ..simulator import Simulator, SimulatorConfig
 
 #: The simulator is reached in-process; this host never resolves (``.invalid``).
 SIMULATOR_BASE_URL = "http://simulator.gravitex.invalid"
@@ -35,7 +35,7 @@ class Upstream:
 
 def simulator_config(seconds: float, api_keys: frozenset[str] | None) -> SimulatorConfig:
     """A simulator whose generations take ``seconds`` (a quarter queued, the rest running)."""
-    from .simulator import SimulatorConfig
+    from ..simulator import SimulatorConfig
 
     return SimulatorConfig(
         api_keys=api_keys, queued_seconds=seconds * 0.25, processing_seconds=seconds * 0.75
@@ -55,7 +55,7 @@ def simulated_upstream(
     the next. Close it with ``upstream.simulator.close()``. ``store_busy_timeout``
     (tests) is how long the store waits for another process's lock.
     """
-    from .simulator import Simulator, TaskStore, simulator_transport
+    from ..simulator import Simulator, TaskStore, simulator_transport
 
     waits = {} if store_busy_timeout is None else {"busy_timeout": store_busy_timeout}
     store = TaskStore.in_folder(settings.state_dir, **waits)
@@ -93,7 +93,7 @@ class _SimulatorOnDemand(httpx2.AsyncBaseTransport):
             assert self._made.simulator is not None
             store = self._made.simulator.tasks
             if store.moved_aside is not None:
-                from .errors import SimulatorStoreError
+                from ..errors import SimulatorStoreError
 
                 # Told once, to the call that met it: the tasks it knew are gone.
                 raise SimulatorStoreError(

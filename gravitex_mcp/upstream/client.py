@@ -21,7 +21,7 @@ connect / read / protocol failure      :class:`APIConnectionError` (retryable)
 time-out, stalled stream               :class:`APITimeoutError` (retryable)
 =====================================  =========================================
 
-Retries follow :class:`~gravitex_mcp.retry.RetryPolicy`. ``query`` and the two
+Retries follow :class:`~gravitex_mcp.upstream.retry.RetryPolicy`. ``query`` and the two
 downloads are GETs and retry every retryable error above. ``submit`` creates a
 paid task, so it is retried only when the API certainly did not take it: a 429,
 or a connection that failed before the request was sent (``ConnectError``,
@@ -55,9 +55,9 @@ from urllib.parse import quote, urlsplit
 import anyio
 import httpx2
 
-from . import __version__
-from .domain import TaskStatus
-from .errors import (
+from .. import __version__
+from ..domain import TaskStatus
+from ..errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -75,7 +75,7 @@ from .errors import (
     SubmitOutcomeUnknownError,
     URLExpiredError,
 )
-from .redact import clip, redact_url, scrub
+from ..redact import clip, redact_url, scrub
 from .retry import RetryPolicy, parse_retry_after
 
 __all__ = [

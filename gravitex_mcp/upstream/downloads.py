@@ -1,13 +1,13 @@
 """The save pipeline: a finished task's video, streamed into the output folder.
 
 The source is picked once, from the model's :class:`~gravitex_mcp.domain.Delivery`: the
-download endpoint (Sora: its JSON body decoded by :class:`~gravitex_mcp.sora_body.SoraBody`
+download endpoint (Sora: its JSON body decoded by :class:`~gravitex_mcp.upstream.sora_body.SoraBody`
 as it arrives) or the task's signed ``url`` (the byte count must match ``Content-Length``
 when given; an expired URL makes one re-query of the task). The body is read with httpx2's
 ``aiter_bytes`` (each wait bounded by the client's ``read`` time-out), checked as an mp4 as
 it passes (an error page is refused after its first bytes; the boxes must tile the file),
 written and hashed into a temp file, fsynced and published without overwriting
-(:mod:`gravitex_mcp.storage`). A stream cut short is retried (``attempts`` in all), each
+(:mod:`gravitex_mcp.store.storage`). A stream cut short is retried (``attempts`` in all), each
 time into a fresh temp file. Signed URLs are logged and quoted without their query string.
 """
 
@@ -22,20 +22,20 @@ from typing import Final
 
 import httpx2
 
-from .client import GravitexClient, read_error
-from .domain import Delivery, TaskStatus
-from .errors import (
+from ..domain import Delivery, TaskStatus
+from ..errors import (
     APIConnectionError,
     DownloadError,
     TruncatedDownloadError,
     URLExpiredError,
     VideoIntegrityError,
 )
+from ..redact import redact_url
+from ..results import SavedVideo
+from ..store.storage import OutputDir, StoredFile, VideoFile
+from .client import GravitexClient, read_error
 from .mp4 import Mp4StreamCheck
-from .redact import redact_url
-from .results import SavedVideo
 from .sora_body import SoraBody
-from .storage import OutputDir, StoredFile, VideoFile
 
 __all__ = [
     "DEFAULT_ATTEMPTS",
@@ -263,7 +263,7 @@ async def download_video(
 ) -> SavedVideo:
     """Save the video of the finished task ``task_id``; see the module docstring.
 
-    ``output_dir`` should be the server's held :class:`~gravitex_mcp.storage.OutputDir`
+    ``output_dir`` should be the server's held :class:`~gravitex_mcp.store.storage.OutputDir`
     (a plain path is held for this call only). Raises
     :class:`~gravitex_mcp.errors.DownloadError` (or its
     :class:`~gravitex_mcp.errors.VideoIntegrityError` /

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .errors import TruncatedDownloadError, VideoIntegrityError
+from ..errors import TruncatedDownloadError, VideoIntegrityError
 
 #: Bytes :func:`looks_like_mp4` wants: box size, ``ftyp``, major brand (64-bit size form).
 HEAD_BYTES: Final = 16

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
-from .errors import DownloadError, TruncatedDownloadError, VideoIntegrityError
+from ..errors import DownloadError, TruncatedDownloadError, VideoIntegrityError
 
 #: The field holding the video, and the one holding it again (skipped).
 VIDEO_FIELD: Final = "base64"

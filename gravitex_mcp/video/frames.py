@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .ondisk import VideoSource, path_of
+from ..store.ondisk import VideoSource, path_of
 from .probe import ProbeError, opened_video
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@
 
 The mp4 muxer seeks back to finish its index, so PyAV writes a hidden temp file
 in the output folder; it is then published through
-:class:`~gravitex_mcp.storage.OutputDir` like every saved video (its own temp
+:class:`~gravitex_mcp.store.storage.OutputDir` like every saved video (its own temp
 file, fsync, sha256, no-clobber link under the final name), and the first temp
 file is removed whatever happens. Nothing is ever left under a final name
 unless complete.
@@ -39,20 +39,20 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from .errors import GravitexError, InvalidArgumentsError, StorageError
-from .leftovers import TEMP_SUFFIX, hold_temp_file
-from .ondisk import HeldFile, VideoSource, open_saved, path_of
+from ..errors import GravitexError, InvalidArgumentsError, StorageError
+from ..redact import clip
+from ..results import JoinVideosResult, Preview, Probe
+from ..store.leftovers import TEMP_SUFFIX, hold_temp_file
+from ..store.ondisk import HeldFile, VideoSource, open_saved, path_of
+from ..store.storage import OutputDir, StoredFile
 from .probe import ProbeError, probe_video
-from .redact import clip
-from .results import JoinVideosResult, Preview, Probe
 from .seeing import Seen, look_at
-from .storage import OutputDir, StoredFile
-from .video_work import VideoWork, shared_video_work
+from .work import VideoWork, shared_video_work
 
 if TYPE_CHECKING:
     import av.container
 
-    from .service import ProgressFn, VideoService
+    from ..service.videos import ProgressFn, VideoService
 
 logger = logging.getLogger(__name__)
 
@@ -487,7 +487,7 @@ def _write_joined(paths: Sequence[VideoSource], dest: Path, on_clip: ClipDone) -
 
 
 async def _publish(tmp: Path, out: OutputDir, *, filename: str | None, stem: str) -> StoredFile:
-    """Copy ``tmp`` into a :class:`~gravitex_mcp.storage.VideoFile` and commit it."""
+    """Copy ``tmp`` into a :class:`~gravitex_mcp.store.storage.VideoFile` and commit it."""
     async with (
         await anyio.open_file(tmp, "rb") as source,
         out.video(filename, default_stem=stem) as target,
@@ -552,7 +552,7 @@ async def join_files(
 
 
 def _look_at_stored(out: OutputDir, stored: StoredFile) -> Seen:
-    """:func:`~gravitex_mcp.seeing.look_at` the published join, read through a checked
+    """:func:`~gravitex_mcp.video.seeing.look_at` the published join, read through a checked
     descriptor (its identity as published), not whatever its name leads to now."""
     try:
         found = open_saved(

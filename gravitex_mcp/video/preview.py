@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from ..store.ondisk import VideoSource, path_of
 from .frames import DecodedFrame, fit_within, frames_at
-from .ondisk import VideoSource, path_of
 from .probe import ProbeError
 
 if TYPE_CHECKING:

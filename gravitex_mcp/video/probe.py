@@ -10,9 +10,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from .errors import GravitexError
-from .ondisk import HeldFile, VideoSource, path_of
-from .results import Probe
+from ..errors import GravitexError
+from ..results import Probe
+from ..store.ondisk import HeldFile, VideoSource, path_of
 
 if TYPE_CHECKING:
     from av.container import InputContainer

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .catalog import parse_size
-from .errors import GravitexError, StorageError
+from ..catalog.models import parse_size
+from ..errors import GravitexError, StorageError
+from ..images import JPEG, image_dimensions, sniff_image_type
+from ..results import Frame, Preview, Probe
+from ..store.ondisk import HeldFile, VideoSource, path_of, read_regular
+from ..store.stills import save_new, save_or_reuse
 from .frames import FramePosition, encode_png, frames_at, seconds_of
-from .images import JPEG, image_dimensions, sniff_image_type
-from .ondisk import HeldFile, VideoSource, path_of, read_regular
 from .preview import contact_sheet, sample_times, tile_count
 from .probe import ProbeError, opened_video, probe_video
-from .results import Frame, Preview, Probe
-from .stills import save_new, save_or_reuse
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _existing_sheet(source: VideoSource, probe: Probe) -> Preview | None:
 
 def _made_by_simulator(video: VideoSource) -> bool:
     """Whether ``video`` is one of the built-in simulator's clips (its mp4 comment tag)."""
-    from .simulator.clips import SIMULATOR_MARK
+    from ..simulator.clips import SIMULATOR_MARK
 
     try:
         with opened_video(video) as (container, _):

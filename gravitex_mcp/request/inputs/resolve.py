@@ -50,10 +50,10 @@ from pathlib import Path
 from typing import Final, Literal, NoReturn
 from urllib.parse import urlsplit
 
+from ...errors import InvalidArgumentsError
+from ...images import ACCEPTED_IMAGE_TYPES, describe_bytes, image_dimensions, sniff_image_type
+from ...redact import clip, redact_url
 from .audio import AUDIO_TYPES_TEXT, sniff_audio_type
-from .errors import InvalidArgumentsError
-from .images import ACCEPTED_IMAGE_TYPES, describe_bytes, image_dimensions, sniff_image_type
-from .redact import clip, redact_url
 
 MediaKind = Literal["image", "audio"]
 MediaSource = Literal["url", "data_url", "path"]
