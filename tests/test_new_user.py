@@ -31,10 +31,9 @@ from gravitex_mcp.settings import Settings
 from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.choose import simulated_upstream
 from gravitex_mcp.video.join import join_files
-
-from .clips import make_clip
-from .proc import SERVER_CMD, TOOLS, clean_env
-from .server_harness import FakeClock, Harness, connected, make_harness, structured, text_of
+from tests.clips import make_clip
+from tests.proc import SERVER_CMD, TOOLS, clean_env
+from tests.server_harness import FakeClock, Harness, connected, make_harness, structured, text_of
 
 
 @pytest.fixture

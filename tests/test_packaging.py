@@ -26,8 +26,7 @@ from gravitex_mcp.errors import MISSING_API_KEY_MESSAGE
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.tool_index import summary
 from gravitex_mcp.settings import ENVIRONMENT_VARIABLES, Settings, load_settings
-
-from .proc import REPO
+from tests.proc import REPO
 
 #: The mcpb CLI the manifest is validated with (pinned: a new major may change the rules).
 MCPB = "@anthropic-ai/mcpb@2.1.2"

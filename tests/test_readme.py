@@ -24,8 +24,7 @@ from gravitex_mcp.server.model_table import (
 )
 from gravitex_mcp.simulator import SimulatorConfig
 from gravitex_mcp.store.journal import JournalStatus
-
-from .proc import STARTUP_TIMEOUT, clean_env, free_port, stop
+from tests.proc import STARTUP_TIMEOUT, clean_env, free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from .proc import REPO
+from tests.proc import REPO
 
 #: Files outside the package that tests open (relative to the project root).
 READ_BY_TESTS = (
@@ -90,7 +90,7 @@ def test_tests_pass_from_the_unpacked_sdist(tmp_path: Path) -> None:
             "no:cacheprovider",
             "tests/test_readme.py",
             "tests/test_packaging.py",
-            "tests/test_schemas.py",
+            "tests/cli/test_schemas.py",
             "-k",
             "not mcpb_cli",  # the npm download is covered by the main run
         ],

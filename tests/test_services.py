@@ -23,7 +23,7 @@ from obstore.exceptions import AlreadyExistsError, PermissionDeniedError
 from obstore.store import S3Store
 from psycopg_pool import AsyncConnectionPool
 
-from .conftest import PostgresDatabase, S3Bucket
+from tests.conftest import PostgresDatabase, S3Bucket
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig  # in the stubs only

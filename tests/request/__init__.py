@@ -1,0 +1,1 @@
+"""Tests of gravitex_mcp.request."""

@@ -1,0 +1,1 @@
+"""Tests of gravitex_mcp.server: tools, prompts, transports, media links, the player."""

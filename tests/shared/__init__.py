@@ -1,0 +1,1 @@
+"""Tests of the shared modules (errors, images, logs, redact, settings)."""

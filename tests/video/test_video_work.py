@@ -1,0 +1,180 @@
+"""Video work (probe, contact sheet, frames, join) is bounded, and never holds up the journal.
+
+The looks are instrumented through :class:`VideoWork`'s ``around`` hook (it runs in the
+worker thread around each piece of work); PyAV itself is not touched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from functools import partial
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import pytest
+
+from gravitex_mcp.request.arguments import GenerateVideoInput
+from gravitex_mcp.service.videos import VideoService
+from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
+from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.upstream.client import GravitexClient
+from gravitex_mcp.video.work import VideoWork, core_count
+from tests.server_harness import API_KEY, FakeClock, make_settings
+
+#: A guard against a hang, not a wait: every step below is event-driven.
+GUARD_SECONDS = 10
+
+
+class HeldWork:
+    """Counts the pieces of video work running at once; holds each until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.running = 0
+        self.peak = 0
+        self.done = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def around(self) -> Iterator[None]:
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            self.release.wait(GUARD_SECONDS)
+            yield
+        finally:
+            with self._lock:
+                self.running -= 1
+                self.done += 1
+
+
+@asynccontextmanager
+async def _service(tmp_path: Path, work: VideoWork) -> AsyncIterator[VideoService]:
+    clock = FakeClock()
+    config = SimulatorConfig(api_keys=frozenset({API_KEY}), queued_seconds=1, processing_seconds=2)
+    sim = Simulator(config, clock=clock.monotonic)
+    settings = make_settings(tmp_path)
+    journal = Journal.open(settings.state_dir)
+    client = GravitexClient(
+        api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
+    )
+    service = VideoService(
+        settings=settings, client=client, journal=journal, clock=clock, video_work=work
+    )
+    try:
+        async with service.running():
+            yield service
+    finally:
+        await client.aclose()
+        journal.close()
+
+
+async def _finished_tasks(service: VideoService, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        request = GenerateVideoInput(model="sora-2", prompt=f"clip {i}", wait_seconds=10)
+        ids.append((await service.generate(request)).task_id)
+    return ids
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Yield to the event loop until ``condition()`` holds: the worker threads it
+    watches run meanwhile, and have no event loop to set an Event on."""
+    while not condition():
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_no_more_looks_run_at_once_than_the_limiter_allows(tmp_path: Path) -> None:
+    held = HeldWork()
+    work = VideoWork(2, around=held.around)
+    async with _service(tmp_path, work) as service:
+        ids = await _finished_tasks(service, 6)
+        saved: dict[str, str] = {}
+
+        async def save(task_id: str) -> None:
+            result = await service.download(task_id, filename=None)
+            assert result.preview is not None, result.notes
+            saved[task_id] = result.path
+
+        with anyio.fail_after(GUARD_SECONDS):
+            async with anyio.create_task_group() as group:
+                for task_id in ids:
+                    group.start_soon(save, task_id)
+                # Every save has reached its look: two run, four wait for a slot.
+                await _until(lambda: held.running + work.statistics().tasks_waiting == 6)
+                assert held.running == 2
+                held.release.set()
+    assert held.peak == 2
+    assert held.done == 6
+    assert sorted(saved) == sorted(ids)
+    assert all(Path(p).is_file() for p in saved.values())
+
+
+async def test_the_journal_answers_while_every_video_worker_is_busy(tmp_path: Path) -> None:
+    held = HeldWork()
+    work = VideoWork(2, around=held.around)
+    async with _service(tmp_path, work) as service:
+        ids = await _finished_tasks(service, 3)
+        default = anyio.to_thread.current_default_thread_limiter()
+        tokens = default.total_tokens
+        # Other blocking work fills anyio's default pool too (downloads' file writes).
+        default.total_tokens = 2
+        other = threading.Event()
+        try:
+            with anyio.fail_after(GUARD_SECONDS):
+                async with anyio.create_task_group() as group:
+                    for task_id in ids:
+                        group.start_soon(partial(service.download, task_id, filename=None))
+                    await _until(lambda: held.running == 2)
+                    for _ in range(2):
+                        blocked = partial(anyio.to_thread.run_sync, abandon_on_cancel=True)
+                        group.start_soon(blocked, other.wait)
+                    await _until(lambda: default.borrowed_tokens == 2)
+                    listed = await service.list_tasks(limit=10, status=None)
+                    assert {t.task_id for t in listed} == set(ids)
+                    assert held.running == 2  # the looks were still held meanwhile
+                    held.release.set()
+                    other.set()
+        finally:
+            held.release.set()
+            other.set()
+            default.total_tokens = tokens
+    assert held.done == 3
+
+
+def test_the_default_is_one_slot_per_core() -> None:
+    assert VideoWork().slots == core_count() >= 1
+    with pytest.raises(ValueError, match="at least 1"):
+        VideoWork(0)
+
+
+async def test_a_journal_read_answers_while_a_write_waits_for_the_database(
+    tmp_path: Path,
+) -> None:
+    """Reads have their own connection: many saves' writes (each an fsync, or waiting
+    for another process's lock) do not hold up a quick ``list_video_tasks``."""
+    journal = Journal.open(tmp_path / "state")
+    other = sqlite3.connect(journal.path, isolation_level=None)
+    try:
+        local_id = await journal.begin_submission(model="sora-2", family="sora", arguments={})
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with anyio.fail_after(GUARD_SECONDS / 2):  # below the 10 s busy time-out
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    partial(journal.begin_submission, model="sora-2", family="sora", arguments={})
+                )
+                # The write is in its worker thread, waiting in SQLite's busy handler.
+                await _until(lambda: journal._limiter.statistics().borrowed_tokens == 1)
+                listed = await journal.list(limit=5)
+                assert [r.local_id for r in listed] == [local_id]
+                other.execute("COMMIT")
+        assert len(await journal.list(limit=5)) == 2
+    finally:
+        other.close()
+        journal.close()
