@@ -19,18 +19,6 @@ import httpx2
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_CMD = (sys.executable, "-m", "gravitex_mcp")
-TOOLS = frozenset(
-    {
-        "list_models",
-        "generate_video",
-        "generate_videos",
-        "check_video_task",
-        "download_video",
-        "join_videos",
-        "extract_frames",
-        "list_video_tasks",
-    }
-)
 #: How long a CLI call that should fail fast may take (Python start-up plus imports).
 CLI_TIMEOUT = 60.0
 #: How long an HTTP server gets to answer ``/healthz`` after it is started.
@@ -179,39 +167,3 @@ def _wait_healthy(proc: subprocess.Popen[bytes], server: HttpServer) -> None:
                     f"{STARTUP_TIMEOUT:.0f} s:\n{server.log.read_text(errors='replace')}"
                 )
             time.sleep(0.1)
-
-
-_HOLD_SQLITE_LOCK = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
-@contextmanager
-def holding_sqlite_lock(path: Path) -> Iterator[None]:
-    """Another process holding ``path`` (a SQLite file) exclusively locked until exit:
-    every other connection gets "database is locked"."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_SQLITE_LOCK, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "locked", "the lock holder did not start"
-        yield
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()  # the holder reads stdin to its end, then exits
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-        if proc.stdout is not None:
-            proc.stdout.close()

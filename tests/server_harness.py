@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import httpx2
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
@@ -18,39 +16,9 @@ from mcp.types import CallToolResult, TextContent
 from gravitex_mcp.server.app import AppState, build_server
 from gravitex_mcp.settings import Settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
+from tests.conftest import FakeClock
 
 API_KEY = "sk-test-0123456789"
-
-
-class FakeClock:
-    """Monotonic time that only moves when something sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self._deadlines: list[tuple[float, anyio.CancelScope]] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        # Like anyio.move_on_after on a real clock: a deadline inside the sleep cuts
-        # it short at the deadline.
-        self.sleeps.append(seconds)
-        target = self.now + seconds
-        due = [at for at, scope in self._deadlines if at <= target and not scope.cancel_called]
-        self.now = min([target, *due])
-        for at, scope in self._deadlines:
-            if at <= self.now:
-                scope.cancel()
-        await anyio.lowlevel.checkpoint()
-
-    def deadline(self, seconds: float) -> anyio.CancelScope:
-        scope = anyio.CancelScope()
-        self._deadlines.append((self.now + seconds, scope))
-        if seconds <= 0:
-            scope.cancel()
-        return scope
 
 
 @dataclass

@@ -27,13 +27,13 @@ from gravitex_mcp.server.media import (
     load_or_create_key,
     serve_loopback,
 )
-from gravitex_mcp.settings import Settings
 from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.choose import simulated_upstream
 from gravitex_mcp.video.join import join_files
 from tests.clips import make_clip
-from tests.proc import SERVER_CMD, TOOLS, clean_env
-from tests.server_harness import FakeClock, Harness, connected, make_harness, structured, text_of
+from tests.conftest import TOOLS, FakeClock, simulator_settings
+from tests.proc import SERVER_CMD, clean_env
+from tests.server_harness import Harness, connected, make_harness, structured, text_of
 
 
 @pytest.fixture
@@ -284,13 +284,7 @@ async def test_asking_for_the_same_frame_again_gives_the_same_file(h: Harness) -
 async def test_the_demo_says_a_size_note_is_the_simulators_doing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str, noted: bool
 ) -> None:
-    settings = Settings(
-        api_key=None,
-        simulate=True,
-        output_dir=tmp_path / "videos",
-        state_dir=tmp_path / "state",
-        simulator_seconds=6,
-    )
+    settings = simulator_settings(tmp_path, simulator_seconds=6)
     clock = FakeClock()
     upstream = simulated_upstream(settings, clock=clock.monotonic)
     try:

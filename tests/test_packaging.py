@@ -25,7 +25,8 @@ from gravitex_mcp.cli.main import build_parser
 from gravitex_mcp.errors import MISSING_API_KEY_MESSAGE
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.tool_index import summary
-from gravitex_mcp.settings import ENVIRONMENT_VARIABLES, Settings, load_settings
+from gravitex_mcp.settings import ENVIRONMENT_VARIABLES, load_settings
+from tests.conftest import simulator_settings
 from tests.proc import REPO
 
 #: The mcpb CLI the manifest is validated with (pinned: a new major may change the rules).
@@ -40,7 +41,7 @@ def _json(name: str) -> dict[str, Any]:
 
 
 async def _tool_names(tmp_path: Path) -> set[str]:
-    settings = Settings(api_key=None, simulate=True, output_dir=tmp_path, state_dir=tmp_path)
+    settings = simulator_settings(tmp_path)
     return {tool.name for tool in await build_server(settings).list_tools()}
 
 
@@ -95,7 +96,7 @@ def test_manifest_command_line_parses(tmp_path: Path) -> None:
 
 
 async def test_manifest_lists_every_tool_of_the_server(tmp_path: Path) -> None:
-    settings = Settings(api_key=None, simulate=True, output_dir=tmp_path, state_dir=tmp_path)
+    settings = simulator_settings(tmp_path)
     tools = await build_server(settings).list_tools()
     manifest = _json("manifest.json")["tools"]
     assert [t["name"] for t in manifest] == [t.name for t in tools], (
@@ -106,7 +107,7 @@ async def test_manifest_lists_every_tool_of_the_server(tmp_path: Path) -> None:
 
 
 async def test_the_instructions_name_every_tool(tmp_path: Path) -> None:
-    settings = Settings(api_key=None, simulate=True, output_dir=tmp_path, state_dir=tmp_path)
+    settings = simulator_settings(tmp_path)
     server = build_server(settings)
     text = server.instructions or ""
     for name in await _tool_names(tmp_path):

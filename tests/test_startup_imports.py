@@ -21,7 +21,8 @@ from typing import IO, Any
 import pytest
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from tests.proc import CLI_TIMEOUT, TOOLS, clean_env
+from tests.conftest import TOOLS
+from tests.proc import CLI_TIMEOUT, clean_env
 
 #: Loaded only when a tool is called (or over HTTP); never by start-up plus tools/list.
 NOT_AT_START = (

@@ -19,10 +19,9 @@ from gravitex_mcp.domain import Mode
 from gravitex_mcp.request.arguments import VideoArguments
 from gravitex_mcp.request.prepare import prepare_request
 from gravitex_mcp.server.app import build_server
-from gravitex_mcp.settings import Settings
 from gravitex_mcp.upstream.choose import simulated_upstream
+from tests.conftest import FakeClock, simulator_settings
 from tests.proc import clean_env, run_cli
-from tests.server_harness import FakeClock
 
 
 def test_the_catalog_has_the_fifteen_models_the_demo_is_tested_with() -> None:
@@ -41,13 +40,7 @@ async def test_demo_drives_every_model_to_a_saved_video(
     model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = catalog.get_model(model)
-    settings = Settings(
-        api_key=None,
-        simulate=True,
-        output_dir=tmp_path / "videos",
-        state_dir=tmp_path / "state",
-        simulator_seconds=6,
-    )
+    settings = simulator_settings(tmp_path, simulator_seconds=6)
     clock = FakeClock()
     upstream = simulated_upstream(settings, clock=clock.monotonic)
     try:

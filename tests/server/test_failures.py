@@ -41,20 +41,14 @@ from gravitex_mcp.upstream.choose import (
     _SimulatorOnDemand,
     simulated_upstream,
 )
-from tests.proc import holding_sqlite_lock
-from tests.server_harness import FakeClock, text_of
+from tests.conftest import FakeClock, lock_held_elsewhere, simulator_settings
+from tests.server_harness import text_of
 
 BARE = ("Error executing tool", "Error rendering prompt", "Internal error")
 
 
 def _settings(root: Path) -> Settings:
-    return Settings(
-        api_key=None,
-        simulate=True,
-        output_dir=root / "videos",
-        state_dir=root / "state",
-        simulator_seconds=20,
-    )
+    return simulator_settings(root, simulator_seconds=20)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +108,7 @@ class Fault:
     told: frozenset[str] = frozenset()
     output: Callable[[Path], OutputDir | None] = lambda path: None
     #: break the state folder (before the server starts); may return a context to hold
-    before: Callable[[Path], AbstractContextManager[None]] = lambda state: nullcontext()
+    before: Callable[[Path], AbstractContextManager[object]] = lambda state: nullcontext()
     #: break it while the server runs (before the call)
     during: Callable[[Path], None] = lambda state: None
     on_demand: bool = False
@@ -141,8 +135,8 @@ def _directory_store(state: Path) -> AbstractContextManager[None]:
     return nullcontext()
 
 
-def _locked_store(state: Path) -> AbstractContextManager[None]:
-    return holding_sqlite_lock(state / STORE_FILENAME)
+def _locked_store(state: Path) -> AbstractContextManager[object]:
+    return lock_held_elsewhere(state / STORE_FILENAME, "sqlite")
 
 
 def _damage_journal(state: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.proc import TOOLS
+from tests.conftest import TOOLS
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 #: Generous for a first download from the npm registry, but bounded.

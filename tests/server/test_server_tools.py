@@ -16,26 +16,8 @@ from mcp.types import ImageContent, ResourceLink, TextResourceContents
 from gravitex_mcp.catalog import models as catalog
 from gravitex_mcp.request.arguments import DEFAULT_WAIT_SECONDS
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
-from tests.server_harness import (
-    API_KEY,
-    FakeClock,
-    Harness,
-    connected,
-    make_harness,
-    structured,
-    text_of,
-)
-
-TOOLS = {
-    "list_models",
-    "generate_video",
-    "generate_videos",
-    "check_video_task",
-    "download_video",
-    "join_videos",
-    "extract_frames",
-    "list_video_tasks",
-}
+from tests.conftest import TOOLS, FakeClock
+from tests.server_harness import API_KEY, Harness, connected, make_harness, structured, text_of
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
 from gravitex_mcp import __version__
-from tests.proc import TOOLS, HttpServer, http_server
+from tests.conftest import TOOLS
+from tests.proc import HttpServer, http_server
 
 TRANSPORTS = ["sse", "streamable-http"]
 TOKEN = "test-token-5f0c2a9e"

@@ -19,7 +19,8 @@ from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, ResourceLink, TextContent
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from tests.proc import SERVER_CMD, STOP_TIMEOUT, TOOLS, clean_env
+from tests.conftest import TOOLS
+from tests.proc import SERVER_CMD, STOP_TIMEOUT, clean_env
 
 #: Bound on one whole conversation with the subprocess.
 SESSION_TIMEOUT = 60.0

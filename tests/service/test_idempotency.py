@@ -28,11 +28,11 @@ from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transpo
 from gravitex_mcp.store import journal as journal_module
 from gravitex_mcp.store.journal import DB_FILENAME, Journal
 from gravitex_mcp.upstream.client import GravitexClient
+from tests.conftest import FakeClock
 from tests.proc import SERVER_CMD, STOP_TIMEOUT, clean_env
 from tests.server.test_transport_stdio import SESSION_TIMEOUT, RawSession, server_env
 from tests.server_harness import (
     API_KEY,
-    FakeClock,
     Harness,
     connected,
     make_harness,

@@ -16,7 +16,8 @@ from gravitex_mcp.service.videos import VideoService, _delivery_from_answer
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.journal import Journal, JournalStatus, TaskRecord
 from gravitex_mcp.upstream.client import GravitexClient, TaskSnapshot
-from tests.server_harness import API_KEY, FakeClock, make_settings
+from tests.conftest import FakeClock
+from tests.server_harness import API_KEY, make_settings
 
 
 class BrokenAfterSubmit(Journal):

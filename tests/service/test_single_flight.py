@@ -19,7 +19,8 @@ from gravitex_mcp.simulator import simulator_transport
 from gravitex_mcp.store.tasklock import TaskLock, TaskLocks
 from gravitex_mcp.upstream.client import TaskSnapshot
 from gravitex_mcp.upstream.waiting import PollSchedule
-from tests.server_harness import FakeClock, Harness, connected, make_harness, structured, text_of
+from tests.conftest import FakeClock
+from tests.server_harness import Harness, connected, make_harness, structured, text_of
 
 RETRY_WORDS = ("again later", "try again", "in a minute")
 

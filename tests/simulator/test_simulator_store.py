@@ -23,13 +23,12 @@ from mcp.types import CallToolResult, TextContent
 
 from gravitex_mcp.domain import Family
 from gravitex_mcp.server.app import build_server
-from gravitex_mcp.settings import Settings
 from gravitex_mcp.simulator import STORE_FILENAME, Simulator, SimulatorConfig, TaskStore
 from gravitex_mcp.simulator.store import task_from_json, task_to_json
 from gravitex_mcp.simulator.tasks import SimTask
 from gravitex_mcp.upstream.choose import simulated_upstream
+from tests.conftest import FakeClock, simulator_settings
 from tests.proc import SERVER_CMD, STARTUP_TIMEOUT, clean_env, free_port, stop
-from tests.server_harness import FakeClock
 
 SESSION_TIMEOUT = 60.0
 
@@ -147,13 +146,7 @@ def _structured(result: CallToolResult) -> dict[str, Any]:
 async def test_two_server_instances_over_one_state_dir_share_the_simulator(
     tmp_path: Path,
 ) -> None:
-    settings = Settings(
-        api_key=None,
-        simulate=True,
-        output_dir=tmp_path / "videos",
-        state_dir=tmp_path / "state",
-        simulator_seconds=20,
-    )
+    settings = simulator_settings(tmp_path, simulator_seconds=20)
     clock = FakeClock()
 
     first_upstream = simulated_upstream(settings, clock=clock.monotonic)

@@ -9,7 +9,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,32 +33,15 @@ from gravitex_mcp.store.journal import (
     redact_data_urls,
     schema_version,
 )
+from tests.conftest import WALL_START as START
+from tests.conftest import FakeClock, lock_held_elsewhere
 from tests.proc import REPO as REPO_ROOT
 from tests.proc import clean_env, run_cli
 
-START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 SIGNED_URL = (
     "https://bucket.oss-cn-shanghai.aliyuncs.com/out/video.mp4"
     "?Expires=1735960000&OSSAccessKeyId=LTAIkey&Signature=s3cr3tSig%3D"
 )
-
-
-class FakeClock:
-    """Moves one second forward on every reading; thread-safe."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.current = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            self.current += timedelta(seconds=1)
-            return self.current
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -645,33 +627,11 @@ async def test_damage_met_in_use_is_checked_at_the_next_open(
 
 def test_a_held_lock_ends_start_up_within_its_bound(tmp_path: Path) -> None:
     Journal.open(tmp_path).close()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys\n"
-            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())\n"
-            "print('ready', flush=True)\n"
-            "sys.stdin.read()\n",
-            str(tmp_path / journal_module.LOCK_FILENAME),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "ready"
+    with lock_held_elsewhere(tmp_path / journal_module.LOCK_FILENAME, "flock+pid") as holder:
         start = time.monotonic()
         with pytest.raises(JournalError) as caught:
             Journal.open(tmp_path, lock_timeout=0.3)
         took = time.monotonic() - start
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
     assert 0.3 <= took < 5
     message = str(caught.value)
     assert str(tmp_path) in message
@@ -963,36 +923,14 @@ def test_a_held_lock_ends_server_start_up_within_its_bound(tmp_path: Path) -> No
     saying which folder and which process, within the default bound."""
     state = tmp_path / "state"
     Journal.open(state).close()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys\n"
-            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())\n"
-            "print('ready', flush=True)\n"
-            "sys.stdin.read()\n",
-            str(state / journal_module.LOCK_FILENAME),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     env = clean_env(
         tmp_path, GRAVITEX_STATE_DIR=str(state), GRAVITEX_OUTPUT_DIR=str(tmp_path / "videos")
     )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "ready"
+    with lock_held_elsewhere(state / journal_module.LOCK_FILENAME, "flock+pid") as holder:
         start = time.monotonic()
         # run_cli kills it after 60 s: a start-up that waits forever fails here.
         result = run_cli(["--simulate"], env, timeout=60)
         took = time.monotonic() - start
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
     assert result.returncode != 0
     assert journal_module.DEFAULT_LOCK_TIMEOUT <= took < journal_module.DEFAULT_LOCK_TIMEOUT + 30
     assert "waiting up to" in result.stderr  # why it waits, said before it gives up

@@ -4,41 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from gravitex_mcp.store.leftovers import is_temp_name, sweep_temp_files
 from gravitex_mcp.store.storage import OutputDir
+from tests.conftest import lock_held_elsewhere
 from tests.server_harness import connected, make_harness, structured
-
-HOLDER = """
-import fcntl, os, sys
-fd = os.open(sys.argv[1], os.O_RDWR)
-fcntl.flock(fd, fcntl.LOCK_EX)
-print("ready", flush=True)
-sys.stdin.read()
-"""
-
-
-@contextmanager
-def held_by_another_process(path: Path) -> Iterator[None]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        yield
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=30)
 
 
 def test_stale_temp_file_removed_live_one_left(tmp_path: Path) -> None:
@@ -48,7 +19,7 @@ def test_stale_temp_file_removed_live_one_left(tmp_path: Path) -> None:
     for path in (stale, live, *keep):
         path.write_bytes(b"x" * 10)
     (tmp_path / ".dir.0123.part").mkdir()
-    with held_by_another_process(live):
+    with lock_held_elsewhere(live):
         removed = sweep_temp_files(tmp_path)
         assert removed == [stale]
         assert not stale.exists()

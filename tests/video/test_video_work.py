@@ -24,7 +24,8 @@ from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transpo
 from gravitex_mcp.store.journal import Journal
 from gravitex_mcp.upstream.client import GravitexClient
 from gravitex_mcp.video.work import VideoWork, core_count
-from tests.server_harness import API_KEY, FakeClock, make_settings
+from tests.conftest import FakeClock
+from tests.server_harness import API_KEY, make_settings
 
 #: A guard against a hang, not a wait: every step below is event-driven.
 GUARD_SECONDS = 10
