@@ -324,6 +324,7 @@ async def test_a_local_image_without_input_folders_says_how_to_allow_it(tmp_path
 # --- no key: the server starts, and a call that needs the API says what to set ---------
 
 
+@pytest.mark.slow
 async def test_without_a_key_the_server_starts_and_a_call_needing_it_says_what_to_set(
     tmp_path: Path,
 ) -> None:

@@ -114,6 +114,7 @@ async def test_the_instructions_name_every_tool(tmp_path: Path) -> None:
         assert f"- {name}: " in text, name
 
 
+@pytest.mark.slow
 def test_mcpb_cli_validates_the_manifest(tmp_path: Path) -> None:
     npx = shutil.which("npx")
     if npx is None:

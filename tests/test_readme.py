@@ -26,6 +26,8 @@ from gravitex_mcp.simulator import SimulatorConfig
 from gravitex_mcp.store.journal import JournalStatus
 from tests.proc import STARTUP_TIMEOUT, clean_env, free_port, stop
 
+pytestmark = pytest.mark.slow  # the README's commands in a fresh clone and subprocesses
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

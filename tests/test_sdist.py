@@ -13,7 +13,11 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from tests.proc import REPO
+
+pytestmark = pytest.mark.slow  # builds the sdist and runs tests from it
 
 #: Files outside the package that tests open (relative to the project root).
 READ_BY_TESTS = (

@@ -25,6 +25,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from tests.conftest import PostgresDatabase, S3Bucket
 
+pytestmark = pytest.mark.slow  # real PostgreSQL and SeaweedFS servers
+
 if TYPE_CHECKING:
     from obstore.store import ClientConfig  # in the stubs only
 

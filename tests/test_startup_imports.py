@@ -24,6 +24,8 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 from tests.conftest import TOOLS
 from tests.proc import CLI_TIMEOUT, clean_env
 
+pytestmark = pytest.mark.slow  # starts servers in subprocesses
+
 #: Loaded only when a tool is called (or over HTTP); never by start-up plus tools/list.
 NOT_AT_START = (
     "httpcore2",  # the real network transport (and its CA bundle): at the first request

@@ -14,6 +14,8 @@ import pytest
 from gravitex_mcp import __version__
 from tests.proc import REPO, clean_env, free_port, run_cli
 
+pytestmark = pytest.mark.slow  # each test runs the CLI in a subprocess
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:

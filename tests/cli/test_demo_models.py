@@ -67,6 +67,7 @@ async def test_demo_drives_every_model_to_a_saved_video(
         assert name in sent
 
 
+@pytest.mark.slow
 def test_demo_keeps_its_journal_in_an_explicit_state_dir(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

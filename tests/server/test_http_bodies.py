@@ -18,6 +18,8 @@ import pytest
 from tests.proc import HttpServer, http_server
 from tests.server.test_transport_http import INITIALIZE, SESSION_TIMEOUT, TOKEN, list_and_call
 
+pytestmark = pytest.mark.slow  # HTTP server subprocesses
+
 DEPTH = 100_000
 #: Each body the server cannot read, by what is wrong with it.
 BAD_BODIES: dict[str, bytes] = {

@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import TOOLS
 
+pytestmark = pytest.mark.slow  # the MCP Inspector (npx) and a server subprocess
+
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 #: Generous for a first download from the npm registry, but bounded.
 NPX_TIMEOUT = 240.0

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import anyio
 import httpx2
+import pytest
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from gravitex_mcp.server.media import MEDIA_PORT_FILE, MediaLinks, load_or_create_key
 from tests.proc import SERVER_CMD, STOP_TIMEOUT, clean_env, free_port
 from tests.server.test_transport_stdio import SESSION_TIMEOUT, RawSession, server_env
+
+pytestmark = pytest.mark.slow  # a server subprocess stopped mid-response
 
 #: Far more than the loopback socket buffers hold, so the response is still being
 #: sent when the server is told to stop (sparse: no disk is used).

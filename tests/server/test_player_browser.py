@@ -34,6 +34,8 @@ from gravitex_mcp.server.player import PLAYER_URI
 from tests.proc import REPO, SERVER_CMD, clean_env, http_server
 from tests.server.test_transport_http import official_client
 
+pytestmark = pytest.mark.slow  # a browser (chromium) and server subprocesses
+
 if TYPE_CHECKING:
     from playwright.async_api import ConsoleMessage
 

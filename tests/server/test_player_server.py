@@ -114,6 +114,7 @@ async def test_media_off_means_no_links_and_no_media_origin(tmp_path: Path) -> N
     assert "csp" not in (page.meta or {}).get("ui", {})
 
 
+@pytest.mark.slow
 async def test_stdio_subprocess_media_url_is_served_on_loopback(tmp_path: Path) -> None:
     env = clean_env(
         tmp_path,
@@ -133,6 +134,7 @@ async def test_stdio_subprocess_media_url_is_served_on_loopback(tmp_path: Path) 
     assert r.content[4:8] == b"ftyp"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transport", ["streamable-http", "sse"])
 async def test_http_media_url_is_on_the_servers_own_port(transport: str, tmp_path: Path) -> None:
     token = "media-test-token-1"

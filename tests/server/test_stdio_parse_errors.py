@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from anyio.abc import Process
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from tests.proc import SERVER_CMD, STOP_TIMEOUT, clean_env
 from tests.server.test_transport_stdio import SESSION_TIMEOUT, RawSession, json_rpc, server_env
+
+pytestmark = pytest.mark.slow  # stdio server subprocesses
 
 PARSE_ERROR = -32700
 

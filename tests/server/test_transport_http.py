@@ -22,6 +22,8 @@ from gravitex_mcp import __version__
 from tests.conftest import TOOLS
 from tests.proc import HttpServer, http_server
 
+pytestmark = pytest.mark.slow  # HTTP server subprocesses
+
 TRANSPORTS = ["sse", "streamable-http"]
 TOKEN = "test-token-5f0c2a9e"
 #: Bound on one whole MCP conversation over HTTP.

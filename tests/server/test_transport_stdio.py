@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client, StdioServerParameters
@@ -21,6 +22,8 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from tests.conftest import TOOLS
 from tests.proc import SERVER_CMD, STOP_TIMEOUT, clean_env
+
+pytestmark = pytest.mark.slow  # stdio server subprocesses
 
 #: Bound on one whole conversation with the subprocess.
 SESSION_TIMEOUT = 60.0

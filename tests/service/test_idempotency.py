@@ -315,6 +315,7 @@ def _claim_in_process(state_dir: str, ready: Any, results: Any) -> None:
     results.put(asyncio.run(claim()))
 
 
+@pytest.mark.slow
 def test_processes_racing_for_one_key_claim_it_once(tmp_path: Path) -> None:
     Journal.open(tmp_path).close()  # schema in place, so the race is on the claim alone
     context = multiprocessing.get_context("spawn")
@@ -379,6 +380,7 @@ class SilentUpstream:
                     self.posted.set()
 
 
+@pytest.mark.slow
 async def test_a_key_held_by_a_killed_server_is_answered_at_once(tmp_path: Path) -> None:
     """SIGKILL between the key's ``submitting`` row and the API's answer: while the
     server lives, a second call waits as before; once it is dead, the key's next

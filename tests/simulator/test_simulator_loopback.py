@@ -47,6 +47,7 @@ def wait_until_up(base: str, proc: subprocess.Popen[bytes] | None = None) -> Non
             time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_serve_answers_on_loopback_in_a_subprocess() -> None:
     port = free_port()
     code = f"from gravitex_mcp.simulator import serve\nserve(port={port}, log_level='warning')\n"

@@ -183,6 +183,7 @@ async def test_two_server_instances_over_one_state_dir_share_the_simulator(
     assert clock.now >= 1000.0 + 20, "completion followed the clock, not the restart"
 
 
+@pytest.mark.slow
 async def test_a_task_made_by_one_process_is_checked_and_downloaded_by_the_next(
     tmp_path: Path,
 ) -> None:
@@ -210,6 +211,7 @@ async def test_a_task_made_by_one_process_is_checked_and_downloaded_by_the_next(
     assert Path(done["path"]).read_bytes()[4:8] == b"ftyp"
 
 
+@pytest.mark.slow
 def test_the_simulator_command_honours_simulator_seconds(tmp_path: Path) -> None:
     port = free_port()
     env = clean_env(tmp_path, GRAVITEX_SIMULATOR_SECONDS="40")

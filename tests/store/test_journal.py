@@ -432,6 +432,7 @@ anyio.run(main, sys.argv[1], int(sys.argv[2]))
 """
 
 
+@pytest.mark.slow
 def test_second_process_concurrently(tmp_path: Path) -> None:
     rounds = 60
     env = dict(os.environ)
@@ -918,6 +919,7 @@ async def test_stale_submissions_become_outcome_unknown(journal: Journal, clock:
     assert await journal.expire_stale_submissions(older_than=timedelta(minutes=10)) == 0
 
 
+@pytest.mark.slow
 def test_a_held_lock_ends_server_start_up_within_its_bound(tmp_path: Path) -> None:
     """The server's own start-up (not only Journal.open) gives up on a held lock,
     saying which folder and which process, within the default bound."""

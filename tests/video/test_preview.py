@@ -215,6 +215,7 @@ def test_save_new_into_a_missing_folder_is_a_storage_error(tmp_path: Path) -> No
         save_new(tmp_path / "missing", "x.png", b"data")
 
 
+@pytest.mark.slow
 def test_starting_the_server_does_not_load_pyav() -> None:
     code = (
         "import sys, gravitex_mcp.cli.main, gravitex_mcp.server.app, gravitex_mcp.server.tools, "
