@@ -26,8 +26,6 @@ from gravitex_mcp.simulator import SimulatorConfig
 from gravitex_mcp.store.journal import JournalStatus
 from tests.proc import STARTUP_TIMEOUT, clean_env, free_port, stop
 
-pytestmark = pytest.mark.slow  # the README's commands in a fresh clone and subprocesses
-
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -130,6 +128,7 @@ NEEDS = {"uvx --from . gravitex-mcp --simulate --help": "uvx"}
 ASIDE = {
     FIRST: "the clone fixture runs it, once per session",
     "python3 scripts/check.py": "it is this test suite (CI runs it through .ci/run)",
+    '.venv/bin/python -m pytest -m "not slow"': "it is the fast part of this test suite",
     "claude mcp add gravitex --env GRAVITEX_API_KEY=sk-your-key -- gravitex-mcp": (
         "it changes the user's Claude Code configuration"
     ),
@@ -234,6 +233,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Clone:
 
 
 @pytest.mark.readme
+@pytest.mark.slow
 def test_the_readme_commands_run_as_written_in_a_fresh_clone(clone: Clone) -> None:
     for command in RUN:
         _ok(clone.run(command), command)
@@ -251,6 +251,7 @@ def test_the_readme_commands_run_as_written_in_a_fresh_clone(clone: Clone) -> No
 
 
 @pytest.mark.readme
+@pytest.mark.slow
 @pytest.mark.parametrize("command", list(SERVE))
 def test_the_readme_servers_start_as_written(clone: Clone, command: str) -> None:
     port = free_port()
@@ -284,6 +285,7 @@ def test_the_readme_servers_start_as_written(clone: Clone, command: str) -> None
 
 
 @pytest.mark.readme
+@pytest.mark.slow
 @pytest.mark.parametrize("command", list(NEEDS))
 def test_the_readme_commands_needing_a_tool_run_as_written(clone: Clone, command: str) -> None:
     if shutil.which(NEEDS[command], path=clone.env.get("PATH")) is None:
