@@ -78,5 +78,5 @@ def text_of(result: CallToolResult) -> str:
 
 def structured(result: CallToolResult) -> dict[str, Any]:
     assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
+    assert result.structured_content is not None, text_of(result)
     return dict(result.structured_content)

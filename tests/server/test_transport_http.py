@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import httpx2
@@ -16,11 +15,11 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, TextContent
 
 from gravitex_mcp import __version__
 from tests.conftest import TOOLS
 from tests.proc import HttpServer, http_server
+from tests.server_harness import structured
 
 pytestmark = pytest.mark.slow  # HTTP server subprocesses
 
@@ -94,13 +93,6 @@ async def official_client(server: HttpServer) -> AsyncIterator[Client]:
         Client(streamable_http_client(server.mcp_url, http_client=http)) as client,
     ):
         yield client
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
-    assert not result.is_error, text
-    assert result.structured_content is not None, text
-    return dict(result.structured_content)
 
 
 async def list_and_call(server: HttpServer) -> None:

@@ -17,11 +17,12 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import CallToolResult, ResourceLink, TextContent
+from mcp.types import ResourceLink
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from tests.conftest import TOOLS
 from tests.proc import SERVER_CMD, STOP_TIMEOUT, clean_env
+from tests.server_harness import structured
 
 pytestmark = pytest.mark.slow  # stdio server subprocesses
 
@@ -37,13 +38,6 @@ def server_env(tmp_path: Path) -> dict[str, str]:
         "GRAVITEX_SIMULATOR_SECONDS": "1",
         "GRAVITEX_LOG_LEVEL": "DEBUG",
     }
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
-    assert not result.is_error, text
-    assert result.structured_content is not None, text
-    return dict(result.structured_content)
 
 
 async def test_official_client_over_stdio_generates_and_downloads(tmp_path: Path) -> None:

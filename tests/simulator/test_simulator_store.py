@@ -19,7 +19,6 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import CallToolResult, TextContent
 
 from gravitex_mcp.domain import Family
 from gravitex_mcp.server.app import build_server
@@ -29,6 +28,7 @@ from gravitex_mcp.simulator.tasks import SimTask
 from gravitex_mcp.upstream.choose import simulated_upstream
 from tests.conftest import FakeClock, simulator_settings
 from tests.proc import SERVER_CMD, STARTUP_TIMEOUT, clean_env, free_port, stop
+from tests.server_harness import structured as _structured
 
 SESSION_TIMEOUT = 60.0
 
@@ -134,13 +134,6 @@ async def test_a_second_simulator_serves_the_first_ones_task_on_the_shared_clock
             assert video.content[4:8] == b"ftyp"
     finally:
         two.close()
-
-
-def _structured(result: CallToolResult) -> dict[str, Any]:
-    text = "\n".join(b.text for b in result.content if isinstance(b, TextContent))
-    assert not result.is_error, text
-    assert result.structured_content is not None, text
-    return dict(result.structured_content)
 
 
 async def test_two_server_instances_over_one_state_dir_share_the_simulator(
