@@ -28,7 +28,7 @@ from gravitex_mcp.errors import NotFoundError
 from gravitex_mcp.logs import configure_logging
 from gravitex_mcp.metrics import Metrics
 from gravitex_mcp.server.app import build_server
-from gravitex_mcp.server.http_app import build_http_app
+from gravitex_mcp.server.http_app import build_http_app, readiness
 from gravitex_mcp.server.media import KEY_FILE, MediaLinks, link_key
 from gravitex_mcp.settings import DEFAULT_SESSION_IDLE, Settings, load_settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
@@ -36,7 +36,7 @@ from gravitex_mcp.store.ready import folder_writable, journal_readable
 from gravitex_mcp.upstream.client import GravitexClient
 from gravitex_mcp.upstream.observe import upstream_hooks
 
-from .proc import clean_env, run_cli
+from .proc import clean_env, http_server, run_cli
 
 SECRET = "0123456789abcdef0123456789abcdef-shared"
 TOKEN = "ops-token-7c1d"
@@ -312,6 +312,16 @@ async def test_readyz_names_the_failed_check_and_needs_no_token(tmp_path: Path) 
     assert str(tmp_path) not in both.text
 
 
+async def test_ready_before_the_journal_exists(tmp_path: Path) -> None:
+    # Over SSE the journal is made at the first connection: ready must not wait for one.
+    state = tmp_path / "state"
+    state.mkdir()
+    fresh = await readiness({"journal": lambda: journal_readable(state)})
+    assert fresh.status_code == 200
+    lost = await readiness({"journal": lambda: journal_readable(tmp_path / "unmounted")})
+    assert lost.status_code == 503
+
+
 # --- 5. /metrics -------------------------------------------------------------------------
 
 
@@ -365,6 +375,21 @@ async def test_metrics_public_needs_no_token(tmp_path: Path) -> None:
         assert scraped.status_code == 200
         assert "gravitex_tool_calls" in scraped.text
         assert (await client.get("/mcp")).status_code == 401
+
+
+def test_the_command_serves_readyz_and_metrics(tmp_path: Path) -> None:
+    # The CLI's wiring, in a real process on loopback: checks, metrics, the token rule.
+    with (
+        http_server(tmp_path, "streamable-http", token=TOKEN) as server,
+        httpx2.Client(base_url=server.base_url, timeout=10.0) as client,
+    ):
+        ready = client.get("/readyz")
+        refused = client.get("/metrics")
+        scraped = client.get("/metrics", headers=server.auth())
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert refused.status_code == 401
+    assert scraped.status_code == 200
+    assert "# TYPE gravitex_upstream_request_seconds histogram" in scraped.text
 
 
 # --- 6. spans around upstream calls, and the task id in log lines ------------------------

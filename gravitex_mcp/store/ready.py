@@ -26,7 +26,12 @@ def _read_only(state_dir: Path) -> sqlite3.Connection:
 
 
 def journal_readable(state_dir: Path) -> None:
-    """The journal opens and its tasks table reads."""
+    """The journal opens and its tasks table reads; before it exists, the state folder
+    takes a file (over SSE the journal is made at the first connection, and a load
+    balancer waiting for ready would never send one)."""
+    if not (state_dir / DB_FILENAME).exists():
+        folder_writable(state_dir)
+        return
     with closing(_read_only(state_dir)) as conn:
         conn.execute("SELECT 1 FROM tasks LIMIT 1").fetchall()
 
