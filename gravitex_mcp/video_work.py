@@ -10,12 +10,18 @@ threads, one per core (the decodes themselves are single-threaded, see frames.py
 the default pool and the event loop stay free for everything else, and the decoders'
 buffers come and go in those threads' arenas only (on a shared pool each decode lands
 on whichever thread is free, and every arena it touches keeps some of its memory).
+
+Those threads, and the journal's, also step back for the event loop (:func:`yield_to_loop`):
+with every core busy decoding, the event loop thread otherwise waited in the run queue
+for about half of its time under load (``/proc/<pid>/task/<tid>/schedstat``), and each
+``to_thread.run_sync`` woke a worker that preempted it while it held the GIL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -39,6 +45,38 @@ def core_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: How much lower (``nice``) the video threads run than the rest of the process.
+VIDEO_NICENESS = 10
+
+_stepped_back = threading.local()
+
+
+def yield_to_loop(niceness: int = 0) -> None:
+    """Makes the calling worker thread give way to the event loop; once per thread.
+
+    ``SCHED_BATCH`` (Linux): when the event loop wakes this thread (a ``to_thread`` call,
+    a queued decode) the thread does not preempt it, it runs on a free core or when the
+    loop's slice ends; and ``niceness`` more than the process's own ``nice`` lowers its
+    share of a busy core. Both are allowed without privileges, apply to this thread only
+    (Linux schedules threads, not processes) and are skipped where the OS has neither.
+    The event loop thread itself is never changed: call this from worker threads only.
+    """
+    if getattr(_stepped_back, "done", False):
+        return
+    _stepped_back.done = True
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    if niceness and hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+
+
+def _video_thread_started() -> None:
+    yield_to_loop(VIDEO_NICENESS)
+
+
 class VideoWork:
     """Runs blocking video work on ``slots`` dedicated threads, at most ``slots`` at once."""
 
@@ -56,7 +94,9 @@ class VideoWork:
         the work itself is not (a thread cannot be stopped midway)."""
         async with self._limiter:
             if self._threads is None:
-                self._threads = ThreadPoolExecutor(self.slots, thread_name_prefix="video-work")
+                self._threads = ThreadPoolExecutor(
+                    self.slots, thread_name_prefix="video-work", initializer=_video_thread_started
+                )
             done = anyio.Event()
             token = anyio.lowlevel.current_token()
             future: Future[_T] = self._threads.submit(self._call, work, done, token)
