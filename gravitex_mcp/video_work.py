@@ -11,10 +11,9 @@ the default pool and the event loop stay free for everything else, and the decod
 buffers come and go in those threads' arenas only (on a shared pool each decode lands
 on whichever thread is free, and every arena it touches keeps some of its memory).
 
-Those threads, and the journal's, also step back for the event loop (:func:`yield_to_loop`):
-with every core busy decoding, the event loop thread otherwise waited in the run queue
-for about half of its time under load (``/proc/<pid>/task/<tid>/schedstat``), and each
-``to_thread.run_sync`` woke a worker that preempted it while it held the GIL.
+Those threads, and the journal's, do not preempt the event loop when it wakes them
+(:func:`yield_to_loop`): py-spy saw the loop thread, holding the GIL, stopped at the
+wake-up of a ``to_thread.run_sync`` worker in 16% of its samples under load.
 """
 
 from __future__ import annotations
@@ -45,21 +44,19 @@ def core_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-#: How much lower (``nice``) the video threads run than the rest of the process.
-VIDEO_NICENESS = 10
-
 _stepped_back = threading.local()
 
 
-def yield_to_loop(niceness: int = 0) -> None:
+def yield_to_loop() -> None:
     """Makes the calling worker thread give way to the event loop; once per thread.
 
     ``SCHED_BATCH`` (Linux): when the event loop wakes this thread (a ``to_thread`` call,
-    a queued decode) the thread does not preempt it, it runs on a free core or when the
-    loop's slice ends; and ``niceness`` more than the process's own ``nice`` lowers its
-    share of a busy core. Both are allowed without privileges, apply to this thread only
-    (Linux schedules threads, not processes) and are skipped where the OS has neither.
-    The event loop thread itself is never changed: call this from worker threads only.
+    a queued decode) the thread does not preempt it; it runs on a free core or when the
+    loop's slice ends. Allowed without privileges, it applies to this thread only (Linux
+    schedules threads, not processes), and its share of the cores is unchanged (a lower
+    ``nice`` for the decodes was tried: it stretched the load when other processes
+    kept the cores busy, and did not lower the quick calls' p99). Skipped where the OS
+    has no ``SCHED_BATCH``. Never call it from the event loop thread.
     """
     if getattr(_stepped_back, "done", False):
         return
@@ -67,14 +64,6 @@ def yield_to_loop(niceness: int = 0) -> None:
     if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    if niceness and hasattr(os, "setpriority"):
-        with contextlib.suppress(OSError):
-            tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
-
-
-def _video_thread_started() -> None:
-    yield_to_loop(VIDEO_NICENESS)
 
 
 class VideoWork:
@@ -95,7 +84,7 @@ class VideoWork:
         async with self._limiter:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(
-                    self.slots, thread_name_prefix="video-work", initializer=_video_thread_started
+                    self.slots, thread_name_prefix="video-work", initializer=yield_to_loop
                 )
             done = anyio.Event()
             token = anyio.lowlevel.current_token()
