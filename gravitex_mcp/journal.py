@@ -70,7 +70,6 @@ from .domain import TaskStatus
 from .errors import InvalidArgumentsError, JournalError, Problem
 from .redact import redact_url
 from .tasklock import LOCKS_DIRNAME, TaskLock, holder_gone, try_lock_file
-from .video_work import yield_to_loop
 
 __all__ = [
     "DB_FILENAME",
@@ -823,7 +822,6 @@ class Journal:
         return _iso(self._now())
 
     def _locked(self, operation: Callable[[sqlite3.Connection], _T], *, read: bool = False) -> _T:
-        yield_to_loop()  # this worker does not preempt the event loop when woken
         with self._read_lock if read else self._lock:
             if self._conn is None:
                 raise JournalError(f"The task journal {self._path} is closed.")

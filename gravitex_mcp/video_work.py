@@ -10,17 +10,12 @@ threads, one per core (the decodes themselves are single-threaded, see frames.py
 the default pool and the event loop stay free for everything else, and the decoders'
 buffers come and go in those threads' arenas only (on a shared pool each decode lands
 on whichever thread is free, and every arena it touches keeps some of its memory).
-
-Those threads, and the journal's, do not preempt the event loop when it wakes them
-(:func:`yield_to_loop`): py-spy saw the loop thread, holding the GIL, stopped at the
-wake-up of a ``to_thread.run_sync`` worker in 16% of its samples under load.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -44,28 +39,6 @@ def core_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_stepped_back = threading.local()
-
-
-def yield_to_loop() -> None:
-    """Makes the calling worker thread give way to the event loop; once per thread.
-
-    ``SCHED_BATCH`` (Linux): when the event loop wakes this thread (a ``to_thread`` call,
-    a queued decode) the thread does not preempt it; it runs on a free core or when the
-    loop's slice ends. Allowed without privileges, it applies to this thread only (Linux
-    schedules threads, not processes), and its share of the cores is unchanged (a lower
-    ``nice`` for the decodes was tried: it stretched the load when other processes
-    kept the cores busy, and did not lower the quick calls' p99). Skipped where the OS
-    has no ``SCHED_BATCH``. Never call it from the event loop thread.
-    """
-    if getattr(_stepped_back, "done", False):
-        return
-    _stepped_back.done = True
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-
-
 class VideoWork:
     """Runs blocking video work on ``slots`` dedicated threads, at most ``slots`` at once."""
 
@@ -83,9 +56,7 @@ class VideoWork:
         the work itself is not (a thread cannot be stopped midway)."""
         async with self._limiter:
             if self._threads is None:
-                self._threads = ThreadPoolExecutor(
-                    self.slots, thread_name_prefix="video-work", initializer=yield_to_loop
-                )
+                self._threads = ThreadPoolExecutor(self.slots, thread_name_prefix="video-work")
             done = anyio.Event()
             token = anyio.lowlevel.current_token()
             future: Future[_T] = self._threads.submit(self._call, work, done, token)

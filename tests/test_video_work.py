@@ -6,7 +6,6 @@ worker thread around each piece of work); PyAV itself is not touched.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -180,27 +179,3 @@ async def test_a_journal_read_answers_while_a_write_waits_for_the_database(
     finally:
         other.close()
         journal.close()
-
-
-def _policy_and_nice() -> tuple[int, int]:
-    return os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="no SCHED_BATCH on this OS")
-async def test_video_and_journal_threads_do_not_preempt_the_event_loop(tmp_path: Path) -> None:
-    """Under load the event loop must not be preempted by every worker it wakes: video
-    and journal threads run ``SCHED_BATCH`` at the process's ``nice``, the loop's
-    thread as it was."""
-    loop_before = _policy_and_nice()
-    base = loop_before[1]
-    policy, nice = await VideoWork(1).run(_policy_and_nice)
-    assert policy == os.SCHED_BATCH
-    assert nice == base
-    journal = Journal.open(tmp_path / "state")
-    try:
-        written = await journal._run(lambda _conn: _policy_and_nice())
-        read = await journal._run_read(lambda _conn: _policy_and_nice())
-    finally:
-        journal.close()
-    assert written[0] == read[0] == os.SCHED_BATCH
-    assert _policy_and_nice() == loop_before  # the event loop's thread is untouched
