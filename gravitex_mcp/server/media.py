@@ -3,7 +3,9 @@
 A browser ``<video>`` cannot send a bearer token, so the link itself is the
 credential: ``/media/<token>/<name>``, where ``token`` is an HMAC of the file's
 identity (its path inside the output folder, its device and inode, size, and
-modification and change times) under a secret kept in the state folder. So:
+modification and change times) under a secret kept in the state folder, or, with
+``GRAVITEX_SERVER_SECRET``, a key derived from it, so every replica honours the
+links any other handed out (:func:`link_key`). So:
 
 - links need no registry and survive a restart (the secret is on disk);
 - a forged or altered link, a path outside the output folder (``..``, an
@@ -12,7 +14,7 @@ modification and change times) under a secret kept in the state folder. So:
   its size and mtime set back: the inode and ``ctime`` cannot be set back;
 - only files the server handed out a link for can be fetched: it mints links
   for the videos, contact sheets and frames it saved, and nothing else;
-- deleting the key file revokes every link at once.
+- deleting the key file (or changing the server secret) revokes every link at once.
 
 Over the HTTP transports the route lives on the server's own port (behind the
 Host/Origin checks, not the bearer token); over stdio :func:`serve_loopback`
@@ -43,6 +45,7 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ConfigurationError
+from ..settings import derive_key
 from ..store.ondisk import FileIdentity
 
 logger = logging.getLogger(__name__)
@@ -100,6 +103,14 @@ def load_or_create_key(state_dir: Path) -> bytes:
         ) from exc
     finally:
         temp.unlink(missing_ok=True)
+
+
+def link_key(state_dir: Path, server_secret: str | None) -> bytes:
+    """The media links' key: derived from the server secret when there is one (the
+    same on every replica), else the state folder's own (blocking: it may write it)."""
+    if server_secret:
+        return derive_key(server_secret, "media-links/v1")
+    return load_or_create_key(state_dir)
 
 
 def origin_of(url: str) -> str:
@@ -457,6 +468,7 @@ __all__ = [
     "MEDIA_PREFIX",
     "MediaLinks",
     "is_media_path",
+    "link_key",
     "load_or_create_key",
     "loopback_app",
     "media_response",
