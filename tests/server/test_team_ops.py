@@ -35,8 +35,7 @@ from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transpo
 from gravitex_mcp.store.ready import folder_writable, journal_readable
 from gravitex_mcp.upstream.client import GravitexClient
 from gravitex_mcp.upstream.observe import upstream_hooks
-
-from .proc import clean_env, http_server, run_cli
+from tests.proc import clean_env, http_server, run_cli
 
 SECRET = "0123456789abcdef0123456789abcdef-shared"
 TOKEN = "ops-token-7c1d"
@@ -226,6 +225,7 @@ async def test_stateless_any_request_reaches_any_replica(tmp_path: Path, statele
         assert listed.status_code == 404, listed.text
 
 
+@pytest.mark.slow
 def test_stateless_flag_and_variable(tmp_path: Path) -> None:
     from gravitex_mcp.cli.main import _settings, build_parser
 
@@ -377,6 +377,7 @@ async def test_metrics_public_needs_no_token(tmp_path: Path) -> None:
         assert (await client.get("/mcp")).status_code == 401
 
 
+@pytest.mark.slow
 def test_the_command_serves_readyz_and_metrics(tmp_path: Path) -> None:
     # The CLI's wiring, in a real process on loopback: checks, metrics, the token rule.
     with (
