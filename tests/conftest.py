@@ -6,6 +6,7 @@ a lock held by another process, and real PostgreSQL and S3 servers (tests/servic
 - ``simulator_settings(root, ...)``: the settings of a ``--simulate`` server under ``root``.
 - ``TOOLS``: the tool names the server lists, written out (not read from the server).
 - ``lock_held_elsewhere(path, ...)``: another process holding ``path``'s flock or SQLite lock.
+- ``restore_logging``: the logging state put back after a test that configures it.
 - ``postgres_server`` (session): one throwaway PostgreSQL 15 cluster (:class:`PostgresServer`).
 - ``postgres_db`` (function): a fresh database in it (:class:`PostgresDatabase`, ``.dsn``),
   dropped afterwards; the server is started again if the test stopped it.
@@ -20,6 +21,7 @@ set in the environment it fails instead, since CI installs every service (.ci/ru
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -35,6 +37,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from gravitex_mcp.logs import NOISY, configure_logging
 from gravitex_mcp.settings import Settings
 from tests.proc import STOP_TIMEOUT
 from tests.services import (
@@ -108,6 +111,27 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure_logging (and the CLI run in-process) changes process-wide state: the
+    root's handlers and level, the noisy loggers' levels, the record factory and the
+    secrets it scrubs. Put it all back for the other tests."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    noisy = {name: logging.getLogger(name).level for name in NOISY}
+    factory = logging.getLogRecordFactory()
+    yield
+    configure_logging("WARNING")  # forget the secrets
+    logging.setLogRecordFactory(factory)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, old in noisy.items():
+        logging.getLogger(name).setLevel(old)
 
 
 def simulator_settings(root: Path, **overrides: Any) -> Settings:

@@ -22,6 +22,7 @@ def test_settle_heap_moves_what_exists_out_of_the_collectors_reach() -> None:
         gc.unfreeze()
 
 
+@pytest.mark.usefixtures("restore_logging")  # cli.run configures logging process-wide
 @pytest.mark.parametrize("transport", ["stdio", "streamable-http"])
 def test_the_heap_is_frozen_when_serving_begins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str

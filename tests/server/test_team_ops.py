@@ -12,7 +12,7 @@ import io
 import json
 import logging
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -458,19 +458,6 @@ async def test_upstream_calls_are_timed_counted_and_traced_by_endpoint() -> None
     assert [s.status for s in tracer.spans] == [None, None, trace.StatusCode.ERROR]
     assert tracer.spans[0].attributes["http.response.status_code"] == 200
     assert not any("task_" in str(v) for s in tracer.spans for v in s.attributes.values())
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level, factory = list(root.handlers), root.level, logging.getLogRecordFactory()
-    yield
-    logging.setLogRecordFactory(factory)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("restore_logging")

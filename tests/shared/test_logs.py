@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
 
 import pytest
 
-from gravitex_mcp.logs import NOISY, configure_logging
+from gravitex_mcp.logs import configure_logging
 from gravitex_mcp.redact import scrub
 
 
@@ -28,24 +27,6 @@ def test_scrub_removes_secrets(raw: str, secret: str) -> None:
 def test_scrub_keeps_ordinary_text() -> None:
     text = "submitted task video_123 (sora-2) to https://api.gravitex.ai/v1/video/generations"
     assert scrub(text) == text
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """configure_logging changes process-wide state: put it back for other tests."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    noisy = {name: logging.getLogger(name).level for name in NOISY}
-    factory = logging.getLogRecordFactory()
-    yield
-    logging.setLogRecordFactory(factory)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    for name, old in noisy.items():
-        logging.getLogger(name).setLevel(old)
 
 
 @pytest.mark.usefixtures("restore_logging")

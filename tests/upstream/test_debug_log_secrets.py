@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx2
 import pytest
 
-from gravitex_mcp.logs import NOISY, configure_logging
+from gravitex_mcp.logs import configure_logging
 from gravitex_mcp.upstream.client import GravitexClient
 
 SIGNATURE = "Signature=Zm9vYmFyc2VjcmV0c2lnbmF0dXJl"
@@ -62,24 +62,6 @@ def host() -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    noisy = {name: logging.getLogger(name).level for name in NOISY}
-    factory = logging.getLogRecordFactory()
-    yield
-    configure_logging("WARNING")  # forget the secrets
-    logging.setLogRecordFactory(factory)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    for name, old in noisy.items():
-        logging.getLogger(name).setLevel(old)
 
 
 @pytest.mark.usefixtures("restore_logging")
