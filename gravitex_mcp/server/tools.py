@@ -30,8 +30,8 @@ from mcp.types import (
 from pydantic import BaseModel, Field
 
 from ..catalog import models as catalog
-from ..domain import Family, TaskStatus
-from ..redact import clip
+from ..domain import Family, JournalStatus, TaskStatus
+from ..redact import clip, redact_data_urls
 from ..request.arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
 from ..results import (
     CheckVideoTaskResult,
@@ -48,7 +48,6 @@ from ..results import (
 )
 from ..service.batch import GenerateVideosInput, check_batch, run_batch
 from ..service.videos import ProgressFn, VideoService
-from ..store.journal import JournalStatus, redact_data_urls
 from ..video.frames import FramePosition
 from .media import MediaLinks, request_host
 from .model_tool import tool_from_model

@@ -46,9 +46,10 @@ from ..results import (
     TaskSummary,
 )
 from ..settings import Settings
-from ..store.journal import Journal, TaskRecord
+from ..store.journal import Journal
 from ..store.leftovers import TEMP_SUFFIX
 from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError, open_saved
+from ..store.records import TaskRecord
 from ..store.storage import OutputDir, safe_filename
 from ..store.tasklock import TaskLock, TaskLocks
 from ..upstream.client import GravitexClient, TaskSnapshot
