@@ -47,11 +47,11 @@ from ..results import (
 )
 from ..settings import Settings
 from ..store.journal import Journal
-from ..store.leftovers import TEMP_SUFFIX
 from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError, open_saved
 from ..store.records import TaskRecord
 from ..store.storage import OutputDir, safe_filename
 from ..store.tasklock import TaskLock, TaskLocks
+from ..store.tempfiles import TEMP_SUFFIX
 from ..upstream.client import GravitexClient, TaskSnapshot
 from ..upstream.waiting import Clock, PollSchedule, SystemClock
 from ..video.frames import FramePosition

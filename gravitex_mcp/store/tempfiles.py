@@ -1,11 +1,15 @@
-"""Temporary files left by a server that died mid-download, swept at start-up.
+"""The one rule every writer in the output folder follows: a held temp file, then a
+no-clobber publish under the first free name.
 
-A writer streams into ``.{stem}.{random}.part`` in the output folder and holds an
-exclusive ``fcntl.flock`` on it for as long as it writes (:func:`hold_temp_file`).
-The kernel drops the lock when its holder exits, however it exits, so a temp
-file nobody holds a lock on belongs to no live process: :func:`sweep_temp_files`
-removes those and leaves the held ones (another server sharing the folder is
-writing them).
+* A writer streams into ``.{stem}.{random}.part`` in the output folder and holds an
+  exclusive ``fcntl.flock`` on it for as long as it writes (:func:`create_temp`).
+  The kernel drops the lock when its holder exits, however it exits, so a temp
+  file nobody holds a lock on belongs to no live process: :func:`sweep_temp_files`
+  (start-up) removes those and leaves the held ones (another server sharing the
+  folder is writing them).
+* A finished file is published with :func:`publish_first_free`: ``name``, else
+  ``stem-1.ext``, ``stem-2.ext``..., each placed with a hard link or an ``O_EXCL``
+  reservation (:func:`link_or_reserve`), so an existing file is never replaced.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
+
+from ..errors import StorageError
 
 if sys.platform != "win32":
     import fcntl
@@ -28,6 +36,17 @@ TEMP_SUFFIX: Final = ".part"
 
 #: ``.{stem}.{random}.part``: a dot name, a stem, a random token.
 _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_-]+\.part$", re.DOTALL)
+#: ``stem-N`` names tried (``name`` included) before giving up.
+MAX_UNIQUE_TRIES: Final = 10_000
+_TEMP_FLAGS: Final = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+)
+OpenFn = Callable[[str, int, int], int]
 
 
 def is_temp_name(name: str) -> bool:
@@ -35,16 +54,89 @@ def is_temp_name(name: str) -> bool:
     return _TEMP_NAME.match(name) is not None
 
 
-def hold_temp_file(fd: int) -> None:
-    """Take the writer's exclusive lock on a temp file it just created (``fd``).
+def create_temp(directory: Path, stem: str, *, open_file: OpenFn = os.open) -> tuple[int, Path]:
+    """A new temp file for ``stem`` in ``directory`` (0o644, never an existing name),
+    opened for writing and held; blocking. ``OSError`` when it cannot be made.
 
-    Best effort: on a file system without ``flock`` the file is unmarked, and the
-    sweep cannot tell it from a leftover (it then leaves every file it cannot lock).
+    The hold is best effort: on a file system without ``flock`` the file is unmarked,
+    and the sweep cannot tell it from a leftover (it then leaves every file it cannot
+    lock).
     """
-    if sys.platform == "win32":  # pragma: no cover - no sweep there either
-        return
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    for _ in range(100):
+        tmp = directory / f".{stem}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        try:
+            fd = open_file(str(tmp), _TEMP_FLAGS, 0o644)
+        except FileExistsError:
+            continue
+        if sys.platform != "win32":  # no sweep there either
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd, tmp
+    raise StorageError(f"Could not find a free temporary name in {directory}.")
+
+
+def candidate_names(name: str) -> Iterator[str]:
+    """``name``, then ``stem-1.ext``, ``stem-2.ext``, ...: the names a new file may
+    take, in order (:data:`MAX_UNIQUE_TRIES` of them)."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    suffix = f".{ext}" if ext else ""
+    yield name
+    for i in range(1, MAX_UNIQUE_TRIES):
+        yield f"{stem}-{i}{suffix}"
+
+
+def publish_first_free(
+    tmp: Path, directory: Path, name: str, place: Callable[[Path, Path], bool]
+) -> Path:
+    """Put ``tmp``'s content under the first free name of :func:`candidate_names` in
+    ``directory`` with ``place`` (False: taken); blocking. Never replaces a file."""
+    for candidate in candidate_names(name):
+        final = directory / candidate
+        if final.parent != directory or final.name.startswith("."):
+            raise StorageError(f"Refusing to save {final.name!r} outside {directory}.")
+        if place(tmp, final):
+            return final
+    raise StorageError(
+        f"Could not find a free name for {name} in {directory} after "
+        f"{MAX_UNIQUE_TRIES} tries; pass another filename."
+    )
+
+
+def link_or_reserve(tmp: Path, final: Path) -> bool:
+    """Put ``tmp`` at ``final`` unless ``final`` exists; False if it does."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    except OSError:
+        return place_without_link(tmp, final)  # no hard links here
+    return True
+
+
+def place_without_link(tmp: Path, final: Path) -> bool:
+    """:func:`link_or_reserve` where there are no hard links: reserve ``final`` with
+    ``O_EXCL`` (never clobbers), then move ``tmp`` onto that empty placeholder."""
+    if os.name == "nt":
+        try:
+            os.rename(tmp, final)  # refuses to replace an existing file on Windows
+        except FileExistsError:
+            return False
+        return True
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(final, flags, 0o644)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(final)
+        raise
+    return True
 
 
 def sweep_temp_files(directory: Path) -> list[Path]:
