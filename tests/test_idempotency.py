@@ -28,6 +28,7 @@ from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transpo
 from gravitex_mcp.store import sqlite_schema
 from gravitex_mcp.store.journal import Journal
 from gravitex_mcp.store.sqlite_open import DB_FILENAME
+from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient
 
 from .proc import SERVER_CMD, STOP_TIMEOUT, clean_env
@@ -237,9 +238,19 @@ async def test_two_servers_racing_with_one_key_submit_once(tmp_path: Path) -> No
     c2 = GravitexClient(
         api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
     )
-    s1 = VideoService(settings=settings, client=c1, journal=j1, clock=clock)
+    s1 = VideoService(
+        settings=settings,
+        client=c1,
+        journal=j1,
+        output=OutputDir(settings.output_dir),
+        clock=clock,
+    )
     s2 = VideoService(
-        settings=settings, client=c2, journal=j2, clock=WaitingClock(gated.gate, first_done)
+        settings=settings,
+        client=c2,
+        journal=j2,
+        output=OutputDir(settings.output_dir),
+        clock=WaitingClock(gated.gate, first_done),
     )
     request = GenerateVideoInput(
         model="sora-2", prompt="a cat", wait_seconds=0, idempotency_key="shared"
@@ -276,7 +287,13 @@ async def test_a_key_held_by_a_submit_that_never_answers_is_reported_busy(
     client = GravitexClient(
         api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
     )
-    service = VideoService(settings=settings, client=client, journal=journal, clock=clock)
+    service = VideoService(
+        settings=settings,
+        client=client,
+        journal=journal,
+        output=OutputDir(settings.output_dir),
+        clock=clock,
+    )
     request = GenerateVideoInput(
         model="sora-2", prompt="a cat", wait_seconds=0, idempotency_key="k"
     )

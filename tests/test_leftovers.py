@@ -76,7 +76,7 @@ def test_temp_name_pattern() -> None:
 
 
 async def test_writer_holds_its_temp_file_locked(tmp_path: Path) -> None:
-    async with OutputDir(tmp_path).video("clip", default_stem="t") as file:
+    async with OutputDir(tmp_path).reserve("clip", default_stem="t") as file:
         await file.write(b"abc")
         temp = file.temp_path
         assert temp is not None

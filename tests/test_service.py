@@ -17,6 +17,7 @@ from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.journal import Journal
 from gravitex_mcp.store.records import TaskRecord
+from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient, TaskSnapshot
 
 from .server_harness import API_KEY, FakeClock, make_settings
@@ -57,7 +58,13 @@ async def _service(
     client = GravitexClient(
         api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
     )
-    service = VideoService(settings=settings, client=client, journal=journal, clock=clock)
+    service = VideoService(
+        settings=settings,
+        client=client,
+        journal=journal,
+        output=OutputDir(settings.output_dir),
+        clock=clock,
+    )
     return service, client, journal
 
 

@@ -22,6 +22,7 @@ from gravitex_mcp.request.arguments import GenerateVideoInput
 from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient
 from gravitex_mcp.video.work import VideoWork, core_count
 
@@ -66,7 +67,12 @@ async def _service(tmp_path: Path, work: VideoWork) -> AsyncIterator[VideoServic
         api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
     )
     service = VideoService(
-        settings=settings, client=client, journal=journal, clock=clock, video_work=work
+        settings=settings,
+        client=client,
+        journal=journal,
+        output=OutputDir(settings.output_dir),
+        clock=clock,
+        video_work=work,
     )
     try:
         async with service.running():

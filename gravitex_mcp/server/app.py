@@ -22,7 +22,6 @@ from ..settings import Settings
 from ..store.journal import Journal
 from ..store.link_key import load_or_create_key
 from ..store.storage import OutputDir
-from ..store.tempfiles import sweep_temp_files
 from ..upstream.choose import Upstream, open_upstream
 from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
@@ -82,9 +81,10 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        settings.output_dir.mkdir(parents=True, exist_ok=True)
-        # Temp files of a server killed mid-download would stay forever otherwise.
-        await anyio.to_thread.run_sync(sweep_temp_files, settings.output_dir)
+        videos = output or OutputDir(settings.output_dir)
+        # Held from start-up (a folder swapped for a symlink later is refused), and rid
+        # of what writers of a server killed mid-download left (else kept forever).
+        await anyio.to_thread.run_sync(videos.recover)
         # Off the event loop: opening may wait (up to its lock time-out) for another process.
         journal = await anyio.to_thread.run_sync(Journal.open, settings.state_dir)
         open_journals.append(journal)
@@ -98,7 +98,7 @@ def build_server(
                 settings, transport=transport, upstream=upstream, sleep=retry_sleep
             ) as client:
                 service = VideoService(
-                    settings=settings, client=client, journal=journal, clock=clock, output=output
+                    settings=settings, client=client, journal=journal, output=videos, clock=clock
                 )
                 # Saves run in the background of the server, past the call that began them.
                 async with service.running():

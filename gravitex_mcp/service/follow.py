@@ -26,9 +26,9 @@ from ..errors import (
     URLExpiredError,
 )
 from ..results import CheckVideoTaskResult, DownloadVideoResult, SavedVideo, TaskErrorInfo
-from ..store.journal import Journal
 from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError
 from ..store.records import TaskRecord
+from ..store.seam import TaskStore
 from ..upstream.client import GravitexClient, TaskSnapshot
 from ..upstream.waiting import Clock, PollSchedule
 from .delivery import delivery_of
@@ -101,7 +101,7 @@ class Follow:
         self,
         *,
         client: GravitexClient,
-        journal: Journal,
+        journal: TaskStore,
         clock: Clock,
         schedule: PollSchedule,
         saves: Saves,

@@ -13,8 +13,8 @@ from ..errors import GravitexError, JournalError, SubmitOutcomeUnknownError
 from ..request.arguments import GenerateVideoInput, VideoArguments
 from ..results import GenerateVideoResult
 from ..settings import Settings
-from ..store.journal import Journal
 from ..store.records import TaskRecord
+from ..store.seam import TaskStore
 from ..upstream.client import GravitexClient, TaskSnapshot
 from ..upstream.waiting import Clock
 from .follow import Follow, ProgressFn
@@ -48,7 +48,7 @@ class Generate:
         *,
         settings: Settings,
         client: GravitexClient,
-        journal: Journal,
+        journal: TaskStore,
         clock: Clock,
         saves: Saves,
         follower: Follow,

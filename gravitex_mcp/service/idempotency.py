@@ -26,8 +26,8 @@ from typing import Final
 from ..domain import JournalStatus
 from ..errors import GravitexError, InvalidArgumentsError
 from ..request.prepare import PreparedRequest
-from ..store.journal import Journal
 from ..store.records import TaskRecord
+from ..store.seam import TaskStore
 from ..upstream.waiting import Clock
 
 #: A repeat of the same arguments within this window is pointed out in ``notes``.
@@ -58,7 +58,7 @@ def arguments_digest(prepared: PreparedRequest) -> str:
 
 
 async def claim_or_find(
-    journal: Journal, key: str, prepared: PreparedRequest, *, digest: str, clock: Clock
+    journal: TaskStore, key: str, prepared: PreparedRequest, *, digest: str, clock: Clock
 ) -> str | TaskRecord:
     """Claim ``key`` for a new submission of ``prepared`` (its local id) or find its task.
 
@@ -114,7 +114,7 @@ async def claim_or_find(
         await clock.sleep(_KEY_POLL_SECONDS)
 
 
-async def repeat_notes(journal: Journal, digest: str) -> list[str]:
+async def repeat_notes(journal: TaskStore, digest: str) -> list[str]:
     """One note naming the submissions of the same arguments within :data:`RECENT_WINDOW`
     (one note per earlier take piled up as takes went on)."""
     minutes = int(RECENT_WINDOW.total_seconds() // 60)

@@ -6,8 +6,8 @@ from typing import Any
 
 from ..redact import clip
 from ..results import TaskErrorInfo, TaskSummary
-from ..store.journal import Journal
 from ..store.records import TaskRecord
+from ..store.seam import TaskStore
 
 #: Longest text value (a prompt, say) shown in a listing; the whole entry stays in
 #: the gravitex://tasks/{task_id} resource. Keeps every listing small, whatever was asked.
@@ -50,7 +50,7 @@ def summarize(record: TaskRecord) -> TaskSummary:
     )
 
 
-async def list_tasks(journal: Journal, *, limit: int, status: str | None) -> list[TaskSummary]:
+async def list_tasks(journal: TaskStore, *, limit: int, status: str | None) -> list[TaskSummary]:
     """Tasks from the local journal, newest first."""
     records = await journal.list(limit=limit, status=status)
     return [summarize(r) for r in records]

@@ -1,10 +1,9 @@
-"""Saving a finished task's video once: in the background, under the task's lock
-across processes; then checking it on disk and looking at it.
+"""Saving a finished task's video once: in the background, under the task's save
+lease across processes; then checking it on disk and looking at it.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +15,9 @@ from ..catalog import models as catalog
 from ..domain import Delivery
 from ..errors import JournalError, StorageError
 from ..results import SavedVideo
-from ..settings import Settings
-from ..store.journal import Journal
-from ..store.ondisk import Changed, FileIdentity, HeldFile, open_saved
+from ..store.ondisk import Changed, FileIdentity, HeldFile
 from ..store.records import TaskRecord
-from ..store.storage import OutputDir, safe_filename
-from ..store.tasklock import TaskLock, TaskLocks
-from ..store.tempfiles import TEMP_SUFFIX
+from ..store.seam import LeaseKind, TaskStore, VideoStore, wait_for_lease
 from ..upstream.client import GravitexClient, TaskSnapshot
 from ..upstream.waiting import Clock
 from ..video.work import VideoWork
@@ -30,14 +25,6 @@ from .delivery import delivery_from_answer
 from .singleflight import BackgroundJobs, Job
 
 logger = logging.getLogger(__name__)
-
-
-#: How often a save waiting for another process's save of the same task looks again.
-TASK_LOCK_RETRY_SECONDS = 1.0
-
-#: How long a save waits for another process's save of the same task (whose own
-#: retries and time-outs end well before) before calling that process stuck.
-TASK_LOCK_PATIENCE_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,26 +50,23 @@ class OnDisk:
 
 class Saves:
     """Each task's video saved at most once at a time (in the background, under the
-    task's lock across processes), checked on disk and looked at."""
+    task's save lease across processes), checked on disk and looked at."""
 
     def __init__(
         self,
         *,
-        settings: Settings,
         client: GravitexClient,
-        journal: Journal,
+        journal: TaskStore,
         clock: Clock,
-        output: OutputDir,
+        output: VideoStore,
         video_work: VideoWork,
     ) -> None:
-        self._settings = settings
         self._client = client
         self._journal = journal
         self._clock = clock
         self._output = output
         self.video_work = video_work
         self._jobs: BackgroundJobs[SavedVideo] = BackgroundJobs()
-        self._task_locks = TaskLocks(settings.state_dir)
         self._save_names: dict[str, str | None] = {}  # filename asked of each running save
 
     def attach(self, group: TaskGroup | None) -> None:
@@ -107,7 +91,7 @@ class Saves:
     ) -> SavedVideo:
         """Download the finished task's video and journal where it went, at most once at
         a time per task: in the background (it outlives the caller's bound), and under the
-        task's lock file so another server sharing the folders does not save it too. A
+        task's save lease so another server sharing the store does not save it too. A
         caller joining a running save gets its file (whatever ``filename`` it was given)."""
 
         async def save() -> SavedVideo:
@@ -115,7 +99,7 @@ class Saves:
             from ..upstream.downloads import download_stored, saved_video
 
             self._save_names[task_id] = filename
-            lock = await self._lock_task(task_id)
+            lease = await wait_for_lease(self._journal, task_id, LeaseKind.SAVE, clock=self._clock)
             try:
                 if filename is None:
                     # Another process may have saved it while this one waited.
@@ -127,12 +111,12 @@ class Saves:
                     task_id=task_id,
                     delivery=delivery or delivery_from_answer(snapshot),
                     url=snapshot.url,
-                    output_dir=self._output,
+                    output=self._output,
                     filename=filename,
                 )
                 saved = saved_video(stored)
                 identity = stored.identity
-                # Journalled before the lock goes: the next holder finds the file.
+                # Journalled before the lease goes: the next holder finds the file.
                 try:
                     path, size, sha = stored.path, stored.size_bytes, stored.sha256
                     await self._journal.record_download(
@@ -147,53 +131,18 @@ class Saves:
                 logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, size)
                 return await self.seen(task_id, saved, identity)
             finally:
-                lock.release()
+                await lease.release()
                 self._save_names.pop(task_id, None)
 
         job = await self._jobs.join(task_id, save)
         return await job.wait()
 
     def so_far(self, task_id: str) -> str:
-        """``", N bytes so far"`` for a running save, from its temp file's size; ``""``
-        when that cannot be seen (cheap: one directory listing, no I/O on the data)."""
+        """``", N bytes so far"`` for a running save; ``""`` when nothing is written yet."""
         if task_id not in self._save_names:
             return ""
-        name = safe_filename(self._save_names[task_id], default_stem=task_id)
-        pattern = f".{glob.escape(name.removesuffix('.mp4'))}.*{TEMP_SUFFIX}"
-        try:
-            sizes = [p.stat().st_size for p in self._settings.output_dir.glob(pattern)]
-        except OSError:
-            return ""
-        return f", {max(sizes)} bytes so far" if sizes else ""
-
-    async def _lock_task(self, task_id: str) -> TaskLock:
-        logged = False
-        give_up = self._clock.monotonic() + TASK_LOCK_PATIENCE_SECONDS
-        while True:
-            try:
-                # open + flock + pid write: file calls, kept off the event loop
-                held = await anyio.to_thread.run_sync(self._task_locks.try_acquire, task_id)
-            except OSError as exc:
-                raise StorageError(
-                    f"Cannot lock task {task_id!r} for its download in the state folder "
-                    f"{self._settings.state_dir}: {exc.strerror or exc}"
-                ) from exc
-            if isinstance(held, TaskLock):
-                return held
-            if self._clock.monotonic() >= give_up:
-                raise StorageError(
-                    f"Another gravitex-mcp process (pid {held or 'unknown'}) has held the "
-                    f"download of task {task_id!r} for over {TASK_LOCK_PATIENCE_SECONDS:g} s; "
-                    "it looks stuck. Stop it, then call download_video again."
-                )
-            if not logged:
-                logger.info(
-                    "task %s is being saved by another process (pid %s); waiting for it",
-                    task_id,
-                    held or "unknown",
-                )
-                logged = True
-            await self._clock.sleep(TASK_LOCK_RETRY_SECONDS)
+        size = self._output.bytes_so_far(self._save_names[task_id], default_stem=task_id)
+        return "" if size is None else f", {size} bytes so far"
 
     async def seen(
         self, task_id: str, saved: SavedVideo, identity: FileIdentity | None
@@ -246,8 +195,8 @@ class Saves:
     def open_saved(
         self, path: Path, saved: SavedVideo, identity: FileIdentity | None
     ) -> HeldFile | Changed | None:
-        return open_saved(
-            self._output, path, size=saved.size_bytes, sha256=saved.sha256, recorded=identity
+        return self._output.open_checked(
+            path, size=saved.size_bytes, sha256=saved.sha256, recorded=identity
         )
 
     async def check_saved(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..errors import GravitexError, StorageError
+from ..errors import GravitexError
 from ..request.arguments import GenerateVideoInput, VideoArguments
 from ..results import (
     CheckVideoTaskResult,
@@ -26,9 +26,8 @@ from ..results import (
     TaskSummary,
 )
 from ..settings import Settings
-from ..store.journal import Journal
 from ..store.ondisk import HeldFile
-from ..store.storage import OutputDir
+from ..store.seam import TaskStore, VideoStore
 from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock, PollSchedule, SystemClock
 from ..video.frames import FramePosition
@@ -67,27 +66,22 @@ class VideoService:
         *,
         settings: Settings,
         client: GravitexClient,
-        journal: Journal,
+        journal: TaskStore,
+        output: VideoStore,
         clock: Clock | None = None,
         schedule: PollSchedule | None = None,
         download_bound: float = DOWNLOAD_BOUND_SECONDS,
-        output: OutputDir | None = None,
         video_work: VideoWork | None = None,
     ) -> None:
-        """``output`` (tests) replaces the output folder's writer, e.g. with a full disk."""
+        """``journal`` and ``output``: the task and video stores (the composition root
+        picks them)."""
         self._settings = settings
         # Decoding (looks, frames, joins) is bounded by the cores, shared by every session.
         self.video_work = video_work or shared_video_work()
         self._journal = journal
         clock = clock or SystemClock()
-        # Held from start-up: a folder swapped for a symlink later is refused.
-        self._output = output or OutputDir(settings.output_dir)
-        try:
-            self._output.ensure()
-        except StorageError as exc:  # reported again by the first download
-            logger.warning("%s", exc)
+        self._output = output
         self._saves = Saves(
-            settings=settings,
             client=client,
             journal=journal,
             clock=clock,
@@ -129,7 +123,7 @@ class VideoService:
         return self._settings
 
     @property
-    def output(self) -> OutputDir:
+    def output(self) -> VideoStore:
         """The output folder, held since start-up (every saved file goes through it)."""
         return self._output
 

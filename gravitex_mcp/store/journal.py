@@ -26,12 +26,10 @@ The SQLite file itself (sharing, recovery) is :mod:`.sqlite_open`'s, its schema
 from __future__ import annotations
 
 import builtins
-import contextlib
-import json
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,13 +37,28 @@ from typing import Any
 import anyio.to_thread
 
 from ..domain import JournalStatus, TaskStatus, as_utc, utc_now
-from ..errors import InvalidArgumentsError, JournalError, Problem
-from ..redact import digest_data_urls, redact_data_urls
+from ..errors import InvalidArgumentsError, JournalError, Problem, StorageError
 from .records import KeyClaim, TaskEvent, TaskRecord, parse_url_expiry
+from .seam import Lease, LeaseBusy, LeaseKind
 from .sqlite_open import DEFAULT_BUSY_TIMEOUT, DEFAULT_LOCK_TIMEOUT, SqliteDatabase, open_database
+from .sqlite_rows import (
+    FIND_BY_LOCAL_ID,
+    LIST_ALL,
+    LIST_BY_STATUS,
+    add_event,
+    clean_text,
+    encode_arguments,
+    event_detail,
+    find,
+    insert_submission,
+    iso,
+    mark_unknown,
+    observed,
+    record,
+)
 from .sqlite_schema import read as _read
 from .sqlite_schema import write as _write
-from .tasklock import LOCKS_DIRNAME, TaskLock, holder_gone, try_lock_file
+from .tasklock import FlockLease, SubmitLeases, TaskLock, TaskLocks
 
 logger = logging.getLogger(__name__)
 
@@ -54,101 +67,14 @@ DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 
 
-def _encode_arguments(arguments: Mapping[str, Any]) -> str:
-    return json.dumps(redact_data_urls(arguments), ensure_ascii=False, separators=(",", ":"))
-
-
-def _iso(moment: datetime) -> str:
-    """Fixed-width ISO 8601 in UTC, so text order is time order."""
-    return as_utc(moment).isoformat(timespec="microseconds")
-
-
-# --- The journal --------------------------------------------------------------
-
-
-_FIND_BY_TASK_ID = "SELECT * FROM tasks WHERE task_id = ?"
-_FIND_BY_LOCAL_ID = "SELECT * FROM tasks WHERE local_id = ?"
-_LIST_ALL = "SELECT * FROM tasks ORDER BY created_at DESC, seq DESC LIMIT ?"
-_LIST_BY_STATUS = "SELECT * FROM tasks WHERE status = ? ORDER BY created_at DESC, seq DESC LIMIT ?"
-
-
-def _find(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(_FIND_BY_TASK_ID, (key,)).fetchone()
-    if row is None:
-        row = conn.execute(_FIND_BY_LOCAL_ID, (key,)).fetchone()
-    return row
-
-
-def _add_event(
-    conn: sqlite3.Connection,
-    local_id: str,
-    status: JournalStatus,
-    at: str,
-    detail: str | None,
-) -> None:
-    conn.execute(
-        "INSERT INTO task_events (local_id, status, at, detail) VALUES (?, ?, ?, ?)",
-        (local_id, status.value, at, detail),
-    )
-
-
-def _record(row: sqlite3.Row, events: Sequence[TaskEvent] = ()) -> TaskRecord:
-    # Every field but the events is a column of its name; pydantic parses the timestamps.
-    fields = {k: row[k] for k in TaskRecord.model_fields if k != "events"}
-    fields["arguments"] = json.loads(row["arguments"])
-    return TaskRecord.model_validate({**fields, "events": list(events)})
-
-
-def _insert_submission(
-    conn: sqlite3.Connection,
-    local_id: str,
-    model: str,
-    family: str,
-    encoded: str,
-    arguments_hash: str | None,
-    at: str,
-) -> None:
-    conn.execute(
-        "INSERT INTO tasks (local_id, model, family, arguments, arguments_hash, status, "
-        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            local_id,
-            str(model),
-            str(family),
-            encoded,
-            arguments_hash,
-            JournalStatus.SUBMITTING.value,
-            at,
-            at,
-        ),
-    )
-    _add_event(conn, local_id, JournalStatus.SUBMITTING, at, None)
-
-
-def _mark_unknown(conn: sqlite3.Connection, local_id: str, at: str, detail: str) -> None:
-    conn.execute(
-        "UPDATE tasks SET status = ?, error_message = ?, updated_at = ? WHERE local_id = ?",
-        (JournalStatus.SUBMIT_UNKNOWN.value, detail, at, local_id),
-    )
-    _add_event(conn, local_id, JournalStatus.SUBMIT_UNKNOWN, at, detail)
-
-
-def _observed(row: sqlite3.Row) -> tuple[str | None, ...]:
-    """What a status query may change in a row (see :meth:`Journal.record_status`)."""
-    return tuple(row[k] for k in ("status", "raw_status", "url", "error_code", "error_message"))
-
-
-def _clean_text(text: str | None) -> str | None:
-    return None if text is None else digest_data_urls(text)
-
-
 class Journal(SqliteDatabase):
     """The task journal. Build it with :meth:`open`; share one per process."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, now: Callable[[], datetime]) -> None:
         super().__init__(conn, path)
         self._now = now
-        self._leases: dict[str, TaskLock] = {}  # local id -> its submit's lease (see module)
+        self._submits = SubmitLeases(path.parent)  # each claimed key's submit (see module)
+        self._task_locks = TaskLocks(path.parent)
 
     @classmethod
     def open(
@@ -172,45 +98,31 @@ class Journal(SqliteDatabase):
     def close(self) -> None:
         """Close the connection; idempotent. Later calls raise :class:`JournalError`."""
         with self._lock, self._read_lock:
-            for local_id in builtins.list(self._leases):
-                self._end_lease(local_id)
+            self._submits.end_all()
             self._close_connections()
 
     # --- plumbing
 
     def _stamp(self) -> str:
-        return _iso(self._now())
+        return iso(self._now())
 
-    # Leases (see the module notes); called under ``self._lock``.
+    # --- leases across processes
 
-    def _lease_path(self, local_id: str) -> Path:
-        return self._path.parent / LOCKS_DIRNAME / f"submit-{local_id}.lock"
-
-    def _take_lease(self, local_id: str) -> None:
-        path = self._lease_path(local_id)
+    async def try_lease(self, task_id: str, kind: LeaseKind) -> Lease | LeaseBusy:
+        """The lease of ``task_id``: an flock on its lock file in the state folder
+        (:class:`~gravitex_mcp.store.tasklock.TaskLocks`), held until released or the
+        holder's process ends; else who holds it."""
         try:
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            held = try_lock_file(path)
+            # open + flock + pid write: file calls, kept off the event loop
+            held = await anyio.to_thread.run_sync(self._task_locks.try_acquire, task_id)
         except OSError as exc:
-            raise JournalError(
-                f"Cannot create the submit lock {path}: {exc}. Nothing was sent; make the "
-                "state folder writable (GRAVITEX_STATE_DIR)."
+            raise StorageError(
+                f"Cannot lock task {task_id!r} for its download in the state folder "
+                f"{self._path.parent}: {exc.strerror or exc}"
             ) from exc
-        if not isinstance(held, TaskLock):  # a fresh UUID: nobody else can hold it
-            raise JournalError(f"The submit lock {path} is held by pid {held}; nothing was sent.")
-        self._leases[local_id] = held
-
-    def _end_lease(self, local_id: str) -> None:
-        held = self._leases.pop(local_id, None)
-        if held is not None:
-            # Removed while still held, so a waiter that finds it can never take it
-            # from a live holder.
-            with contextlib.suppress(OSError):
-                self._lease_path(local_id).unlink()
-            held.release()
-
-    def _holder_gone(self, local_id: str) -> bool:
-        return local_id not in self._leases and holder_gone(self._lease_path(local_id))
+        if isinstance(held, TaskLock):
+            return FlockLease(held)
+        return LeaseBusy(f"pid {held or 'unknown'}")
 
     # --- submissions
 
@@ -228,12 +140,12 @@ class Journal(SqliteDatabase):
         replaced by its digest. ``arguments_hash`` (a digest of the checked
         arguments) lets :meth:`recent_with_arguments` find repeats.
         """
-        encoded = await anyio.to_thread.run_sync(_encode_arguments, dict(arguments))
+        encoded = await anyio.to_thread.run_sync(encode_arguments, dict(arguments))
         local_id = str(uuid.uuid4())
 
         def operation(conn: sqlite3.Connection) -> str:
             with _write(conn):
-                _insert_submission(
+                insert_submission(
                     conn, local_id, model, family, encoded, arguments_hash, self._stamp()
                 )
             return local_id
@@ -261,10 +173,10 @@ class Journal(SqliteDatabase):
         with ``KeyClaim.arguments_hash`` its arguments' digest; a holder still
         ``submitting`` whose process is gone is first marked ``submit_unknown``.
         """
-        encoded = await anyio.to_thread.run_sync(_encode_arguments, dict(arguments))
+        encoded = await anyio.to_thread.run_sync(encode_arguments, dict(arguments))
         local_id = str(uuid.uuid4())
 
-        find = (
+        find_key = (
             "SELECT k.arguments_hash AS key_hash, t.* FROM idempotency_keys k "
             "JOIN tasks t ON t.local_id = k.local_id WHERE k.key = ?"
         )
@@ -273,21 +185,21 @@ class Journal(SqliteDatabase):
             at = self._stamp()
             try:
                 with _write(conn):
-                    held = conn.execute(find, (key,)).fetchone()
+                    held = conn.execute(find_key, (key,)).fetchone()
                     if (
                         held is not None
                         and held["status"] == JournalStatus.SUBMITTING.value
-                        and self._holder_gone(held["local_id"])
+                        and self._submits.gone(held["local_id"])
                     ):
-                        _mark_unknown(conn, held["local_id"], at, _STOPPED_MID_SUBMIT)
-                        held = conn.execute(find, (key,)).fetchone()
+                        mark_unknown(conn, held["local_id"], at, _STOPPED_MID_SUBMIT)
+                        held = conn.execute(find_key, (key,)).fetchone()
                     if held is not None and held["status"] != JournalStatus.SUBMIT_FAILED.value:
                         return KeyClaim(
-                            local_id=None, holder=_record(held), arguments_hash=held["key_hash"]
+                            local_id=None, holder=record(held), arguments_hash=held["key_hash"]
                         )
                     # Held before the row is visible: whoever sees the row finds it held.
-                    self._take_lease(local_id)
-                    _insert_submission(conn, local_id, model, family, encoded, arguments_hash, at)
+                    self._submits.take(local_id)
+                    insert_submission(conn, local_id, model, family, encoded, arguments_hash, at)
                     conn.execute(
                         "INSERT INTO idempotency_keys (key, arguments_hash, local_id, "
                         "created_at) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
@@ -296,7 +208,7 @@ class Journal(SqliteDatabase):
                         (key, arguments_hash, local_id, at),
                     )
             except BaseException:
-                self._end_lease(local_id)  # the row was not written
+                self._submits.end(local_id)  # the row was not written
                 raise
             return KeyClaim(local_id=local_id, holder=None, arguments_hash=arguments_hash)
 
@@ -306,7 +218,7 @@ class Journal(SqliteDatabase):
         self, arguments_hash: str, *, within: timedelta
     ) -> builtins.list[TaskRecord]:
         """Submissions with these arguments created in the last ``within``, newest first."""
-        cutoff = _iso(self._now() - within)
+        cutoff = iso(self._now() - within)
 
         def operation(conn: sqlite3.Connection) -> builtins.list[TaskRecord]:
             rows = conn.execute(
@@ -314,7 +226,7 @@ class Journal(SqliteDatabase):
                 "ORDER BY created_at DESC, seq DESC LIMIT 5",
                 (arguments_hash, cutoff),
             ).fetchall()
-            return [_record(row) for row in rows]
+            return [record(row) for row in rows]
 
         return await self._run(operation)
 
@@ -333,12 +245,12 @@ class Journal(SqliteDatabase):
             try:
                 return answered(conn)
             finally:
-                self._end_lease(local_id)  # the submit is over, recorded or not
+                self._submits.end(local_id)  # the submit is over, recorded or not
 
         def answered(conn: sqlite3.Connection) -> TaskRecord:
             at = self._stamp()
             with _write(conn):
-                row = conn.execute(_FIND_BY_LOCAL_ID, (local_id,)).fetchone()
+                row = conn.execute(FIND_BY_LOCAL_ID, (local_id,)).fetchone()
                 if row is None:
                     raise JournalError(f"No submission {local_id!r} in the task journal.")
                 if row["task_id"] not in (None, task_id):
@@ -359,9 +271,9 @@ class Journal(SqliteDatabase):
                     (task_id, new_status.value, at, local_id),
                 )
                 if new_status.value != row["status"]:
-                    _add_event(conn, local_id, new_status, at, f"task id {task_id}")
-                updated = conn.execute(_FIND_BY_LOCAL_ID, (local_id,)).fetchone()
-            return _record(updated)
+                    add_event(conn, local_id, new_status, at, f"task id {task_id}")
+                updated = conn.execute(FIND_BY_LOCAL_ID, (local_id,)).fetchone()
+            return record(updated)
 
         return await self._run(operation)
 
@@ -375,13 +287,13 @@ class Journal(SqliteDatabase):
         new_status = (
             JournalStatus.SUBMIT_UNKNOWN if outcome_unknown else JournalStatus.SUBMIT_FAILED
         )
-        detail = _clean_text(message)
+        detail = clean_text(message)
 
         def operation(conn: sqlite3.Connection) -> None:
             try:
                 failed(conn)
             finally:
-                self._end_lease(local_id)  # the submit is over, recorded or not
+                self._submits.end(local_id)  # the submit is over, recorded or not
 
         def failed(conn: sqlite3.Connection) -> None:
             at = self._stamp()
@@ -397,7 +309,7 @@ class Journal(SqliteDatabase):
                     (new_status.value, detail, at, local_id),
                 )
                 if new_status.value != row["status"]:
-                    _add_event(conn, local_id, new_status, at, detail)
+                    add_event(conn, local_id, new_status, at, detail)
 
         await self._run(operation)
 
@@ -408,7 +320,7 @@ class Journal(SqliteDatabase):
         the request may have created a task, which ``list_video_tasks`` should say.
         Returns how many rows were marked.
         """
-        cutoff = _iso(self._now() - older_than)
+        cutoff = iso(self._now() - older_than)
         detail = _STOPPED_MID_SUBMIT
 
         def operation(conn: sqlite3.Connection) -> int:
@@ -419,7 +331,7 @@ class Journal(SqliteDatabase):
                     (JournalStatus.SUBMITTING.value, cutoff),
                 ).fetchall()
                 for row in rows:
-                    _mark_unknown(conn, row["local_id"], at, detail)
+                    mark_unknown(conn, row["local_id"], at, detail)
             return len(rows)
 
         return await self._run(operation)
@@ -446,10 +358,10 @@ class Journal(SqliteDatabase):
         """
         seen = JournalStatus(status)
         code = None if error_code is None else str(error_code)
-        message = _clean_text(error_message)
+        message = clean_text(error_message)
 
         def merged(row: sqlite3.Row) -> tuple[str | None, ...]:
-            """:func:`_observed` of the row after this observation (a terminal status
+            """:func:`observed` of the row after this observation (a terminal status
             is not replaced by a non-terminal one)."""
             regression = JournalStatus(row["status"]).is_terminal and not seen.is_terminal
             return (
@@ -462,15 +374,15 @@ class Journal(SqliteDatabase):
 
         def operation(conn: sqlite3.Connection) -> TaskRecord | None:
             now = as_utc(self._now())
-            at = _iso(now)
+            at = iso(now)
             # A poll that changes nothing writes nothing (no lock, no fsync): most
             # polls of a long task see the same status.
             with _read(conn):
-                row = _find(conn, task_id)
-            if row is not None and merged(row) == _observed(row):
-                return _record(row)
+                row = find(conn, task_id)
+            if row is not None and merged(row) == observed(row):
+                return record(row)
             with _write(conn):
-                row = _find(conn, task_id)
+                row = find(conn, task_id)
                 if row is None:
                     logger.debug("record_status: task %s is not in the journal", task_id)
                     return None
@@ -478,8 +390,8 @@ class Journal(SqliteDatabase):
                 new_status, _, _, new_code, new_message = new
                 expires = row["url_expires_at"]
                 if url is not None and url != row["url"]:
-                    expires = _iso(parse_url_expiry(url, seen_at=now))
-                updated_at = at if new != _observed(row) else row["updated_at"]
+                    expires = iso(parse_url_expiry(url, seen_at=now))
+                updated_at = at if new != observed(row) else row["updated_at"]
                 conn.execute(
                     "UPDATE tasks SET status = ?, raw_status = ?, url = ?, error_code = ?, "
                     "error_message = ?, url_expires_at = ?, checked_at = ?, updated_at = ? "
@@ -487,12 +399,12 @@ class Journal(SqliteDatabase):
                     (*new, expires, at, updated_at, row["local_id"]),
                 )
                 if new_status != row["status"]:  # not a regression: the status seen
-                    detail = _event_detail(
+                    detail = event_detail(
                         seen, seen_raw=raw_status, code=new_code, message=new_message
                     )
-                    _add_event(conn, row["local_id"], seen, at, detail)
-                updated = conn.execute(_FIND_BY_LOCAL_ID, (row["local_id"],)).fetchone()
-            return _record(updated)
+                    add_event(conn, row["local_id"], seen, at, detail)
+                updated = conn.execute(FIND_BY_LOCAL_ID, (row["local_id"],)).fetchone()
+            return record(updated)
 
         return await self._run(operation)
 
@@ -515,7 +427,7 @@ class Journal(SqliteDatabase):
         def operation(conn: sqlite3.Connection) -> None:
             at = self._stamp()
             with _write(conn):
-                row = _find(conn, task_id)
+                row = find(conn, task_id)
                 if row is None:
                     logger.debug("record_download: task %s is not in the journal", task_id)
                     return
@@ -533,7 +445,7 @@ class Journal(SqliteDatabase):
 
         def operation(conn: sqlite3.Connection) -> None:
             with _write(conn):
-                row = _find(conn, task_id)
+                row = find(conn, task_id)
                 if row is None or row["saved_path"] != str(path):
                     return
                 conn.execute(
@@ -550,7 +462,7 @@ class Journal(SqliteDatabase):
 
         def operation(conn: sqlite3.Connection) -> TaskRecord | None:
             with _read(conn):
-                row = _find(conn, task_id)
+                row = find(conn, task_id)
                 if row is None:
                     return None
                 events = [
@@ -560,7 +472,7 @@ class Journal(SqliteDatabase):
                         (row["local_id"],),
                     )
                 ]
-            return _record(row, events)
+            return record(row, events)
 
         return await self._run_read(operation)
 
@@ -589,10 +501,10 @@ class Journal(SqliteDatabase):
 
         def operation(conn: sqlite3.Connection) -> builtins.list[TaskRecord]:
             if wanted is None:
-                rows = conn.execute(_LIST_ALL, (limit,)).fetchall()
+                rows = conn.execute(LIST_ALL, (limit,)).fetchall()
             else:
-                rows = conn.execute(_LIST_BY_STATUS, (wanted.value, limit)).fetchall()
-            return [_record(row) for row in rows]
+                rows = conn.execute(LIST_BY_STATUS, (wanted.value, limit)).fetchall()
+            return [record(row) for row in rows]
 
         return await self._run_read(operation)
 
@@ -619,13 +531,3 @@ class Journal(SqliteDatabase):
             return [str(row["task_id"]) for row in rows], total
 
         return await self._run(operation)
-
-
-def _event_detail(
-    status: JournalStatus, *, seen_raw: str | None, code: str | None, message: str | None
-) -> str | None:
-    if status is JournalStatus.FAILED and (code or message):
-        return f"{code}: {message}" if code and message else (message or code)
-    if seen_raw is not None and seen_raw != status.value:
-        return f"upstream status {seen_raw!r}"
-    return None

@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import re
 import stat
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -33,8 +33,11 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ..errors import StorageError
-from .ondisk import FileIdentity, identity_of_fd
-from .tempfiles import OpenFn, create_temp, place_without_link, publish_first_free
+from .ondisk import Changed, FileIdentity, HeldFile, identity_of_fd, open_saved
+from .seam import StoredFile
+from .tempfiles import OpenFn, create_temp, place_without_link, publish_first_free, sweep_temp_files
+
+logger = logging.getLogger(__name__)
 
 #: Extension every saved video gets.
 VIDEO_SUFFIX: Final = ".mp4"
@@ -102,17 +105,6 @@ def safe_filename(name: str | None, *, default_stem: str) -> str:
     return stem + VIDEO_SUFFIX
 
 
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    """A published file: its final path, size, sha256 (hex) and identity once in place
-    (what later reuse checks it by, see :mod:`gravitex_mcp.store.ondisk`)."""
-
-    path: Path
-    size_bytes: int
-    sha256: str
-    identity: FileIdentity | None = None
-
-
 def _storage_error(exc: OSError, *, name: str, directory: Path, action: str) -> StorageError:
     if exc.errno in _DISK_FULL:
         return StorageError(
@@ -158,6 +150,7 @@ class OutputDir:
         self._link = link
         self._open_file = open_file
         self._held: tuple[Path, int, int] | None = None  # resolved path, st_dev, st_ino
+        self._writing: set[VideoFile] = set()  # open writers, for bytes_so_far
 
     def ensure(self) -> Path:
         """The folder's resolved path (blocking): created and held on the first call;
@@ -224,13 +217,48 @@ class OutputDir:
             )
         self._held = (resolved, st.st_dev, st.st_ino)
 
-    def video(self, filename: str | None, *, default_stem: str) -> VideoFile:
+    def reserve(self, filename: str | None, *, default_stem: str) -> VideoFile:
         """A writer for one video; use as ``async with``; call :meth:`VideoFile.commit`."""
         return VideoFile(self, safe_filename(filename, default_stem=default_stem))
 
+    def bytes_so_far(self, filename: str | None, *, default_stem: str) -> int | None:
+        """The most any open writer of that name in this process has written; None
+        when none is open."""
+        name = safe_filename(filename, default_stem=default_stem)
+        sizes = [w.bytes_written for w in self._writing if w.name == name]
+        return max(sizes) if sizes else None
+
+    def open_checked(
+        self, path: Path, *, size: int, sha256: str, recorded: FileIdentity | None
+    ) -> HeldFile | Changed | None:
+        """:func:`~gravitex_mcp.store.ondisk.open_saved` in this folder (blocking)."""
+        return open_saved(self, path, size=size, sha256=sha256, recorded=recorded)
+
+    @contextlib.contextmanager
+    def scratch(self, stem: str) -> Iterator[Path]:
+        """A held temp file in the folder, for work written by path (the join's
+        encoder); removed on exit. Blocking."""
+        held, tmp = create_temp(self.ensure(), stem)
+        try:
+            yield tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            os.close(held)
+
+    def recover(self) -> list[Path]:
+        """At start-up (blocking): create and hold the folder, and remove the temp files
+        no live writer holds."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.ensure()
+        except StorageError as exc:  # reported again by the first save
+            logger.warning("%s", exc)
+        return sweep_temp_files(self.path)
+
 
 class VideoFile:
-    """One video being written: ``async with out.video(...) as f: f.put(b) ...; await
+    """One video being written: ``async with out.reserve(...) as f: f.put(b) ...; await
     f.commit()``.
 
     Each piece is written to the temp file and hashed on the spot (hashlib releases the
@@ -247,7 +275,13 @@ class VideoFile:
         self._hash = hashlib.sha256()
         self._size = 0
 
+    @property
+    def bytes_written(self) -> int:
+        """How much has been written so far."""
+        return self._size
+
     async def __aenter__(self) -> VideoFile:
+        self._out._writing.add(self)
         try:
             await anyio.to_thread.run_sync(self._create_temp)
         except BaseException:
@@ -276,6 +310,7 @@ class VideoFile:
         self._fd, self._dir, self._tmp = fd, directory, tmp
 
     def _discard(self) -> None:
+        self._out._writing.discard(self)
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
