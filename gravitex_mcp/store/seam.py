@@ -255,23 +255,22 @@ async def patiently(
     clock: Clock,
     patience: float,
     every: float,
-    waiting: Callable[[_B], None],
     stuck: Callable[[_B], Exception],
+    waiting: Callable[[_B], None] | None = None,
 ) -> _T:
     """The one wait-for-a-holder loop: ``attempt`` every ``every`` s while it answers
     ``busy``; ``waiting`` once when it first has to wait, ``stuck``'s error after
     ``patience`` s."""
     give_up = clock.monotonic() + patience
-    told = False
     while True:
         got = await attempt()
         if not isinstance(got, busy):
             return cast(_T, got)  # not busy: what was waited for
         if clock.monotonic() >= give_up:
             raise stuck(got)
-        if not told:
+        if waiting is not None:
             waiting(got)
-            told = True
+            waiting = None  # said once
         await clock.sleep(every)
 
 
