@@ -28,7 +28,8 @@ from ..errors import (
 from ..results import CheckVideoTaskResult, DownloadVideoResult, SavedVideo, TaskErrorInfo
 from ..store.journal import Journal, TaskRecord
 from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError
-from ..upstream.client import GravitexClient, TaskSnapshot
+from ..upstream.answers import TaskSnapshot
+from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock, PollSchedule
 from .delivery import delivery_of
 from .saves import OnDisk, Saves

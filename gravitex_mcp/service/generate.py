@@ -14,7 +14,8 @@ from ..request.arguments import GenerateVideoInput, VideoArguments
 from ..results import GenerateVideoResult
 from ..settings import Settings
 from ..store.journal import Journal, TaskRecord
-from ..upstream.client import GravitexClient, TaskSnapshot
+from ..upstream.answers import TaskSnapshot
+from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
 from .follow import Follow, ProgressFn
 from .saves import OnDisk, Saves

@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..errors import GravitexError
-from ..upstream.client import TaskSnapshot
+from ..upstream.answers import TaskSnapshot
 from ..upstream.waiting import Clock, PollSchedule, wait_for_task
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import anyio
 
-from .client import TaskSnapshot
+from .answers import TaskSnapshot
 
 
 class Clock(Protocol):
