@@ -17,7 +17,8 @@ from ..store.journal import Journal, TaskRecord
 from ..upstream.answers import TaskSnapshot
 from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
-from .follow import Follow, ProgressFn
+from .follow import Follow
+from .progress import ProgressFn
 from .saves import OnDisk, Saves
 
 if TYPE_CHECKING:  # checking and preparing a request: loaded by the first generate
