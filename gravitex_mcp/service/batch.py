@@ -29,7 +29,8 @@ from ..request.arguments import (
 )
 from ..results import BatchJobResult, GenerateVideosResult
 from ..server.schema_errors import json_kind, shown_value
-from .videos import ProgressFn, Submission, VideoService
+from .progress import Progress, ProgressFn
+from .videos import Submission, VideoService
 
 if TYPE_CHECKING:  # checking and preparing requests: loaded by the first batch
     from ..request.prepare import PreparedRequest
@@ -181,29 +182,6 @@ def _job_order(problem: Problem) -> int:
     return -1 if match is None else int(match[1])
 
 
-class _BatchProgress:
-    """One strictly increasing progress stream for all the jobs."""
-
-    def __init__(self, report: ProgressFn | None) -> None:
-        self._report = report
-        self._last = -1.0
-        self._lock = anyio.Lock()
-
-    async def send(self, progress: float, total: float | None, message: str) -> None:
-        if self._report is None:
-            return
-        async with self._lock:  # one notification at a time, in increasing order
-            value = max(progress, self._last + 0.001)
-            self._last = value
-            await self._report(value, total, message)
-
-    def for_job(self, index: int) -> ProgressFn:
-        async def report(progress: float, total: float | None, message: str) -> None:
-            await self.send(progress, total, f"jobs[{index}] {message}")
-
-        return report
-
-
 @dataclass(slots=True)
 class _Outcome:
     submission: Submission | None = None
@@ -215,7 +193,7 @@ async def run_batch(
     service: VideoService, batch: BatchRequest, progress: ProgressFn | None = None
 ) -> GenerateVideosResult:
     """Submit every job at once, then wait for all of them together."""
-    stream = _BatchProgress(progress)
+    stream = Progress(progress)
     outcomes = [_Outcome() for _ in batch.prepared]
 
     async def submit(index: int) -> None:
@@ -237,7 +215,7 @@ async def run_batch(
                 submission,
                 wait_seconds=batch.wait_seconds,
                 download=batch.download,
-                progress=stream.for_job(index),
+                progress=stream.prefixed(f"jobs[{index}] "),
             )
         except GravitexError as exc:
             # The task exists: keep its id; the agent checks it later.

@@ -5,8 +5,8 @@ its video downloaded when asked.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from pathlib import Path
 
 import anyio
@@ -29,9 +29,11 @@ from ..results import CheckVideoTaskResult, DownloadVideoResult, SavedVideo, Tas
 from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError
 from ..store.records import TaskRecord
 from ..store.seam import TaskStore
-from ..upstream.client import GravitexClient, TaskSnapshot
-from ..upstream.waiting import Clock, PollSchedule
+from ..upstream.answers import TaskSnapshot
+from ..upstream.client import GravitexClient
+from ..upstream.waiting import Clock, PollSchedule, Seen
 from .delivery import delivery_of
+from .progress import Progress, ProgressFn
 from .saves import OnDisk, Saves
 from .singleflight import JobStoppedError, SharedPolls
 
@@ -47,33 +49,9 @@ FOLLOW_GRACE_SECONDS = 12.0
 #: which clients cut a call.
 DOWNLOAD_BOUND_SECONDS = 45.0
 
-#: progress(progress, total, message): monotonic progress notifications.
-ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
-
 
 class TaskCheckError(GravitexError):
     """A task was created, but following it failed; the message names the task id."""
-
-
-@dataclass(slots=True)
-class _ProgressTracker:
-    """Keeps reported progress strictly increasing, as the protocol requires."""
-
-    report: ProgressFn | None
-    total: float
-    last: float = -1.0
-
-    async def __call__(self, snapshot: TaskSnapshot, elapsed: float) -> None:
-        if self.report is None:
-            return
-        value = max(elapsed, self.last + 0.001)
-        self.last = value
-        message = f"status: {snapshot.status.value}, waited {elapsed:.0f}s of {self.total:.0f}s"
-        await self.report(value, self.total, message)
-
-
-async def _ignore_update(snapshot: TaskSnapshot, elapsed: float) -> None:
-    """A wait nobody reports progress of."""
 
 
 def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
@@ -149,14 +127,8 @@ class Follow:
         initial: TaskSnapshot | None,
         on_disk: OnDisk | None,
     ) -> CheckVideoTaskResult:
-        tracker = _ProgressTracker(progress, float(wait_seconds))
+        stream, total = Progress(progress), float(wait_seconds)
         latest = initial
-
-        async def on_update(snapshot: TaskSnapshot, elapsed: float) -> None:
-            nonlocal latest
-            latest = snapshot
-            await tracker(snapshot, elapsed)
-
         saved: SavedVideo | None = None
         download_error: str | None = None
         download_retry = True
@@ -165,18 +137,13 @@ class Follow:
         # rate-limiting API must not hold the call past what the client will wait.
         with self._clock.deadline(wait_seconds + FOLLOW_GRACE_SECONDS) as scope:
             if initial is None or wait_seconds > 0:
-                try:
-                    # Concurrent waits on this task share one poll loop; each poll
-                    # is journalled once.
-                    await self._polls.wait(
-                        task_id,
-                        lambda: self._client.query(task_id),
-                        wait_seconds=wait_seconds,
-                        on_poll=self._record,
-                        on_update=on_update,
-                    )
-                except APIError as exc:
-                    raise await self._check_failed(task_id, exc) from exc
+                async with aclosing(self._answers(task_id, wait_seconds)) as answers:
+                    async for seen in answers:
+                        latest = seen.snapshot
+                        waited = f"waited {seen.elapsed:.0f}s of {total:.0f}s"
+                        await stream.send(
+                            seen.elapsed, total, f"status: {latest.status.value}, {waited}"
+                        )
             if latest is not None and latest.status is TaskStatus.SUCCEEDED and download:
                 try:
                     # A video already saved for this task is not downloaded again.
@@ -301,18 +268,10 @@ class Follow:
     async def _download_afresh(
         self, task_id: str, record: TaskRecord | None, *, filename: str | None
     ) -> DownloadVideoResult:
-        try:
-            # One look, shared with any wait already polling this task (each answer
-            # journalled once), and its errors told as check_video_task tells them.
-            snapshot = await self._polls.wait(
-                task_id,
-                lambda: self._client.query(task_id),
-                wait_seconds=0,
-                on_poll=self._record,
-                on_update=_ignore_update,
-            )
-        except APIError as exc:
-            raise await self._check_failed(task_id, exc) from exc
+        # One look, shared with any wait already polling this task, and its errors
+        # told as check_video_task tells them.
+        async with aclosing(self._answers(task_id, 0)) as answers:
+            snapshot = (await anext(answers)).snapshot
         if snapshot.status is TaskStatus.FAILED:
             message = snapshot.error.message if snapshot.error else "no reason given"
             raise TaskFailedError(
@@ -329,6 +288,22 @@ class Follow:
             task_id, delivery=delivery_of(record), snapshot=snapshot, filename=filename
         )
         return DownloadVideoResult(task_id=task_id, **saved.model_dump())
+
+    async def _answers(self, task_id: str, wait_seconds: float) -> AsyncGenerator[Seen, None]:
+        """The answers about ``task_id`` within ``wait_seconds``, from one poll loop shared
+        by every wait on it; each answer journalled once (by the wait that polled it).
+        A failed poll raises the error check_video_task gives."""
+        answers = self._polls.follow(
+            task_id, lambda: self._client.query(task_id), wait_seconds=wait_seconds
+        )
+        try:
+            async with aclosing(answers):
+                async for seen in answers:
+                    if seen.fresh:
+                        await self._record(seen.snapshot)
+                    yield seen
+        except APIError as exc:
+            raise await self._check_failed(task_id, exc) from exc
 
     async def _check_failed(self, task_id: str, exc: APIError) -> GravitexError:
         """The error for a failed status check: an unknown task says so (and whether

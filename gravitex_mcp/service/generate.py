@@ -15,9 +15,11 @@ from ..results import GenerateVideoResult
 from ..settings import Settings
 from ..store.records import TaskRecord
 from ..store.seam import TaskStore
-from ..upstream.client import GravitexClient, TaskSnapshot
+from ..upstream.answers import TaskSnapshot
+from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
-from .follow import Follow, ProgressFn
+from .follow import Follow
+from .progress import ProgressFn
 from .saves import OnDisk, Saves
 
 if TYPE_CHECKING:  # checking and preparing a request: loaded by the first generate

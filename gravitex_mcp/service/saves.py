@@ -18,7 +18,8 @@ from ..results import SavedVideo
 from ..store.ondisk import Changed, FileIdentity, HeldFile
 from ..store.records import TaskRecord
 from ..store.seam import LeaseKind, TaskStore, VideoStore, wait_for_lease
-from ..upstream.client import GravitexClient, TaskSnapshot
+from ..upstream.answers import TaskSnapshot
+from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
 from ..video.work import VideoWork
 from .delivery import delivery_from_answer

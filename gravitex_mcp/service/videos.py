@@ -33,9 +33,10 @@ from ..upstream.waiting import Clock, PollSchedule, SystemClock
 from ..video.frames import FramePosition
 from ..video.probe import ProbeError
 from ..video.work import VideoWork, shared_video_work
-from .follow import DOWNLOAD_BOUND_SECONDS, FOLLOW_GRACE_SECONDS, Follow, ProgressFn, TaskCheckError
+from .follow import DOWNLOAD_BOUND_SECONDS, FOLLOW_GRACE_SECONDS, Follow, TaskCheckError
 from .generate import Generate, Submission
 from .listing import list_tasks
+from .progress import ProgressFn
 from .saves import Saves
 
 if TYPE_CHECKING:
