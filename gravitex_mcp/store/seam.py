@@ -75,7 +75,8 @@ class LeaseBusy:
 
 
 class Lease(Protocol):
-    """A held lease; it lasts until released, or until its holder's process ends."""
+    """A held lease; it lasts until released, or until its holder's process ends (a
+    shared database's lease: until its expiry, which the holder renews)."""
 
     async def release(self) -> None:
         """End it (idempotent; called from ``finally`` blocks, so it completes even

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import StorageError
+from .ondisk import read_regular
 from .tempfiles import candidate_names, create_temp, link_or_reserve, publish_first_free
 
 #: Where the folder cannot be locked (no ``flock``): this process's saves take turns.
@@ -48,19 +48,11 @@ def save_new(directory: Path, name: str, data: bytes) -> Path:
 def _holds(path: Path, data: bytes) -> bool | None:
     """Whether the regular file at ``path`` holds ``data``; None when there is no file."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        return read_regular(path, limit=len(data)) == data  # a longer file: EFBIG
     except FileNotFoundError:
         return None
     except OSError:
         return False  # a symlink, a folder, unreadable: not ours to reuse
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size != len(data):
-            return False
-        with os.fdopen(os.dup(fd), "rb") as file:
-            return file.read(len(data) + 1) == data
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
