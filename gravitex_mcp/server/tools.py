@@ -48,8 +48,9 @@ from ..results import (
 )
 from ..service.batch import GenerateVideosInput, check_batch, run_batch
 from ..service.videos import ProgressFn, VideoService
+from ..store.media_links import MediaLinks
 from ..video.frames import FramePosition
-from .media import MediaLinks, request_host
+from .media import request_host
 from .model_tool import tool_from_model
 from .schema_errors import CheckedTool, strict_arguments
 
