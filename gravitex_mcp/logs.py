@@ -7,13 +7,19 @@ record as it is made (message, arguments, traceback text), whatever logger
 made it and whatever handler takes it: ``httpcore2`` logs redirect ``Location``
 headers at DEBUG, uvicorn installs handlers of its own, and a test's capture
 handler sees records too. This is a last line of defence behind the code's own care.
+
+Every record also carries ``task_id``: the task the code that logged it works on
+(:func:`task_context`, a context variable: it follows the call into the tasks it
+starts), or ``None``; the stderr lines show it as ``[task <id>]``.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 from .redact import redact_url, scrub
@@ -60,6 +66,35 @@ def scrub_record(record: logging.LogRecord) -> None:
         record.stack_info = _scrub_all(record.stack_info)
 
 
+#: The task the current code works on; read into every record as ``task_id``.
+_TASK_ID: ContextVar[str | None] = ContextVar("gravitex_task_id", default=None)
+
+
+@contextmanager
+def task_context(task_id: str | None) -> Iterator[None]:
+    """Log records made inside carry ``task_id`` (nothing changes for ``None``)."""
+    if not task_id:
+        yield
+        return
+    token = _TASK_ID.set(task_id)
+    try:
+        yield
+    finally:
+        _TASK_ID.reset(token)
+
+
+class _TaskFormatter(logging.Formatter):
+    """The stderr line, with ``[task <id>]`` after the logger's name when there is one."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        task = getattr(record, "task_id", None)
+        line = super().formatMessage(record)
+        if not task:
+            return line
+        head, sep, tail = line.partition(": ")
+        return f"{head} [task {task}]{sep}{tail}"
+
+
 _FactoryFn = Callable[..., logging.LogRecord]
 
 
@@ -71,6 +106,7 @@ def _install_scrubbing_factory() -> None:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = base(*args, **kwargs)
         scrub_record(record)
+        record.task_id = _TASK_ID.get()
         return record
 
     factory._gravitex_scrubs = True  # type: ignore[attr-defined]
@@ -89,7 +125,7 @@ def configure_logging(
     _SECRETS[:] = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True)
     _install_scrubbing_factory()
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_TaskFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

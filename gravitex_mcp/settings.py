@@ -6,6 +6,8 @@ Nothing here runs at import time: :func:`load_settings` is called by the CLI
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import os
 from collections.abc import Mapping, Sequence
@@ -18,6 +20,10 @@ from .errors import ConfigurationError, MissingAPIKeyError
 DEFAULT_BASE_URL = "https://api.gravitex.ai"
 DEFAULT_OUTPUT_SUBDIR = "gravitex-videos"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Seconds a streamable-HTTP session may go without a request before it is closed.
+DEFAULT_SESSION_IDLE = 1800.0
+#: Shortest GRAVITEX_SERVER_SECRET (the SDK's request-state keys need 32 bytes).
+MIN_SERVER_SECRET = 32
 
 #: Every environment variable the server reads, with what it sets (for --help,
 #: the MCP registry's server.json and the bundle's manifest; a test keeps them in step).
@@ -43,6 +49,16 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
         "external base URL of the media links over sse / streamable-http, behind a proxy",
     ),
     ("GRAVITEX_MEDIA", "off turns the media links and the loopback media server off (default on)"),
+    (
+        "GRAVITEX_SERVER_SECRET",
+        "shared by every replica (32+ characters): signs media links and request state",
+    ),
+    ("GRAVITEX_STATELESS", "1: stateless streamable HTTP, any request to any replica"),
+    (
+        "GRAVITEX_SESSION_IDLE_SECONDS",
+        f"streamable-HTTP sessions idle this long are closed (default {DEFAULT_SESSION_IDLE:g})",
+    ),
+    ("GRAVITEX_METRICS_PUBLIC", "1: GET /metrics needs no token (default: the token of /mcp)"),
 )
 
 
@@ -82,6 +98,14 @@ class Settings:
     public_url: str | None = None
     #: media links and the loopback media server (GRAVITEX_MEDIA=off turns them off)
     media: bool = True
+    #: shared by every replica: keys for media links and request state (derive_key)
+    server_secret: str | None = field(default=None, repr=False)
+    #: stateless streamable HTTP (--stateless, GRAVITEX_STATELESS=1)
+    stateless: bool = False
+    #: a streamable-HTTP session with no request for this long is closed
+    session_idle_seconds: float = DEFAULT_SESSION_IDLE
+    #: GET /metrics without the token (GRAVITEX_METRICS_PUBLIC=1)
+    metrics_public: bool = False
 
     def require_api_key(self) -> str:
         """The key, or a :class:`MissingAPIKeyError` naming what to set and where."""
@@ -114,6 +138,7 @@ def load_settings(
     state_dir: str | Path | None = None,
     log_level: str | None = None,
     input_dirs: Sequence[str | Path] | None = None,
+    stateless: bool | None = None,
 ) -> Settings:
     """Build :class:`Settings` from ``env``; keyword arguments (CLI flags) win."""
     sim = simulate if simulate is not None else _truthy(env.get("GRAVITEX_SIMULATE"))
@@ -165,7 +190,46 @@ def load_settings(
         simulator_seconds=sim_seconds,
         public_url=public_url,
         media=_media_switch(env.get("GRAVITEX_MEDIA")),
+        server_secret=_server_secret(env.get("GRAVITEX_SERVER_SECRET")),
+        stateless=stateless or _truthy(env.get("GRAVITEX_STATELESS")),
+        session_idle_seconds=_session_idle(env.get("GRAVITEX_SESSION_IDLE_SECONDS")),
+        metrics_public=_truthy(env.get("GRAVITEX_METRICS_PUBLIC")),
     )
+
+
+def _server_secret(value: str | None) -> str | None:
+    secret = (value or "").strip()
+    if not secret:
+        return None
+    if len(secret) < MIN_SERVER_SECRET:
+        # The value itself is never echoed, only its length.
+        raise ConfigurationError(
+            f"GRAVITEX_SERVER_SECRET must be at least {MIN_SERVER_SECRET} characters "
+            f"(got {len(secret)}); make one with: python -c "
+            '"import secrets; print(secrets.token_hex(32))"'
+        )
+    return secret
+
+
+def _session_idle(value: str | None) -> float:
+    raw = (value or "").strip() or f"{DEFAULT_SESSION_IDLE:g}"
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 7 * 24 * 3600:
+        raise ConfigurationError(
+            "GRAVITEX_SESSION_IDLE_SECONDS must be a number of seconds from 1 to 604800 "
+            f"(default {DEFAULT_SESSION_IDLE:g}), got {value!r}."
+        )
+    return seconds
+
+
+def derive_key(secret: str, label: str) -> bytes:
+    """A 32-byte key for one purpose (``label``) from ``GRAVITEX_SERVER_SECRET``:
+    HMAC-SHA256 keyed by the secret, so every replica with the same secret derives
+    the same key and a key for one purpose says nothing about another's."""
+    return hmac.new(secret.encode(), f"gravitex-mcp/{label}".encode(), hashlib.sha256).digest()
 
 
 def _public_url(value: str) -> str:

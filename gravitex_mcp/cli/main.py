@@ -7,6 +7,7 @@ stderr naming the fix and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -141,6 +142,12 @@ def _add_serve_options(p: argparse.ArgumentParser, *, top: bool) -> None:
         help="extra Host header value to accept on HTTP (repeatable)",
     )
     p.add_argument(
+        "--stateless",
+        action="store_true",
+        default=_default(None, top),
+        help="stateless streamable HTTP: any request may reach any replica (GRAVITEX_STATELESS=1)",
+    )
+    p.add_argument(
         "--simulate",
         action="store_true",
         default=_default(None, top),
@@ -241,6 +248,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         state_dir=args.state_dir,
         log_level=args.log_level,
         input_dirs=getattr(args, "input_dir", None),
+        stateless=getattr(args, "stateless", None),
     )
 
 
@@ -264,7 +272,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
         check_bind(args.host, settings.http_token)
         origins = media_origins(args.host, args.port, args.allowed_host, settings.public_url)
-    server = build_server(settings, media_loopback=not over_http, media_origins=origins)
+    elif settings.stateless:
+        raise ConfigurationError("--stateless applies to --transport streamable-http only.")
+    metrics = None
+    if over_http:
+        from ..metrics import make_metrics
+
+        metrics = make_metrics()
+        if metrics is None:
+            logger.info("GET /metrics is off: install gravitex-mcp[team] (prometheus-client)")
+    server = build_server(
+        settings, media_loopback=not over_http, media_origins=origins, metrics=metrics
+    )
     logger.info(
         "gravitex-mcp %s serving over %s%s",
         __version__,
@@ -277,7 +296,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         anyio.run(serve_stdio, server)
         return
     from ..server.http_app import build_http_app, serve_http
-    from ..store.media_links import MediaLinks, load_or_create_key
+    from ..store.media_links import MediaLinks, link_key
+    from ..store.ready import folder_writable, journal_readable
 
     app = build_http_app(
         server,
@@ -287,12 +307,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         token=settings.http_token,
         extra_allowed_hosts=args.allowed_host,
         media=MediaLinks(
-            key=load_or_create_key(settings.state_dir),
+            key=link_key(settings.state_dir, settings.server_secret),
             output_dir=settings.output_dir,
             public_url=settings.public_url,
         )
         if settings.media
         else None,
+        ready_checks={
+            "journal": functools.partial(journal_readable, settings.state_dir),
+            "output": functools.partial(folder_writable, settings.output_dir),
+        },
+        metrics=metrics,
+        metrics_public=settings.metrics_public,
+        stateless=settings.stateless,
+        session_idle_seconds=settings.session_idle_seconds,
     )
     anyio.run(lambda: serve_http(app, host=args.host, port=args.port, log_level=settings.log_level))
 
@@ -327,7 +355,10 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
         serve(host=args.sim_host, port=args.sim_port, config=simulator_config(seconds, None))
         return 0
     settings = _settings(args, env)
-    configure_logging(settings.log_level, secrets=(settings.api_key, settings.http_token))
+    configure_logging(
+        settings.log_level,
+        secrets=(settings.api_key, settings.http_token, settings.server_secret),
+    )
     if args.command == "demo":
         from .demo import run_demo
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -14,19 +15,23 @@ import anyio.to_thread
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.server.request_state import RequestStateSecurity
 
 from .. import __version__
 from ..catalog import models as catalog
+from ..metrics import Metrics
 from ..service.videos import VideoService
-from ..settings import Settings
+from ..settings import Settings, derive_key
 from ..store.journal import Journal
-from ..store.media_links import MediaLinks, load_or_create_key
+from ..store.media_links import MediaLinks, link_key
+from ..store.ready import task_counts
 from ..store.storage import OutputDir
 from ..upstream.choose import Upstream, open_upstream
 from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
 from .completions import register_completions
 from .media import MEDIA_PORT_FILE, origin_of, serve_loopback
+from .observe import ToolCalls
 from .player import Player
 from .prompts import register_prompts
 from .tool_index import instructions
@@ -64,6 +69,7 @@ def build_server(
     media_loopback: bool = True,
     media_origins: Sequence[str] = (),
     output: OutputDir | None = None,
+    metrics: Metrics | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server for ``settings``.
 
@@ -72,7 +78,8 @@ def build_server(
     ``media_loopback`` runs the loopback media server for the media links (stdio);
     the HTTP transports pass False, serve ``/media/`` on their own port and name
     its possible origins in ``media_origins`` (the player's CSP). ``output`` (tests)
-    replaces the output folder's writer.
+    replaces the output folder's writer. ``metrics`` (HTTP) records tool calls,
+    upstream requests and the tasks by status.
     """
     player = Player(media_origins=media_origins if settings.media else ())
 
@@ -93,9 +100,11 @@ def build_server(
             media = await exits.enter_async_context(_media_links(settings, player, media_loopback))
             # A process that died mid-submit left 'submitting' rows: say a task may exist.
             await journal.expire_stale_submissions(older_than=STALE_SUBMISSION)
+            if metrics is not None:
+                metrics.task_counts = functools.partial(task_counts, settings.state_dir)
             retry_sleep = clock.sleep if clock is not None else anyio.sleep
             async with open_upstream(
-                settings, transport=transport, upstream=upstream, sleep=retry_sleep
+                settings, transport=transport, upstream=upstream, sleep=retry_sleep, metrics=metrics
             ) as client:
                 service = VideoService(
                     settings=settings, client=client, journal=journal, output=videos, clock=clock
@@ -127,7 +136,14 @@ def build_server(
         tools=tools,
         extensions=[player.apps],
         lifespan=lifespan,
+        middleware=[ToolCalls(metrics, (t.name for t in tools))],
         log_level=settings.log_level,  # type: ignore[arg-type]
+        # Without a server secret the SDK keys request state per process (one replica).
+        request_state_security=RequestStateSecurity(
+            keys=[derive_key(settings.server_secret, "request-state/v1")]
+        )
+        if settings.server_secret
+        else None,
     )
 
     @server.resource(
@@ -170,7 +186,7 @@ async def _media_links(
     if not settings.media:
         yield None
         return
-    key = await anyio.to_thread.run_sync(load_or_create_key, settings.state_dir)
+    key = await anyio.to_thread.run_sync(link_key, settings.state_dir, settings.server_secret)
     if not loopback:
         yield MediaLinks(key=key, output_dir=settings.output_dir, public_url=settings.public_url)
         return

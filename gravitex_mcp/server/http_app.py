@@ -7,6 +7,12 @@ constant time), except the media links under ``/media/``: a browser ``<video>``
 cannot send a header, so their unguessable path is the credential (media.py).
 ``/healthz`` is open to anyone (load balancers send neither the token nor this
 server's name) and so says only ``{"status": "ok"}``: no version, no paths.
+``/readyz`` is open the same way: it runs the ready checks (named callables: the
+journal reads, the output folder takes a file; the team backends add theirs) and
+answers 200 ``{"status": "ready"}`` or 503 naming the checks that failed, never why
+(the reason, which may hold a path, goes to the log). ``GET /metrics`` (Prometheus
+text) sits behind the guard like ``/mcp``, or beside ``/healthz`` with
+``GRAVITEX_METRICS_PUBLIC=1``.
 Listening on a non-loopback address without a token is refused
 before the socket is opened.
 
@@ -20,10 +26,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+import anyio
+import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http_manager import DEFAULT_SESSION_IDLE_TIMEOUT
 from mcp.server.transport_security import (
     DEFAULT_MAX_REQUEST_BODY_SIZE,
     RequestBodyLimitMiddleware,
@@ -36,6 +45,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ConfigurationError
+from ..metrics import Metrics
 from ..settings import is_loopback
 from ..store.media_links import MediaLinks
 from .media import is_media_path, origin_of, with_media
@@ -45,6 +55,10 @@ logger = logging.getLogger(__name__)
 
 HttpTransport = Literal["sse", "streamable-http"]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+#: A ready check: blocks (run in a worker thread), raises when its part cannot serve.
+ReadyCheck = Callable[[], object]
+#: How long one ready check may take before it counts as failed.
+READY_CHECK_SECONDS = 5.0
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -121,11 +135,20 @@ def build_http_app(
     token: str | None,
     extra_allowed_hosts: Sequence[str] = (),
     media: MediaLinks | None = None,
+    ready_checks: Mapping[str, ReadyCheck] | None = None,
+    metrics: Metrics | None = None,
+    metrics_public: bool = False,
+    stateless: bool = False,
+    session_idle_seconds: float = DEFAULT_SESSION_IDLE_TIMEOUT,
 ) -> ASGIApp:
     """The ASGI app for ``transport``: MCP at ``/mcp`` or ``/sse`` + ``/messages/``,
-    and (with ``media``) the media links at ``/media/``, all behind
-    :class:`HttpGuard`, plus the open ``/healthz``."""
+    (with ``media``) the media links at ``/media/`` and (with ``metrics``)
+    ``/metrics``, all behind :class:`HttpGuard`, plus the open ``/healthz`` and
+    ``/readyz``. ``stateless`` and ``session_idle_seconds`` are the SDK's streamable
+    HTTP session options (no sessions; an idle session's expiry)."""
     check_bind(host, token)
+    if stateless and transport != "streamable-http":
+        raise ConfigurationError("--stateless applies to --transport streamable-http only.")
     hosts = _host_patterns(host, port, extra_allowed_hosts)
     origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
 
@@ -136,15 +159,21 @@ def build_http_app(
     if transport == "sse":
         inner: ASGIApp = _with_message_check(server.sse_app(transport_security=security, host=host))
     else:
-        inner = server.streamable_http_app(transport_security=security, host=host)
-    return _with_healthz(
-        HttpGuard(
-            with_media(inner, media),
-            allowed_hosts=hosts,
-            allowed_origins=origins,
-            token=token,
+        inner = server.streamable_http_app(
+            transport_security=security,
+            host=host,
+            stateless_http=stateless,
+            session_idle_timeout=session_idle_seconds,
         )
+    guarded: ASGIApp = HttpGuard(
+        _with_metrics(with_media(inner, media), None if metrics_public else metrics),
+        allowed_hosts=hosts,
+        allowed_origins=origins,
+        token=token,
     )
+    if metrics_public:
+        guarded = _with_metrics(guarded, metrics)
+    return _with_healthz(guarded, ready_checks or {})
 
 
 def media_origins(
@@ -214,17 +243,57 @@ def _with_message_check(app: ASGIApp) -> ASGIApp:
     return asgi
 
 
-def _with_healthz(app: ASGIApp) -> ASGIApp:
-    """``GET /healthz`` answered here, to anyone; everything else goes to ``app``."""
+def _is_get(scope: Scope, path: str) -> bool:
+    return scope["type"] == "http" and scope["path"] == path and scope["method"] in ("GET", "HEAD")
+
+
+def _with_healthz(app: ASGIApp, ready_checks: Mapping[str, ReadyCheck]) -> ASGIApp:
+    """``GET /healthz`` and ``/readyz`` answered here, to anyone; everything else
+    goes to ``app``."""
     health = JSONResponse({"status": "ok"})
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == "/healthz"
-            and scope["method"] in ("GET", "HEAD")
-        ):
+        if _is_get(scope, "/healthz"):
             await health(scope, receive, send)
+            return
+        if _is_get(scope, "/readyz"):
+            await (await readiness(ready_checks))(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return asgi
+
+
+async def readiness(checks: Mapping[str, ReadyCheck]) -> Response:
+    """Run every check (at once, each in a worker thread, each bounded in time)."""
+    failed: list[str] = []
+
+    async def run(name: str, check: ReadyCheck) -> None:
+        try:
+            with anyio.fail_after(READY_CHECK_SECONDS):
+                await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; logged
+            logger.warning("readyz: %s is not ready: %s", name, exc)
+            failed.append(name)
+
+    async with anyio.create_task_group() as group:
+        for name, check in checks.items():
+            group.start_soon(run, name, check)
+    if failed:
+        return JSONResponse({"status": "not ready", "failed": sorted(failed)}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+def _with_metrics(app: ASGIApp, metrics: Metrics | None) -> ASGIApp:
+    """``GET /metrics`` answered from ``metrics`` (nothing added when ``None``)."""
+    if metrics is None:
+        return app
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if _is_get(scope, "/metrics"):
+            # Off the event loop: the tasks gauge reads the task store.
+            body, content_type = await anyio.to_thread.run_sync(metrics.exposition)
+            await Response(body, headers={"Content-Type": content_type})(scope, receive, send)
             return
         await app(scope, receive, send)
 

@@ -1,7 +1,9 @@
 """The HTTP route that serves the capability links to the files this server saved.
 
 The links are minted and checked by :class:`~gravitex_mcp.store.media_links.MediaLinks`
-(an HMAC of the file's identity under a secret in the state folder). So:
+(an HMAC of the file's identity under a secret in the state folder, or, with
+``GRAVITEX_SERVER_SECRET``, a key derived from it, so every replica honours the links
+any other handed out). So:
 
 - links need no registry and survive a restart (the secret is on disk);
 - a forged or altered link, a path outside the output folder (``..``, an
@@ -10,7 +12,7 @@ The links are minted and checked by :class:`~gravitex_mcp.store.media_links.Medi
   its size and mtime set back: the inode and ``ctime`` cannot be set back;
 - only files the server handed out a link for can be fetched: it mints links
   for the videos, contact sheets and frames it saved, and nothing else;
-- deleting the key file revokes every link at once.
+- deleting the key file (or changing the server secret) revokes every link at once.
 
 Over the HTTP transports the route lives on the server's own port (behind the
 Host/Origin checks, not the bearer token); over stdio :func:`serve_loopback`
@@ -290,8 +292,6 @@ def request_host(headers: Any) -> str | None:
 
 __all__ = [
     "MEDIA_PORT_FILE",
-    "MEDIA_PREFIX",
-    "MediaLinks",
     "is_media_path",
     "loopback_app",
     "media_response",

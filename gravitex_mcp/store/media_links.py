@@ -5,7 +5,9 @@ A browser ``<video>`` cannot send a bearer token, so the link itself is the
 credential: ``/media/<token>/<name>``, where ``token`` is an HMAC of the file's
 identity (its path inside the output folder, its device and inode, size, and
 modification and change times) under a secret kept in the state folder (mode 0600;
-deleting it revokes every link at once, a restart keeps them working). A file is
+deleting it revokes every link at once, a restart keeps them working), or, with
+``GRAVITEX_SERVER_SECRET``, a key derived from it, so every replica honours the links
+any other handed out (:func:`link_key`). A file is
 reached one name at a time from the folder's descriptor, never through a link.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from ..errors import ConfigurationError
+from ..settings import derive_key
 from .ondisk import FileIdentity
 from .tempfiles import link_or_reserve
 
@@ -73,6 +76,14 @@ def load_or_create_key(state_dir: Path) -> bytes:
         ) from exc
     finally:
         temp.unlink(missing_ok=True)
+
+
+def link_key(state_dir: Path, server_secret: str | None) -> bytes:
+    """The media links' key: derived from the server secret when there is one (the
+    same on every replica), else the state folder's own (blocking: it may write it)."""
+    if server_secret:
+        return derive_key(server_secret, "media-links/v1")
+    return load_or_create_key(state_dir)
 
 
 class MediaLinks:

@@ -12,8 +12,10 @@ import anyio
 import httpx2
 
 from ..errors import MissingAPIKeyError
+from ..metrics import Metrics
 from ..settings import Settings
 from .client import GravitexClient
+from .observe import upstream_hooks
 
 if TYPE_CHECKING:  # imported when simulating only: a real-API start never loads it
     from ..simulator import Simulator, SimulatorConfig
@@ -153,10 +155,12 @@ async def open_upstream(
     transport: httpx2.AsyncBaseTransport | None = None,
     upstream: Upstream | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[GravitexClient]:
     """A :class:`GravitexClient` for the chosen upstream, closed on exit.
 
-    ``sleep`` is what retries wait with (tests pass a fake clock's).
+    ``sleep`` is what retries wait with (tests pass a fake clock's); its requests are
+    timed into ``metrics`` and traced (upstream/observe.py).
     """
     chosen = upstream or choose_upstream(settings, transport=transport)
     # The client closes its transport; the on-demand simulator's closes what it made.
@@ -165,5 +169,6 @@ async def open_upstream(
         base_url=chosen.base_url,
         transport=chosen.transport,
         sleep=sleep,
+        event_hooks=upstream_hooks(chosen.base_url, metrics),
     ) as client:
         yield client

@@ -176,6 +176,7 @@ class GravitexClient:
         user_agent: str = DEFAULT_USER_AGENT,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
+        event_hooks: Mapping[str, list[Callable[[Any], Any]]] | None = None,
     ) -> None:
         key = (api_key or "").strip()
         if not key:
@@ -205,6 +206,7 @@ class GravitexClient:
         redact_url_args("httpx2", httpx2.URL)
         self._transport = transport
         self._user_agent = user_agent
+        self._event_hooks = event_hooks  # metrics and spans (upstream/observe.py)
         self._http_client: httpx2.AsyncClient | None = None
         self._closed = False
 
@@ -227,6 +229,7 @@ class GravitexClient:
                 ),
                 headers={"User-Agent": self._user_agent},
                 follow_redirects=False,
+                event_hooks=self._event_hooks,
             )
         return self._http_client
 
