@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 
@@ -25,7 +27,13 @@ from ..errors import (
     UnknownTaskError,
     URLExpiredError,
 )
-from ..results import CheckVideoTaskResult, DownloadVideoResult, SavedVideo, TaskErrorInfo
+from ..results import (
+    CheckVideoTaskResult,
+    DownloadVideoResult,
+    SavedVideo,
+    TaskErrorInfo,
+    TaskResult,
+)
 from ..store.journal import Journal, TaskRecord
 from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError
 from ..upstream.answers import TaskSnapshot
@@ -37,6 +45,8 @@ from .saves import OnDisk, Saves
 from .singleflight import JobStoppedError, SharedPolls
 
 logger = logging.getLogger(__name__)
+
+_Result = TypeVar("_Result", bound=TaskResult)
 
 
 #: Time a wait may run past ``wait_seconds``: the last poll and the download. With
@@ -68,6 +78,45 @@ def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
         f"1-5 minutes). Call check_video_task with task_id {task_id!r} (and download: true) "
         "to keep waiting."
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """Where a followed task stands: what each call that follows a task (generate,
+    check, a batch job) ends with, built once into that tool's result model."""
+
+    task_id: str
+    status: TaskStatus
+    model: str | None
+    url: str | None
+    error: TaskErrorInfo | None
+    elapsed_seconds: float
+    next_step: str
+    saved: SavedVideo | None = None
+    """The video this call saved (or found saved), once."""
+    download_error: str | None = None
+    notes: tuple[str, ...] = ()
+    """Notes of the call (the submit's), before the saved video's own."""
+
+    def result(self, kind: type[_Result], **extra: Any) -> _Result:
+        """This outcome as ``kind`` (with ``extra`` fields): the saved video's fields at
+        the top level, where the contract puts them."""
+        saved = self.saved.model_dump() if self.saved is not None else {}
+        notes = [*self.notes, *saved.pop("notes", ())]
+        return kind(
+            **saved,
+            task_id=self.task_id,
+            status=self.status,
+            model=self.model,
+            url=self.url,
+            error=self.error,
+            elapsed_seconds=self.elapsed_seconds,
+            next_step=self.next_step,
+            video=self.saved,
+            download_error=self.download_error,
+            notes=notes,
+            **extra,
+        )
 
 
 class Follow:
@@ -103,7 +152,7 @@ class Follow:
         """The task's status after waiting at most ``wait_seconds``; download when asked."""
         record = await self._journal.get(task_id)
         model = record.model if record else None
-        return await self.follow(
+        outcome = await self.follow(
             task_id,
             model=model,
             delivery=delivery_of(record),
@@ -113,6 +162,7 @@ class Follow:
             initial=None,
             on_disk=await self._saves.on_disk(record),
         )
+        return outcome.result(CheckVideoTaskResult)
 
     async def follow(
         self,
@@ -125,7 +175,10 @@ class Follow:
         progress: ProgressFn | None,
         initial: TaskSnapshot | None,
         on_disk: OnDisk | None,
-    ) -> CheckVideoTaskResult:
+        notes: tuple[str, ...] = (),
+    ) -> TaskOutcome:
+        """Wait at most ``wait_seconds`` for the task (and save it if asked): where it
+        stands, and what to do next. ``notes`` come first in the result's notes."""
         stream, total = Progress(progress), float(wait_seconds)
         latest = initial
         saved: SavedVideo | None = None
@@ -199,7 +252,7 @@ class Follow:
                 f"download_video (or check_video_task with download: true) with task_id "
                 f"{task_id!r} again to get its path."
             )
-        return CheckVideoTaskResult(
+        return TaskOutcome(
             task_id=task_id,
             status=latest.status,
             model=model,
@@ -207,9 +260,9 @@ class Follow:
             error=error,
             elapsed_seconds=round(elapsed, 3),
             next_step=next_step,
-            video=saved,
+            saved=saved,
             download_error=download_error,
-            **(saved.model_dump() if saved else {}),
+            notes=notes,
         )
 
     async def download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
