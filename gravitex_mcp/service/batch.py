@@ -98,10 +98,8 @@ def _prefixed(index: int, problems: Sequence[Problem]) -> list[Problem]:
 
 def _parse(
     raw: Mapping[str, Any],
-) -> tuple[dict[int, VideoArguments], BatchSettings, list[Problem]]:
-    """The jobs that parse (by index), the batch settings, and every problem found."""
-    from ..request.validation import parse_request  # loaded by the first batch
-
+) -> tuple[dict[int, dict[str, Any]], BatchSettings, list[Problem]]:
+    """Each job's arguments (by index), the batch settings, and every problem found."""
     problems: list[Problem] = []
     settings = BatchSettings()
     try:
@@ -119,7 +117,7 @@ def _parse(
                 message = f"{shown_value(given)} ({json_kind(given)}) is not valid: {error['msg']}"
             problems.append(Problem(name, message))
     jobs = raw.get("jobs")
-    parsed: dict[int, VideoArguments] = {}
+    parsed: dict[int, dict[str, Any]] = {}
     if not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_JOBS:
         count = f"{len(jobs)} jobs" if isinstance(jobs, list) else repr(jobs)
         problems.append(
@@ -146,11 +144,7 @@ def _parse(
                         "generate_video's)",
                     )
                 )
-        job_args = {k: v for k, v in job.items() if k not in SERVER_ARGUMENTS and v is not None}
-        try:
-            parsed[index] = parse_request(job_args)
-        except InvalidArgumentsError as exc:
-            problems.extend(_prefixed(index, exc.problems))
+        parsed[index] = {k: v for k, v in job.items() if k not in SERVER_ARGUMENTS}
     return parsed, settings, problems
 
 
@@ -165,7 +159,7 @@ async def check_batch(service: VideoService, raw: Mapping[str, Any]) -> BatchReq
     prepared: list[PreparedRequest] = []
     for index, job in parsed.items():
         try:
-            prepared.append(await service.prepare(job))
+            prepared.append((await service.prepare(job))[1])
         except InvalidArgumentsError as exc:
             problems.extend(_prefixed(index, exc.problems))
     if problems:
@@ -211,7 +205,7 @@ async def run_batch(
 
     async def follow(index: int, submission: Submission) -> None:
         try:
-            result = await service.follow_submission(
+            outcome = await service.follow_submission(
                 submission,
                 wait_seconds=batch.wait_seconds,
                 download=batch.download,
@@ -228,9 +222,7 @@ async def run_batch(
                 next_step=str(exc),
             )
             return
-        outcomes[index].result = BatchJobResult.model_validate(
-            {**result.model_dump(), "index": index}
-        )
+        outcomes[index].result = outcome.result(BatchJobResult, index=index)
 
     async with anyio.create_task_group() as group:
         for index, outcome in enumerate(outcomes):

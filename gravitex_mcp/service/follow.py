@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 
@@ -25,19 +27,27 @@ from ..errors import (
     UnknownTaskError,
     URLExpiredError,
 )
-from ..results import CheckVideoTaskResult, DownloadVideoResult, SavedVideo, TaskErrorInfo
+from ..results import (
+    CheckVideoTaskResult,
+    DownloadVideoResult,
+    SavedVideo,
+    TaskErrorInfo,
+    TaskResult,
+)
 from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError
 from ..store.records import TaskRecord
 from ..store.seam import TaskStore
 from ..upstream.answers import TaskSnapshot
 from ..upstream.client import GravitexClient
-from ..upstream.waiting import Clock, PollSchedule, Seen
+from ..upstream.waiting import Answer, Clock, PollSchedule
 from .delivery import delivery_of
 from .progress import Progress, ProgressFn
 from .saves import OnDisk, Saves
 from .singleflight import JobStoppedError, SharedPolls
 
 logger = logging.getLogger(__name__)
+
+_Result = TypeVar("_Result", bound=TaskResult)
 
 
 #: Time a wait may run past ``wait_seconds``: the last poll and the download. With
@@ -69,6 +79,45 @@ def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
         f"1-5 minutes). Call check_video_task with task_id {task_id!r} (and download: true) "
         "to keep waiting."
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """Where a followed task stands: what each call that follows a task (generate,
+    check, a batch job) ends with, built once into that tool's result model."""
+
+    task_id: str
+    status: TaskStatus
+    model: str | None
+    url: str | None
+    error: TaskErrorInfo | None
+    elapsed_seconds: float
+    next_step: str
+    saved: SavedVideo | None = None
+    """The video this call saved (or found saved), once."""
+    download_error: str | None = None
+    notes: tuple[str, ...] = ()
+    """Notes of the call (the submit's), before the saved video's own."""
+
+    def result(self, kind: type[_Result], **extra: Any) -> _Result:
+        """This outcome as ``kind`` (with ``extra`` fields): the saved video's fields at
+        the top level, where the contract puts them."""
+        saved = self.saved.model_dump() if self.saved is not None else {}
+        notes = [*self.notes, *saved.pop("notes", ())]
+        return kind(
+            **saved,
+            task_id=self.task_id,
+            status=self.status,
+            model=self.model,
+            url=self.url,
+            error=self.error,
+            elapsed_seconds=self.elapsed_seconds,
+            next_step=self.next_step,
+            video=self.saved,
+            download_error=self.download_error,
+            notes=notes,
+            **extra,
+        )
 
 
 class Follow:
@@ -104,7 +153,7 @@ class Follow:
         """The task's status after waiting at most ``wait_seconds``; download when asked."""
         record = await self._journal.get(task_id)
         model = record.model if record else None
-        return await self.follow(
+        outcome = await self.follow(
             task_id,
             model=model,
             delivery=delivery_of(record),
@@ -114,6 +163,7 @@ class Follow:
             initial=None,
             on_disk=await self._saves.on_disk(record),
         )
+        return outcome.result(CheckVideoTaskResult)
 
     async def follow(
         self,
@@ -126,7 +176,10 @@ class Follow:
         progress: ProgressFn | None,
         initial: TaskSnapshot | None,
         on_disk: OnDisk | None,
-    ) -> CheckVideoTaskResult:
+        notes: tuple[str, ...] = (),
+    ) -> TaskOutcome:
+        """Wait at most ``wait_seconds`` for the task (and save it if asked): where it
+        stands, and what to do next. ``notes`` come first in the result's notes."""
         stream, total = Progress(progress), float(wait_seconds)
         latest = initial
         saved: SavedVideo | None = None
@@ -138,11 +191,11 @@ class Follow:
         with self._clock.deadline(wait_seconds + FOLLOW_GRACE_SECONDS) as scope:
             if initial is None or wait_seconds > 0:
                 async with aclosing(self._answers(task_id, wait_seconds)) as answers:
-                    async for seen in answers:
-                        latest = seen.snapshot
-                        waited = f"waited {seen.elapsed:.0f}s of {total:.0f}s"
+                    async for answer in answers:
+                        latest = answer.snapshot
+                        waited = f"waited {answer.elapsed:.0f}s of {total:.0f}s"
                         await stream.send(
-                            seen.elapsed, total, f"status: {latest.status.value}, {waited}"
+                            answer.elapsed, total, f"status: {latest.status.value}, {waited}"
                         )
             if latest is not None and latest.status is TaskStatus.SUCCEEDED and download:
                 try:
@@ -200,7 +253,7 @@ class Follow:
                 f"download_video (or check_video_task with download: true) with task_id "
                 f"{task_id!r} again to get its path."
             )
-        return CheckVideoTaskResult(
+        return TaskOutcome(
             task_id=task_id,
             status=latest.status,
             model=model,
@@ -208,9 +261,9 @@ class Follow:
             error=error,
             elapsed_seconds=round(elapsed, 3),
             next_step=next_step,
-            video=saved,
+            saved=saved,
             download_error=download_error,
-            **(saved.model_dump() if saved else {}),
+            notes=notes,
         )
 
     async def download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
@@ -289,7 +342,7 @@ class Follow:
         )
         return DownloadVideoResult(task_id=task_id, **saved.model_dump())
 
-    async def _answers(self, task_id: str, wait_seconds: float) -> AsyncGenerator[Seen, None]:
+    async def _answers(self, task_id: str, wait_seconds: float) -> AsyncGenerator[Answer, None]:
         """The answers about ``task_id`` within ``wait_seconds``, from one poll loop shared
         by every wait on it; each answer journalled once (by the wait that polled it).
         A failed poll raises the error check_video_task gives."""
@@ -298,10 +351,10 @@ class Follow:
         )
         try:
             async with aclosing(answers):
-                async for seen in answers:
-                    if seen.fresh:
-                        await self._record(seen.snapshot)
-                    yield seen
+                async for answer in answers:
+                    if answer.fresh:
+                        await self._record(answer.snapshot)
+                    yield answer
         except APIError as exc:
             raise await self._check_failed(task_id, exc) from exc
 
