@@ -312,7 +312,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         anyio.run(serve_stdio, server)
         return
     from ..server.http_app import build_http_app, serve_http
-    from ..server.media import MediaLinks, link_key
+    from ..store.media_links import MediaLinks, link_key
     from ..store.ready import folder_writable, journal_readable
 
     app = build_http_app(

@@ -47,7 +47,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import ConfigurationError
 from ..metrics import Metrics
 from ..settings import is_loopback
-from .media import MediaLinks, is_media_path, origin_of, with_media
+from ..store.media_links import MediaLinks
+from .media import is_media_path, origin_of, with_media
 from .stdio_guard import refusal_reason, request_id_of
 
 logger = logging.getLogger(__name__)

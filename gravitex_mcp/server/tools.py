@@ -30,8 +30,8 @@ from mcp.types import (
 from pydantic import BaseModel, Field
 
 from ..catalog import models as catalog
-from ..domain import Family, TaskStatus
-from ..redact import clip
+from ..domain import Family, JournalStatus, TaskStatus
+from ..redact import clip, redact_data_urls
 from ..request.arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
 from ..results import (
     CheckVideoTaskResult,
@@ -48,9 +48,9 @@ from ..results import (
 )
 from ..service.batch import GenerateVideosInput, check_batch, run_batch
 from ..service.videos import ProgressFn, VideoService
-from ..store.journal import JournalStatus, redact_data_urls
+from ..store.media_links import MediaLinks
 from ..video.frames import FramePosition
-from .media import MediaLinks, request_host
+from .media import request_host
 from .model_tool import tool_from_model
 from .schema_errors import CheckedTool, strict_arguments
 
@@ -346,11 +346,8 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def generate_video(
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
-        from ..request.validation import parse_request  # loaded by the first call
-
-        # null means "not given"; every argument is checked in one place.
-        request = parse_request({k: v for k, v in arguments.items() if v is not None})
-        result = await service_of(ctx).generate(request, _progress_of(ctx))
+        # Every argument is checked in one place: the service.
+        result = await service_of(ctx).generate(arguments, _progress_of(ctx))
         if result.dry_run:
             notes = "".join(f"Note: {note}\n" for note in result.notes)
             # An image travels as a data URL of megabytes: the text shows its
@@ -365,7 +362,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 structured_content=result.model_dump(mode="json"),
             )
         return await _task_result(
-            await linked(ctx, result), preview=request.preview, over_http=over_http(ctx)
+            await linked(ctx, result),
+            preview=arguments.get("preview") is not False,
+            over_http=over_http(ctx),
         )
 
     async def check_video_task(

@@ -13,7 +13,7 @@
 
 The mp4 muxer seeks back to finish its index, so PyAV writes a hidden temp file
 in the output folder; it is then published through
-:class:`~gravitex_mcp.store.storage.OutputDir` like every saved video (its own temp
+:class:`~gravitex_mcp.store.seam.VideoStore` like every saved video (its own temp
 file, fsync, sha256, no-clobber link under the final name), and the first temp
 file is removed whatever happens. Nothing is ever left under a final name
 unless complete.
@@ -26,8 +26,6 @@ import itertools
 import json
 import logging
 import math
-import os
-import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -42,9 +40,8 @@ import anyio.to_thread
 from ..errors import GravitexError, InvalidArgumentsError, StorageError
 from ..redact import clip
 from ..results import JoinVideosResult, Preview, Probe
-from ..store.leftovers import TEMP_SUFFIX, hold_temp_file
-from ..store.ondisk import HeldFile, VideoSource, open_saved, path_of
-from ..store.storage import OutputDir, StoredFile
+from ..store.ondisk import HeldFile, VideoSource, path_of
+from ..store.seam import StoredFile, VideoStore
 from .probe import ProbeError, probe_video
 from .seeing import Seen, look_at
 from .work import VideoWork, shared_video_work
@@ -486,11 +483,11 @@ def _write_joined(paths: Sequence[VideoSource], dest: Path, on_clip: ClipDone) -
     return plan
 
 
-async def _publish(tmp: Path, out: OutputDir, *, filename: str | None, stem: str) -> StoredFile:
-    """Copy ``tmp`` into a :class:`~gravitex_mcp.store.storage.VideoFile` and commit it."""
+async def _publish(tmp: Path, out: VideoStore, *, filename: str | None, stem: str) -> StoredFile:
+    """Copy ``tmp`` into a writer of the video store and commit it."""
     async with (
         await anyio.open_file(tmp, "rb") as source,
-        out.video(filename, default_stem=stem) as target,
+        out.reserve(filename, default_stem=stem) as target,
     ):
         while chunk := await source.read(_COPY_CHUNK):
             await target.write(chunk)
@@ -499,7 +496,7 @@ async def _publish(tmp: Path, out: OutputDir, *, filename: str | None, stem: str
 
 async def join_files(
     paths: Sequence[VideoSource],
-    out: OutputDir,
+    out: VideoStore,
     *,
     filename: str | None,
     default_stem: str,
@@ -515,21 +512,17 @@ async def join_files(
     """
     if not MIN_CLIPS <= len(paths) <= MAX_CLIPS:
         raise JoinError(f"Join {MIN_CLIPS} to {MAX_CLIPS} clips; got {len(paths)}.")
-    directory = await anyio.to_thread.run_sync(out.ensure)
     # Decoding and encoding the clips is video work: bounded by the cores.
     work = video or shared_video_work()
-    # Named and locked as every writer's temp file is, so a start-up sweep removes it
-    # after a crash and leaves it alone while this join runs.
-    tmp = directory / f".join.{secrets.token_hex(8)}{TEMP_SUFFIX}"
-    held = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    try:
-        hold_temp_file(held)
+    # The store's temp file: a start-up sweep removes it after a crash and leaves it
+    # alone while this join runs.
+    with out.scratch("join") as tmp:
         try:
             report = _clip_reporter(progress, len(paths))
             plan = await work.run(lambda: _write_joined(list(paths), tmp, report))
         except OSError as exc:
             raise StorageError(
-                f"Could not write the joined video in {directory}: {exc.strerror or exc}. "
+                f"Could not write the joined video in {tmp.parent}: {exc.strerror or exc}. "
                 "Nothing was saved."
             ) from exc
         # Read back before it is published: a join that cannot be read is never saved.
@@ -538,10 +531,6 @@ async def join_files(
         except ProbeError as exc:
             raise JoinError(f"The joined video cannot be read back: {exc}") from exc
         stored = await _publish(tmp, out, filename=filename, stem=default_stem)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.close(held)
     # The contact sheet, as for every saved video (nothing was asked of a join); a
     # sheet that cannot be made is a note, the video is saved.
     seen = await work.run(lambda: _look_at_stored(out, stored))
@@ -551,12 +540,12 @@ async def join_files(
     )
 
 
-def _look_at_stored(out: OutputDir, stored: StoredFile) -> Seen:
+def _look_at_stored(out: VideoStore, stored: StoredFile) -> Seen:
     """:func:`~gravitex_mcp.video.seeing.look_at` the published join, read through a checked
     descriptor (its identity as published), not whatever its name leads to now."""
     try:
-        found = open_saved(
-            out, stored.path, size=stored.size_bytes, sha256=stored.sha256, recorded=stored.identity
+        found = out.open_checked(
+            stored.path, size=stored.size_bytes, sha256=stored.sha256, recorded=stored.identity
         )
     except StorageError as exc:
         return Seen(None, None, [f"No contact sheet: {exc}"])
@@ -588,7 +577,7 @@ async def join_tasks(
     task_ids: Sequence[str],
     *,
     filename: str | None,
-    output: OutputDir | None = None,
+    output: VideoStore | None = None,
     progress: ProgressFn | None = None,
 ) -> JoinVideosResult:
     """Join the videos of ``task_ids`` in order; clips not yet saved are downloaded first.
