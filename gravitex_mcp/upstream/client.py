@@ -82,7 +82,6 @@ __all__ = [
     "TaskSnapshot",
     "Timeouts",
     "read_error",
-    "redact_url",
 ]
 
 logger = logging.getLogger(__name__)
