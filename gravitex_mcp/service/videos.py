@@ -12,15 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import anyio
 
 from ..errors import GravitexError, StorageError
-from ..results import (
-    ExtractFramesResult,
-    TaskSummary,
-)
+from ..results import ExtractFramesResult, TaskSummary
 from ..settings import Settings
 from ..store.journal import Journal
 from ..store.storage import OutputDir
@@ -40,9 +36,6 @@ from .generate import Generate, Submission
 from .listing import list_tasks
 from .progress import ProgressFn
 from .saves import Saves
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "DOWNLOAD_BOUND_SECONDS",
