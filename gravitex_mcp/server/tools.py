@@ -361,10 +361,10 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 content=[TextContent(type="text", text=text)],
                 structured_content=result.model_dump(mode="json"),
             )
+        # The service has checked preview (a strict bool; null or absent: true).
+        preview = arguments.get("preview") is not False
         return await _task_result(
-            await linked(ctx, result),
-            preview=arguments.get("preview") is not False,
-            over_http=over_http(ctx),
+            await linked(ctx, result), preview=preview, over_http=over_http(ctx)
         )
 
     async def check_video_task(

@@ -12,15 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import anyio
 
 from ..errors import GravitexError
-from ..results import (
-    ExtractFramesResult,
-    TaskSummary,
-)
+from ..results import ExtractFramesResult, TaskSummary
 from ..settings import Settings
 from ..store.seam import TaskStore, VideoStore
 from ..upstream.client import GravitexClient
@@ -39,9 +35,6 @@ from .generate import Generate, Submission
 from .listing import list_tasks
 from .progress import ProgressFn
 from .saves import Saves
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "DOWNLOAD_BOUND_SECONDS",

@@ -50,14 +50,7 @@ from ..errors import (
 )
 from ..logs import redact_url_args
 from ..redact import redact_url, scrub
-from .answers import (
-    TaskError,
-    TaskSnapshot,
-    check_task_id,
-    looks_like_html,
-    parse_task,
-    request_id,
-)
+from .answers import TaskError, TaskSnapshot, check_task_id, looks_like_html, parse_task, request_id
 from .failures import (
     Op,
     RetryError,
@@ -82,7 +75,6 @@ __all__ = [
     "TaskSnapshot",
     "Timeouts",
     "read_error",
-    "redact_url",
 ]
 
 logger = logging.getLogger(__name__)
