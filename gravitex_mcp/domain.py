@@ -54,3 +54,8 @@ class TaskStatus(StrEnum):
             except ValueError:
                 return cls.UNKNOWN
         return cls.UNKNOWN
+
+
+#: The mp4 ``comment`` tag of every clip the built-in simulator makes: the asked-versus-found
+#: notes read it to blame the simulator, not the model, for its small size and missing audio.
+SIMULATOR_MARK = "gravitex-mcp simulator clip: 160 px on the short side, no audio"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog.models import parse_size
+from ..domain import SIMULATOR_MARK
 from ..errors import GravitexError, StorageError
 from ..images import JPEG, image_dimensions, sniff_image_type
 from ..results import Frame, Preview, Probe
@@ -145,8 +146,6 @@ def _existing_sheet(source: VideoSource, probe: Probe) -> Preview | None:
 
 def _made_by_simulator(video: VideoSource) -> bool:
     """Whether ``video`` is one of the built-in simulator's clips (its mp4 comment tag)."""
-    from ..simulator.clips import SIMULATOR_MARK
-
     try:
         with opened_video(video) as (container, _):
             return container.metadata.get("comment") == SIMULATOR_MARK
