@@ -27,10 +27,10 @@ from gravitex_mcp.server.media import (
     load_or_create_key,
     serve_loopback,
 )
+from gravitex_mcp.service.joins import join_files
 from gravitex_mcp.settings import Settings
 from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.choose import simulated_upstream
-from gravitex_mcp.video.join import join_files
 
 from .clips import make_clip
 from .proc import SERVER_CMD, TOOLS, clean_env

@@ -511,7 +511,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         kept when every clip has it. Returns the saved file's path, size, sha256, a
         probe (duration, size, fps, codec, audio) and its contact sheet."""
 
-        from ..video.join import join_tasks  # PyAV's joining: loaded by the first join only
+        from ..service.joins import join_tasks  # PyAV's joining: loaded by the first join only
 
         joined = await join_tasks(
             service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)

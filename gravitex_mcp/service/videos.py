@@ -724,7 +724,7 @@ class VideoService:
         # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
         # Shielded: the video is already saved, and a deadline that ran out meanwhile
         # must not drop it from this result (the look takes a second or two at most).
-        from ..video.seeing import Seen, look_at  # PyAV's probe and sheet: loaded by the first look
+        from .looks import Seen, look_at  # PyAV's probe and sheet: loaded by the first look
 
         def look() -> Seen:
             try:
@@ -817,7 +817,7 @@ class VideoService:
     ) -> tuple[ExtractFramesResult, list[bytes]]:
         """Frames of the task's saved video as PNG files, and the PNGs to show (scaled
         down where large); a finished task not yet saved is downloaded first."""
-        from ..video.seeing import extract
+        from .looks import extract
 
         with await self.held_video(task_id) as video:
             try:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import GravitexError
 from ..results import Probe
-from ..store.ondisk import HeldFile, VideoSource, path_of
+from .source import VideoSource, path_of
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -37,7 +38,7 @@ def opened_video(source: VideoSource) -> Iterator[tuple[InputContainer, VideoStr
     try:
         with contextlib.ExitStack() as stack:
             target = (
-                stack.enter_context(source.reader()) if isinstance(source, HeldFile) else str(path)
+                str(source) if isinstance(source, Path) else stack.enter_context(source.reader())
             )
             container = stack.enter_context(av.open(target, "r"))
             if not container.streams.video:
