@@ -7,8 +7,9 @@ download), ``saves`` (one save per task, checked on disk and looked at),
 ``looks`` (a saved video's probe, notes, contact sheet and frames, saved beside it),
 ``joins`` (``join_videos``: clips gathered, joined, published), ``batch``
 (``generate_videos``), ``idempotency`` (key claims and repeat notes) and
-``singleflight`` (one poll loop and one save per task in this process). It wires ``request/``, ``upstream/``, ``store/`` and ``video/`` together
-and returns result models, never MCP types.
+``singleflight`` (one poll loop and one save per task in this process). It wires
+``request/``, ``upstream/``, ``store/`` and ``video/`` together and returns result
+models, never MCP types.
 
 May import: ``request/``, ``upstream/``, ``store/``, ``video/``, ``catalog/`` and
 the shared modules. Not: ``server/``, ``cli/``, ``mcp``, ``httpx2``, ``sqlite3``,
