@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from .app import ABORT_EXTENSION
+from .responses import ABORT_EXTENSION
 
 if TYPE_CHECKING:
     from .app import Simulator
