@@ -17,6 +17,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
 from .. import __version__
 from ..catalog import models as catalog
+from ..catalog.describe import describe
 from ..service.videos import VideoService
 from ..settings import Settings
 from ..store.journal import Journal
@@ -137,7 +138,7 @@ def build_server(
         mime_type="application/json",
     )
     def models_resource() -> str:
-        return json.dumps([catalog.describe(s) for s in catalog.models()], indent=2)
+        return json.dumps([describe(s) for s in catalog.models()], indent=2)
 
     @server.resource(
         "gravitex://tasks/{task_id}",

@@ -30,6 +30,7 @@ from mcp.types import (
 from pydantic import BaseModel, Field
 
 from ..catalog import models as catalog
+from ..catalog.describe import describe
 from ..domain import Family, TaskStatus
 from ..redact import clip
 from ..request.arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
@@ -331,7 +332,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         from .model_table import models_table
 
         specs = catalog.models(family)
-        result = ListModelsResult(models=[catalog.describe(s) for s in specs])
+        result = ListModelsResult(models=[describe(s) for s in specs])
         # The text is a compact table (~3 KB); the whole catalog (~60 KB as indented
         # JSON, 9k tokens) stays in structuredContent and gravitex://models.
         text = (

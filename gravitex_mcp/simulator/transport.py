@@ -91,7 +91,7 @@ class SimulatorTransport(httpx2.ASGITransport):
 
     ``buffer_chunks`` bounds how many body chunks may wait unread, so the app
     cannot run far ahead of a slow reader. It also tells the app it may end a
-    response mid-body (:data:`~gravitex_mcp.simulator.app.ABORT_EXTENSION`), as
+    response mid-body (:data:`~gravitex_mcp.simulator.responses.ABORT_EXTENSION`), as
     a real server can.
     """
 
