@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ..errors import GravitexError
-from .source import VideoSource, path_of
+from .source import VideoSource, opened, path_of
 
 if TYPE_CHECKING:
     import av.container
@@ -64,13 +64,13 @@ class ClipInfo:
     fps: Fraction | None
     duration: float
     audio: _Audio | None
+    source: VideoSource
+    """What to read (a saved clip through its checked descriptor)."""
     extradata: bytes | None = None
     """The codec's setup (H.264 SPS/PPS, ...): a copied stream carries the first clip's."""
-    source: VideoSource | None = None
-    """What to read (a saved clip through its checked descriptor); ``path`` when none."""
 
     def opened(self) -> contextlib.AbstractContextManager[av.container.InputContainer]:
-        return _open(self.source if self.source is not None else self.path)
+        return _open(self.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,19 +84,15 @@ class JoinPlan:
 
 @contextlib.contextmanager
 def _open(source: VideoSource) -> Iterator[av.container.InputContainer]:
-    """``source`` opened for reading; a held file through its checked descriptor (its
-    reader closed with the container: PyAV leaves a file object it was given open)."""
+    """``source`` opened for reading; failing to open it is a :class:`JoinError`."""
     import av
 
-    path = path_of(source)
     with contextlib.ExitStack() as stack:
-        target = None if isinstance(source, Path) else stack.enter_context(source.reader())
         try:
-            container = av.open(target if target is not None else str(path), "r")
+            container = stack.enter_context(opened(source))
         except (OSError, av.FFmpegError) as exc:
-            raise JoinError(f"Cannot read {path.name} as a video: {exc}") from exc
-        with container:
-            yield container
+            raise JoinError(f"Cannot read {path_of(source).name} as a video: {exc}") from exc
+        yield container
 
 
 def _duration(container: av.container.InputContainer) -> float:

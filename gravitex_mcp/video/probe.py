@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import GravitexError
 from ..results import Probe
-from .source import VideoSource, path_of
+from .source import VideoSource, opened, path_of
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -36,11 +35,7 @@ def opened_video(source: VideoSource) -> Iterator[tuple[InputContainer, VideoStr
 
     path = path_of(source)
     try:
-        with contextlib.ExitStack() as stack:
-            target = (
-                str(source) if isinstance(source, Path) else stack.enter_context(source.reader())
-            )
-            container = stack.enter_context(av.open(target, "r"))
+        with opened(source) as container:
             if not container.streams.video:
                 raise ProbeError(f"{path.name} has no video stream.")
             yield container, container.streams.video[0]
