@@ -347,11 +347,8 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def generate_video(
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
-        from ..request.validation import parse_request  # loaded by the first call
-
-        # null means "not given"; every argument is checked in one place.
-        request = parse_request({k: v for k, v in arguments.items() if v is not None})
-        result = await service_of(ctx).generate(request, _progress_of(ctx))
+        # Every argument is checked in one place: the service.
+        result = await service_of(ctx).generate(arguments, _progress_of(ctx))
         if result.dry_run:
             notes = "".join(f"Note: {note}\n" for note in result.notes)
             # An image travels as a data URL of megabytes: the text shows its
@@ -366,7 +363,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 structured_content=result.model_dump(mode="json"),
             )
         return await _task_result(
-            await linked(ctx, result), preview=request.preview, over_http=over_http(ctx)
+            await linked(ctx, result),
+            preview=arguments.get("preview") is not False,
+            over_http=over_http(ctx),
         )
 
     async def check_video_task(

@@ -38,7 +38,8 @@ from ..video.work import VideoWork, shared_video_work
 from .looks import Seen, look_at
 
 if TYPE_CHECKING:
-    from .videos import ProgressFn, VideoService
+    from .progress import ProgressFn
+    from .videos import VideoService
 
 logger = logging.getLogger(__name__)
 

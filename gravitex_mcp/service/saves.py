@@ -22,7 +22,8 @@ from ..store.leftovers import TEMP_SUFFIX
 from ..store.ondisk import Changed, FileIdentity, HeldFile, open_saved
 from ..store.storage import OutputDir, safe_filename
 from ..store.tasklock import TaskLock, TaskLocks
-from ..upstream.client import GravitexClient, TaskSnapshot
+from ..upstream.answers import TaskSnapshot
+from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
 from ..video.work import VideoWork
 from .delivery import delivery_from_answer

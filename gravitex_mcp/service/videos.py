@@ -10,14 +10,14 @@ download), ``saves`` (saving once, checking on disk, looking) and ``listing``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..errors import GravitexError, StorageError
-from ..request.arguments import GenerateVideoInput, VideoArguments
+from ..request.arguments import GenerateVideoInput
 from ..results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
@@ -34,9 +34,16 @@ from ..upstream.waiting import Clock, PollSchedule, SystemClock
 from ..video.frames import FramePosition
 from ..video.probe import ProbeError
 from ..video.work import VideoWork, shared_video_work
-from .follow import DOWNLOAD_BOUND_SECONDS, FOLLOW_GRACE_SECONDS, Follow, ProgressFn, TaskCheckError
+from .follow import (
+    DOWNLOAD_BOUND_SECONDS,
+    FOLLOW_GRACE_SECONDS,
+    Follow,
+    TaskCheckError,
+    TaskOutcome,
+)
 from .generate import Generate, Submission
 from .listing import list_tasks
+from .progress import ProgressFn
 from .saves import Saves
 
 if TYPE_CHECKING:
@@ -49,6 +56,7 @@ __all__ = [
     "ProgressFn",
     "Submission",
     "TaskCheckError",
+    "TaskOutcome",
     "VideoService",
 ]
 
@@ -134,14 +142,18 @@ class VideoService:
         return self._output
 
     async def generate(
-        self, request: GenerateVideoInput, progress: ProgressFn | None = None
+        self, arguments: Mapping[str, Any], progress: ProgressFn | None = None
     ) -> GenerateVideoResult:
-        """Validate, translate and (unless ``dry_run``) submit; then wait and download."""
-        return await self._generate.generate(request, progress)
+        """The raw ``generate_video`` arguments validated, translated and (unless
+        ``dry_run``) submitted; then waited for and downloaded."""
+        return await self._generate.generate(arguments, progress)
 
-    async def prepare(self, args: VideoArguments) -> PreparedRequest:
-        """Check ``args`` and build the upstream body (InvalidArgumentsError if refused)."""
-        return await self._generate.prepare(args)
+    async def prepare(
+        self, arguments: Mapping[str, Any]
+    ) -> tuple[GenerateVideoInput, PreparedRequest]:
+        """Raw arguments checked and the upstream body built (InvalidArgumentsError if
+        refused): where every check starts."""
+        return await self._generate.prepare(arguments)
 
     async def submit(
         self, prepared: PreparedRequest, *, idempotency_key: str | None = None
@@ -156,7 +168,7 @@ class VideoService:
         wait_seconds: float,
         download: bool,
         progress: ProgressFn | None = None,
-    ) -> GenerateVideoResult:
+    ) -> TaskOutcome:
         """Wait at most ``wait_seconds`` for a submitted task (and save it if asked)."""
         return await self._generate.follow_submission(
             submission, wait_seconds=wait_seconds, download=download, progress=progress

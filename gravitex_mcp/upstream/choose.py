@@ -18,6 +18,10 @@ from .client import GravitexClient
 if TYPE_CHECKING:  # imported when simulating only: a real-API start never loads it
     from ..simulator import Simulator, SimulatorConfig
 
+#: What carries the client's requests: the network, the in-process simulator, or a
+#: test's fake. Named here so the server can take one without importing httpx2.
+Transport = httpx2.AsyncBaseTransport
+
 #: The simulator is reached in-process; this host never resolves (``.invalid``).
 SIMULATOR_BASE_URL = "http://simulator.gravitex.invalid"
 SIMULATOR_KEY = "sk-simulator"
@@ -29,7 +33,7 @@ class Upstream:
 
     base_url: str
     api_key: str
-    transport: httpx2.AsyncBaseTransport | None = None
+    transport: Transport | None = None
     simulator: Simulator | None = None
 
 
@@ -130,9 +134,7 @@ class _KeyRequired(httpx2.AsyncBaseTransport):
 _NO_KEY = "sk-not-set"
 
 
-def choose_upstream(
-    settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None
-) -> Upstream:
+def choose_upstream(settings: Settings, *, transport: Transport | None = None) -> Upstream:
     """The simulator when simulating (made at the first request), else the real API;
     without a key, an upstream that refuses every request naming the fix."""
     if settings.simulate:
@@ -150,7 +152,7 @@ def choose_upstream(
 async def open_upstream(
     settings: Settings,
     *,
-    transport: httpx2.AsyncBaseTransport | None = None,
+    transport: Transport | None = None,
     upstream: Upstream | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> AsyncIterator[GravitexClient]:
