@@ -38,7 +38,7 @@ from ..store.journal import Journal, TaskRecord
 from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError
 from ..upstream.answers import TaskSnapshot
 from ..upstream.client import GravitexClient
-from ..upstream.waiting import Clock, PollSchedule, Seen
+from ..upstream.waiting import Answer, Clock, PollSchedule
 from .delivery import delivery_of
 from .progress import Progress, ProgressFn
 from .saves import OnDisk, Saves
@@ -190,11 +190,11 @@ class Follow:
         with self._clock.deadline(wait_seconds + FOLLOW_GRACE_SECONDS) as scope:
             if initial is None or wait_seconds > 0:
                 async with aclosing(self._answers(task_id, wait_seconds)) as answers:
-                    async for seen in answers:
-                        latest = seen.snapshot
-                        waited = f"waited {seen.elapsed:.0f}s of {total:.0f}s"
+                    async for answer in answers:
+                        latest = answer.snapshot
+                        waited = f"waited {answer.elapsed:.0f}s of {total:.0f}s"
                         await stream.send(
-                            seen.elapsed, total, f"status: {latest.status.value}, {waited}"
+                            answer.elapsed, total, f"status: {latest.status.value}, {waited}"
                         )
             if latest is not None and latest.status is TaskStatus.SUCCEEDED and download:
                 try:
@@ -341,7 +341,7 @@ class Follow:
         )
         return DownloadVideoResult(task_id=task_id, **saved.model_dump())
 
-    async def _answers(self, task_id: str, wait_seconds: float) -> AsyncGenerator[Seen, None]:
+    async def _answers(self, task_id: str, wait_seconds: float) -> AsyncGenerator[Answer, None]:
         """The answers about ``task_id`` within ``wait_seconds``, from one poll loop shared
         by every wait on it; each answer journalled once (by the wait that polled it).
         A failed poll raises the error check_video_task gives."""
@@ -350,10 +350,10 @@ class Follow:
         )
         try:
             async with aclosing(answers):
-                async for seen in answers:
-                    if seen.fresh:
-                        await self._record(seen.snapshot)
-                    yield seen
+                async for answer in answers:
+                    if answer.fresh:
+                        await self._record(answer.snapshot)
+                    yield answer
         except APIError as exc:
             raise await self._check_failed(task_id, exc) from exc
 

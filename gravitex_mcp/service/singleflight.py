@@ -23,7 +23,7 @@ from anyio.abc import TaskGroup
 
 from ..errors import GravitexError
 from ..upstream.answers import TaskSnapshot
-from ..upstream.waiting import Clock, PollSchedule, Seen, poll_task
+from ..upstream.waiting import Answer, Clock, PollSchedule, poll_task
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class SharedPolls:
 
     async def follow(
         self, task_id: str, poll: Callable[[], Awaitable[TaskSnapshot]], *, wait_seconds: float
-    ) -> AsyncGenerator[Seen, None]:
+    ) -> AsyncGenerator[Answer, None]:
         """Like :func:`~gravitex_mcp.upstream.waiting.poll_task`, shared with other waiters.
 
         Yields each answer this waiter sees (``fresh`` when it polled it itself: the
@@ -80,8 +80,8 @@ class SharedPolls:
         shared.users += 1
         try:
             async with aclosing(self._follow(shared, poll, wait_seconds)) as answers:
-                async for seen in answers:
-                    yield seen
+                async for answer in answers:
+                    yield answer
         finally:
             shared.users -= 1
             if shared.users == 0 and self._tasks.get(task_id) is shared:
@@ -92,13 +92,13 @@ class SharedPolls:
         shared: _Shared,
         poll: Callable[[], Awaitable[TaskSnapshot]],
         wait_seconds: float,
-    ) -> AsyncGenerator[Seen, None]:
+    ) -> AsyncGenerator[Answer, None]:
         start = self._clock.monotonic()
         latest: TaskSnapshot | None = None
         if shared.leading and shared.latest is not None and wait_seconds <= 0:
             # "Just look" while another call polls: its last answer is at most one
             # poll interval old.
-            yield Seen(shared.latest, 0.0, fresh=False)
+            yield Answer(shared.latest, 0.0, fresh=False)
             return
         seen = shared.version
         while True:
@@ -125,7 +125,7 @@ class SharedPolls:
                     raise shared.error
                 if shared.latest is not None:
                     latest = shared.latest
-                    yield Seen(latest, self._clock.monotonic() - start, fresh=False)
+                    yield Answer(latest, self._clock.monotonic() - start, fresh=False)
 
     async def _lead(
         self,
@@ -133,7 +133,7 @@ class SharedPolls:
         poll: Callable[[], Awaitable[TaskSnapshot]],
         wait_seconds: float,
         start: float,
-    ) -> AsyncGenerator[Seen, None]:
+    ) -> AsyncGenerator[Answer, None]:
         shared.leading = True
         offset = self._clock.monotonic() - start
         answers = poll_task(
@@ -143,7 +143,7 @@ class SharedPolls:
             async with aclosing(answers):
                 async for answer in answers:
                     shared.publish(answer.snapshot)
-                    yield Seen(answer.snapshot, offset + answer.elapsed)
+                    yield Answer(answer.snapshot, offset + answer.elapsed)
         except Exception as exc:
             shared.publish(None, exc)
             raise

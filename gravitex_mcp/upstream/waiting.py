@@ -55,7 +55,7 @@ class PollSchedule:
 
 
 @dataclass(frozen=True, slots=True)
-class Seen:
+class Answer:
     """One answer about a task, as one waiter sees it."""
 
     snapshot: TaskSnapshot
@@ -72,7 +72,7 @@ async def poll_task(
     wait_seconds: float,
     clock: Clock,
     schedule: PollSchedule | None = None,
-) -> AsyncGenerator[Seen, None]:
+) -> AsyncGenerator[Answer, None]:
     """Each answer of ``poll``, until the task is terminal or ``wait_seconds`` have passed.
 
     The caller handles each answer inline (journal, progress) before the next poll.
@@ -84,7 +84,7 @@ async def poll_task(
     polls = 0
     while True:
         snapshot = await poll()
-        yield Seen(snapshot, clock.monotonic() - start)
+        yield Answer(snapshot, clock.monotonic() - start)
         if snapshot.status.is_terminal:
             return
         remaining = wait_seconds - (clock.monotonic() - start)
