@@ -48,15 +48,20 @@ def opened_video(source: VideoSource) -> Iterator[tuple[InputContainer, VideoStr
 def probe_video(path: VideoSource) -> Probe:
     """Duration, frame size, fps, video codec and whether there is audio, from the file."""
     with opened_video(path) as (container, stream):
-        rate = stream.average_rate or stream.guessed_rate
-        return Probe(
-            duration_seconds=round(_duration_seconds(container, stream), 3),
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            fps=round(float(rate), 3) if rate else None,
-            video_codec=stream.codec_context.name,
-            has_audio=bool(container.streams.audio),
-        )
+        return probe_of(container, stream)
+
+
+def probe_of(container: InputContainer, stream: VideoStream) -> Probe:
+    """:func:`probe_video` of a video already open (see :func:`opened_video`)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return Probe(
+        duration_seconds=round(_duration_seconds(container, stream), 3),
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        fps=round(float(rate), 3) if rate else None,
+        video_codec=stream.codec_context.name,
+        has_audio=bool(container.streams.audio),
+    )
 
 
 def _duration_seconds(container: object, stream: object) -> float:

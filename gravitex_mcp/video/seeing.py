@@ -19,7 +19,7 @@ from ..errors import GravitexError
 from ..results import Probe
 from .frames import FramePosition, encode_png, frames_at, seconds_of
 from .preview import ContactSheet, contact_sheet, sample_times, tile_count
-from .probe import ProbeError, opened_video, probe_video
+from .probe import opened_video, probe_of, probe_video
 from .source import VideoSource, path_of
 
 #: Longest side of a frame shown in the conversation (a 1080p PNG runs to megabytes).
@@ -34,8 +34,10 @@ def look(
     video: VideoSource, asked: Mapping[str, Any], *, picked_size: tuple[int, int] | None = None
 ) -> tuple[Probe, list[str]]:
     """``video``'s probe and what differs from ``asked`` (raises :class:`ProbeError`)."""
-    probe = probe_video(video)
-    simulated = _made_by_simulator(video)
+    with opened_video(video) as (container, stream):
+        probe = probe_of(container, stream)
+        # The simulator's clips say so in their mp4 comment tag.
+        simulated = container.metadata.get("comment") == SIMULATOR_MARK
     return probe, mismatch_notes(asked, probe, picked_size=picked_size, simulated=simulated)
 
 
@@ -51,15 +53,6 @@ def sheet_times(probe: Probe) -> list[float]:
 
 
 # --- asked versus found ---------------------------------------------------------------
-
-
-def _made_by_simulator(video: VideoSource) -> bool:
-    """Whether ``video`` is one of the built-in simulator's clips (its mp4 comment tag)."""
-    try:
-        with opened_video(video) as (container, _):
-            return container.metadata.get("comment") == SIMULATOR_MARK
-    except ProbeError:
-        return False
 
 
 def mismatch_notes(
