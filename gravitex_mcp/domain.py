@@ -96,3 +96,8 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+#: The mp4 ``comment`` tag of every clip the built-in simulator makes: the asked-versus-found
+#: notes read it to blame the simulator, not the model, for its small size and missing audio.
+SIMULATOR_MARK = "gravitex-mcp simulator clip: 160 px on the short side, no audio"

@@ -417,7 +417,7 @@ async def test_a_download_during_the_saves_look_joins_it_and_makes_no_second_she
 ) -> None:
     # A save is journalled before it has looked at its video (probe, contact sheet):
     # a call in that window joins the save instead of looking again.
-    from gravitex_mcp.video import seeing
+    from gravitex_mcp.service import looks as seeing
 
     real_look_at = seeing.look_at
     looking, release = threading.Event(), threading.Event()

@@ -18,6 +18,7 @@ from mcp.server.request_state import RequestStateSecurity
 
 from .. import __version__
 from ..catalog import models as catalog
+from ..catalog.describe import describe
 from ..metrics import Metrics
 from ..service.videos import VideoService
 from ..settings import Settings, derive_key
@@ -153,7 +154,7 @@ def build_server(
         mime_type="application/json",
     )
     def models_resource() -> str:
-        return json.dumps([catalog.describe(s) for s in catalog.models()], indent=2)
+        return json.dumps([describe(s) for s in catalog.models()], indent=2)
 
     @server.resource(
         "gravitex://tasks/{task_id}",

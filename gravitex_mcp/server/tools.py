@@ -30,6 +30,7 @@ from mcp.types import (
 from pydantic import BaseModel, Field
 
 from ..catalog import models as catalog
+from ..catalog.describe import describe
 from ..domain import Family, JournalStatus, TaskStatus
 from ..redact import clip, redact_data_urls
 from ..request.arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
@@ -331,7 +332,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         from .model_table import models_table
 
         specs = catalog.models(family)
-        result = ListModelsResult(models=[catalog.describe(s) for s in specs])
+        result = ListModelsResult(models=[describe(s) for s in specs])
         # The text is a compact table (~3 KB); the whole catalog (~60 KB as indented
         # JSON, 9k tokens) stays in structuredContent and gravitex://models.
         text = (
@@ -510,7 +511,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         kept when every clip has it. Returns the saved file's path, size, sha256, a
         probe (duration, size, fps, codec, audio) and its contact sheet."""
 
-        from ..video.join import join_tasks  # PyAV's joining: loaded by the first join only
+        from ..service.joins import join_tasks  # PyAV's joining: loaded by the first join only
 
         joined = await join_tasks(
             service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)

@@ -174,7 +174,7 @@ class Saves:
         # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
         # Shielded: the video is already saved, and a deadline that ran out meanwhile
         # must not drop it from this result (the look takes a second or two at most).
-        from ..video.seeing import Seen, look_at  # PyAV's probe and sheet: loaded by the first look
+        from .looks import Seen, look_at  # PyAV's probe and sheet: loaded by the first look
 
         def look() -> Seen:
             try:

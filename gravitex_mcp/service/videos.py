@@ -136,7 +136,7 @@ class VideoService:
     ) -> tuple[ExtractFramesResult, list[bytes]]:
         """Frames of the task's saved video as PNG files, and the PNGs to show (scaled
         down where large); a finished task not yet saved is downloaded first."""
-        from ..video.seeing import extract
+        from .looks import extract
 
         with await self.held_video(task_id) as video:
             try:

@@ -10,9 +10,11 @@ Blocking: call from a worker thread.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import StorageError
@@ -97,3 +99,34 @@ def save_or_reuse(directory: Path, name: str, data: bytes) -> Path:
             return save_new(directory, name, data)
     except OSError as exc:
         raise StorageError(f"Could not read {name} in {directory}: {exc.strerror or exc}") from exc
+
+
+def find_still(
+    directory: Path, name: str, *, made_ns: int, limit: int, usable: Callable[[bytes], bool]
+) -> tuple[Path, bytes] | None:
+    """The newest still :func:`save_new` saved as ``name`` (or a ``stem-N`` copy) at or
+    after ``made_ns``, that is a regular file of at most ``limit`` bytes and ``usable``.
+
+    An older one belongs to an earlier file of the same name as the video it was made
+    of (one deleted, then a new video saved under its name): it is never returned.
+    """
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    pattern = glob.escape(stem) + (f"-*.{ext}" if ext else "-*")
+    found = []
+    for path in [directory / name, *directory.glob(pattern)]:
+        try:
+            info = path.lstat()  # not followed: a symlink under a still's name is not ours
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_mtime_ns >= made_ns:
+            found.append((info.st_mtime_ns, path))
+    for _, path in sorted(found, reverse=True):
+        try:
+            data = read_regular(path, limit=limit)
+        except OSError:
+            continue  # swapped since the listing: not this one
+        if usable(data):
+            return path, data
+    return None
