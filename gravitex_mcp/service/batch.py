@@ -27,8 +27,8 @@ from ..request.arguments import (
     SERVER_ARGUMENTS,
     VideoArguments,
 )
+from ..request.problems import json_kind, shown_value
 from ..results import BatchJobResult, GenerateVideosResult
-from ..server.schema_errors import json_kind, shown_value
 from .videos import ProgressFn, Submission, VideoService
 
 if TYPE_CHECKING:  # checking and preparing requests: loaded by the first batch
