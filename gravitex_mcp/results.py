@@ -90,6 +90,10 @@ class SavedVideo(_Result):
         ),
     ] = None
 
+    def saved_video(self) -> SavedVideo:
+        """The saved video this result is (the renderer's view of every saving tool)."""
+        return self
+
 
 def _all_optional(model: type[BaseModel]) -> dict[str, Any]:
     """``model``'s fields as ``create_model`` definitions, each defaulting to None."""
@@ -107,7 +111,11 @@ else:
 
 
 class TaskResult(_WhenSaved):
-    """Where a task stands, and what to do next (with the saved video's fields when saved)."""
+    """Where a task stands, and what to do next.
+
+    When the call saved the video, its fields are at the top level, where the
+    contract puts them (once: there is no nested copy).
+    """
 
     task_id: Annotated[str, Field(description="The upstream task id.")]
     status: Annotated[
@@ -124,10 +132,6 @@ class TaskResult(_WhenSaved):
         float | None, Field(description="How long this call waited for the task.")
     ] = None
     next_step: Annotated[str | None, Field(description="What to do next, in plain words.")] = None
-    video: Annotated[
-        SavedVideo | None,
-        Field(description="The saved video, when it was downloaded by this call."),
-    ] = None
     download_error: Annotated[
         str | None,
         Field(description="Why saving the finished video failed (it can be downloaded again)."),
@@ -136,6 +140,12 @@ class TaskResult(_WhenSaved):
         list[str],
         Field(description="Differences between what was asked and what the saved file holds."),
     ] = Field(default_factory=list)
+
+    def saved_video(self) -> SavedVideo | None:
+        """The video this call saved, from its top-level fields; None when nothing was."""
+        if getattr(self, "path", None) is None:
+            return None
+        return SavedVideo.model_validate(self.model_dump(include=set(SavedVideo.model_fields)))
 
 
 class GenerateVideoResult(TaskResult):

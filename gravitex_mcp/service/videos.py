@@ -492,7 +492,6 @@ class VideoService:
             error=error,
             elapsed_seconds=round(elapsed, 3),
             next_step=next_step,
-            video=saved,
             download_error=download_error,
             **(saved.model_dump() if saved else {}),
         )
