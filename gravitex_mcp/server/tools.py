@@ -20,7 +20,12 @@ from pydantic import Field
 
 from ..catalog import models as catalog
 from ..domain import Family
-from ..request.arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
+from ..request.arguments import (
+    DEFAULT_WAIT_SECONDS,
+    MAX_WAIT_SECONDS,
+    PREVIEW_DESCRIPTION,
+    GenerateVideoInput,
+)
 from ..results import (
     CheckVideoTaskResult,
     DownloadVideoResult,
@@ -75,10 +80,6 @@ notifications. A job whose submit fails does not stop the others; the result lis
 jobs to send again (retry_jobs). With `download: true` finished videos are saved, each
 with its probe, notes and contact sheet image, as generate_video shows them.
 """
-PREVIEW_DESCRIPTION = (
-    "Put the saved video's contact sheet (frames spread over the clip, one JPEG) in the "
-    "result as an image. false leaves the image out (probe, notes and the sheet's path stay)."
-)
 #: The name a saved mp4 is asked to have.
 Filename = Annotated[
     str | None,
