@@ -25,8 +25,9 @@ from gravitex_mcp.service.idempotency import (
 )
 from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
-from gravitex_mcp.store import journal as journal_module
-from gravitex_mcp.store.journal import DB_FILENAME, Journal
+from gravitex_mcp.store import sqlite_schema
+from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.store.sqlite_open import DB_FILENAME
 from gravitex_mcp.upstream.client import GravitexClient
 
 from .proc import SERVER_CMD, STOP_TIMEOUT, clean_env
@@ -338,7 +339,7 @@ async def test_a_journal_from_before_keys_is_migrated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patch:
-        patch.setattr(journal_module, "_MIGRATIONS", journal_module._MIGRATIONS[:1])
+        patch.setattr(sqlite_schema, "_MIGRATIONS", sqlite_schema._MIGRATIONS[:1])
         Journal.open(tmp_path).close()
     conn = sqlite3.connect(tmp_path / DB_FILENAME)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from gravitex_mcp.errors import StorageError
-from gravitex_mcp.store.leftovers import is_temp_name, sweep_temp_files
 from gravitex_mcp.store.storage import OutputDir
+from gravitex_mcp.store.tempfiles import is_temp_name, sweep_temp_files
 from gravitex_mcp.video import join as join_module
 from gravitex_mcp.video.join import JoinError, join_files
 from gravitex_mcp.video.probe import ProbeError, probe_video

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gravitex_mcp.store.leftovers import is_temp_name, sweep_temp_files
 from gravitex_mcp.store.storage import OutputDir
+from gravitex_mcp.store.tempfiles import is_temp_name, sweep_temp_files
 
 from .server_harness import connected, make_harness, structured
 

@@ -24,10 +24,10 @@ from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.media import (
     MEDIA_PORT_FILE,
     MediaLinks,
-    load_or_create_key,
     serve_loopback,
 )
 from gravitex_mcp.settings import Settings
+from gravitex_mcp.store.link_key import load_or_create_key
 from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.choose import simulated_upstream
 from gravitex_mcp.video.join import join_files

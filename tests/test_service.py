@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from gravitex_mcp.catalog import models as catalog
-from gravitex_mcp.domain import Delivery, Family, TaskStatus
+from gravitex_mcp.domain import Delivery, Family, JournalStatus, TaskStatus
 from gravitex_mcp.errors import JournalError
 from gravitex_mcp.request.arguments import GenerateVideoInput
 from gravitex_mcp.service.delivery import delivery_from_answer as _delivery_from_answer
 from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
-from gravitex_mcp.store.journal import Journal, JournalStatus, TaskRecord
+from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.store.records import TaskRecord
 from gravitex_mcp.upstream.client import GravitexClient, TaskSnapshot
 
 from .server_harness import API_KEY, FakeClock, make_settings

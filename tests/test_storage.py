@@ -16,13 +16,13 @@ import anyio.lowlevel
 import pytest
 
 from gravitex_mcp.errors import StorageError
-from gravitex_mcp.store.leftovers import TEMP_SUFFIX
 from gravitex_mcp.store.storage import (
     MAX_STEM_BYTES,
     OutputDir,
     StoredFile,
     safe_filename,
 )
+from gravitex_mcp.store.tempfiles import TEMP_SUFFIX
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

@@ -277,7 +277,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         anyio.run(serve_stdio, server)
         return
     from ..server.http_app import build_http_app, serve_http
-    from ..server.media import MediaLinks, load_or_create_key
+    from ..server.media import MediaLinks
+    from ..store.link_key import load_or_create_key
 
     app = build_http_app(
         server,

@@ -20,13 +20,14 @@ from ..catalog import models as catalog
 from ..service.videos import VideoService
 from ..settings import Settings
 from ..store.journal import Journal
-from ..store.leftovers import sweep_temp_files
+from ..store.link_key import load_or_create_key
 from ..store.storage import OutputDir
+from ..store.tempfiles import sweep_temp_files
 from ..upstream.choose import Upstream, open_upstream
 from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
 from .completions import register_completions
-from .media import MEDIA_PORT_FILE, MediaLinks, load_or_create_key, origin_of, serve_loopback
+from .media import MEDIA_PORT_FILE, MediaLinks, origin_of, serve_loopback
 from .player import Player
 from .prompts import register_prompts
 from .tool_index import instructions

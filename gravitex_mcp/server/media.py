@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import logging
 import os
-import secrets
 import socket
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,64 +41,17 @@ from starlette.datastructures import Headers
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import ConfigurationError
 from ..store.ondisk import FileIdentity
 
 logger = logging.getLogger(__name__)
 
 #: The route prefix, on the HTTP transports and on the loopback media server.
 MEDIA_PREFIX = "/media/"
-KEY_FILE = "media-links.key"
 #: The loopback media server's last port, in the state folder (stdio only).
 MEDIA_PORT_FILE = "media-port"
-KEY_BYTES = 32
 #: 144 bits of HMAC in the link: far beyond guessing, short enough to read.
 TOKEN_BYTES = 18
 _NOT_FOUND = PlainTextResponse("Not found", status_code=404)
-
-
-def load_or_create_key(state_dir: Path) -> bytes:
-    """The link secret in ``state_dir``, created (mode 0600) on first use.
-
-    Written under a temporary name and linked into place without clobbering, so
-    two servers starting together agree on one key and neither reads half a file.
-    """
-    path = state_dir / KEY_FILE
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        key = b""
-    except OSError as exc:
-        raise ConfigurationError(
-            f"Cannot read the media link key {path} ({exc.strerror or exc}); "
-            "set GRAVITEX_STATE_DIR to a folder you can write."
-        ) from exc
-    if len(key) == KEY_BYTES:
-        return key
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fresh = secrets.token_bytes(KEY_BYTES)
-    temp = state_dir / f".{KEY_FILE}.{secrets.token_hex(6)}.tmp"
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(fresh)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if key:  # a damaged key (wrong length): replace it, old links die with it
-            os.replace(temp, path)
-            return fresh
-        from ..store.stills import link_or_reserve  # placement without clobbering, links or not
-
-        if not link_or_reserve(temp, path):
-            return path.read_bytes()  # another server made it first: one key for both
-        return fresh
-    except OSError as exc:
-        raise ConfigurationError(
-            f"Cannot write the media link key in {state_dir} ({exc.strerror or exc}); "
-            "set GRAVITEX_STATE_DIR to a folder you can write."
-        ) from exc
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def origin_of(url: str) -> str:
@@ -452,12 +404,10 @@ def request_host(headers: Any) -> str | None:
 
 
 __all__ = [
-    "KEY_FILE",
     "MEDIA_PORT_FILE",
     "MEDIA_PREFIX",
     "MediaLinks",
     "is_media_path",
-    "load_or_create_key",
     "loopback_app",
     "media_response",
     "origin_of",

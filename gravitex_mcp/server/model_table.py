@@ -95,7 +95,7 @@ def member_docs(cls: type[Enum]) -> dict[str, str]:
 
 def statuses_table() -> str:
     """The journal's status values (what ``list_video_tasks`` shows and filters by)."""
-    from ..store.journal import JournalStatus
+    from ..domain import JournalStatus
 
     lines = ["| status | meaning |", "| --- | --- |"]
     lines += [f"| `{value}` | {doc} |" for value, doc in member_docs(JournalStatus).items()]

@@ -22,7 +22,7 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, 
 from pydantic import BaseModel
 
 from ..domain import TaskStatus
-from ..redact import clip
+from ..redact import clip, redact_data_urls
 from ..results import (
     DownloadVideoResult,
     GenerateVideoResult,
@@ -33,7 +33,6 @@ from ..results import (
     SavedVideo,
     TaskResult,
 )
-from ..store.journal import redact_data_urls
 from .media import MediaLinks
 
 logger = logging.getLogger(__name__)

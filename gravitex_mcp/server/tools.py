@@ -19,7 +19,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from ..catalog import models as catalog
-from ..domain import Family
+from ..domain import Family, JournalStatus
 from ..request.arguments import (
     DEFAULT_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
@@ -38,7 +38,6 @@ from ..results import (
 )
 from ..service.batch import GenerateVideosInput, check_batch, run_batch
 from ..service.videos import ProgressFn, VideoService
-from ..store.journal import JournalStatus
 from ..video.frames import FramePosition
 from .media import MediaLinks, request_host
 from .model_tool import tool_from_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..catalog import models as catalog
 from ..domain import Delivery, Family
 from ..errors import GravitexError
-from ..store.journal import TaskRecord
+from ..store.records import TaskRecord
 from ..upstream.client import TaskSnapshot
 
 

@@ -26,8 +26,9 @@ from ..errors import (
     URLExpiredError,
 )
 from ..results import CheckVideoTaskResult, DownloadVideoResult, SavedVideo, TaskErrorInfo
-from ..store.journal import Journal, TaskRecord
+from ..store.journal import Journal
 from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError
+from ..store.records import TaskRecord
 from ..upstream.client import GravitexClient, TaskSnapshot
 from ..upstream.waiting import Clock, PollSchedule
 from .delivery import delivery_of

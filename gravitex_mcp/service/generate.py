@@ -13,7 +13,8 @@ from ..errors import GravitexError, JournalError, SubmitOutcomeUnknownError
 from ..request.arguments import GenerateVideoInput, VideoArguments
 from ..results import GenerateVideoResult
 from ..settings import Settings
-from ..store.journal import Journal, TaskRecord
+from ..store.journal import Journal
+from ..store.records import TaskRecord
 from ..upstream.client import GravitexClient, TaskSnapshot
 from ..upstream.waiting import Clock
 from .follow import Follow, ProgressFn

@@ -23,9 +23,11 @@ import json
 from datetime import timedelta
 from typing import Final
 
+from ..domain import JournalStatus
 from ..errors import GravitexError, InvalidArgumentsError
 from ..request.prepare import PreparedRequest
-from ..store.journal import Journal, JournalStatus, TaskRecord
+from ..store.journal import Journal
+from ..store.records import TaskRecord
 from ..upstream.waiting import Clock
 
 #: A repeat of the same arguments within this window is pointed out in ``notes``.

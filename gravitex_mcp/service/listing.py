@@ -6,7 +6,8 @@ from typing import Any
 
 from ..redact import clip
 from ..results import TaskErrorInfo, TaskSummary
-from ..store.journal import Journal, TaskRecord
+from ..store.journal import Journal
+from ..store.records import TaskRecord
 
 #: Longest text value (a prompt, say) shown in a listing; the whole entry stays in
 #: the gravitex://tasks/{task_id} resource. Keeps every listing small, whatever was asked.

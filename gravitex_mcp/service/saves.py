@@ -17,11 +17,12 @@ from ..domain import Delivery
 from ..errors import JournalError, StorageError
 from ..results import SavedVideo
 from ..settings import Settings
-from ..store.journal import Journal, TaskRecord
-from ..store.leftovers import TEMP_SUFFIX
+from ..store.journal import Journal
 from ..store.ondisk import Changed, FileIdentity, HeldFile, open_saved
+from ..store.records import TaskRecord
 from ..store.storage import OutputDir, safe_filename
 from ..store.tasklock import TaskLock, TaskLocks
+from ..store.tempfiles import TEMP_SUFFIX
 from ..upstream.client import GravitexClient, TaskSnapshot
 from ..upstream.waiting import Clock
 from ..video.work import VideoWork

@@ -7,7 +7,8 @@
   (``O_EXCL | O_NOFOLLOW``, 0o644, an exclusive ``flock`` held while it is written, so a
   start-up sweep can tell live temp files from leftovers) and hashes each piece as it
   writes it. :meth:`VideoFile.commit` fsyncs, then publishes with ``os.link`` (which
-  never replaces: a taken name moves on to ``name-1.mp4``, ...). Any failure removes the
+  never replaces: a taken name moves on to ``name-1.mp4``, ...; the rule is
+  :mod:`.tempfiles`'). Any failure removes the
   temp file; OS errors become a :class:`~gravitex_mcp.errors.StorageError` saying what
   to do. The OS calls are injectable to simulate full, read-only or link-less disks.
 """
@@ -19,7 +20,6 @@ import errno
 import hashlib
 import os
 import re
-import secrets
 import stat
 import unicodedata
 from collections.abc import Callable
@@ -33,16 +33,14 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ..errors import StorageError
-from .leftovers import TEMP_SUFFIX, hold_temp_file
 from .ondisk import FileIdentity, identity_of_fd
+from .tempfiles import OpenFn, create_temp, place_without_link, publish_first_free
 
 #: Extension every saved video gets.
 VIDEO_SUFFIX: Final = ".mp4"
 #: Longest stem (UTF-8 bytes) kept from a caller's name; leaves room for ``-NNNN``,
 #: the temp-name decoration and the 255-byte name limit of common filesystems.
 MAX_STEM_BYTES: Final = 160
-#: Unique-name attempts (``name-1`` ... ``name-N``) before giving up.
-MAX_UNIQUE_TRIES: Final = 10_000
 
 _RESERVED_CHARS: Final = frozenset('<>:"/\\|?*')
 _DROPPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
@@ -57,19 +55,10 @@ _DISK_FULL: Final = frozenset(
 _NO_HARD_LINKS: Final = frozenset(
     {errno.EPERM, errno.EMLINK, errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTSUP}
 )
-_TEMP_FLAGS: Final = (
-    os.O_WRONLY
-    | os.O_CREAT
-    | os.O_EXCL
-    | getattr(os, "O_BINARY", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_NOFOLLOW", 0)
-)
 
 WriteFn = Callable[[int, bytes | bytearray | memoryview], int]
 FsyncFn = Callable[[int], None]
 LinkFn = Callable[[str, str], None]
-OpenFn = Callable[[str, int, int], int]
 
 
 def _clean_stem(raw: str) -> str:
@@ -277,21 +266,14 @@ class VideoFile:
     def _create_temp(self) -> None:
         directory = self._out.ensure()
         stem = self.name[: -len(VIDEO_SUFFIX)]
-        for _ in range(100):
-            tmp = directory / f".{stem}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-            try:
-                fd = self._out._open_file(str(tmp), _TEMP_FLAGS, 0o644)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise _storage_error(
-                    exc, name=self.name, directory=directory, action="create a file for"
-                ) from exc
-            self._fd, self._dir, self._tmp = fd, directory, tmp
+        try:
             # Held until the file is closed: a start-up sweep leaves locked temp files.
-            hold_temp_file(fd)
-            return
-        raise StorageError(f"Could not find a free temporary name in {directory}.")
+            fd, tmp = create_temp(directory, stem, open_file=self._out._open_file)
+        except OSError as exc:
+            raise _storage_error(
+                exc, name=self.name, directory=directory, action="create a file for"
+            ) from exc
+        self._fd, self._dir, self._tmp = fd, directory, tmp
 
     def _discard(self) -> None:
         fd, self._fd = self._fd, None
@@ -375,20 +357,10 @@ class VideoFile:
         )
 
     def _publish(self, tmp: Path, directory: Path) -> Path:
-        stem = self.name[: -len(VIDEO_SUFFIX)]
-        for i in range(MAX_UNIQUE_TRIES):
-            final = directory / (self.name if i == 0 else f"{stem}-{i}{VIDEO_SUFFIX}")
-            if final.parent != directory or final.name.startswith("."):
-                raise StorageError(f"Refusing to save {final.name!r} outside {directory}.")
-            try:
-                if self._place(tmp, final):
-                    return final
-            except OSError as exc:
-                raise self._error(exc, "save") from exc
-        raise StorageError(
-            f"Could not find a free name for {self.name} in {directory} after "
-            f"{MAX_UNIQUE_TRIES} tries; pass another filename."
-        )
+        try:
+            return publish_first_free(tmp, directory, self.name, self._place)
+        except OSError as exc:
+            raise self._error(exc, "save") from exc
 
     def _place(self, tmp: Path, final: Path) -> bool:
         """Put ``tmp``'s content at ``final`` unless ``final`` exists; False if it does."""
@@ -404,28 +376,4 @@ class VideoFile:
                 self._out._link = None  # this filesystem has no hard links
             else:
                 return True
-        return _place_without_link(tmp, final)
-
-
-def _place_without_link(tmp: Path, final: Path) -> bool:
-    if os.name == "nt":
-        try:
-            os.rename(tmp, final)  # refuses to replace an existing file on Windows
-        except FileExistsError:
-            return False
-        return True
-    # Reserve the name with O_EXCL (never clobbers), then move the finished file onto
-    # our own empty placeholder.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(final, flags, 0o644)
-    except FileExistsError:
-        return False
-    os.close(fd)
-    try:
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(final)
-        raise
-    return True
+        return place_without_link(tmp, final)

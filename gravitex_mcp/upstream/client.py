@@ -174,7 +174,9 @@ class _RedactURLsInLog(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and any(isinstance(a, httpx2.URL) for a in args):
-            record.args = tuple(redact_url(a) if isinstance(a, httpx2.URL) else a for a in args)
+            record.args = tuple(
+                redact_url(str(a)) if isinstance(a, httpx2.URL) else a for a in args
+            )
         return True
 
 
@@ -386,7 +388,7 @@ class _Op:
 def read_error(response: httpx2.Response, exc: httpx2.RequestError) -> APIError:
     """The error for an httpx2 failure while a streamed body is read (a stall past the
     client's ``read`` time-out is an :class:`APITimeoutError`)."""
-    where = redact_url(response.request.url)
+    where = redact_url(str(response.request.url))
     status, rid = response.status_code, _request_id(response.headers)
     if isinstance(exc, httpx2.TimeoutException):
         return APITimeoutError(

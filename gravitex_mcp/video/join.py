@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -42,9 +41,9 @@ import anyio.to_thread
 from ..errors import GravitexError, InvalidArgumentsError, StorageError
 from ..redact import clip
 from ..results import JoinVideosResult, Preview, Probe
-from ..store.leftovers import TEMP_SUFFIX, hold_temp_file
 from ..store.ondisk import HeldFile, VideoSource, open_saved, path_of
 from ..store.storage import OutputDir, StoredFile
+from ..store.tempfiles import create_temp
 from .probe import ProbeError, probe_video
 from .seeing import Seen, look_at
 from .work import VideoWork, shared_video_work
@@ -520,10 +519,8 @@ async def join_files(
     work = video or shared_video_work()
     # Named and locked as every writer's temp file is, so a start-up sweep removes it
     # after a crash and leaves it alone while this join runs.
-    tmp = directory / f".join.{secrets.token_hex(8)}{TEMP_SUFFIX}"
-    held = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    held, tmp = create_temp(directory, "join")
     try:
-        hold_temp_file(held)
         try:
             report = _clip_reporter(progress, len(paths))
             plan = await work.run(lambda: _write_joined(list(paths), tmp, report))
