@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from .domain import TaskStatus
+from .domain import JournalStatus, TaskStatus
 
 
 class _Result(BaseModel):
@@ -120,7 +120,7 @@ class TaskResult(_WhenSaved):
     task_id: Annotated[str, Field(description="The upstream task id.")]
     status: Annotated[
         TaskStatus,
-        Field(description="submitted, queued, in_progress, succeeded, failed (or unknown)."),
+        Field(description=", ".join(TaskStatus) + " (the last for any other upstream status)."),
     ]
     model: Annotated[str | None, Field(description="Model id, when known.")] = None
     url: Annotated[
@@ -217,7 +217,7 @@ class TaskSummary(_Result):
     task_id: str | None
     model: str
     family: str
-    status: str
+    status: JournalStatus
     created_at: str
     updated_at: str
     url: str | None = None
@@ -239,7 +239,7 @@ class BatchJobResult(GenerateVideoResult):
 
     index: Annotated[int, Field(description="The job's 0-based index in jobs.", ge=0)]
     status: Annotated[  # type: ignore[assignment]
-        TaskStatus | Literal["submit_failed", "submit_unknown"],
+        TaskStatus | Literal[JournalStatus.SUBMIT_FAILED, JournalStatus.SUBMIT_UNKNOWN],
         Field(
             description=(
                 "The task's status; submit_failed when the submit was refused (nothing was "

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..domain import TaskStatus
+from ..domain import JournalStatus, TaskStatus
 from ..errors import GravitexError, InvalidArgumentsError, Problem, SubmitOutcomeUnknownError
 from ..request.arguments import (
     DEFAULT_WAIT_SECONDS,
@@ -273,7 +273,7 @@ def _failed_job(index: int, prepared: PreparedRequest, error: GravitexError) -> 
     return BatchJobResult(
         index=index,
         task_id="",
-        status="submit_unknown" if unknown else "submit_failed",
+        status=JournalStatus.SUBMIT_UNKNOWN if unknown else JournalStatus.SUBMIT_FAILED,
         model=prepared.spec.id,
         submit_error=str(error),
         notes=list(prepared.notes),
@@ -289,9 +289,9 @@ def _summarize(batch: BatchRequest, outcomes: Sequence[_Outcome]) -> GenerateVid
         else:
             assert outcome.error is not None
             jobs.append(_failed_job(index, batch.prepared[index], outcome.error))
-    retry = [j.index for j in jobs if j.status == "submit_failed"]
-    uncertain = [j.index for j in jobs if j.status == "submit_unknown"]
-    pending = [j.index for j in jobs if j.task_id and j.status not in ("succeeded", "failed")]
+    retry = [j.index for j in jobs if j.status == JournalStatus.SUBMIT_FAILED]
+    uncertain = [j.index for j in jobs if j.status == JournalStatus.SUBMIT_UNKNOWN]
+    pending = [j.index for j in jobs if j.task_id and not JournalStatus(j.status).is_terminal]
     steps = []
     if retry:
         steps.append(f"Submitting jobs {retry} failed and created nothing: send them again.")
