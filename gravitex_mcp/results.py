@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from .domain import JournalStatus, TaskStatus
+from .domain import URL_LIFETIME_TEXT, JournalStatus, TaskStatus
 
 
 class _Result(BaseModel):
@@ -125,7 +125,7 @@ class TaskResult(_WhenSaved):
     model: Annotated[str | None, Field(description="Model id, when known.")] = None
     url: Annotated[
         str | None,
-        Field(description="Result URL the upstream gave (signed, valid about 24 h)."),
+        Field(description=f"Result URL the upstream gave (signed, valid {URL_LIFETIME_TEXT})."),
     ] = None
     error: Annotated[TaskErrorInfo | None, Field(description="Why the task failed.")] = None
     elapsed_seconds: Annotated[

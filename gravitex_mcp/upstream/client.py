@@ -56,7 +56,7 @@ import anyio
 import httpx2
 
 from .. import __version__
-from ..domain import TaskStatus
+from ..domain import URL_LIFETIME_TEXT, TaskStatus
 from ..errors import (
     APIConnectionError,
     APIError,
@@ -874,8 +874,8 @@ class GravitexClient:
         if not op.is_api and status in (401, 403, 410):
             return URLExpiredError(
                 f"The signed video URL {op.where} was refused (HTTP {status}): it has most "
-                f"likely expired (links last about 24 h). Query the task again for a fresh "
-                f"URL.{suffix}",
+                f"likely expired (links last {URL_LIFETIME_TEXT}). Query the task again for a "
+                f"fresh URL.{suffix}",
                 **kwargs,
             )
         if status in (400, 422):
