@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from ..catalog import models as catalog
 from ..domain import Family, JournalStatus
@@ -38,6 +38,7 @@ from ..results import (
 )
 from ..service.batch import GenerateVideosInput, check_batch, run_batch
 from ..service.videos import ProgressFn, VideoService
+from ..store.journal import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 from ..video.frames import FramePosition
 from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
@@ -113,10 +114,21 @@ def described(text: str) -> str:
     return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
-def _tool(fn: Callable[..., Any], **options: Any) -> Tool:
-    return strict_arguments(
-        CheckedTool.from_function(fn, description=described(fn.__doc__ or ""), **options)
-    )
+def _tool(
+    fn: Callable[..., Any],
+    title: str,
+    annotations: ToolAnnotations,
+    arguments: type[BaseModel] | None = None,
+    description: str | None = None,
+) -> Tool:
+    """The tool ``fn``, named after it; with ``arguments``, that model is its input schema."""
+    text = described(description or fn.__doc__ or "")
+    if arguments is not None:
+        return tool_from_model(
+            fn, arguments, title=title, description=text, annotations=annotations
+        )
+    tool = CheckedTool.from_function(fn, title=title, description=text, annotations=annotations)
+    return strict_arguments(tool)
 
 
 def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) -> list[Tool]:
@@ -241,8 +253,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def list_video_tasks(
         ctx: Context,
         limit: Annotated[
-            int, Field(ge=1, le=100, description="How many tasks to return, newest first.")
-        ] = 20,
+            int,
+            Field(ge=1, le=MAX_LIST_LIMIT, description="How many tasks to return, newest first."),
+        ] = DEFAULT_LIST_LIMIT,
         status: Annotated[
             JournalStatus | None,
             Field(strict=False, description="Only tasks with this status. Omit for all."),
@@ -305,51 +318,20 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     # Asked again, these return what the first call made (the saved file, the frame).
     saves_once = creates.model_copy(update={"idempotent_hint": True})
     return [
-        _tool(list_models, name="list_models", title="List video models", annotations=read_only),
-        tool_from_model(
-            generate_video,
-            GenerateVideoInput,
-            name="generate_video",
-            title="Generate a video",
-            description=described(GENERATE_DESCRIPTION),
-            annotations=creates,
-        ),
+        _tool(list_models, "List video models", read_only),
         _tool(
-            check_video_task,
-            name="check_video_task",
-            title="Check a video task",
-            annotations=saves_once,
+            generate_video, "Generate a video", creates, GenerateVideoInput, GENERATE_DESCRIPTION
         ),
+        _tool(check_video_task, "Check a video task", saves_once),
+        _tool(download_video, "Download a finished video", saves_once),
         _tool(
-            download_video,
-            name="download_video",
-            title="Download a finished video",
-            annotations=saves_once,
-        ),
-        tool_from_model(
             generate_videos,
+            "Generate several videos",
+            creates,
             GenerateVideosInput,
-            name="generate_videos",
-            title="Generate several videos",
-            description=described(GENERATE_MANY_DESCRIPTION),
-            annotations=creates,
+            GENERATE_MANY_DESCRIPTION,
         ),
-        _tool(
-            join_videos,
-            name="join_videos",
-            title="Join videos into one",
-            annotations=creates,
-        ),
-        _tool(
-            extract_frames,
-            name="extract_frames",
-            title="Extract frames of a video",
-            annotations=saves_once,
-        ),
-        _tool(
-            list_video_tasks,
-            name="list_video_tasks",
-            title="List video tasks",
-            annotations=read_only,
-        ),
+        _tool(join_videos, "Join videos into one", creates),
+        _tool(extract_frames, "Extract frames of a video", saves_once),
+        _tool(list_video_tasks, "List video tasks", read_only),
     ]
