@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
@@ -23,7 +22,7 @@ from ..store.journal import Journal
 from ..store.link_key import load_or_create_key
 from ..store.storage import OutputDir
 from ..store.tempfiles import sweep_temp_files
-from ..upstream.choose import Upstream, open_upstream
+from ..upstream.choose import Transport, Upstream, open_upstream
 from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
 from .completions import register_completions
@@ -59,7 +58,7 @@ def _state(ctx: Context) -> AppState:
 def build_server(
     settings: Settings,
     *,
-    transport: httpx2.AsyncBaseTransport | None = None,
+    transport: Transport | None = None,
     clock: Clock | None = None,
     upstream: Upstream | None = None,
     media_loopback: bool = True,

@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # imported when simulating only: a real-API start never loads
 #: The simulator is reached in-process; this host never resolves (``.invalid``).
 SIMULATOR_BASE_URL = "http://simulator.gravitex.invalid"
 SIMULATOR_KEY = "sk-simulator"
+#: What replaces the network under the client (tests, the in-process simulator): the
+#: layers above name it without importing httpx2.
+Transport = httpx2.AsyncBaseTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +32,7 @@ class Upstream:
 
     base_url: str
     api_key: str
-    transport: httpx2.AsyncBaseTransport | None = None
+    transport: Transport | None = None
     simulator: Simulator | None = None
 
 
@@ -131,7 +134,7 @@ _NO_KEY = "sk-not-set"
 
 
 def choose_upstream(
-    settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None
+    settings: Settings, *, transport: Transport | None = None
 ) -> Upstream:
     """The simulator when simulating (made at the first request), else the real API;
     without a key, an upstream that refuses every request naming the fix."""
@@ -150,7 +153,7 @@ def choose_upstream(
 async def open_upstream(
     settings: Settings,
     *,
-    transport: httpx2.AsyncBaseTransport | None = None,
+    transport: Transport | None = None,
     upstream: Upstream | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> AsyncIterator[GravitexClient]:
