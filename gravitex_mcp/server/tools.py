@@ -9,7 +9,6 @@ is the one place that turns what they raise into that result.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -36,7 +35,7 @@ from ..results import (
     ListModelsResult,
     ListVideoTasksResult,
 )
-from ..service.batch import GenerateVideosInput, check_batch, run_batch
+from ..service.batch import MAX_JOBS, GenerateVideosInput, check_batch, run_batch
 from ..service.videos import ProgressFn, VideoService
 from ..store.journal import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 from ..video.frames import FramePosition
@@ -44,8 +43,6 @@ from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
 from .rendering import Rendering, image, listing_text, plain
 from .schema_errors import CheckedTool, strict_arguments
-
-logger = logging.getLogger(__name__)
 
 ServiceGetter = Callable[[Context], VideoService]
 LinksGetter = Callable[[Context], MediaLinks | None]
@@ -70,7 +67,8 @@ Use `dry_run: true` to see the exact upstream request without submitting (no cos
 
 
 GENERATE_MANY_DESCRIPTION = f"""\
-Generate 1 to 8 videos in one call: several takes of one prompt, or the shots of a sequence.
+Generate 1 to {MAX_JOBS} videos in one call: several takes of one prompt, or the shots of a
+sequence.
 
 Each job in `jobs` takes the arguments of one generate_video call (model, prompt, duration,
 ...). Every job is checked before anything is sent: one bad job sends nothing, and each
