@@ -143,7 +143,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             # Not strict: a strict enum takes only the Python member, never "veo".
             Field(
                 strict=False,
-                description="Only this family: sora, veo, wan or seedance. Omit for all.",
+                description=f"Only this family: {', '.join(Family)}. Omit for all.",
             ),
         ] = None,
     ) -> Annotated[CallToolResult, ListModelsResult]:
