@@ -17,7 +17,6 @@ import httpx2
 import pytest
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from gravitex_mcp.request.arguments import GenerateVideoInput
 from gravitex_mcp.service.idempotency import (
     KEY_WAIT_SECONDS,
     IdempotencyKeyBusyError,
@@ -241,9 +240,7 @@ async def test_two_servers_racing_with_one_key_submit_once(tmp_path: Path) -> No
     s2 = VideoService(
         settings=settings, client=c2, journal=j2, clock=WaitingClock(gated.gate, first_done)
     )
-    request = GenerateVideoInput(
-        model="sora-2", prompt="a cat", wait_seconds=0, idempotency_key="shared"
-    )
+    request = dict(model="sora-2", prompt="a cat", wait_seconds=0, idempotency_key="shared")
     results = {}
     try:
         with anyio.fail_after(20):  # real-time bound: a deadlock fails, never hangs
@@ -277,10 +274,8 @@ async def test_a_key_held_by_a_submit_that_never_answers_is_reported_busy(
         api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
     )
     service = VideoService(settings=settings, client=client, journal=journal, clock=clock)
-    request = GenerateVideoInput(
-        model="sora-2", prompt="a cat", wait_seconds=0, idempotency_key="k"
-    )
-    prepared = await service.prepare(request)
+    request = dict(model="sora-2", prompt="a cat", wait_seconds=0, idempotency_key="k")
+    _, prepared = await service.prepare(request)
     try:
         # Another process claimed the key and is still waiting for its POST's answer.
         claim = await journal.claim_key(

@@ -11,7 +11,6 @@ import pytest
 from gravitex_mcp.catalog import models as catalog
 from gravitex_mcp.domain import Delivery, Family, JournalStatus, TaskStatus
 from gravitex_mcp.errors import JournalError
-from gravitex_mcp.request.arguments import GenerateVideoInput
 from gravitex_mcp.service.delivery import delivery_from_answer as _delivery_from_answer
 from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
@@ -68,7 +67,7 @@ async def test_task_id_reaches_the_agent_when_the_journal_fails_after_submit(
     sim = _sim(clock)
     service, client, journal = await _service(tmp_path, BrokenAfterSubmit, sim, clock)
     try:
-        request = GenerateVideoInput(model="sora-2", prompt="a cat", wait_seconds=10)
+        request = dict(model="sora-2", prompt="a cat", wait_seconds=10)
         result = await service.generate(request)
     finally:
         await client.aclose()
@@ -84,7 +83,7 @@ async def test_nothing_is_sent_when_the_journal_cannot_be_written(tmp_path: Path
     service, client, journal = await _service(tmp_path, BrokenBeforeSubmit, sim, clock)
     try:
         with pytest.raises(JournalError, match="read-only"):
-            await service.generate(GenerateVideoInput(model="sora-2", prompt="a cat"))
+            await service.generate(dict(model="sora-2", prompt="a cat"))
     finally:
         await client.aclose()
         journal.close()

@@ -18,7 +18,6 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from gravitex_mcp.request.arguments import GenerateVideoInput
 from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.journal import Journal
@@ -79,7 +78,7 @@ async def _service(tmp_path: Path, work: VideoWork) -> AsyncIterator[VideoServic
 async def _finished_tasks(service: VideoService, count: int) -> list[str]:
     ids = []
     for i in range(count):
-        request = GenerateVideoInput(model="sora-2", prompt=f"clip {i}", wait_seconds=10)
+        request = dict(model="sora-2", prompt=f"clip {i}", wait_seconds=10)
         ids.append((await service.generate(request)).task_id)
     return ids
 

@@ -165,12 +165,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def generate_video(
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
-        from ..request.validation import parse_request  # loaded by the first call
-
-        # null means "not given"; every argument is checked in one place.
-        request = parse_request({k: v for k, v in arguments.items() if v is not None})
-        result = await service_of(ctx).generate(request, _progress_of(ctx))
-        return await rendering(ctx).render(result, preview=request.preview)
+        # Every argument is checked in one place: the service.
+        result = await service_of(ctx).generate(arguments, _progress_of(ctx))
+        return await rendering(ctx).render(result, preview=arguments.get("preview") is not False)
 
     async def check_video_task(
         ctx: Context,

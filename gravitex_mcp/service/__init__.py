@@ -3,10 +3,11 @@
 Holds ``videos`` (``VideoService``, the facade the server calls), ``generate``
 (validate, journal, submit), ``follow`` (a task's status within a budget, and its
 download), ``saves`` (one save per task, checked on disk and looked at),
-``delivery`` (where a task's video comes from), ``listing`` (the tasks view), ``batch`` (``generate_videos``), ``idempotency`` (key claims and
-repeat notes) and ``singleflight`` (one poll loop and one save per task in this
-process). It wires ``request/``, ``upstream/``, ``store/`` and ``video/`` together
-and returns result models, never MCP types.
+``delivery`` (where a task's video comes from), ``listing`` (the tasks view),
+``batch`` (``generate_videos``), ``idempotency`` (key claims and repeat notes) and
+``singleflight`` (one poll loop and one save per task in this process). It wires
+``request/``, ``upstream/``, ``store/`` and ``video/``
+together and returns result models, never MCP types.
 
 May import: ``request/``, ``upstream/``, ``store/``, ``video/``, ``catalog/`` and
 the shared modules. Not: ``server/``, ``cli/``, ``mcp``, ``httpx2``, ``sqlite3``,

@@ -6,7 +6,7 @@ from ..catalog import models as catalog
 from ..domain import Delivery, Family
 from ..errors import GravitexError
 from ..store.records import TaskRecord
-from ..upstream.client import TaskSnapshot
+from ..upstream.answers import TaskSnapshot
 
 
 def delivery_of(record: TaskRecord | None) -> Delivery | None:

@@ -5,9 +5,11 @@ its video downloaded when asked.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import anyio
 
@@ -25,17 +27,27 @@ from ..errors import (
     UnknownTaskError,
     URLExpiredError,
 )
-from ..results import CheckVideoTaskResult, DownloadVideoResult, SavedVideo, TaskErrorInfo
+from ..results import (
+    CheckVideoTaskResult,
+    DownloadVideoResult,
+    SavedVideo,
+    TaskErrorInfo,
+    TaskResult,
+)
 from ..store.journal import Journal
 from ..store.ondisk import Changed, FileIdentity, HeldFile, SavedFileChangedError
 from ..store.records import TaskRecord
-from ..upstream.client import GravitexClient, TaskSnapshot
-from ..upstream.waiting import Clock, PollSchedule
+from ..upstream.answers import TaskSnapshot
+from ..upstream.client import GravitexClient
+from ..upstream.waiting import Answer, Clock, PollSchedule
 from .delivery import delivery_of
+from .progress import Progress, ProgressFn
 from .saves import OnDisk, Saves
 from .singleflight import JobStoppedError, SharedPolls
 
 logger = logging.getLogger(__name__)
+
+_Result = TypeVar("_Result", bound=TaskResult)
 
 
 #: Time a wait may run past ``wait_seconds``: the last poll and the download. With
@@ -47,33 +59,9 @@ FOLLOW_GRACE_SECONDS = 12.0
 #: which clients cut a call.
 DOWNLOAD_BOUND_SECONDS = 45.0
 
-#: progress(progress, total, message): monotonic progress notifications.
-ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
-
 
 class TaskCheckError(GravitexError):
     """A task was created, but following it failed; the message names the task id."""
-
-
-@dataclass(slots=True)
-class _ProgressTracker:
-    """Keeps reported progress strictly increasing, as the protocol requires."""
-
-    report: ProgressFn | None
-    total: float
-    last: float = -1.0
-
-    async def __call__(self, snapshot: TaskSnapshot, elapsed: float) -> None:
-        if self.report is None:
-            return
-        value = max(elapsed, self.last + 0.001)
-        self.last = value
-        message = f"status: {snapshot.status.value}, waited {elapsed:.0f}s of {self.total:.0f}s"
-        await self.report(value, self.total, message)
-
-
-async def _ignore_update(snapshot: TaskSnapshot, elapsed: float) -> None:
-    """A wait nobody reports progress of."""
 
 
 def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
@@ -91,6 +79,44 @@ def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
         f"1-5 minutes). Call check_video_task with task_id {task_id!r} (and download: true) "
         "to keep waiting."
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """Where a followed task stands: what each call that follows a task (generate,
+    check, a batch job) ends with, built once into that tool's result model."""
+
+    task_id: str
+    status: TaskStatus
+    model: str | None
+    url: str | None
+    error: TaskErrorInfo | None
+    elapsed_seconds: float
+    next_step: str
+    saved: SavedVideo | None = None
+    """The video this call saved (or found saved), once."""
+    download_error: str | None = None
+    notes: tuple[str, ...] = ()
+    """Notes of the call (the submit's), before the saved video's own."""
+
+    def result(self, kind: type[_Result], **extra: Any) -> _Result:
+        """This outcome as ``kind`` (with ``extra`` fields): the saved video's fields at
+        the top level, where the contract puts them."""
+        saved = self.saved.model_dump() if self.saved is not None else {}
+        notes = [*self.notes, *saved.pop("notes", ())]
+        return kind(
+            **saved,
+            task_id=self.task_id,
+            status=self.status,
+            model=self.model,
+            url=self.url,
+            error=self.error,
+            elapsed_seconds=self.elapsed_seconds,
+            next_step=self.next_step,
+            download_error=self.download_error,
+            notes=notes,
+            **extra,
+        )
 
 
 class Follow:
@@ -126,7 +152,7 @@ class Follow:
         """The task's status after waiting at most ``wait_seconds``; download when asked."""
         record = await self._journal.get(task_id)
         model = record.model if record else None
-        return await self.follow(
+        outcome = await self.follow(
             task_id,
             model=model,
             delivery=delivery_of(record),
@@ -136,6 +162,7 @@ class Follow:
             initial=None,
             on_disk=await self._saves.on_disk(record),
         )
+        return outcome.result(CheckVideoTaskResult)
 
     async def follow(
         self,
@@ -148,15 +175,12 @@ class Follow:
         progress: ProgressFn | None,
         initial: TaskSnapshot | None,
         on_disk: OnDisk | None,
-    ) -> CheckVideoTaskResult:
-        tracker = _ProgressTracker(progress, float(wait_seconds))
+        notes: tuple[str, ...] = (),
+    ) -> TaskOutcome:
+        """Wait at most ``wait_seconds`` for the task (and save it if asked): where it
+        stands, and what to do next. ``notes`` come first in the result's notes."""
+        stream, total = Progress(progress), float(wait_seconds)
         latest = initial
-
-        async def on_update(snapshot: TaskSnapshot, elapsed: float) -> None:
-            nonlocal latest
-            latest = snapshot
-            await tracker(snapshot, elapsed)
-
         saved: SavedVideo | None = None
         download_error: str | None = None
         download_retry = True
@@ -165,18 +189,13 @@ class Follow:
         # rate-limiting API must not hold the call past what the client will wait.
         with self._clock.deadline(wait_seconds + FOLLOW_GRACE_SECONDS) as scope:
             if initial is None or wait_seconds > 0:
-                try:
-                    # Concurrent waits on this task share one poll loop; each poll
-                    # is journalled once.
-                    await self._polls.wait(
-                        task_id,
-                        lambda: self._client.query(task_id),
-                        wait_seconds=wait_seconds,
-                        on_poll=self._record,
-                        on_update=on_update,
-                    )
-                except APIError as exc:
-                    raise await self._check_failed(task_id, exc) from exc
+                async with aclosing(self._answers(task_id, wait_seconds)) as answers:
+                    async for answer in answers:
+                        latest = answer.snapshot
+                        waited = f"waited {answer.elapsed:.0f}s of {total:.0f}s"
+                        await stream.send(
+                            answer.elapsed, total, f"status: {latest.status.value}, {waited}"
+                        )
             if latest is not None and latest.status is TaskStatus.SUCCEEDED and download:
                 try:
                     # A video already saved for this task is not downloaded again.
@@ -233,7 +252,7 @@ class Follow:
                 f"download_video (or check_video_task with download: true) with task_id "
                 f"{task_id!r} again to get its path."
             )
-        return CheckVideoTaskResult(
+        return TaskOutcome(
             task_id=task_id,
             status=latest.status,
             model=model,
@@ -241,8 +260,9 @@ class Follow:
             error=error,
             elapsed_seconds=round(elapsed, 3),
             next_step=next_step,
+            saved=saved,
             download_error=download_error,
-            **(saved.model_dump() if saved else {}),
+            notes=notes,
         )
 
     async def download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
@@ -300,18 +320,10 @@ class Follow:
     async def _download_afresh(
         self, task_id: str, record: TaskRecord | None, *, filename: str | None
     ) -> DownloadVideoResult:
-        try:
-            # One look, shared with any wait already polling this task (each answer
-            # journalled once), and its errors told as check_video_task tells them.
-            snapshot = await self._polls.wait(
-                task_id,
-                lambda: self._client.query(task_id),
-                wait_seconds=0,
-                on_poll=self._record,
-                on_update=_ignore_update,
-            )
-        except APIError as exc:
-            raise await self._check_failed(task_id, exc) from exc
+        # One look, shared with any wait already polling this task, and its errors
+        # told as check_video_task tells them.
+        async with aclosing(self._answers(task_id, 0)) as answers:
+            snapshot = (await anext(answers)).snapshot
         if snapshot.status is TaskStatus.FAILED:
             message = snapshot.error.message if snapshot.error else "no reason given"
             raise TaskFailedError(
@@ -328,6 +340,22 @@ class Follow:
             task_id, delivery=delivery_of(record), snapshot=snapshot, filename=filename
         )
         return DownloadVideoResult(task_id=task_id, **saved.model_dump())
+
+    async def _answers(self, task_id: str, wait_seconds: float) -> AsyncGenerator[Answer, None]:
+        """The answers about ``task_id`` within ``wait_seconds``, from one poll loop shared
+        by every wait on it; each answer journalled once (by the wait that polled it).
+        A failed poll raises the error check_video_task gives."""
+        answers = self._polls.follow(
+            task_id, lambda: self._client.query(task_id), wait_seconds=wait_seconds
+        )
+        try:
+            async with aclosing(answers):
+                async for answer in answers:
+                    if answer.fresh:
+                        await self._record(answer.snapshot)
+                    yield answer
+        except APIError as exc:
+            raise await self._check_failed(task_id, exc) from exc
 
     async def _check_failed(self, task_id: str, exc: APIError) -> GravitexError:
         """The error for a failed status check: an unknown task says so (and whether

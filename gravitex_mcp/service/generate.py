@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,14 +11,16 @@ import anyio
 
 from ..catalog.models import ModelSpec
 from ..errors import GravitexError, JournalError, SubmitOutcomeUnknownError
-from ..request.arguments import GenerateVideoInput, VideoArguments
+from ..request.arguments import GenerateVideoInput
 from ..results import GenerateVideoResult
 from ..settings import Settings
 from ..store.journal import Journal
 from ..store.records import TaskRecord
-from ..upstream.client import GravitexClient, TaskSnapshot
+from ..upstream.answers import TaskSnapshot
+from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
-from .follow import Follow, ProgressFn
+from .follow import Follow, TaskOutcome
+from .progress import ProgressFn
 from .saves import OnDisk, Saves
 
 if TYPE_CHECKING:  # checking and preparing a request: loaded by the first generate
@@ -61,10 +64,10 @@ class Generate:
         self._follower = follower
 
     async def generate(
-        self, request: GenerateVideoInput, progress: ProgressFn | None = None
+        self, arguments: Mapping[str, Any], progress: ProgressFn | None = None
     ) -> GenerateVideoResult:
         """Validate, translate and (unless ``dry_run``) submit; then wait and download."""
-        prepared = await self.prepare(request)
+        request, prepared = await self.prepare(arguments)
         if request.dry_run:
             return GenerateVideoResult(
                 task_id="",
@@ -76,25 +79,33 @@ class Generate:
                 next_step="Nothing was sent. Call generate_video without dry_run to submit.",
             )
         submission = await self.submit(prepared, idempotency_key=request.idempotency_key)
-        return await self.follow_submission(
+        outcome = await self.follow_submission(
             submission,
             wait_seconds=request.wait_seconds,
             download=request.download,
             progress=progress,
         )
+        return outcome.result(GenerateVideoResult, replayed=submission.replayed)
 
-    async def prepare(self, args: VideoArguments) -> PreparedRequest:
-        """Check ``args`` and build the upstream body (InvalidArgumentsError if refused)."""
+    async def prepare(
+        self, arguments: Mapping[str, Any]
+    ) -> tuple[GenerateVideoInput, PreparedRequest]:
+        """The one entry of every check: the raw ``generate_video`` arguments (``null``
+        meaning not given) parsed, checked against the model, their media resolved and
+        the upstream body built. Raises one InvalidArgumentsError naming every problem."""
         from ..request.prepare import prepare_request
+        from ..request.validation import parse_request
 
+        request = parse_request({k: v for k, v in arguments.items() if v is not None})
         # Reading local images is file I/O: keep it off the event loop.
-        return await anyio.to_thread.run_sync(
+        prepared = await anyio.to_thread.run_sync(
             lambda: prepare_request(
-                args,
+                request,
                 input_dirs=self._settings.input_dirs,
                 saved_dir=self._settings.output_dir,
             )
         )
+        return request, prepared
 
     async def submit(
         self, prepared: PreparedRequest, *, idempotency_key: str | None = None
@@ -148,9 +159,9 @@ class Generate:
         wait_seconds: float,
         download: bool,
         progress: ProgressFn | None = None,
-    ) -> GenerateVideoResult:
+    ) -> TaskOutcome:
         """Wait at most ``wait_seconds`` for a submitted task (and save it if asked)."""
-        result = await self._follower.follow(
+        return await self._follower.follow(
             submission.task_id,
             model=submission.spec.id,
             delivery=submission.spec.delivery,
@@ -159,13 +170,7 @@ class Generate:
             progress=progress,
             initial=submission.initial,
             on_disk=submission.on_disk,
-        )
-        return GenerateVideoResult.model_validate(
-            {
-                **result.model_dump(),
-                "notes": [*submission.notes, *result.notes],
-                "replayed": submission.replayed,
-            }
+            notes=submission.notes,
         )
 
     async def _submit(self, local_id: str, body: dict[str, Any]) -> TaskSnapshot:

@@ -23,7 +23,8 @@ from ..store.records import TaskRecord
 from ..store.storage import OutputDir, safe_filename
 from ..store.tasklock import TaskLock, TaskLocks
 from ..store.tempfiles import TEMP_SUFFIX
-from ..upstream.client import GravitexClient, TaskSnapshot
+from ..upstream.answers import TaskSnapshot
+from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
 from ..video.work import VideoWork
 from .delivery import delivery_from_answer

@@ -17,30 +17,32 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..errors import GravitexError, StorageError
-from ..request.arguments import GenerateVideoInput, VideoArguments
 from ..results import (
-    CheckVideoTaskResult,
-    DownloadVideoResult,
     ExtractFramesResult,
-    GenerateVideoResult,
     TaskSummary,
 )
 from ..settings import Settings
 from ..store.journal import Journal
-from ..store.ondisk import HeldFile
 from ..store.storage import OutputDir
 from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock, PollSchedule, SystemClock
 from ..video.frames import FramePosition
 from ..video.probe import ProbeError
 from ..video.work import VideoWork, shared_video_work
-from .follow import DOWNLOAD_BOUND_SECONDS, FOLLOW_GRACE_SECONDS, Follow, ProgressFn, TaskCheckError
+from .follow import (
+    DOWNLOAD_BOUND_SECONDS,
+    FOLLOW_GRACE_SECONDS,
+    Follow,
+    TaskCheckError,
+    TaskOutcome,
+)
 from .generate import Generate, Submission
 from .listing import list_tasks
+from .progress import ProgressFn
 from .saves import Saves
 
 if TYPE_CHECKING:
-    from ..request.prepare import PreparedRequest
+    pass
 
 __all__ = [
     "DOWNLOAD_BOUND_SECONDS",
@@ -49,6 +51,7 @@ __all__ = [
     "ProgressFn",
     "Submission",
     "TaskCheckError",
+    "TaskOutcome",
     "VideoService",
 ]
 
@@ -110,6 +113,14 @@ class VideoService:
             saves=self._saves,
             follower=self._follower,
         )
+        # The operations, each defined (and documented) by the concern that owns it.
+        self.generate = self._generate.generate
+        self.prepare = self._generate.prepare
+        self.submit = self._generate.submit
+        self.follow_submission = self._generate.follow_submission
+        self.check = self._follower.check
+        self.download = self._follower.download
+        self.held_video = self._follower.held_video
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[VideoService]:
@@ -132,57 +143,6 @@ class VideoService:
     def output(self) -> OutputDir:
         """The output folder, held since start-up (every saved file goes through it)."""
         return self._output
-
-    async def generate(
-        self, request: GenerateVideoInput, progress: ProgressFn | None = None
-    ) -> GenerateVideoResult:
-        """Validate, translate and (unless ``dry_run``) submit; then wait and download."""
-        return await self._generate.generate(request, progress)
-
-    async def prepare(self, args: VideoArguments) -> PreparedRequest:
-        """Check ``args`` and build the upstream body (InvalidArgumentsError if refused)."""
-        return await self._generate.prepare(args)
-
-    async def submit(
-        self, prepared: PreparedRequest, *, idempotency_key: str | None = None
-    ) -> Submission:
-        """Journal and send ``prepared``; with a key already used, find its task instead."""
-        return await self._generate.submit(prepared, idempotency_key=idempotency_key)
-
-    async def follow_submission(
-        self,
-        submission: Submission,
-        *,
-        wait_seconds: float,
-        download: bool,
-        progress: ProgressFn | None = None,
-    ) -> GenerateVideoResult:
-        """Wait at most ``wait_seconds`` for a submitted task (and save it if asked)."""
-        return await self._generate.follow_submission(
-            submission, wait_seconds=wait_seconds, download=download, progress=progress
-        )
-
-    async def check(
-        self,
-        task_id: str,
-        *,
-        wait_seconds: float,
-        download: bool,
-        progress: ProgressFn | None = None,
-    ) -> CheckVideoTaskResult:
-        """The task's status after waiting at most ``wait_seconds``; download when asked."""
-        return await self._follower.check(
-            task_id, wait_seconds=wait_seconds, download=download, progress=progress
-        )
-
-    async def download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
-        """Save the finished video of ``task_id`` under the output directory (bounded;
-        a longer save goes on in the background)."""
-        return await self._follower.download(task_id, filename=filename)
-
-    async def held_video(self, task_id: str) -> HeldFile:
-        """The task's saved video, checked and open (the caller closes it)."""
-        return await self._follower.held_video(task_id)
 
     async def extract_frames(
         self, task_id: str, at: list[float | FramePosition]

@@ -18,12 +18,13 @@ from .client import GravitexClient
 if TYPE_CHECKING:  # imported when simulating only: a real-API start never loads it
     from ..simulator import Simulator, SimulatorConfig
 
+#: What carries the client's requests: the network, the in-process simulator, or a
+#: test's fake. Named here so the server can take one without importing httpx2.
+Transport = httpx2.AsyncBaseTransport
+
 #: The simulator is reached in-process; this host never resolves (``.invalid``).
 SIMULATOR_BASE_URL = "http://simulator.gravitex.invalid"
 SIMULATOR_KEY = "sk-simulator"
-#: What replaces the network under the client (tests, the in-process simulator): the
-#: layers above name it without importing httpx2.
-Transport = httpx2.AsyncBaseTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +134,7 @@ class _KeyRequired(httpx2.AsyncBaseTransport):
 _NO_KEY = "sk-not-set"
 
 
-def choose_upstream(
-    settings: Settings, *, transport: Transport | None = None
-) -> Upstream:
+def choose_upstream(settings: Settings, *, transport: Transport | None = None) -> Upstream:
     """The simulator when simulating (made at the first request), else the real API;
     without a key, an upstream that refuses every request naming the fix."""
     if settings.simulate:

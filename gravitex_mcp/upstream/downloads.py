@@ -33,7 +33,8 @@ from ..errors import (
 from ..redact import redact_url
 from ..results import SavedVideo
 from ..store.storage import OutputDir, StoredFile, VideoFile
-from .client import GravitexClient, read_error
+from .client import GravitexClient
+from .failures import read_error
 from .mp4 import Mp4StreamCheck
 from .sora_body import SoraBody
 
