@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
@@ -90,7 +90,7 @@ Filename = Annotated[
     ),
 ]
 MAX_FRAMES = 12
-DEFAULT_FRAMES: tuple[FramePosition, ...] = ("first", "middle", "last")
+DEFAULT_FRAMES: tuple[FramePosition, ...] = get_args(FramePosition)
 #: One frame to extract: seconds from the start, or a position word. Strict: true is
 #: not a number, as the schema says (pydantic's lax mode read it as 1.0).
 FrameTime = Annotated[float, Field(ge=0, strict=True)] | FramePosition
@@ -226,8 +226,9 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 max_length=MAX_FRAMES,
                 description=(
                     "Which frames: seconds from the start (0 up to the clip's length; a "
-                    'time past the end is refused), or "first", "middle", "last". Default: '
-                    "all three words."
+                    "time past the end is refused), or "
+                    + ", ".join(f'"{word}"' for word in DEFAULT_FRAMES)
+                    + ". Default: all three words."
                 ),
             ),
         ] = None,
