@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from ..catalog.argument_docs import markers_text, refused_values_text, takers_text
-from ..catalog.models import MODEL_IDS, SEED_MAX, models
+from ..catalog.models import CATALOG, MODEL_IDS, SEED_MAX, ArgSpec, takers
 from .inputs.resolve import MAX_MEDIA_BYTES, MAX_REQUEST_MEDIA_BYTES
 
 DEFAULT_WAIT_SECONDS: Final = 35
@@ -41,25 +41,17 @@ Resolution = Literal["480p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "adaptive"]
 
 
-def _taken(name: str) -> tuple[str, ...]:
-    """Every value some model of the catalog takes for ``name``, in catalog order."""
-    specs = [spec.arguments[name] for spec in models() if name in spec.arguments]
-    return tuple({str(value): None for arg in specs for value in arg.choices})
+def _one_rule(name: str) -> ArgSpec:
+    """``name``'s values in the catalog, where every model that takes it takes the same."""
+    [rule] = {CATALOG[model].arguments[name] for model in takers(name)}
+    return rule
 
 
-def _range(name: str) -> tuple[int, int]:
-    """The widest bounds any model of the catalog gives ``name``."""
-    specs = [spec.arguments[name] for spec in models() if name in spec.arguments]
-    low = min(a.minimum for a in specs if a.minimum is not None)
-    return low, max(a.maximum for a in specs if a.maximum is not None)
-
-
-# Taken by one family only: the catalog's values are the whole story.
-SAMPLE_COUNT_MIN, SAMPLE_COUNT_MAX = _range("sample_count")
+_PERSON_GENERATION, _SAMPLE_COUNT = _one_rule("person_generation"), _one_rule("sample_count")
 if TYPE_CHECKING:  # made at run time, from the catalog
     PersonGeneration: TypeAlias = str
 else:
-    PersonGeneration = Literal[_taken("person_generation")]
+    PersonGeneration = Literal[_PERSON_GENERATION.choices]
 
 _SEEDANCE = "Seedance-family models (doubao-*, wan2-1-14b-*)"
 _IMAGE_FORMS = (
@@ -199,7 +191,7 @@ class VideoArguments(BaseModel):
         ),
     ] = None
     sample_count: Annotated[
-        Annotated[int, Field(ge=SAMPLE_COUNT_MIN, le=SAMPLE_COUNT_MAX, strict=True)]
+        Annotated[int, Field(ge=_SAMPLE_COUNT.minimum, le=_SAMPLE_COUNT.maximum, strict=True)]
         | SkipJsonSchema[None],
         Field(description=_about("sample_count", "How many videos to generate in this request.")),
     ] = None
