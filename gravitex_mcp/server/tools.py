@@ -89,6 +89,7 @@ Filename = Annotated[
         ),
     ),
 ]
+Preview = Annotated[bool, Field(description=PREVIEW_DESCRIPTION)]
 MAX_FRAMES = 12
 DEFAULT_FRAMES: tuple[FramePosition, ...] = get_args(FramePosition)
 #: One frame to extract: seconds from the start, or a position word. Strict: true is
@@ -188,7 +189,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         download: Annotated[
             bool, Field(description="Save the video when it is finished within the wait.")
         ] = False,
-        preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
+        preview: Preview = True,
     ) -> Annotated[CallToolResult, CheckVideoTaskResult]:
         """Check a video task's status, waiting up to wait_seconds for it to finish.
         Returns succeeded (with the result url), failed (with the reason), or the
@@ -204,7 +205,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         ctx: Context,
         task_id: Annotated[str, Field(min_length=1, description="The finished task's task_id.")],
         filename: Filename = None,
-        preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
+        preview: Preview = True,
     ) -> Annotated[CallToolResult, DownloadVideoResult]:
         """Save a finished video as an mp4 in the output folder and return its path,
         size, sha256, a resource_link, its probe (duration, size, fps, codec, audio),
@@ -288,7 +289,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             ),
         ],
         filename: Filename = None,
-        preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True,
+        preview: Preview = True,
     ) -> Annotated[CallToolResult, JoinVideosResult]:
         """Join several finished videos, in order, into one mp4 in the output folder,
         for videos longer than one clip. Clips with the same codec, size and time base
