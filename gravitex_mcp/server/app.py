@@ -16,6 +16,7 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
 from .. import __version__
 from ..catalog import models as catalog
+from ..errors import FIND_TASKS
 from ..service.videos import VideoService
 from ..settings import Settings
 from ..store.journal import Journal
@@ -149,9 +150,7 @@ def build_server(
     async def task_resource(task_id: str, ctx: Context) -> str:
         record = await _state(ctx).journal.get(task_id)
         if record is None:
-            raise ResourceNotFoundError(
-                f"No task {task_id!r} in the journal; list_video_tasks shows the known ones."
-            )
+            raise ResourceNotFoundError(f"No task {task_id!r} in the journal; {FIND_TASKS}.")
         payload: dict[str, Any] = record.public_dict()
         return json.dumps(payload, indent=2)
 

@@ -20,7 +20,13 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..domain import JournalStatus, TaskStatus
-from ..errors import GravitexError, InvalidArgumentsError, Problem, SubmitOutcomeUnknownError
+from ..errors import (
+    FIND_LOST_SUBMIT,
+    GravitexError,
+    InvalidArgumentsError,
+    Problem,
+    SubmitOutcomeUnknownError,
+)
 from ..request.arguments import (
     DEFAULT_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
@@ -234,8 +240,8 @@ async def run_batch(
 def _failed_job(index: int, prepared: PreparedRequest, error: GravitexError) -> BatchJobResult:
     unknown = isinstance(error, SubmitOutcomeUnknownError)
     next_step = (
-        "The submit's answer was lost: a task may exist. Look for it with list_video_tasks "
-        "(status submit_unknown) before sending this job again."
+        f"The submit's answer was lost: a task may exist. {FIND_LOST_SUBMIT} before "
+        "sending this job again."
         if unknown
         else "Nothing was created for this job: send it again (alone) with generate_video "
         "or generate_videos."
