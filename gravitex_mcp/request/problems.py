@@ -69,10 +69,6 @@ def json_kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _echo(value: Any) -> str:
-    return f"{shown_value(value)}, {json_kind(value)}"
-
-
 def _where(error: ErrorDetails) -> str:
     """``task_ids[2]`` or ``jobs[0].model``: the argument, then the item within it.
 
@@ -108,7 +104,7 @@ def describe(tool: str, exc: ValidationError) -> str:
     for where, (what, given) in found.items():
         problem = f"{where}: {' or '.join(what)}"
         if what != ["is required"]:
-            problem += f" (given: {_echo(given)})"
+            problem += f" (given: {shown_value(given)}, {json_kind(given)})"
         problems.append(problem)
     if len(problems) == 1:
         body = f": {problems[0]}"

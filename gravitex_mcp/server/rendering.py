@@ -29,7 +29,6 @@ from ..results import (
     GenerateVideosResult,
     JoinVideosResult,
     ListVideoTasksResult,
-    Probe,
     SavedVideo,
     TaskResult,
 )
@@ -204,20 +203,16 @@ def _batch_text(result: GenerateVideosResult) -> str:
 def _seen_lines(video: SavedVideo) -> list[str]:
     """The probe and contact sheet lines of a saved video."""
     lines = []
-    if video.probe is not None:
-        lines.append(_probe_text(video.probe))
+    if (probe := video.probe) is not None:
+        fps = f", {probe.fps:g} fps" if probe.fps else ""
+        audio = "with audio" if probe.has_audio else "no audio"
+        lines.append(
+            f"Probe: {probe.duration_seconds:.1f} s, {probe.width}x{probe.height}{fps}, "
+            f"{probe.video_codec}, {audio}."
+        )
     if video.preview is not None:
         lines.append(f"Contact sheet: {video.preview.path}")
     return lines
-
-
-def _probe_text(probe: Probe) -> str:
-    fps = f", {probe.fps:g} fps" if probe.fps else ""
-    audio = "with audio" if probe.has_audio else "no audio"
-    return (
-        f"Probe: {probe.duration_seconds:.1f} s, {probe.width}x{probe.height}{fps}, "
-        f"{probe.video_codec}, {audio}."
-    )
 
 
 def listing_text(result: ListVideoTasksResult) -> str:

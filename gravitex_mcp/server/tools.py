@@ -36,7 +36,7 @@ from ..results import (
     ListVideoTasksResult,
 )
 from ..service.batch import MAX_JOBS, GenerateVideosInput, check_batch, run_batch
-from ..service.videos import ProgressFn, VideoService
+from ..service.videos import VideoService
 from ..store.journal import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 from ..video.frames import FramePosition
 from .media import MediaLinks, request_host
@@ -95,13 +95,6 @@ DEFAULT_FRAMES: tuple[FramePosition, ...] = get_args(FramePosition)
 #: One frame to extract: seconds from the start, or a position word. Strict: true is
 #: not a number, as the schema says (pydantic's lax mode read it as 1.0).
 FrameTime = Annotated[float, Field(ge=0, strict=True)] | FramePosition
-
-
-def _progress_of(ctx: Context) -> ProgressFn:
-    async def report(progress: float, total: float | None, message: str) -> None:
-        await ctx.report_progress(progress, total, message)
-
-    return report
 
 
 # --- registration ----------------------------------------------------------------
@@ -167,7 +160,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         ctx: Context, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
         # Every argument is checked in one place: the service.
-        result = await service_of(ctx).generate(arguments, _progress_of(ctx))
+        result = await service_of(ctx).generate(arguments, ctx.report_progress)
         return await rendering(ctx).render(result, preview=arguments.get("preview") is not False)
 
     async def check_video_task(
@@ -197,7 +190,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         is saved and its path returned."""
 
         result = await service_of(ctx).check(
-            task_id, wait_seconds=wait_seconds, download=download, progress=_progress_of(ctx)
+            task_id, wait_seconds=wait_seconds, download=download, progress=ctx.report_progress
         )
         return await rendering(ctx).render(result, preview=preview)
 
@@ -272,7 +265,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         # null means "not given", as in generate_video.
         given = {k: v for k, v in arguments.items() if v is not None}
         batch = await check_batch(service, given)
-        result = await run_batch(service, batch, _progress_of(ctx))
+        result = await run_batch(service, batch, ctx.report_progress)
         return await rendering(ctx).render(result)
 
     async def join_videos(
@@ -301,7 +294,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         from ..video.join import join_tasks  # PyAV's joining: loaded by the first join only
 
         joined = await join_tasks(
-            service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)
+            service_of(ctx), task_ids, filename=filename, progress=ctx.report_progress
         )
         return await rendering(ctx).render(joined, preview=preview)
 
