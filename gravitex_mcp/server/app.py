@@ -19,6 +19,7 @@ from mcp.server.request_state import RequestStateSecurity
 from .. import __version__
 from ..catalog import models as catalog
 from ..catalog.describe import describe
+from ..errors import FIND_TASKS
 from ..metrics import Metrics
 from ..service.videos import VideoService
 from ..settings import Settings, derive_key
@@ -166,9 +167,7 @@ def build_server(
     async def task_resource(task_id: str, ctx: Context) -> str:
         record = await _state(ctx).journal.get(task_id)
         if record is None:
-            raise ResourceNotFoundError(
-                f"No task {task_id!r} in the journal; list_video_tasks shows the known ones."
-            )
+            raise ResourceNotFoundError(f"No task {task_id!r} in the journal; {FIND_TASKS}.")
         payload: dict[str, Any] = record.public_dict()
         return json.dumps(payload, indent=2)
 

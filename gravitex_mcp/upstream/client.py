@@ -43,6 +43,7 @@ import httpx2
 
 from .. import __version__
 from ..errors import (
+    FIND_TASKS,
     ConfigurationError,
     DownloadError,
     MalformedResponseError,
@@ -280,8 +281,7 @@ class GravitexClient:
             doing=f"querying task {tid!r}",
             where=self._api_where,
             not_found=(
-                f"The Gravitex API knows no task {tid!r} (HTTP 404): check the id "
-                "(list_video_tasks shows the tasks this server submitted)."
+                f"The Gravitex API knows no task {tid!r} (HTTP 404): check the id ({FIND_TASKS})."
             ),
         )
         path = QUERY_PATH.format(task_id=quote(tid, safe=""))
