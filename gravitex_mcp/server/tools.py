@@ -53,6 +53,7 @@ from ..video.frames import FramePosition
 from .media import MediaLinks, request_host
 from .model_tool import tool_from_model
 from .schema_errors import CheckedTool, strict_arguments
+from .users import ApprovalParameter, check_spending
 
 logger = logging.getLogger(__name__)
 
@@ -344,13 +345,15 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         )
 
     async def generate_video(
-        ctx: Context, **arguments: Any
+        ctx: Context, approval: ApprovalParameter, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
         from ..request.validation import parse_request  # loaded by the first call
 
         # null means "not given"; every argument is checked in one place.
         request = parse_request({k: v for k, v in arguments.items() if v is not None})
-        result = await service_of(ctx).generate(request, _progress_of(ctx))
+        service = service_of(ctx)
+        check_spending(ctx, service.user_id, arguments, approval)
+        result = await service.generate(request, _progress_of(ctx))
         if result.dry_run:
             notes = "".join(f"Note: {note}\n" for note in result.notes)
             # An image travels as a data URL of megabytes: the text shows its
@@ -476,12 +479,13 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         )
 
     async def generate_videos(
-        ctx: Context, **arguments: Any
+        ctx: Context, approval: ApprovalParameter, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideosResult]:
         service = service_of(ctx)
         # null means "not given", as in generate_video.
         given = {k: v for k, v in arguments.items() if v is not None}
         batch = await check_batch(service, given)
+        check_spending(ctx, service.user_id, given, approval)
         result = await run_batch(service, batch, _progress_of(ctx))
         jobs = [await linked(ctx, job) for job in result.jobs]
         return await _batch_result(

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..domain import TaskStatus
 from ..errors import GravitexError, InvalidArgumentsError, Problem, SubmitOutcomeUnknownError
 from ..request.arguments import (
+    CONFIRM_DESCRIPTION,
     DEFAULT_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
     SERVER_ARGUMENTS,
@@ -63,6 +64,7 @@ class BatchSettings(BaseModel):
         bool,
         Field(description="Save each video that finishes within the wait."),
     ] = False
+    confirm: Annotated[bool, Field(description=CONFIRM_DESCRIPTION)] = False
 
 
 class GenerateVideosInput(BatchSettings):

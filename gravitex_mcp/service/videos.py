@@ -7,6 +7,7 @@ here is testable with an injected client transport and clock.
 
 from __future__ import annotations
 
+import copy
 import glob
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -180,6 +181,8 @@ class VideoService:
     ) -> None:
         """``output`` (tests) replaces the output folder's writer, e.g. with a full disk."""
         self._settings = settings
+        #: who this service works for (acting_for); the local user by default
+        self.user_id = "local"
         # Decoding (looks, frames, joins) is bounded by the cores, shared by every session.
         self.video_work = video_work or shared_video_work()
         self._client = client
@@ -210,6 +213,18 @@ class VideoService:
             finally:
                 self._saves.attach(None)
                 group.cancel_scope.cancel()
+
+    def acting_for(self, user_id: str, upstream_key: str | None) -> VideoService:
+        """This service working for ``user_id``: what it sends upstream (submits, polls,
+        saves, also those that go on after the call returns) is paid with
+        ``upstream_key``, or the server's key when None. The key is held only by the
+        returned view, in memory, while the work holding it runs. (Scoping the journal
+        per user comes with the task store's seam.)"""
+        view = copy.copy(self)
+        view.user_id = user_id
+        if upstream_key is not None:
+            view._client = self._client.with_key(upstream_key, what="The caller's Gravitex key")
+        return view
 
     @property
     def settings(self) -> Settings:

@@ -172,3 +172,9 @@ async def open_upstream(
         event_hooks=upstream_hooks(chosen.base_url, metrics),
     ) as client:
         yield client
+
+
+def issuer_http_client() -> httpx2.AsyncClient:
+    """The HTTP client that fetches an OAuth issuer's metadata and keys (callers_jwt.py):
+    bounded time-outs, no redirects; it lives as long as the server process."""
+    return httpx2.AsyncClient(timeout=httpx2.Timeout(10.0), follow_redirects=False)

@@ -40,6 +40,7 @@ that the client installs on the ``httpx2`` logger.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -408,6 +409,22 @@ def read_error(response: httpx2.Response, exc: httpx2.RequestError) -> APIError:
 # --- the client -------------------------------------------------------------------
 
 
+def _checked_key(api_key: str, what: str) -> str:
+    """``api_key`` stripped, or a :class:`ConfigurationError` naming ``what`` (never the key)."""
+    key = (api_key or "").strip()
+    if not key:
+        raise ConfigurationError(
+            f"{what} is empty: export your Gravitex key (sk-...) "
+            "or run with --simulate to use the built-in simulator."
+        )
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        raise ConfigurationError(
+            f"{what} contains spaces, control or non-ASCII characters; "
+            "copy the key (sk-...) again without extra characters."
+        )
+    return key
+
+
 class GravitexClient:
     """Talks to the Gravitex video API over one :class:`httpx2.AsyncClient`.
 
@@ -430,17 +447,7 @@ class GravitexClient:
         clock: Callable[[], float] = time.time,
         event_hooks: Mapping[str, list[Callable[[Any], Any]]] | None = None,
     ) -> None:
-        key = (api_key or "").strip()
-        if not key:
-            raise ConfigurationError(
-                "GRAVITEX_API_KEY is empty: export your Gravitex key (sk-...) "
-                "or run with --simulate to use the built-in simulator."
-            )
-        if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
-            raise ConfigurationError(
-                "GRAVITEX_API_KEY contains spaces, control or non-ASCII characters; "
-                "copy the key (sk-...) again without extra characters."
-            )
+        key = _checked_key(api_key, "GRAVITEX_API_KEY")
         base = base_url.strip().rstrip("/")
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -461,9 +468,23 @@ class GravitexClient:
         self._event_hooks = event_hooks  # metrics and spans (upstream/observe.py)
         self._http_client: httpx2.AsyncClient | None = None
         self._closed = False
+        #: the client a :meth:`with_key` view shares its connections with
+        self._parent: GravitexClient | None = None
+
+    def with_key(self, api_key: str, *, what: str = "The Gravitex key") -> GravitexClient:
+        """This client paying with ``api_key`` instead (a user's own key): the same
+        connections, retries and hooks; the key lives only in the returned view, for
+        as long as the work holding it runs, and is scrubbed from its errors too."""
+        view = copy.copy(self)
+        view._api_key = _checked_key(api_key, what)
+        view._parent = self._parent or self
+        view._http_client = None
+        return view
 
     @property
     def _http(self) -> httpx2.AsyncClient:
+        if self._parent is not None:  # a with_key view: the parent's connections
+            return self._parent._http
         # Made at the first request, not at start-up: the network transport imports
         # httpcore and loads the CA bundle (~40 ms), which tools/list never needs.
         if self._http_client is None:
@@ -497,6 +518,8 @@ class GravitexClient:
         return self._timeouts
 
     async def aclose(self) -> None:
+        if self._parent is not None:
+            return  # a with_key view: its parent owns the connections
         self._closed = True
         if self._http_client is not None:
             await self._http_client.aclose()

@@ -1,0 +1,311 @@
+"""Many users on one server (issue 18, the part without the store seam): who calls on
+HTTP, bring-your-own key, confirmation before spending, the submit rate limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.types import ElicitRequestParams, ElicitResult
+from starlette.types import ASGIApp
+
+from gravitex_mcp.server.app import build_server
+from gravitex_mcp.server.callers import TokensFileVerifier, auth_settings
+from gravitex_mcp.server.callers_jwt import JwtVerifier
+from gravitex_mcp.server.http_app import HttpTransport, build_http_app
+from gravitex_mcp.settings import load_settings
+from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
+
+from .server_harness import API_KEY, FakeClock, make_settings, text_of
+from .test_team_ops import ACCEPT, INITIALIZE, VERSION, answer, rpc, running
+
+USER_KEY = "sk-user-own-key-5f2a9c"
+PUBLIC = "http://127.0.0.1:8000"
+
+
+class Recording(httpx2.AsyncBaseTransport):
+    """The simulator's transport, remembering every request's Authorization."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.seen: list[tuple[str, str, str | None]] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.seen.append((request.method, request.url.path, request.headers.get("authorization")))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    @property
+    def submits(self) -> int:
+        return sum(1 for method, _, _ in self.seen if method == "POST")
+
+
+def _sim(clock: FakeClock) -> Simulator:
+    return Simulator(
+        SimulatorConfig(api_keys=None, queued_seconds=0, processing_seconds=0),
+        clock=clock.monotonic,
+    )
+
+
+GENERATE = {"model": "veo-3.1-fast-generate-preview", "prompt": "a red kite", "duration": 8}
+
+
+# --- 3. confirmation ------------------------------------------------------------
+
+
+def _harness(tmp_path: Path, **overrides: Any) -> tuple[Any, Recording, FakeClock]:
+    clock = FakeClock()
+    recording = Recording(simulator_transport(_sim(clock)))
+    settings = make_settings(tmp_path, **overrides)
+    server = build_server(settings, transport=recording, clock=clock, limit_clock=clock.monotonic)
+    return server, recording, clock
+
+
+def _answering(action: str, approve: bool = True) -> Any:
+    asked: list[str] = []
+
+    async def callback(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        content = {"approve": approve} if action == "accept" else None
+        return ElicitResult(action=action, content=content)  # type: ignore[arg-type]
+
+    callback.asked = asked  # type: ignore[attr-defined]
+    return callback
+
+
+@pytest.mark.parametrize(
+    ("action", "sent", "said"),
+    [
+        ("accept", 1, None),
+        ("decline", 0, "declined this submission; nothing was sent"),
+        ("cancel", 0, "cancelled this submission; nothing was sent"),
+    ],
+)
+async def test_a_large_submission_asks_the_person(
+    tmp_path: Path, action: str, sent: int, said: str | None
+) -> None:
+    server, recording, _ = _harness(tmp_path, confirm_over_seconds=6)
+    callback = _answering(action)
+    async with Client(server, raise_exceptions=False, elicitation_callback=callback) as client:
+        result = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+    assert len(callback.asked) == 1
+    assert "8 seconds" in callback.asked[0]
+    assert recording.submits == sent
+    if said is None:
+        assert not result.is_error, text_of(result)
+    else:
+        assert result.is_error
+        assert said in text_of(result)
+
+
+async def test_a_small_submission_and_a_dry_run_ask_nothing(tmp_path: Path) -> None:
+    server, recording, _ = _harness(tmp_path, confirm_over_seconds=8)
+    callback = _answering("decline")
+    async with Client(server, raise_exceptions=False, elicitation_callback=callback) as client:
+        small = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+        dry = await client.call_tool(
+            "generate_video", {**GENERATE, "duration": None, "model": "sora-2", "dry_run": True}
+        )
+    assert not small.is_error, text_of(small)
+    assert not dry.is_error, text_of(dry)
+    assert callback.asked == []
+    assert recording.submits == 1
+
+
+async def test_a_batch_counts_every_job_and_model_defaults(tmp_path: Path) -> None:
+    server, recording, _ = _harness(tmp_path, confirm_over_seconds=10)
+    callback = _answering("decline")
+    jobs = [GENERATE, {"model": "sora-2", "prompt": "a blue kite"}]  # 8 + sora's 4
+    async with Client(server, raise_exceptions=False, elicitation_callback=callback) as client:
+        result = await client.call_tool("generate_videos", {"jobs": jobs, "wait_seconds": 0})
+    assert result.is_error
+    assert "12 seconds" in callback.asked[0]
+    assert recording.submits == 0
+
+
+async def test_without_elicitation_it_is_refused_until_confirm_true(tmp_path: Path) -> None:
+    server, recording, _ = _harness(tmp_path, confirm_over_seconds=6)
+    async with Client(server, raise_exceptions=False) as client:
+        refused = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+        assert refused.is_error
+        assert "confirm: true" in text_of(refused)
+        assert recording.submits == 0
+        confirmed = await client.call_tool(
+            "generate_video", {**GENERATE, "wait_seconds": 0, "confirm": True}
+        )
+    assert not confirmed.is_error, text_of(confirmed)
+    assert recording.submits == 1
+
+
+# --- 4. rate limit --------------------------------------------------------------
+
+
+async def test_submits_per_minute_says_when_to_retry(tmp_path: Path) -> None:
+    server, recording, clock = _harness(tmp_path, submits_per_minute=2)
+    async with Client(server, raise_exceptions=False) as client:
+        for _ in range(2):
+            ok = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+            assert not ok.is_error, text_of(ok)
+        refused = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+        assert refused.is_error
+        assert "Retry in 30 s" in text_of(refused)
+        assert recording.submits == 2
+        clock.now += 30
+        again = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+    assert not again.is_error, text_of(again)
+    assert recording.submits == 3
+
+
+def test_the_new_settings() -> None:
+    env = {
+        "GRAVITEX_USER_KEYS": "1",
+        "GRAVITEX_CONFIRM_OVER_SECONDS": "20",
+        "GRAVITEX_SUBMITS_PER_MINUTE": "5",
+    }
+    s = load_settings(env)
+    assert (s.user_keys, s.confirm_over_seconds, s.submits_per_minute) == (True, 20, 5)
+    off = load_settings({})
+    assert (off.user_keys, off.confirm_over_seconds, off.submits_per_minute) == (False, None, None)
+
+
+# --- 1. who calls, 2. bring your own key (real HTTP through ASGITransport) ---------------
+
+
+def _tokens_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tokens.toml"
+    path.write_text('[alice]\ntoken = "alice-token-1"\n\n[bob]\ntoken = "bob-token-2"\n')
+    path.chmod(0o600)
+    return path
+
+
+def _http_app(
+    tmp_path: Path,
+    verifier: Any,
+    recording: Recording,
+    transport: HttpTransport = "streamable-http",
+) -> ASGIApp:
+    settings = make_settings(tmp_path, api_key=API_KEY, user_keys=True, media=False)
+    auth = auth_settings(verifier, PUBLIC if isinstance(verifier, JwtVerifier) else None)
+    server = build_server(
+        settings, transport=recording, media_loopback=False, verifier=verifier, auth=auth
+    )
+    return build_http_app(
+        server, transport=transport, host="127.0.0.1", port=8000, token=None, verifier=verifier
+    )
+
+
+@asynccontextmanager
+async def _session(client: httpx2.AsyncClient, headers: dict[str, str]) -> AsyncIterator[str]:
+    opened = await client.post("/mcp", json=INITIALIZE, headers={**ACCEPT, **headers})
+    answer(opened)
+    session = opened.headers["mcp-session-id"]
+    done = await client.post(
+        "/mcp",
+        json=rpc("notifications/initialized", ident=None),
+        headers={**ACCEPT, **VERSION, **headers, "mcp-session-id": session},
+    )
+    assert done.status_code == 202, done.text
+    yield session
+
+
+async def test_tokens_file_callers_and_their_own_key_over_http(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    recording = Recording(simulator_transport(_sim(FakeClock())))
+    app = _http_app(tmp_path, TokensFileVerifier(_tokens_file(tmp_path)), recording)
+    async with running(app) as client:
+        assert (await client.post("/mcp", json=INITIALIZE, headers=ACCEPT)).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert (
+            await client.post("/mcp", json=INITIALIZE, headers={**ACCEPT, **wrong})
+        ).status_code == 401
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code in (200, 503)
+        headers = {"Authorization": "Bearer alice-token-1", "X-Gravitex-Api-Key": USER_KEY}
+        async with _session(client, headers) as session:
+            call = rpc(
+                "tools/call",
+                {
+                    "name": "generate_video",
+                    "arguments": {**GENERATE, "wait_seconds": 30, "download": True},
+                },
+                ident=2,
+            )
+            response = await client.post(
+                "/mcp",
+                json=call,
+                headers={**ACCEPT, **VERSION, **headers, "mcp-session-id": session},
+            )
+            result = answer(response)
+    assert not result["result"].get("isError"), result
+    auths = {a for _, _, a in recording.seen if a is not None}
+    assert auths == {f"Bearer {USER_KEY}"}, recording.seen
+    assert any(m == "GET" for m, _, _ in recording.seen)  # polls went with the same key
+    assert USER_KEY not in json.dumps(result)
+    assert USER_KEY not in caplog.text
+    for folder in (tmp_path / "state", tmp_path / "videos"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert USER_KEY.encode() not in path.read_bytes(), path
+
+
+async def test_without_the_header_the_server_key_pays(tmp_path: Path) -> None:
+    recording = Recording(simulator_transport(_sim(FakeClock())))
+    app = _http_app(tmp_path, TokensFileVerifier(_tokens_file(tmp_path)), recording)
+    async with running(app) as client:
+        headers = {"Authorization": "Bearer bob-token-2"}
+        async with _session(client, headers) as session:
+            call = rpc(
+                "tools/call",
+                {"name": "generate_video", "arguments": {**GENERATE, "wait_seconds": 0}},
+                ident=2,
+            )
+            answer(
+                await client.post(
+                    "/mcp",
+                    json=call,
+                    headers={**ACCEPT, **VERSION, **headers, "mcp-session-id": session},
+                )
+            )
+    assert {a for _, _, a in recording.seen} == {f"Bearer {API_KEY}"}
+
+
+async def test_oauth_metadata_and_the_401_that_points_at_it(tmp_path: Path) -> None:
+    async with httpx2.AsyncClient() as issuer_client:
+        verifier = JwtVerifier("https://id.example.com/realms/videos", PUBLIC, issuer_client)
+        recording = Recording(simulator_transport(_sim(FakeClock())))
+        app = _http_app(tmp_path, verifier, recording)
+        async with running(app) as client:
+            refused = await client.post("/mcp", json=INITIALIZE, headers=ACCEPT)
+            assert refused.status_code == 401
+            challenge = refused.headers["www-authenticate"]
+            assert f"{PUBLIC}/.well-known/oauth-protected-resource" in challenge
+            meta = await client.get(
+                "/.well-known/oauth-protected-resource",
+                headers={"Origin": "https://claude.example"},
+            )
+            assert meta.status_code == 200, meta.text
+            body = meta.json()
+            assert body["resource"].rstrip("/") == PUBLIC
+            assert body["authorization_servers"][0].rstrip("/") == (
+                "https://id.example.com/realms/videos"
+            )
+            assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_sse_needs_a_known_token(tmp_path: Path) -> None:
+    recording = Recording(simulator_transport(_sim(FakeClock())))
+    app = _http_app(tmp_path, TokensFileVerifier(_tokens_file(tmp_path)), recording, "sse")
+    async with running(app) as client:
+        assert (await client.get("/sse")).status_code == 401
+        assert (await client.post("/messages/?session_id=x", json=INITIALIZE)).status_code == 401
