@@ -5,24 +5,31 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestParams, ElicitResult
 from starlette.types import ASGIApp
 
+from gravitex_mcp.errors import ConfigurationError
+from gravitex_mcp.metrics import make_metrics
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.callers import TokensFileVerifier, auth_settings
 from gravitex_mcp.server.callers_jwt import JwtVerifier
-from gravitex_mcp.server.http_app import HttpTransport, build_http_app
+from gravitex_mcp.server.http_app import HttpTransport, build_http_app, check_bind
 from gravitex_mcp.settings import load_settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 
+from .proc import SERVER_CMD, HttpServer, clean_env, free_port, http_server, stop
 from .server_harness import API_KEY, FakeClock, make_settings, text_of
 from .test_team_ops import ACCEPT, INITIALIZE, VERSION, answer, rpc, running
 
@@ -309,3 +316,127 @@ async def test_sse_needs_a_known_token(tmp_path: Path) -> None:
     async with running(app) as client:
         assert (await client.get("/sse")).status_code == 401
         assert (await client.post("/messages/?session_id=x", json=INITIALIZE)).status_code == 401
+
+
+# --- the command's wiring, in real processes on loopback -------------------------------
+
+
+@contextmanager
+def _loopback_upstream(root: Path) -> Iterator[str]:
+    """``gravitex-mcp simulator`` on a free loopback port (it takes any sk- key)."""
+    port = free_port()
+    env = clean_env(root, GRAVITEX_SIMULATOR_SECONDS="0", GRAVITEX_STATE_DIR=str(root / "sim"))
+    with (root / "simulator.stderr").open("wb") as err:
+        proc = subprocess.Popen(
+            [*SERVER_CMD, "simulator", "--port", str(port)],
+            env=env,
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx2.Client(timeout=2.0) as client:
+            for _ in range(600):  # the process's start-up: polled, bounded
+                try:
+                    client.get(f"{base}/")
+                    break
+                except httpx2.TransportError:
+                    assert proc.poll() is None, (root / "simulator.stderr").read_text()
+                    time.sleep(0.05)
+        yield base
+    finally:
+        stop(proc)
+
+
+async def _call(
+    server: HttpServer, headers: dict[str, str], name: str, args: dict[str, Any]
+) -> Any:
+    if server.transport == "sse":
+        async with Client(sse_client(server.mcp_url, headers=headers)) as client:
+            return await client.call_tool(name, args)
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0)) as http,
+        Client(streamable_http_client(server.mcp_url, http_client=http)) as client,
+    ):
+        return await client.call_tool(name, args)
+
+
+@pytest.mark.parametrize("transport", ["sse", "streamable-http"])
+async def test_the_command_wires_callers_and_their_keys(tmp_path: Path, transport: str) -> None:
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(
+        '[alice]\ntoken = "alice-token-1"\n\n'
+        f'[bob]\ntoken = "bob-token-2"\nupstream_key = "{USER_KEY}-bob"\n\n'
+        '[carol]\ntoken = "carol-token-3"\n'
+    )
+    tokens.chmod(0o600)
+    with _loopback_upstream(tmp_path) as upstream:
+        env = {
+            "GRAVITEX_TOKENS_FILE": str(tokens),
+            "GRAVITEX_USER_KEYS": "1",
+            "GRAVITEX_BASE_URL": upstream,
+        }
+        # No GRAVITEX_API_KEY: only a caller's own key can pay.
+        with http_server(tmp_path / "srv", transport, token=None, env=env, simulate=False) as s:
+            async with httpx2.AsyncClient(base_url=s.base_url, timeout=10.0) as plain:
+                assert (await plain.get("/healthz")).status_code == 200
+                refused = await plain.get("/sse" if transport == "sse" else "/mcp")
+                assert refused.status_code == 401
+            args = {**GENERATE, "wait_seconds": 0}
+            alice = {"Authorization": "Bearer alice-token-1", "X-Gravitex-Api-Key": USER_KEY}
+            paid = await _call(s, alice, "generate_video", args)
+            assert not paid.is_error, text_of(paid)
+            task_id = paid.structured_content["task_id"]
+            polled = await _call(s, alice, "check_video_task", {"task_id": task_id})
+            assert not polled.is_error, text_of(polled)
+            bob = await _call(s, {"Authorization": "Bearer bob-token-2"}, "generate_video", args)
+            assert not bob.is_error, text_of(bob)
+            carol = await _call(
+                s, {"Authorization": "Bearer carol-token-3"}, "generate_video", args
+            )
+            assert carol.is_error
+            assert "GRAVITEX_API_KEY" in text_of(carol)
+            log = s.log.read_text()
+    for text in (log, json.dumps(paid.structured_content), text_of(paid), text_of(polled)):
+        assert USER_KEY not in text
+    for path in (tmp_path / "srv").rglob("*"):
+        if path.is_file():
+            assert USER_KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_verifier_allows_a_public_bind(tmp_path: Path) -> None:
+    verifier = TokensFileVerifier(_tokens_file(tmp_path))
+    check_bind("0.0.0.0", verifier)
+    with pytest.raises(ConfigurationError, match="without a token"):
+        check_bind("0.0.0.0", None)
+
+
+async def test_metrics_take_a_callers_token(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, media=False)
+    verifier = TokensFileVerifier(_tokens_file(tmp_path))
+    metrics = make_metrics()
+    assert metrics is not None
+    server = build_server(
+        settings,
+        media_loopback=False,
+        metrics=metrics,
+        verifier=verifier,
+        auth=auth_settings(verifier, None),
+    )
+    app = build_http_app(
+        server,
+        transport="streamable-http",
+        host="127.0.0.1",
+        port=8000,
+        token=None,
+        verifier=verifier,
+        metrics=metrics,
+    )
+    async with running(app) as client:
+        assert (await client.get("/metrics")).status_code == 401
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = await client.get("/metrics", headers={"Authorization": "Bearer bob-token-2"})
+        assert ok.status_code == 200
