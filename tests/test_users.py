@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 from gravitex_mcp.errors import ConfigurationError
 from gravitex_mcp.metrics import make_metrics
 from gravitex_mcp.server.app import build_server
-from gravitex_mcp.server.callers import TokensFileVerifier, auth_settings
+from gravitex_mcp.server.callers import TokensFileVerifier, auth_settings, parse_tokens_file
 from gravitex_mcp.server.callers_jwt import JwtVerifier
 from gravitex_mcp.server.http_app import HttpTransport, build_http_app, check_bind
 from gravitex_mcp.settings import load_settings
@@ -440,3 +440,14 @@ async def test_metrics_take_a_callers_token(tmp_path: Path) -> None:
         assert wrong.status_code == 401
         ok = await client.get("/metrics", headers={"Authorization": "Bearer bob-token-2"})
         assert ok.status_code == 200
+
+
+def test_the_readme_tokens_file_example_parses() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Users, keys and budgets") :]
+    example = section[section.index("```toml\n") + 8 : section.index("```\n", 10)]
+    users = parse_tokens_file(example, Path("tokens.toml"))
+    assert sorted(users) == ["alice", "bob"]
+    alice = users["alice"].caller
+    assert alice.upstream_key is not None
+    assert alice.upstream_key.get_secret_value() == "sk-alice-own-key"
