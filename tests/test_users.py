@@ -3,6 +3,7 @@ HTTP, bring-your-own key, confirmation before spending, the submit rate limit.""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -12,6 +13,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -22,12 +24,16 @@ from starlette.types import ASGIApp
 
 from gravitex_mcp.errors import ConfigurationError
 from gravitex_mcp.metrics import make_metrics
+from gravitex_mcp.request.arguments import GenerateVideoInput
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.callers import TokensFileVerifier, auth_settings, parse_tokens_file
 from gravitex_mcp.server.callers_jwt import JwtVerifier
 from gravitex_mcp.server.http_app import HttpTransport, build_http_app, check_bind
+from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.settings import load_settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
+from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.upstream.client import GravitexClient
 
 from .proc import SERVER_CMD, HttpServer, clean_env, free_port, http_server, stop
 from .server_harness import API_KEY, FakeClock, make_settings, text_of
@@ -89,6 +95,11 @@ def _answering(action: str, approve: bool = True) -> Any:
     return callback
 
 
+#: Both protocol eras: a mid-call elicitation request (legacy), and input_required rounds.
+ERAS = ("legacy", "2026-07-28")
+
+
+@pytest.mark.parametrize("era", ERAS)
 @pytest.mark.parametrize(
     ("action", "sent", "said"),
     [
@@ -98,11 +109,14 @@ def _answering(action: str, approve: bool = True) -> Any:
     ],
 )
 async def test_a_large_submission_asks_the_person(
-    tmp_path: Path, action: str, sent: int, said: str | None
+    tmp_path: Path, action: str, sent: int, said: str | None, era: str
 ) -> None:
     server, recording, _ = _harness(tmp_path, confirm_over_seconds=6)
     callback = _answering(action)
-    async with Client(server, raise_exceptions=False, elicitation_callback=callback) as client:
+    async with Client(
+        server, raise_exceptions=False, elicitation_callback=callback, mode=era
+    ) as client:
+        assert (client.session.protocol_version == "2026-07-28") == (era != "legacy")
         result = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
     assert len(callback.asked) == 1
     assert "8 seconds" in callback.asked[0]
@@ -139,9 +153,12 @@ async def test_a_batch_counts_every_job_and_model_defaults(tmp_path: Path) -> No
     assert recording.submits == 0
 
 
-async def test_without_elicitation_it_is_refused_until_confirm_true(tmp_path: Path) -> None:
+@pytest.mark.parametrize("era", ERAS)
+async def test_without_elicitation_it_is_refused_until_confirm_true(
+    tmp_path: Path, era: str
+) -> None:
     server, recording, _ = _harness(tmp_path, confirm_over_seconds=6)
-    async with Client(server, raise_exceptions=False) as client:
+    async with Client(server, raise_exceptions=False, mode=era) as client:
         refused = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
         assert refused.is_error
         assert "confirm: true" in text_of(refused)
@@ -451,3 +468,46 @@ def test_the_readme_tokens_file_example_parses() -> None:
     alice = users["alice"].caller
     assert alice.upstream_key is not None
     assert alice.upstream_key.get_secret_value() == "sk-alice-own-key"
+
+
+class Gated(Recording):
+    """Holds the Sora video download until ``release`` is set."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        super().__init__(inner)
+        self.reached = anyio.Event()
+        self.release = anyio.Event()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/download"):
+            self.reached.set()
+            await self.release.wait()
+        return await super().handle_async_request(request)
+
+
+async def test_a_callers_key_pays_for_the_save_that_outlives_the_call(tmp_path: Path) -> None:
+    clock = FakeClock()
+    gated = Gated(simulator_transport(_sim(clock)))
+    settings = make_settings(tmp_path)
+    journal = Journal.open(settings.state_dir)
+    client = GravitexClient(api_key=API_KEY, base_url=settings.base_url, transport=gated)
+    service = VideoService(settings=settings, client=client, journal=journal, clock=clock)
+    try:
+        async with service.running():
+            view = service.acting_for("alice", USER_KEY)
+            request = GenerateVideoInput(model="sora-2", prompt="a cat", wait_seconds=0)
+            task_id = (await view.generate(request)).task_id
+            async with anyio.create_task_group() as group:
+                group.start_soon(functools.partial(view.download, task_id, filename=None))
+                await gated.reached.wait()
+                group.cancel_scope.cancel()  # the call is over; its save goes on
+            del view
+            gated.release.set()
+            # The server's own service joins the running save: it sends nothing itself.
+            saved = await service.download(task_id, filename=None)
+    finally:
+        await client.aclose()
+        journal.close()
+    assert Path(saved.path).is_file()
+    assert [a for _, _, a in gated.seen] == [f"Bearer {USER_KEY}"] * len(gated.seen)
+    assert any(path.endswith("/download") for _, path, _ in gated.seen)
