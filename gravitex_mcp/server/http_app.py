@@ -16,6 +16,12 @@ text) sits behind the guard like ``/mcp``, or beside ``/healthz`` with
 Listening on a non-loopback address without a token is refused
 before the socket is opened.
 
+With a verifier of callers (server/callers.py: a tokens file, OAuth JWTs, or the
+shared token) the SDK's bearer middleware checks the MCP routes' tokens and serves
+the RFC 9728 metadata at ``/.well-known/oauth-protected-resource``; the guard then
+checks no token there (not twice), only on ``/metrics`` through the same verifier,
+and lets the metadata through its Origin check (browser clients of any origin read it).
+
 A body POSTed to SSE's ``/messages/`` that is not one JSON-RPC message is answered
 here with a 400 and a JSON-RPC parse error: the SDK would answer it too, but then
 hands the error to the session, which ends (every call in flight on it lost).
@@ -69,7 +75,9 @@ def check_bind(host: str, token: str | CallerVerifier | None) -> None:
     if not is_loopback(host) and not token:
         raise ConfigurationError(
             f"Refusing to serve on {host} without a token: anyone who can reach it could "
-            "spend your Gravitex credit. Set GRAVITEX_HTTP_TOKEN, or bind --host 127.0.0.1."
+            "spend your Gravitex credit. Set GRAVITEX_HTTP_TOKEN (one shared user), "
+            "GRAVITEX_TOKENS_FILE or GRAVITEX_OAUTH_ISSUER (many users), or bind "
+            "--host 127.0.0.1."
         )
 
 
