@@ -27,6 +27,10 @@ Usage (from the repository root)::
 * Checked per job: the result names a saved file that exists with the reported size and
   sha256, and a contact sheet (``preview``) that exists; "saved" and "looked at" count them.
 * Peak RSS: the server's ``VmHWM`` (``/proc/<pid>/status``) at the end of the run.
+* ``--probe-elsewhere`` (a control): the probe calls a second server of the same
+  checkout, started alongside and given no jobs, while the load goes to the first. Its
+  figures are then what the machine alone (the load's server, driver and simulator
+  sharing the cores) does to a quick call that no load touches inside its server.
 """
 
 from __future__ import annotations
@@ -270,11 +274,13 @@ async def probe_main(url: str, idle_calls: int) -> None:
     print(json.dumps({"loaded": loaded, "at": when, "pings": pings}), flush=True)
 
 
-async def drive(url: str, pid: int, jobs: int, sessions: int, idle_calls: int) -> dict[str, Any]:
+async def drive(
+    url: str, pid: int, jobs: int, sessions: int, idle_calls: int, probe_url: str | None = None
+) -> dict[str, Any]:
     import anyio
 
     run = Run()
-    cmd = [sys.executable, __file__, "--probe", url, "--idle-calls", str(idle_calls)]
+    cmd = [sys.executable, __file__, "--probe", probe_url or url, "--idle-calls", str(idle_calls)]
     pipe = subprocess.PIPE
     probe = subprocess.Popen(cmd, stdin=pipe, stdout=pipe, text=True)  # noqa: ASYNC220 - before the load
     assert probe.stdin is not None
@@ -362,6 +368,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print each run's figures as JSON")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=Path, help="keep the folders and logs here (empty dir)")
+    parser.add_argument(
+        "--probe-elsewhere",
+        action="store_true",
+        help="probe a second, idle server of the same checkout while the load runs",
+    )
     args = parser.parse_args()
     import anyio
 
@@ -379,8 +390,17 @@ def main() -> None:
             root = Path(tmp) / label
             root.mkdir()
             before = _load_average()
-            with server(root, Path(repo), upstream) as (url, pid):
-                figures = anyio.run(drive, url, pid, args.jobs, args.sessions, args.idle_calls)
+            with contextlib.ExitStack() as servers:
+                url, pid = servers.enter_context(server(root, Path(repo), upstream))
+                probe_url = None
+                if args.probe_elsewhere:
+                    (root / "idle").mkdir()
+                    probe_url, _ = servers.enter_context(
+                        server(root / "idle", Path(repo), upstream)
+                    )
+                figures = anyio.run(
+                    drive, url, pid, args.jobs, args.sessions, args.idle_calls, probe_url
+                )
             figures["load_average"] = f"{before}-{_load_average()}"
             if args.json:
                 print(json.dumps({"label": label, **figures}), flush=True)

@@ -19,21 +19,14 @@ from typing import Any
 import anyio
 import pytest
 
-import gravitex_mcp.store.journal as journal_module
-from gravitex_mcp.domain import TaskStatus
-from gravitex_mcp.errors import InvalidArgumentsError
-from gravitex_mcp.store.journal import (
-    DB_FILENAME,
-    MAX_LIST_LIMIT,
-    Journal,
-    JournalError,
-    JournalStatus,
-    TaskRecord,
-    data_url_digest,
-    parse_url_expiry,
-    redact_data_urls,
-    schema_version,
-)
+from gravitex_mcp.domain import JournalStatus, TaskStatus
+from gravitex_mcp.errors import InvalidArgumentsError, JournalError
+from gravitex_mcp.redact import data_url_digest, redact_data_urls
+from gravitex_mcp.store import sqlite_files, sqlite_open, sqlite_schema
+from gravitex_mcp.store.journal import MAX_LIST_LIMIT, Journal
+from gravitex_mcp.store.records import TaskRecord, parse_url_expiry
+from gravitex_mcp.store.sqlite_open import DB_FILENAME
+from gravitex_mcp.store.sqlite_schema import schema_version
 
 from .proc import clean_env, run_cli
 
@@ -523,7 +516,7 @@ async def test_garbage_file_moved_aside(
     garbage = bytes(range(256)) * 64
     (tmp_path / DB_FILENAME).write_bytes(garbage)
     (tmp_path / f"{DB_FILENAME}-wal").write_bytes(b"junk wal")
-    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.journal"):
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.sqlite_open"):
         j = Journal.open(tmp_path, now=clock)
     try:
         aside = tmp_path / f"{DB_FILENAME}.corrupt-20250102T030406Z"
@@ -532,7 +525,7 @@ async def test_garbage_file_moved_aside(
         # sits next to the new journal.
         new_wal = tmp_path / f"{DB_FILENAME}-wal"
         assert not new_wal.exists() or b"junk wal" not in new_wal.read_bytes()
-        warnings = [r for r in caplog.records if r.name == "gravitex_mcp.store.journal"]
+        warnings = [r for r in caplog.records if r.name == "gravitex_mcp.store.sqlite_open"]
         assert len(warnings) == 1
         assert warnings[0].levelno == logging.WARNING
         assert "corrupt" in warnings[0].getMessage()
@@ -577,7 +570,7 @@ async def test_damaged_pages_moved_aside(
         _zero_page(path, root)
     # As a process killed with the journal open leaves it: the open checks the file.
     Path(f"{path}-wal").touch()
-    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.journal"):
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.sqlite_open"):
         fresh = Journal.open(tmp_path)
     try:
         assert len(_corrupt_files(tmp_path)) == 1
@@ -634,7 +627,7 @@ async def test_damage_met_in_use_is_checked_at_the_next_open(
             await damaged.list()
     finally:
         damaged.close()
-    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.journal"):
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.sqlite_open"):
         fresh = Journal.open(tmp_path)
     try:
         assert len(_corrupt_files(tmp_path)) == 1
@@ -656,7 +649,7 @@ def test_a_held_lock_ends_start_up_within_its_bound(tmp_path: Path) -> None:
             "os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())\n"
             "print('ready', flush=True)\n"
             "sys.stdin.read()\n",
-            str(tmp_path / journal_module.LOCK_FILENAME),
+            str(tmp_path / sqlite_open.LOCK_FILENAME),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -685,7 +678,7 @@ def test_move_aside_takes_side_files(tmp_path: Path) -> None:
     path = tmp_path / DB_FILENAME
     for suffix, content in (("", b"db"), ("-wal", b"wal"), ("-shm", b"shm")):
         Path(f"{path}{suffix}").write_bytes(content)
-    aside = journal_module._move_aside(path, START)
+    aside = sqlite_files.move_aside(path, START)
     assert aside.name == f"{DB_FILENAME}.corrupt-20250102T030405Z"
     assert aside.read_bytes() == b"db"
     assert Path(f"{aside}-wal").read_bytes() == b"wal"
@@ -743,9 +736,7 @@ async def test_migration_hook_applies_new_steps(
     def add_note_column(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE tasks ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(
-        journal_module, "_MIGRATIONS", [*journal_module._MIGRATIONS, add_note_column]
-    )
+    monkeypatch.setattr(sqlite_schema, "_MIGRATIONS", [*sqlite_schema._MIGRATIONS, add_note_column])
     assert schema_version() == 4
     upgraded = Journal.open(tmp_path)
     try:
@@ -974,7 +965,7 @@ def test_a_held_lock_ends_server_start_up_within_its_bound(tmp_path: Path) -> No
             "os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())\n"
             "print('ready', flush=True)\n"
             "sys.stdin.read()\n",
-            str(state / journal_module.LOCK_FILENAME),
+            str(state / sqlite_open.LOCK_FILENAME),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -995,7 +986,7 @@ def test_a_held_lock_ends_server_start_up_within_its_bound(tmp_path: Path) -> No
         holder.stdin.close()
         holder.wait(timeout=30)
     assert result.returncode != 0
-    assert journal_module.DEFAULT_LOCK_TIMEOUT <= took < journal_module.DEFAULT_LOCK_TIMEOUT + 30
+    assert sqlite_open.DEFAULT_LOCK_TIMEOUT <= took < sqlite_open.DEFAULT_LOCK_TIMEOUT + 30
     assert "waiting up to" in result.stderr  # why it waits, said before it gives up
     assert f"The state folder {state} is locked" in result.stderr
     assert f"pid {holder.pid}" in result.stderr

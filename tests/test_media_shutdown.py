@@ -12,7 +12,8 @@ import anyio
 import httpx2
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from gravitex_mcp.server.media import MEDIA_PORT_FILE, MediaLinks, load_or_create_key
+from gravitex_mcp.server.media import MEDIA_PORT_FILE
+from gravitex_mcp.store.media_links import MediaLinks, load_or_create_key
 
 from .proc import SERVER_CMD, STOP_TIMEOUT, clean_env, free_port
 from .test_transport_stdio import SESSION_TIMEOUT, RawSession, server_env

@@ -23,14 +23,13 @@ from gravitex_mcp.cli.demo_inputs import png_data_url
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.media import (
     MEDIA_PORT_FILE,
-    MediaLinks,
-    load_or_create_key,
     serve_loopback,
 )
+from gravitex_mcp.service.joins import join_files
 from gravitex_mcp.settings import Settings
+from gravitex_mcp.store.media_links import MediaLinks, load_or_create_key
 from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.choose import simulated_upstream
-from gravitex_mcp.video.join import join_files
 
 from .clips import make_clip
 from .proc import SERVER_CMD, TOOLS, clean_env

@@ -295,7 +295,7 @@ async def test_looking_and_extracting_run_off_the_event_loop(
 ) -> None:
     import threading
 
-    from gravitex_mcp.video import seeing
+    from gravitex_mcp.service import looks as seeing
 
     loop_thread = threading.current_thread()
     threads: list[threading.Thread] = []
@@ -307,9 +307,9 @@ async def test_looking_and_extracting_run_off_the_event_loop(
 
         return wrapper
 
-    # The service imports them at their first use, from gravitex_mcp.video.seeing.
-    monkeypatch.setattr("gravitex_mcp.video.seeing.look_at", spy(seeing.look_at))
-    monkeypatch.setattr("gravitex_mcp.video.seeing.extract", spy(seeing.extract))
+    # The service imports them at their first use, from gravitex_mcp.service.looks.
+    monkeypatch.setattr("gravitex_mcp.service.looks.look_at", spy(seeing.look_at))
+    monkeypatch.setattr("gravitex_mcp.service.looks.extract", spy(seeing.extract))
     async with connected(h) as client:
         data = structured(await generate(client, duration=4))
         structured(await client.call_tool("extract_frames", {"task_id": data["task_id"]}))

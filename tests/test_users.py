@@ -24,7 +24,6 @@ from starlette.types import ASGIApp
 
 from gravitex_mcp.errors import ConfigurationError
 from gravitex_mcp.metrics import make_metrics
-from gravitex_mcp.request.arguments import GenerateVideoInput
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.callers import TokensFileVerifier, auth_settings, parse_tokens_file
 from gravitex_mcp.server.callers_jwt import JwtVerifier
@@ -33,6 +32,7 @@ from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.settings import load_settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient
 
 from .proc import SERVER_CMD, HttpServer, clean_env, free_port, http_server, stop
@@ -305,26 +305,28 @@ async def test_without_the_header_the_server_key_pays(tmp_path: Path) -> None:
 
 
 async def test_oauth_metadata_and_the_401_that_points_at_it(tmp_path: Path) -> None:
-    async with httpx2.AsyncClient() as issuer_client:
-        verifier = JwtVerifier("https://id.example.com/realms/videos", PUBLIC, issuer_client)
-        recording = Recording(simulator_transport(_sim(FakeClock())))
-        app = _http_app(tmp_path, verifier, recording)
-        async with running(app) as client:
-            refused = await client.post("/mcp", json=INITIALIZE, headers=ACCEPT)
-            assert refused.status_code == 401
-            challenge = refused.headers["www-authenticate"]
-            assert f"{PUBLIC}/.well-known/oauth-protected-resource" in challenge
-            meta = await client.get(
-                "/.well-known/oauth-protected-resource",
-                headers={"Origin": "https://claude.example"},
-            )
-            assert meta.status_code == 200, meta.text
-            body = meta.json()
-            assert body["resource"].rstrip("/") == PUBLIC
-            assert body["authorization_servers"][0].rstrip("/") == (
-                "https://id.example.com/realms/videos"
-            )
-            assert (await client.get("/healthz")).status_code == 200
+    async def fetch(url: str) -> dict[str, Any]:
+        raise AssertionError(f"no key is fetched here ({url})")
+
+    verifier = JwtVerifier("https://id.example.com/realms/videos", PUBLIC, fetch)
+    recording = Recording(simulator_transport(_sim(FakeClock())))
+    app = _http_app(tmp_path, verifier, recording)
+    async with running(app) as client:
+        refused = await client.post("/mcp", json=INITIALIZE, headers=ACCEPT)
+        assert refused.status_code == 401
+        challenge = refused.headers["www-authenticate"]
+        assert f"{PUBLIC}/.well-known/oauth-protected-resource" in challenge
+        meta = await client.get(
+            "/.well-known/oauth-protected-resource",
+            headers={"Origin": "https://claude.example"},
+        )
+        assert meta.status_code == 200, meta.text
+        body = meta.json()
+        assert body["resource"].rstrip("/") == PUBLIC
+        assert body["authorization_servers"][0].rstrip("/") == (
+            "https://id.example.com/realms/videos"
+        )
+        assert (await client.get("/healthz")).status_code == 200
 
 
 async def test_sse_needs_a_known_token(tmp_path: Path) -> None:
@@ -491,11 +493,17 @@ async def test_a_callers_key_pays_for_the_save_that_outlives_the_call(tmp_path: 
     settings = make_settings(tmp_path)
     journal = Journal.open(settings.state_dir)
     client = GravitexClient(api_key=API_KEY, base_url=settings.base_url, transport=gated)
-    service = VideoService(settings=settings, client=client, journal=journal, clock=clock)
+    service = VideoService(
+        settings=settings,
+        client=client,
+        journal=journal,
+        output=OutputDir(settings.output_dir),
+        clock=clock,
+    )
     try:
         async with service.running():
             view = service.acting_for("alice", USER_KEY)
-            request = GenerateVideoInput(model="sora-2", prompt="a cat", wait_seconds=0)
+            request = {"model": "sora-2", "prompt": "a cat", "wait_seconds": 0}
             task_id = (await view.generate(request)).task_id
             async with anyio.create_task_group() as group:
                 group.start_soon(functools.partial(view.download, task_id, filename=None))

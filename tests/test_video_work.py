@@ -18,10 +18,10 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from gravitex_mcp.request.arguments import GenerateVideoInput
 from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient
 from gravitex_mcp.video.work import VideoWork, core_count
 
@@ -66,7 +66,12 @@ async def _service(tmp_path: Path, work: VideoWork) -> AsyncIterator[VideoServic
         api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
     )
     service = VideoService(
-        settings=settings, client=client, journal=journal, clock=clock, video_work=work
+        settings=settings,
+        client=client,
+        journal=journal,
+        output=OutputDir(settings.output_dir),
+        clock=clock,
+        video_work=work,
     )
     try:
         async with service.running():
@@ -79,7 +84,7 @@ async def _service(tmp_path: Path, work: VideoWork) -> AsyncIterator[VideoServic
 async def _finished_tasks(service: VideoService, count: int) -> list[str]:
     ids = []
     for i in range(count):
-        request = GenerateVideoInput(model="sora-2", prompt=f"clip {i}", wait_seconds=10)
+        request = dict(model="sora-2", prompt=f"clip {i}", wait_seconds=10)
         ids.append((await service.generate(request)).task_id)
     return ids
 

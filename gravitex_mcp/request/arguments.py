@@ -20,7 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from ..catalog.argument_docs import markers_text, refused_values_text, takers_text
 from ..catalog.models import MODEL_IDS, SEED_MAX
-from .inputs.resolve import MAX_MEDIA_BYTES, MAX_REQUEST_MEDIA_BYTES
+from .inputs.media import MAX_MEDIA_BYTES, MAX_REQUEST_MEDIA_BYTES
 
 DEFAULT_WAIT_SECONDS: Final = 35
 """Default wait of ``generate_video``: keeps the whole call under 50 s."""

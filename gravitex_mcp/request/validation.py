@@ -28,6 +28,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from ..catalog.describe import argument_names, valid_values_text
 from ..catalog.markers import FoundMarker, find_prompt_markers, marker_value
 from ..catalog.models import (
     ARGUMENT_TYPES,
@@ -38,14 +39,12 @@ from ..catalog.models import (
     MODEL_IDS,
     ModelSpec,
     Value,
-    argument_names,
     derived_size,
     format_size,
     format_value,
     parse_size,
     takers,
     unknown_model_problem,
-    valid_values_text,
 )
 from ..domain import Mode
 from ..errors import InvalidArgumentsError, Problem

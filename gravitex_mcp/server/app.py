@@ -12,7 +12,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import httpx2
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
@@ -20,19 +19,20 @@ from mcp.server.request_state import RequestStateSecurity
 
 from .. import __version__
 from ..catalog import models as catalog
+from ..catalog.describe import describe
 from ..metrics import Metrics
 from ..service.videos import VideoService
 from ..settings import Settings, derive_key
 from ..store.journal import Journal
-from ..store.leftovers import sweep_temp_files
+from ..store.media_links import MediaLinks, link_key
 from ..store.ready import task_counts
 from ..store.storage import OutputDir
-from ..upstream.choose import Upstream, open_upstream
+from ..upstream.choose import Transport, Upstream, open_upstream
 from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
 from .callers import CallerVerifier
 from .completions import register_completions
-from .media import MEDIA_PORT_FILE, MediaLinks, link_key, origin_of, serve_loopback
+from .media import MEDIA_PORT_FILE, origin_of, serve_loopback
 from .observe import ToolCalls
 from .player import Player
 from .prompts import register_prompts
@@ -78,7 +78,7 @@ def _state(ctx: Context) -> AppState:
 def build_server(
     settings: Settings,
     *,
-    transport: httpx2.AsyncBaseTransport | None = None,
+    transport: Transport | None = None,
     clock: Clock | None = None,
     upstream: Upstream | None = None,
     media_loopback: bool = True,
@@ -108,9 +108,10 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        settings.output_dir.mkdir(parents=True, exist_ok=True)
-        # Temp files of a server killed mid-download would stay forever otherwise.
-        await anyio.to_thread.run_sync(sweep_temp_files, settings.output_dir)
+        videos = output or OutputDir(settings.output_dir)
+        # Held from start-up (a folder swapped for a symlink later is refused), and rid
+        # of what writers of a server killed mid-download left (else kept forever).
+        await anyio.to_thread.run_sync(videos.recover)
         # Off the event loop: opening may wait (up to its lock time-out) for another process.
         journal = await anyio.to_thread.run_sync(Journal.open, settings.state_dir)
         open_journals.append(journal)
@@ -126,7 +127,7 @@ def build_server(
                 settings, transport=transport, upstream=upstream, sleep=retry_sleep, metrics=metrics
             ) as client:
                 service = VideoService(
-                    settings=settings, client=client, journal=journal, clock=clock, output=output
+                    settings=settings, client=client, journal=journal, output=videos, clock=clock
                 )
                 # Saves run in the background of the server, past the call that began them.
                 async with service.running():
@@ -177,7 +178,7 @@ def build_server(
         mime_type="application/json",
     )
     def models_resource() -> str:
-        return json.dumps([catalog.describe(s) for s in catalog.models()], indent=2)
+        return json.dumps([describe(s) for s in catalog.models()], indent=2)
 
     @server.resource(
         "gravitex://tasks/{task_id}",

@@ -53,8 +53,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import ConfigurationError
 from ..metrics import Metrics
 from ..settings import is_loopback
+from ..store.media_links import MediaLinks
 from .callers import CallerVerifier
-from .media import MediaLinks, is_media_path, origin_of, with_media
+from .media import is_media_path, origin_of, with_media
 from .stdio_guard import refusal_reason, request_id_of
 
 logger = logging.getLogger(__name__)

@@ -30,8 +30,9 @@ from mcp.types import (
 from pydantic import BaseModel, Field
 
 from ..catalog import models as catalog
-from ..domain import Family, TaskStatus
-from ..redact import clip
+from ..catalog.describe import describe
+from ..domain import Family, JournalStatus, TaskStatus
+from ..redact import clip, redact_data_urls
 from ..request.arguments import DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, GenerateVideoInput
 from ..results import (
     CheckVideoTaskResult,
@@ -48,9 +49,9 @@ from ..results import (
 )
 from ..service.batch import GenerateVideosInput, check_batch, run_batch
 from ..service.videos import ProgressFn, VideoService
-from ..store.journal import JournalStatus, redact_data_urls
+from ..store.media_links import MediaLinks
 from ..video.frames import FramePosition
-from .media import MediaLinks, request_host
+from .media import request_host
 from .model_tool import tool_from_model
 from .schema_errors import CheckedTool, strict_arguments
 from .users import ApprovalParameter, check_spending
@@ -332,7 +333,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         from .model_table import models_table
 
         specs = catalog.models(family)
-        result = ListModelsResult(models=[catalog.describe(s) for s in specs])
+        result = ListModelsResult(models=[describe(s) for s in specs])
         # The text is a compact table (~3 KB); the whole catalog (~60 KB as indented
         # JSON, 9k tokens) stays in structuredContent and gravitex://models.
         text = (
@@ -347,13 +348,10 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
     async def generate_video(
         ctx: Context, approval: ApprovalParameter, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
-        from ..request.validation import parse_request  # loaded by the first call
-
-        # null means "not given"; every argument is checked in one place.
-        request = parse_request({k: v for k, v in arguments.items() if v is not None})
         service = service_of(ctx)
         check_spending(ctx, service.user_id, arguments, approval)
-        result = await service.generate(request, _progress_of(ctx))
+        # Every argument is checked in one place: the service.
+        result = await service.generate(arguments, _progress_of(ctx))
         if result.dry_run:
             notes = "".join(f"Note: {note}\n" for note in result.notes)
             # An image travels as a data URL of megabytes: the text shows its
@@ -367,8 +365,10 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
                 content=[TextContent(type="text", text=text)],
                 structured_content=result.model_dump(mode="json"),
             )
+        # The service has checked preview (a strict bool; null or absent: true).
+        preview = arguments.get("preview") is not False
         return await _task_result(
-            await linked(ctx, result), preview=request.preview, over_http=over_http(ctx)
+            await linked(ctx, result), preview=preview, over_http=over_http(ctx)
         )
 
     async def check_video_task(
@@ -515,7 +515,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         kept when every clip has it. Returns the saved file's path, size, sha256, a
         probe (duration, size, fps, codec, audio) and its contact sheet."""
 
-        from ..video.join import join_tasks  # PyAV's joining: loaded by the first join only
+        from ..service.joins import join_tasks  # PyAV's joining: loaded by the first join only
 
         joined = await join_tasks(
             service_of(ctx), task_ids, filename=filename, progress=_progress_of(ctx)

@@ -30,7 +30,8 @@ from ..request.arguments import (
 )
 from ..results import BatchJobResult, GenerateVideosResult
 from ..server.schema_errors import json_kind, shown_value
-from .videos import ProgressFn, Submission, VideoService
+from .progress import Progress, ProgressFn
+from .videos import Submission, VideoService
 
 if TYPE_CHECKING:  # checking and preparing requests: loaded by the first batch
     from ..request.prepare import PreparedRequest
@@ -99,10 +100,8 @@ def _prefixed(index: int, problems: Sequence[Problem]) -> list[Problem]:
 
 def _parse(
     raw: Mapping[str, Any],
-) -> tuple[dict[int, VideoArguments], BatchSettings, list[Problem]]:
-    """The jobs that parse (by index), the batch settings, and every problem found."""
-    from ..request.validation import parse_request  # loaded by the first batch
-
+) -> tuple[dict[int, dict[str, Any]], BatchSettings, list[Problem]]:
+    """Each job's arguments (by index), the batch settings, and every problem found."""
     problems: list[Problem] = []
     settings = BatchSettings()
     try:
@@ -120,7 +119,7 @@ def _parse(
                 message = f"{shown_value(given)} ({json_kind(given)}) is not valid: {error['msg']}"
             problems.append(Problem(name, message))
     jobs = raw.get("jobs")
-    parsed: dict[int, VideoArguments] = {}
+    parsed: dict[int, dict[str, Any]] = {}
     if not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_JOBS:
         count = f"{len(jobs)} jobs" if isinstance(jobs, list) else repr(jobs)
         problems.append(
@@ -147,11 +146,7 @@ def _parse(
                         "generate_video's)",
                     )
                 )
-        job_args = {k: v for k, v in job.items() if k not in SERVER_ARGUMENTS and v is not None}
-        try:
-            parsed[index] = parse_request(job_args)
-        except InvalidArgumentsError as exc:
-            problems.extend(_prefixed(index, exc.problems))
+        parsed[index] = {k: v for k, v in job.items() if k not in SERVER_ARGUMENTS}
     return parsed, settings, problems
 
 
@@ -166,7 +161,7 @@ async def check_batch(service: VideoService, raw: Mapping[str, Any]) -> BatchReq
     prepared: list[PreparedRequest] = []
     for index, job in parsed.items():
         try:
-            prepared.append(await service.prepare(job))
+            prepared.append((await service.prepare(job))[1])
         except InvalidArgumentsError as exc:
             problems.extend(_prefixed(index, exc.problems))
     if problems:
@@ -183,29 +178,6 @@ def _job_order(problem: Problem) -> int:
     return -1 if match is None else int(match[1])
 
 
-class _BatchProgress:
-    """One strictly increasing progress stream for all the jobs."""
-
-    def __init__(self, report: ProgressFn | None) -> None:
-        self._report = report
-        self._last = -1.0
-        self._lock = anyio.Lock()
-
-    async def send(self, progress: float, total: float | None, message: str) -> None:
-        if self._report is None:
-            return
-        async with self._lock:  # one notification at a time, in increasing order
-            value = max(progress, self._last + 0.001)
-            self._last = value
-            await self._report(value, total, message)
-
-    def for_job(self, index: int) -> ProgressFn:
-        async def report(progress: float, total: float | None, message: str) -> None:
-            await self.send(progress, total, f"jobs[{index}] {message}")
-
-        return report
-
-
 @dataclass(slots=True)
 class _Outcome:
     submission: Submission | None = None
@@ -217,7 +189,7 @@ async def run_batch(
     service: VideoService, batch: BatchRequest, progress: ProgressFn | None = None
 ) -> GenerateVideosResult:
     """Submit every job at once, then wait for all of them together."""
-    stream = _BatchProgress(progress)
+    stream = Progress(progress)
     outcomes = [_Outcome() for _ in batch.prepared]
 
     async def submit(index: int) -> None:
@@ -235,11 +207,11 @@ async def run_batch(
 
     async def follow(index: int, submission: Submission) -> None:
         try:
-            result = await service.follow_submission(
+            outcome = await service.follow_submission(
                 submission,
                 wait_seconds=batch.wait_seconds,
                 download=batch.download,
-                progress=stream.for_job(index),
+                progress=stream.prefixed(f"jobs[{index}] "),
             )
         except GravitexError as exc:
             # The task exists: keep its id; the agent checks it later.
@@ -252,9 +224,7 @@ async def run_batch(
                 next_step=str(exc),
             )
             return
-        outcomes[index].result = BatchJobResult.model_validate(
-            {**result.model_dump(), "index": index}
-        )
+        outcomes[index].result = outcome.result(BatchJobResult, index=index)
 
     async with anyio.create_task_group() as group:
         for index, outcome in enumerate(outcomes):

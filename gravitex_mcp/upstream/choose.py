@@ -20,6 +20,10 @@ from .observe import upstream_hooks
 if TYPE_CHECKING:  # imported when simulating only: a real-API start never loads it
     from ..simulator import Simulator, SimulatorConfig
 
+#: What carries the client's requests: the network, the in-process simulator, or a
+#: test's fake. Named here so the server can take one without importing httpx2.
+Transport = httpx2.AsyncBaseTransport
+
 #: The simulator is reached in-process; this host never resolves (``.invalid``).
 SIMULATOR_BASE_URL = "http://simulator.gravitex.invalid"
 SIMULATOR_KEY = "sk-simulator"
@@ -31,7 +35,7 @@ class Upstream:
 
     base_url: str
     api_key: str
-    transport: httpx2.AsyncBaseTransport | None = None
+    transport: Transport | None = None
     simulator: Simulator | None = None
 
 
@@ -123,7 +127,7 @@ class _KeyRequired(httpx2.AsyncBaseTransport):
 
     The server still starts, so a client connects and everything that needs no API
     (list_models, dry runs, the journal, saved videos) works. A request paid with a
-    caller's own key (``GravitexClient.with_key``: a tokens file's ``upstream_key``
+    caller's own key (``GravitexClient.pay_with``: a tokens file's ``upstream_key``
     or an ``X-Gravitex-Api-Key`` header), and a signed video URL (no key at all),
     go on to ``inner`` (the network by default).
     """
@@ -147,9 +151,7 @@ class _KeyRequired(httpx2.AsyncBaseTransport):
 _NO_KEY = "sk-not-set"
 
 
-def choose_upstream(
-    settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None
-) -> Upstream:
+def choose_upstream(settings: Settings, *, transport: Transport | None = None) -> Upstream:
     """The simulator when simulating (made at the first request), else the real API;
     without a key, an upstream that refuses every request naming the fix."""
     if settings.simulate:
@@ -169,7 +171,7 @@ def choose_upstream(
 async def open_upstream(
     settings: Settings,
     *,
-    transport: httpx2.AsyncBaseTransport | None = None,
+    transport: Transport | None = None,
     upstream: Upstream | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     metrics: Metrics | None = None,
@@ -189,9 +191,3 @@ async def open_upstream(
         event_hooks=upstream_hooks(chosen.base_url, metrics),
     ) as client:
         yield client
-
-
-def issuer_http_client() -> httpx2.AsyncClient:
-    """The HTTP client that fetches an OAuth issuer's metadata and keys (callers_jwt.py):
-    bounded time-outs, no redirects; it lives as long as the server process."""
-    return httpx2.AsyncClient(timeout=httpx2.Timeout(10.0), follow_redirects=False)
