@@ -231,6 +231,13 @@ class VideoArguments(BaseModel):
         }
 
 
+#: The confirm argument of generate_video and generate_videos (GRAVITEX_CONFIRM_OVER_SECONDS).
+CONFIRM_DESCRIPTION: Final = (
+    "true: the person has approved spending on this submission. Needed only where the "
+    "server asks before large submissions and this client cannot show its question."
+)
+
+
 class GenerateVideoInput(VideoArguments):
     """The generate_video tool's input: the unified arguments plus server-side ones."""
 
@@ -261,6 +268,10 @@ class GenerateVideoInput(VideoArguments):
         Field(description="Save the video to the output folder when it finishes within the wait."),
     ] = False
     preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True
+    confirm: Annotated[
+        bool,
+        Field(description=CONFIRM_DESCRIPTION),
+    ] = False
 
     idempotency_key: Annotated[
         str | SkipJsonSchema[None],

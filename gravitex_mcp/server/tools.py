@@ -45,6 +45,7 @@ from .media import request_host
 from .model_tool import tool_from_model
 from .rendering import Rendering, image, listing_text, plain
 from .schema_errors import CheckedTool, strict_arguments
+from .users import ApprovalParameter, check_spending
 
 ServiceGetter = Callable[[Context], VideoService]
 LinksGetter = Callable[[Context], MediaLinks | None]
@@ -159,10 +160,12 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         return plain(text, result)
 
     async def generate_video(
-        ctx: Context, **arguments: Any
+        ctx: Context, approval: ApprovalParameter, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
+        service = service_of(ctx)
+        check_spending(ctx, service.user_id, arguments, approval)
         # Every argument is checked in one place: the service.
-        result = await service_of(ctx).generate(arguments, ctx.report_progress)
+        result = await service.generate(arguments, ctx.report_progress)
         return await rendering(ctx).render(result, preview=arguments.get("preview") is not False)
 
     async def check_video_task(
@@ -261,12 +264,13 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         return plain(listing_text(result), result)
 
     async def generate_videos(
-        ctx: Context, **arguments: Any
+        ctx: Context, approval: ApprovalParameter, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideosResult]:
         service = service_of(ctx)
         # null means "not given", as in generate_video.
         given = {k: v for k, v in arguments.items() if v is not None}
         batch = await check_batch(service, given)
+        check_spending(ctx, service.user_id, given, approval)
         result = await run_batch(service, batch, ctx.report_progress)
         return await rendering(ctx).render(result)
 

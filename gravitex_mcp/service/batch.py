@@ -28,6 +28,7 @@ from ..errors import (
     SubmitOutcomeUnknownError,
 )
 from ..request.arguments import (
+    CONFIRM_DESCRIPTION,
     DEFAULT_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
     SERVER_ARGUMENTS,
@@ -70,6 +71,7 @@ class BatchSettings(BaseModel):
         bool,
         Field(description="Save each video that finishes within the wait."),
     ] = False
+    confirm: Annotated[bool, Field(description=CONFIRM_DESCRIPTION)] = False
 
 
 class GenerateVideosInput(BatchSettings):
