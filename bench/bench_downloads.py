@@ -120,17 +120,18 @@ def _status(field: str) -> int:
 
 async def _ours(base: str, family: str, out: Path) -> None:
     from gravitex_mcp.domain import Delivery
+    from gravitex_mcp.store.storage import OutputDir
     from gravitex_mcp.upstream.client import GravitexClient
-    from gravitex_mcp.upstream.downloads import download_video
+    from gravitex_mcp.upstream.downloads import download_stored
 
     delivery = Delivery.DOWNLOAD_ENDPOINT if family == "sora" else Delivery.TASK_URL
     async with GravitexClient(api_key="sk-bench", base_url=base) as client:
-        await download_video(
+        await download_stored(
             client,
             task_id=TASK,
             delivery=delivery,
             url=f"{base}/file",
-            output_dir=out,
+            output=OutputDir(out),
             filename=None,
         )
 

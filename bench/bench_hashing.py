@@ -40,7 +40,7 @@ async def _save(url: str, mode: str) -> float:
         async with (
             httpx2.AsyncClient() as client,
             client.stream("GET", url) as response,
-            out.video("v", default_stem="v") as file,
+            out.reserve("v", default_stem="v") as file,
         ):
             batch: list[bytes] = []
             held = 0

@@ -1,8 +1,14 @@
-"""Small shared vocabulary: model families, generation modes, task states."""
+"""Small shared vocabulary: model families, generation modes, task states, the clock."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Final
+
+URL_LIFETIME: Final = timedelta(hours=24)
+"""The docs: a finished task's signed result URL is valid for about this long."""
+URL_LIFETIME_TEXT: Final = f"about {URL_LIFETIME // timedelta(hours=1)} h"
 
 
 class Family(StrEnum):
@@ -54,3 +60,49 @@ class TaskStatus(StrEnum):
             except ValueError:
                 return cls.UNKNOWN
         return cls.UNKNOWN
+
+
+class JournalStatus(StrEnum):
+    """A recorded task's status: the contract's task states plus the local ones of a
+    submission. The one status vocabulary: the store, results and tools read it here."""
+
+    SUBMITTING = "submitting"
+    """Written before the submit request; the answer has not arrived yet."""
+    SUBMIT_UNKNOWN = "submit_unknown"
+    """The submit may have reached the API but its answer was lost."""
+    SUBMIT_FAILED = "submit_failed"
+    """The submit was refused (by the API, or before sending: no key): no task exists."""
+    SUBMITTED = TaskStatus.SUBMITTED.value
+    """The API accepted the submit and returned a task id."""
+    QUEUED = TaskStatus.QUEUED.value
+    """The task waits upstream for a free worker."""
+    IN_PROGRESS = TaskStatus.IN_PROGRESS.value
+    """The video is being made."""
+    SUCCEEDED = TaskStatus.SUCCEEDED.value
+    """The video is ready (and, once downloaded, saved: see its path)."""
+    FAILED = TaskStatus.FAILED.value
+    """The task ended without a video; the entry says why."""
+    UNKNOWN = TaskStatus.UNKNOWN.value
+    """The API answered a status this server does not know."""
+
+    @property
+    def is_terminal(self) -> bool:
+        """``succeeded`` or ``failed``: nothing more will happen upstream."""
+        return self in (JournalStatus.SUCCEEDED, JournalStatus.FAILED)
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+#: The mp4 ``comment`` tag of every clip the built-in simulator makes: the asked-versus-found
+#: notes read it to blame the simulator, not the model, for its small size and missing audio.
+SIMULATOR_MARK = "gravitex-mcp simulator clip: 160 px on the short side, no audio"

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TextIO
 
-from .redact import scrub
+from .redact import redact_url, scrub
 
 #: Secrets named at start-up (the API key, the HTTP token), scrubbed verbatim.
 _SECRETS: list[str] = []
@@ -134,3 +134,25 @@ def configure_logging(
     # httpx-style clients log full URLs (signed query strings) at INFO.
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+class _RedactURLArgs(logging.Filter):
+    """Shows the URL arguments of a library's log records (``"HTTP Request: %s %s"``)
+    by :func:`~gravitex_mcp.redact.redact_url`: no signed query string."""
+
+    def __init__(self, url_type: type) -> None:
+        super().__init__()
+        self.url_type = url_type
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args, kind = record.args, self.url_type
+        if isinstance(args, tuple) and any(isinstance(a, kind) for a in args):
+            record.args = tuple(redact_url(str(a)) if isinstance(a, kind) else a for a in args)
+        return True
+
+
+def redact_url_args(logger_name: str, url_type: type) -> None:
+    """Redact ``url_type`` arguments of ``logger_name``'s records (installed once)."""
+    target = logging.getLogger(logger_name)
+    if not any(isinstance(f, _RedactURLArgs) and f.url_type is url_type for f in target.filters):
+        target.addFilter(_RedactURLArgs(url_type))

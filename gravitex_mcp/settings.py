@@ -59,6 +59,20 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
         f"streamable-HTTP sessions idle this long are closed (default {DEFAULT_SESSION_IDLE:g})",
     ),
     ("GRAVITEX_METRICS_PUBLIC", "1: GET /metrics needs no token (default: the token of /mcp)"),
+    ("GRAVITEX_TOKENS_FILE", "TOML file of users: token, own upstream_key (sse / streamable-http)"),
+    (
+        "GRAVITEX_OAUTH_ISSUER",
+        "OAuth issuer whose JWTs (audience GRAVITEX_PUBLIC_URL) say who calls",
+    ),
+    ("GRAVITEX_USER_KEYS", "1: a request's X-Gravitex-Api-Key header pays for what it causes"),
+    (
+        "GRAVITEX_CONFIRM_OVER_SECONDS",
+        "ask the person to approve a submission of more seconds of video than this",
+    ),
+    (
+        "GRAVITEX_SUBMITS_PER_MINUTE",
+        "submissions each user may make per minute (default: no limit)",
+    ),
 )
 
 
@@ -106,6 +120,15 @@ class Settings:
     session_idle_seconds: float = DEFAULT_SESSION_IDLE
     #: GET /metrics without the token (GRAVITEX_METRICS_PUBLIC=1)
     metrics_public: bool = False
+    #: a request's X-Gravitex-Api-Key header pays for it (GRAVITEX_USER_KEYS=1)
+    user_keys: bool = False
+    #: submissions of more seconds than this ask the person first (None: never)
+    confirm_over_seconds: int | None = None
+    #: submissions per user per minute (None: no limit)
+    submits_per_minute: int | None = None
+    #: who calls (HTTP): the tokens file, or the OAuth issuer (server/callers.py reads them)
+    tokens_file: str | None = None
+    oauth_issuer: str | None = None
 
     def require_api_key(self) -> str:
         """The key, or a :class:`MissingAPIKeyError` naming what to set and where."""
@@ -194,7 +217,30 @@ def load_settings(
         stateless=stateless or _truthy(env.get("GRAVITEX_STATELESS")),
         session_idle_seconds=_session_idle(env.get("GRAVITEX_SESSION_IDLE_SECONDS")),
         metrics_public=_truthy(env.get("GRAVITEX_METRICS_PUBLIC")),
+        user_keys=_truthy(env.get("GRAVITEX_USER_KEYS")),
+        confirm_over_seconds=_whole(
+            env.get("GRAVITEX_CONFIRM_OVER_SECONDS"), "GRAVITEX_CONFIRM_OVER_SECONDS", minimum=0
+        ),
+        submits_per_minute=_whole(
+            env.get("GRAVITEX_SUBMITS_PER_MINUTE"), "GRAVITEX_SUBMITS_PER_MINUTE", minimum=1
+        ),
+        tokens_file=(env.get("GRAVITEX_TOKENS_FILE") or "").strip() or None,
+        oauth_issuer=(env.get("GRAVITEX_OAUTH_ISSUER") or "").strip() or None,
     )
+
+
+def _whole(value: str | None, name: str, *, minimum: int) -> int | None:
+    """A whole-number setting, or None when unset."""
+    raw = (value or "").strip()
+    if not raw:
+        return None
+    try:
+        number = int(raw)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {raw!r}.")
+    return number
 
 
 def _server_secret(value: str | None) -> str | None:

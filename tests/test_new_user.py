@@ -23,13 +23,12 @@ from gravitex_mcp.cli.demo_inputs import png_data_url
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.media import (
     MEDIA_PORT_FILE,
-    MediaLinks,
-    load_or_create_key,
     serve_loopback,
 )
+from gravitex_mcp.service.joins import join_files
+from gravitex_mcp.store.media_links import MediaLinks, load_or_create_key
 from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.choose import simulated_upstream
-from gravitex_mcp.video.join import join_files
 from tests.clips import make_clip
 from tests.conftest import TOOLS, FakeClock, simulator_settings
 from tests.proc import SERVER_CMD, clean_env

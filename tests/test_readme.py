@@ -13,6 +13,7 @@ import httpx2
 import pytest
 
 from gravitex_mcp.catalog import models as catalog
+from gravitex_mcp.domain import JournalStatus
 from gravitex_mcp.server.model_table import (
     END,
     START,
@@ -23,7 +24,6 @@ from gravitex_mcp.server.model_table import (
     statuses_table,
 )
 from gravitex_mcp.simulator import SimulatorConfig
-from gravitex_mcp.store.journal import JournalStatus
 from tests.proc import STARTUP_TIMEOUT, clean_env, free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,6 +35,8 @@ NOT_AT_START = (
     "av",  # PyAV: probes, contact sheets, frames, joins
     "gravitex_mcp.video.join",
     "gravitex_mcp.video.seeing",
+    "gravitex_mcp.service.joins",
+    "gravitex_mcp.service.looks",
     "gravitex_mcp.upstream.downloads",
     "gravitex_mcp.request.validation",  # checking, preparing and translating a request
     "gravitex_mcp.request.prepare",

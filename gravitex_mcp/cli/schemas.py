@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ..catalog.models import CATALOG, ModelSpec, describe_argument
+from ..catalog.describe import describe_argument
+from ..catalog.models import CATALOG, ModelSpec
 from ..request.arguments import GenerateVideoInput, VideoArguments
 
 INPUT_FILE: Final = "generate_video.input.json"

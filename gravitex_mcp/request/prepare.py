@@ -9,7 +9,7 @@ The work a request may cost is bounded before it is spent: the cheap rules
 (counts, values, URL and path checks, the size of every inline image from its
 length or ``stat``) run first, and no file is read nor data URL decoded unless
 all of them pass and the inline media total at most
-:data:`~gravitex_mcp.request.inputs.resolve.MAX_REQUEST_MEDIA_BYTES`.
+:data:`~gravitex_mcp.request.inputs.media.MAX_REQUEST_MEDIA_BYTES`.
 """
 
 from __future__ import annotations
@@ -24,14 +24,9 @@ from ..catalog.models import CATALOG, MEDIA_KINDS, ModelSpec, format_size
 from ..errors import InvalidArgumentsError, Problem
 from ..redact import redact_url
 from .arguments import VideoArguments
-from .inputs.resolve import (
-    MAX_MEDIA_BYTES,
-    MAX_REQUEST_MEDIA_BYTES,
-    LocatedMedia,
-    ResolvedMedia,
-    check_https_url,
-    locate_media,
-)
+from .inputs.media import MAX_MEDIA_BYTES, MAX_REQUEST_MEDIA_BYTES, ResolvedMedia
+from .inputs.resolve import LocatedMedia, locate_media
+from .inputs.urls import check_https_url
 from .translate import MediaURLs, build_body
 from .validation import CheckedRequest, check_given
 

@@ -28,6 +28,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from ..catalog.describe import argument_names, valid_values_text
 from ..catalog.markers import FoundMarker, find_prompt_markers, marker_value
 from ..catalog.models import (
     ARGUMENT_TYPES,
@@ -38,20 +39,18 @@ from ..catalog.models import (
     MODEL_IDS,
     ModelSpec,
     Value,
-    argument_names,
     derived_size,
     format_size,
     format_value,
     parse_size,
     takers,
     unknown_model_problem,
-    valid_values_text,
 )
 from ..domain import Mode
 from ..errors import InvalidArgumentsError, Problem
 from ..redact import clip
-from ..server.schema_errors import NEEDED, json_kind, shown_value
 from .arguments import MAX_PROMPT_CHARS, SERVER_ARGUMENTS, GenerateVideoInput, VideoArguments
+from .problems import NEEDED, json_kind, shown_value
 
 _ECHO_LIMIT = 80
 _DESCRIBE_PROMPT: Final = "describe the video to generate (subject, action, scene, camera)"

@@ -28,16 +28,18 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio.to_thread
-import httpx2
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from pydantic import SecretStr
 
 from ..errors import ConfigurationError, GravitexError
+
+if TYPE_CHECKING:  # upstream/'s HTTP helper: loaded with the JWT verifier only
+    from ..upstream.http import FetchJSON
 
 logger = logging.getLogger(__name__)
 
@@ -310,13 +312,13 @@ class TokensFileVerifier:
 def verifier_from_env(
     env: Mapping[str, str],
     *,
-    http_client: httpx2.AsyncClient | None = None,
+    fetch_json: FetchJSON | None = None,
     clock: Callable[[], float] | None = None,
 ) -> CallerVerifier | None:
     """The verifier the environment asks for, or None (no authentication).
 
     ``GRAVITEX_TOKENS_FILE``, else ``GRAVITEX_OAUTH_ISSUER`` (with ``GRAVITEX_PUBLIC_URL``
-    as the audience; ``http_client`` fetches its keys), else ``GRAVITEX_HTTP_TOKEN``.
+    as the audience; ``fetch_json`` fetches its metadata and keys), else ``GRAVITEX_HTTP_TOKEN``.
     """
     tokens_file = (env.get("GRAVITEX_TOKENS_FILE") or "").strip()
     issuer = (env.get("GRAVITEX_OAUTH_ISSUER") or "").strip()
@@ -335,9 +337,9 @@ def verifier_from_env(
                 "GRAVITEX_OAUTH_ISSUER needs GRAVITEX_PUBLIC_URL, the server's base URL that "
                 "tokens are issued for (their audience), such as https://videos.example.com."
             )
-        if http_client is None:
+        if fetch_json is None:
             raise ConfigurationError("GRAVITEX_OAUTH_ISSUER needs an HTTP client for its keys.")
-        return JwtVerifier(issuer, audience, http_client, clock=clock or time.time)
+        return JwtVerifier(issuer, audience, fetch_json, clock=clock or time.time)
     token = (env.get("GRAVITEX_HTTP_TOKEN") or "").strip()
     return SharedTokenVerifier(token) if token else None
 

@@ -25,11 +25,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import httpx2
 import jwt
 from mcp.server.auth.provider import AccessToken
 
 from ..errors import ConfigurationError
+from ..upstream.http import FetchError, FetchJSON
 from .callers import MAX_TOKEN_CHARS, Caller, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class JwtVerifier:
         self,
         issuer: str,
         audience: str,
-        http_client: httpx2.AsyncClient,
+        fetch_json: FetchJSON,
         *,
         clock: Callable[[], float] = time.time,
         leeway: float = 30.0,
@@ -92,7 +92,7 @@ class JwtVerifier:
     ) -> None:
         self.issuer = _check_url(issuer, "GRAVITEX_OAUTH_ISSUER")
         self.audience = _check_url(audience, "GRAVITEX_PUBLIC_URL")
-        self._http = http_client
+        self._fetch_json = fetch_json
         self._clock = clock
         self._leeway = leeway
         self._refetch_interval = refetch_interval
@@ -212,8 +212,8 @@ class JwtVerifier:
         try:
             if self._jwks_uri is None:
                 self._jwks_uri = await self._discover()
-            jwks = await self._get_json(self._jwks_uri)
-        except (httpx2.HTTPError, ValueError) as exc:
+            jwks = await self._fetch_json(self._jwks_uri)
+        except (FetchError, ValueError) as exc:
             logger.warning("could not fetch the keys of %s: %s", self.issuer, exc)
             return
         self.fetches += 1
@@ -232,8 +232,8 @@ class JwtVerifier:
     async def _discover(self) -> str:
         for url in metadata_urls(self.issuer):
             try:
-                metadata = await self._get_json(url)
-            except (httpx2.HTTPError, ValueError):
+                metadata = await self._fetch_json(url)
+            except FetchError:
                 continue
             if metadata.get("issuer") != self.issuer:
                 raise ValueError(f"the metadata at {url} names another issuer")
@@ -245,14 +245,6 @@ class JwtVerifier:
             except ConfigurationError as exc:
                 raise ValueError(str(exc)) from None
         raise ValueError("no metadata (oauth-authorization-server or openid-configuration)")
-
-    async def _get_json(self, url: str) -> dict[str, Any]:
-        response = await self._http.get(url, headers={"Accept": "application/json"})
-        response.raise_for_status()
-        data = response.json()
-        if not isinstance(data, dict):
-            raise ValueError(f"{url} did not answer a JSON object")
-        return data
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:

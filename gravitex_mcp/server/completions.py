@@ -20,7 +20,7 @@ from mcp.types import (
 )
 
 from ..catalog import models as catalog
-from ..store.journal import Journal
+from ..store.seam import TaskStore
 
 TASK_TEMPLATE = "gravitex://tasks/{task_id}"
 #: The protocol allows at most this many values in one answer.
@@ -39,7 +39,7 @@ def model_completion(prefix: str) -> Completion:
     return _answer(list(catalog.MODEL_IDS), prefix)
 
 
-async def task_completion(journal: Journal | None, prefix: str) -> Completion:
+async def task_completion(journal: TaskStore | None, prefix: str) -> Completion:
     """Task ids in the journal starting with ``prefix``, newest first."""
     if journal is None:
         return Completion(values=[], total=0, has_more=False)
@@ -48,7 +48,7 @@ async def task_completion(journal: Journal | None, prefix: str) -> Completion:
     return Completion(values=values, total=total, has_more=total > len(values))
 
 
-def register_completions(server: MCPServer[Any], journal: Callable[[], Journal | None]) -> None:
+def register_completions(server: MCPServer[Any], journal: Callable[[], TaskStore | None]) -> None:
     """Answer ``completion/complete`` on ``server``; ``journal`` gives the open journal."""
 
     async def complete(

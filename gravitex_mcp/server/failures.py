@@ -4,8 +4,8 @@ The SDK answers an exception it does not know with a bare "Error executing tool
 <name>": the agent learns nothing and cannot act. :func:`failure_message` is
 the one mapping from an exception to the text of an ``isError`` result: the
 project's :class:`GravitexError` tree speaks for itself, file-system errors are
-told by their errno with the file named, SQLite errors as a damaged or busy
-database; anything else is logged with its traceback (on stderr, never stdout)
+told by their errno with the file named (the stores tell their own database
+errors); anything else is logged with its traceback (on stderr, never stdout)
 and named by its class only, so no internal text (or secret) reaches the client.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import sqlite3
 
 from ..errors import GravitexError, first_failure
 
@@ -63,19 +62,6 @@ def _os_message(exc: OSError) -> str:
     return f"{advice.format(where=where)} ({reason})"
 
 
-def _sqlite_message(exc: sqlite3.Error) -> str:
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        return (
-            f"A database of the server is locked by another process ({exc}). Call again "
-            "in a moment; if it stays locked, stop the other gravitex-mcp process."
-        )
-    return (
-        f"A database of the server could not be used ({exc}). Restart the server; a "
-        "damaged database is moved aside at start-up."
-    )
-
-
 def failure_message(exc: BaseException) -> str:
     """The text of the ``isError`` result for ``exc``: what happened and what to do."""
     failure = first_failure(exc)
@@ -83,8 +69,6 @@ def failure_message(exc: BaseException) -> str:
         return str(failure)
     if isinstance(failure, OSError):
         return _os_message(failure)
-    if isinstance(failure, sqlite3.Error):
-        return _sqlite_message(failure)
     if isinstance(failure, RecursionError):
         return "The arguments are nested too deeply to handle. Nothing was done."
     if isinstance(failure, MemoryError):
@@ -99,7 +83,7 @@ def failure_message(exc: BaseException) -> str:
 def log_failure(tool: str, exc: BaseException) -> None:
     """Log a failed call: a known failure in one line, an unexpected one with its traceback."""
     failure = first_failure(exc)
-    if isinstance(failure, GravitexError | OSError | sqlite3.Error):
+    if isinstance(failure, GravitexError | OSError):
         logger.info("tool %s failed: %s: %s", tool, type(failure).__name__, failure)
     else:
         logger.error("tool %s raised an unexpected exception", tool, exc_info=failure)

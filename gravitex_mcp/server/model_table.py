@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 from ..catalog import models as catalog
+from ..catalog.describe import describe
 from ..domain import Family
 
 START = "<!-- models:start -->"
@@ -45,7 +46,7 @@ def models_table(family: Family | None = None) -> str:
     head = ["model", "family", "modes", *(h for h, _ in _VALUE_COLUMNS), "also takes"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for spec in catalog.models(family):
-        described = catalog.describe(spec)
+        described = describe(spec)
         args: dict[str, Any] = described["arguments"]
         cells = [
             f"`{spec.id}`",
@@ -95,7 +96,7 @@ def member_docs(cls: type[Enum]) -> dict[str, str]:
 
 def statuses_table() -> str:
     """The journal's status values (what ``list_video_tasks`` shows and filters by)."""
-    from ..store.journal import JournalStatus
+    from ..domain import JournalStatus
 
     lines = ["| status | meaning |", "| --- | --- |"]
     lines += [f"| `{value}` | {doc} |" for value, doc in member_docs(JournalStatus).items()]

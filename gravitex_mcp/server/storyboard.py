@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from ..catalog.models import ModelSpec, get_model, valid_values_text
+from ..catalog.describe import valid_values_text
+from ..catalog.models import ModelSpec, get_model
 from ..domain import Mode
 from ..errors import InvalidArgumentsError
 from ..redact import clip

@@ -19,17 +19,25 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..domain import TaskStatus
-from ..errors import GravitexError, InvalidArgumentsError, Problem, SubmitOutcomeUnknownError
+from ..domain import JournalStatus, TaskStatus
+from ..errors import (
+    FIND_LOST_SUBMIT,
+    GravitexError,
+    InvalidArgumentsError,
+    Problem,
+    SubmitOutcomeUnknownError,
+)
 from ..request.arguments import (
+    CONFIRM_DESCRIPTION,
     DEFAULT_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
     SERVER_ARGUMENTS,
     VideoArguments,
 )
+from ..request.problems import json_kind, shown_value
 from ..results import BatchJobResult, GenerateVideosResult
-from ..server.schema_errors import json_kind, shown_value
-from .videos import ProgressFn, Submission, VideoService
+from .progress import Progress, ProgressFn
+from .videos import Submission, VideoService
 
 if TYPE_CHECKING:  # checking and preparing requests: loaded by the first batch
     from ..request.prepare import PreparedRequest
@@ -63,6 +71,7 @@ class BatchSettings(BaseModel):
         bool,
         Field(description="Save each video that finishes within the wait."),
     ] = False
+    confirm: Annotated[bool, Field(description=CONFIRM_DESCRIPTION)] = False
 
 
 class GenerateVideosInput(BatchSettings):
@@ -97,10 +106,8 @@ def _prefixed(index: int, problems: Sequence[Problem]) -> list[Problem]:
 
 def _parse(
     raw: Mapping[str, Any],
-) -> tuple[dict[int, VideoArguments], BatchSettings, list[Problem]]:
-    """The jobs that parse (by index), the batch settings, and every problem found."""
-    from ..request.validation import parse_request  # loaded by the first batch
-
+) -> tuple[dict[int, dict[str, Any]], BatchSettings, list[Problem]]:
+    """Each job's arguments (by index), the batch settings, and every problem found."""
     problems: list[Problem] = []
     settings = BatchSettings()
     try:
@@ -118,7 +125,7 @@ def _parse(
                 message = f"{shown_value(given)} ({json_kind(given)}) is not valid: {error['msg']}"
             problems.append(Problem(name, message))
     jobs = raw.get("jobs")
-    parsed: dict[int, VideoArguments] = {}
+    parsed: dict[int, dict[str, Any]] = {}
     if not isinstance(jobs, list) or not 1 <= len(jobs) <= MAX_JOBS:
         count = f"{len(jobs)} jobs" if isinstance(jobs, list) else repr(jobs)
         problems.append(
@@ -145,11 +152,7 @@ def _parse(
                         "generate_video's)",
                     )
                 )
-        job_args = {k: v for k, v in job.items() if k not in SERVER_ARGUMENTS and v is not None}
-        try:
-            parsed[index] = parse_request(job_args)
-        except InvalidArgumentsError as exc:
-            problems.extend(_prefixed(index, exc.problems))
+        parsed[index] = {k: v for k, v in job.items() if k not in SERVER_ARGUMENTS}
     return parsed, settings, problems
 
 
@@ -164,7 +167,7 @@ async def check_batch(service: VideoService, raw: Mapping[str, Any]) -> BatchReq
     prepared: list[PreparedRequest] = []
     for index, job in parsed.items():
         try:
-            prepared.append(await service.prepare(job))
+            prepared.append((await service.prepare(job))[1])
         except InvalidArgumentsError as exc:
             problems.extend(_prefixed(index, exc.problems))
     if problems:
@@ -181,29 +184,6 @@ def _job_order(problem: Problem) -> int:
     return -1 if match is None else int(match[1])
 
 
-class _BatchProgress:
-    """One strictly increasing progress stream for all the jobs."""
-
-    def __init__(self, report: ProgressFn | None) -> None:
-        self._report = report
-        self._last = -1.0
-        self._lock = anyio.Lock()
-
-    async def send(self, progress: float, total: float | None, message: str) -> None:
-        if self._report is None:
-            return
-        async with self._lock:  # one notification at a time, in increasing order
-            value = max(progress, self._last + 0.001)
-            self._last = value
-            await self._report(value, total, message)
-
-    def for_job(self, index: int) -> ProgressFn:
-        async def report(progress: float, total: float | None, message: str) -> None:
-            await self.send(progress, total, f"jobs[{index}] {message}")
-
-        return report
-
-
 @dataclass(slots=True)
 class _Outcome:
     submission: Submission | None = None
@@ -215,7 +195,7 @@ async def run_batch(
     service: VideoService, batch: BatchRequest, progress: ProgressFn | None = None
 ) -> GenerateVideosResult:
     """Submit every job at once, then wait for all of them together."""
-    stream = _BatchProgress(progress)
+    stream = Progress(progress)
     outcomes = [_Outcome() for _ in batch.prepared]
 
     async def submit(index: int) -> None:
@@ -233,11 +213,11 @@ async def run_batch(
 
     async def follow(index: int, submission: Submission) -> None:
         try:
-            result = await service.follow_submission(
+            outcome = await service.follow_submission(
                 submission,
                 wait_seconds=batch.wait_seconds,
                 download=batch.download,
-                progress=stream.for_job(index),
+                progress=stream.prefixed(f"jobs[{index}] "),
             )
         except GravitexError as exc:
             # The task exists: keep its id; the agent checks it later.
@@ -250,9 +230,7 @@ async def run_batch(
                 next_step=str(exc),
             )
             return
-        outcomes[index].result = BatchJobResult.model_validate(
-            {**result.model_dump(), "index": index}
-        )
+        outcomes[index].result = outcome.result(BatchJobResult, index=index)
 
     async with anyio.create_task_group() as group:
         for index, outcome in enumerate(outcomes):
@@ -264,8 +242,8 @@ async def run_batch(
 def _failed_job(index: int, prepared: PreparedRequest, error: GravitexError) -> BatchJobResult:
     unknown = isinstance(error, SubmitOutcomeUnknownError)
     next_step = (
-        "The submit's answer was lost: a task may exist. Look for it with list_video_tasks "
-        "(status submit_unknown) before sending this job again."
+        f"The submit's answer was lost: a task may exist. {FIND_LOST_SUBMIT} before "
+        "sending this job again."
         if unknown
         else "Nothing was created for this job: send it again (alone) with generate_video "
         "or generate_videos."
@@ -273,7 +251,7 @@ def _failed_job(index: int, prepared: PreparedRequest, error: GravitexError) -> 
     return BatchJobResult(
         index=index,
         task_id="",
-        status="submit_unknown" if unknown else "submit_failed",
+        status=JournalStatus.SUBMIT_UNKNOWN if unknown else JournalStatus.SUBMIT_FAILED,
         model=prepared.spec.id,
         submit_error=str(error),
         notes=list(prepared.notes),
@@ -289,9 +267,9 @@ def _summarize(batch: BatchRequest, outcomes: Sequence[_Outcome]) -> GenerateVid
         else:
             assert outcome.error is not None
             jobs.append(_failed_job(index, batch.prepared[index], outcome.error))
-    retry = [j.index for j in jobs if j.status == "submit_failed"]
-    uncertain = [j.index for j in jobs if j.status == "submit_unknown"]
-    pending = [j.index for j in jobs if j.task_id and j.status not in ("succeeded", "failed")]
+    retry = [j.index for j in jobs if j.status == JournalStatus.SUBMIT_FAILED]
+    uncertain = [j.index for j in jobs if j.status == JournalStatus.SUBMIT_UNKNOWN]
+    pending = [j.index for j in jobs if j.task_id and not JournalStatus(j.status).is_terminal]
     steps = []
     if retry:
         steps.append(f"Submitting jobs {retry} failed and created nothing: send them again.")

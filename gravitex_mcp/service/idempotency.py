@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from ..errors import GravitexError, InvalidArgumentsError
+from ..domain import JournalStatus
+from ..errors import FIND_LOST_SUBMIT, GravitexError, InvalidArgumentsError
 from ..request.prepare import PreparedRequest
-from ..store.journal import Journal, JournalStatus, TaskRecord
+from ..store.records import TaskRecord
+from ..store.seam import TaskStore, patiently
 from ..upstream.waiting import Clock
 
 #: A repeat of the same arguments within this window is pointed out in ``notes``.
@@ -33,6 +36,13 @@ RECENT_WINDOW: Final = timedelta(minutes=10)
 #: How long a call waits for another call holding its key to get its task id.
 KEY_WAIT_SECONDS: Final = 10.0
 _KEY_POLL_SECONDS: Final = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class _Submitting:
+    """The key's holder has not got its task id yet."""
+
+    holder: TaskRecord
 
 
 class IdempotencyKeyBusyError(GravitexError):
@@ -56,7 +66,7 @@ def arguments_digest(prepared: PreparedRequest) -> str:
 
 
 async def claim_or_find(
-    journal: Journal, key: str, prepared: PreparedRequest, *, digest: str, clock: Clock
+    journal: TaskStore, key: str, prepared: PreparedRequest, *, digest: str, clock: Clock
 ) -> str | TaskRecord:
     """Claim ``key`` for a new submission of ``prepared`` (its local id) or find its task.
 
@@ -68,8 +78,8 @@ async def claim_or_find(
     :class:`IdempotencyKeyUnknownOutcomeError` when the key's submit may have
     created a task whose id never arrived.
     """
-    deadline = clock.monotonic() + KEY_WAIT_SECONDS
-    while True:
+
+    async def attempt() -> str | TaskRecord | _Submitting:
         claim = await journal.claim_key(
             key,
             arguments_hash=digest,
@@ -98,21 +108,30 @@ async def claim_or_find(
                 f"The earlier submit with idempotency_key {key!r} (started "
                 f"{holder.created_at:%Y-%m-%d %H:%M:%S} UTC) never got its answer: the "
                 "server sending it stopped, or the answer was lost. Its outcome is unknown "
-                "and a paid task may exist upstream, so nothing was submitted again. Look "
-                "for it with list_video_tasks (status submit_unknown) or on the Gravitex "
-                "dashboard; to submit again anyway, call with a new idempotency_key (a "
-                "second paid task if the first one exists)."
+                "and a paid task may exist upstream, so nothing was submitted again. "
+                f"{FIND_LOST_SUBMIT} or on the Gravitex dashboard; to submit again anyway, "
+                "call with a new idempotency_key (a second paid task if the first one exists)."
             )
-        if clock.monotonic() >= deadline:
-            raise IdempotencyKeyBusyError(
-                f"Another call with idempotency_key {key!r} is submitting these arguments "
-                f"right now (started {holder.created_at:%H:%M:%S} UTC); nothing was sent "
-                "twice. Call again with the same key in a few seconds to get its task."
-            )
-        await clock.sleep(_KEY_POLL_SECONDS)
+        return _Submitting(holder)
+
+    def stuck(busy: _Submitting) -> IdempotencyKeyBusyError:
+        return IdempotencyKeyBusyError(
+            f"Another call with idempotency_key {key!r} is submitting these arguments "
+            f"right now (started {busy.holder.created_at:%H:%M:%S} UTC); nothing was sent "
+            "twice. Call again with the same key in a few seconds to get its task."
+        )
+
+    return await patiently(
+        attempt,
+        _Submitting,
+        clock=clock,
+        patience=KEY_WAIT_SECONDS,
+        every=_KEY_POLL_SECONDS,
+        stuck=stuck,
+    )
 
 
-async def repeat_notes(journal: Journal, digest: str) -> list[str]:
+async def repeat_notes(journal: TaskStore, digest: str) -> list[str]:
     """One note naming the submissions of the same arguments within :data:`RECENT_WINDOW`
     (one note per earlier take piled up as takes went on)."""
     minutes = int(RECENT_WINDOW.total_seconds() // 60)

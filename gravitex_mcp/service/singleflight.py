@@ -13,7 +13,8 @@ picks it up.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -21,17 +22,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..errors import GravitexError
-from ..upstream.client import TaskSnapshot
-from ..upstream.waiting import Clock, PollSchedule, wait_for_task
+from ..upstream.answers import TaskSnapshot
+from ..upstream.waiting import Answer, Clock, PollSchedule, poll_task
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-#: on_update(snapshot, elapsed): what one waiter does with each answer (progress).
-UpdateFn = Callable[[TaskSnapshot, float], Awaitable[None]]
-#: on_poll(snapshot): what is done once per upstream answer, whoever waits (the journal).
-PollFn = Callable[[TaskSnapshot], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -70,54 +66,52 @@ class SharedPolls:
         shared = self._tasks.get(task_id)
         return 0 if shared is None else shared.users
 
-    async def wait(
-        self,
-        task_id: str,
-        poll: Callable[[], Awaitable[TaskSnapshot]],
-        *,
-        wait_seconds: float,
-        on_poll: PollFn,
-        on_update: UpdateFn,
-    ) -> TaskSnapshot:
-        """Like :func:`~gravitex_mcp.upstream.waiting.wait_for_task`, shared with other waiters.
+    async def follow(
+        self, task_id: str, poll: Callable[[], Awaitable[TaskSnapshot]], *, wait_seconds: float
+    ) -> AsyncGenerator[Answer, None]:
+        """Like :func:`~gravitex_mcp.upstream.waiting.poll_task`, shared with other waiters.
 
-        Returns the last snapshot this waiter saw; raises the error of a failed poll
-        (the leader's, when following). ``on_poll`` runs once per upstream answer.
+        Yields each answer this waiter sees (``fresh`` when it polled it itself: the
+        caller records those, so each answer is recorded once); raises the error of a
+        failed poll (the leader's, when following). Close it when done
+        (``contextlib.aclosing``): a waiter that stops hands the lead over.
         """
         shared = self._tasks.setdefault(task_id, _Shared())
         shared.users += 1
         try:
-            return await self._wait(shared, poll, wait_seconds, on_poll, on_update)
+            async with aclosing(self._follow(shared, poll, wait_seconds)) as answers:
+                async for answer in answers:
+                    yield answer
         finally:
             shared.users -= 1
             if shared.users == 0 and self._tasks.get(task_id) is shared:
                 del self._tasks[task_id]
 
-    async def _wait(
+    async def _follow(
         self,
         shared: _Shared,
         poll: Callable[[], Awaitable[TaskSnapshot]],
         wait_seconds: float,
-        on_poll: PollFn,
-        on_update: UpdateFn,
-    ) -> TaskSnapshot:
+    ) -> AsyncGenerator[Answer, None]:
         start = self._clock.monotonic()
         latest: TaskSnapshot | None = None
         if shared.leading and shared.latest is not None and wait_seconds <= 0:
             # "Just look" while another call polls: its last answer is at most one
             # poll interval old.
-            latest = shared.latest
-            await on_update(latest, 0.0)
-            return latest
+            yield Answer(shared.latest, 0.0, fresh=False)
+            return
         seen = shared.version
         while True:
             elapsed = self._clock.monotonic() - start
             if latest is not None and (latest.status.is_terminal or elapsed >= wait_seconds):
-                return latest
+                return
             if not shared.leading:
-                return await self._lead(
-                    shared, poll, max(0.0, wait_seconds - elapsed), start, on_poll, on_update
-                )
+                async with aclosing(
+                    self._lead(shared, poll, max(0.0, wait_seconds - elapsed), start)
+                ) as answers:
+                    async for answer in answers:
+                        yield answer
+                return
             event = shared.changed
             if latest is None:
                 # The caller's own deadline bounds the wait for a first answer.
@@ -131,7 +125,7 @@ class SharedPolls:
                     raise shared.error
                 if shared.latest is not None:
                     latest = shared.latest
-                    await on_update(latest, self._clock.monotonic() - start)
+                    yield Answer(latest, self._clock.monotonic() - start, fresh=False)
 
     async def _lead(
         self,
@@ -139,25 +133,17 @@ class SharedPolls:
         poll: Callable[[], Awaitable[TaskSnapshot]],
         wait_seconds: float,
         start: float,
-        on_poll: PollFn,
-        on_update: UpdateFn,
-    ) -> TaskSnapshot:
+    ) -> AsyncGenerator[Answer, None]:
         shared.leading = True
         offset = self._clock.monotonic() - start
-
-        async def update(snapshot: TaskSnapshot, elapsed: float) -> None:
-            shared.publish(snapshot)
-            await on_poll(snapshot)
-            await on_update(snapshot, offset + elapsed)
-
+        answers = poll_task(
+            poll, wait_seconds=wait_seconds, clock=self._clock, schedule=self._schedule
+        )
         try:
-            snapshot = await wait_for_task(
-                poll,
-                wait_seconds=wait_seconds,
-                clock=self._clock,
-                on_update=update,
-                schedule=self._schedule,
-            )
+            async with aclosing(answers):
+                async for answer in answers:
+                    shared.publish(answer.snapshot)
+                    yield Answer(answer.snapshot, offset + answer.elapsed)
         except Exception as exc:
             shared.publish(None, exc)
             raise
@@ -165,7 +151,6 @@ class SharedPolls:
             shared.leading = False
             # Followers with time left take over (or return what they have).
             shared.wake()
-        return snapshot
 
 
 @dataclass(slots=True)

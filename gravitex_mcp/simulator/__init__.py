@@ -7,7 +7,7 @@ it in-process; :func:`serve` puts it on loopback HTTP.
 
 from __future__ import annotations
 
-from .app import ABORT_EXTENSION, Simulator, StreamedBody, create_app
+from .app import Simulator, create_app
 from .config import FailureStyle, SimulatorConfig, UrlSignedAt
 from .faults import (
     ANSWER_KINDS,
@@ -19,8 +19,10 @@ from .faults import (
     FaultKind,
     FaultPlan,
 )
-from .gateway_rules import MODELS, GatewayError, validate_submit
+from .gateway_fields import GatewayError
+from .gateway_rules import MODELS, validate_submit
 from .media import iter_base64, iter_mp4, sample_mp4
+from .responses import ABORT_EXTENSION, StreamedBody
 from .serving import make_server, serve
 from .store import STORE_FILENAME, TaskStore
 from .tasks import SimTask, TaskState

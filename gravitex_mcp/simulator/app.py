@@ -18,219 +18,45 @@ import base64
 import hashlib
 import hmac
 import json
-import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any
 
 import anyio
 import anyio.lowlevel
-import httpx2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from ..domain import Family
 from . import clips, media
 from .config import SimulatorConfig
 from .faults import ANSWER_KINDS, ARRIVAL_KINDS, Endpoint, Fault, FaultKind, FaultPlan
-from .gateway_rules import GatewayError, validate_submit
+from .gateway_fields import GatewayError
+from .gateway_rules import validate_submit
+from .responses import (
+    FILE_REFUSALS,
+    JSON_TYPE,
+    REFUSAL_STATUS,
+    REFUSALS,
+    StreamedBody,
+    bytes_body,
+    corrupted,
+    cut_at_of,
+    dumps,
+    gateway_error,
+    html_page,
+    json_response,
+    request_id,
+    xml_error,
+)
 from .store import TaskStore
 from .tasks import SimTask, TaskState, new_task_id, size_from_prompt
-
-#: A server that can end a connection in the middle of a response body puts this
-#: key in ``scope["extensions"]``; without it a cut body ends by raising
-#: :class:`httpx2.RemoteProtocolError` (what an in-process client would have seen).
-ABORT_EXTENSION = "gravitex.simulator.abort"
-
-_JSON = "application/json"
-_XML = "application/xml"
-_BAD_BASE64 = b"*#!~"
-
-
-def _request_id() -> str:
-    return f"sim-{secrets.token_hex(8)}"
-
-
-def _dumps(payload: object) -> bytes:
-    return json.dumps(payload).encode()
-
-
-def _json(payload: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(
-        _dumps(payload),
-        status_code=status,
-        media_type=_JSON,
-        headers={"X-Request-Id": _request_id(), **(headers or {})},
-    )
-
-
-def _gateway_error(error: GatewayError, headers: Mapping[str, str] | None = None) -> Response:
-    return _json(error.to_json(), error.status, headers)
-
-
-def _xml_error(status: int, code: str, message: str) -> Response:
-    request_id = secrets.token_hex(12).upper()
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        "<Error>\n"
-        f"  <Code>{code}</Code>\n"
-        f"  <Message>{message}</Message>\n"
-        f"  <RequestId>{request_id}</RequestId>\n"
-        "  <HostId>files.simulator.gravitex.invalid</HostId>\n"
-        "</Error>\n"
-    )
-    return Response(body, status_code=status, media_type=_XML, headers={"X-Request-Id": request_id})
-
-
-def _html_page(status: int) -> Response:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    title = f"{status} {phrase}" if status >= 400 else "Gravitex - Please wait"
-    body = (
-        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
-        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
-        "</body>\r\n</html>\r\n"
-    )
-    return Response(body, status_code=status, media_type="text/html")
-
-
-def _has_abort_extension(scope: Scope) -> bool:
-    return ABORT_EXTENSION in (scope.get("extensions") or {})
-
-
-async def _paced(chunks: Iterable[bytes], cut_at: int | None) -> AsyncIterator[bytes]:
-    """Yield ``chunks`` (stopping after ``cut_at`` bytes), letting other tasks run."""
-    sent = 0
-    for chunk in chunks:
-        if cut_at is not None and sent + len(chunk) >= cut_at:
-            if cut_at > sent:
-                yield chunk[: cut_at - sent]
-            return
-        yield chunk
-        sent += len(chunk)
-        await anyio.lowlevel.checkpoint()
-
-
-class StreamedBody(StreamingResponse):
-    """A streamed body with a declared ``Content-Length`` that may be cut short.
-
-    With ``cut_at`` set, only that many bytes are sent; then a real server
-    (one that sets :data:`ABORT_EXTENSION`) closes the connection mid-body, and
-    an in-process transport gets :class:`httpx2.RemoteProtocolError` raised.
-    """
-
-    def __init__(
-        self,
-        chunks: Iterable[bytes],
-        *,
-        length: int,
-        media_type: str,
-        status_code: int = 200,
-        headers: Mapping[str, str] | None = None,
-        cut_at: int | None = None,
-    ) -> None:
-        if cut_at is not None:
-            cut_at = max(0, min(cut_at, length - 1))
-        super().__init__(
-            _paced(chunks, cut_at),
-            status_code=status_code,
-            media_type=media_type,
-            headers={**(headers or {}), "Content-Length": str(length)},
-        )
-        self.length = length
-        self.cut_at = cut_at
-        self._can_abort = False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._can_abort = _has_abort_extension(scope)
-        await super().__call__(scope, receive, send)
-
-    async def stream_response(self, send: Send) -> None:
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
-        sent = 0
-        async for chunk in self.body_iterator:
-            data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-            sent += len(data)
-        if self.cut_at is None:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        if self._can_abort:
-            return  # the server closes the connection: the client sees a short body
-        raise httpx2.RemoteProtocolError(
-            "peer closed connection without sending complete message body: "
-            f"received {sent} bytes, expected {self.length}"
-        )
-
-
-def _bytes_body(
-    data: bytes, *, media_type: str, status_code: int = 200, cut_at: int | None = None
-) -> StreamedBody:
-    return StreamedBody(
-        [data],
-        length=len(data),
-        media_type=media_type,
-        status_code=status_code,
-        headers={"X-Request-Id": _request_id()},
-        cut_at=cut_at,
-    )
-
-
-def _cut_at(fault: Fault | None, default: int) -> int | None:
-    """Where a ``truncated`` fault cuts a body (its ``at``, else ``default``); else None."""
-    if fault is None or fault.kind is not FaultKind.TRUNCATED:
-        return None
-    at = fault.params["at"]
-    return default if at is None else int(at)
-
-
-def _corrupted(chunks: Iterator[bytes], offset: int | None) -> Iterator[bytes]:
-    """Pass base64 chunks through, replacing the 4-character group at ``offset``."""
-    if offset is None:
-        yield from chunks
-        return
-    position = 0
-    for chunk in chunks:
-        end = position + len(chunk)
-        if position <= offset < end:
-            i = offset - position
-            chunk = chunk[:i] + _BAD_BASE64 + chunk[i + len(_BAD_BASE64) :]
-        yield chunk
-        position = end
-
-
-#: Arrival faults that refuse the request: (message, code, type) of the API's JSON
-#: error (no code: the status's phrase), and (code, message) of the object store's XML.
-_REFUSALS: Final = {
-    FaultKind.RATE_LIMIT: (
-        "Rate limit reached for requests. Please try again later.",
-        "rate_limit_exceeded",
-        "rate_limit_error",
-    ),
-    FaultKind.SERVER_ERROR: (
-        "The server had an error while processing your request.",
-        None,
-        "server_error",
-    ),
-    FaultKind.REQUEST_TIMEOUT: ("Request timed out.", "request_timeout", "server_error"),
-}
-_FILE_REFUSALS: Final = {
-    FaultKind.RATE_LIMIT: ("SlowDown", "Please reduce your request rate."),
-    FaultKind.SERVER_ERROR: ("InternalError", "We encountered an internal error."),
-    FaultKind.REQUEST_TIMEOUT: ("RequestTimeout", "Your socket connection timed out."),
-}
-_REFUSAL_STATUS: Final = {FaultKind.RATE_LIMIT: 429, FaultKind.REQUEST_TIMEOUT: 408}
 
 
 class Simulator:
@@ -385,7 +211,7 @@ class Simulator:
             code="not_found" if status == 404 else "method_not_allowed",
             status=status,
         )
-        return _gateway_error(error, headers)
+        return gateway_error(error, headers)
 
     def _authenticate(self, request: Request) -> GatewayError | None:
         """The reason to refuse the request's key, or ``None``. The key is never echoed."""
@@ -417,21 +243,21 @@ class Simulator:
             self.calls[endpoint.value] += 1
         refusal = None if endpoint is Endpoint.FILE else self._authenticate(request)
         if refusal is not None:
-            return _gateway_error(refusal, {"WWW-Authenticate": "Bearer"})
+            return gateway_error(refusal, {"WWW-Authenticate": "Bearer"})
         fault = self.faults.take(endpoint, ARRIVAL_KINDS)
         return None if fault is None else self._arrival_response(fault)
 
     def _arrival_response(self, fault: Fault) -> Response:
         kind, params = fault.kind, fault.params
-        if kind in _REFUSALS:
-            status = _REFUSAL_STATUS.get(kind) or int(params["status"])
+        if kind in REFUSALS:
+            status = REFUSAL_STATUS.get(kind) or int(params["status"])
             if fault.endpoint is Endpoint.FILE:  # the object store answers in XML
-                response = _xml_error(status, *_FILE_REFUSALS[kind])
+                response = xml_error(status, *FILE_REFUSALS[kind])
             else:
-                message, code, error_type = _REFUSALS[kind]
+                message, code, error_type = REFUSALS[kind]
                 code = code or HTTPStatus(status).phrase.lower().replace(" ", "_")
                 error = GatewayError(message, code=code, status=status, error_type=error_type)
-                response = _gateway_error(error)
+                response = gateway_error(error)
             if params.get("retry_after") is not None:
                 response.headers["Retry-After"] = str(params["retry_after"])
             return response
@@ -441,13 +267,13 @@ class Simulator:
             return Response(
                 text,
                 status_code=int(params["status"]),
-                media_type=_JSON,
-                headers={"X-Request-Id": _request_id()},
+                media_type=JSON_TYPE,
+                headers={"X-Request-Id": request_id()},
             )
         if kind is FaultKind.HTML_PAGE:
-            return _html_page(int(params["status"]))
+            return html_page(int(params["status"]))
         if kind is FaultKind.EXPIRED_URL:
-            return _xml_error(403, "AccessDenied", "Request has expired.")
+            return xml_error(403, "AccessDenied", "Request has expired.")
         raise AssertionError(f"not an arrival fault: {kind}")  # pragma: no cover
 
     # --- submit -------------------------------------------------------------
@@ -460,7 +286,7 @@ class Simulator:
         try:
             body = json.loads(raw)
         except ValueError:
-            return _gateway_error(
+            return gateway_error(
                 GatewayError(
                     "We could not parse the JSON body of your request. Send valid JSON.",
                     code="invalid_json",
@@ -469,18 +295,18 @@ class Simulator:
         try:
             accepted = validate_submit(body, strict=self.config.strict_fields)
         except GatewayError as error:
-            return _gateway_error(error)
+            return gateway_error(error)
         clip = await self._clip_for(accepted.rule.family, accepted.prompt, body)
         task = self._create_task(
             accepted.rule.id, accepted.rule.family, accepted.prompt, body, clip
         )
-        answer = _dumps({"task_id": task.task_id, "status": "submitted", "format": "mp4"})
+        answer = dumps({"task_id": task.task_id, "status": "submitted", "format": "mp4"})
         fault = self.faults.take(Endpoint.SUBMIT, ANSWER_KINDS)
         if fault is not None and fault.kind is FaultKind.ACCEPTED_BUT_LOST:
             if fault.params["mode"] == "drop":
-                return _bytes_body(answer, media_type=_JSON, cut_at=0)
+                return bytes_body(answer, media_type=JSON_TYPE, cut_at=0)
             status = int(fault.params["status"])
-            return _gateway_error(
+            return gateway_error(
                 GatewayError(
                     "Upstream request failed.",
                     code="upstream_error",
@@ -488,7 +314,7 @@ class Simulator:
                     error_type="server_error",
                 )
             )
-        return _bytes_body(answer, media_type=_JSON, cut_at=_cut_at(fault, len(answer) // 2))
+        return bytes_body(answer, media_type=JSON_TYPE, cut_at=cut_at_of(fault, len(answer) // 2))
 
     async def _clip_for(self, family: Family, prompt: str, body: dict[str, Any]) -> bytes | None:
         """The real clip a new task's video starts with (None: the sample)."""
@@ -518,7 +344,7 @@ class Simulator:
         return out
 
     def _unknown_task(self, task_id: str) -> Response:
-        return _gateway_error(
+        return gateway_error(
             GatewayError(
                 f"Task {task_id!r} not found.", code="task_not_found", param="task_id", status=404
             )
@@ -532,9 +358,9 @@ class Simulator:
         task = self.tasks.get(task_id)
         if task is None:
             return self._unknown_task(task_id)
-        answer = _dumps(self.task_json(task, str(request.base_url)))
+        answer = dumps(self.task_json(task, str(request.base_url)))
         fault = self.faults.take(Endpoint.QUERY, ANSWER_KINDS)
-        return _bytes_body(answer, media_type=_JSON, cut_at=_cut_at(fault, len(answer) // 2))
+        return bytes_body(answer, media_type=JSON_TYPE, cut_at=cut_at_of(fault, len(answer) // 2))
 
     # --- download (Sora) ----------------------------------------------------
 
@@ -544,7 +370,7 @@ class Simulator:
             return early
         task_id = request.query_params.get("id")
         if not task_id:
-            return _gateway_error(
+            return gateway_error(
                 GatewayError(
                     "Missing required parameter: 'id'.",
                     code="missing_required_parameter",
@@ -555,7 +381,7 @@ class Simulator:
         if task is None:
             return self._unknown_task(task_id)
         if task.family is not Family.SORA:
-            return _gateway_error(
+            return gateway_error(
                 GatewayError(
                     f"The download endpoint only serves Sora 2 videos; model {task.model!r} "
                     "results are fetched from the 'url' of the task query.",
@@ -570,7 +396,7 @@ class Simulator:
                 if state == "failed"
                 else f"Video is not ready yet (status: {state})."
             )
-            return _gateway_error(GatewayError(reason, code=f"task_{state}", param="id"))
+            return gateway_error(GatewayError(reason, code=f"task_{state}", param="id"))
         fault = self.faults.take(Endpoint.DOWNLOAD, ANSWER_KINDS)
         return self._download_body(task, fault)
 
@@ -598,17 +424,17 @@ class Simulator:
 
         def chunks() -> Iterator[bytes]:
             yield prefix
-            yield from _corrupted(media.iter_base64(size, chunk, task.clip), corrupt_at)
+            yield from corrupted(media.iter_base64(size, chunk, task.clip), corrupt_at)
             yield middle
-            yield from _corrupted(media.iter_base64(size, chunk, task.clip), corrupt_at)
+            yield from corrupted(media.iter_base64(size, chunk, task.clip), corrupt_at)
             yield suffix
 
         return StreamedBody(
             chunks(),
             length=length,
-            media_type=_JSON,
-            headers={"X-Request-Id": _request_id()},
-            cut_at=_cut_at(fault, len(prefix) + b64_length // 2),
+            media_type=JSON_TYPE,
+            headers={"X-Request-Id": request_id()},
+            cut_at=cut_at_of(fault, len(prefix) + b64_length // 2),
         )
 
     # --- signed files (non-Sora) --------------------------------------------
@@ -618,7 +444,7 @@ class Simulator:
         if early is not None:
             return early
         if self.config.reject_authorization_on_files and "authorization" in request.headers:
-            return _xml_error(
+            return xml_error(
                 400,
                 "InvalidArgument",
                 "Only one auth mechanism allowed; only the signature query parameters or "
@@ -628,7 +454,7 @@ class Simulator:
         expires_raw = request.query_params.get("Expires")
         signature = request.query_params.get("Signature")
         if not expires_raw or not signature:
-            return _xml_error(
+            return xml_error(
                 403, "AccessDenied", "Anonymous access is forbidden for this operation."
             )
         task_id = filename.removesuffix(".mp4")
@@ -642,18 +468,18 @@ class Simulator:
             or expires < 0
             or not hmac.compare_digest(expected, signature)
         ):
-            return _xml_error(
+            return xml_error(
                 403,
                 "SignatureDoesNotMatch",
                 "The request signature we calculated does not match the signature you provided.",
             )
         if self.unix_time() > expires:
-            return _xml_error(403, "AccessDenied", "Request has expired.")
+            return xml_error(403, "AccessDenied", "Request has expired.")
         task = self.tasks.get(task_id)
         if task is None or task.family is Family.SORA or task.status_at(self.now()) != "succeeded":
-            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
+            return xml_error(404, "NoSuchKey", "The specified key does not exist.")
         size = task.video_size
-        headers = {"X-Request-Id": _request_id(), "ETag": f'"{task_id}"'}
+        headers = {"X-Request-Id": request_id(), "ETag": f'"{task_id}"'}
         if request.method == "HEAD":
             return Response(
                 status_code=200,
@@ -673,7 +499,7 @@ class Simulator:
             length=size,
             media_type="video/mp4",
             headers=headers,
-            cut_at=_cut_at(answer, size // 2),
+            cut_at=cut_at_of(answer, size // 2),
         )
 
     # --- control ------------------------------------------------------------
@@ -701,7 +527,7 @@ class Simulator:
         }
 
     async def _control_state(self, request: Request) -> Response:
-        return _json(self.state_json())
+        return json_response(self.state_json())
 
     async def _control_json(self, request: Request) -> dict[str, Any]:
         raw = await request.body()
@@ -716,8 +542,8 @@ class Simulator:
             try:
                 self.faults.clear(endpoint)
             except ValueError as exc:
-                return _json({"error": {"message": str(exc)}}, 400)
-            return _json({"faults": [f.to_json() for f in self.faults.pending()]})
+                return json_response({"error": {"message": str(exc)}}, 400)
+            return json_response({"faults": [f.to_json() for f in self.faults.pending()]})
         try:
             data = await self._control_json(request)
             params = data.get("params") or {}
@@ -727,8 +553,8 @@ class Simulator:
                 data.get("endpoint", ""), data.get("kind", ""), data.get("times", 1), **params
             )
         except (ValueError, TypeError) as exc:
-            return _json({"error": {"message": str(exc)}}, 400)
-        return _json({"fault": fault.to_json()}, 201)
+            return json_response({"error": {"message": str(exc)}}, 400)
+        return json_response({"fault": fault.to_json()}, 201)
 
     async def _control_advance(self, request: Request) -> Response:
         try:
@@ -738,12 +564,12 @@ class Simulator:
                 raise ValueError("seconds must be a number")
             self.advance(float(seconds))
         except ValueError as exc:
-            return _json({"error": {"message": str(exc)}}, 400)
-        return _json({"now": self.now(), "unix_time": self.unix_time()})
+            return json_response({"error": {"message": str(exc)}}, 400)
+        return json_response({"now": self.now(), "unix_time": self.unix_time()})
 
     async def _control_reset(self, request: Request) -> Response:
         self.reset()
-        return _json({"reset": True})
+        return json_response({"reset": True})
 
 
 def create_app(

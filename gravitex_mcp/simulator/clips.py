@@ -23,7 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ..domain import Family
+from ..domain import SIMULATOR_MARK, Family
 from .gateway_rules import parse_flags
 
 #: Short side of every clip, in pixels, and its frame rate.
@@ -31,9 +31,6 @@ SHORT_SIDE = 160
 FPS = 8
 #: x264 constant quality: high enough numbers keep a 16 s clip near 150 KB.
 CRF = 38
-#: The mp4 ``comment`` tag of every simulated clip: the server's asked-versus-found notes
-#: read it to blame the simulator, not the model, for its small size and missing audio.
-SIMULATOR_MARK = "gravitex-mcp simulator clip: 160 px on the short side, no audio"
 _RATIO_OR_SIZE = re.compile(r"^(\d+)[:x*](\d+)$")  # 16:9, 1280x720, 1280*720
 
 

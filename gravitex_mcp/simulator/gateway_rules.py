@@ -9,54 +9,37 @@ Errors look like an OpenAI-style gateway's::
 
     {"error": {"message": ..., "type": "invalid_request_error", "param": ..., "code": ...}}
 
-Only the first problem is reported, as gateways do.
+Only the first problem is reported, as gateways do. The readers of one field or
+medium, and the error itself, are in ``gateway_fields``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..domain import Family
-from ..images import JPEG, PNG, WEBP, image_dimensions, sniff_image_type
-
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-SEED_MAX = 2_147_483_647
-
-
-class GatewayError(Exception):
-    """A refusal, with the HTTP status and the JSON error object to send."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str = "invalid_value",
-        param: str | None = None,
-        status: int = 400,
-        error_type: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.param = param
-        self.status = status
-        self.error_type = error_type
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
+from ..images import image_dimensions
+from .gateway_fields import (
+    SEED_MAX,
+    GatewayError,
+    check_fields,
+    check_https,
+    json_type,
+    missing,
+    not_supported,
+    read_audio,
+    read_bool,
+    read_enum,
+    read_image,
+    read_int,
+    read_str,
+    type_error,
+    unknown,
+    value_error,
+)
 
 ImageMode = Literal["first_frame", "first_last_frame", "reference_image"]
 
@@ -148,196 +131,6 @@ class Accepted:
     body: dict[str, Any] = field(repr=False)
 
 
-# --- small readers ------------------------------------------------------------
-
-
-_JSON_TYPES: dict[type, str] = {
-    type(None): "null",
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    list: "an array",
-    dict: "an object",
-}
-
-
-def _json_type(value: object) -> str:
-    return _JSON_TYPES.get(type(value), "an unknown type")
-
-
-def _type_error(param: str, expected: str, value: object) -> GatewayError:
-    return GatewayError(
-        f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.",
-        code="invalid_type",
-        param=param,
-    )
-
-
-def _value_error(param: str, value: object, valid: Collection[object] | str) -> GatewayError:
-    if isinstance(valid, str):
-        supported = valid
-    else:
-        items = [f"'{v}'" if isinstance(v, str) else str(v) for v in valid]
-        supported = ", ".join(items[:-1]) + (" and " if len(items) > 1 else "") + items[-1]
-    return GatewayError(
-        f"Invalid value for '{param}': {value!r}. Supported values are: {supported}.", param=param
-    )
-
-
-def _missing(param: str) -> GatewayError:
-    return GatewayError(
-        f"Missing required parameter: '{param}'.", code="missing_required_parameter", param=param
-    )
-
-
-def _unknown(param: str) -> GatewayError:
-    return GatewayError(f"Unknown parameter: '{param}'.", code="unknown_parameter", param=param)
-
-
-def _not_supported(param: str, model: str) -> GatewayError:
-    return GatewayError(
-        f"Parameter '{param}' is not supported by model '{model}'.",
-        code="unsupported_parameter",
-        param=param,
-    )
-
-
-def _check_fields(body: Mapping[str, Any], allowed: Collection[str], strict: bool) -> None:
-    if not strict:
-        return
-    for name in body:
-        if name not in allowed:
-            raise _unknown(name)
-
-
-def _str(body: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
-    if name not in body or body[name] is None:
-        if required:
-            raise _missing(name)
-        return None
-    value = body[name]
-    if not isinstance(value, str):
-        raise _type_error(name, "a string", value)
-    if required and not value.strip():
-        raise GatewayError(f"'{name}' must not be empty.", param=name)
-    return value
-
-
-def _int(body: Mapping[str, Any], name: str, valid: range | Collection[int]) -> int | None:
-    if name not in body or body[name] is None:
-        return None
-    value = body[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error(name, "an integer", value)
-    if value not in valid:
-        if isinstance(valid, range):
-            raise _value_error(name, value, f"integers from {valid.start} to {valid.stop - 1}")
-        ordered = list(valid) if isinstance(valid, tuple | list) else sorted(valid)
-        raise _value_error(name, value, ordered)
-    return value
-
-
-def _bool(body: Mapping[str, Any], name: str) -> bool | None:
-    if name not in body or body[name] is None:
-        return None
-    value = body[name]
-    if not isinstance(value, bool):
-        raise _type_error(name, "a boolean", value)
-    return value
-
-
-def _enum(body: Mapping[str, Any], name: str, valid: Collection[str]) -> str | None:
-    value = _str(body, name)
-    if value is not None and value not in valid:
-        ordered = list(valid) if isinstance(valid, tuple | list) else sorted(valid)
-        raise _value_error(name, value, ordered)
-    return value
-
-
-# --- media references -----------------------------------------------------------
-
-_DATA_IMAGE = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
-_DATA_AUDIO = re.compile(r"data:(audio/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
-_IMAGE_TYPES = {"image/png": PNG, "image/jpeg": JPEG, "image/jpg": JPEG, "image/webp": WEBP}
-
-
-def _image(value: object, param: str) -> bytes | None:
-    """Check an image reference; the decoded bytes for a data URL, ``None`` for a URL."""
-    if not isinstance(value, str):
-        raise _type_error(param, "a string", value)
-    if value.startswith(("https://", "http://")):
-        return None
-    match = _DATA_IMAGE.fullmatch(value)
-    if match is None:
-        raise GatewayError(
-            f"Invalid image for '{param}': expected an http(s) URL or a base64 data URL "
-            "(data:image/png;base64,...).",
-            code="invalid_image",
-            param=param,
-        )
-    declared = _IMAGE_TYPES.get(match.group(1).lower())
-    if declared is None:
-        raise GatewayError(
-            f"Unsupported image type {match.group(1)!r} for '{param}': use PNG, JPEG or WEBP.",
-            code="invalid_image",
-            param=param,
-        )
-    try:
-        data = base64.b64decode(match.group(2), validate=True)
-    except (binascii.Error, ValueError):
-        raise GatewayError(
-            f"Invalid base64 image data for '{param}'.", code="invalid_image", param=param
-        ) from None
-    if len(data) > MAX_IMAGE_BYTES:
-        raise GatewayError(
-            f"Image for '{param}' is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES} bytes.",
-            code="image_too_large",
-            param=param,
-        )
-    actual = sniff_image_type(data)
-    if actual is None:
-        raise GatewayError(
-            f"The data for '{param}' is not a PNG, JPEG or WEBP image.",
-            code="invalid_image",
-            param=param,
-        )
-    if actual != declared:
-        raise GatewayError(
-            f"The data for '{param}' is a {actual.removeprefix('image/').upper()} image but is "
-            f"labelled {match.group(1)}.",
-            code="invalid_image",
-            param=param,
-        )
-    return data
-
-
-def _audio(value: object, param: str) -> None:
-    if not isinstance(value, str):
-        raise _type_error(param, "a string", value)
-    if value.startswith("https://"):
-        return
-    match = _DATA_AUDIO.fullmatch(value)
-    if match is not None:
-        try:
-            base64.b64decode(match.group(2), validate=True)
-        except (binascii.Error, ValueError):
-            raise GatewayError(
-                f"Invalid base64 audio data for '{param}'.", code="invalid_audio", param=param
-            ) from None
-        return
-    raise GatewayError(
-        f"Invalid audio for '{param}': expected an https URL.", code="invalid_audio", param=param
-    )
-
-
-def _https(value: object, param: str) -> None:
-    if not isinstance(value, str):
-        raise _type_error(param, "a string", value)
-    if not value.startswith("https://"):
-        raise GatewayError(f"Invalid URL for '{param}': an https URL is required.", param=param)
-
-
 # --- the families ----------------------------------------------------------------
 
 SORA_SECONDS = ("4", "8", "12")
@@ -349,24 +142,24 @@ SORA_FIELDS = frozenset(
 
 
 def _sora(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
-    _check_fields(body, SORA_FIELDS, strict)
-    prompt = _str(body, "prompt", required=True)
+    check_fields(body, SORA_FIELDS, strict)
+    prompt = read_str(body, "prompt", required=True)
     assert prompt is not None
-    _enum(body, "seconds", SORA_SECONDS)
-    size = _enum(body, "size", SORA_SIZES)
-    width = _int(body, "width", range(1, 100_000))
-    height = _int(body, "height", range(1, 100_000))
+    read_enum(body, "seconds", SORA_SECONDS)
+    size = read_enum(body, "size", SORA_SIZES)
+    width = read_int(body, "width", range(1, 100_000))
+    height = read_int(body, "height", range(1, 100_000))
     if (width is None) != (height is None):
-        raise _missing("height" if height is None else "width")
+        raise missing("height" if height is None else "width")
     if width is not None:
         wh = f"{width}x{height}"
         if wh not in SORA_SIZES:
-            raise _value_error("width", wh, SORA_SIZES)
+            raise value_error("width", wh, SORA_SIZES)
         if size is not None and size != wh:
             raise GatewayError(f"'size' {size!r} disagrees with width/height {wh!r}.", param="size")
         size = wh
     if "input_reference" in body and body["input_reference"] is not None:
-        data = _image(body["input_reference"], "input_reference")
+        data = read_image(body["input_reference"], "input_reference")
         dims = image_dimensions(data) if data is not None else None
         want = size or SORA_SIZES[0]
         if dims is not None and f"{dims[0]}x{dims[1]}" != want:
@@ -375,7 +168,7 @@ def _sora(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
                 f"{dims[0]}x{dims[1]}, the video is {want}.",
                 param="input_reference",
             )
-    remix = _str(body, "remix_from_video_id")
+    remix = read_str(body, "remix_from_video_id")
     if remix is not None and not (remix.startswith("video_") and len(remix) > len("video_")):
         raise GatewayError(
             "Invalid 'remix_from_video_id': it must be a video id starting with 'video_'.",
@@ -391,27 +184,27 @@ VEO_FIELDS = frozenset(
 
 
 def _veo(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
-    _check_fields(body, VEO_FIELDS, strict)
-    prompt = _str(body, "prompt", required=True)
+    check_fields(body, VEO_FIELDS, strict)
+    prompt = read_str(body, "prompt", required=True)
     assert prompt is not None
-    _int(body, "durationSeconds", (4, 6, 8))
-    _enum(body, "aspectRatio", ("16:9", "9:16"))
-    _enum(body, "resolution", ("720p", "1080p"))
-    _int(body, "fps", range(1, 61))
-    _bool(body, "generateAudio")
-    _enum(body, "personGeneration", ("allow_all", "allow_adult", "dont_allow"))
-    _bool(body, "addWatermark")
-    _int(body, "seed", range(4_294_967_296))
-    _int(body, "sampleCount", range(1, 5))
+    read_int(body, "durationSeconds", (4, 6, 8))
+    read_enum(body, "aspectRatio", ("16:9", "9:16"))
+    read_enum(body, "resolution", ("720p", "1080p"))
+    read_int(body, "fps", range(1, 61))
+    read_bool(body, "generateAudio")
+    read_enum(body, "personGeneration", ("allow_all", "allow_adult", "dont_allow"))
+    read_bool(body, "addWatermark")
+    read_int(body, "seed", range(4_294_967_296))
+    read_int(body, "sampleCount", range(1, 5))
     has_image = body.get("image") is not None
     if has_image:
-        _image(body["image"], "image")
+        read_image(body["image"], "image")
     if body.get("lastFrame") is not None:
         if not rule.last_frame:
-            raise _not_supported("lastFrame", rule.id)
+            raise not_supported("lastFrame", rule.id)
         if not has_image:
             raise GatewayError("'lastFrame' needs a first frame in 'image'.", param="image")
-        _image(body["lastFrame"], "lastFrame")
+        read_image(body["lastFrame"], "lastFrame")
     return prompt
 
 
@@ -427,26 +220,26 @@ WAN_FIELDS = frozenset(
 
 
 def _wan(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
-    _check_fields(body, WAN_FIELDS, strict)
-    prompt = _str(body, "prompt", required=True)
+    check_fields(body, WAN_FIELDS, strict)
+    prompt = read_str(body, "prompt", required=True)
     assert prompt is not None
-    _int(body, "duration", (5, 10))
-    _enum(body, "resolution", ("480p", "720p", "1080p"))
-    _bool(body, "smart_rewrite")
-    _bool(body, "generate_audio")
-    _int(body, "seed", range(SEED_MAX + 1))
+    read_int(body, "duration", (5, 10))
+    read_enum(body, "resolution", ("480p", "720p", "1080p"))
+    read_bool(body, "smart_rewrite")
+    read_bool(body, "generate_audio")
+    read_int(body, "seed", range(SEED_MAX + 1))
     if body.get("audio_url") is not None:
-        _audio(body["audio_url"], "audio_url")
+        read_audio(body["audio_url"], "audio_url")
     if rule.wan_i2v:
         if body.get("size") is not None:
-            raise _not_supported("size", rule.id)
+            raise not_supported("size", rule.id)
         if body.get("image") is None:
-            raise _missing("image")
-        _image(body["image"], "image")
+            raise missing("image")
+        read_image(body["image"], "image")
     else:
         if body.get("image") is not None:
-            raise _not_supported("image", rule.id)
-        _enum(body, "size", WAN_T2V_SIZES)
+            raise not_supported("image", rule.id)
+        read_enum(body, "size", WAN_T2V_SIZES)
     return prompt
 
 
@@ -486,7 +279,7 @@ def parse_flags(text: str) -> tuple[str, dict[str, tuple[str, str | None]]]:
 
 def _flag_int(param: str, value: str, valid: range) -> int:
     if not re.fullmatch(r"-?\d+", value) or int(value) not in valid:
-        raise _value_error(param, value, f"integers from {valid.start} to {valid.stop - 1}")
+        raise value_error(param, value, f"integers from {valid.start} to {valid.stop - 1}")
     return int(value)
 
 
@@ -508,11 +301,11 @@ def _seedance_flags(rule: ModelRule, text: str, strict: bool) -> dict[str, str]:
                 f"Parameter marker '{param}' has no value.", param="metadata.content[0].text"
             )
         if name == "resolution" and value not in rule.resolutions:
-            raise _value_error(param, value, sorted(rule.resolutions))
+            raise value_error(param, value, sorted(rule.resolutions))
         if name == "ratio":
             ratios = [r for r in SEEDANCE_RATIOS if rule.adaptive_ratio or r != "adaptive"]
             if value not in ratios:
-                raise _value_error(param, value, ratios)
+                raise value_error(param, value, ratios)
         if name == "duration":
             _flag_int(param, value, rule.durations)
         if name == "fps":
@@ -520,9 +313,9 @@ def _seedance_flags(rule: ModelRule, text: str, strict: bool) -> dict[str, str]:
         if name == "seed":
             _flag_int(param, value, range(-1, 4_294_967_296))
         if name in ("watermark", "camerafixed") and value not in ("true", "false"):
-            raise _value_error(param, value, ("true", "false"))
+            raise value_error(param, value, ("true", "false"))
         if name == "camerafixed" and not rule.camera_fixed:
-            raise _not_supported(param, rule.id)
+            raise not_supported(param, rule.id)
         seen[name] = value
     return seen
 
@@ -532,7 +325,7 @@ def _seedance_images(rule: ModelRule, items: list[Any]) -> ImageMode | None:
     for index, item in enumerate(items, start=1):
         where = f"metadata.content[{index}]"
         if not isinstance(item, dict):
-            raise _type_error(where, "an object", item)
+            raise type_error(where, "an object", item)
         if item.get("type") != "image_url":
             raise GatewayError(
                 f"'{where}.type' must be 'image_url' (only the first item is text).",
@@ -540,16 +333,16 @@ def _seedance_images(rule: ModelRule, items: list[Any]) -> ImageMode | None:
             )
         for key in item:
             if key not in ("type", "image_url", "role"):
-                raise _unknown(f"{where}.{key}")
+                raise unknown(f"{where}.{key}")
         image_url = item.get("image_url")
         if not isinstance(image_url, dict):
-            raise _type_error(f"{where}.image_url", "an object", image_url)
+            raise type_error(f"{where}.image_url", "an object", image_url)
         if "url" not in image_url:
-            raise _missing(f"{where}.image_url.url")
-        _image(image_url["url"], f"{where}.image_url.url")
+            raise missing(f"{where}.image_url.url")
+        read_image(image_url["url"], f"{where}.image_url.url")
         role = item.get("role")
         if role is not None and role not in SEEDANCE_ROLES:
-            raise _value_error(f"{where}.role", role, SEEDANCE_ROLES)
+            raise value_error(f"{where}.role", role, SEEDANCE_ROLES)
         roles.append(role)
     if not roles:
         if rule.image_required:
@@ -602,24 +395,24 @@ def _seedance_images(rule: ModelRule, items: list[Any]) -> ImageMode | None:
 
 
 def _seedance(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
-    _check_fields(body, SEEDANCE_FIELDS, strict)
-    _str(body, "prompt")  # tolerated, not used: the prompt is the text item
+    check_fields(body, SEEDANCE_FIELDS, strict)
+    read_str(body, "prompt")  # tolerated, not used: the prompt is the text item
     metadata = body.get("metadata")
     if metadata is None:
-        raise _missing("metadata")
+        raise missing("metadata")
     if not isinstance(metadata, dict):
-        raise _type_error("metadata", "an object", metadata)
+        raise type_error("metadata", "an object", metadata)
     for key in metadata:
         if strict and key not in SEEDANCE_METADATA_FIELDS:
-            raise _unknown(f"metadata.{key}")
-    _bool(metadata, "return_last_frame")
+            raise unknown(f"metadata.{key}")
+    read_bool(metadata, "return_last_frame")
     if metadata.get("callback_url") is not None:
-        _https(metadata["callback_url"], "metadata.callback_url")
+        check_https(metadata["callback_url"], "metadata.callback_url")
     content = metadata.get("content")
     if content is None:
-        raise _missing("metadata.content")
+        raise missing("metadata.content")
     if not isinstance(content, list):
-        raise _type_error("metadata.content", "an array", content)
+        raise type_error("metadata.content", "an array", content)
     if not content:
         raise GatewayError(
             "'metadata.content' must start with a text item.",
@@ -634,8 +427,8 @@ def _seedance(rule: ModelRule, body: Mapping[str, Any], strict: bool) -> str:
         )
     for key in first:
         if key not in ("type", "text"):
-            raise _unknown(f"metadata.content[0].{key}")
-    text = _str(first, "text", required=True)
+            raise unknown(f"metadata.content[0].{key}")
+    text = read_str(first, "text", required=True)
     assert text is not None
     flags = _seedance_flags(rule, text, strict)
     mode = _seedance_images(rule, content[1:])
@@ -661,14 +454,14 @@ def validate_submit(body: object, *, strict: bool = True) -> Accepted:
     """
     if not isinstance(body, dict):
         raise GatewayError(
-            f"The request body must be a JSON object, not {_json_type(body)}.",
+            f"The request body must be a JSON object, not {json_type(body)}.",
             code="invalid_request_body",
         )
     model = body.get("model")
     if model is None:
-        raise _missing("model")
+        raise missing("model")
     if not isinstance(model, str):
-        raise _type_error("model", "a string", model)
+        raise type_error("model", "a string", model)
     rule = MODELS.get(model)
     if rule is None:
         raise GatewayError(

@@ -9,8 +9,9 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.config import LOGGING_CONFIG
 
-from .app import ABORT_EXTENSION, Simulator
+from .app import Simulator
 from .config import SimulatorConfig
+from .responses import ABORT_EXTENSION
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..domain import Family
+from ..domain import Family, utc_now
 from ..errors import SimulatorStoreError
-from ..store.journal import _is_corruption, redact_data_urls, utc_now
-from ..store.journal import _move_aside as move_aside  # one way to set a damaged file aside
+from ..redact import redact_data_urls
+from ..store.sqlite_files import is_corruption, move_aside
 from .tasks import SimTask
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class TaskStore(MutableMapping[str, SimTask]):
                 )
             return self._connect(path)
         except sqlite3.DatabaseError as exc:
-            if not _is_corruption(exc):
+            if not is_corruption(exc):
                 raise self._error(exc) from exc
             reason = str(exc)
         except (sqlite3.Error, OSError) as exc:
@@ -153,7 +153,7 @@ class TaskStore(MutableMapping[str, SimTask]):
         try:
             return operation(self._conn)
         except sqlite3.Error as exc:
-            if not (isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc)):
+            if not (isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc)):
                 raise self._error(exc) from exc
             self._conn.close()
             self._conn = None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from .app import ABORT_EXTENSION
+from .responses import ABORT_EXTENSION
 
 if TYPE_CHECKING:
     from .app import Simulator
@@ -91,7 +91,7 @@ class SimulatorTransport(httpx2.ASGITransport):
 
     ``buffer_chunks`` bounds how many body chunks may wait unread, so the app
     cannot run far ahead of a slow reader. It also tells the app it may end a
-    response mid-body (:data:`~gravitex_mcp.simulator.app.ABORT_EXTENSION`), as
+    response mid-body (:data:`~gravitex_mcp.simulator.responses.ABORT_EXTENSION`), as
     a real server can.
     """
 

@@ -1,15 +1,20 @@
 """Where state lives: the task store and the video store.
 
-Holds today's single-machine implementations: ``journal`` (the SQLite task
-journal: records, submissions, idempotency claims, migrations, recovery),
-``tasklock`` (one save of a task at a time across processes), ``leftovers`` (the
-temp-file convention and the start-up sweep), ``storage`` (the output folder: safe
-names, a temp file written while hashing, publish without clobbering), ``ondisk``
-(saved files read back only once checked: no links, inside the held folder, the
-same identity) and ``stills`` (contact sheets and frames beside the videos).
+``seam`` is what the layers above hold: the ``TaskStore`` and ``VideoStore``
+protocols, the value types they hand out, and the one wait-for-a-holder loop. Today's
+single-machine implementations sit behind it: ``journal`` (the SQLite task store:
+records, submissions, idempotency claims, save leases) on ``sqlite_open`` (opening,
+sharing, recovery), ``sqlite_schema`` (migrations), ``sqlite_rows`` (the rows' SQL),
+``sqlite_files`` (setting a damaged file aside) and ``tasklock`` (flock files as
+leases); ``storage`` (the output folder: safe names, a writer hashing as it writes)
+on ``tempfiles`` (the temp-file rule, the no-clobber publish, the start-up sweep),
+``ondisk`` (saved files read back only once checked) and ``stills`` (contact sheets
+and frames beside the videos). ``records`` holds a task's record; ``link_key`` the
+media links' secret.
 
 May import: the shared modules only. The only layer that imports ``sqlite3`` or
-``fcntl``, or knows the state folder's layout and the temp-file names. Not:
+``fcntl``, or knows the state folder's layout and the temp-file names. Only ``store/``
+and the composition root (``server/app.py``) name the implementations. Not:
 ``request/``, ``upstream/``, ``video/``, ``service/``, ``server/``, ``mcp``,
 ``httpx2``, ``av``.
 """

@@ -223,16 +223,6 @@ def read_regular(path: Path, *, limit: int) -> bytes:
         os.close(fd)
 
 
-#: A video to read: a path (a file this server is writing, or a test's), or a
-#: checked, open saved file.
-VideoSource = Path | HeldFile
-
-
-def path_of(source: VideoSource) -> Path:
-    """Where ``source`` is (for names, and files made beside it)."""
-    return source.path if isinstance(source, HeldFile) else source
-
-
 def identity_of_fd(fd: int) -> FileIdentity:
     """The identity of the file open at ``fd`` (taken once it is in place: linking a
     file changes its ``ctime``)."""

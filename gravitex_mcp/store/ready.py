@@ -13,7 +13,7 @@ import tempfile
 from contextlib import closing
 from pathlib import Path
 
-from .journal import DB_FILENAME
+from .sqlite_open import DB_FILENAME
 
 #: How long a read waits for a writer's lock before the store counts as not ready.
 BUSY_SECONDS = 2.0

@@ -7,7 +7,8 @@
   (``O_EXCL | O_NOFOLLOW``, 0o644, an exclusive ``flock`` held while it is written, so a
   start-up sweep can tell live temp files from leftovers) and hashes each piece as it
   writes it. :meth:`VideoFile.commit` fsyncs, then publishes with ``os.link`` (which
-  never replaces: a taken name moves on to ``name-1.mp4``, ...). Any failure removes the
+  never replaces: a taken name moves on to ``name-1.mp4``, ...; the rule is
+  :mod:`.tempfiles`'). Any failure removes the
   temp file; OS errors become a :class:`~gravitex_mcp.errors.StorageError` saying what
   to do. The OS calls are injectable to simulate full, read-only or link-less disks.
 """
@@ -17,13 +18,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import re
-import secrets
 import stat
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -33,16 +33,17 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ..errors import StorageError
-from .leftovers import TEMP_SUFFIX, hold_temp_file
-from .ondisk import FileIdentity, identity_of_fd
+from .ondisk import Changed, FileIdentity, HeldFile, identity_of_fd, open_saved
+from .seam import StoredFile
+from .tempfiles import OpenFn, create_temp, place_without_link, publish_first_free, sweep_temp_files
+
+logger = logging.getLogger(__name__)
 
 #: Extension every saved video gets.
 VIDEO_SUFFIX: Final = ".mp4"
 #: Longest stem (UTF-8 bytes) kept from a caller's name; leaves room for ``-NNNN``,
 #: the temp-name decoration and the 255-byte name limit of common filesystems.
 MAX_STEM_BYTES: Final = 160
-#: Unique-name attempts (``name-1`` ... ``name-N``) before giving up.
-MAX_UNIQUE_TRIES: Final = 10_000
 
 _RESERVED_CHARS: Final = frozenset('<>:"/\\|?*')
 _DROPPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
@@ -57,19 +58,10 @@ _DISK_FULL: Final = frozenset(
 _NO_HARD_LINKS: Final = frozenset(
     {errno.EPERM, errno.EMLINK, errno.ENOSYS, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTSUP}
 )
-_TEMP_FLAGS: Final = (
-    os.O_WRONLY
-    | os.O_CREAT
-    | os.O_EXCL
-    | getattr(os, "O_BINARY", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_NOFOLLOW", 0)
-)
 
 WriteFn = Callable[[int, bytes | bytearray | memoryview], int]
 FsyncFn = Callable[[int], None]
 LinkFn = Callable[[str, str], None]
-OpenFn = Callable[[str, int, int], int]
 
 
 def _clean_stem(raw: str) -> str:
@@ -111,17 +103,6 @@ def safe_filename(name: str | None, *, default_stem: str) -> str:
     if not stem:
         stem = _clean_stem(default_stem) or "video"
     return stem + VIDEO_SUFFIX
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    """A published file: its final path, size, sha256 (hex) and identity once in place
-    (what later reuse checks it by, see :mod:`gravitex_mcp.store.ondisk`)."""
-
-    path: Path
-    size_bytes: int
-    sha256: str
-    identity: FileIdentity | None = None
 
 
 def _storage_error(exc: OSError, *, name: str, directory: Path, action: str) -> StorageError:
@@ -169,6 +150,7 @@ class OutputDir:
         self._link = link
         self._open_file = open_file
         self._held: tuple[Path, int, int] | None = None  # resolved path, st_dev, st_ino
+        self._writing: set[VideoFile] = set()  # open writers, for bytes_so_far
 
     def ensure(self) -> Path:
         """The folder's resolved path (blocking): created and held on the first call;
@@ -235,13 +217,48 @@ class OutputDir:
             )
         self._held = (resolved, st.st_dev, st.st_ino)
 
-    def video(self, filename: str | None, *, default_stem: str) -> VideoFile:
+    def reserve(self, filename: str | None, *, default_stem: str) -> VideoFile:
         """A writer for one video; use as ``async with``; call :meth:`VideoFile.commit`."""
         return VideoFile(self, safe_filename(filename, default_stem=default_stem))
 
+    def bytes_so_far(self, filename: str | None, *, default_stem: str) -> int | None:
+        """The most any open writer of that name in this process has written; None
+        when none is open."""
+        name = safe_filename(filename, default_stem=default_stem)
+        sizes = [w.bytes_written for w in self._writing if w.name == name]
+        return max(sizes) if sizes else None
+
+    def open_checked(
+        self, path: Path, *, size: int, sha256: str, recorded: FileIdentity | None
+    ) -> HeldFile | Changed | None:
+        """:func:`~gravitex_mcp.store.ondisk.open_saved` in this folder (blocking)."""
+        return open_saved(self, path, size=size, sha256=sha256, recorded=recorded)
+
+    @contextlib.contextmanager
+    def scratch(self, stem: str) -> Iterator[Path]:
+        """A held temp file in the folder, for work written by path (the join's
+        encoder); removed on exit. Blocking."""
+        held, tmp = create_temp(self.ensure(), stem)
+        try:
+            yield tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            os.close(held)
+
+    def recover(self) -> list[Path]:
+        """At start-up (blocking): create and hold the folder, and remove the temp files
+        no live writer holds."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.ensure()
+        except StorageError as exc:  # reported again by the first save
+            logger.warning("%s", exc)
+        return sweep_temp_files(self.path)
+
 
 class VideoFile:
-    """One video being written: ``async with out.video(...) as f: f.put(b) ...; await
+    """One video being written: ``async with out.reserve(...) as f: f.put(b) ...; await
     f.commit()``.
 
     Each piece is written to the temp file and hashed on the spot (hashlib releases the
@@ -258,7 +275,13 @@ class VideoFile:
         self._hash = hashlib.sha256()
         self._size = 0
 
+    @property
+    def bytes_written(self) -> int:
+        """How much has been written so far."""
+        return self._size
+
     async def __aenter__(self) -> VideoFile:
+        self._out._writing.add(self)
         try:
             await anyio.to_thread.run_sync(self._create_temp)
         except BaseException:
@@ -277,23 +300,17 @@ class VideoFile:
     def _create_temp(self) -> None:
         directory = self._out.ensure()
         stem = self.name[: -len(VIDEO_SUFFIX)]
-        for _ in range(100):
-            tmp = directory / f".{stem}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-            try:
-                fd = self._out._open_file(str(tmp), _TEMP_FLAGS, 0o644)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise _storage_error(
-                    exc, name=self.name, directory=directory, action="create a file for"
-                ) from exc
-            self._fd, self._dir, self._tmp = fd, directory, tmp
+        try:
             # Held until the file is closed: a start-up sweep leaves locked temp files.
-            hold_temp_file(fd)
-            return
-        raise StorageError(f"Could not find a free temporary name in {directory}.")
+            fd, tmp = create_temp(directory, stem, open_file=self._out._open_file)
+        except OSError as exc:
+            raise _storage_error(
+                exc, name=self.name, directory=directory, action="create a file for"
+            ) from exc
+        self._fd, self._dir, self._tmp = fd, directory, tmp
 
     def _discard(self) -> None:
+        self._out._writing.discard(self)
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -375,20 +392,10 @@ class VideoFile:
         )
 
     def _publish(self, tmp: Path, directory: Path) -> Path:
-        stem = self.name[: -len(VIDEO_SUFFIX)]
-        for i in range(MAX_UNIQUE_TRIES):
-            final = directory / (self.name if i == 0 else f"{stem}-{i}{VIDEO_SUFFIX}")
-            if final.parent != directory or final.name.startswith("."):
-                raise StorageError(f"Refusing to save {final.name!r} outside {directory}.")
-            try:
-                if self._place(tmp, final):
-                    return final
-            except OSError as exc:
-                raise self._error(exc, "save") from exc
-        raise StorageError(
-            f"Could not find a free name for {self.name} in {directory} after "
-            f"{MAX_UNIQUE_TRIES} tries; pass another filename."
-        )
+        try:
+            return publish_first_free(tmp, directory, self.name, self._place)
+        except OSError as exc:
+            raise self._error(exc, "save") from exc
 
     def _place(self, tmp: Path, final: Path) -> bool:
         """Put ``tmp``'s content at ``final`` unless ``final`` exists; False if it does."""
@@ -404,28 +411,4 @@ class VideoFile:
                 self._out._link = None  # this filesystem has no hard links
             else:
                 return True
-        return _place_without_link(tmp, final)
-
-
-def _place_without_link(tmp: Path, final: Path) -> bool:
-    if os.name == "nt":
-        try:
-            os.rename(tmp, final)  # refuses to replace an existing file on Windows
-        except FileExistsError:
-            return False
-        return True
-    # Reserve the name with O_EXCL (never clobbers), then move the finished file onto
-    # our own empty placeholder.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(final, flags, 0o644)
-    except FileExistsError:
-        return False
-    os.close(fd)
-    try:
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(final)
-        raise
-    return True
+        return place_without_link(tmp, final)

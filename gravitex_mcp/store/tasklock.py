@@ -1,5 +1,7 @@
-"""A lock file per task in the state folder: one download of a task at a time,
-across every server process that shares the folders.
+"""Lock files in the state folder: the SQLite task store's leases across processes.
+
+Save leases: one download of a task at a time, across every server process that
+shares the folders.
 
 ``<state_dir>/locks/<sha256 of the task id>.lock`` is held with an exclusive
 ``fcntl.flock`` for the whole download; the holder writes its pid into it so a
@@ -7,6 +9,10 @@ waiting process can say who holds it. The kernel drops a flock when its holder
 dies, so a crash never leaves a task locked. Lock files are left in place
 (deleting one while another process opens it would let two holders in); they
 are empty but for a pid.
+
+Submit leases (:class:`SubmitLeases`): a claimed idempotency key's submit holds
+``locks/submit-<local id>.lock`` until its answer is recorded; such a file is taken
+once, by its one holder, so it is removed when let go.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+
+from ..errors import JournalError
 
 if sys.platform != "win32":
     import fcntl
@@ -34,6 +42,17 @@ class TaskLock:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)  # closing the descriptor releases the flock
+
+
+class FlockLease:
+    """A held :class:`TaskLock` as the store seam's ``Lease``."""
+
+    def __init__(self, lock: TaskLock) -> None:
+        self._lock = lock
+
+    async def release(self) -> None:
+        """Release the lock; idempotent (no await: it completes even when cancelled)."""
+        self._lock.release()
 
 
 class TaskLocks:
@@ -115,3 +134,49 @@ def _read_pid(fd: int) -> int:
     except OSError:
         return 0
     return int(text) if text.isdigit() else 0
+
+
+class SubmitLeases:
+    """The submit leases of one state folder that this process holds, by local id.
+    Called under the journal's lock."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._dir = Path(state_dir) / LOCKS_DIRNAME
+        self._held: dict[str, TaskLock] = {}
+
+    def _path(self, local_id: str) -> Path:
+        return self._dir / f"submit-{local_id}.lock"
+
+    def take(self, local_id: str) -> None:
+        """Hold the lease of a new submission (a :class:`JournalError` if it cannot)."""
+        path = self._path(local_id)
+        try:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            held = try_lock_file(path)
+        except OSError as exc:
+            raise JournalError(
+                f"Cannot create the submit lock {path}: {exc}. Nothing was sent; make the "
+                "state folder writable (GRAVITEX_STATE_DIR)."
+            ) from exc
+        if not isinstance(held, TaskLock):  # a fresh UUID: nobody else can hold it
+            raise JournalError(f"The submit lock {path} is held by pid {held}; nothing was sent.")
+        self._held[local_id] = held
+
+    def end(self, local_id: str) -> None:
+        """Let the lease of ``local_id`` go, if this process holds it."""
+        held = self._held.pop(local_id, None)
+        if held is not None:
+            # Removed while still held, so a waiter that finds it can never take it
+            # from a live holder.
+            with contextlib.suppress(OSError):
+                self._path(local_id).unlink()
+            held.release()
+
+    def end_all(self) -> None:
+        """Let every lease go (the journal closes)."""
+        for local_id in list(self._held):
+            self.end(local_id)
+
+    def gone(self, local_id: str) -> bool:
+        """Whether the submission's holder (in any process) has let go or died."""
+        return local_id not in self._held and holder_gone(self._path(local_id))

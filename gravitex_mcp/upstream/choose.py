@@ -20,6 +20,10 @@ from .observe import upstream_hooks
 if TYPE_CHECKING:  # imported when simulating only: a real-API start never loads it
     from ..simulator import Simulator, SimulatorConfig
 
+#: What carries the client's requests: the network, the in-process simulator, or a
+#: test's fake. Named here so the server can take one without importing httpx2.
+Transport = httpx2.AsyncBaseTransport
+
 #: The simulator is reached in-process; this host never resolves (``.invalid``).
 SIMULATOR_BASE_URL = "http://simulator.gravitex.invalid"
 SIMULATOR_KEY = "sk-simulator"
@@ -31,7 +35,7 @@ class Upstream:
 
     base_url: str
     api_key: str
-    transport: httpx2.AsyncBaseTransport | None = None
+    transport: Transport | None = None
     simulator: Simulator | None = None
 
 
@@ -117,24 +121,37 @@ class _SimulatorOnDemand(httpx2.AsyncBaseTransport):
 
 
 class _KeyRequired(httpx2.AsyncBaseTransport):
-    """The upstream of a server started without a key: every request is refused here,
-    before a connection, with what to set and where (:class:`MissingAPIKeyError`).
+    """The upstream of a server started without a key: every request made with the
+    missing key is refused here, before a connection, with what to set and where
+    (:class:`MissingAPIKeyError`).
 
     The server still starts, so a client connects and everything that needs no API
-    (list_models, dry runs, the journal, saved videos) works.
+    (list_models, dry runs, the journal, saved videos) works. A request paid with a
+    caller's own key (``GravitexClient.pay_with``: a tokens file's ``upstream_key``
+    or an ``X-Gravitex-Api-Key`` header), and a signed video URL (no key at all),
+    go on to ``inner`` (the network by default).
     """
 
+    def __init__(self, inner: httpx2.AsyncBaseTransport | None = None) -> None:
+        self._inner = inner
+
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        raise MissingAPIKeyError()
+        if request.headers.get("authorization") == f"Bearer {_NO_KEY}":
+            raise MissingAPIKeyError()
+        if self._inner is None:
+            self._inner = httpx2.AsyncHTTPTransport()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
 
 
 #: The client's key when there is none: it never leaves the process (see _KeyRequired).
 _NO_KEY = "sk-not-set"
 
 
-def choose_upstream(
-    settings: Settings, *, transport: httpx2.AsyncBaseTransport | None = None
-) -> Upstream:
+def choose_upstream(settings: Settings, *, transport: Transport | None = None) -> Upstream:
     """The simulator when simulating (made at the first request), else the real API;
     without a key, an upstream that refuses every request naming the fix."""
     if settings.simulate:
@@ -144,7 +161,9 @@ def choose_upstream(
             transport=_SimulatorOnDemand(settings),
         )
     if not settings.api_key:
-        return Upstream(base_url=settings.base_url, api_key=_NO_KEY, transport=_KeyRequired())
+        return Upstream(
+            base_url=settings.base_url, api_key=_NO_KEY, transport=_KeyRequired(transport)
+        )
     return Upstream(base_url=settings.base_url, api_key=settings.api_key, transport=transport)
 
 
@@ -152,7 +171,7 @@ def choose_upstream(
 async def open_upstream(
     settings: Settings,
     *,
-    transport: httpx2.AsyncBaseTransport | None = None,
+    transport: Transport | None = None,
     upstream: Upstream | None = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     metrics: Metrics | None = None,

@@ -6,9 +6,9 @@ as it arrives) or the task's signed ``url`` (the byte count must match ``Content
 when given; an expired URL makes one re-query of the task). The body is read with httpx2's
 ``aiter_bytes`` (each wait bounded by the client's ``read`` time-out), checked as an mp4 as
 it passes (an error page is refused after its first bytes; the boxes must tile the file),
-written and hashed into a temp file, fsynced and published without overwriting
-(:mod:`gravitex_mcp.store.storage`). A stream cut short is retried (``attempts`` in all), each
-time into a fresh temp file. Signed URLs are logged and quoted without their query string.
+written and hashed into a :class:`Sink` the caller's video store reserves (a temp file,
+published without overwriting). A stream cut short is retried (``attempts`` in all), each
+time into a fresh sink. Signed URLs are logged and quoted without their query string.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Final
+from types import TracebackType
+from typing import Final, Protocol, TypeVar
 
 import httpx2
 
-from ..domain import Delivery, TaskStatus
+from ..domain import URL_LIFETIME_TEXT, Delivery, TaskStatus
 from ..errors import (
     APIConnectionError,
     DownloadError,
@@ -32,16 +33,17 @@ from ..errors import (
 )
 from ..redact import redact_url
 from ..results import SavedVideo
-from ..store.storage import OutputDir, StoredFile, VideoFile
-from .client import GravitexClient, read_error
+from .client import GravitexClient
+from .failures import read_error
 from .mp4 import Mp4StreamCheck
 from .sora_body import SoraBody
 
 __all__ = [
     "DEFAULT_ATTEMPTS",
     "MP4_MIME_TYPE",
+    "Sink",
+    "Sinks",
     "download_stored",
-    "download_video",
     "saved_video",
 ]
 
@@ -52,6 +54,49 @@ MP4_MIME_TYPE: Final = "video/mp4"
 DEFAULT_ATTEMPTS: Final = 3
 
 _DIGITS: Final = re.compile(r"[0-9]{1,18}")
+
+
+class Stored(Protocol):
+    """A published video, as a download reports it."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+_S = TypeVar("_S", bound=Stored)
+_S_co = TypeVar("_S_co", bound=Stored, covariant=True)
+
+
+class Sink(Protocol[_S_co]):
+    """Where one download attempt writes (the video store's writer); ``async with``.
+    Left without :meth:`commit`, it is discarded."""
+
+    def put(self, data: bytes) -> None:
+        """Write and hash ``data``."""
+        ...
+
+    async def commit(self) -> _S_co:
+        """Publish what was written."""
+        ...
+
+    async def __aenter__(self) -> Sink[_S_co]: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Sinks(Protocol[_S_co]):
+    """The video store, as a download sees it: it reserves a sink per attempt."""
+
+    def reserve(self, filename: str | None, *, default_stem: str) -> Sink[_S_co]: ...
 
 
 class _StreamCutError(Exception):
@@ -83,7 +128,7 @@ def _content_length(response: httpx2.Response) -> int | None:
     return int(raw) if _DIGITS.fullmatch(raw) else None
 
 
-def _checked_sink(file: VideoFile, check: Mp4StreamCheck) -> Callable[[bytes], None]:
+def _checked_sink(file: Sink[Stored], check: Mp4StreamCheck) -> Callable[[bytes], None]:
     def sink(data: bytes) -> None:
         check.feed(data)  # raises before an error page reaches the disk
         file.put(data)
@@ -92,11 +137,11 @@ def _checked_sink(file: VideoFile, check: Mp4StreamCheck) -> Callable[[bytes], N
 
 
 async def _endpoint_attempt(
-    source: GravitexClient, out: OutputDir, *, task_id: str, filename: str | None
-) -> StoredFile:
+    source: GravitexClient, out: Sinks[_S], *, task_id: str, filename: str | None
+) -> _S:
     async with (
         source.stream_sora_download(task_id) as response,
-        out.video(filename, default_stem=task_id) as file,
+        out.reserve(filename, default_stem=task_id) as file,
     ):
         check = Mp4StreamCheck()
         body = SoraBody(_checked_sink(file, check))
@@ -113,12 +158,12 @@ async def _endpoint_attempt(
 
 
 async def _url_attempt(
-    source: GravitexClient, out: OutputDir, *, url: str, task_id: str, filename: str | None
-) -> StoredFile:
+    source: GravitexClient, out: Sinks[_S], *, url: str, task_id: str, filename: str | None
+) -> _S:
     where = redact_url(url)
     async with (
         source.stream_url(url) as response,
-        out.video(filename, default_stem=task_id) as file,
+        out.reserve(filename, default_stem=task_id) as file,
     ):
         expected = _content_length(response)
         check = Mp4StreamCheck()
@@ -155,13 +200,13 @@ async def _fresh_url(source: GravitexClient, task_id: str, *, reason: str) -> st
 
 async def _download_url(
     source: GravitexClient,
-    out: OutputDir,
+    out: Sinks[_S],
     *,
     task_id: str,
     url: str | None,
     filename: str | None,
     attempts: int,
-) -> StoredFile:
+) -> _S:
     requeried = url is None
     if url is None:
         url = await _fresh_url(source, task_id, reason=f"Task {task_id!r} came without a URL.")
@@ -175,7 +220,7 @@ async def _download_url(
                     f"The video URL of task {task_id!r} ({redact_url(url)}) was refused "
                     f"(HTTP {exc.status_code}) even after re-querying the task for a fresh "
                     "one: the video is no longer available from its host (signed links last "
-                    "about 24 h). Nothing was saved."
+                    f"{URL_LIFETIME_TEXT}). Nothing was saved."
                 ) from exc
             logger.info(
                 "video URL of task %s refused (HTTP %s, likely expired); re-querying the task",
@@ -190,9 +235,7 @@ async def _download_url(
             )
 
 
-async def _with_retries(
-    attempt: Callable[[], Awaitable[StoredFile]], *, attempts: int, what: str
-) -> StoredFile:
+async def _with_retries(attempt: Callable[[], Awaitable[_S]], *, attempts: int, what: str) -> _S:
     """Run ``attempt``; run it again (``attempts`` in all) while the stream is cut short."""
     last: DownloadError | APIConnectionError | None = None
     for number in range(1, attempts + 1):
@@ -223,15 +266,23 @@ async def download_stored(
     task_id: str,
     delivery: Delivery,
     url: str | None,
-    output_dir: Path | OutputDir,
+    output: Sinks[_S],
     filename: str | None,
     attempts: int = DEFAULT_ATTEMPTS,
-) -> StoredFile:
-    """:func:`download_video`, answering with the published file itself (its identity
-    included, for the journal)."""
+) -> _S:
+    """Save the video of the finished task ``task_id`` into a sink of ``output``; see
+    the module docstring. The published file (its identity included, for the journal).
+
+    Raises :class:`~gravitex_mcp.errors.DownloadError` (or its
+    :class:`~gravitex_mcp.errors.VideoIntegrityError` /
+    :class:`~gravitex_mcp.errors.TruncatedDownloadError`),
+    :class:`~gravitex_mcp.errors.StorageError`, or the client's
+    :class:`~gravitex_mcp.errors.APIError`; in every case no file is left under a final
+    name.
+    """
     if attempts < 1:
         raise ValueError("attempts must be >= 1")
-    out = output_dir if isinstance(output_dir, OutputDir) else OutputDir(output_dir)
+    out = output
     if delivery is Delivery.DOWNLOAD_ENDPOINT:
         attempt = partial(_endpoint_attempt, client, out, task_id=task_id, filename=filename)
         return await _with_retries(attempt, attempts=attempts, what=f"task {task_id!r}")
@@ -240,7 +291,7 @@ async def download_stored(
     )
 
 
-def saved_video(stored: StoredFile) -> SavedVideo:
+def saved_video(stored: Stored) -> SavedVideo:
     """The result fields of a published video."""
     return SavedVideo(
         path=str(stored.path),
@@ -249,36 +300,3 @@ def saved_video(stored: StoredFile) -> SavedVideo:
         sha256=stored.sha256,
         mime_type=MP4_MIME_TYPE,
     )
-
-
-async def download_video(
-    client: GravitexClient,
-    *,
-    task_id: str,
-    delivery: Delivery,
-    url: str | None,
-    output_dir: Path | OutputDir,
-    filename: str | None,
-    attempts: int = DEFAULT_ATTEMPTS,
-) -> SavedVideo:
-    """Save the video of the finished task ``task_id``; see the module docstring.
-
-    ``output_dir`` should be the server's held :class:`~gravitex_mcp.store.storage.OutputDir`
-    (a plain path is held for this call only). Raises
-    :class:`~gravitex_mcp.errors.DownloadError` (or its
-    :class:`~gravitex_mcp.errors.VideoIntegrityError` /
-    :class:`~gravitex_mcp.errors.TruncatedDownloadError`),
-    :class:`~gravitex_mcp.errors.StorageError`, or the client's
-    :class:`~gravitex_mcp.errors.APIError`; in every case no file is left under a final
-    name.
-    """
-    stored = await download_stored(
-        client,
-        task_id=task_id,
-        delivery=delivery,
-        url=url,
-        output_dir=output_dir,
-        filename=filename,
-        attempts=attempts,
-    )
-    return saved_video(stored)

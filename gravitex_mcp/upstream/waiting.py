@@ -8,13 +8,13 @@ status the task has and the caller says how to keep waiting.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
 
-from .client import TaskSnapshot
+from .answers import TaskSnapshot
 
 
 class Clock(Protocol):
@@ -54,39 +54,41 @@ class PollSchedule:
         return float(min(self.maximum, self.first * self.factor**poll_number))
 
 
-ProgressFn = Callable[[TaskSnapshot, float], Awaitable[None]]
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One answer about a task, as one waiter sees it."""
+
+    snapshot: TaskSnapshot
+    elapsed: float
+    """Seconds since this waiter started (monotonic)."""
+    fresh: bool = True
+    """This waiter asked upstream for it (so it is recorded once); ``False``: another
+    waiter's answer, shared."""
 
 
-async def wait_for_task(
+async def poll_task(
     poll: Callable[[], Awaitable[TaskSnapshot]],
     *,
     wait_seconds: float,
     clock: Clock,
-    on_update: ProgressFn | None = None,
     schedule: PollSchedule | None = None,
-) -> TaskSnapshot:
-    """Poll until the task is terminal or ``wait_seconds`` have passed.
+) -> AsyncGenerator[Answer, None]:
+    """Each answer of ``poll``, until the task is terminal or ``wait_seconds`` have passed.
 
-    Returns the last snapshot. ``on_update`` is called
-    after every poll with the snapshot and the elapsed time (monotonic).
-    Cancellation (a client cancel) propagates: the caller's journal already
-    holds the task, so nothing is lost.
+    The caller handles each answer inline (journal, progress) before the next poll.
+    Cancellation (a client cancel) propagates: the caller's journal already holds
+    the task, so nothing is lost.
     """
     schedule = schedule or PollSchedule()
     start = clock.monotonic()
-    snapshot = await poll()
-    elapsed = clock.monotonic() - start
-    if on_update is not None:
-        await on_update(snapshot, elapsed)
     polls = 0
-    while not snapshot.status.is_terminal:
+    while True:
+        snapshot = await poll()
+        yield Answer(snapshot, clock.monotonic() - start)
+        if snapshot.status.is_terminal:
+            return
         remaining = wait_seconds - (clock.monotonic() - start)
         if remaining <= 0:
-            break
+            return
         await clock.sleep(min(schedule.interval(polls), remaining))
         polls += 1
-        snapshot = await poll()
-        elapsed = clock.monotonic() - start
-        if on_update is not None:
-            await on_update(snapshot, elapsed)
-    return snapshot

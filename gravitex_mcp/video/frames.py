@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ..store.ondisk import VideoSource, path_of
 from .probe import ProbeError, opened_video
+from .source import VideoSource, path_of
 
 if TYPE_CHECKING:
     from av.video.frame import VideoFrame

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from ..store.ondisk import VideoSource, path_of
 from .frames import DecodedFrame, fit_within, frames_at
 from .probe import ProbeError
+from .source import VideoSource, path_of
 
 if TYPE_CHECKING:
     from av.video.frame import VideoFrame

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import GravitexError
 from ..results import Probe
-from ..store.ondisk import HeldFile, VideoSource, path_of
+from .source import VideoSource, opened, path_of
 
 if TYPE_CHECKING:
     from av.container import InputContainer
@@ -35,11 +35,7 @@ def opened_video(source: VideoSource) -> Iterator[tuple[InputContainer, VideoStr
 
     path = path_of(source)
     try:
-        with contextlib.ExitStack() as stack:
-            target = (
-                stack.enter_context(source.reader()) if isinstance(source, HeldFile) else str(path)
-            )
-            container = stack.enter_context(av.open(target, "r"))
+        with opened(source) as container:
             if not container.streams.video:
                 raise ProbeError(f"{path.name} has no video stream.")
             yield container, container.streams.video[0]
@@ -52,15 +48,20 @@ def opened_video(source: VideoSource) -> Iterator[tuple[InputContainer, VideoStr
 def probe_video(path: VideoSource) -> Probe:
     """Duration, frame size, fps, video codec and whether there is audio, from the file."""
     with opened_video(path) as (container, stream):
-        rate = stream.average_rate or stream.guessed_rate
-        return Probe(
-            duration_seconds=round(_duration_seconds(container, stream), 3),
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            fps=round(float(rate), 3) if rate else None,
-            video_codec=stream.codec_context.name,
-            has_audio=bool(container.streams.audio),
-        )
+        return probe_of(container, stream)
+
+
+def probe_of(container: InputContainer, stream: VideoStream) -> Probe:
+    """:func:`probe_video` of a video already open (see :func:`opened_video`)."""
+    rate = stream.average_rate or stream.guessed_rate
+    return Probe(
+        duration_seconds=round(_duration_seconds(container, stream), 3),
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        fps=round(float(rate), 3) if rate else None,
+        video_codec=stream.codec_context.name,
+        has_audio=bool(container.streams.audio),
+    )
 
 
 def _duration_seconds(container: object, stream: object) -> float:

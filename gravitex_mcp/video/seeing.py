@@ -1,157 +1,58 @@
-"""What the server learns by looking at a saved video: probe, contact sheet, notes.
+"""What the server learns by looking at a video: probe, contact sheet, frames, notes.
 
-:func:`look_at` is the one entry point the service calls for every saved video
-(new or reused); :func:`extract` serves ``extract_frames``. Both are blocking
-(PyAV decoding, file writes): the service runs them in a worker thread.
+Pure reading and encoding: :func:`look` probes a video and compares it with what was
+asked, :func:`sheet_of` draws its contact sheet and :func:`frames_of` its frames,
+each returning bytes; the service saves them beside the video. Blocking (PyAV
+decoding): the service runs them in a worker thread.
 """
 
 from __future__ import annotations
 
-import glob
-import logging
 import re
-import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from ..catalog.models import parse_size
-from ..errors import GravitexError, StorageError
-from ..images import JPEG, image_dimensions, sniff_image_type
-from ..results import Frame, Preview, Probe
-from ..store.ondisk import HeldFile, VideoSource, path_of, read_regular
-from ..store.stills import save_new, save_or_reuse
+from ..domain import SIMULATOR_MARK
+from ..errors import GravitexError
+from ..results import Probe
 from .frames import FramePosition, encode_png, frames_at, seconds_of
-from .preview import contact_sheet, sample_times, tile_count
-from .probe import ProbeError, opened_video, probe_video
+from .preview import ContactSheet, contact_sheet, sample_times, tile_count
+from .probe import opened_video, probe_of, probe_video
+from .source import VideoSource, path_of
 
-logger = logging.getLogger(__name__)
-
-SHEET_SUFFIX = ".contact.jpg"
 #: Longest side of a frame shown in the conversation (a 1080p PNG runs to megabytes).
 SHOWN_FRAME_SIDE = 1024
 #: Differences smaller than these are rounding, not a different video.
 DURATION_TOLERANCE_SECONDS = 0.5
 RATIO_TOLERANCE = 0.03
 _RESOLUTION = re.compile(r"^(\d+)p$")
-#: Largest file read back as an earlier contact sheet (they are kept near 150 KiB).
-MAX_READ_SHEET_BYTES = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """What :func:`look_at` found: each part ``None`` when it could not be had."""
-
-    probe: Probe | None
-    preview: Preview | None
-    notes: list[str] = field(default_factory=list)
-
-
-def look_at(
+def look(
     video: VideoSource, asked: Mapping[str, Any], *, picked_size: tuple[int, int] | None = None
-) -> Seen:
-    """Probe ``video``, make (or reuse) its contact sheet, and compare with ``asked``.
-
-    Never raises for a video it cannot read or a sheet it cannot save: the video
-    is saved either way, so the reason becomes a note.
-    """
-    try:
-        probe = probe_video(video)
-    except ProbeError as exc:
-        return Seen(None, None, [f"Could not look at the saved video: {exc}"])
-    notes = mismatch_notes(
-        asked, probe, picked_size=picked_size, simulated=_made_by_simulator(video)
-    )
-    try:
-        preview = _sheet_for(video, probe)
-    except (ProbeError, StorageError) as exc:
-        notes.append(f"No contact sheet: {exc}")
-        preview = None
-    return Seen(probe, preview, notes)
+) -> tuple[Probe, list[str]]:
+    """``video``'s probe and what differs from ``asked`` (raises :class:`ProbeError`)."""
+    with opened_video(video) as (container, stream):
+        probe = probe_of(container, stream)
+        # The simulator's clips say so in their mp4 comment tag.
+        simulated = container.metadata.get("comment") == SIMULATOR_MARK
+    return probe, mismatch_notes(asked, probe, picked_size=picked_size, simulated=simulated)
 
 
-def sheet_path(video: Path) -> Path:
-    """Where the contact sheet of ``video`` is saved first (``<stem>.contact.jpg``)."""
-    return video.with_name(video.stem + SHEET_SUFFIX)
+def sheet_of(video: VideoSource, probe: Probe) -> ContactSheet:
+    """The contact sheet of ``video`` (raises :class:`ProbeError`)."""
+    return contact_sheet(video, probe.duration_seconds)
 
 
-def _sheet_for(source: VideoSource, probe: Probe) -> Preview:
-    video = path_of(source)
-    existing = _existing_sheet(source, probe)
-    if existing is not None:
-        return existing
-    sheet = contact_sheet(source, probe.duration_seconds)
-    path = save_new(video.parent, sheet_path(video).name, sheet.jpeg)
-    logger.info("contact sheet of %s saved to %s", video.name, path.name)
-    return Preview(
-        path=str(path),
-        uri=path.as_uri(),
-        width=sheet.width,
-        height=sheet.height,
-        at_seconds=sheet.at_seconds,
-    )
-
-
-def _existing_sheet(source: VideoSource, probe: Probe) -> Preview | None:
-    """The sheet an earlier look saved for this very file, when it is still there.
-
-    A sheet older than the video belongs to an earlier file of the same name (one
-    deleted, then a new video saved under its name): it is never reused. Such a
-    sheet is not replaced either (nothing is clobbered), so the new one is saved as
-    ``<stem>.contact-N.jpg``; the newest sheet made after the video is the one kept.
-    """
-    video = path_of(source)
-    try:
-        # A held file's mtime as checked, not whatever its name leads to now.
-        made = (
-            source.identity.mtime_ns if isinstance(source, HeldFile) else video.stat().st_mtime_ns
-        )
-        pattern = glob.escape(video.stem) + SHEET_SUFFIX.replace(".jpg", "-*.jpg")
-        candidates = [sheet_path(video), *video.parent.glob(pattern)]
-        usable = []
-        for path in candidates:
-            try:
-                info = path.lstat()  # not followed: a symlink under a sheet's name is not ours
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(info.st_mode) and info.st_mtime_ns >= made:
-                usable.append((info.st_mtime_ns, path))
-        for _, path in sorted(usable, reverse=True):
-            try:
-                data = read_regular(path, limit=MAX_READ_SHEET_BYTES)
-            except OSError:
-                continue  # swapped since the listing: not this one
-            size = image_dimensions(data) if sniff_image_type(data) == JPEG else None
-            if size is not None:
-                break
-        else:
-            return None
-    except OSError:
-        return None
-    # Its tiles' times follow from the video's duration, as when it was made.
+def sheet_times(probe: Probe) -> list[float]:
+    """The tiles' times of a sheet made of a video so long: those of an earlier sheet."""
     times = sample_times(probe.duration_seconds, tile_count(probe.duration_seconds))
-    return Preview(
-        path=str(path),
-        uri=path.as_uri(),
-        width=size[0],
-        height=size[1],
-        at_seconds=[round(t, 3) for t in times],
-    )
+    return [round(t, 3) for t in times]
 
 
 # --- asked versus found ---------------------------------------------------------------
-
-
-def _made_by_simulator(video: VideoSource) -> bool:
-    """Whether ``video`` is one of the built-in simulator's clips (its mp4 comment tag)."""
-    from ..simulator.clips import SIMULATOR_MARK
-
-    try:
-        with opened_video(video) as (container, _):
-            return container.metadata.get("comment") == SIMULATOR_MARK
-    except ProbeError:
-        return False
 
 
 def mismatch_notes(
@@ -226,22 +127,24 @@ class FrameTimeError(GravitexError):
 
 
 @dataclass(frozen=True, slots=True)
-class ExtractedFrame:
-    """A saved frame, and the PNG to show the agent (at most SHOWN_FRAME_SIDE pixels:
-    the file keeps the video's own size, so it can be the next video's first frame)."""
+class PngFrame:
+    """A frame as PNG at the video's own size (it can be the next video's first frame),
+    and the PNG to show the agent (at most SHOWN_FRAME_SIDE pixels)."""
 
-    frame: Frame
+    at_seconds: float
+    png: bytes
+    width: int
+    height: int
     shown_png: bytes
 
 
-def extract(source: VideoSource, at: Sequence[float | FramePosition]) -> list[ExtractedFrame]:
-    """The frames of ``source`` at each of ``at``, saved as PNG beside it (no clobbering;
-    a frame asked for again, even by calls at once, is the file saved the first time)."""
+def frames_of(source: VideoSource, at: Sequence[float | FramePosition]) -> list[PngFrame]:
+    """The frames of ``source`` at each of ``at``, as PNG; raises :class:`FrameTimeError`
+    for a time past the end, before any frame is decoded."""
     video = path_of(source)
-    probe = probe_video(source)
-    duration = probe.duration_seconds
-    # Checked before any frame is decoded or saved: a time past the end is a mistake to
-    # tell, not the last frame to hand back as if it were the one asked for.
+    duration = probe_video(source).duration_seconds
+    # A time past the end is a mistake to tell, not the last frame to hand back as if
+    # it were the one asked for.
     past = [
         f"at[{i}]: {a:g} s is past the end"
         for i, a in enumerate(at)
@@ -253,20 +156,11 @@ def extract(source: VideoSource, at: Sequence[float | FramePosition]) -> list[Ex
             f'0 to {duration:g} s, or "first", "middle", "last". No frame was saved.'
         )
     times = [min(max(0.0, seconds_of(a, duration)), duration) for a in at]
-    frames: list[ExtractedFrame] = []
+    frames: list[PngFrame] = []
     for decoded in frames_at(source, times):
         png, width, height = encode_png(decoded.frame)
         shown = png
         if max(width, height) > SHOWN_FRAME_SIDE:
             shown = encode_png(decoded.frame, max_side=SHOWN_FRAME_SIDE)[0]
-        name = f"{video.stem}.frame-{decoded.at_seconds:.3f}s.png"
-        path = save_or_reuse(video.parent, name, png)
-        saved = Frame(
-            at_seconds=decoded.at_seconds,
-            path=str(path),
-            uri=path.as_uri(),
-            width=width,
-            height=height,
-        )
-        frames.append(ExtractedFrame(frame=saved, shown_png=shown))
+        frames.append(PngFrame(decoded.at_seconds, png, width, height, shown))
     return frames

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from gravitex_mcp.catalog import models as catalog
+from gravitex_mcp.catalog.describe import describe
 from gravitex_mcp.catalog.models import (
     ARGUMENT_TYPES,
     CATALOG,
     MODE_ARGUMENTS,
     MODEL_IDS,
     PROMPT_MARKERS,
-    describe,
     get_model,
     models,
     takers,

@@ -13,12 +13,10 @@ import pytest
 from gravitex_mcp.errors import InvalidArgumentsError
 from gravitex_mcp.redact import redact_url
 from gravitex_mcp.request.inputs import resolve as inputs
-from gravitex_mcp.request.inputs.resolve import (
-    MAX_MEDIA_BYTES,
-    MediaKind,
-    ResolvedMedia,
-    resolve_media,
-)
+from gravitex_mcp.request.inputs.media import MAX_MEDIA_BYTES, MediaKind, ResolvedMedia
+from gravitex_mcp.request.inputs.paths import read_limited
+from gravitex_mcp.request.inputs.resolve import resolve_media
+from gravitex_mcp.request.inputs.urls import MAX_URL_LENGTH
 from tests.shared.test_images import (
     make_jpeg,
     make_png,
@@ -194,7 +192,7 @@ def test_long_values_are_truncated_in_errors() -> None:
 
 
 def test_overlong_url_is_refused() -> None:
-    url = "https://example.com/" + "a" * inputs.MAX_URL_LENGTH
+    url = "https://example.com/" + "a" * MAX_URL_LENGTH
     assert "limit is 8192" in _refused(url)
 
 
@@ -636,7 +634,7 @@ def test_resolved_media_is_frozen() -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc/self/fd")
 def test_folder_swapped_for_a_symlink_after_the_check_is_caught(tmp_path: Path) -> None:
-    # _read_limited runs after the containment check; give it a path whose folder
+    # read_limited runs after the containment check; give it a path whose folder
     # has become a symlink out of the root, as a swap in between would.
     root = tmp_path / "root"
     root.mkdir()
@@ -645,4 +643,4 @@ def test_folder_swapped_for_a_symlink_after_the_check_is_caught(tmp_path: Path) 
     (outside / "a.png").write_bytes(make_png(4, 4))
     (root / "sub").symlink_to(outside)
     with pytest.raises(InvalidArgumentsError, match="outside the input folders"):
-        inputs._read_limited(root / "sub" / "a.png", field="image", shown="a.png", roots=[root])
+        read_limited(root / "sub" / "a.png", field="image", shown="a.png", roots=[root])

@@ -16,7 +16,7 @@ from gravitex_mcp.domain import Family
 from gravitex_mcp.errors import InvalidArgumentsError
 from gravitex_mcp.request import validation
 from gravitex_mcp.request.arguments import MAX_PROMPT_CHARS, VideoArguments
-from gravitex_mcp.request.inputs.resolve import MAX_REQUEST_MEDIA_BYTES
+from gravitex_mcp.request.inputs.media import MAX_REQUEST_MEDIA_BYTES
 from gravitex_mcp.request.prepare import prepare_request
 from gravitex_mcp.request.validation import validate
 from tests.request.test_prepare import png_header

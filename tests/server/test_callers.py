@@ -49,6 +49,7 @@ from gravitex_mcp.server.callers import (
     verifier_from_env,
 )
 from gravitex_mcp.server.callers_jwt import JwtVerifier, metadata_urls
+from gravitex_mcp.upstream.http import json_fetcher
 
 ISSUER = "http://127.0.0.1:8999"
 AUDIENCE = "https://videos.example.com"
@@ -156,7 +157,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def verifier(http: httpx2.AsyncClient, clock: Clock) -> JwtVerifier:
-    return JwtVerifier(ISSUER, AUDIENCE, http, clock=clock, refetch_interval=30.0)
+    return JwtVerifier(ISSUER, AUDIENCE, json_fetcher(http), clock=clock, refetch_interval=30.0)
 
 
 # --- OAuth JWTs ---------------------------------------------------------------------------
@@ -184,7 +185,7 @@ async def test_keys_are_cached(verifier: JwtVerifier, issuer: Issuer) -> None:
 async def test_openid_configuration_is_the_fallback(clock: Clock) -> None:
     issuer = Issuer(metadata_path="/.well-known/openid-configuration")
     async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=issuer.app())) as http:
-        verifier = JwtVerifier(ISSUER, AUDIENCE, http, clock=clock)
+        verifier = JwtVerifier(ISSUER, AUDIENCE, json_fetcher(http), clock=clock)
         assert await verifier.verify_token(issuer.mint()) is not None
 
 
@@ -336,7 +337,7 @@ async def test_issuer_down_refuses_then_recovers(issuer: Issuer, clock: Clock) -
             return httpx2.Response(answer.status_code, content=answer.content)
 
     async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
-        verifier = JwtVerifier(ISSUER, AUDIENCE, http, clock=clock)
+        verifier = JwtVerifier(ISSUER, AUDIENCE, json_fetcher(http), clock=clock)
         token = issuer.mint()
         assert await verifier.verify_token(token) is None
         up = True
@@ -347,9 +348,9 @@ async def test_issuer_down_refuses_then_recovers(issuer: Issuer, clock: Clock) -
 
 def test_issuer_and_audience_must_be_https_off_loopback(http: httpx2.AsyncClient) -> None:
     with pytest.raises(ConfigurationError, match="https"):
-        JwtVerifier("http://id.example.com", AUDIENCE, http)
+        JwtVerifier("http://id.example.com", AUDIENCE, json_fetcher(http))
     with pytest.raises(ConfigurationError, match="https"):
-        JwtVerifier(ISSUER, "http://videos.example.com", http)
+        JwtVerifier(ISSUER, "http://videos.example.com", json_fetcher(http))
 
 
 # --- the tokens file ----------------------------------------------------------------------
@@ -550,11 +551,11 @@ def test_verifier_from_env(tokens_file: Path, http: httpx2.AsyncClient) -> None:
     env = {"GRAVITEX_TOKENS_FILE": str(tokens_file), "GRAVITEX_HTTP_TOKEN": "t"}
     assert isinstance(verifier_from_env(env), TokensFileVerifier)
     oauth = {"GRAVITEX_OAUTH_ISSUER": ISSUER, "GRAVITEX_PUBLIC_URL": AUDIENCE + "/"}
-    jwt_verifier = verifier_from_env(oauth, http_client=http)
+    jwt_verifier = verifier_from_env(oauth, fetch_json=json_fetcher(http))
     assert isinstance(jwt_verifier, JwtVerifier)
     assert jwt_verifier.audience == AUDIENCE
     with pytest.raises(ConfigurationError, match="GRAVITEX_PUBLIC_URL"):
-        verifier_from_env({"GRAVITEX_OAUTH_ISSUER": ISSUER}, http_client=http)
+        verifier_from_env({"GRAVITEX_OAUTH_ISSUER": ISSUER}, fetch_json=json_fetcher(http))
     with pytest.raises(ConfigurationError, match="not both"):
         verifier_from_env({**oauth, "GRAVITEX_TOKENS_FILE": str(tokens_file)})
 
@@ -597,7 +598,7 @@ async def test_mcp_server_with_jwt_verifier(
     issuer: Issuer, http: httpx2.AsyncClient, listener: socket.socket
 ) -> None:
     public_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    verifier = JwtVerifier(ISSUER, public_url, http)
+    verifier = JwtVerifier(ISSUER, public_url, json_fetcher(http))
     server: MCPServer[Any] = MCPServer(
         "callers-e2e", token_verifier=verifier, auth=auth_settings(verifier, public_url)
     )

@@ -32,7 +32,7 @@ from gravitex_mcp.catalog import models as catalog
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.settings import Settings
 from gravitex_mcp.simulator import STORE_FILENAME
-from gravitex_mcp.store.journal import DB_FILENAME
+from gravitex_mcp.store.sqlite_open import DB_FILENAME
 from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.choose import (
     SIMULATOR_BASE_URL,
@@ -347,8 +347,6 @@ async def test_free_text_in_a_prompt_cannot_start_an_instruction_line(
             OSError(errno.EACCES, "Permission denied", "/out"),
             r"Permission denied for '/out'\. Give",
         ),
-        (sqlite3.OperationalError("database is locked"), r"locked by another process"),
-        (sqlite3.DatabaseError("file is not a database"), r"could not be used .* moved aside"),
         (ExceptionGroup("batch", [OSError(errno.ENOSPC, "full", "/o")]), r"No space left"),
         (RuntimeError("sk-secret internals"), r"Internal error \(RuntimeError\)"),
     ],

@@ -16,14 +16,12 @@ from starlette.types import Receive, Scope, Send
 from gravitex_mcp.errors import ConfigurationError
 from gravitex_mcp.server.http_app import HttpGuard, media_origins
 from gravitex_mcp.server.media import (
-    KEY_FILE,
-    MediaLinks,
-    load_or_create_key,
     loopback_app,
     serve_loopback,
     with_media,
 )
 from gravitex_mcp.settings import load_settings
+from gravitex_mcp.store.media_links import KEY_FILE, MediaLinks, load_or_create_key
 from gravitex_mcp.store.ondisk import FileIdentity
 
 BODY = bytes(range(256)) * 64  # 16 KiB, every byte value, easy to slice

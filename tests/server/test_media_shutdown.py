@@ -13,7 +13,8 @@ import httpx2
 import pytest
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from gravitex_mcp.server.media import MEDIA_PORT_FILE, MediaLinks, load_or_create_key
+from gravitex_mcp.server.media import MEDIA_PORT_FILE
+from gravitex_mcp.store.media_links import MediaLinks, load_or_create_key
 from tests.proc import SERVER_CMD, STOP_TIMEOUT, clean_env, free_port
 from tests.server.test_transport_stdio import SESSION_TIMEOUT, RawSession, server_env
 

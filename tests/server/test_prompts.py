@@ -9,7 +9,8 @@ from pathlib import Path
 from mcp.types import PromptReference, ResourceTemplateReference, TextContent
 
 from gravitex_mcp.catalog import models as catalog
-from gravitex_mcp.store.journal import Journal, JournalStatus
+from gravitex_mcp.domain import JournalStatus
+from gravitex_mcp.store.journal import Journal
 from tests.server_harness import connected, make_harness, structured
 
 

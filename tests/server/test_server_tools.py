@@ -14,6 +14,7 @@ import pytest
 from mcp.types import ImageContent, ResourceLink, TextResourceContents
 
 from gravitex_mcp.catalog import models as catalog
+from gravitex_mcp.catalog.describe import describe
 from gravitex_mcp.request.arguments import DEFAULT_WAIT_SECONDS
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from tests.conftest import TOOLS, FakeClock
@@ -121,7 +122,7 @@ async def test_list_models_text_is_a_compact_table_and_the_catalog_stays_structu
         m for m in catalog.MODEL_IDS if m.startswith("veo")
     ]
     # the whole catalog, unchanged, in structuredContent and the resource
-    catalog_json = json.loads(json.dumps([catalog.describe(s) for s in catalog.models()]))
+    catalog_json = json.loads(json.dumps([describe(s) for s in catalog.models()]))
     assert structured(everything) == {"models": catalog_json}
     [contents] = resource.contents
     assert isinstance(contents, TextResourceContents)

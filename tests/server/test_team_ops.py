@@ -29,9 +29,9 @@ from gravitex_mcp.logs import configure_logging
 from gravitex_mcp.metrics import Metrics
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.http_app import build_http_app, readiness
-from gravitex_mcp.server.media import KEY_FILE, MediaLinks, link_key
 from gravitex_mcp.settings import DEFAULT_SESSION_IDLE, Settings, load_settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
+from gravitex_mcp.store.media_links import KEY_FILE, MediaLinks, link_key
 from gravitex_mcp.store.ready import folder_writable, journal_readable
 from gravitex_mcp.upstream.client import GravitexClient
 from gravitex_mcp.upstream.observe import upstream_hooks

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gravitex_mcp.domain import TaskStatus
+from gravitex_mcp.domain import JournalStatus, TaskStatus
 from gravitex_mcp.server.tools import described
-from gravitex_mcp.store.journal import JournalStatus
 from tests.server_harness import Harness, connected, make_harness
 
 

@@ -17,7 +17,6 @@ import httpx2
 import pytest
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
-from gravitex_mcp.request.arguments import GenerateVideoInput
 from gravitex_mcp.service.idempotency import (
     KEY_WAIT_SECONDS,
     IdempotencyKeyBusyError,
@@ -25,8 +24,10 @@ from gravitex_mcp.service.idempotency import (
 )
 from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
-from gravitex_mcp.store import journal as journal_module
-from gravitex_mcp.store.journal import DB_FILENAME, Journal
+from gravitex_mcp.store import sqlite_schema
+from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.store.sqlite_open import DB_FILENAME
+from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient
 from tests.conftest import FakeClock
 from tests.proc import SERVER_CMD, STOP_TIMEOUT, clean_env
@@ -235,13 +236,21 @@ async def test_two_servers_racing_with_one_key_submit_once(tmp_path: Path) -> No
     c2 = GravitexClient(
         api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
     )
-    s1 = VideoService(settings=settings, client=c1, journal=j1, clock=clock)
+    s1 = VideoService(
+        settings=settings,
+        client=c1,
+        journal=j1,
+        output=OutputDir(settings.output_dir),
+        clock=clock,
+    )
     s2 = VideoService(
-        settings=settings, client=c2, journal=j2, clock=WaitingClock(gated.gate, first_done)
+        settings=settings,
+        client=c2,
+        journal=j2,
+        output=OutputDir(settings.output_dir),
+        clock=WaitingClock(gated.gate, first_done),
     )
-    request = GenerateVideoInput(
-        model="sora-2", prompt="a cat", wait_seconds=0, idempotency_key="shared"
-    )
+    request = dict(model="sora-2", prompt="a cat", wait_seconds=0, idempotency_key="shared")
     results = {}
     try:
         with anyio.fail_after(20):  # real-time bound: a deadlock fails, never hangs
@@ -274,11 +283,15 @@ async def test_a_key_held_by_a_submit_that_never_answers_is_reported_busy(
     client = GravitexClient(
         api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
     )
-    service = VideoService(settings=settings, client=client, journal=journal, clock=clock)
-    request = GenerateVideoInput(
-        model="sora-2", prompt="a cat", wait_seconds=0, idempotency_key="k"
+    service = VideoService(
+        settings=settings,
+        client=client,
+        journal=journal,
+        output=OutputDir(settings.output_dir),
+        clock=clock,
     )
-    prepared = await service.prepare(request)
+    request = dict(model="sora-2", prompt="a cat", wait_seconds=0, idempotency_key="k")
+    _, prepared = await service.prepare(request)
     try:
         # Another process claimed the key and is still waiting for its POST's answer.
         claim = await journal.claim_key(
@@ -338,7 +351,7 @@ async def test_a_journal_from_before_keys_is_migrated(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patch:
-        patch.setattr(journal_module, "_MIGRATIONS", journal_module._MIGRATIONS[:1])
+        patch.setattr(sqlite_schema, "_MIGRATIONS", sqlite_schema._MIGRATIONS[:1])
         Journal.open(tmp_path).close()
     conn = sqlite3.connect(tmp_path / DB_FILENAME)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1

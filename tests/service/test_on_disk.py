@@ -21,7 +21,8 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, ImageContent
 
-from gravitex_mcp.server.media import MediaLinks, load_or_create_key, loopback_app
+from gravitex_mcp.server.media import loopback_app
+from gravitex_mcp.store.media_links import MediaLinks, load_or_create_key
 from gravitex_mcp.video import seeing
 from gravitex_mcp.video.frames import encode_png
 from tests.server_harness import Harness, connected, make_harness, structured, text_of

@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 
 from gravitex_mcp.catalog import models as catalog
-from gravitex_mcp.domain import Delivery, Family, TaskStatus
+from gravitex_mcp.domain import Delivery, Family, JournalStatus, TaskStatus
 from gravitex_mcp.errors import JournalError
-from gravitex_mcp.request.arguments import GenerateVideoInput
-from gravitex_mcp.service.videos import VideoService, _delivery_from_answer
+from gravitex_mcp.service.delivery import delivery_from_answer as _delivery_from_answer
+from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
-from gravitex_mcp.store.journal import Journal, JournalStatus, TaskRecord
+from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.store.records import TaskRecord
+from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient, TaskSnapshot
 from tests.conftest import FakeClock
 from tests.server_harness import API_KEY, make_settings
@@ -55,7 +57,13 @@ async def _service(
     client = GravitexClient(
         api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
     )
-    service = VideoService(settings=settings, client=client, journal=journal, clock=clock)
+    service = VideoService(
+        settings=settings,
+        client=client,
+        journal=journal,
+        output=OutputDir(settings.output_dir),
+        clock=clock,
+    )
     return service, client, journal
 
 
@@ -66,7 +74,7 @@ async def test_task_id_reaches_the_agent_when_the_journal_fails_after_submit(
     sim = _sim(clock)
     service, client, journal = await _service(tmp_path, BrokenAfterSubmit, sim, clock)
     try:
-        request = GenerateVideoInput(model="sora-2", prompt="a cat", wait_seconds=10)
+        request = dict(model="sora-2", prompt="a cat", wait_seconds=10)
         result = await service.generate(request)
     finally:
         await client.aclose()
@@ -82,7 +90,7 @@ async def test_nothing_is_sent_when_the_journal_cannot_be_written(tmp_path: Path
     service, client, journal = await _service(tmp_path, BrokenBeforeSubmit, sim, clock)
     try:
         with pytest.raises(JournalError, match="read-only"):
-            await service.generate(GenerateVideoInput(model="sora-2", prompt="a cat"))
+            await service.generate(dict(model="sora-2", prompt="a cat"))
     finally:
         await client.aclose()
         journal.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -372,12 +373,11 @@ async def test_concurrent_waits_share_one_query_and_its_error() -> None:
         await gate.wait()
         raise NotFoundError("no such task", status_code=404)
 
-    async def nothing(*_: object) -> None:
-        pass
-
     async def wait() -> None:
         try:
-            await polls.wait("video_x", query, wait_seconds=30, on_poll=nothing, on_update=nothing)
+            async with aclosing(polls.follow("video_x", query, wait_seconds=30)) as answers:
+                async for _ in answers:
+                    pass
         except NotFoundError as exc:
             failures.append(exc)
 
@@ -417,7 +417,7 @@ async def test_a_download_during_the_saves_look_joins_it_and_makes_no_second_she
 ) -> None:
     # A save is journalled before it has looked at its video (probe, contact sheet):
     # a call in that window joins the save instead of looking again.
-    from gravitex_mcp.video import seeing
+    from gravitex_mcp.service import looks as seeing
 
     real_look_at = seeing.look_at
     looking, release = threading.Event(), threading.Event()

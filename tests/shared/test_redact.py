@@ -21,10 +21,10 @@ SIGNED = "https://cdn.example.test/2025/11/18/abc/video.mp4?Expires=1&Signature=
         ("/relative/v.mp4?sig=1", "/relative/v.mp4"),
         ("no-scheme-at-all?token=1", "no-scheme-at-all"),
         ("http://host:notaport/x", "<unparseable URL>"),
-        (httpx2.URL("https://h.test/p?q=1"), "https://h.test/p"),
+        (str(httpx2.URL("https://h.test/p?q=1")), "https://h.test/p"),
     ],
 )
-def test_redact_url(url: str | httpx2.URL, expected: str) -> None:
+def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
 
 

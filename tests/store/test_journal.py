@@ -18,21 +18,15 @@ from typing import Any
 import anyio
 import pytest
 
-import gravitex_mcp.store.journal as journal_module
-from gravitex_mcp.domain import TaskStatus
-from gravitex_mcp.errors import InvalidArgumentsError
-from gravitex_mcp.store.journal import (
-    DB_FILENAME,
-    MAX_LIST_LIMIT,
-    Journal,
-    JournalError,
-    JournalStatus,
-    TaskRecord,
-    data_url_digest,
-    parse_url_expiry,
-    redact_data_urls,
-    schema_version,
-)
+from gravitex_mcp.domain import JournalStatus, TaskStatus
+from gravitex_mcp.errors import InvalidArgumentsError, JournalError
+from gravitex_mcp.redact import data_url_digest, redact_data_urls
+from gravitex_mcp.store import sqlite_files, sqlite_open, sqlite_schema
+from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.store.records import TaskRecord, parse_url_expiry
+from gravitex_mcp.store.seam import MAX_LIST_LIMIT
+from gravitex_mcp.store.sqlite_open import DB_FILENAME
+from gravitex_mcp.store.sqlite_schema import schema_version
 from tests.conftest import WALL_START as START
 from tests.conftest import FakeClock, lock_held_elsewhere
 from tests.proc import REPO as REPO_ROOT
@@ -505,7 +499,7 @@ async def test_garbage_file_moved_aside(
     garbage = bytes(range(256)) * 64
     (tmp_path / DB_FILENAME).write_bytes(garbage)
     (tmp_path / f"{DB_FILENAME}-wal").write_bytes(b"junk wal")
-    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.journal"):
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.sqlite_open"):
         j = Journal.open(tmp_path, now=clock)
     try:
         aside = tmp_path / f"{DB_FILENAME}.corrupt-20250102T030406Z"
@@ -514,7 +508,7 @@ async def test_garbage_file_moved_aside(
         # sits next to the new journal.
         new_wal = tmp_path / f"{DB_FILENAME}-wal"
         assert not new_wal.exists() or b"junk wal" not in new_wal.read_bytes()
-        warnings = [r for r in caplog.records if r.name == "gravitex_mcp.store.journal"]
+        warnings = [r for r in caplog.records if r.name == "gravitex_mcp.store.sqlite_open"]
         assert len(warnings) == 1
         assert warnings[0].levelno == logging.WARNING
         assert "corrupt" in warnings[0].getMessage()
@@ -559,7 +553,7 @@ async def test_damaged_pages_moved_aside(
         _zero_page(path, root)
     # As a process killed with the journal open leaves it: the open checks the file.
     Path(f"{path}-wal").touch()
-    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.journal"):
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.sqlite_open"):
         fresh = Journal.open(tmp_path)
     try:
         assert len(_corrupt_files(tmp_path)) == 1
@@ -616,7 +610,7 @@ async def test_damage_met_in_use_is_checked_at_the_next_open(
             await damaged.list()
     finally:
         damaged.close()
-    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.journal"):
+    with caplog.at_level(logging.WARNING, logger="gravitex_mcp.store.sqlite_open"):
         fresh = Journal.open(tmp_path)
     try:
         assert len(_corrupt_files(tmp_path)) == 1
@@ -628,7 +622,7 @@ async def test_damage_met_in_use_is_checked_at_the_next_open(
 
 def test_a_held_lock_ends_start_up_within_its_bound(tmp_path: Path) -> None:
     Journal.open(tmp_path).close()
-    with lock_held_elsewhere(tmp_path / journal_module.LOCK_FILENAME, "flock+pid") as holder:
+    with lock_held_elsewhere(tmp_path / sqlite_open.LOCK_FILENAME, "flock+pid") as holder:
         start = time.monotonic()
         with pytest.raises(JournalError) as caught:
             Journal.open(tmp_path, lock_timeout=0.3)
@@ -645,7 +639,7 @@ def test_move_aside_takes_side_files(tmp_path: Path) -> None:
     path = tmp_path / DB_FILENAME
     for suffix, content in (("", b"db"), ("-wal", b"wal"), ("-shm", b"shm")):
         Path(f"{path}{suffix}").write_bytes(content)
-    aside = journal_module._move_aside(path, START)
+    aside = sqlite_files.move_aside(path, START)
     assert aside.name == f"{DB_FILENAME}.corrupt-20250102T030405Z"
     assert aside.read_bytes() == b"db"
     assert Path(f"{aside}-wal").read_bytes() == b"wal"
@@ -703,9 +697,7 @@ async def test_migration_hook_applies_new_steps(
     def add_note_column(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE tasks ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(
-        journal_module, "_MIGRATIONS", [*journal_module._MIGRATIONS, add_note_column]
-    )
+    monkeypatch.setattr(sqlite_schema, "_MIGRATIONS", [*sqlite_schema._MIGRATIONS, add_note_column])
     assert schema_version() == 4
     upgraded = Journal.open(tmp_path)
     try:
@@ -928,13 +920,13 @@ def test_a_held_lock_ends_server_start_up_within_its_bound(tmp_path: Path) -> No
     env = clean_env(
         tmp_path, GRAVITEX_STATE_DIR=str(state), GRAVITEX_OUTPUT_DIR=str(tmp_path / "videos")
     )
-    with lock_held_elsewhere(state / journal_module.LOCK_FILENAME, "flock+pid") as holder:
+    with lock_held_elsewhere(state / sqlite_open.LOCK_FILENAME, "flock+pid") as holder:
         start = time.monotonic()
         # run_cli kills it after 60 s: a start-up that waits forever fails here.
         result = run_cli(["--simulate"], env, timeout=60)
         took = time.monotonic() - start
     assert result.returncode != 0
-    assert journal_module.DEFAULT_LOCK_TIMEOUT <= took < journal_module.DEFAULT_LOCK_TIMEOUT + 30
+    assert sqlite_open.DEFAULT_LOCK_TIMEOUT <= took < sqlite_open.DEFAULT_LOCK_TIMEOUT + 30
     assert "waiting up to" in result.stderr  # why it waits, said before it gives up
     assert f"The state folder {state} is locked" in result.stderr
     assert f"pid {holder.pid}" in result.stderr

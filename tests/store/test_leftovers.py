@@ -6,8 +6,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from gravitex_mcp.store.leftovers import is_temp_name, sweep_temp_files
 from gravitex_mcp.store.storage import OutputDir
+from gravitex_mcp.store.tempfiles import is_temp_name, sweep_temp_files
 from tests.conftest import lock_held_elsewhere
 from tests.server_harness import connected, make_harness, structured
 
@@ -46,7 +46,7 @@ def test_temp_name_pattern() -> None:
 
 
 async def test_writer_holds_its_temp_file_locked(tmp_path: Path) -> None:
-    async with OutputDir(tmp_path).video("clip", default_stem="t") as file:
+    async with OutputDir(tmp_path).reserve("clip", default_stem="t") as file:
         await file.write(b"abc")
         temp = file.temp_path
         assert temp is not None

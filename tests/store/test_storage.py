@@ -16,13 +16,13 @@ import anyio.lowlevel
 import pytest
 
 from gravitex_mcp.errors import StorageError
-from gravitex_mcp.store.leftovers import TEMP_SUFFIX
+from gravitex_mcp.store.seam import StoredFile
 from gravitex_mcp.store.storage import (
     MAX_STEM_BYTES,
     OutputDir,
-    StoredFile,
     safe_filename,
 )
+from gravitex_mcp.store.tempfiles import TEMP_SUFFIX
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -46,7 +46,7 @@ async def save(
     out: OutputDir | Path, data: bytes, name: str | None, stem: str = "task"
 ) -> StoredFile:
     target = out if isinstance(out, OutputDir) else OutputDir(out)
-    async with target.video(name, default_stem=stem) as file:
+    async with target.reserve(name, default_stem=stem) as file:
         for i in range(0, len(data), 1000):
             await file.write(data[i : i + 1000])
         return await file.commit()
@@ -128,7 +128,7 @@ async def test_mode_is_0644_under_the_usual_umask(area: tuple[Path, Path]) -> No
 
 async def test_temp_file_is_inside_the_output_dir_and_hidden(area: tuple[Path, Path]) -> None:
     _, out = area
-    async with OutputDir(out).video("clip", default_stem="t") as file:
+    async with OutputDir(out).reserve("clip", default_stem="t") as file:
         await file.write(b"abc")
         temp = file.temp_path
         assert temp is not None
@@ -344,7 +344,7 @@ async def test_exception_inside_the_block_removes_the_temp(area: tuple[Path, Pat
     before = tree(parent)
 
     async def broken_stream() -> None:
-        async with OutputDir(out).video("clip", default_stem="t") as file:
+        async with OutputDir(out).reserve("clip", default_stem="t") as file:
             await file.write(b"x" * 5000)
             raise RuntimeError("stream broke")
 
@@ -356,7 +356,7 @@ async def test_exception_inside_the_block_removes_the_temp(area: tuple[Path, Pat
 async def test_leaving_without_commit_removes_the_temp(area: tuple[Path, Path]) -> None:
     parent, out = area
     before = tree(parent)
-    async with OutputDir(out).video("clip", default_stem="t") as file:
+    async with OutputDir(out).reserve("clip", default_stem="t") as file:
         await file.write(b"x" * 5000)
     assert tree(parent) == before
 
@@ -366,7 +366,7 @@ async def test_cancellation_removes_the_temp(area: tuple[Path, Path]) -> None:
     before = tree(parent)
     reached = False
     with anyio.CancelScope() as scope:
-        async with OutputDir(out).video("clip", default_stem="t") as file:
+        async with OutputDir(out).reserve("clip", default_stem="t") as file:
             await file.write(b"x" * 500)
             scope.cancel()
             await file.write(b"y" * 500)  # a checkpoint: cancelled here
@@ -378,7 +378,7 @@ async def test_cancellation_removes_the_temp(area: tuple[Path, Path]) -> None:
 
 async def test_write_after_close_is_refused(area: tuple[Path, Path]) -> None:
     _, out = area
-    async with OutputDir(out).video("clip", default_stem="t") as file:
+    async with OutputDir(out).reserve("clip", default_stem="t") as file:
         await file.commit()
     with pytest.raises(StorageError, match="not open"):
         file.put(b"late")
@@ -427,7 +427,7 @@ async def test_any_piece_sizes(area: tuple[Path, Path], seed: int, size: int) ->
     rng = random.Random(seed)
     data = os.urandom(size)
     target = OutputDir(out)
-    async with target.video("pieces", default_stem="t") as file:
+    async with target.reserve("pieces", default_stem="t") as file:
         at = 0
         while at < len(data):
             step = rng.choice([1, 3, 100, 1000, 5000, 70_000])
@@ -444,7 +444,7 @@ async def test_a_temp_file_changed_behind_the_writer_is_refused(area: tuple[Path
     before = tree(parent)
 
     async def shrink_before_the_read_back() -> None:
-        async with OutputDir(out).video("shrunk", default_stem="t") as file:
+        async with OutputDir(out).reserve("shrunk", default_stem="t") as file:
             await file.write(b"x" * 5000)
             assert file.temp_path is not None
             os.truncate(file.temp_path, 1000)  # something else cuts the temp file
@@ -468,7 +468,7 @@ async def test_cancelled_while_opening_leaves_nothing(area: tuple[Path, Path]) -
             anyio.from_thread.run_sync(scope.cancel, token=token)  # while the file is new
             return fd
 
-        async with OutputDir(out, open_file=open_then_cancel).video("c", default_stem="t") as f:
+        async with OutputDir(out, open_file=open_then_cancel).reserve("c", default_stem="t") as f:
             await f.write(b"data")  # the first checkpoint: cancelled here at the latest
             await anyio.lowlevel.checkpoint()
             reached = True
@@ -486,7 +486,7 @@ async def test_writer_failure_surfaces_on_the_next_write(area: tuple[Path, Path]
         raise OSError(errno.EIO, "Input/output error")
 
     async def stream() -> None:
-        async with OutputDir(out, write=broken).video("x", default_stem="t") as f:
+        async with OutputDir(out, write=broken).reserve("x", default_stem="t") as f:
             for _ in range(1000):  # bounded: the error arrives after the first batch
                 await f.write(b"z" * 1000)
                 await anyio.lowlevel.checkpoint()  # a real stream yields between chunks
@@ -504,7 +504,7 @@ async def test_output_dir_swapped_for_a_symlink_is_refused(tmp_path: Path) -> No
     elsewhere.mkdir()
 
     async def swap_then_commit() -> None:
-        async with OutputDir(real).video("clip", default_stem="t") as file:
+        async with OutputDir(real).reserve("clip", default_stem="t") as file:
             await file.write(b"data")
             temp = file.temp_path
             assert temp is not None
@@ -554,7 +554,7 @@ async def test_the_temp_file_is_locked_while_it_is_written(area: tuple[Path, Pat
     import fcntl
 
     _, out = area
-    async with OutputDir(out).video("clip", default_stem="t") as file:
+    async with OutputDir(out).reserve("clip", default_stem="t") as file:
         await file.write(b"abc")
         temp = file.temp_path
         assert temp is not None

@@ -43,7 +43,7 @@ from gravitex_mcp.simulator import (
 )
 from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient, Timeouts
-from gravitex_mcp.upstream.downloads import MP4_MIME_TYPE, download_video
+from gravitex_mcp.upstream.downloads import MP4_MIME_TYPE, download_stored, saved_video
 from gravitex_mcp.upstream.retry import RetryPolicy
 
 KEY = "sk-test-SECRET0123456789abcdef"
@@ -52,6 +52,15 @@ TASK = "video_69095b4ce0048190893a01510c0c98b0"
 SIGNED = "https://cdn.example.test/v/abc/video.mp4?Expires=1&Signature=SIGSECRET"
 FRESH = "https://cdn.example.test/v/abc/video.mp4?Expires=2&Signature=FRESHSIG"
 SECRETS = ("SIGSECRET", "FRESHSIG", "Expires=", KEY)
+
+
+async def download_video(
+    client: GravitexClient, *, output_dir: Path | OutputDir, **how: Any
+) -> SavedVideo:
+    """A download into the output folder ``output_dir`` (a path: held for this call)."""
+    out = output_dir if isinstance(output_dir, OutputDir) else OutputDir(output_dir)
+    return saved_video(await download_stored(client, output=out, **how))
+
 
 FTYP = struct.pack(">I4s4sI4s4s", 24, b"ftyp", b"isom", 512, b"isom", b"mp41")
 

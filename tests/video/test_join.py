@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from gravitex_mcp.errors import StorageError
-from gravitex_mcp.store.leftovers import is_temp_name, sweep_temp_files
+from gravitex_mcp.service import joins as join_module
+from gravitex_mcp.service.joins import join_files
 from gravitex_mcp.store.storage import OutputDir
-from gravitex_mcp.video import join as join_module
-from gravitex_mcp.video.join import JoinError, join_files
+from gravitex_mcp.store.tempfiles import is_temp_name, sweep_temp_files
+from gravitex_mcp.video.join import JoinError, write_joined
 from gravitex_mcp.video.probe import ProbeError, probe_video
 from tests.clips import make_clip
 from tests.server_harness import Harness, connected, make_harness, structured, text_of
@@ -208,7 +209,7 @@ async def test_the_joins_temp_file_is_swept_after_a_crash_and_spared_while_it_ru
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clips = [make_clip(tmp_path / f"{i}.mp4", 1) for i in range(2)]
-    real_write = join_module._write_joined
+    real_write = write_joined
     seen: dict[str, object] = {}
 
     def spying_write(paths: Any, dest: Path, report: Any) -> Any:
@@ -216,7 +217,7 @@ async def test_the_joins_temp_file_is_swept_after_a_crash_and_spared_while_it_ru
         seen["swept"] = sweep_temp_files(dest.parent)  # another server starting up
         return real_write(paths, dest, report)
 
-    monkeypatch.setattr(join_module, "_write_joined", spying_write)
+    monkeypatch.setattr(join_module, "write_joined", spying_write)
     await join_files(clips, _out(tmp_path), filename=None, default_stem="j")
     assert seen == {"named": True, "swept": []}
 
@@ -238,7 +239,7 @@ async def test_a_join_that_cannot_be_read_back_leaves_nothing(
 async def test_join_videos_does_not_look_again_at_clips_already_saved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gravitex_mcp.video import seeing
+    from gravitex_mcp.service import looks as seeing
 
     h = make_harness(tmp_path)
     async with connected(h) as client:

@@ -13,14 +13,15 @@ from gravitex_mcp.catalog.models import derived_size, get_model
 from gravitex_mcp.errors import StorageError
 from gravitex_mcp.images import JPEG, image_dimensions, sniff_image_type
 from gravitex_mcp.results import Probe
+from gravitex_mcp.service.looks import extract, look_at, sheet_path
 from gravitex_mcp.simulator.clips import ClipShape, render_clip
 from gravitex_mcp.store import stills as stills_module
-from gravitex_mcp.store.leftovers import is_temp_name, sweep_temp_files
 from gravitex_mcp.store.stills import save_new
+from gravitex_mcp.store.tempfiles import is_temp_name, link_or_reserve, sweep_temp_files
 from gravitex_mcp.video.frames import fit_within, frames_at, seconds_of
 from gravitex_mcp.video.preview import MAX_SHEET_BYTES, MAX_SHEET_SIDE, contact_sheet, sample_times
 from gravitex_mcp.video.probe import ProbeError, probe_video
-from gravitex_mcp.video.seeing import extract, look_at, mismatch_notes, sheet_path
+from gravitex_mcp.video.seeing import mismatch_notes
 
 
 def clip(tmp_path: Path, seconds: float, width: int, height: int, fps: int = 8) -> Path:
@@ -127,7 +128,7 @@ def test_a_sheet_that_cannot_be_saved_is_a_note(
     def disk_full(directory: Path, name: str, data: bytes) -> Path:
         raise StorageError(f"Could not save {name} in {directory}: No space left on device")
 
-    monkeypatch.setattr("gravitex_mcp.video.seeing.save_new", disk_full)
+    monkeypatch.setattr("gravitex_mcp.service.looks.save_new", disk_full)
     seen = look_at(video, {"duration": 8})
     assert seen.probe is not None
     assert seen.preview is None
@@ -256,7 +257,7 @@ def test_a_sheet_too_big_at_the_best_quality_is_re_encoded_to_fit() -> None:
 def test_a_stills_temp_file_is_one_the_start_up_sweep_knows_and_spares(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_link = stills_module.link_or_reserve
+    real_link = link_or_reserve
     seen: dict[str, object] = {}
 
     def spying_link(tmp: Path, final: Path) -> bool:

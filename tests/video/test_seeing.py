@@ -55,7 +55,7 @@ async def test_probe_reads_the_saved_clip(
     assert probe["fps"] == pytest.approx(8.0)
     assert probe["has_audio"] is False
     assert data["notes"] == []
-    assert data["video"]["probe"] == probe
+    assert "video" not in data, "the saved video appears once, at the top level"
 
 
 async def test_contact_sheet_is_one_small_jpeg_image_block(h: Harness) -> None:
@@ -116,7 +116,7 @@ async def test_a_shorter_clip_than_asked_gets_a_note(h: Harness) -> None:
     data = structured(result)
     assert data["probe"]["duration_seconds"] == pytest.approx(4.0)
     assert data["notes"] == ["asked 8 s, got 4.0 s"]
-    assert data["video"]["notes"] == ["asked 8 s, got 4.0 s"]
+    assert "video" not in data
     assert "Note: asked 8 s, got 4.0 s" in text_of(result)
 
 
@@ -294,7 +294,7 @@ async def test_looking_and_extracting_run_off_the_event_loop(
 ) -> None:
     import threading
 
-    from gravitex_mcp.video import seeing
+    from gravitex_mcp.service import looks as seeing
 
     loop_thread = threading.current_thread()
     threads: list[threading.Thread] = []
@@ -306,9 +306,9 @@ async def test_looking_and_extracting_run_off_the_event_loop(
 
         return wrapper
 
-    # The service imports them at their first use, from gravitex_mcp.video.seeing.
-    monkeypatch.setattr("gravitex_mcp.video.seeing.look_at", spy(seeing.look_at))
-    monkeypatch.setattr("gravitex_mcp.video.seeing.extract", spy(seeing.extract))
+    # The service imports them at their first use, from gravitex_mcp.service.looks.
+    monkeypatch.setattr("gravitex_mcp.service.looks.look_at", spy(seeing.look_at))
+    monkeypatch.setattr("gravitex_mcp.service.looks.extract", spy(seeing.extract))
     async with connected(h) as client:
         data = structured(await generate(client, duration=4))
         structured(await client.call_tool("extract_frames", {"task_id": data["task_id"]}))

@@ -18,10 +18,10 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from gravitex_mcp.request.arguments import GenerateVideoInput
 from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.journal import Journal
+from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient
 from gravitex_mcp.video.work import VideoWork, core_count
 from tests.conftest import FakeClock
@@ -66,7 +66,12 @@ async def _service(tmp_path: Path, work: VideoWork) -> AsyncIterator[VideoServic
         api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
     )
     service = VideoService(
-        settings=settings, client=client, journal=journal, clock=clock, video_work=work
+        settings=settings,
+        client=client,
+        journal=journal,
+        output=OutputDir(settings.output_dir),
+        clock=clock,
+        video_work=work,
     )
     try:
         async with service.running():
@@ -79,7 +84,7 @@ async def _service(tmp_path: Path, work: VideoWork) -> AsyncIterator[VideoServic
 async def _finished_tasks(service: VideoService, count: int) -> list[str]:
     ids = []
     for i in range(count):
-        request = GenerateVideoInput(model="sora-2", prompt=f"clip {i}", wait_seconds=10)
+        request = dict(model="sora-2", prompt=f"clip {i}", wait_seconds=10)
         ids.append((await service.generate(request)).task_id)
     return ids
 
@@ -178,4 +183,32 @@ async def test_a_journal_read_answers_while_a_write_waits_for_the_database(
         assert len(await journal.list(limit=5)) == 2
     finally:
         other.close()
+        journal.close()
+
+
+async def test_journal_reads_do_not_queue_behind_one_another(tmp_path: Path) -> None:
+    """Reads run side by side, each on an idle reading connection: a read that takes
+    its time (or whose thread waits for a core) does not hold up the next one, as a
+    single reading token did under load (one loop turn per queued read)."""
+    journal = Journal.open(tmp_path / "state")
+    held = threading.Event()
+    release = threading.Event()
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        held.set()
+        release.wait(GUARD_SECONDS)
+        return int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+
+    try:
+        local_id = await journal.begin_submission(model="sora-2", family="sora", arguments={})
+        with anyio.fail_after(GUARD_SECONDS / 2):
+            async with anyio.create_task_group() as group:
+                group.start_soon(journal._run_read, slow_read)
+                await anyio.to_thread.run_sync(held.wait)
+                listed = await journal.list(limit=5)  # answered while the slow one runs
+                assert [r.local_id for r in listed] == [local_id]
+                assert not release.is_set()
+                release.set()
+    finally:
+        release.set()
         journal.close()

@@ -1,0 +1,252 @@
+"""Saving a finished task's video once: in the background, under the task's save
+lease across processes; then checking it on disk and looking at it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ..catalog import models as catalog
+from ..domain import Delivery
+from ..errors import JournalError, StorageError
+from ..results import SavedVideo
+from ..store.ondisk import Changed, FileIdentity, HeldFile
+from ..store.records import TaskRecord
+from ..store.seam import LeaseKind, TaskStore, VideoStore, wait_for_lease
+from ..upstream.answers import TaskSnapshot
+from ..upstream.client import GravitexClient
+from ..upstream.waiting import Clock
+from ..video.work import VideoWork
+from .delivery import delivery_from_answer
+from .singleflight import BackgroundJobs, Job
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OnDisk:
+    """What the file the journal names for a task turned out to be, once checked."""
+
+    saved: SavedVideo | None = None
+    """The saved video, verified to be the one saved: reuse it."""
+    identity: FileIdentity | None = None
+    """Its identity now (what a later look checks it by cheaply)."""
+    changed: Changed | None = None
+    """Something else is there now: a fresh copy is to be saved."""
+
+    def note(self) -> str | None:
+        """Why a fresh copy was saved (None when nothing had changed)."""
+        if self.changed is None:
+            return None
+        return (
+            f"{self.changed.sentence()} A fresh copy was downloaded; the changed file was "
+            "left as it is."
+        )
+
+
+class Saves:
+    """Each task's video saved at most once at a time (in the background, under the
+    task's save lease across processes), checked on disk and looked at."""
+
+    def __init__(
+        self,
+        *,
+        client: GravitexClient,
+        journal: TaskStore,
+        clock: Clock,
+        output: VideoStore,
+        video_work: VideoWork,
+    ) -> None:
+        self._client = client
+        self._journal = journal
+        self._clock = clock
+        self._output = output
+        self.video_work = video_work
+        self._jobs: BackgroundJobs[SavedVideo] = BackgroundJobs()
+        self._save_names: dict[str, str | None] = {}  # filename asked of each running save
+
+    def attach(self, group: TaskGroup | None) -> None:
+        """Run saves in ``group`` (the server's lifespan); ``None`` when it ends."""
+        self._jobs.attach(group)
+
+    def running(self, task_id: str) -> Job[SavedVideo] | None:
+        """The save of ``task_id`` running now, if any."""
+        return self._jobs.running(task_id)
+
+    def pending(self, task_id: str) -> Job[SavedVideo] | None:
+        """The save of ``task_id`` running, or one that failed with nobody waiting (once)."""
+        return self._jobs.pending(task_id)
+
+    async def save_once(
+        self,
+        task_id: str,
+        *,
+        delivery: Delivery | None,
+        snapshot: TaskSnapshot,
+        filename: str | None,
+    ) -> SavedVideo:
+        """Download the finished task's video and journal where it went, at most once at
+        a time per task: in the background (it outlives the caller's bound), and under the
+        task's save lease so another server sharing the store does not save it too. A
+        caller joining a running save gets its file (whatever ``filename`` it was given)."""
+
+        async def save() -> SavedVideo:
+            # The save pipeline: loaded by the first save.
+            from ..upstream.downloads import download_stored, saved_video
+
+            self._save_names[task_id] = filename
+            lease = await wait_for_lease(self._journal, task_id, LeaseKind.SAVE, clock=self._clock)
+            try:
+                if filename is None:
+                    # Another process may have saved it while this one waited.
+                    found = await self.on_disk(await self._journal.get(task_id))
+                    if found.saved is not None:
+                        return await self.seen(task_id, found.saved, found.identity)
+                stored = await download_stored(
+                    self._client,
+                    task_id=task_id,
+                    delivery=delivery or delivery_from_answer(snapshot),
+                    url=snapshot.url,
+                    output=self._output,
+                    filename=filename,
+                )
+                saved = saved_video(stored)
+                identity = stored.identity
+                # Journalled before the lease goes: the next holder finds the file.
+                try:
+                    path, size, sha = stored.path, stored.size_bytes, stored.sha256
+                    await self._journal.record_download(
+                        task_id,
+                        path=path,
+                        size_bytes=size,
+                        sha256=sha,
+                        identity=None if identity is None else identity.text(),
+                    )
+                except JournalError:
+                    logger.exception("could not record the download of task %s", task_id)
+                logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, size)
+                return await self.seen(task_id, saved, identity)
+            finally:
+                await lease.release()
+                self._save_names.pop(task_id, None)
+
+        job = await self._jobs.join(task_id, save)
+        return await job.wait()
+
+    def so_far(self, task_id: str) -> str:
+        """``", N bytes so far"`` for a running save; ``""`` when nothing is written yet."""
+        if task_id not in self._save_names:
+            return ""
+        size = self._output.bytes_so_far(self._save_names[task_id], default_stem=task_id)
+        return "" if size is None else f", {size} bytes so far"
+
+    async def seen(
+        self, task_id: str, saved: SavedVideo, identity: FileIdentity | None
+    ) -> SavedVideo:
+        """``saved`` with its probe, contact sheet and asked-versus-found notes.
+
+        Every saved video (new or reused) passes here. Looking never fails the save:
+        a video that cannot be read gets a note saying why. What is looked at is the
+        file checked to be ``saved`` (by ``identity``, else its sha256), read through
+        the descriptor that was checked.
+        """
+        try:
+            record = await self._journal.get(task_id)
+        except JournalError:
+            logger.exception("could not read the journal entry of task %s", task_id)
+            record = None
+        asked = dict(record.arguments) if record is not None else {}
+        # The model's own size table says what a resolution means (Wan's 720p 1:1 is
+        # 960x960), where it has one.
+        spec = catalog.CATALOG.get(record.model) if record is not None else None
+        prompt = asked.get("prompt")
+        if spec is not None and isinstance(prompt, str):
+            # Settings written in the prompt (Seedance's --dur 10) were asked for too.
+            from ..catalog.markers import prompt_settings
+
+            asked = {**prompt_settings(prompt, spec.family), **asked}
+        picked = catalog.derived_size(spec, asked) if spec is not None else None
+        # PyAV decoding and the sheet's write are blocking: keep them off the event loop.
+        # Shielded: the video is already saved, and a deadline that ran out meanwhile
+        # must not drop it from this result (the look takes a second or two at most).
+        from .looks import Seen, look_at  # PyAV's probe and sheet: loaded by the first look
+
+        def look() -> Seen:
+            try:
+                found = self.open_saved(Path(saved.path), saved, identity)
+            except StorageError as exc:
+                return Seen(None, None, [f"Could not look at the saved video: {exc}"])
+            if not isinstance(found, HeldFile):
+                why = found.sentence() if found else f"{saved.path} is gone."
+                return Seen(None, None, [f"Could not look at the saved video: {why}"])
+            with found:
+                return look_at(found, asked, picked_size=picked)
+
+        with anyio.CancelScope(shield=True):
+            seen = await self.video_work.run(look)
+        return saved.model_copy(
+            update={"probe": seen.probe, "preview": seen.preview, "notes": seen.notes}
+        )
+
+    def open_saved(
+        self, path: Path, saved: SavedVideo, identity: FileIdentity | None
+    ) -> HeldFile | Changed | None:
+        return self._output.open_checked(
+            path, size=saved.size_bytes, sha256=saved.sha256, recorded=identity
+        )
+
+    async def check_saved(
+        self, record: TaskRecord | None, *, keep: bool = False
+    ) -> HeldFile | Changed | None:
+        """The file the journal names for ``record``, opened and verified (a changed
+        identity with the same bytes is journalled, so the next check is cheap); closed
+        again unless ``keep``. ``None`` when nothing was saved or the file is gone."""
+        saved = saved_of(record)
+        if record is None or saved is None:
+            return None
+        recorded = FileIdentity.parse(record.saved_identity)
+        try:
+            found = await anyio.to_thread.run_sync(
+                self.open_saved, Path(saved.path), saved, recorded
+            )
+        except StorageError as exc:  # the folder itself changed: nothing in it is trusted
+            return Changed(Path(saved.path), f"cannot be checked: {exc}")
+        if isinstance(found, HeldFile):
+            if found.identity != recorded:
+                try:
+                    await self._journal.record_identity(
+                        record.local_id, path=found.path, identity=found.identity.text()
+                    )
+                except JournalError:
+                    logger.exception("could not record the identity of %s", found.path)
+            if not keep:
+                found.close()
+        return found
+
+    async def on_disk(self, record: TaskRecord | None) -> OnDisk:
+        """The saved video of ``record`` when it is still the one saved; else why not."""
+        found = await self.check_saved(record)
+        if isinstance(found, HeldFile):
+            return OnDisk(saved=saved_of(record), identity=found.identity)
+        return OnDisk(changed=found)
+
+
+def saved_of(record: TaskRecord | None) -> SavedVideo | None:
+    """The saved video ``record`` names (unchecked: see :meth:`Saves.on_disk`)."""
+    if record is None or not (
+        record.saved_path and record.sha256 and record.size_bytes is not None
+    ):
+        return None
+    path = Path(record.saved_path)
+    return SavedVideo(
+        path=str(path),
+        uri=path.as_uri(),
+        size_bytes=record.size_bytes,
+        sha256=record.sha256,
+        mime_type="video/mp4",
+    )

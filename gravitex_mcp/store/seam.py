@@ -1,0 +1,312 @@
+"""The store seam: the two interfaces ``service/`` holds, and nothing else of the store.
+
+* :class:`TaskStore`: every task this server (or any server sharing the store)
+  submitted: records, submissions, idempotency claims, and leases across processes.
+  Today :class:`~gravitex_mcp.store.journal.Journal` (SQLite in the state folder,
+  flock files as leases).
+* :class:`VideoStore`: where videos and the stills made from them are kept: reserve a
+  name, write while hashing, publish without clobbering, open and verify a saved file.
+  Today :class:`~gravitex_mcp.store.storage.OutputDir` (the local output folder).
+
+Only ``store/`` and the composition root (``server/app.py``) name the implementations;
+``service/`` sees no SQL, lock file, temp-file name or folder layout. Designed so the
+team-hosting issue adds, without touching ``service/``:
+
+* a PostgreSQL task store: claims as ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
+  (a unique constraint on the key); leases as rows ``(task_id, kind, holder,
+  expires_at)`` taken with ``INSERT ... ON CONFLICT ... WHERE expires_at < now()``
+  and deleted by :meth:`Lease.release`; :func:`wait_for_lease` may then wake on
+  ``LISTEN`` instead of its timer (a ``TaskStore`` method, when one is needed);
+* an S3 video store: :meth:`VideoStore.reserve` starts a multipart upload under a
+  temporary key (the writer hashes each part), :meth:`VideoWriter.commit` completes it
+  and copies it create-only (``If-None-Match: *``) to the first free ``stem-N`` key;
+  links are presigned GETs; :meth:`VideoStore.recover` aborts unfinished uploads.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, cast
+
+from ..domain import JournalStatus, TaskStatus
+from ..errors import StorageError
+from .ondisk import Changed, FileIdentity, HeldFile
+from .records import KeyClaim, TaskRecord
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+#: How many tasks a listing returns unless asked, and at most (every task store).
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
+_B = TypeVar("_B")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A published file: its final path, size, sha256 (hex) and identity once in place
+    (what later reuse checks it by, see :mod:`gravitex_mcp.store.ondisk`)."""
+
+    path: Path
+    size_bytes: int
+    sha256: str
+    identity: FileIdentity | None = None
+
+
+class LeaseKind(StrEnum):
+    """What a lease is for: one holder per (task, kind) across every process. (A
+    claimed key's submit holds one inside :meth:`TaskStore.claim_key`.)"""
+
+    SAVE = "save"
+    """Downloads the task's video once; others wait, then reuse what it recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseBusy:
+    """Someone else holds the lease."""
+
+    holder: str
+    """Who, for a message: ``pid 123`` (``pid unknown`` when it wrote none yet)."""
+
+
+class Lease(Protocol):
+    """A held lease; it lasts until released, or until its holder's process ends (a
+    shared database's lease: until its expiry, which the holder renews)."""
+
+    async def release(self) -> None:
+        """End it (idempotent; called from ``finally`` blocks, so it completes even
+        in a cancelled scope) and let the next holder in."""
+        ...
+
+
+class TaskStore(Protocol):
+    """The tasks, shared by every server process using the same store. Its errors are
+    :class:`~gravitex_mcp.errors.JournalError`, saying what to do."""
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        """One task with its history, by upstream task id or local id."""
+        ...
+
+    async def list(self, *, limit: int, status: str | None = None) -> builtins.list[TaskRecord]:
+        """The newest first, optionally of one status."""
+        ...
+
+    async def task_ids_starting_with(
+        self, prefix: str, *, limit: int
+    ) -> tuple[builtins.list[str], int]:
+        """Upstream task ids starting with ``prefix``, newest first, and how many match."""
+        ...
+
+    async def begin_submission(
+        self,
+        *,
+        model: str,
+        family: str,
+        arguments: Mapping[str, Any],
+        arguments_hash: str | None = None,
+    ) -> str:
+        """Record a submission before it is sent; its local id."""
+        ...
+
+    async def complete_submission(
+        self, local_id: str, *, task_id: str, status: TaskStatus | JournalStatus
+    ) -> TaskRecord:
+        """The submit answered with ``task_id``."""
+        ...
+
+    async def fail_submission(self, local_id: str, *, message: str, outcome_unknown: bool) -> None:
+        """The submit gave no task id (refused, or its outcome is unknown)."""
+        ...
+
+    async def expire_stale_submissions(self, *, older_than: timedelta) -> int:
+        """Submissions a dead process left ``submitting`` become ``submit_unknown``."""
+        ...
+
+    async def claim_key(
+        self,
+        key: str,
+        *,
+        arguments_hash: str,
+        model: str,
+        family: str,
+        arguments: Mapping[str, Any],
+    ) -> KeyClaim:
+        """Claim idempotency ``key`` and begin the submission at once, or find its holder."""
+        ...
+
+    async def recent_with_arguments(
+        self, arguments_hash: str, *, within: timedelta
+    ) -> builtins.list[TaskRecord]:
+        """Submissions with these arguments lately, newest first."""
+        ...
+
+    async def record_status(
+        self,
+        task_id: str,
+        *,
+        status: TaskStatus | JournalStatus,
+        raw_status: str | None = None,
+        url: str | None = None,
+        error_code: str | int | None = None,
+        error_message: str | None = None,
+    ) -> TaskRecord | None:
+        """What a status query showed (a terminal status is never replaced)."""
+        ...
+
+    async def record_download(
+        self,
+        task_id: str,
+        *,
+        path: Path,
+        size_bytes: int,
+        sha256: str,
+        identity: str | None = None,
+    ) -> None:
+        """Where the task's video was saved (call holding its SAVE lease)."""
+        ...
+
+    async def record_identity(self, task_id: str, *, path: Path, identity: str) -> None:
+        """The identity the saved file has now (its bytes checked to be the saved ones)."""
+        ...
+
+    async def try_lease(self, task_id: str, kind: LeaseKind) -> Lease | LeaseBusy:
+        """Take the lease now, or say who holds it; never waits."""
+        ...
+
+
+class VideoWriter(Protocol):
+    """A reserved video being written; ``async with``. Leaving the block without
+    :meth:`commit` (an error, a cancellation) discards it."""
+
+    def put(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` and hash it (blocking: a page-cache write, or a buffered part)."""
+        ...
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """:meth:`put`, then a cancellation checkpoint."""
+        ...
+
+    async def commit(self) -> StoredFile:
+        """Make it durable and visible under the first free name, never replacing one."""
+        ...
+
+    async def __aenter__(self) -> VideoWriter: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class VideoStore(Protocol):
+    """Where videos (and the stills made from them) are kept."""
+
+    def reserve(self, filename: str | None, *, default_stem: str) -> VideoWriter:
+        """A writer for a new video, its name made safe."""
+        ...
+
+    def bytes_so_far(self, filename: str | None, *, default_stem: str) -> int | None:
+        """How far this process's writer of that name has got; None when none is writing."""
+        ...
+
+    def open_checked(
+        self, path: Path, *, size: int, sha256: str, recorded: FileIdentity | None
+    ) -> HeldFile | Changed | None:
+        """The saved file, opened and verified to be the one saved (blocking): ``None``
+        when it is gone, :class:`Changed` when something else is there now."""
+        ...
+
+    def scratch(self, stem: str) -> AbstractContextManager[Path]:
+        """A local temp file for work written by path (the join's encoder), removed
+        on exit; ``with`` it in a worker thread or briefly (blocking)."""
+        ...
+
+    def recover(self) -> builtins.list[Path]:
+        """At start-up (blocking): remove what writers that died left behind."""
+        ...
+
+
+class Clock(Protocol):
+    """The time a wait is measured and slept on (injected: tests never sleep)."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+async def patiently(
+    attempt: Callable[[], Awaitable[_T | _B]],
+    busy: type[_B],
+    *,
+    clock: Clock,
+    patience: float,
+    every: float,
+    stuck: Callable[[_B], Exception],
+    waiting: Callable[[_B], None] | None = None,
+) -> _T:
+    """The one wait-for-a-holder loop: ``attempt`` every ``every`` s while it answers
+    ``busy``; ``waiting`` once when it first has to wait, ``stuck``'s error after
+    ``patience`` s."""
+    give_up = clock.monotonic() + patience
+    while True:
+        got = await attempt()
+        if not isinstance(got, busy):
+            return cast(_T, got)  # not busy: what was waited for
+        if clock.monotonic() >= give_up:
+            raise stuck(got)
+        if waiting is not None:
+            waiting(got)
+            waiting = None  # said once
+        await clock.sleep(every)
+
+
+#: How often a save waiting for another process's save of the same task looks again.
+LEASE_RETRY_SECONDS = 1.0
+#: How long a save waits for another process's save of the same task (whose own
+#: retries and time-outs end well before) before calling that process stuck.
+LEASE_PATIENCE_SECONDS = 600.0
+
+
+async def wait_for_lease(
+    store: TaskStore,
+    task_id: str,
+    kind: LeaseKind,
+    *,
+    clock: Clock,
+    patience: float = LEASE_PATIENCE_SECONDS,
+) -> Lease:
+    """The lease of ``task_id``, waited for while another process holds it; a
+    :class:`~gravitex_mcp.errors.StorageError` naming the holder after ``patience`` s."""
+
+    def waiting(busy: LeaseBusy) -> None:
+        logger.info(
+            "task %s is being saved by another process (%s); waiting for it", task_id, busy.holder
+        )
+
+    def stuck(busy: LeaseBusy) -> StorageError:
+        return StorageError(
+            f"Another gravitex-mcp process ({busy.holder}) has held the download of task "
+            f"{task_id!r} for over {patience:g} s; it looks stuck. Stop it, then call "
+            "download_video again."
+        )
+
+    return await patiently(
+        lambda: store.try_lease(task_id, kind),
+        LeaseBusy,
+        clock=clock,
+        patience=patience,
+        every=LEASE_RETRY_SECONDS,
+        waiting=waiting,
+        stuck=stuck,
+    )
