@@ -17,12 +17,11 @@ from mcp.types import ResourceLink, TextResourceContents
 
 from gravitex_mcp.domain import TaskStatus
 from gravitex_mcp.server.player import PLAYER_TOOLS, PLAYER_URI
-from tests.proc import SERVER_CMD, clean_env, http_server
+from tests.proc import REPO, SERVER_CMD, clean_env, http_server
 from tests.server.test_transport_http import official_client
 from tests.server_harness import Harness, connected, make_harness, structured
 
 APP_MIME = "text/html;profile=mcp-app"
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(

@@ -463,7 +463,7 @@ async def test_metrics_take_a_callers_token(tmp_path: Path) -> None:
 
 
 def test_the_readme_tokens_file_example_parses() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme[readme.index("## Users, keys and budgets") :]
     example = section[section.index("```toml\n") + 8 : section.index("```\n", 10)]
     users = parse_tokens_file(example, Path("tokens.toml"))
