@@ -16,7 +16,9 @@ from mcp.types import CallToolResult, TextContent
 from gravitex_mcp.server.app import AppState, build_server
 from gravitex_mcp.settings import Settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
-from tests.conftest import FakeClock
+
+# Re-exported: tests written before conftest.py held it import it from here.
+from tests.conftest import FakeClock as FakeClock
 
 API_KEY = "sk-test-0123456789"
 
