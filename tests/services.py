@@ -669,9 +669,17 @@ class SeaweedS3:
 
     def pause(self) -> None:
         """Freeze the server: connections are accepted by the kernel but never answered."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGSTOP)
-            self._paused = True
+        if self._proc is None or self._proc.poll() is not None:
+            raise ServiceUnavailableError("weed is not running: nothing to pause")
+        self._proc.send_signal(signal.SIGSTOP)
+        self._paused = True
+        # SIGSTOP is delivered asynchronously: a request sent right away could still be
+        # answered. Wait (bounded) until the kernel reports every thread stopped.
+        deadline = time.monotonic() + 5.0
+        while _proc_state(self._proc.pid) != "T":
+            if time.monotonic() > deadline:
+                raise ServiceUnavailableError("weed did not stop on SIGSTOP within 5 s")
+            time.sleep(0.005)
 
     def resume(self) -> None:
         if self._proc is not None and self._paused:
@@ -753,3 +761,14 @@ def start_seaweed(*, attempts: int = 3) -> SeaweedS3:
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
+
+
+def _proc_state(pid: int) -> str:
+    """``T`` once every thread of the process is stopped by a signal, else another letter."""
+    states = set()
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.add(stat.read_text().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            continue  # a thread that just ended
+    return "T" if states == {"T"} else "".join(sorted(states)) or "?"
