@@ -412,7 +412,7 @@ class Journal(SqliteDatabase):
         self,
         task_id: str,
         *,
-        path: Path,
+        path: Path | str,
         size_bytes: int,
         sha256: str,
         identity: str | None = None,

@@ -49,13 +49,24 @@ _B = TypeVar("_B")
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """A published file: its final path, size, sha256 (hex) and identity once in place
-    (what later reuse checks it by, see :mod:`gravitex_mcp.store.ondisk`)."""
+    """A published file: where it is, its size, sha256 (hex) and identity once in place
+    (what later reuse checks it by, see :mod:`gravitex_mcp.store.ondisk`).
 
-    path: Path
+    ``uri`` names it in every store (``file://...`` for the output folder,
+    ``s3://bucket/key`` for object storage) and is what :meth:`VideoStore.open_checked`
+    takes back; ``path`` is its local path, ``None`` when it has none (an object)."""
+
+    path: Path | None
     size_bytes: int
     sha256: str
     identity: FileIdentity | None = None
+    uri: str = ""
+
+    @property
+    def location(self) -> Path | str:
+        """What :meth:`VideoStore.open_checked` and the journal take: the local path,
+        else the URI."""
+        return self.path if self.path is not None else self.uri
 
 
 class LeaseKind(StrEnum):
@@ -162,12 +173,13 @@ class TaskStore(Protocol):
         self,
         task_id: str,
         *,
-        path: Path,
+        path: Path | str,
         size_bytes: int,
         sha256: str,
         identity: str | None = None,
     ) -> None:
-        """Where the task's video was saved (call holding its SAVE lease)."""
+        """Where the task's video was saved: a local path, or the ``s3://`` URI of an
+        object (:attr:`StoredFile.location`; call holding its SAVE lease)."""
         ...
 
     async def record_identity(self, task_id: str, *, path: Path, identity: str) -> None:
@@ -187,8 +199,14 @@ class VideoWriter(Protocol):
         """Append ``data`` and hash it (blocking: a page-cache write, or a buffered part)."""
         ...
 
+    async def drain(self) -> None:
+        """Wait until what :meth:`put` buffered is within the writer's bound (an object
+        store uploads a full part here; a local file has nothing to wait for); a
+        cancellation checkpoint. Call it between puts."""
+        ...
+
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """:meth:`put`, then a cancellation checkpoint."""
+        """:meth:`put`, then :meth:`drain`."""
         ...
 
     async def commit(self) -> StoredFile:
@@ -217,10 +235,12 @@ class VideoStore(Protocol):
         ...
 
     def open_checked(
-        self, path: Path, *, size: int, sha256: str, recorded: FileIdentity | None
+        self, path: Path | str, *, size: int, sha256: str, recorded: FileIdentity | None
     ) -> HeldFile | Changed | None:
-        """The saved file, opened and verified to be the one saved (blocking): ``None``
-        when it is gone, :class:`Changed` when something else is there now."""
+        """The saved file at ``path`` (a :attr:`StoredFile.location`), opened and verified
+        to be the one saved (blocking): ``None`` when it is gone, :class:`Changed` when
+        something else is there now. Read through a local descriptor (an object store
+        fetches a temp copy, held while the file is)."""
         ...
 
     def scratch(self, stem: str) -> AbstractContextManager[Path]:
