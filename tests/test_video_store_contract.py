@@ -1,0 +1,320 @@
+"""The VideoStore contract, once, for every store: the output folder and S3 (SeaweedFS).
+
+reserve / write / commit; no clobber (``stem-N``); a failed write leaves nothing under a
+final name; open_checked verifies (gone, changed); links. Real storage, never a mock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from gravitex_mcp.errors import StorageError
+from gravitex_mcp.settings import load_settings
+from gravitex_mcp.store.objects import ObjectVideoStore
+from gravitex_mcp.store.ondisk import Changed, HeldFile
+from gravitex_mcp.store.seam import StoredFile, VideoStore
+from gravitex_mcp.store.storage import OutputDir
+
+from .clips import make_clip
+from .conftest import S3Bucket
+
+#: Small parts so a test video spans several of them.
+PART = 5 * 1024 * 1024
+
+
+@dataclass
+class Subject:
+    """A store under test, with how to peek at what it holds (outside the protocol)."""
+
+    store: VideoStore
+    names: Iterator[str] | None = None
+
+    def listing(self) -> set[str]:
+        store = self.store
+        if isinstance(store, OutputDir):
+            return {p.name for p in store.path.iterdir()}
+        assert isinstance(store, ObjectVideoStore)
+        import obstore
+
+        assert store.store is not None
+        return {m["path"] for batch in obstore.list(store.store) for m in batch}
+
+    def final_names(self) -> set[str]:
+        """Names a reader sees (no temp files or uploads)."""
+        return {n.rsplit("/", 1)[-1] for n in self.listing() if "/." not in "/" + n}
+
+    def tamper(self, stored: StoredFile, data: bytes) -> None:
+        store = self.store
+        if isinstance(store, OutputDir):
+            assert stored.path is not None
+            stored.path.write_bytes(data)
+            return
+        assert isinstance(store, ObjectVideoStore)
+        import obstore
+
+        key = store.key_of(stored.uri)
+        assert key is not None
+        assert store.store is not None
+        obstore.put(store.store, key, data)
+
+    def remove(self, stored: StoredFile) -> None:
+        store = self.store
+        if isinstance(store, OutputDir):
+            assert stored.path is not None
+            stored.path.unlink()
+            return
+        assert isinstance(store, ObjectVideoStore)
+        import obstore
+
+        key = store.key_of(stored.uri)
+        assert key is not None
+        assert store.store is not None
+        obstore.delete(store.store, key)
+
+
+def object_store(bucket: S3Bucket, prefix: str = "team/videos", **kw: object) -> ObjectVideoStore:
+    env = {**bucket.storage_env(prefix)}
+    settings = load_settings(env)
+    assert settings.storage is not None
+    return ObjectVideoStore(settings.storage, part_bytes=PART, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["folder", "s3"])
+async def subject(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Subject]:
+    if request.param == "folder":
+        yield Subject(OutputDir(tmp_path / "out"))
+        return
+    bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+    store = object_store(bucket, temp_dir=tmp_path)
+    try:
+        yield Subject(store)
+    finally:
+        store.close()
+
+
+async def save(
+    store: VideoStore, data: bytes, name: str | None, chunk: int = 64 * 1024
+) -> StoredFile:
+    async with store.reserve(name, default_stem="task") as writer:
+        for i in range(0, len(data), chunk):
+            writer.put(data[i : i + chunk])
+            await writer.drain()
+        return await writer.commit()
+
+
+def blob(size: int, seed: int = 1) -> bytes:
+    return hashlib.shake_256(seed.to_bytes(4, "big")).digest(size)
+
+
+def opened(
+    store: VideoStore, stored: StoredFile
+) -> AbstractContextManager[HeldFile | Changed | None]:
+    found = store.open_checked(
+        stored.location, size=stored.size_bytes, sha256=stored.sha256, recorded=stored.identity
+    )
+
+    @contextmanager
+    def holding() -> Iterator[HeldFile | Changed | None]:
+        try:
+            yield found
+        finally:
+            if isinstance(found, HeldFile):
+                found.close()
+
+    return holding()
+
+
+async def test_a_video_is_written_hashed_and_published(subject: Subject) -> None:
+    data = blob(12 * 1024 * 1024 + 123)  # over two parts, and a short last one
+    stored = await save(subject.store, data, "My clip")
+    assert stored.size_bytes == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert subject.final_names() == {"My clip.mp4"}
+    if isinstance(subject.store, ObjectVideoStore):
+        assert stored.path is None
+        assert stored.uri == f"s3://{subject.store.bucket}/team/videos/My clip.mp4"
+        assert subject.listing() == {"team/videos/My clip.mp4"}  # the upload is gone
+    else:
+        assert stored.path is not None
+        assert stored.uri == stored.path.as_uri()
+    with opened(subject.store, stored) as found:
+        assert isinstance(found, HeldFile)
+        with found.reader() as reader:
+            assert hashlib.sha256(reader.read()).hexdigest() == stored.sha256
+
+
+async def test_a_taken_name_moves_on_and_nothing_is_clobbered(subject: Subject) -> None:
+    first = await save(subject.store, b"first", "clip")
+    second = await save(subject.store, b"second", "clip.mp4")
+    results = []
+
+    async def one(i: int) -> None:
+        results.append(await save(subject.store, f"racer {i}".encode(), "clip"))
+
+    async with anyio.create_task_group() as group:
+        for i in range(4):
+            group.start_soon(one, i)
+    assert subject.final_names() == {f"clip{s}.mp4" for s in ["", "-1", "-2", "-3", "-4", "-5"]}
+    assert {r.location for r in results} | {first.location, second.location} == {
+        s.location for s in [first, second, *results]
+    }
+    assert len({str(r.location) for r in [first, second, *results]}) == 6
+    for stored, data in [(first, b"first"), (second, b"second")]:
+        with opened(subject.store, stored) as found:
+            assert isinstance(found, HeldFile)
+            assert found.reader().read() == data
+
+
+async def test_a_failed_write_leaves_nothing(subject: Subject) -> None:
+    async def cut() -> None:
+        async with subject.store.reserve("broken", default_stem="t") as writer:
+            await writer.write(blob(6 * 1024 * 1024))  # a part is on its way
+            assert subject.store.bytes_so_far("broken", default_stem="t") == 6 * 1024 * 1024
+            raise RuntimeError("cut")
+
+    with pytest.raises(RuntimeError, match="cut"):
+        await cut()
+    assert subject.store.bytes_so_far("broken", default_stem="t") is None
+    assert subject.listing() == set()
+    # Left without a commit: discarded too.
+    async with subject.store.reserve("uncommitted", default_stem="t") as writer:
+        await writer.write(b"x")
+    assert subject.listing() == set()
+
+
+async def test_open_checked_says_gone_or_changed(subject: Subject) -> None:
+    stored = await save(subject.store, b"original bytes", "v")
+    subject.tamper(stored, b"other bytes!!!")  # same size
+    with opened(subject.store, stored) as found:
+        assert isinstance(found, Changed)
+        assert "sha256 differs" in found.sentence()
+    subject.tamper(stored, b"short")
+    with opened(subject.store, stored) as found:
+        assert isinstance(found, Changed)
+        assert "bytes, not" in found.why
+    subject.remove(stored)
+    with opened(subject.store, stored) as found:
+        assert found is None
+
+
+async def test_a_real_clip_is_probed_through_the_checked_copy(
+    subject: Subject, tmp_path: Path
+) -> None:
+    from gravitex_mcp.service.looks import look_at
+
+    clip = make_clip(tmp_path / "src.mp4", 2)
+    stored = await save(subject.store, clip.read_bytes(), "clip", chunk=4096)
+    with opened(subject.store, stored) as found:
+        assert isinstance(found, HeldFile)
+        from gravitex_mcp.video.probe import probe_video
+
+        probe = probe_video(found)
+        assert probe.duration_seconds == pytest.approx(2.0, abs=0.2)
+        if isinstance(subject.store, OutputDir):
+            seen = look_at(found, {})
+            assert seen.preview is not None
+
+
+async def test_scratch_is_a_local_file_removed_on_exit(subject: Subject) -> None:
+    with subject.store.scratch("join") as tmp:
+        tmp.write_bytes(b"work")
+        assert tmp.is_file()
+    assert not tmp.exists()
+    assert subject.final_names() == set()
+
+
+async def test_recover_leaves_finished_videos(subject: Subject) -> None:
+    stored = await save(subject.store, b"kept", "kept")
+    await anyio.to_thread.run_sync(subject.store.recover)
+    with opened(subject.store, stored) as found:
+        assert isinstance(found, HeldFile)
+
+
+# --- S3 only: the prefix, links, a failing store ----------------------------------------
+
+
+async def test_other_locations_are_refused(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    store = object_store(s3_bucket, temp_dir=tmp_path)
+    try:
+        stored = await save(store, b"v", "v")
+        assert store.key_of(stored.uri) == "team/videos/v.mp4"
+        for other in [
+            f"s3://{store.bucket}/v.mp4",  # outside the prefix
+            f"s3://{store.bucket}/team/videos/sub/v.mp4",
+            f"s3://{store.bucket}/team/videos/.uploads/v.part",
+            "s3://other-bucket/team/videos/v.mp4",
+            "/etc/passwd",
+        ]:
+            assert store.key_of(other) is None, other
+            assert store.media_url(other) is None
+            found = store.open_checked(other, size=1, sha256="0", recorded=None)
+            assert isinstance(found, Changed)
+    finally:
+        store.close()
+
+
+async def test_a_media_url_is_a_presigned_get_with_ranges(
+    s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    import httpx2
+
+    data = blob(300_000)
+    store = object_store(s3_bucket, temp_dir=tmp_path)
+    try:
+        stored = await save(store, data, "watch me")
+        url = store.media_url(stored.uri)
+        assert url is not None
+        assert "X-Amz-Signature=" in url
+        assert "X-Amz-Expires=3600" in url
+        async with httpx2.AsyncClient() as http:
+            whole = await http.get(url)
+            assert whole.status_code == 200
+            assert whole.content == data
+            part = await http.get(url, headers={"Range": "bytes=100-199"})
+            assert part.status_code == 206
+            assert part.content == data[100:200]
+            assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+            forged = await http.get(url.replace("watch%20me", "other"))
+            assert forged.status_code in (403, 404)
+    finally:
+        store.close()
+
+
+async def test_a_failing_store_loses_nothing_and_a_later_save_finishes(
+    s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    store = object_store(s3_bucket, temp_dir=tmp_path)
+    store_settings = store.config
+    data = blob(7 * 1024 * 1024)
+    try:
+        # The storage goes away mid-upload: a clear error, nothing under a final key.
+        async def cut_off() -> None:
+            async with store.reserve("late", default_stem="t") as writer:
+                writer.put(data[: PART + 1])
+                s3_bucket.server.stop()
+                await writer.drain()
+                await writer.commit()
+
+        with pytest.raises(StorageError, match="storage unreachable; the task stays downloadable"):
+            await cut_off()
+        s3_bucket.server.start()
+        import obstore
+
+        assert store.store is not None
+        keys = {m["path"] for b in obstore.list(store.store) for m in b}
+        assert not {k for k in keys if not k.startswith("team/videos/.uploads/")}
+        # A later call finishes the save.
+        stored = await save(store, data, "late")
+        assert stored.uri.endswith("/team/videos/late.mp4")
+        assert store_settings.max_retries >= 0
+    finally:
+        s3_bucket.server.start()
+        store.close()
