@@ -205,22 +205,35 @@ async def test_open_checked_says_gone_or_changed(subject: Subject) -> None:
         assert found is None
 
 
-async def test_a_real_clip_is_probed_through_the_checked_copy(
+async def test_a_real_clip_is_looked_at_through_the_checked_copy(
     subject: Subject, tmp_path: Path
 ) -> None:
-    from gravitex_mcp.service.looks import look_at
+    from gravitex_mcp.service.looks import extract, look_at
+    from gravitex_mcp.video.probe import probe_video
 
     clip = make_clip(tmp_path / "src.mp4", 2)
     stored = await save(subject.store, clip.read_bytes(), "clip", chunk=4096)
     with opened(subject.store, stored) as found:
         assert isinstance(found, HeldFile)
-        from gravitex_mcp.video.probe import probe_video
-
+        assert found.location == stored.location
         probe = probe_video(found)
         assert probe.duration_seconds == pytest.approx(2.0, abs=0.2)
-        if isinstance(subject.store, OutputDir):
-            seen = look_at(found, {})
-            assert seen.preview is not None
+        seen = look_at(found, {}, stills=subject.store)
+        assert seen.preview is not None, seen.notes
+        # The sheet sits beside the video, and a second look reuses it.
+        assert look_at(found, {}, stills=subject.store).preview == seen.preview
+        [frame] = extract(found, [0.5], stills=subject.store)
+        [again] = extract(found, [0.5], stills=subject.store)
+        assert again.frame == frame.frame
+    assert subject.final_names() == {
+        "clip.mp4",
+        "clip.contact.jpg",
+        "clip.frame-0.500s.png",
+    }
+    if isinstance(subject.store, ObjectVideoStore):
+        sheet = f"s3://{subject.store.bucket}/team/videos/clip.contact.jpg"
+        assert (seen.preview.path, seen.preview.uri) == (sheet, sheet)
+        assert frame.frame.uri.endswith("/team/videos/clip.frame-0.500s.png")
 
 
 async def test_scratch_is_a_local_file_removed_on_exit(subject: Subject) -> None:

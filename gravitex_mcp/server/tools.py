@@ -307,6 +307,10 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         path = getattr(result, "path", None)
         if links is None or path is None:
             return result
+        # An object store serves its own objects: a presigned GET (signed locally).
+        direct = service_of(ctx).output.media_url(path)
+        if direct is not None:
+            return _with_media_url(result, direct)
         host = request_host(ctx.headers)
         await links.ready()
         # Minting stats the file: keep file-system calls off the event loop.

@@ -158,7 +158,7 @@ def _look_at_stored(out: VideoStore, stored: StoredFile) -> Seen:
         why = found.sentence() if found else f"{stored.location} is gone."
         return Seen(None, None, [f"No contact sheet: {why}"])
     with found:
-        return look_at(found, {})
+        return look_at(found, {}, stills=out)
 
 
 # --- join_videos: tasks, downloaded first where needed ------------------------------------

@@ -185,7 +185,7 @@ class Saves:
                 why = found.sentence() if found else f"{saved.path} is gone."
                 return Seen(None, None, [f"Could not look at the saved video: {why}"])
             with found:
-                return look_at(found, asked, picked_size=picked)
+                return look_at(found, asked, picked_size=picked, stills=self._output)
 
         with anyio.CancelScope(shield=True):
             seen = await self.video_work.run(look)

@@ -32,7 +32,7 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -160,9 +160,10 @@ class ObjectVideoStore:
         sha256 on the way (blocking). ``None`` when it is gone; :class:`Changed` when
         it is not the one saved, or not this store's."""
         key = self.key_of(path)
-        shown = Path(str(path))
         if key is None:
+            shown = Path(str(path))
             return Changed(shown, f"is not under this server's storage {self.config.url}.")
+        shown = Path(key.rsplit("/", 1)[-1])  # its name, for messages and stills' names
         store = self._s3()
         try:
             meta = obstore.head(store, key)
@@ -180,7 +181,7 @@ class ObjectVideoStore:
             return Changed(
                 shown, "changed since it was saved (same size, other bytes: its sha256 differs)."
             )
-        return HeldFile(shown, fd, identity)
+        return HeldFile(shown, fd, identity, location=self.uri(key))
 
     def _fetch(self, key: str, *, if_match: str | None) -> tuple[int, str, int]:
         """``key`` copied into an unlinked local temp file in :data:`READ_CHUNK`
@@ -270,19 +271,72 @@ class ObjectVideoStore:
         except BaseError as exc:
             raise storage_error(exc, f"read {self.uri(key)}") from exc
 
-    def put_new(self, name: str, data: bytes) -> str:
-        """Put ``data`` under the first free ``name`` / ``stem-N.ext`` key (create-only,
-        never replacing); its key. Blocking."""
+    def save_still(self, video: Path | str, name: str, data: bytes, *, reuse: bool = False) -> str:
+        """Put ``data`` under the first free ``name`` / ``stem-N.ext`` key beside the
+        video (create-only, never replacing; a still is small, so one request); with
+        ``reuse``, a copy already holding exactly ``data`` is returned instead (two
+        callers at once: the loser of the create finds the winner's bytes). Its URI.
+        Blocking."""
+        if self.key_of(video) is None:
+            raise StorageError(f"{video} is not under this server's storage {self.config.url}.")
         for candidate in candidate_names(name):
             key = self.key(candidate)
+            if reuse:
+                held = self.read_small(key, limit=len(data))
+                if held == data:
+                    return self.uri(key)
+                if held is not None or self._exists(key):
+                    continue  # another file: not ours to reuse
             try:
                 obstore.put(self._s3(), key, data, mode="create")
             except AlreadyExistsError:
+                if reuse and self.read_small(key, limit=len(data)) == data:
+                    return self.uri(key)  # made by a caller at once
                 continue
             except BaseError as exc:
                 raise storage_error(exc, f"save {name}") from exc
-            return key
+            return self.uri(key)
         raise StorageError(f"Could not find a free name for {name}; pass another filename.")
+
+    def _exists(self, key: str) -> bool:
+        try:
+            obstore.head(self._s3(), key)
+        except FileNotFoundError:
+            return False
+        except BaseError as exc:
+            raise storage_error(exc, f"read {self.uri(key)}") from exc
+        return True
+
+    def find_still(
+        self,
+        video: Path | str,
+        name: str,
+        *,
+        made_ns: int,
+        limit: int,
+        usable: Callable[[bytes], bool],
+    ) -> tuple[Path | str, bytes] | None:
+        """The newest still saved as ``name`` (or ``stem-N``) beside ``video`` since
+        ``made_ns``: the names are looked at in order up to the first free one."""
+        if self.key_of(video) is None:
+            return None
+        found: list[tuple[int, str]] = []
+        for candidate in candidate_names(name):
+            key = self.key(candidate)
+            try:
+                meta = obstore.head(self._s3(), key)
+            except FileNotFoundError:
+                break
+            except BaseError as exc:
+                raise storage_error(exc, f"read {self.uri(key)}") from exc
+            made = int(meta["last_modified"].timestamp() * 1e9)
+            if made >= made_ns and meta["size"] <= limit:
+                found.append((made, key))
+        for _, key in sorted(found, reverse=True):
+            data = self.read_small(key, limit=limit)
+            if data is not None and usable(data):
+                return self.uri(key), data
+        return None
 
     def close(self) -> None:
         """Drop the client (its connections) at shutdown."""

@@ -223,7 +223,34 @@ class VideoWriter(Protocol):
     ) -> None: ...
 
 
-class VideoStore(Protocol):
+class Stills(Protocol):
+    """Where the stills made from a saved video go (contact sheets, frames): beside it,
+    never clobbering. Blocking: from a worker thread."""
+
+    def save_still(
+        self, video: Path | str, name: str, data: bytes, *, reuse: bool = False
+    ) -> Path | str:
+        """Save ``data`` as ``name`` (or ``stem-N.ext``) beside the video at ``video``
+        (a :attr:`StoredFile.location`); with ``reuse``, a copy already holding exactly
+        ``data`` is returned instead. Its location."""
+        ...
+
+    def find_still(
+        self,
+        video: Path | str,
+        name: str,
+        *,
+        made_ns: int,
+        limit: int,
+        usable: Callable[[bytes], bool],
+    ) -> tuple[Path | str, bytes] | None:
+        """The newest still saved as ``name`` (or a ``stem-N`` copy) beside ``video`` at
+        or after ``made_ns``, at most ``limit`` bytes and ``usable``; its location and
+        bytes."""
+        ...
+
+
+class VideoStore(Stills, Protocol):
     """Where videos (and the stills made from them) are kept."""
 
     def reserve(self, filename: str | None, *, default_stem: str) -> VideoWriter:
@@ -250,6 +277,12 @@ class VideoStore(Protocol):
 
     def recover(self) -> builtins.list[Path]:
         """At start-up (blocking): remove what writers that died left behind."""
+        ...
+
+    def media_url(self, location: Path | str) -> str | None:
+        """A link the storage itself serves for a saved file (an object store's
+        presigned GET, Range requests included); ``None`` when the server serves its
+        own files (the output folder: ``MediaLinks``) or ``location`` is not its own."""
         ...
 
 

@@ -36,6 +36,7 @@ import anyio.to_thread
 from ..errors import StorageError
 from .ondisk import Changed, FileIdentity, HeldFile, identity_of_fd, open_saved
 from .seam import StoredFile
+from .stills import find_still, save_new, save_or_reuse
 from .tempfiles import OpenFn, create_temp, place_without_link, publish_first_free, sweep_temp_files
 
 logger = logging.getLogger(__name__)
@@ -265,6 +266,29 @@ class OutputDir:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             os.close(held)
+
+    def save_still(self, video: Path | str, name: str, data: bytes, *, reuse: bool = False) -> Path:
+        """:func:`~gravitex_mcp.store.stills.save_new` (or ``save_or_reuse``) beside
+        ``video`` (blocking)."""
+        directory = _local_path(str(video)).parent
+        return save_or_reuse(directory, name, data) if reuse else save_new(directory, name, data)
+
+    def find_still(
+        self,
+        video: Path | str,
+        name: str,
+        *,
+        made_ns: int,
+        limit: int,
+        usable: Callable[[bytes], bool],
+    ) -> tuple[Path | str, bytes] | None:
+        """:func:`~gravitex_mcp.store.stills.find_still` beside ``video`` (blocking)."""
+        directory = _local_path(str(video)).parent
+        return find_still(directory, name, made_ns=made_ns, limit=limit, usable=usable)
+
+    def media_url(self, location: Path | str) -> str | None:
+        """None: the server serves the folder's files itself (``MediaLinks``)."""
+        return None
 
     def recover(self) -> list[Path]:
         """At start-up (blocking): create and hold the folder, and remove the temp files
