@@ -1,0 +1,88 @@
+"""The server with GRAVITEX_STORAGE_URL: videos, sheets, frames and joins are objects in a
+real S3-compatible store (SeaweedFS), under the configured prefix; links are presigned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import obstore
+import pytest
+from mcp import Client
+
+from gravitex_mcp.settings import load_settings
+from gravitex_mcp.store.objects import ObjectVideoStore
+
+from .conftest import S3Bucket
+from .server_harness import connected, make_harness, structured
+
+
+def _keys(bucket: S3Bucket) -> set[str]:
+    settings = load_settings(bucket.storage_env())
+    assert settings.storage is not None
+    store = ObjectVideoStore(settings.storage)
+    try:
+        assert store.store is not None
+        return {m["path"] for batch in obstore.list(store.store) for m in batch}
+    finally:
+        store.close()
+
+
+async def _made(client: Client, seconds: int) -> dict[str, Any]:
+    return structured(
+        await client.call_tool(
+            "generate_video",
+            {
+                "model": "veo-3.1-generate-preview",
+                "prompt": f"a {seconds} s shot",
+                "duration": seconds,
+                "aspect_ratio": "16:9",
+                "wait_seconds": 60,
+                "download": True,
+            },
+        )
+    )
+
+
+async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
+    s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    storage = load_settings(s3_bucket.storage_env("team/a")).storage
+    h = make_harness(tmp_path, storage=storage)
+    base = f"s3://{s3_bucket.bucket}/team/a/"
+    async with connected(h) as client:
+        first = await _made(client, 4)
+        second = await _made(client, 8)
+        assert first["uri"].startswith(base)
+        assert first["path"] == first["uri"]  # no local path: the URI stands in for it
+        preview = first["preview"]
+        assert preview["uri"].startswith(base)
+        assert preview["uri"].endswith(".contact.jpg")
+        url = first["media_url"]
+        assert "X-Amz-Signature=" in url
+        # Reused: checked through the object store, not downloaded again.
+        again = structured(await client.call_tool("download_video", {"task_id": first["task_id"]}))
+        assert again["reused"] is True
+        assert again["uri"] == first["uri"]
+        frames = structured(
+            await client.call_tool("extract_frames", {"task_id": first["task_id"], "at": ["first"]})
+        )
+        assert frames["frames"][0]["uri"].startswith(base)
+        joined = structured(
+            await client.call_tool(
+                "join_videos", {"task_ids": [first["task_id"], second["task_id"]]}
+            )
+        )
+        assert joined["uri"].startswith(base)
+        assert joined["probe"]["duration_seconds"] == pytest.approx(12.0, abs=0.1)
+    async with httpx2.AsyncClient() as http:
+        ranged = await http.get(url, headers={"Range": "bytes=0-7"})
+    assert ranged.status_code == 206
+    assert ranged.content[4:8] == b"ftyp"
+    keys = _keys(s3_bucket)
+    assert keys
+    assert all(k.startswith("team/a/") for k in keys), keys
+    assert not any("/.uploads/" in k for k in keys), keys
+    # Nothing went to the local output folder.
+    assert not h.settings.output_dir.exists() or not any(h.settings.output_dir.iterdir())
