@@ -3,6 +3,8 @@ real S3-compatible store (SeaweedFS), under the configured prefix; links are pre
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from gravitex_mcp.settings import load_settings
 from gravitex_mcp.store.objects import ObjectVideoStore
 
 from .conftest import S3Bucket
-from .server_harness import connected, make_harness, structured
+from .server_harness import connected, make_harness, structured, text_of
 
 
 def _keys(bucket: S3Bucket) -> set[str]:
@@ -86,3 +88,34 @@ async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
     assert not any("/.uploads/" in k for k in keys), keys
     # Nothing went to the local output folder.
     assert not h.settings.output_dir.exists() or not any(h.settings.output_dir.iterdir())
+
+
+async def test_storage_down_during_a_save_loses_nothing_and_a_later_call_finishes_it(
+    s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    storage = load_settings(s3_bucket.storage_env("team")).storage
+    assert storage is not None
+    quick = replace(storage, max_retries=1, retry_timeout=timedelta(seconds=3))
+    h = make_harness(tmp_path, storage=quick)
+    async with connected(h) as client:
+        submitted = structured(
+            await client.call_tool(
+                "generate_video",
+                {"model": "veo-3.1-generate-preview", "prompt": "a shot", "duration": 4},
+            )
+        )
+        task_id = submitted["task_id"]
+        h.sim.advance(120)
+        s3_bucket.server.stop()
+        try:
+            failed = await client.call_tool("download_video", {"task_id": task_id})
+        finally:
+            s3_bucket.server.start()
+        assert failed.is_error
+        assert "storage unreachable; the task stays downloadable; call download_video again" in (
+            text_of(failed)
+        )
+        assert not {k for k in _keys(s3_bucket) if not k.startswith("team/.uploads/")}
+        saved = structured(await client.call_tool("download_video", {"task_id": task_id}))
+    assert saved["uri"].startswith(f"s3://{s3_bucket.bucket}/team/")
+    assert saved["reused"] is False

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -330,4 +331,50 @@ async def test_a_failing_store_loses_nothing_and_a_later_save_finishes(
         assert store_settings.max_retries >= 0
     finally:
         s3_bucket.server.start()
+        store.close()
+
+
+async def test_a_stalled_store_fails_the_save_in_bounded_time_and_keeps_nothing(
+    s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    settings = load_settings(s3_bucket.storage_env("team/videos")).storage
+    assert settings is not None
+    quick = replace(
+        settings,
+        timeout=timedelta(seconds=2),
+        retry_timeout=timedelta(seconds=3),
+        max_retries=1,
+    )
+    store = ObjectVideoStore(quick, part_bytes=PART, temp_dir=tmp_path)
+    data = blob(PART + 1000)
+    try:
+        s3_bucket.server.pause()
+        try:
+            with anyio.fail_after(60), pytest.raises(StorageError, match="storage unreachable"):
+                await save(store, data, "stalled")
+        finally:
+            s3_bucket.server.resume()
+        assert Subject(store).final_names() == set()  # nothing under a final key
+        stored = await save(store, data, "stalled")
+        assert stored.uri.endswith("/team/videos/stalled.mp4")
+    finally:
+        store.close()
+
+
+async def test_the_writer_holds_at_most_a_part_whatever_the_video_size(
+    s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    store = object_store(s3_bucket, temp_dir=tmp_path)
+    most = 0
+    chunk = 256 * 1024
+    try:
+        async with store.reserve("big", default_stem="t") as writer:
+            for i in range(96):  # 24 MiB in 256 KiB pieces
+                writer.put(blob(chunk, seed=i))
+                most = max(most, len(writer._pending))
+                await writer.drain()
+            stored = await writer.commit()
+        assert stored.size_bytes == 96 * chunk
+        assert most <= PART + chunk
+    finally:
         store.close()

@@ -420,7 +420,7 @@ class ObjectWriter:
         self._started = True
         try:
             await file.write(data)
-        except BaseError as exc:
+        except (BaseError, OSError) as exc:  # obstore's writer reports some as OSError
             raise storage_error(exc, f"upload {self.name}") from exc
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -438,7 +438,7 @@ class ObjectWriter:
         self._started = True
         try:
             await file.close()
-        except BaseError as exc:
+        except (BaseError, OSError) as exc:  # a body under a part: one put, its error an OSError
             raise storage_error(exc, f"upload {self.name}") from exc
         self._file = None
         try:
