@@ -70,7 +70,20 @@ async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
         frames = structured(
             await client.call_tool("extract_frames", {"task_id": first["task_id"], "at": ["first"]})
         )
-        assert frames["frames"][0]["uri"].startswith(base)
+        frame = frames["frames"][0]["uri"]
+        assert frame.startswith(base)
+        # A saved frame's URI starts a video, as a saved frame's path does.
+        dry = {"model": "veo-3.1-fast-generate-preview", "prompt": "on", "dry_run": True}
+        started = structured(await client.call_tool("generate_video", {**dry, "image": frame}))
+        assert started["payload"]["image"].startswith("data:image/png;base64,")
+        for other in [
+            frame.replace("/team/a/", "/team/"),  # outside the prefix
+            frame.replace(s3_bucket.bucket, "another-bucket"),
+            f"{base}missing.png",
+        ]:
+            refused = await client.call_tool("generate_video", {**dry, "image": other})
+            assert refused.is_error, other
+            assert "image" in text_of(refused)
         joined = structured(
             await client.call_tool(
                 "join_videos", {"task_ids": [first["task_id"], second["task_id"]]}

@@ -70,6 +70,11 @@ class Saves:
         self._jobs: BackgroundJobs[SavedVideo] = BackgroundJobs()
         self._save_names: dict[str, str | None] = {}  # filename asked of each running save
 
+    @property
+    def output(self) -> VideoStore:
+        """The video store saves go to."""
+        return self._output
+
     def attach(self, group: TaskGroup | None) -> None:
         """Run saves in ``group`` (the server's lifespan); ``None`` when it ends."""
         self._jobs.attach(group)

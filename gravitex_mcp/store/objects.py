@@ -259,6 +259,25 @@ class ObjectVideoStore:
         ttl = timedelta(seconds=self.config.media_ttl_seconds)
         return obstore.sign(self._s3(), "GET", key, ttl)
 
+    def owns(self, location: str) -> bool:
+        """Whether ``location`` is an ``s3://`` URI directly under this store's prefix."""
+        return self.key_of(location) is not None
+
+    def size_of(self, location: str) -> int | None:
+        key = self.key_of(location)
+        if key is None:
+            return None
+        try:
+            return int(obstore.head(self._s3(), key)["size"])
+        except FileNotFoundError:
+            return None
+        except BaseError as exc:
+            raise storage_error(exc, f"read {location}") from exc
+
+    def read_saved(self, location: str, *, limit: int) -> bytes | None:
+        key = self.key_of(location)
+        return None if key is None else self.read_small(key, limit=limit)
+
     def read_small(self, key: str, *, limit: int) -> bytes | None:
         """The bytes of a small object (at most ``limit``); ``None`` when missing or larger."""
         try:

@@ -279,6 +279,21 @@ class VideoStore(Stills, Protocol):
         """At start-up (blocking): remove what writers that died left behind."""
         ...
 
+    def owns(self, location: str) -> bool:
+        """Whether ``location`` is a URI (not a local path) of this store's own, so an
+        input may name it (a saved frame in object storage); the output folder's files
+        are read by path instead."""
+        ...
+
+    def size_of(self, location: str) -> int | None:
+        """The size of what :meth:`owns` names (blocking); ``None`` when nothing is there."""
+        ...
+
+    def read_saved(self, location: str, *, limit: int) -> bytes | None:
+        """The bytes of a small saved file :meth:`owns` names (blocking); ``None`` when
+        it is gone or larger than ``limit``."""
+        ...
+
     def media_url(self, location: Path | str) -> str | None:
         """A link the storage itself serves for a saved file (an object store's
         presigned GET, Range requests included); ``None`` when the server serves its

@@ -286,6 +286,16 @@ class OutputDir:
         directory = _local_path(str(video)).parent
         return find_still(directory, name, made_ns=made_ns, limit=limit, usable=usable)
 
+    def owns(self, location: str) -> bool:
+        """False: the folder's files are inputs by path (``saved_dir``), not by URI."""
+        return False
+
+    def size_of(self, location: str) -> int | None:
+        return None
+
+    def read_saved(self, location: str, *, limit: int) -> bytes | None:
+        return None
+
     def media_url(self, location: Path | str) -> str | None:
         """None: the server serves the folder's files itself (``MediaLinks``)."""
         return None
