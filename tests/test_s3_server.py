@@ -98,7 +98,7 @@ async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
     keys = _keys(s3_bucket)
     assert keys
     assert all(k.startswith("team/a/") for k in keys), keys
-    assert not any("/.uploads/" in k for k in keys), keys
+    assert not any("/_uploads/" in k for k in keys), keys
     # Nothing went to the local output folder.
     assert not h.settings.output_dir.exists() or not any(h.settings.output_dir.iterdir())
 
@@ -128,7 +128,7 @@ async def test_storage_down_during_a_save_loses_nothing_and_a_later_call_finishe
         assert "storage unreachable; the task stays downloadable; call download_video again" in (
             text_of(failed)
         )
-        assert not {k for k in _keys(s3_bucket) if not k.startswith("team/.uploads/")}
+        assert not {k for k in _keys(s3_bucket) if not k.startswith("team/_uploads/")}
         saved = structured(await client.call_tool("download_video", {"task_id": task_id}))
     assert saved["uri"].startswith(f"s3://{s3_bucket.bucket}/team/")
     assert saved["reused"] is False

@@ -50,7 +50,11 @@ class Subject:
 
     def final_names(self) -> set[str]:
         """Names a reader sees (no temp files or uploads)."""
-        return {n.rsplit("/", 1)[-1] for n in self.listing() if "/." not in "/" + n}
+        return {
+            n.rsplit("/", 1)[-1]
+            for n in self.listing()
+            if "/_uploads/" not in n and not n.rsplit("/", 1)[-1].startswith(".")
+        }
 
     def tamper(self, stored: StoredFile, data: bytes) -> None:
         store = self.store
@@ -263,7 +267,7 @@ async def test_other_locations_are_refused(s3_bucket: S3Bucket, tmp_path: Path) 
         for other in [
             f"s3://{store.bucket}/v.mp4",  # outside the prefix
             f"s3://{store.bucket}/team/videos/sub/v.mp4",
-            f"s3://{store.bucket}/team/videos/.uploads/v.part",
+            f"s3://{store.bucket}/team/videos/_uploads/v.part",
             "s3://other-bucket/team/videos/v.mp4",
             "/etc/passwd",
         ]:
@@ -324,7 +328,7 @@ async def test_a_failing_store_loses_nothing_and_a_later_save_finishes(
 
         assert store.store is not None
         keys = {m["path"] for b in obstore.list(store.store) for m in b}
-        assert not {k for k in keys if not k.startswith("team/videos/.uploads/")}
+        assert not {k for k in keys if not k.startswith("team/videos/_uploads/")}
         # A later call finishes the save.
         stored = await save(store, data, "late")
         assert stored.uri.endswith("/team/videos/late.mp4")
@@ -376,5 +380,29 @@ async def test_the_writer_holds_at_most_a_part_whatever_the_video_size(
             stored = await writer.commit()
         assert stored.size_bytes == 96 * chunk
         assert most <= PART + chunk
+    finally:
+        store.close()
+
+
+async def test_recover_deletes_the_stale_uploads_of_dead_writers_only(
+    s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import obstore
+
+    from gravitex_mcp.store import objects
+
+    store = object_store(s3_bucket, temp_dir=tmp_path)
+    try:
+        assert store.store is not None
+        kept = await save(store, b"video", "kept")
+        obstore.put(store.store, "team/videos/_uploads/dead.0123.part", b"half a video")
+        obstore.put(store.store, "elsewhere/_uploads/other.part", b"not ours")
+        assert store.recover() == []  # young: a live writer's, perhaps
+        monkeypatch.setattr(objects, "STALE_UPLOAD", timedelta(seconds=-60))
+        removed = store.recover()
+        assert removed == [Path("team/videos/_uploads/dead.0123.part")]
+        keys = {m["path"] for batch in obstore.list(store.store) for m in batch}
+        assert keys == {"team/videos/kept.mp4", "elsewhere/_uploads/other.part"}
+        assert store.key_of(kept.uri) == "team/videos/kept.mp4"
     finally:
         store.close()

@@ -1,7 +1,7 @@
 """The video store in S3-compatible object storage (``GRAVITEX_STORAGE_URL=s3://bucket[/prefix]``).
 
 * A video streams into a **multipart upload under a temporary key**
-  (``<prefix>.uploads/<stem>.<random>.part``) while it is hashed: the writer keeps at
+  (``<prefix>_uploads/<stem>.<random>.part``) while it is hashed: the writer keeps at
   most one part (:data:`PART_BYTES`) of its own and obstore's writer one more, with
   at most :data:`UPLOAD_CONCURRENCY` parts in flight, so memory stays bounded
   whatever the video's size and however slow the storage is.
@@ -64,7 +64,8 @@ UPLOAD_CONCURRENCY: Final = 2
 #: The chunk a saved object is read back in.
 READ_CHUNK: Final = 1024 * 1024
 #: Where writers' temporary objects live, under the prefix.
-UPLOADS: Final = ".uploads/"
+#: (Not a dot folder: S3 listings through obstore leave out keys with a dot segment.)
+UPLOADS: Final = "_uploads/"
 #: A temporary object older than this belongs to a writer that died (a save takes
 #: minutes at most); :meth:`ObjectVideoStore.recover` deletes it.
 STALE_UPLOAD: Final = timedelta(hours=6)
@@ -232,7 +233,7 @@ class ObjectVideoStore:
 
     def recover(self) -> list[Path]:
         """At start-up (blocking): delete the temporary objects of writers that died
-        (older than :data:`STALE_UPLOAD`). Unfinished multipart uploads (a process
+        (older than :data:`STALE_UPLOAD`); their keys. Unfinished multipart uploads (a process
         killed mid-part) are invisible and cannot be listed through obstore: a bucket
         lifecycle rule aborting incomplete uploads after a day removes them."""
         removed: list[Path] = []
@@ -243,7 +244,7 @@ class ObjectVideoStore:
                     if meta["last_modified"] < cutoff:
                         with contextlib.suppress(FileNotFoundError):
                             obstore.delete(self._s3(), meta["path"])
-                        removed.append(Path(self.uri(meta["path"])))
+                        removed.append(Path(meta["path"]))  # the key
         except BaseError as exc:  # reported again by the first save
             logger.warning("could not look for leftover uploads in %s: %s", self.config.url, exc)
         return removed
