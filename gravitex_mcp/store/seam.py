@@ -6,7 +6,8 @@
   flock files as leases).
 * :class:`VideoStore`: where videos and the stills made from them are kept: reserve a
   name, write while hashing, publish without clobbering, open and verify a saved file.
-  Today :class:`~gravitex_mcp.store.storage.OutputDir` (the local output folder).
+  :class:`~gravitex_mcp.store.storage.OutputDir` (the local output folder), or
+  :class:`~gravitex_mcp.store.objects.ObjectVideoStore` (S3-compatible storage).
 
 Only ``store/`` and the composition root (``server/app.py``) name the implementations;
 ``service/`` sees no SQL, lock file, temp-file name or folder layout. Designed so the
