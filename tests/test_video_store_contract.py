@@ -36,7 +36,7 @@ class Subject:
     """A store under test, with how to peek at what it holds (outside the protocol)."""
 
     store: VideoStore
-    names: Iterator[str] | None = None
+    bucket: S3Bucket | None = None
 
     def listing(self) -> set[str]:
         store = self.store
@@ -55,6 +55,17 @@ class Subject:
             for n in self.listing()
             if "/_uploads/" not in n and not n.rsplit("/", 1)[-1].startswith(".")
         }
+
+    def open_uploads(self) -> int:
+        """Multipart uploads begun and neither completed nor aborted (S3's own listing:
+        obstore has none); 0 for the folder."""
+        if self.bucket is None:
+            return 0
+        answer = self.bucket.server.credentials.signed_request(
+            "GET", f"/{self.bucket.bucket}", query={"uploads": ""}
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.text.count("<Upload>")
 
     def tamper(self, stored: StoredFile, data: bytes) -> None:
         store = self.store
@@ -100,7 +111,7 @@ async def subject(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     bucket: S3Bucket = request.getfixturevalue("s3_bucket")
     store = object_store(bucket, temp_dir=tmp_path)
     try:
-        yield Subject(store)
+        yield Subject(store, bucket)
     finally:
         store.close()
 
@@ -189,6 +200,7 @@ async def test_a_failed_write_leaves_nothing(subject: Subject) -> None:
         await cut()
     assert subject.store.bytes_so_far("broken", default_stem="t") is None
     assert subject.listing() == set()
+    assert subject.open_uploads() == 0  # the multipart upload was aborted
     # Left without a commit: discarded too.
     async with subject.store.reserve("uncommitted", default_stem="t") as writer:
         await writer.write(b"x")
