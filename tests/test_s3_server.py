@@ -14,6 +14,7 @@ import pytest
 from mcp import Client
 
 from gravitex_mcp.settings import load_settings
+from gravitex_mcp.store.journal import Journal
 from gravitex_mcp.store.objects import ObjectVideoStore
 
 from .conftest import S3Bucket
@@ -91,6 +92,15 @@ async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
         )
         assert joined["uri"].startswith(base)
         assert joined["probe"]["duration_seconds"] == pytest.approx(12.0, abs=0.1)
+    # The journal names the object by its URI, and the identity the reuse checked it by.
+    journal = Journal.open(h.settings.state_dir)
+    try:
+        record = await journal.get(first["task_id"])
+    finally:
+        journal.close()
+    assert record is not None
+    assert record.saved_path == first["uri"]
+    assert (record.saved_identity or "").startswith("0:0:")
     async with httpx2.AsyncClient() as http:
         ranged = await http.get(url, headers={"Range": "bytes=0-7"})
     assert ranged.status_code == 206

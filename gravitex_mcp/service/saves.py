@@ -223,7 +223,7 @@ class Saves:
             if found.identity != recorded:
                 try:
                     await self._journal.record_identity(
-                        record.local_id, path=found.path, identity=found.identity.text()
+                        record.local_id, path=found.location, identity=found.identity.text()
                     )
                 except JournalError:
                     logger.exception("could not record the identity of %s", found.path)

@@ -183,7 +183,7 @@ class TaskStore(Protocol):
         object (:attr:`StoredFile.location`; call holding its SAVE lease)."""
         ...
 
-    async def record_identity(self, task_id: str, *, path: Path, identity: str) -> None:
+    async def record_identity(self, task_id: str, *, path: Path | str, identity: str) -> None:
         """The identity the saved file has now (its bytes checked to be the saved ones)."""
         ...
 
