@@ -418,3 +418,39 @@ async def test_recover_deletes_the_stale_uploads_of_dead_writers_only(
         assert store.key_of(kept.uri) == "team/videos/kept.mp4"
     finally:
         store.close()
+
+
+async def test_a_checked_object_is_fetched_again_only_when_read(
+    s3_bucket: S3Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = object_store(s3_bucket, temp_dir=tmp_path)
+    try:
+        stored = await save(store, b"the saved bytes", "v")
+        subject = Subject(store, s3_bucket)
+        with opened(store, stored) as first:
+            assert isinstance(first, HeldFile)
+            identity = first.identity
+        fetches: list[str] = []
+        real = store._fetch
+
+        def counting(key: str, *, if_match: str | None) -> tuple[int, str, int]:
+            fetches.append(key)
+            return real(key, if_match=if_match)
+
+        monkeypatch.setattr(store, "_fetch", counting)
+        again = store.open_checked(
+            stored.uri, size=stored.size_bytes, sha256=stored.sha256, recorded=identity
+        )
+        assert isinstance(again, HeldFile)
+        with again:
+            assert again.identity == identity
+            assert fetches == []  # known by its ETag: nothing fetched to say so
+            assert again.reader().read() == b"the saved bytes"
+            assert fetches == ["team/videos/v.mp4"]
+        subject.tamper(stored, b"other bytes, same size!"[: stored.size_bytes])
+        changed = store.open_checked(
+            stored.uri, size=stored.size_bytes, sha256=stored.sha256, recorded=identity
+        )
+        assert isinstance(changed, Changed)  # a new ETag: hashed again, and it differs
+    finally:
+        store.close()

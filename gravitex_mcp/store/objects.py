@@ -27,6 +27,7 @@ Every key is under the configured prefix. Storage errors become a
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -36,13 +37,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import obstore
-from obstore.exceptions import AlreadyExistsError, BaseError
+from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 from obstore.store import S3Store
 
 from ..errors import StorageError
@@ -159,7 +160,10 @@ class ObjectVideoStore:
         """The saved object at ``path`` (its ``s3://`` URI), fetched in chunks into a local
         temp file (unlinked at once: it lives while held) and checked by its size and
         sha256 on the way (blocking). ``None`` when it is gone; :class:`Changed` when
-        it is not the one saved, or not this store's."""
+        it is not the one saved, or not this store's.
+
+        Its identity is its size, time and ETag (a HEAD): when it is ``recorded`` (an
+        earlier check hashed these very bytes), nothing is fetched until it is read."""
         key = self.key_of(path)
         if key is None:
             shown = Path(str(path))
@@ -175,8 +179,13 @@ class ObjectVideoStore:
         if meta["size"] != size:
             return Changed(shown, f"changed since it was saved ({meta['size']} bytes, not {size}).")
         modified = meta["last_modified"]
-        identity = FileIdentity(0, 0, size, int(modified.timestamp() * 1e9), 0)
-        fd, digest, got = self._fetch(key, if_match=meta["e_tag"])
+        etag = meta["e_tag"]
+        # The ETag (it changes with the bytes) stands where a file's ctime would.
+        tag = int(hashlib.sha256((etag or "").encode()).hexdigest()[:15], 16) if etag else 0
+        identity = FileIdentity(0, 0, size, int(modified.timestamp() * 1e9), tag)
+        if etag and identity == recorded:
+            return _CheckedObject(self, key, etag, shown, identity, size=size, sha256=sha256)
+        fd, digest, got = self._fetch(key, if_match=etag)
         if got != size or digest != sha256:
             os.close(fd)
             return Changed(
@@ -201,9 +210,11 @@ class ObjectVideoStore:
                     view = view[os.write(fd, view) :]
                 got += len(chunk)
             os.lseek(fd, 0, os.SEEK_SET)
-        except FileNotFoundError:
+        except (FileNotFoundError, PreconditionError):
             os.close(fd)
-            raise StorageError(f"{self.uri(key)} disappeared while it was read.") from None
+            raise StorageError(
+                f"{self.uri(key)} was removed or replaced while it was read; call again."
+            ) from None
         except BaseError as exc:
             os.close(fd)
             raise storage_error(exc, f"read {self.uri(key)}") from exc
@@ -361,6 +372,45 @@ class ObjectVideoStore:
     def close(self) -> None:
         """Drop the client (its connections) at shutdown."""
         self.store = None
+
+
+class _CheckedObject(HeldFile):
+    """A saved object whose identity (size, time, ETag) is the one an earlier check
+    hashed: fetched into a local temp copy at its first read (only that ETag's bytes,
+    hashed again on the way), not to answer whether it is still there."""
+
+    def __init__(
+        self,
+        out: ObjectVideoStore,
+        key: str,
+        etag: str,
+        shown: Path,
+        identity: FileIdentity,
+        *,
+        size: int,
+        sha256: str,
+    ) -> None:
+        super().__init__(shown, -1, identity, location=out.uri(key))
+        self._fd = None  # none yet: see reader
+        self._source = (out, key, etag, size, sha256)
+        self._closed = False
+
+    def reader(self) -> BinaryIO:
+        if self._fd is None and not self._closed:
+            out, key, etag, size, sha256 = self._source
+            try:
+                fd, digest, got = out._fetch(key, if_match=etag)
+            except StorageError as exc:  # what reading a file raises: a note, not a crash
+                raise OSError(errno.EIO, str(exc)) from exc
+            if got != size or digest != sha256:
+                os.close(fd)
+                raise OSError(errno.EIO, f"{out.uri(key)} changed since it was checked")
+            self._fd = fd
+        return super().reader()
+
+    def close(self) -> None:
+        self._closed = True
+        super().close()
 
 
 class ObjectWriter:
