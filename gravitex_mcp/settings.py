@@ -25,6 +25,12 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_SESSION_IDLE = 1800.0
 #: Default life of a presigned media link to an object (GRAVITEX_MEDIA_TTL_SECONDS).
 DEFAULT_MEDIA_TTL = 3600
+#: How object storage copies create-only unless AWS_COPY_IF_NOT_EXISTS says otherwise:
+#: Amazon S3's own way (a multipart copy completed with ``If-None-Match: *``). SeaweedFS
+#: accepts that too but does not make it atomic (racing copies both "win", the last
+#: replacing the first; tests/test_video_store_contract.py), while it honours
+#: ``header:If-None-Match:*`` on a plain copy atomically: set that for SeaweedFS.
+DEFAULT_COPY_IF_NOT_EXISTS = "multipart"
 #: Shortest GRAVITEX_SERVER_SECRET (the SDK's request-state keys need 32 bytes).
 MIN_SERVER_SECRET = 32
 
@@ -105,6 +111,10 @@ class ObjectStorage:
     secret_access_key: str | None = field(default=None, repr=False)
     allow_http: bool = False
     media_ttl_seconds: int = DEFAULT_MEDIA_TTL
+    #: how a copy is made create-only (obstore's ``copy_if_not_exists``; the standard
+    #: AWS_COPY_IF_NOT_EXISTS): S3's own multipart copy completed with If-None-Match,
+    #: or a header the store honours on a plain copy (see DEFAULT_COPY_IF_NOT_EXISTS)
+    copy_if_not_exists: str = "multipart"
     #: obstore's retries of one request, and its time-outs (a failing store answers soon).
     max_retries: int = 3
     retry_timeout: timedelta = timedelta(seconds=30)
@@ -289,6 +299,19 @@ def _storage(env: Mapping[str, str]) -> ObjectStorage | None:
         secret_access_key=(env.get("AWS_SECRET_ACCESS_KEY") or "").strip() or None,
         allow_http=allow_http,
         media_ttl_seconds=ttl,
+        copy_if_not_exists=_copy_if_not_exists(env.get("AWS_COPY_IF_NOT_EXISTS")),
+    )
+
+
+def _copy_if_not_exists(value: str | None) -> str:
+    text = (value or "").strip() or DEFAULT_COPY_IF_NOT_EXISTS
+    if text == "multipart" or (
+        text.startswith(("header:", "header-with-status:")) and text.count(":") >= 2
+    ):
+        return text
+    raise ConfigurationError(
+        "AWS_COPY_IF_NOT_EXISTS must be multipart (Amazon S3), header:<name>:<value> "
+        f"(e.g. header:If-None-Match:* for SeaweedFS) or header-with-status:..., got {value!r}."
     )
 
 

@@ -122,3 +122,15 @@ def test_the_media_ttl_is_read() -> None:
     storage = load_settings(env).storage
     assert storage is not None
     assert storage.media_ttl_seconds == 900
+
+
+def test_create_only_copies_follow_aws_copy_if_not_exists() -> None:
+    base = {"GRAVITEX_STORAGE_URL": "s3://v"}
+    default = load_settings(base).storage
+    assert default is not None
+    assert default.copy_if_not_exists == "multipart"  # Amazon S3's own way
+    seaweed = load_settings({**base, "AWS_COPY_IF_NOT_EXISTS": "header:If-None-Match:*"}).storage
+    assert seaweed is not None
+    assert seaweed.copy_if_not_exists == "header:If-None-Match:*"
+    with pytest.raises(ConfigurationError, match="AWS_COPY_IF_NOT_EXISTS"):
+        load_settings({**base, "AWS_COPY_IF_NOT_EXISTS": "yes please"})

@@ -96,9 +96,19 @@ class Subject:
         obstore.delete(store.store, key)
 
 
+#: SeaweedFS makes a plain copy with If-None-Match create-only atomically; its multipart
+#: copy completed with If-None-Match is not (racing copies both succeed), so the
+#: default (Amazon S3's way) would let racers replace each other here.
+SEAWEED_COPY = "header:If-None-Match:*"
+
+
+def seaweed_env(bucket: S3Bucket, prefix: str = "") -> dict[str, str]:
+    """The environment of a server storing in ``bucket`` on the tests' SeaweedFS."""
+    return {**bucket.storage_env(prefix), "AWS_COPY_IF_NOT_EXISTS": SEAWEED_COPY}
+
+
 def object_store(bucket: S3Bucket, prefix: str = "team/videos", **kw: object) -> ObjectVideoStore:
-    env = {**bucket.storage_env(prefix)}
-    settings = load_settings(env)
+    settings = load_settings(seaweed_env(bucket, prefix))
     assert settings.storage is not None
     return ObjectVideoStore(settings.storage, part_bytes=PART, **kw)  # type: ignore[arg-type]
 
@@ -176,13 +186,16 @@ async def test_a_taken_name_moves_on_and_nothing_is_clobbered(subject: Subject) 
         results.append(await save(subject.store, f"racer {i}".encode(), "clip"))
 
     async with anyio.create_task_group() as group:
-        for i in range(4):
+        for i in range(8):  # racing for the same free names: each gets its own
             group.start_soon(one, i)
-    assert subject.final_names() == {f"clip{s}.mp4" for s in ["", "-1", "-2", "-3", "-4", "-5"]}
+    assert subject.final_names() == {"clip.mp4"} | {f"clip-{n}.mp4" for n in range(1, 10)}
     assert {r.location for r in results} | {first.location, second.location} == {
         s.location for s in [first, second, *results]
     }
-    assert len({str(r.location) for r in [first, second, *results]}) == 6
+    assert len({str(r.location) for r in [first, second, *results]}) == 10
+    for stored in results:  # each racer's bytes are under its own name, none replaced
+        with opened(subject.store, stored) as found:
+            assert isinstance(found, HeldFile)
     for stored, data in [(first, b"first"), (second, b"second")]:
         with opened(subject.store, stored) as found:
             assert isinstance(found, HeldFile)
@@ -353,7 +366,7 @@ async def test_a_failing_store_loses_nothing_and_a_later_save_finishes(
 async def test_a_stalled_store_fails_the_save_in_bounded_time_and_keeps_nothing(
     s3_bucket: S3Bucket, tmp_path: Path
 ) -> None:
-    settings = load_settings(s3_bucket.storage_env("team/videos")).storage
+    settings = load_settings(seaweed_env(s3_bucket, "team/videos")).storage
     assert settings is not None
     quick = replace(
         settings,
@@ -452,5 +465,41 @@ async def test_a_checked_object_is_fetched_again_only_when_read(
             stored.uri, size=stored.size_bytes, sha256=stored.sha256, recorded=identity
         )
         assert isinstance(changed, Changed)  # a new ETag: hashed again, and it differs
+    finally:
+        store.close()
+
+
+async def test_racing_create_only_copies_have_one_winner(
+    s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    """What no-clobber rests on: of copies racing to one key, exactly one lands (with
+    the default multipart mode, SeaweedFS lets several land in most rounds)."""
+    import obstore
+    from obstore.exceptions import AlreadyExistsError
+
+    store = object_store(s3_bucket, temp_dir=tmp_path)
+    s3 = store.store
+    assert s3 is not None
+    try:
+        for round_ in range(6):
+            for i in range(6):
+                await obstore.put_async(s3, f"src/{round_}-{i}", str(i).encode())
+            wins: list[int] = []
+
+            async def copy(i: int, round_: int = round_, wins: list[int] = wins) -> None:
+                try:
+                    await obstore.copy_async(
+                        s3, f"src/{round_}-{i}", f"dst/{round_}", overwrite=False
+                    )
+                except AlreadyExistsError:
+                    return
+                wins.append(i)
+
+            async with anyio.create_task_group() as group:
+                for i in range(6):
+                    group.start_soon(copy, i)
+            assert len(wins) == 1, f"round {round_}: copies {wins} all landed"
+            landed = bytes(await (await obstore.get_async(s3, f"dst/{round_}")).bytes_async())
+            assert landed == str(wins[0]).encode()
     finally:
         store.close()

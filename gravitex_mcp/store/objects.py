@@ -54,7 +54,7 @@ from .storage import VIDEO_SUFFIX, safe_filename
 from .tempfiles import candidate_names
 
 if TYPE_CHECKING:
-    from obstore import AsyncWritableFile
+    from obstore import AsyncWritableFile, ObjectMeta
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class ObjectVideoStore:
             region=config.region,
             access_key_id=config.access_key_id,
             secret_access_key=config.secret_access_key,
-            copy_if_not_exists="multipart",
+            copy_if_not_exists=config.copy_if_not_exists,
             virtual_hosted_style_request=False,
             client_options=options,  # type: ignore[arg-type]
             retry_config={
@@ -178,11 +178,8 @@ class ObjectVideoStore:
             raise storage_error(exc, f"read {key}") from exc
         if meta["size"] != size:
             return Changed(shown, f"changed since it was saved ({meta['size']} bytes, not {size}).")
-        modified = meta["last_modified"]
         etag = meta["e_tag"]
-        # The ETag (it changes with the bytes) stands where a file's ctime would.
-        tag = int(hashlib.sha256((etag or "").encode()).hexdigest()[:15], 16) if etag else 0
-        identity = FileIdentity(0, 0, size, int(modified.timestamp() * 1e9), tag)
+        identity = identity_of(meta)
         if etag and identity == recorded:
             return _CheckedObject(self, key, etag, shown, identity, size=size, sha256=sha256)
         fd, digest, got = self._fetch(key, if_match=etag)
@@ -374,6 +371,14 @@ class ObjectVideoStore:
         self.store = None
 
 
+def identity_of(meta: ObjectMeta) -> FileIdentity:
+    """An object's identity: its size, time and ETag (which changes with its bytes),
+    the ETag standing where a file's ctime would."""
+    etag = meta["e_tag"]
+    tag = int(hashlib.sha256(etag.encode()).hexdigest()[:15], 16) if etag else 0
+    return FileIdentity(0, 0, meta["size"], int(meta["last_modified"].timestamp() * 1e9), tag)
+
+
 class _CheckedObject(HeldFile):
     """A saved object whose identity (size, time, ETag) is the one an earlier check
     hashed: fetched into a local temp copy at its first read (only that ETag's bytes,
@@ -517,12 +522,18 @@ class ObjectWriter:
             with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
                 await obstore.delete_async(self._out._s3(), self.temp_key)
             self._out._writing.discard(self)
+        try:  # what later checks know it by without fetching it
+            identity: FileIdentity | None = identity_of(
+                await obstore.head_async(self._out._s3(), key)
+            )
+        except (BaseError, FileNotFoundError):
+            identity = None  # checked by its sha256 when reused
         return StoredFile(
             path=None,
             uri=self._out.uri(key),
             size_bytes=self._size,
             sha256=self._hash.hexdigest(),
-            identity=None,
+            identity=identity,
         )
 
     async def _publish(self) -> str:
