@@ -503,3 +503,18 @@ async def test_racing_create_only_copies_have_one_winner(
             assert landed == str(wins[0]).encode()
     finally:
         store.close()
+
+
+async def test_readiness_asks_the_storage(s3_bucket: S3Bucket) -> None:
+    from gravitex_mcp.store.objects import storage_reachable
+
+    config = load_settings(seaweed_env(s3_bucket, "team/videos")).storage
+    assert config is not None
+    storage_reachable(config)
+    s3_bucket.server.stop()
+    try:
+        with pytest.raises(Exception, match=r"(?i)error|connect"):
+            storage_reachable(config)
+    finally:
+        s3_bucket.server.start()
+    storage_reachable(config)

@@ -34,6 +34,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -548,3 +549,20 @@ class ObjectWriter:
                 raise storage_error(exc, f"save {self.name}") from exc
             return key
         raise StorageError(f"Could not find a free name for {self.name}; pass another filename.")
+
+
+def storage_reachable(config: ObjectStorage) -> None:
+    """``/readyz``'s check (blocking): one listing under the prefix answers, within a
+    few seconds and with no retries; raises otherwise (the reason goes to the log)."""
+    quick = replace(
+        config,
+        max_retries=0,
+        retry_timeout=timedelta(seconds=3),
+        connect_timeout=timedelta(seconds=2),
+        timeout=timedelta(seconds=4),
+    )
+    probe = ObjectVideoStore(quick)
+    try:
+        obstore.list_with_delimiter(probe._s3(), probe.prefix or None)
+    finally:
+        probe.close()
