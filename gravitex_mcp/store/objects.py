@@ -72,6 +72,9 @@ UPLOADS: Final = "_uploads/"
 #: minutes at most); :meth:`ObjectVideoStore.recover` deletes it.
 STALE_UPLOAD: Final = timedelta(hours=6)
 
+#: Longest a failed writer spends aborting its upload and deleting its temporary key.
+CLEANUP_SECONDS: Final = 15.0
+
 UNREACHABLE: Final = "storage unreachable; the task stays downloadable; call download_video again"
 
 
@@ -380,6 +383,11 @@ def identity_of(meta: ObjectMeta) -> FileIdentity:
     return FileIdentity(0, 0, meta["size"], int(meta["last_modified"].timestamp() * 1e9), tag)
 
 
+def _cleanup_scope() -> anyio.CancelScope:
+    """Shielded from an outer cancellation, ended after :data:`CLEANUP_SECONDS`."""
+    return anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_SECONDS)
+
+
 class _CheckedObject(HeldFile):
     """A saved object whose identity (size, time, ETag) is the one an earlier check
     hashed: fetched into a local temp copy at its first read (only that ETag's bytes,
@@ -463,12 +471,15 @@ class ObjectWriter:
         file, self._file = self._file, None
         if file is None:
             return
-        with anyio.CancelScope(shield=True):
+        # Shielded (it runs while a cancellation unwinds) but bounded: a store that does
+        # not answer must not hold the error back (the sweep and the lifecycle rule
+        # remove what is left).
+        with _cleanup_scope():
             # Left with an error, obstore's writer aborts its multipart upload.
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 await file.__aexit__(type(why), why, why.__traceback__)
             if self._started:  # nothing is there unless a part went or a close ran
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     await obstore.delete_async(self._out._s3(), self.temp_key)
 
     def put(self, data: bytes | bytearray | memoryview) -> None:
@@ -520,7 +531,7 @@ class ObjectWriter:
         try:
             key = await self._publish()
         finally:
-            with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+            with _cleanup_scope(), contextlib.suppress(Exception):
                 await obstore.delete_async(self._out._s3(), self.temp_key)
             self._out._writing.discard(self)
         try:  # what later checks know it by without fetching it
