@@ -106,12 +106,13 @@ def _process(cmd: list[str], env: dict[str, str], log: Path, url: str) -> Iterat
 
 
 @contextlib.contextmanager
-def simulator(root: Path, seconds: float) -> Iterator[str]:
+def simulator(root: Path, seconds: float, nice: int = 0) -> Iterator[str]:
     port = _free_port()
     home = root / "sim"
     home.mkdir()
     env = _env(home, HERE, GRAVITEX_SIMULATOR_SECONDS=f"{seconds:g}")
-    cmd = [sys.executable, "-m", "gravitex_mcp", "simulator", "--port", str(port)]
+    cmd = ["nice", "-n", str(nice), sys.executable, "-m", "gravitex_mcp", "simulator"]
+    cmd += ["--port", str(port)]
     base = f"http://127.0.0.1:{port}"
     with _process(cmd, env, root / "sim.log", f"{base}/v1/models"):
         yield base
@@ -275,7 +276,13 @@ async def probe_main(url: str, idle_calls: int) -> None:
 
 
 async def drive(
-    url: str, pid: int, jobs: int, sessions: int, idle_calls: int, probe_url: str | None = None
+    url: str,
+    pid: int,
+    jobs: int,
+    sessions: int,
+    idle_calls: int,
+    probe_url: str | None = None,
+    nice: int = 0,
 ) -> dict[str, Any]:
     import anyio
 
@@ -285,6 +292,9 @@ async def drive(
     probe = subprocess.Popen(cmd, stdin=pipe, stdout=pipe, text=True)  # noqa: ASYNC220 - before the load
     assert probe.stdin is not None
     assert probe.stdout is not None
+    # The load's client runs below the server and the probe (spawned above at the
+    # normal priority): it stands in for the agents' own machines.
+    os.nice(nice)
     try:
         run.idle = json.loads(await anyio.to_thread.run_sync(probe.stdout.readline))["idle"]
         idle_rss = _status_kib(pid, "VmRSS") * 1024
@@ -373,6 +383,13 @@ def main() -> None:
         action="store_true",
         help="probe a second, idle server of the same checkout while the load runs",
     )
+    parser.add_argument(
+        "--load-nice",
+        type=int,
+        default=0,
+        help="run the load's client and the simulator at this niceness (they stand in "
+        "for other machines; the server and the probe keep the normal priority)",
+    )
     args = parser.parse_args()
     import anyio
 
@@ -384,7 +401,7 @@ def main() -> None:
     rows = []
     with (
         _workdir(args.keep) as tmp,
-        simulator(Path(tmp), args.sim_seconds) as upstream,
+        simulator(Path(tmp), args.sim_seconds, args.load_nice) as upstream,
     ):
         for label, repo in repos:
             root = Path(tmp) / label
@@ -399,7 +416,14 @@ def main() -> None:
                         server(root / "idle", Path(repo), upstream)
                     )
                 figures = anyio.run(
-                    drive, url, pid, args.jobs, args.sessions, args.idle_calls, probe_url
+                    drive,
+                    url,
+                    pid,
+                    args.jobs,
+                    args.sessions,
+                    args.idle_calls,
+                    probe_url,
+                    args.load_nice,
                 )
             figures["load_average"] = f"{before}-{_load_average()}"
             if args.json:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Final
+
+URL_LIFETIME: Final = timedelta(hours=24)
+"""The docs: a finished task's signed result URL is valid for about this long."""
+URL_LIFETIME_TEXT: Final = f"about {URL_LIFETIME // timedelta(hours=1)} h"
 
 
 class Family(StrEnum):

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
+
+#: The next steps that send an agent to list_video_tasks, told the same way everywhere.
+FIND_TASKS: Final = "list_video_tasks shows the tasks this server submitted"
+FIND_LOST_SUBMIT: Final = "Look for it with list_video_tasks (status submit_unknown)"
 
 
 class GravitexError(Exception):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from .domain import TaskStatus
+from .domain import URL_LIFETIME_TEXT, JournalStatus, TaskStatus
 
 
 class _Result(BaseModel):
@@ -90,6 +90,10 @@ class SavedVideo(_Result):
         ),
     ] = None
 
+    def saved_video(self) -> SavedVideo:
+        """The saved video this result is (the renderer's view of every saving tool)."""
+        return self
+
 
 def _all_optional(model: type[BaseModel]) -> dict[str, Any]:
     """``model``'s fields as ``create_model`` definitions, each defaulting to None."""
@@ -107,27 +111,27 @@ else:
 
 
 class TaskResult(_WhenSaved):
-    """Where a task stands, and what to do next (with the saved video's fields when saved)."""
+    """Where a task stands, and what to do next.
+
+    When the call saved the video, its fields are at the top level, where the
+    contract puts them (once: there is no nested copy).
+    """
 
     task_id: Annotated[str, Field(description="The upstream task id.")]
     status: Annotated[
         TaskStatus,
-        Field(description="submitted, queued, in_progress, succeeded, failed (or unknown)."),
+        Field(description=", ".join(TaskStatus) + " (the last for any other upstream status)."),
     ]
     model: Annotated[str | None, Field(description="Model id, when known.")] = None
     url: Annotated[
         str | None,
-        Field(description="Result URL the upstream gave (signed, valid about 24 h)."),
+        Field(description=f"Result URL the upstream gave (signed, valid {URL_LIFETIME_TEXT})."),
     ] = None
     error: Annotated[TaskErrorInfo | None, Field(description="Why the task failed.")] = None
     elapsed_seconds: Annotated[
         float | None, Field(description="How long this call waited for the task.")
     ] = None
     next_step: Annotated[str | None, Field(description="What to do next, in plain words.")] = None
-    video: Annotated[
-        SavedVideo | None,
-        Field(description="The saved video, when it was downloaded by this call."),
-    ] = None
     download_error: Annotated[
         str | None,
         Field(description="Why saving the finished video failed (it can be downloaded again)."),
@@ -136,6 +140,12 @@ class TaskResult(_WhenSaved):
         list[str],
         Field(description="Differences between what was asked and what the saved file holds."),
     ] = Field(default_factory=list)
+
+    def saved_video(self) -> SavedVideo | None:
+        """The video this call saved, from its top-level fields; None when nothing was."""
+        if getattr(self, "path", None) is None:
+            return None
+        return SavedVideo.model_validate(self.model_dump(include=set(SavedVideo.model_fields)))
 
 
 class GenerateVideoResult(TaskResult):
@@ -207,7 +217,7 @@ class TaskSummary(_Result):
     task_id: str | None
     model: str
     family: str
-    status: str
+    status: JournalStatus
     created_at: str
     updated_at: str
     url: str | None = None
@@ -229,7 +239,7 @@ class BatchJobResult(GenerateVideoResult):
 
     index: Annotated[int, Field(description="The job's 0-based index in jobs.", ge=0)]
     status: Annotated[  # type: ignore[assignment]
-        TaskStatus | Literal["submit_failed", "submit_unknown"],
+        TaskStatus | Literal[JournalStatus.SUBMIT_FAILED, JournalStatus.SUBMIT_UNKNOWN],
         Field(
             description=(
                 "The task's status; submit_failed when the submit was refused (nothing was "

@@ -68,6 +68,20 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
         f"streamable-HTTP sessions idle this long are closed (default {DEFAULT_SESSION_IDLE:g})",
     ),
     ("GRAVITEX_METRICS_PUBLIC", "1: GET /metrics needs no token (default: the token of /mcp)"),
+    ("GRAVITEX_TOKENS_FILE", "TOML file of users: token, own upstream_key (sse / streamable-http)"),
+    (
+        "GRAVITEX_OAUTH_ISSUER",
+        "OAuth issuer whose JWTs (audience GRAVITEX_PUBLIC_URL) say who calls",
+    ),
+    ("GRAVITEX_USER_KEYS", "1: a request's X-Gravitex-Api-Key header pays for what it causes"),
+    (
+        "GRAVITEX_CONFIRM_OVER_SECONDS",
+        "ask the person to approve a submission of more seconds of video than this",
+    ),
+    (
+        "GRAVITEX_SUBMITS_PER_MINUTE",
+        "submissions each user may make per minute (default: no limit)",
+    ),
     (
         "GRAVITEX_STORAGE_URL",
         "s3://bucket[/prefix]: videos, sheets, frames and joins as objects (AWS_ENDPOINT_URL, "
@@ -168,6 +182,15 @@ class Settings:
     session_idle_seconds: float = DEFAULT_SESSION_IDLE
     #: GET /metrics without the token (GRAVITEX_METRICS_PUBLIC=1)
     metrics_public: bool = False
+    #: a request's X-Gravitex-Api-Key header pays for it (GRAVITEX_USER_KEYS=1)
+    user_keys: bool = False
+    #: submissions of more seconds than this ask the person first (None: never)
+    confirm_over_seconds: int | None = None
+    #: submissions per user per minute (None: no limit)
+    submits_per_minute: int | None = None
+    #: who calls (HTTP): the tokens file, or the OAuth issuer (server/callers.py reads them)
+    tokens_file: str | None = None
+    oauth_issuer: str | None = None
     #: the S3-compatible video store (GRAVITEX_STORAGE_URL); None: the output folder
     storage: ObjectStorage | None = None
 
@@ -258,61 +281,31 @@ def load_settings(
         stateless=stateless or _truthy(env.get("GRAVITEX_STATELESS")),
         session_idle_seconds=_session_idle(env.get("GRAVITEX_SESSION_IDLE_SECONDS")),
         metrics_public=_truthy(env.get("GRAVITEX_METRICS_PUBLIC")),
+        user_keys=_truthy(env.get("GRAVITEX_USER_KEYS")),
+        confirm_over_seconds=_whole(
+            env.get("GRAVITEX_CONFIRM_OVER_SECONDS"), "GRAVITEX_CONFIRM_OVER_SECONDS", minimum=0
+        ),
+        submits_per_minute=_whole(
+            env.get("GRAVITEX_SUBMITS_PER_MINUTE"), "GRAVITEX_SUBMITS_PER_MINUTE", minimum=1
+        ),
+        tokens_file=(env.get("GRAVITEX_TOKENS_FILE") or "").strip() or None,
+        oauth_issuer=(env.get("GRAVITEX_OAUTH_ISSUER") or "").strip() or None,
         storage=_storage(env),
     )
 
 
-def _storage(env: Mapping[str, str]) -> ObjectStorage | None:
-    """The object storage GRAVITEX_STORAGE_URL names, with the standard ``AWS_*``
-    variables; None when unset."""
-    url = (env.get("GRAVITEX_STORAGE_URL") or "").strip()
-    raw_ttl = (env.get("GRAVITEX_MEDIA_TTL_SECONDS") or "").strip() or str(DEFAULT_MEDIA_TTL)
-    ttl = int(raw_ttl) if raw_ttl.isdigit() else -1
-    if not 60 <= ttl <= 7 * 24 * 3600:  # S3 signs for at most 7 days
-        raise ConfigurationError(
-            "GRAVITEX_MEDIA_TTL_SECONDS must be whole seconds from 60 to 604800 "
-            f"(default {DEFAULT_MEDIA_TTL}), got {raw_ttl!r}."
-        )
-    if not url:
+def _whole(value: str | None, name: str, *, minimum: int) -> int | None:
+    """A whole-number setting, or None when unset."""
+    raw = (value or "").strip()
+    if not raw:
         return None
     try:
-        bucket, prefix = parse_storage_url(url)
-    except ValueError as exc:
-        raise ConfigurationError(f"GRAVITEX_STORAGE_URL {exc}.") from exc
-    endpoint = (env.get("AWS_ENDPOINT_URL") or "").strip() or None
-    allow_http = _truthy(env.get("AWS_ALLOW_HTTP"))
-    if endpoint is not None and endpoint.startswith("http://") and not allow_http:
-        host = urlsplit(endpoint).hostname or ""
-        if not is_loopback(host):
-            raise ConfigurationError(
-                f"AWS_ENDPOINT_URL {endpoint!r} is plain http: the storage credentials and "
-                "videos would cross the network unencrypted. Use https, or set "
-                "AWS_ALLOW_HTTP=1 if you mean it."
-            )
-        allow_http = True  # a loopback endpoint (tests, a local gateway)
-    return ObjectStorage(
-        bucket=bucket,
-        prefix=prefix,
-        endpoint=endpoint,
-        region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None,
-        access_key_id=(env.get("AWS_ACCESS_KEY_ID") or "").strip() or None,
-        secret_access_key=(env.get("AWS_SECRET_ACCESS_KEY") or "").strip() or None,
-        allow_http=allow_http,
-        media_ttl_seconds=ttl,
-        copy_if_not_exists=_copy_if_not_exists(env.get("AWS_COPY_IF_NOT_EXISTS")),
-    )
-
-
-def _copy_if_not_exists(value: str | None) -> str:
-    text = (value or "").strip() or DEFAULT_COPY_IF_NOT_EXISTS
-    if text == "multipart" or (
-        text.startswith(("header:", "header-with-status:")) and text.count(":") >= 2
-    ):
-        return text
-    raise ConfigurationError(
-        "AWS_COPY_IF_NOT_EXISTS must be multipart (Amazon S3), header:<name>:<value> "
-        f"(e.g. header:If-None-Match:* for SeaweedFS) or header-with-status:..., got {value!r}."
-    )
+        number = int(raw)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {raw!r}.")
+    return number
 
 
 def _server_secret(value: str | None) -> str | None:
@@ -368,3 +361,56 @@ def _media_switch(value: str | None) -> bool:
     if text in {"off", "0", "false", "no"}:
         return False
     raise ConfigurationError(f"GRAVITEX_MEDIA must be on or off, got {value!r}.")
+
+
+def _storage(env: Mapping[str, str]) -> ObjectStorage | None:
+    """The object storage GRAVITEX_STORAGE_URL names, with the standard ``AWS_*``
+    variables; None when unset."""
+    url = (env.get("GRAVITEX_STORAGE_URL") or "").strip()
+    raw_ttl = (env.get("GRAVITEX_MEDIA_TTL_SECONDS") or "").strip() or str(DEFAULT_MEDIA_TTL)
+    ttl = int(raw_ttl) if raw_ttl.isdigit() else -1
+    if not 60 <= ttl <= 7 * 24 * 3600:  # S3 signs for at most 7 days
+        raise ConfigurationError(
+            "GRAVITEX_MEDIA_TTL_SECONDS must be whole seconds from 60 to 604800 "
+            f"(default {DEFAULT_MEDIA_TTL}), got {raw_ttl!r}."
+        )
+    if not url:
+        return None
+    try:
+        bucket, prefix = parse_storage_url(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"GRAVITEX_STORAGE_URL {exc}.") from exc
+    endpoint = (env.get("AWS_ENDPOINT_URL") or "").strip() or None
+    allow_http = _truthy(env.get("AWS_ALLOW_HTTP"))
+    if endpoint is not None and endpoint.startswith("http://") and not allow_http:
+        host = urlsplit(endpoint).hostname or ""
+        if not is_loopback(host):
+            raise ConfigurationError(
+                f"AWS_ENDPOINT_URL {endpoint!r} is plain http: the storage credentials and "
+                "videos would cross the network unencrypted. Use https, or set "
+                "AWS_ALLOW_HTTP=1 if you mean it."
+            )
+        allow_http = True  # a loopback endpoint (tests, a local gateway)
+    return ObjectStorage(
+        bucket=bucket,
+        prefix=prefix,
+        endpoint=endpoint,
+        region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None,
+        access_key_id=(env.get("AWS_ACCESS_KEY_ID") or "").strip() or None,
+        secret_access_key=(env.get("AWS_SECRET_ACCESS_KEY") or "").strip() or None,
+        allow_http=allow_http,
+        media_ttl_seconds=ttl,
+        copy_if_not_exists=_copy_if_not_exists(env.get("AWS_COPY_IF_NOT_EXISTS")),
+    )
+
+
+def _copy_if_not_exists(value: str | None) -> str:
+    text = (value or "").strip() or DEFAULT_COPY_IF_NOT_EXISTS
+    if text == "multipart" or (
+        text.startswith(("header:", "header-with-status:")) and text.count(":") >= 2
+    ):
+        return text
+    raise ConfigurationError(
+        "AWS_COPY_IF_NOT_EXISTS must be multipart (Amazon S3), header:<name>:<value> "
+        f"(e.g. header:If-None-Match:* for SeaweedFS) or header-with-status:..., got {value!r}."
+    )

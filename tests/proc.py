@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,12 +115,20 @@ class HttpServer:
 
 
 @contextmanager
-def http_server(root: Path, transport: str, *, token: str | None) -> Iterator[HttpServer]:
+def http_server(
+    root: Path,
+    transport: str,
+    *,
+    token: str | None,
+    env: Mapping[str, str] | None = None,
+    simulate: bool = True,
+) -> Iterator[HttpServer]:
     """Start the server on the simulator over ``transport``; stopped on exit.
 
     Polls ``/healthz`` until it answers 200 (the only real wait in these tests),
     failing with the server's stderr if it exits or is not up within
-    :data:`STARTUP_TIMEOUT`.
+    :data:`STARTUP_TIMEOUT`. ``env`` adds variables; ``simulate=False`` leaves the
+    upstream to them (GRAVITEX_BASE_URL).
     """
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -131,9 +139,12 @@ def http_server(root: Path, transport: str, *, token: str | None) -> Iterator[Ht
     }
     if token is not None:
         extra["GRAVITEX_HTTP_TOKEN"] = token
-    env = clean_env(root, **extra)
+    extra.update(env or {})
+    environment = clean_env(root, **extra)
     log = root / "server.stderr"
-    args = ["--simulate", "--transport", transport, "--host", "127.0.0.1", "--port", str(port)]
+    args = ["--transport", transport, "--host", "127.0.0.1", "--port", str(port)]
+    if simulate:
+        args.insert(0, "--simulate")
     server = HttpServer(
         transport=transport,
         base_url=f"http://127.0.0.1:{port}",
@@ -144,7 +155,7 @@ def http_server(root: Path, transport: str, *, token: str | None) -> Iterator[Ht
     with log.open("wb") as err:
         proc = subprocess.Popen(
             [*SERVER_CMD, *args],
-            env=env,
+            env=environment,
             cwd=root,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -23,8 +23,9 @@ from gravitex_mcp.domain import JournalStatus, TaskStatus
 from gravitex_mcp.errors import InvalidArgumentsError, JournalError
 from gravitex_mcp.redact import data_url_digest, redact_data_urls
 from gravitex_mcp.store import sqlite_files, sqlite_open, sqlite_schema
-from gravitex_mcp.store.journal import MAX_LIST_LIMIT, Journal
+from gravitex_mcp.store.journal import Journal
 from gravitex_mcp.store.records import TaskRecord, parse_url_expiry
+from gravitex_mcp.store.seam import MAX_LIST_LIMIT
 from gravitex_mcp.store.sqlite_open import DB_FILENAME
 from gravitex_mcp.store.sqlite_schema import schema_version
 

@@ -12,6 +12,7 @@ import httpx2
 import obstore
 import pytest
 from mcp import Client
+from mcp.types import ImageContent, ResourceLink
 
 from gravitex_mcp.settings import load_settings
 from gravitex_mcp.store.journal import Journal
@@ -66,7 +67,13 @@ async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
         url = first["media_url"]
         assert "X-Amz-Signature=" in url
         # Reused: checked through the object store, not downloaded again.
-        again = structured(await client.call_tool("download_video", {"task_id": first["task_id"]}))
+        reused = await client.call_tool("download_video", {"task_id": first["task_id"]})
+        again = structured(reused)
+        # The contact sheet is read from the store and shown; not over HTTP, the link is
+        # the object's URI.
+        assert any(isinstance(block, ImageContent) for block in reused.content)
+        [link] = [block for block in reused.content if isinstance(block, ResourceLink)]
+        assert str(link.uri) == first["uri"]
         assert again["reused"] is True
         assert again["uri"] == first["uri"]
         frames = structured(

@@ -184,3 +184,31 @@ async def test_a_journal_read_answers_while_a_write_waits_for_the_database(
     finally:
         other.close()
         journal.close()
+
+
+async def test_journal_reads_do_not_queue_behind_one_another(tmp_path: Path) -> None:
+    """Reads run side by side, each on an idle reading connection: a read that takes
+    its time (or whose thread waits for a core) does not hold up the next one, as a
+    single reading token did under load (one loop turn per queued read)."""
+    journal = Journal.open(tmp_path / "state")
+    held = threading.Event()
+    release = threading.Event()
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        held.set()
+        release.wait(GUARD_SECONDS)
+        return int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+
+    try:
+        local_id = await journal.begin_submission(model="sora-2", family="sora", arguments={})
+        with anyio.fail_after(GUARD_SECONDS / 2):
+            async with anyio.create_task_group() as group:
+                group.start_soon(journal._run_read, slow_read)
+                await anyio.to_thread.run_sync(held.wait)
+                listed = await journal.list(limit=5)  # answered while the slow one runs
+                assert [r.local_id for r in listed] == [local_id]
+                assert not release.is_set()
+                release.set()
+    finally:
+        release.set()
+        journal.close()

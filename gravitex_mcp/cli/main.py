@@ -253,6 +253,15 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     )
 
 
+def _issuer_fetch(settings: Settings) -> Any:
+    """What fetches the OAuth issuer's metadata and keys (only with an issuer)."""
+    if settings.oauth_issuer is None:
+        return None
+    from ..upstream.http import issuer_fetcher
+
+    return issuer_fetcher()
+
+
 def settle_heap() -> None:
     """Moves every object made so far (modules, the SDK, schemas, the tools) out of the
     garbage collector's reach, just before serving.
@@ -267,7 +276,7 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> None:
+def _serve(args: argparse.Namespace, settings: Settings, env: Mapping[str, str]) -> None:
     if not settings.simulate and not settings.api_key:
         # Start anyway: a server that exits here shows a client only "Failed to
         # connect"; every call that needs the key says what to set and where.
@@ -282,10 +291,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
     over_http = args.transport != "stdio"
     origins: list[str] = []
+    verifier = auth = None
     if over_http:  # the HTTP app's module only where it serves
+        from ..server.callers import auth_settings, verifier_from_env
         from ..server.http_app import check_bind, media_origins
 
-        check_bind(args.host, settings.http_token)
+        verifier = verifier_from_env(env, fetch_json=_issuer_fetch(settings))
+        auth = auth_settings(verifier, settings.public_url) if verifier is not None else None
+        check_bind(args.host, verifier or settings.http_token)
         origins = media_origins(args.host, args.port, args.allowed_host, settings.public_url)
     elif settings.stateless:
         raise ConfigurationError("--stateless applies to --transport streamable-http only.")
@@ -297,7 +310,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         if metrics is None:
             logger.info("GET /metrics is off: install gravitex-mcp[team] (prometheus-client)")
     server = build_server(
-        settings, media_loopback=not over_http, media_origins=origins, metrics=metrics
+        settings,
+        media_loopback=not over_http,
+        media_origins=origins,
+        metrics=metrics,
+        verifier=verifier,
+        auth=auth,
     )
     logger.info(
         "gravitex-mcp %s serving over %s%s",
@@ -337,6 +355,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         metrics_public=settings.metrics_public,
         stateless=settings.stateless,
         session_idle_seconds=settings.session_idle_seconds,
+        verifier=verifier,
     )
     settle_heap()
     anyio.run(lambda: serve_http(app, host=args.host, port=args.port, log_level=settings.log_level))
@@ -398,7 +417,7 @@ def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:
             model=args.model,
             state_dir=settings.state_dir if args.state_dir is not None else None,
         )
-    _serve(args, settings)
+    _serve(args, settings, env)
     return 0
 
 

@@ -13,13 +13,13 @@ lists, bounds are ``minimum``/``maximum``, optional fields are not spelled
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from ..catalog.argument_docs import markers_text, refused_values_text, takers_text
-from ..catalog.models import MODEL_IDS, SEED_MAX
+from ..catalog.models import CATALOG, MODEL_IDS, SEED_MAX, ArgSpec, takers
 from .inputs.media import MAX_MEDIA_BYTES, MAX_REQUEST_MEDIA_BYTES
 
 DEFAULT_WAIT_SECONDS: Final = 35
@@ -28,10 +28,30 @@ MAX_WAIT_SECONDS: Final = 600
 MB: Final = 1024 * 1024
 MAX_PROMPT_CHARS: Final = 10_000
 """The longest prompt accepted: far above what the models read, far below what hurts."""
+PREVIEW_DESCRIPTION: Final = (
+    "With a saved video: put its contact sheet (frames spread over the clip, one JPEG) in the "
+    "result as an image. false leaves the image out (probe, notes and the sheet's path stay)."
+)
+"""The ``preview`` argument of every tool that saves a video."""
 
+
+#: The contract table's unified values, in its order; each model's subset is in the
+#: catalog (the descriptions name the values no model takes: "No model takes 4k.").
 Resolution = Literal["480p", "720p", "1080p", "4k"]
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "adaptive"]
-PersonGeneration = Literal["allow_all", "allow_adult", "dont_allow"]
+
+
+def _one_rule(name: str) -> ArgSpec:
+    """``name``'s values in the catalog, where every model that takes it takes the same."""
+    [rule] = {CATALOG[model].arguments[name] for model in takers(name)}
+    return rule
+
+
+_PERSON_GENERATION, _SAMPLE_COUNT = _one_rule("person_generation"), _one_rule("sample_count")
+if TYPE_CHECKING:  # made at run time, from the catalog
+    PersonGeneration: TypeAlias = str
+else:
+    PersonGeneration = Literal[_PERSON_GENERATION.choices]
 
 _SEEDANCE = "Seedance-family models (doubao-*, wan2-1-14b-*)"
 _IMAGE_FORMS = (
@@ -144,7 +164,7 @@ class VideoArguments(BaseModel):
             description=_about(
                 "audio_url",
                 "A custom audio track: an https URL, or the path of an MP3/WAV/M4A/OGG/FLAC "
-                "file (at most 10 MB) inside GRAVITEX_INPUT_DIRS.",
+                f"file (at most {MAX_MEDIA_BYTES // MB} MB) inside GRAVITEX_INPUT_DIRS.",
             )
         ),
     ] = None
@@ -171,7 +191,8 @@ class VideoArguments(BaseModel):
         ),
     ] = None
     sample_count: Annotated[
-        Annotated[int, Field(ge=1, le=4, strict=True)] | SkipJsonSchema[None],
+        Annotated[int, Field(ge=_SAMPLE_COUNT.minimum, le=_SAMPLE_COUNT.maximum, strict=True)]
+        | SkipJsonSchema[None],
         Field(description=_about("sample_count", "How many videos to generate in this request.")),
     ] = None
     smart_rewrite: Annotated[
@@ -210,6 +231,13 @@ class VideoArguments(BaseModel):
         }
 
 
+#: The confirm argument of generate_video and generate_videos (GRAVITEX_CONFIRM_OVER_SECONDS).
+CONFIRM_DESCRIPTION: Final = (
+    "true: the person has approved spending on this submission. Needed only where the "
+    "server asks before large submissions and this client cannot show its question."
+)
+
+
 class GenerateVideoInput(VideoArguments):
     """The generate_video tool's input: the unified arguments plus server-side ones."""
 
@@ -239,16 +267,11 @@ class GenerateVideoInput(VideoArguments):
         bool,
         Field(description="Save the video to the output folder when it finishes within the wait."),
     ] = False
-    preview: Annotated[
+    preview: Annotated[bool, Field(description=PREVIEW_DESCRIPTION)] = True
+    confirm: Annotated[
         bool,
-        Field(
-            description=(
-                "With a saved video: put its contact sheet (frames spread over the clip, one "
-                "JPEG) in the result as an image. false leaves the image out (probe, notes and "
-                "the sheet's path stay)."
-            )
-        ),
-    ] = True
+        Field(description=CONFIRM_DESCRIPTION),
+    ] = False
 
     idempotency_key: Annotated[
         str | SkipJsonSchema[None],

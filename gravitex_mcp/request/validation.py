@@ -49,8 +49,8 @@ from ..catalog.models import (
 from ..domain import Mode
 from ..errors import InvalidArgumentsError, Problem
 from ..redact import clip
-from ..server.schema_errors import NEEDED, json_kind, shown_value
 from .arguments import MAX_PROMPT_CHARS, SERVER_ARGUMENTS, GenerateVideoInput, VideoArguments
+from .problems import NEEDED, json_kind, shown_value
 
 _ECHO_LIMIT = 80
 _DESCRIBE_PROMPT: Final = "describe the video to generate (subject, action, scene, camera)"

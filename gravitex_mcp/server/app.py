@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import anyio
 import anyio.to_thread
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.request_state import RequestStateSecurity
@@ -19,6 +20,7 @@ from mcp.server.request_state import RequestStateSecurity
 from .. import __version__
 from ..catalog import models as catalog
 from ..catalog.describe import describe
+from ..errors import FIND_TASKS
 from ..metrics import Metrics
 from ..service.videos import VideoService
 from ..settings import Settings, derive_key
@@ -30,6 +32,7 @@ from ..store.storage import OutputDir
 from ..upstream.choose import Transport, Upstream, open_upstream
 from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
+from .callers import CallerVerifier
 from .completions import register_completions
 from .media import MEDIA_PORT_FILE, origin_of, serve_loopback
 from .observe import ToolCalls
@@ -37,6 +40,7 @@ from .player import Player
 from .prompts import register_prompts
 from .tool_index import instructions
 from .tools import build_tools
+from .users import Spending, caller_of
 
 #: Far longer than any submit can take (its time-outs are about a minute).
 STALE_SUBMISSION = timedelta(minutes=10)
@@ -52,6 +56,18 @@ class AppState:
     client: GravitexClient
     #: capability links to saved files (None with GRAVITEX_MEDIA=off)
     media: MediaLinks | None = None
+    #: the checks before a submission: confirmation and the rate limit (users.py)
+    spending: Spending = field(default_factory=Spending)
+    #: who calls, on HTTP with authentication (None: the local user)
+    verifier: CallerVerifier | None = None
+
+
+def service_for(ctx: Context) -> VideoService:
+    """The service working for the caller of ``ctx``, paid with their key: what every
+    tool reaches the service through."""
+    state = _state(ctx)
+    caller, key = caller_of(ctx, state.verifier, state.settings)
+    return state.service.acting_for(caller.user_id, key)
 
 
 def _state(ctx: Context) -> AppState:
@@ -71,6 +87,9 @@ def build_server(
     media_origins: Sequence[str] = (),
     output: VideoStore | None = None,
     metrics: Metrics | None = None,
+    verifier: CallerVerifier | None = None,
+    auth: AuthSettings | None = None,
+    limit_clock: Callable[[], float] | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server for ``settings``.
 
@@ -80,8 +99,10 @@ def build_server(
     the HTTP transports pass False, serve ``/media/`` on their own port and name
     its possible origins in ``media_origins`` (the player's CSP). ``output`` (tests)
     replaces the output folder's writer. ``metrics`` (HTTP) records tool calls,
-    upstream requests and the tasks by status.
+    upstream requests and the tasks by status. ``verifier`` and ``auth`` (HTTP) say
+    who calls (callers.py); ``limit_clock`` (tests) times the submit rate limit.
     """
+    spending = Spending.from_settings(settings, limit_clock)
     player = Player(media_origins=media_origins if settings.media else ())
 
     # The journals of the open lifespans: completion handlers get no request context.
@@ -118,6 +139,8 @@ def build_server(
                         journal=journal,
                         client=client,
                         media=media,
+                        spending=spending,
+                        verifier=verifier,
                     )
         finally:
             open_journals.remove(journal)
@@ -128,7 +151,7 @@ def build_server(
                 if output is None:  # ours: its connections end here, not at exit
                     _close_video_store(videos)
 
-    tools = build_tools(lambda ctx: _state(ctx).service, lambda ctx: _state(ctx).media)
+    tools = build_tools(service_for, lambda ctx: _state(ctx).media)
     Player.bind(tools)
     server: MCPServer[AppState] = MCPServer(
         "gravitex-mcp",
@@ -138,6 +161,8 @@ def build_server(
         version=__version__,
         tools=tools,
         extensions=[player.apps],
+        token_verifier=verifier if auth is not None else None,
+        auth=auth,
         lifespan=lifespan,
         middleware=[ToolCalls(metrics, (t.name for t in tools))],
         log_level=settings.log_level,  # type: ignore[arg-type]
@@ -169,9 +194,7 @@ def build_server(
     async def task_resource(task_id: str, ctx: Context) -> str:
         record = await _state(ctx).journal.get(task_id)
         if record is None:
-            raise ResourceNotFoundError(
-                f"No task {task_id!r} in the journal; list_video_tasks shows the known ones."
-            )
+            raise ResourceNotFoundError(f"No task {task_id!r} in the journal; {FIND_TASKS}.")
         payload: dict[str, Any] = record.public_dict()
         return json.dumps(payload, indent=2)
 

@@ -16,6 +16,12 @@ text) sits behind the guard like ``/mcp``, or beside ``/healthz`` with
 Listening on a non-loopback address without a token is refused
 before the socket is opened.
 
+With a verifier of callers (server/callers.py: a tokens file, OAuth JWTs, or the
+shared token) the SDK's bearer middleware checks the MCP routes' tokens and serves
+the RFC 9728 metadata at ``/.well-known/oauth-protected-resource``; the guard then
+checks no token there (not twice), only on ``/metrics`` through the same verifier,
+and lets the metadata through its Origin check (browser clients of any origin read it).
+
 A body POSTed to SSE's ``/messages/`` that is not one JSON-RPC message is answered
 here with a 400 and a JSON-RPC parse error: the SDK would answer it too, but then
 hands the error to the session, which ends (every call in flight on it lost).
@@ -48,6 +54,7 @@ from ..errors import ConfigurationError
 from ..metrics import Metrics
 from ..settings import is_loopback
 from ..store.media_links import MediaLinks
+from .callers import CallerVerifier
 from .media import is_media_path, origin_of, with_media
 from .stdio_guard import refusal_reason, request_id_of
 
@@ -59,14 +66,19 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 ReadyCheck = Callable[[], object]
 #: How long one ready check may take before it counts as failed.
 READY_CHECK_SECONDS = 5.0
+#: Where the OAuth protected-resource metadata lives (open to any Origin).
+WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
 
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse a non-loopback bind without a token, with the fix in the message."""
+def check_bind(host: str, token: str | CallerVerifier | None) -> None:
+    """Refuse a non-loopback bind without a token (or a verifier of callers), with the
+    fix in the message."""
     if not is_loopback(host) and not token:
         raise ConfigurationError(
             f"Refusing to serve on {host} without a token: anyone who can reach it could "
-            "spend your Gravitex credit. Set GRAVITEX_HTTP_TOKEN, or bind --host 127.0.0.1."
+            "spend your Gravitex credit. Set GRAVITEX_HTTP_TOKEN (one shared user), "
+            "GRAVITEX_TOKENS_FILE or GRAVITEX_OAUTH_ISSUER (many users), or bind "
+            "--host 127.0.0.1."
         )
 
 
@@ -89,28 +101,48 @@ class HttpGuard:
         allowed_hosts: Sequence[str],
         allowed_origins: Sequence[str],
         token: str | None,
+        verifier: CallerVerifier | None = None,
     ) -> None:
         self._app = app
         self._hosts = frozenset(h.lower() for h in allowed_hosts)
         self._origins = frozenset(o.lower() for o in allowed_origins)
-        self._token = token.encode() if token else None
+        # With a verifier the SDK checks the MCP routes' tokens (once); the guard only
+        # checks the routes the SDK does not see (/metrics), through the same verifier.
+        self._token = token.encode() if token and verifier is None else None
+        self._verifier = verifier
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self._app(scope, receive, send)
             return
-        refusal = self._refusal(Headers(scope=scope), media=is_media_path(str(scope["path"])))
+        path = str(scope["path"])
+        headers = Headers(scope=scope)
+        refusal = self._refusal(
+            headers, media=is_media_path(path), metadata=path.startswith(WELL_KNOWN)
+        )
+        if refusal is None and self._verifier is not None and path == "/metrics":
+            refusal = await self._verified(headers)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
         await self._app(scope, receive, send)
 
-    def _refusal(self, headers: Headers, *, media: bool = False) -> Response | None:
+    async def _verified(self, headers: Headers) -> Response | None:
+        assert self._verifier is not None
+        scheme, _, presented = (headers.get("authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and await self._verifier.verify_token(presented.strip()):
+            return None
+        return _unauthorized()
+
+    def _refusal(
+        self, headers: Headers, *, media: bool = False, metadata: bool = False
+    ) -> Response | None:
         host = (headers.get("host") or "").lower()
         if host not in self._hosts:
             return PlainTextResponse("Invalid Host header", status_code=421)
         origin = headers.get("origin")
-        if origin is not None and origin.lower() not in self._origins:
+        # The public OAuth metadata is read by browser clients of any origin (RFC 9728).
+        if origin is not None and not metadata and origin.lower() not in self._origins:
             return PlainTextResponse("Invalid Origin header", status_code=403)
         if self._token is not None and not media:
             scheme, _, presented = (headers.get("authorization") or "").partition(" ")
@@ -118,12 +150,16 @@ class HttpGuard:
                 presented.strip().encode(), self._token
             )
             if not ok:
-                return JSONResponse(
-                    {"error": "unauthorized", "message": "Authorization: Bearer <token> required"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": 'Bearer realm="gravitex-mcp"'},
-                )
+                return _unauthorized()
         return None
+
+
+def _unauthorized() -> Response:
+    return JSONResponse(
+        {"error": "unauthorized", "message": "Authorization: Bearer <token> required"},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="gravitex-mcp"'},
+    )
 
 
 def build_http_app(
@@ -140,13 +176,16 @@ def build_http_app(
     metrics_public: bool = False,
     stateless: bool = False,
     session_idle_seconds: float = DEFAULT_SESSION_IDLE_TIMEOUT,
+    verifier: CallerVerifier | None = None,
 ) -> ASGIApp:
     """The ASGI app for ``transport``: MCP at ``/mcp`` or ``/sse`` + ``/messages/``,
     (with ``media``) the media links at ``/media/`` and (with ``metrics``)
     ``/metrics``, all behind :class:`HttpGuard`, plus the open ``/healthz`` and
     ``/readyz``. ``stateless`` and ``session_idle_seconds`` are the SDK's streamable
-    HTTP session options (no sessions; an idle session's expiry)."""
-    check_bind(host, token)
+    HTTP session options (no sessions; an idle session's expiry). ``verifier`` (the
+    one ``server`` was built with) says who calls; the SDK then checks the MCP routes'
+    tokens and serves the OAuth metadata."""
+    check_bind(host, verifier or token)
     if stateless and transport != "streamable-http":
         raise ConfigurationError("--stateless applies to --transport streamable-http only.")
     hosts = _host_patterns(host, port, extra_allowed_hosts)
@@ -170,6 +209,7 @@ def build_http_app(
         allowed_hosts=hosts,
         allowed_origins=origins,
         token=token,
+        verifier=verifier,
     )
     if metrics_public:
         guarded = _with_metrics(guarded, metrics)

@@ -55,16 +55,16 @@ def tool_from_model(
     fn: Callable[..., Any],
     model: type[BaseModel],
     *,
-    name: str,
     title: str,
     description: str,
     annotations: ToolAnnotations,
 ) -> Tool:
     """A :class:`Tool` calling ``fn(ctx, **arguments)`` with ``model``'s schema as its input
-    schema; ``fn`` receives exactly the arguments the caller gave and must check them."""
+    schema, named after ``fn``; it receives exactly the arguments the caller gave and must
+    check them."""
     # A CheckedTool: its failures are told like every other tool's.
     tool = CheckedTool.from_function(
-        fn, name=name, title=title, description=description, annotations=annotations
+        fn, title=title, description=description, annotations=annotations
     )
     metadata = tool.fn_metadata.model_copy(update={"arg_model": passthrough_argument_model(model)})
     schema = model.model_json_schema(by_alias=True)

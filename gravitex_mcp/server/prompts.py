@@ -21,10 +21,6 @@ from .prompt_args import checked_seconds, checked_task_id, checked_text, quoted
 
 logger = logging.getLogger(__name__)
 
-MAKE_VIDEO = "make_video"
-CONTINUE_VIDEO = "continue_video"
-STORYBOARD = "storyboard"
-
 
 def _model_line(model: str | None) -> str:
     if model:
@@ -134,30 +130,26 @@ def register_prompts(server: MCPServer[Any]) -> None:
 
         return storyboard_text(shots, model, duration)
 
-    for fn, name, title, description in (
+    # Each prompt is named after its function.
+    for fn, title, description in (
         (
             make_video,
-            MAKE_VIDEO,
             "Make a video",
             "Turn an idea into a saved video: pick a model, generate, download, show it.",
         ),
         (
             continue_video,
-            CONTINUE_VIDEO,
             "Continue a video",
             "Make the next shot of a finished video, starting from its last frame.",
         ),
         (
             storyboard,
-            STORYBOARD,
             "Storyboard: a longer video, shot by shot",
             "Plan a video longer than one clip: each shot generated in order (from the "
             "previous shot's last frame where the model takes an image), then joined.",
         ),
     ):
-        server.add_prompt(
-            CheckedPrompt.from_function(fn, name=name, title=title, description=description)
-        )
+        server.add_prompt(CheckedPrompt.from_function(fn, title=title, description=description))
 
 
 class CheckedPrompt(Prompt):

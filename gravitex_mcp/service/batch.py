@@ -19,16 +19,23 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..domain import TaskStatus
-from ..errors import GravitexError, InvalidArgumentsError, Problem, SubmitOutcomeUnknownError
+from ..domain import JournalStatus, TaskStatus
+from ..errors import (
+    FIND_LOST_SUBMIT,
+    GravitexError,
+    InvalidArgumentsError,
+    Problem,
+    SubmitOutcomeUnknownError,
+)
 from ..request.arguments import (
+    CONFIRM_DESCRIPTION,
     DEFAULT_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
     SERVER_ARGUMENTS,
     VideoArguments,
 )
+from ..request.problems import json_kind, shown_value
 from ..results import BatchJobResult, GenerateVideosResult
-from ..server.schema_errors import json_kind, shown_value
 from .progress import Progress, ProgressFn
 from .videos import Submission, VideoService
 
@@ -64,6 +71,7 @@ class BatchSettings(BaseModel):
         bool,
         Field(description="Save each video that finishes within the wait."),
     ] = False
+    confirm: Annotated[bool, Field(description=CONFIRM_DESCRIPTION)] = False
 
 
 class GenerateVideosInput(BatchSettings):
@@ -234,8 +242,8 @@ async def run_batch(
 def _failed_job(index: int, prepared: PreparedRequest, error: GravitexError) -> BatchJobResult:
     unknown = isinstance(error, SubmitOutcomeUnknownError)
     next_step = (
-        "The submit's answer was lost: a task may exist. Look for it with list_video_tasks "
-        "(status submit_unknown) before sending this job again."
+        f"The submit's answer was lost: a task may exist. {FIND_LOST_SUBMIT} before "
+        "sending this job again."
         if unknown
         else "Nothing was created for this job: send it again (alone) with generate_video "
         "or generate_videos."
@@ -243,7 +251,7 @@ def _failed_job(index: int, prepared: PreparedRequest, error: GravitexError) -> 
     return BatchJobResult(
         index=index,
         task_id="",
-        status="submit_unknown" if unknown else "submit_failed",
+        status=JournalStatus.SUBMIT_UNKNOWN if unknown else JournalStatus.SUBMIT_FAILED,
         model=prepared.spec.id,
         submit_error=str(error),
         notes=list(prepared.notes),
@@ -259,9 +267,9 @@ def _summarize(batch: BatchRequest, outcomes: Sequence[_Outcome]) -> GenerateVid
         else:
             assert outcome.error is not None
             jobs.append(_failed_job(index, batch.prepared[index], outcome.error))
-    retry = [j.index for j in jobs if j.status == "submit_failed"]
-    uncertain = [j.index for j in jobs if j.status == "submit_unknown"]
-    pending = [j.index for j in jobs if j.task_id and j.status not in ("succeeded", "failed")]
+    retry = [j.index for j in jobs if j.status == JournalStatus.SUBMIT_FAILED]
+    uncertain = [j.index for j in jobs if j.status == JournalStatus.SUBMIT_UNKNOWN]
+    pending = [j.index for j in jobs if j.task_id and not JournalStatus(j.status).is_terminal]
     steps = []
     if retry:
         steps.append(f"Submitting jobs {retry} failed and created nothing: send them again.")

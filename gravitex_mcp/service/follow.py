@@ -15,6 +15,7 @@ import anyio
 
 from ..domain import Delivery, TaskStatus
 from ..errors import (
+    FIND_TASKS,
     APIError,
     DownloadError,
     DownloadInProgressError,
@@ -113,7 +114,6 @@ class TaskOutcome:
             error=self.error,
             elapsed_seconds=self.elapsed_seconds,
             next_step=self.next_step,
-            video=self.saved,
             download_error=self.download_error,
             notes=notes,
             **extra,
@@ -423,10 +423,7 @@ def _waiting_helps(exc: BaseException) -> bool:
 
 def _unknown_task(task_id: str, record: TaskRecord | None) -> UnknownTaskError:
     if record is None:
-        local = (
-            "The local journal has no task with this id either: check the id "
-            "(list_video_tasks lists the tasks this server submitted)."
-        )
+        local = f"The local journal has no task with this id either: check the id ({FIND_TASKS})."
     else:
         local = (
             f"The local journal knows it (model {record.model}, submitted "

@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Final
 
 from ..domain import JournalStatus
-from ..errors import GravitexError, InvalidArgumentsError
+from ..errors import FIND_LOST_SUBMIT, GravitexError, InvalidArgumentsError
 from ..request.prepare import PreparedRequest
 from ..store.records import TaskRecord
 from ..store.seam import TaskStore, patiently
@@ -108,10 +108,9 @@ async def claim_or_find(
                 f"The earlier submit with idempotency_key {key!r} (started "
                 f"{holder.created_at:%Y-%m-%d %H:%M:%S} UTC) never got its answer: the "
                 "server sending it stopped, or the answer was lost. Its outcome is unknown "
-                "and a paid task may exist upstream, so nothing was submitted again. Look "
-                "for it with list_video_tasks (status submit_unknown) or on the Gravitex "
-                "dashboard; to submit again anyway, call with a new idempotency_key (a "
-                "second paid task if the first one exists)."
+                "and a paid task may exist upstream, so nothing was submitted again. "
+                f"{FIND_LOST_SUBMIT} or on the Gravitex dashboard; to submit again anyway, "
+                "call with a new idempotency_key (a second paid task if the first one exists)."
             )
         return _Submitting(holder)
 

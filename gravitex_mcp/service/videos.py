@@ -9,6 +9,7 @@ download), ``saves`` (saving once, checking on disk, looking) and ``listing``.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,9 +73,12 @@ class VideoService:
         """``journal`` and ``output``: the task and video stores (the composition root
         picks them)."""
         self._settings = settings
+        #: who this service works for (acting_for); the local user by default
+        self.user_id = "local"
         # Decoding (looks, frames, joins) is bounded by the cores, shared by every session.
         self.video_work = video_work or shared_video_work()
         self._journal = journal
+        self._client = client
         clock = clock or SystemClock()
         self._output = output
         self._saves = Saves(
@@ -120,6 +124,17 @@ class VideoService:
             finally:
                 self._saves.attach(None)
                 group.cancel_scope.cancel()
+
+    def acting_for(self, user_id: str, upstream_key: str | None) -> VideoService:
+        """This service working for ``user_id``, from here on in the current call: what
+        the call sends upstream (submits, polls, and saves that go on after it returns)
+        is paid with ``upstream_key``, or the server's key when None (the client keeps
+        it in the call's context only: ``GravitexClient.pay_with``). Scoping the task
+        store per user comes with its seam."""
+        self._client.pay_with(upstream_key)
+        view = copy.copy(self)
+        view.user_id = user_id
+        return view
 
     @property
     def settings(self) -> Settings:

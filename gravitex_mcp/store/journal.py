@@ -39,7 +39,7 @@ import anyio.to_thread
 from ..domain import JournalStatus, TaskStatus, as_utc, utc_now
 from ..errors import InvalidArgumentsError, JournalError, Problem, StorageError
 from .records import KeyClaim, TaskEvent, TaskRecord, parse_url_expiry
-from .seam import Lease, LeaseBusy, LeaseKind
+from .seam import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Lease, LeaseBusy, LeaseKind
 from .sqlite_open import DEFAULT_BUSY_TIMEOUT, DEFAULT_LOCK_TIMEOUT, SqliteDatabase, open_database
 from .sqlite_rows import (
     FIND_BY_LOCAL_ID,
@@ -63,8 +63,6 @@ from .tasklock import FlockLease, SubmitLeases, TaskLock, TaskLocks
 logger = logging.getLogger(__name__)
 
 _STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may exist upstream."
-DEFAULT_LIST_LIMIT = 20
-MAX_LIST_LIMIT = 100
 
 
 class Journal(SqliteDatabase):

@@ -10,11 +10,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from ..domain import JournalStatus, as_utc
+from ..domain import URL_LIFETIME, JournalStatus, as_utc
 from ..redact import redact_url
-
-DEFAULT_URL_LIFETIME = timedelta(hours=24)
-"""The docs: result URLs are valid for about 24 hours."""
 
 
 class TaskEvent(BaseModel):
@@ -154,4 +151,4 @@ def parse_url_expiry(url: str, *, seen_at: datetime) -> datetime:
             return start + timedelta(seconds=lifetime)
         except OverflowError:
             break
-    return seen_at + DEFAULT_URL_LIFETIME
+    return seen_at + URL_LIFETIME

@@ -45,6 +45,10 @@ from .records import KeyClaim, TaskRecord
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+#: How many tasks a listing returns unless asked, and at most (every task store).
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
 _B = TypeVar("_B")
 
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -64,6 +64,8 @@ _JOURNAL_ADVICE = (
     "the state folder, or set GRAVITEX_STATE_DIR to another folder."
 )
 
+#: Reads that run at once, each on a connection of its own (WAL readers never block).
+READERS = 4
 _T = TypeVar("_T")
 
 
@@ -225,8 +227,8 @@ def open_database(
 
 
 class SqliteDatabase:
-    """The opened file: a writing and a reading connection, each used by one worker
-    thread at a time, every ``sqlite3`` error turned into a :class:`JournalError`."""
+    """The opened file: one writing connection and a few reading ones, each used by one
+    worker thread at a time, every ``sqlite3`` error turned into a :class:`JournalError`."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn: sqlite3.Connection | None = conn
@@ -235,11 +237,12 @@ class SqliteDatabase:
         # Its own thread token: its calls never queue for anyio's default pool behind
         # downloads and video work. One, as ``_lock`` lets one in at a time.
         self._limiter = anyio.CapacityLimiter(1)
-        # Reads (get, list) have a connection, lock and token of their own: with WAL
-        # they never wait behind the writes' fsyncs (hundreds while many videos save).
-        self._reader: sqlite3.Connection | None = None
-        self._read_lock = threading.Lock()
-        self._read_limiter = anyio.CapacityLimiter(1)
+        # Reads (get, list) have connections and tokens of their own: with WAL they never
+        # wait behind the writes' fsyncs (hundreds while many videos save). Several, so a
+        # burst of reads does not queue one loop turn per read behind a single token.
+        self._readers: list[sqlite3.Connection] = []  # idle ones
+        self._read_lock = threading.Lock()  # guards the list, not a read
+        self._read_limiter = anyio.CapacityLimiter(READERS)
 
     @property
     def path(self) -> Path:
@@ -247,49 +250,72 @@ class SqliteDatabase:
         return self._path
 
     def _close_connections(self) -> None:
-        """Close both connections; call holding ``_lock`` and ``_read_lock``."""
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        """Close every connection; call holding ``_lock`` and ``_read_lock``."""
+        while self._readers:
+            self._readers.pop().close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
     def _locked(self, operation: Callable[[sqlite3.Connection], _T], *, read: bool = False) -> _T:
-        with self._read_lock if read else self._lock:
+        if read:
+            return self._read(operation)
+        with self._lock:
             if self._conn is None:
                 raise JournalError(f"The task journal {self._path} is closed.")
-            try:
-                return operation(self._read_connection() if read else self._conn)
-            except sqlite3.Error as exc:
-                if isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc):
-                    # Met in use (clean opens skip the scan): check it at the next start.
-                    with contextlib.suppress(OSError):
-                        self._path.with_name(CHECK_MARKER).touch()
-                    raise JournalError(
-                        f"The task journal {self._path} is damaged ({exc}). Restart the "
-                        "server: it moves the damaged file aside and starts a new journal."
-                    ) from exc
-                raise JournalError(f"Task journal {self._path}: {exc}. {_JOURNAL_ADVICE}") from exc
+            return self._told(operation, self._conn)
 
-    def _read_connection(self) -> sqlite3.Connection:
-        # Opened at the first read, in its worker thread (holding _read_lock).
-        if self._reader is None:
-            conn = sqlite3.connect(
-                self._path,
-                timeout=DEFAULT_BUSY_TIMEOUT,
-                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-                check_same_thread=False,  # used from worker threads, one at a time
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA query_only = ON")
-            self._reader = conn
-        return self._reader
+    def _read(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._read_lock:
+            if self._conn is None:
+                raise JournalError(f"The task journal {self._path} is closed.")
+            reader = self._readers.pop() if self._readers else None
+        try:
+            if reader is None:
+                reader = self._told(self._open_reader, None)
+            return self._told(operation, reader)
+        finally:
+            if reader is not None:
+                with self._read_lock:
+                    if self._closed():  # closed meanwhile
+                        reader.close()
+                    else:
+                        self._readers.append(reader)
+
+    def _closed(self) -> bool:
+        return self._conn is None
+
+    def _told(self, operation: Callable[[Any], _T], conn: sqlite3.Connection | None) -> _T:
+        """``operation(conn)``, its ``sqlite3`` errors told as :class:`JournalError`."""
+        try:
+            return operation(conn)
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc):
+                # Met in use (clean opens skip the scan): check it at the next start.
+                with contextlib.suppress(OSError):
+                    self._path.with_name(CHECK_MARKER).touch()
+                raise JournalError(
+                    f"The task journal {self._path} is damaged ({exc}). Restart the "
+                    "server: it moves the damaged file aside and starts a new journal."
+                ) from exc
+            raise JournalError(f"Task journal {self._path}: {exc}. {_JOURNAL_ADVICE}") from exc
+
+    def _open_reader(self, _: object) -> sqlite3.Connection:
+        # Opened when a read finds none idle, in its worker thread.
+        conn = sqlite3.connect(
+            self._path,
+            timeout=DEFAULT_BUSY_TIMEOUT,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,  # used from worker threads, one at a time
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only = ON")
+        return conn
 
     async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         return await anyio.to_thread.run_sync(self._locked, operation, limiter=self._limiter)
 
     async def _run_read(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        """``operation`` (reads only) on the reading connection."""
+        """``operation`` (reads only) on an idle reading connection."""
         locked = functools.partial(self._locked, operation, read=True)
         return await anyio.to_thread.run_sync(locked, limiter=self._read_limiter)

@@ -121,15 +121,30 @@ class _SimulatorOnDemand(httpx2.AsyncBaseTransport):
 
 
 class _KeyRequired(httpx2.AsyncBaseTransport):
-    """The upstream of a server started without a key: every request is refused here,
-    before a connection, with what to set and where (:class:`MissingAPIKeyError`).
+    """The upstream of a server started without a key: every request made with the
+    missing key is refused here, before a connection, with what to set and where
+    (:class:`MissingAPIKeyError`).
 
     The server still starts, so a client connects and everything that needs no API
-    (list_models, dry runs, the journal, saved videos) works.
+    (list_models, dry runs, the journal, saved videos) works. A request paid with a
+    caller's own key (``GravitexClient.pay_with``: a tokens file's ``upstream_key``
+    or an ``X-Gravitex-Api-Key`` header), and a signed video URL (no key at all),
+    go on to ``inner`` (the network by default).
     """
 
+    def __init__(self, inner: httpx2.AsyncBaseTransport | None = None) -> None:
+        self._inner = inner
+
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        raise MissingAPIKeyError()
+        if request.headers.get("authorization") == f"Bearer {_NO_KEY}":
+            raise MissingAPIKeyError()
+        if self._inner is None:
+            self._inner = httpx2.AsyncHTTPTransport()
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
 
 
 #: The client's key when there is none: it never leaves the process (see _KeyRequired).
@@ -146,7 +161,9 @@ def choose_upstream(settings: Settings, *, transport: Transport | None = None) -
             transport=_SimulatorOnDemand(settings),
         )
     if not settings.api_key:
-        return Upstream(base_url=settings.base_url, api_key=_NO_KEY, transport=_KeyRequired())
+        return Upstream(
+            base_url=settings.base_url, api_key=_NO_KEY, transport=_KeyRequired(transport)
+        )
     return Upstream(base_url=settings.base_url, api_key=settings.api_key, transport=transport)
 
 

@@ -33,6 +33,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -43,6 +44,7 @@ import httpx2
 
 from .. import __version__
 from ..errors import (
+    FIND_TASKS,
     ConfigurationError,
     DownloadError,
     MalformedResponseError,
@@ -148,6 +150,26 @@ async def _read_error_body(response: httpx2.Response) -> bytes:
 # --- the client -------------------------------------------------------------------
 
 
+#: The key paying for the current call, when it is a caller's own (GravitexClient.pay_with).
+_PAYING_KEY: ContextVar[str | None] = ContextVar("gravitex_paying_key", default=None)
+
+
+def _checked_key(api_key: str, what: str) -> str:
+    """``api_key`` stripped, or a :class:`ConfigurationError` naming ``what`` (never the key)."""
+    key = (api_key or "").strip()
+    if not key:
+        raise ConfigurationError(
+            f"{what} is empty: export your Gravitex key (sk-...) "
+            "or run with --simulate to use the built-in simulator."
+        )
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        raise ConfigurationError(
+            f"{what} contains spaces, control or non-ASCII characters; "
+            "copy the key (sk-...) again without extra characters."
+        )
+    return key
+
+
 class GravitexClient:
     """Talks to the Gravitex video API over one :class:`httpx2.AsyncClient`.
 
@@ -170,17 +192,7 @@ class GravitexClient:
         clock: Callable[[], float] = time.time,
         event_hooks: Mapping[str, list[Callable[[Any], Any]]] | None = None,
     ) -> None:
-        key = (api_key or "").strip()
-        if not key:
-            raise ConfigurationError(
-                "GRAVITEX_API_KEY is empty: export your Gravitex key (sk-...) "
-                "or run with --simulate to use the built-in simulator."
-            )
-        if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
-            raise ConfigurationError(
-                "GRAVITEX_API_KEY contains spaces, control or non-ASCII characters; "
-                "copy the key (sk-...) again without extra characters."
-            )
+        key = _checked_key(api_key, "GRAVITEX_API_KEY")
         base = base_url.strip().rstrip("/")
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -201,6 +213,18 @@ class GravitexClient:
         self._event_hooks = event_hooks  # metrics and spans (upstream/observe.py)
         self._http_client: httpx2.AsyncClient | None = None
         self._closed = False
+
+    def pay_with(self, api_key: str | None, *, what: str = "The caller's Gravitex key") -> None:
+        """Pay with ``api_key`` (a caller's own key) for the requests of the current call
+        and of the work it starts from here on, polls and saves that go on after it
+        returns included (tasks inherit the context they were started in); None: this
+        client's own key. The key is held in that context only, in memory, for as long
+        as that work runs; it is scrubbed from errors like the client's own."""
+        _PAYING_KEY.set(None if api_key is None else _checked_key(api_key, what))
+
+    @property
+    def _key(self) -> str:
+        return _PAYING_KEY.get() or self._api_key
 
     @property
     def _http(self) -> httpx2.AsyncClient:
@@ -280,8 +304,7 @@ class GravitexClient:
             doing=f"querying task {tid!r}",
             where=self._api_where,
             not_found=(
-                f"The Gravitex API knows no task {tid!r} (HTTP 404): check the id "
-                "(list_video_tasks shows the tasks this server submitted)."
+                f"The Gravitex API knows no task {tid!r} (HTTP 404): check the id ({FIND_TASKS})."
             ),
         )
         path = QUERY_PATH.format(task_id=quote(tid, safe=""))
@@ -344,7 +367,7 @@ class GravitexClient:
     # --- attempts ----------------------------------------------------------------
 
     def _api_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
+        return {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
 
     async def _retrying(self, op: Op, attempt_fn: Callable[[], Awaitable[_T]]) -> _T:
         policy = self._retry
@@ -552,4 +575,6 @@ class GravitexClient:
             raise malformed(f"{what} instead of JSON") from exc
 
     def _scrub(self, text: str) -> str:
-        return scrub(text, self._api_key)
+        paying = _PAYING_KEY.get()
+        text = scrub(text, self._api_key)
+        return scrub(text, paying) if paying else text

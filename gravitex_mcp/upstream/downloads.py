@@ -23,7 +23,7 @@ from typing import Final, Protocol, TypeVar
 
 import httpx2
 
-from ..domain import Delivery, TaskStatus
+from ..domain import URL_LIFETIME_TEXT, Delivery, TaskStatus
 from ..errors import (
     APIConnectionError,
     DownloadError,
@@ -230,7 +230,7 @@ async def _download_url(
                     f"The video URL of task {task_id!r} ({redact_url(url)}) was refused "
                     f"(HTTP {exc.status_code}) even after re-querying the task for a fresh "
                     "one: the video is no longer available from its host (signed links last "
-                    "about 24 h). Nothing was saved."
+                    f"{URL_LIFETIME_TEXT}). Nothing was saved."
                 ) from exc
             logger.info(
                 "video URL of task %s refused (HTTP %s, likely expired); re-querying the task",

@@ -25,7 +25,9 @@ from typing import Any, Literal
 
 import httpx2
 
+from ..domain import URL_LIFETIME_TEXT
 from ..errors import (
+    FIND_LOST_SUBMIT,
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -129,7 +131,7 @@ def status_error(
     if not op.is_api and status in (401, 403, 410):
         return URLExpiredError(
             f"The signed video URL {op.where} was refused (HTTP {status}): it has most "
-            f"likely expired (links last about 24 h). Query the task again for a fresh "
+            f"likely expired (links last {URL_LIFETIME_TEXT}). Query the task again for a fresh "
             f"URL.{suffix}",
             **kwargs,
         )
@@ -205,9 +207,8 @@ def outcome_unknown_message(reason: str, request_id: str | None) -> str:
     suffix = f" (request id {request_id})" if request_id else ""
     return (
         f"The submit's outcome is unknown: {reason}. A task (and a charge) may "
-        "exist, so the request was not sent again. Look at list_video_tasks "
-        "(and the Gravitex dashboard) before trying again, or a second paid task "
-        f"may be created.{suffix}"
+        f"exist, so the request was not sent again. {FIND_LOST_SUBMIT} or on the Gravitex "
+        f"dashboard before trying again, or a second paid task may be created.{suffix}"
     )
 
 

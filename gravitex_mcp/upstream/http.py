@@ -31,3 +31,9 @@ def json_fetcher(client: httpx2.AsyncClient) -> FetchJSON:
         return data
 
     return fetch
+
+
+def issuer_fetcher() -> FetchJSON:
+    """The :data:`FetchJSON` the server reads an OAuth issuer's metadata and keys with:
+    bounded time-outs, no redirects; its client lives as long as the server process."""
+    return json_fetcher(httpx2.AsyncClient(timeout=httpx2.Timeout(10.0), follow_redirects=False))
