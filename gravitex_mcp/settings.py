@@ -12,6 +12,7 @@ import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +23,14 @@ DEFAULT_OUTPUT_SUBDIR = "gravitex-videos"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Seconds a streamable-HTTP session may go without a request before it is closed.
 DEFAULT_SESSION_IDLE = 1800.0
+#: Default life of a presigned media link to an object (GRAVITEX_MEDIA_TTL_SECONDS).
+DEFAULT_MEDIA_TTL = 3600
+#: How object storage copies create-only unless AWS_COPY_IF_NOT_EXISTS says otherwise:
+#: Amazon S3's own way (a multipart copy completed with ``If-None-Match: *``). SeaweedFS
+#: accepts that too but does not make it atomic (racing copies both "win", the last
+#: replacing the first; tests/test_video_store_contract.py), while it honours
+#: ``header:If-None-Match:*`` on a plain copy atomically: set that for SeaweedFS.
+DEFAULT_COPY_IF_NOT_EXISTS = "multipart"
 #: Shortest GRAVITEX_SERVER_SECRET (the SDK's request-state keys need 32 bytes).
 MIN_SERVER_SECRET = 32
 
@@ -73,6 +82,15 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
         "GRAVITEX_SUBMITS_PER_MINUTE",
         "submissions each user may make per minute (default: no limit)",
     ),
+    (
+        "GRAVITEX_STORAGE_URL",
+        "s3://bucket[/prefix]: videos, sheets, frames and joins as objects (AWS_ENDPOINT_URL, "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION; AWS_ALLOW_HTTP=1 for plain http)",
+    ),
+    (
+        "GRAVITEX_MEDIA_TTL_SECONDS",
+        f"life of a presigned media link to an object (default {DEFAULT_MEDIA_TTL})",
+    ),
 )
 
 
@@ -92,6 +110,50 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
     if xdg:
         return Path(xdg) / "gravitex-mcp"
     return _home(env) / ".local" / "state" / "gravitex-mcp"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStorage:
+    """Where and how to reach the bucket (built once, in settings)."""
+
+    bucket: str
+    prefix: str = ""
+    """``""`` or a key prefix ending in ``/``."""
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    allow_http: bool = False
+    media_ttl_seconds: int = DEFAULT_MEDIA_TTL
+    #: how a copy is made create-only (obstore's ``copy_if_not_exists``; the standard
+    #: AWS_COPY_IF_NOT_EXISTS): S3's own multipart copy completed with If-None-Match,
+    #: or a header the store honours on a plain copy (see DEFAULT_COPY_IF_NOT_EXISTS)
+    copy_if_not_exists: str = "multipart"
+    #: obstore's retries of one request, and its time-outs (a failing store answers soon).
+    max_retries: int = 3
+    retry_timeout: timedelta = timedelta(seconds=30)
+    connect_timeout: timedelta = timedelta(seconds=5)
+    timeout: timedelta = timedelta(seconds=120)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def parse_storage_url(url: str) -> tuple[str, str]:
+    """``s3://bucket[/prefix]`` -> (bucket, prefix ending in ``/`` or ``""``);
+    ``ValueError`` saying what is wrong."""
+    if not url.startswith("s3://"):
+        raise ValueError(f"must be s3://bucket[/prefix], got {url!r}")
+    bucket, _, rest = url[len("s3://") :].partition("/")
+    if not bucket or any(c in bucket for c in "?#\\ "):
+        raise ValueError(f"names no bucket: {url!r} (use s3://bucket[/prefix])")
+    parts = [p for p in rest.split("/") if p]
+    if any(p in (".", "..") or p.startswith(".") for p in parts) or any(
+        c in rest for c in "?#\\\0"
+    ):
+        raise ValueError(f"has an unusable prefix: {url!r}")
+    return bucket, "".join(p + "/" for p in parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +191,8 @@ class Settings:
     #: who calls (HTTP): the tokens file, or the OAuth issuer (server/callers.py reads them)
     tokens_file: str | None = None
     oauth_issuer: str | None = None
+    #: the S3-compatible video store (GRAVITEX_STORAGE_URL); None: the output folder
+    storage: ObjectStorage | None = None
 
     def require_api_key(self) -> str:
         """The key, or a :class:`MissingAPIKeyError` naming what to set and where."""
@@ -226,6 +290,7 @@ def load_settings(
         ),
         tokens_file=(env.get("GRAVITEX_TOKENS_FILE") or "").strip() or None,
         oauth_issuer=(env.get("GRAVITEX_OAUTH_ISSUER") or "").strip() or None,
+        storage=_storage(env),
     )
 
 
@@ -296,3 +361,56 @@ def _media_switch(value: str | None) -> bool:
     if text in {"off", "0", "false", "no"}:
         return False
     raise ConfigurationError(f"GRAVITEX_MEDIA must be on or off, got {value!r}.")
+
+
+def _storage(env: Mapping[str, str]) -> ObjectStorage | None:
+    """The object storage GRAVITEX_STORAGE_URL names, with the standard ``AWS_*``
+    variables; None when unset."""
+    url = (env.get("GRAVITEX_STORAGE_URL") or "").strip()
+    raw_ttl = (env.get("GRAVITEX_MEDIA_TTL_SECONDS") or "").strip() or str(DEFAULT_MEDIA_TTL)
+    ttl = int(raw_ttl) if raw_ttl.isdigit() else -1
+    if not 60 <= ttl <= 7 * 24 * 3600:  # S3 signs for at most 7 days
+        raise ConfigurationError(
+            "GRAVITEX_MEDIA_TTL_SECONDS must be whole seconds from 60 to 604800 "
+            f"(default {DEFAULT_MEDIA_TTL}), got {raw_ttl!r}."
+        )
+    if not url:
+        return None
+    try:
+        bucket, prefix = parse_storage_url(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"GRAVITEX_STORAGE_URL {exc}.") from exc
+    endpoint = (env.get("AWS_ENDPOINT_URL") or "").strip() or None
+    allow_http = _truthy(env.get("AWS_ALLOW_HTTP"))
+    if endpoint is not None and endpoint.startswith("http://") and not allow_http:
+        host = urlsplit(endpoint).hostname or ""
+        if not is_loopback(host):
+            raise ConfigurationError(
+                f"AWS_ENDPOINT_URL {endpoint!r} is plain http: the storage credentials and "
+                "videos would cross the network unencrypted. Use https, or set "
+                "AWS_ALLOW_HTTP=1 if you mean it."
+            )
+        allow_http = True  # a loopback endpoint (tests, a local gateway)
+    return ObjectStorage(
+        bucket=bucket,
+        prefix=prefix,
+        endpoint=endpoint,
+        region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None,
+        access_key_id=(env.get("AWS_ACCESS_KEY_ID") or "").strip() or None,
+        secret_access_key=(env.get("AWS_SECRET_ACCESS_KEY") or "").strip() or None,
+        allow_http=allow_http,
+        media_ttl_seconds=ttl,
+        copy_if_not_exists=_copy_if_not_exists(env.get("AWS_COPY_IF_NOT_EXISTS")),
+    )
+
+
+def _copy_if_not_exists(value: str | None) -> str:
+    text = (value or "").strip() or DEFAULT_COPY_IF_NOT_EXISTS
+    if text == "multipart" or (
+        text.startswith(("header:", "header-with-status:")) and text.count(":") >= 2
+    ):
+        return text
+    raise ConfigurationError(
+        "AWS_COPY_IF_NOT_EXISTS must be multipart (Amazon S3), header:<name>:<value> "
+        f"(e.g. header:If-None-Match:* for SeaweedFS) or header-with-status:..., got {value!r}."
+    )

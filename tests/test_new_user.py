@@ -145,6 +145,7 @@ async def test_a_clip_of_another_shape_is_joined_on_black_bars_not_stretched(
     assert any("black bars" in note for note in joined.plan.notes)
     # 1.5 s into the tall clip: its frame 15, luma 15 * 7 = 105, scaled to 36x48 and
     # centred, so columns 0-13 and 50-63 are black (Y 16) and the middle is the clip.
+    assert joined.stored.path is not None
     left, middle, right = _luma_at(joined.stored.path, 2 + 1.5, (3, 32, 60))
     assert abs(middle - 105) <= 12
     assert left <= 24

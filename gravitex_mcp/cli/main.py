@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -331,7 +331,7 @@ def _serve(args: argparse.Namespace, settings: Settings, env: Mapping[str, str])
         return
     from ..server.http_app import build_http_app, serve_http
     from ..store.media_links import MediaLinks, link_key
-    from ..store.ready import folder_writable, journal_readable
+    from ..store.ready import journal_readable
 
     app = build_http_app(
         server,
@@ -349,7 +349,7 @@ def _serve(args: argparse.Namespace, settings: Settings, env: Mapping[str, str])
         else None,
         ready_checks={
             "journal": functools.partial(journal_readable, settings.state_dir),
-            "output": functools.partial(folder_writable, settings.output_dir),
+            **_storage_check(settings),
         },
         metrics=metrics,
         metrics_public=settings.metrics_public,
@@ -359,6 +359,18 @@ def _serve(args: argparse.Namespace, settings: Settings, env: Mapping[str, str])
     )
     settle_heap()
     anyio.run(lambda: serve_http(app, host=args.host, port=args.port, log_level=settings.log_level))
+
+
+def _storage_check(settings: Settings) -> dict[str, Callable[[], object]]:
+    """``/readyz``'s check of where videos go: the object storage answers a listing, or
+    the output folder takes a file."""
+    if settings.storage is not None:
+        from ..store.objects import storage_reachable  # the team extra: only when set
+
+        return {"storage": functools.partial(storage_reachable, settings.storage)}
+    from ..store.ready import folder_writable
+
+    return {"output": functools.partial(folder_writable, settings.output_dir)}
 
 
 def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:

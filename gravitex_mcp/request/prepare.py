@@ -25,6 +25,7 @@ from ..errors import InvalidArgumentsError, Problem
 from ..redact import redact_url
 from .arguments import VideoArguments
 from .inputs.media import MAX_MEDIA_BYTES, MAX_REQUEST_MEDIA_BYTES, ResolvedMedia
+from .inputs.objects import SavedObjects
 from .inputs.resolve import LocatedMedia, locate_media
 from .inputs.urls import check_https_url
 from .translate import MediaURLs, build_body
@@ -51,7 +52,11 @@ class PreparedRequest:
 
 
 def prepare_request(
-    args: VideoArguments, *, input_dirs: Sequence[Path], saved_dir: Path | None = None
+    args: VideoArguments,
+    *,
+    input_dirs: Sequence[Path],
+    saved_dir: Path | None = None,
+    saved_objects: SavedObjects | None = None,
 ) -> PreparedRequest:
     """Validate ``args``, resolve its media from ``input_dirs``, and build the upstream body.
 
@@ -68,7 +73,7 @@ def prepare_request(
     except InvalidArgumentsError as exc:
         problems.extend(exc.problems)
     refused = {p.field for p in problems}
-    located = _locate_all(given, input_dirs, saved_dir, refused, problems)
+    located = _locate_all(given, input_dirs, saved_dir, saved_objects, refused, problems)
     callback = given.get("callback_url")
     if callback is not None and "callback_url" not in refused:
         # The provider will call it: same rules as media URLs (public host, no login).
@@ -105,6 +110,7 @@ def _locate_all(
     given: Mapping[str, Any],
     input_dirs: Sequence[Path],
     saved_dir: Path | None,
+    saved_objects: SavedObjects | None,
     refused: set[str],
     problems: list[Problem],
 ) -> list[LocatedMedia]:
@@ -120,7 +126,12 @@ def _locate_all(
             try:
                 located.append(
                     locate_media(
-                        item, field=where, kind=kind, input_dirs=input_dirs, saved_dir=saved_dir
+                        item,
+                        field=where,
+                        kind=kind,
+                        input_dirs=input_dirs,
+                        saved_dir=saved_dir,
+                        saved_objects=saved_objects,
                     )
                 )
             except InvalidArgumentsError as exc:

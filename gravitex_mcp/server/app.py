@@ -27,6 +27,7 @@ from ..settings import Settings, derive_key
 from ..store.journal import Journal
 from ..store.media_links import MediaLinks, link_key
 from ..store.ready import task_counts
+from ..store.seam import VideoStore
 from ..store.storage import OutputDir
 from ..upstream.choose import Transport, Upstream, open_upstream
 from ..upstream.client import GravitexClient
@@ -84,7 +85,7 @@ def build_server(
     upstream: Upstream | None = None,
     media_loopback: bool = True,
     media_origins: Sequence[str] = (),
-    output: OutputDir | None = None,
+    output: VideoStore | None = None,
     metrics: Metrics | None = None,
     verifier: CallerVerifier | None = None,
     auth: AuthSettings | None = None,
@@ -109,7 +110,7 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        videos = output or OutputDir(settings.output_dir)
+        videos = output or _video_store(settings)
         # Held from start-up (a folder swapped for a symlink later is refused), and rid
         # of what writers of a server killed mid-download left (else kept forever).
         await anyio.to_thread.run_sync(videos.recover)
@@ -147,6 +148,8 @@ def build_server(
                 await exits.aclose()
             finally:
                 journal.close()
+                if output is None:  # ours: its connections end here, not at exit
+                    _close_video_store(videos)
 
     tools = build_tools(service_for, lambda ctx: _state(ctx).media)
     Player.bind(tools)
@@ -198,6 +201,24 @@ def build_server(
     register_prompts(server)
     register_completions(server, lambda: open_journals[-1] if open_journals else None)
     return server
+
+
+def _video_store(settings: Settings) -> VideoStore:
+    """The output folder, or the object storage GRAVITEX_STORAGE_URL names."""
+    if settings.storage is None:
+        return OutputDir(settings.output_dir)
+    # The team extra (obstore): loaded only when configured.
+    from ..store.objects import ObjectVideoStore
+
+    return ObjectVideoStore(settings.storage)
+
+
+def _close_video_store(videos: VideoStore) -> None:
+    """Drop an object store's client at shutdown: obstore's runtime threads must not be
+    busy when the interpreter exits."""
+    close = getattr(videos, "close", None)
+    if callable(close):
+        close()
 
 
 @asynccontextmanager

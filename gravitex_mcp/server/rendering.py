@@ -22,6 +22,7 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, 
 from pydantic import BaseModel
 
 from ..domain import TaskStatus
+from ..errors import StorageError
 from ..redact import clip, redact_data_urls
 from ..results import (
     DownloadVideoResult,
@@ -33,6 +34,7 @@ from ..results import (
     TaskResult,
 )
 from ..store.media_links import MediaLinks
+from ..store.seam import VideoStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class Rendering:
     links: MediaLinks | None
     request_host: str | None
     over_http: bool
+    #: the video store: an object store signs its own links and holds the sheets
+    videos: VideoStore | None = None
 
     async def render(self, result: Outcome, *, preview: bool = True) -> CallToolResult:
         """``result`` as the client sees it: text, structured, the file's link and sheet."""
@@ -84,7 +88,7 @@ class Rendering:
         for video in saved:
             if video is not None:
                 content.append(self._video_link(video))
-                content.extend(await _preview_block(video, preview))
+                content.extend(await _preview_block(video, preview, self.videos))
         return CallToolResult(
             content=content,
             structured_content=result.model_dump(mode="json"),
@@ -96,6 +100,10 @@ class Rendering:
         video = result.saved_video() if isinstance(result, TaskResult | SavedVideo) else None
         if self.links is None or video is None:
             return result
+        # An object store serves its own objects: a presigned GET (signed locally).
+        direct = self.videos.media_url(video.path) if self.videos is not None else None
+        if direct is not None:
+            return result.model_copy(update={"media_url": direct})
         links, host = self.links, self.request_host
         await links.ready()
         # Minting stats the file: keep file-system calls off the event loop.
@@ -118,11 +126,24 @@ class Rendering:
         )
 
 
-async def _preview_block(video: SavedVideo, wanted: bool) -> list[ContentBlock]:
+async def _preview_block(
+    video: SavedVideo, wanted: bool, videos: VideoStore | None = None
+) -> list[ContentBlock]:
     """The contact sheet as an image block, when wanted and readable."""
     if not wanted or video.preview is None:
         return []
     from ..store.ondisk import read_regular
+
+    where = video.preview.path
+    if videos is not None and videos.owns(where):  # an object: read from the store
+        try:
+            held = await anyio.to_thread.run_sync(
+                lambda: videos.read_saved(where, limit=MAX_SHOWN_SHEET_BYTES)
+            )
+        except StorageError as exc:
+            logger.warning("could not read %s for the result: %s", where, exc)
+            return []
+        return [] if held is None else [image(held, "image/jpeg")]
 
     sheet = Path(video.preview.path)
     try:

@@ -132,7 +132,12 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
 
     def rendering(ctx: Context) -> Rendering:
         links = links_of(ctx) if links_of is not None else None
-        return Rendering(links, request_host(ctx.headers), over_http=ctx.headers is not None)
+        return Rendering(
+            links,
+            request_host(ctx.headers),
+            over_http=ctx.headers is not None,
+            videos=service_of(ctx).output,
+        )
 
     async def list_models(
         family: Annotated[

@@ -385,7 +385,7 @@ class Follow:
         identity = None if record is None else FileIdentity.parse(record.saved_identity)
         try:
             fresh = await anyio.to_thread.run_sync(
-                self._saves.open_saved, Path(saved.path), saved, identity
+                self._saves.open_saved, saved.path, saved, identity
             )
         except StorageError as exc:
             fresh = Changed(Path(saved.path), f"cannot be checked: {exc}")

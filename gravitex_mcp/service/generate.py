@@ -103,6 +103,7 @@ class Generate:
                 request,
                 input_dirs=self._settings.input_dirs,
                 saved_dir=self._settings.output_dir,
+                saved_objects=self._saves.output,
             )
         )
         return request, prepared

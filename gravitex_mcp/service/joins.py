@@ -139,7 +139,7 @@ async def join_files(
     # The contact sheet, as for every saved video (nothing was asked of a join); a
     # sheet that cannot be made is a note, the video is saved.
     seen = await work.run(lambda: _look_at_stored(out, stored))
-    logger.info("joined %d clips into %s (%s)", len(paths), stored.path, plan.method)
+    logger.info("joined %d clips into %s (%s)", len(paths), stored.location, plan.method)
     return JoinedVideo(
         stored=stored, plan=plan, probe=probe, preview=seen.preview, notes=seen.notes
     )
@@ -150,15 +150,15 @@ def _look_at_stored(out: VideoStore, stored: StoredFile) -> Seen:
     descriptor (its identity as published), not whatever its name leads to now."""
     try:
         found = out.open_checked(
-            stored.path, size=stored.size_bytes, sha256=stored.sha256, recorded=stored.identity
+            stored.location, size=stored.size_bytes, sha256=stored.sha256, recorded=stored.identity
         )
     except StorageError as exc:
         return Seen(None, None, [f"No contact sheet: {exc}"])
     if not isinstance(found, HeldFile):
-        why = found.sentence() if found else f"{stored.path} is gone."
+        why = found.sentence() if found else f"{stored.location} is gone."
         return Seen(None, None, [f"No contact sheet: {why}"])
     with found:
-        return look_at(found, {})
+        return look_at(found, {}, stills=out)
 
 
 # --- join_videos: tasks, downloaded first where needed ------------------------------------
@@ -235,8 +235,8 @@ async def join_tasks(
             held.close()
     stored = joined.stored
     return JoinVideosResult(
-        path=str(stored.path),
-        uri=stored.path.as_uri(),
+        path=str(stored.location),
+        uri=stored.uri,
         size_bytes=stored.size_bytes,
         sha256=stored.sha256,
         task_ids=list(task_ids),

@@ -9,7 +9,7 @@ writes): the service runs them in a worker thread.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from ..errors import StorageError
 from ..images import JPEG, image_dimensions, sniff_image_type
 from ..results import Frame, Preview, Probe
 from ..store.ondisk import HeldFile
+from ..store.seam import Stills
 from ..store.stills import find_still, save_new, save_or_reuse
 from ..video.frames import FramePosition
 from ..video.probe import ProbeError
@@ -31,6 +32,38 @@ SHEET_SUFFIX = ".contact.jpg"
 MAX_READ_SHEET_BYTES = 8 * 1024 * 1024
 
 
+class _Beside:
+    """Stills in the folder of a local video (a path, or a held file without a store)."""
+
+    def save_still(self, video: Path | str, name: str, data: bytes, *, reuse: bool = False) -> Path:
+        directory = Path(video).parent
+        return save_or_reuse(directory, name, data) if reuse else save_new(directory, name, data)
+
+    def find_still(
+        self,
+        video: Path | str,
+        name: str,
+        *,
+        made_ns: int,
+        limit: int,
+        usable: Callable[[bytes], bool],
+    ) -> tuple[Path | str, bytes] | None:
+        directory = Path(video).parent
+        return find_still(directory, name, made_ns=made_ns, limit=limit, usable=usable)
+
+
+_BESIDE = _Beside()
+
+
+def _where(source: VideoSource) -> Path | str:
+    """Where ``source`` is saved: its stills go beside it."""
+    return source.location if isinstance(source, HeldFile) else path_of(source)
+
+
+def _uri(location: Path | str) -> str:
+    return location.as_uri() if isinstance(location, Path) else location
+
+
 @dataclass(frozen=True, slots=True)
 class Seen:
     """What :func:`look_at` found: each part ``None`` when it could not be had."""
@@ -41,19 +74,25 @@ class Seen:
 
 
 def look_at(
-    video: VideoSource, asked: Mapping[str, Any], *, picked_size: tuple[int, int] | None = None
+    video: VideoSource,
+    asked: Mapping[str, Any],
+    *,
+    picked_size: tuple[int, int] | None = None,
+    stills: Stills | None = None,
 ) -> Seen:
     """Probe ``video``, make (or reuse) its contact sheet, and compare with ``asked``.
 
     Never raises for a video it cannot read or a sheet it cannot save: the video
-    is saved either way, so the reason becomes a note.
+    is saved either way, so the reason becomes a note. The sheet goes to ``stills``
+    (the video store; default: the video's own folder).
     """
+    keep = stills or _BESIDE
     try:
         probe, notes = look(video, asked, picked_size=picked_size)
     except ProbeError as exc:
         return Seen(None, None, [f"Could not look at the saved video: {exc}"])
     try:
-        preview = _existing_sheet(video, probe) or _new_sheet(video, probe)
+        preview = _existing_sheet(video, probe, keep) or _new_sheet(video, probe, keep)
     except (ProbeError, StorageError) as exc:
         notes.append(f"No contact sheet: {exc}")
         preview = None
@@ -65,21 +104,21 @@ def sheet_path(video: Path) -> Path:
     return video.with_name(video.stem + SHEET_SUFFIX)
 
 
-def _new_sheet(source: VideoSource, probe: Probe) -> Preview:
+def _new_sheet(source: VideoSource, probe: Probe, stills: Stills) -> Preview:
     video = path_of(source)
     sheet = sheet_of(source, probe)
-    path = save_new(video.parent, sheet_path(video).name, sheet.jpeg)
-    logger.info("contact sheet of %s saved to %s", video.name, path.name)
+    where = stills.save_still(_where(source), sheet_path(video).name, sheet.jpeg)
+    logger.info("contact sheet of %s saved to %s", video.name, where)
     return Preview(
-        path=str(path),
-        uri=path.as_uri(),
+        path=str(where),
+        uri=_uri(where),
         width=sheet.width,
         height=sheet.height,
         at_seconds=sheet.at_seconds,
     )
 
 
-def _existing_sheet(source: VideoSource, probe: Probe) -> Preview | None:
+def _existing_sheet(source: VideoSource, probe: Probe, stills: Stills) -> Preview | None:
     """The sheet an earlier look saved for this very file, when it is still there.
 
     A sheet older than the video is never reused, nor replaced (nothing is clobbered),
@@ -92,8 +131,8 @@ def _existing_sheet(source: VideoSource, probe: Probe) -> Preview | None:
         made = (
             source.identity.mtime_ns if isinstance(source, HeldFile) else video.stat().st_mtime_ns
         )
-        found = find_still(
-            video.parent,
+        found = stills.find_still(
+            _where(source),
             sheet_path(video).name,
             made_ns=made,
             limit=MAX_READ_SHEET_BYTES,
@@ -107,7 +146,7 @@ def _existing_sheet(source: VideoSource, probe: Probe) -> Preview | None:
     width, height = image_dimensions(data) or (0, 0)
     # Its tiles' times follow from the video's duration, as when it was made.
     return Preview(
-        path=str(path), uri=path.as_uri(), width=width, height=height, at_seconds=sheet_times(probe)
+        path=str(path), uri=_uri(path), width=width, height=height, at_seconds=sheet_times(probe)
     )
 
 
@@ -119,18 +158,22 @@ class ExtractedFrame:
     shown_png: bytes
 
 
-def extract(source: VideoSource, at: Sequence[float | FramePosition]) -> list[ExtractedFrame]:
-    """The frames of ``source`` at each of ``at``, saved as PNG beside it (no clobbering;
-    a frame asked for again, even by calls at once, is the file saved the first time)."""
+def extract(
+    source: VideoSource, at: Sequence[float | FramePosition], *, stills: Stills | None = None
+) -> list[ExtractedFrame]:
+    """The frames of ``source`` at each of ``at``, saved as PNG beside it in ``stills``
+    (no clobbering; a frame asked for again, even by calls at once, is the file saved
+    the first time)."""
     video = path_of(source)
+    keep = stills or _BESIDE
     frames = []
     for png in frames_of(source, at):
         name = f"{video.stem}.frame-{png.at_seconds:.3f}s.png"
-        path = save_or_reuse(video.parent, name, png.png)
+        where = keep.save_still(_where(source), name, png.png, reuse=True)
         saved = Frame(
             at_seconds=png.at_seconds,
-            path=str(path),
-            uri=path.as_uri(),
+            path=str(where),
+            uri=_uri(where),
             width=png.width,
             height=png.height,
         )

@@ -70,6 +70,11 @@ class Saves:
         self._jobs: BackgroundJobs[SavedVideo] = BackgroundJobs()
         self._save_names: dict[str, str | None] = {}  # filename asked of each running save
 
+    @property
+    def output(self) -> VideoStore:
+        """The video store saves go to."""
+        return self._output
+
     def attach(self, group: TaskGroup | None) -> None:
         """Run saves in ``group`` (the server's lifespan); ``None`` when it ends."""
         self._jobs.attach(group)
@@ -119,7 +124,7 @@ class Saves:
                 identity = stored.identity
                 # Journalled before the lease goes: the next holder finds the file.
                 try:
-                    path, size, sha = stored.path, stored.size_bytes, stored.sha256
+                    path, size, sha = stored.location, stored.size_bytes, stored.sha256
                     await self._journal.record_download(
                         task_id,
                         path=path,
@@ -178,14 +183,14 @@ class Saves:
 
         def look() -> Seen:
             try:
-                found = self.open_saved(Path(saved.path), saved, identity)
+                found = self.open_saved(saved.path, saved, identity)
             except StorageError as exc:
                 return Seen(None, None, [f"Could not look at the saved video: {exc}"])
             if not isinstance(found, HeldFile):
                 why = found.sentence() if found else f"{saved.path} is gone."
                 return Seen(None, None, [f"Could not look at the saved video: {why}"])
             with found:
-                return look_at(found, asked, picked_size=picked)
+                return look_at(found, asked, picked_size=picked, stills=self._output)
 
         with anyio.CancelScope(shield=True):
             seen = await self.video_work.run(look)
@@ -194,7 +199,7 @@ class Saves:
         )
 
     def open_saved(
-        self, path: Path, saved: SavedVideo, identity: FileIdentity | None
+        self, path: Path | str, saved: SavedVideo, identity: FileIdentity | None
     ) -> HeldFile | Changed | None:
         return self._output.open_checked(
             path, size=saved.size_bytes, sha256=saved.sha256, recorded=identity
@@ -211,16 +216,14 @@ class Saves:
             return None
         recorded = FileIdentity.parse(record.saved_identity)
         try:
-            found = await anyio.to_thread.run_sync(
-                self.open_saved, Path(saved.path), saved, recorded
-            )
+            found = await anyio.to_thread.run_sync(self.open_saved, saved.path, saved, recorded)
         except StorageError as exc:  # the folder itself changed: nothing in it is trusted
             return Changed(Path(saved.path), f"cannot be checked: {exc}")
         if isinstance(found, HeldFile):
             if found.identity != recorded:
                 try:
                     await self._journal.record_identity(
-                        record.local_id, path=found.path, identity=found.identity.text()
+                        record.local_id, path=found.location, identity=found.identity.text()
                     )
                 except JournalError:
                     logger.exception("could not record the identity of %s", found.path)
@@ -242,10 +245,13 @@ def saved_of(record: TaskRecord | None) -> SavedVideo | None:
         record.saved_path and record.sha256 and record.size_bytes is not None
     ):
         return None
-    path = Path(record.saved_path)
+    if record.saved_path.startswith("s3://"):  # an object: its URI stands for its path
+        path, uri = record.saved_path, record.saved_path
+    else:
+        path, uri = str(Path(record.saved_path)), Path(record.saved_path).as_uri()
     return SavedVideo(
-        path=str(path),
-        uri=path.as_uri(),
+        path=path,
+        uri=uri,
         size_bytes=record.size_bytes,
         sha256=record.sha256,
         mime_type="video/mp4",

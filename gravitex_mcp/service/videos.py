@@ -155,13 +155,13 @@ class VideoService:
 
         with await self.held_video(task_id) as video:
             try:
-                frames = await self.video_work.run(lambda: extract(video, at))
+                frames = await self.video_work.run(lambda: extract(video, at, stills=self._output))
             except ProbeError as exc:
                 raise FramesError(
                     f"Could not take frames from the saved video of task {task_id!r}: {exc}"
                 ) from exc
         result = ExtractFramesResult(
-            task_id=task_id, video_path=str(video.path), frames=[f.frame for f in frames]
+            task_id=task_id, video_path=str(video.location), frames=[f.frame for f in frames]
         )
         return result, [f.shown_png for f in frames]
 

@@ -9,8 +9,10 @@ sharing, recovery), ``sqlite_schema`` (migrations), ``sqlite_rows`` (the rows' S
 leases); ``storage`` (the output folder: safe names, a writer hashing as it writes)
 on ``tempfiles`` (the temp-file rule, the no-clobber publish, the start-up sweep),
 ``ondisk`` (saved files read back only once checked) and ``stills`` (contact sheets
-and frames beside the videos). ``records`` holds a task's record; ``link_key`` the
-media links' secret.
+and frames beside the videos). ``objects`` is the video store in S3-compatible
+storage (``GRAVITEX_STORAGE_URL``; multipart uploads, create-only copies, presigned
+links), the only module that imports ``obstore`` (the team extra). ``records`` holds
+a task's record; ``link_key`` the media links' secret.
 
 May import: the shared modules only. The only layer that imports ``sqlite3`` or
 ``fcntl``, or knows the state folder's layout and the temp-file names. Only ``store/``

@@ -410,7 +410,7 @@ class Journal(SqliteDatabase):
         self,
         task_id: str,
         *,
-        path: Path,
+        path: Path | str,
         size_bytes: int,
         sha256: str,
         identity: str | None = None,
@@ -437,7 +437,7 @@ class Journal(SqliteDatabase):
 
         await self._run(operation)
 
-    async def record_identity(self, task_id: str, *, path: Path, identity: str) -> None:
+    async def record_identity(self, task_id: str, *, path: Path | str, identity: str) -> None:
         """Record the identity the saved file at ``path`` now has (its bytes were
         checked to be the ones saved); nothing when the entry names another file."""
 

@@ -91,14 +91,19 @@ def sha256_of_fd(fd: int) -> str:
 class HeldFile:
     """A checked file, open: read it through :meth:`reader`, never by its path again.
 
-    ``path`` names it in messages and says where files made from it (frames, a contact
-    sheet) go. Close it (or use it as a context manager) when done.
+    ``path`` names it in messages; ``location`` says where files made from it (frames,
+    a contact sheet) go (:class:`~gravitex_mcp.store.seam.Stills`). Close it (or use it
+    as a context manager) when done.
     """
 
-    def __init__(self, path: Path, fd: int, identity: FileIdentity) -> None:
+    def __init__(
+        self, path: Path, fd: int, identity: FileIdentity, *, location: Path | str | None = None
+    ) -> None:
         self.path = path
         self._fd: int | None = fd
         self.identity = identity
+        #: Where it is saved (its path, or an object's ``s3://`` URI): where stills go.
+        self.location: Path | str = path if location is None else location
 
     def reader(self) -> BinaryIO:
         """A new file object on this file, at its start (one at a time: they share the

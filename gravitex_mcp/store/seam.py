@@ -6,7 +6,8 @@
   flock files as leases).
 * :class:`VideoStore`: where videos and the stills made from them are kept: reserve a
   name, write while hashing, publish without clobbering, open and verify a saved file.
-  Today :class:`~gravitex_mcp.store.storage.OutputDir` (the local output folder).
+  :class:`~gravitex_mcp.store.storage.OutputDir` (the local output folder), or
+  :class:`~gravitex_mcp.store.objects.ObjectVideoStore` (S3-compatible storage).
 
 Only ``store/`` and the composition root (``server/app.py``) name the implementations;
 ``service/`` sees no SQL, lock file, temp-file name or folder layout. Designed so the
@@ -53,13 +54,24 @@ _B = TypeVar("_B")
 
 @dataclass(frozen=True, slots=True)
 class StoredFile:
-    """A published file: its final path, size, sha256 (hex) and identity once in place
-    (what later reuse checks it by, see :mod:`gravitex_mcp.store.ondisk`)."""
+    """A published file: where it is, its size, sha256 (hex) and identity once in place
+    (what later reuse checks it by, see :mod:`gravitex_mcp.store.ondisk`).
 
-    path: Path
+    ``uri`` names it in every store (``file://...`` for the output folder,
+    ``s3://bucket/key`` for object storage) and is what :meth:`VideoStore.open_checked`
+    takes back; ``path`` is its local path, ``None`` when it has none (an object)."""
+
+    path: Path | None
     size_bytes: int
     sha256: str
     identity: FileIdentity | None = None
+    uri: str = ""
+
+    @property
+    def location(self) -> Path | str:
+        """What :meth:`VideoStore.open_checked` and the journal take: the local path,
+        else the URI."""
+        return self.path if self.path is not None else self.uri
 
 
 class LeaseKind(StrEnum):
@@ -166,15 +178,16 @@ class TaskStore(Protocol):
         self,
         task_id: str,
         *,
-        path: Path,
+        path: Path | str,
         size_bytes: int,
         sha256: str,
         identity: str | None = None,
     ) -> None:
-        """Where the task's video was saved (call holding its SAVE lease)."""
+        """Where the task's video was saved: a local path, or the ``s3://`` URI of an
+        object (:attr:`StoredFile.location`; call holding its SAVE lease)."""
         ...
 
-    async def record_identity(self, task_id: str, *, path: Path, identity: str) -> None:
+    async def record_identity(self, task_id: str, *, path: Path | str, identity: str) -> None:
         """The identity the saved file has now (its bytes checked to be the saved ones)."""
         ...
 
@@ -191,8 +204,14 @@ class VideoWriter(Protocol):
         """Append ``data`` and hash it (blocking: a page-cache write, or a buffered part)."""
         ...
 
+    async def drain(self) -> None:
+        """Wait until what :meth:`put` buffered is within the writer's bound (an object
+        store uploads a full part here; a local file has nothing to wait for); a
+        cancellation checkpoint. Call it between puts."""
+        ...
+
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """:meth:`put`, then a cancellation checkpoint."""
+        """:meth:`put`, then :meth:`drain`."""
         ...
 
     async def commit(self) -> StoredFile:
@@ -209,7 +228,34 @@ class VideoWriter(Protocol):
     ) -> None: ...
 
 
-class VideoStore(Protocol):
+class Stills(Protocol):
+    """Where the stills made from a saved video go (contact sheets, frames): beside it,
+    never clobbering. Blocking: from a worker thread."""
+
+    def save_still(
+        self, video: Path | str, name: str, data: bytes, *, reuse: bool = False
+    ) -> Path | str:
+        """Save ``data`` as ``name`` (or ``stem-N.ext``) beside the video at ``video``
+        (a :attr:`StoredFile.location`); with ``reuse``, a copy already holding exactly
+        ``data`` is returned instead. Its location."""
+        ...
+
+    def find_still(
+        self,
+        video: Path | str,
+        name: str,
+        *,
+        made_ns: int,
+        limit: int,
+        usable: Callable[[bytes], bool],
+    ) -> tuple[Path | str, bytes] | None:
+        """The newest still saved as ``name`` (or a ``stem-N`` copy) beside ``video`` at
+        or after ``made_ns``, at most ``limit`` bytes and ``usable``; its location and
+        bytes."""
+        ...
+
+
+class VideoStore(Stills, Protocol):
     """Where videos (and the stills made from them) are kept."""
 
     def reserve(self, filename: str | None, *, default_stem: str) -> VideoWriter:
@@ -221,10 +267,12 @@ class VideoStore(Protocol):
         ...
 
     def open_checked(
-        self, path: Path, *, size: int, sha256: str, recorded: FileIdentity | None
+        self, path: Path | str, *, size: int, sha256: str, recorded: FileIdentity | None
     ) -> HeldFile | Changed | None:
-        """The saved file, opened and verified to be the one saved (blocking): ``None``
-        when it is gone, :class:`Changed` when something else is there now."""
+        """The saved file at ``path`` (a :attr:`StoredFile.location`), opened and verified
+        to be the one saved (blocking): ``None`` when it is gone, :class:`Changed` when
+        something else is there now. Read through a local descriptor (an object store
+        fetches a temp copy, held while the file is)."""
         ...
 
     def scratch(self, stem: str) -> AbstractContextManager[Path]:
@@ -234,6 +282,27 @@ class VideoStore(Protocol):
 
     def recover(self) -> builtins.list[Path]:
         """At start-up (blocking): remove what writers that died left behind."""
+        ...
+
+    def owns(self, location: str) -> bool:
+        """Whether ``location`` is a URI (not a local path) of this store's own, so an
+        input may name it (a saved frame in object storage); the output folder's files
+        are read by path instead."""
+        ...
+
+    def size_of(self, location: str) -> int | None:
+        """The size of what :meth:`owns` names (blocking); ``None`` when nothing is there."""
+        ...
+
+    def read_saved(self, location: str, *, limit: int) -> bytes | None:
+        """The bytes of a small saved file :meth:`owns` names (blocking); ``None`` when
+        it is gone or larger than ``limit``."""
+        ...
+
+    def media_url(self, location: Path | str) -> str | None:
+        """A link the storage itself serves for a saved file (an object store's
+        presigned GET, Range requests included); ``None`` when the server serves its
+        own files (the output folder: ``MediaLinks``) or ``location`` is not its own."""
         ...
 
 

@@ -24,6 +24,7 @@ import re
 import stat
 import unicodedata
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -35,6 +36,7 @@ import anyio.to_thread
 from ..errors import StorageError
 from .ondisk import Changed, FileIdentity, HeldFile, identity_of_fd, open_saved
 from .seam import StoredFile
+from .stills import find_still, save_new, save_or_reuse
 from .tempfiles import OpenFn, create_temp, place_without_link, publish_first_free, sweep_temp_files
 
 logger = logging.getLogger(__name__)
@@ -121,6 +123,15 @@ def _storage_error(exc: OSError, *, name: str, directory: Path, action: str) -> 
     )
 
 
+def _local_path(location: str) -> Path:
+    """The path a ``file://`` URI (or a plain path's text) names."""
+    if location.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        return Path(unquote(urlsplit(location).path))
+    return Path(location)
+
+
 def _fsync_dir(directory: Path) -> None:
     if os.name == "nt":  # directories cannot be opened for fsync on Windows
         return
@@ -130,6 +141,13 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile(StoredFile):
+    """A file published in the output folder: it always has a local path."""
+
+    path: Path
 
 
 class OutputDir:
@@ -229,9 +247,12 @@ class OutputDir:
         return max(sizes) if sizes else None
 
     def open_checked(
-        self, path: Path, *, size: int, sha256: str, recorded: FileIdentity | None
+        self, path: Path | str, *, size: int, sha256: str, recorded: FileIdentity | None
     ) -> HeldFile | Changed | None:
-        """:func:`~gravitex_mcp.store.ondisk.open_saved` in this folder (blocking)."""
+        """:func:`~gravitex_mcp.store.ondisk.open_saved` in this folder (blocking);
+        ``path`` may be given as its ``file://`` URI."""
+        if isinstance(path, str):
+            path = _local_path(path)
         return open_saved(self, path, size=size, sha256=sha256, recorded=recorded)
 
     @contextlib.contextmanager
@@ -245,6 +266,39 @@ class OutputDir:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             os.close(held)
+
+    def save_still(self, video: Path | str, name: str, data: bytes, *, reuse: bool = False) -> Path:
+        """:func:`~gravitex_mcp.store.stills.save_new` (or ``save_or_reuse``) beside
+        ``video`` (blocking)."""
+        directory = _local_path(str(video)).parent
+        return save_or_reuse(directory, name, data) if reuse else save_new(directory, name, data)
+
+    def find_still(
+        self,
+        video: Path | str,
+        name: str,
+        *,
+        made_ns: int,
+        limit: int,
+        usable: Callable[[bytes], bool],
+    ) -> tuple[Path | str, bytes] | None:
+        """:func:`~gravitex_mcp.store.stills.find_still` beside ``video`` (blocking)."""
+        directory = _local_path(str(video)).parent
+        return find_still(directory, name, made_ns=made_ns, limit=limit, usable=usable)
+
+    def owns(self, location: str) -> bool:
+        """False: the folder's files are inputs by path (``saved_dir``), not by URI."""
+        return False
+
+    def size_of(self, location: str) -> int | None:
+        return None
+
+    def read_saved(self, location: str, *, limit: int) -> bytes | None:
+        return None
+
+    def media_url(self, location: Path | str) -> str | None:
+        """None: the server serves the folder's files itself (``MediaLinks``)."""
+        return None
 
     def recover(self) -> list[Path]:
         """At start-up (blocking): create and hold the folder, and remove the temp files
@@ -347,6 +401,10 @@ class VideoFile:
             self._hash.update(view)
         self._size += end
 
+    async def drain(self) -> None:
+        """Nothing is buffered (each put is a page-cache write): a checkpoint."""
+        await anyio.lowlevel.checkpoint()
+
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """:meth:`put`, then a cancellation checkpoint."""
         self.put(data)
@@ -356,13 +414,13 @@ class VideoFile:
         directory = self._dir or self._out.path
         return _storage_error(exc, name=self.name, directory=directory, action=action)
 
-    async def commit(self) -> StoredFile:
+    async def commit(self) -> LocalFile:
         """fsync and publish under the first free name; returns the final file."""
         if self._fd is None:
             raise StorageError("The video file is not open.")
         return await anyio.to_thread.run_sync(self._commit)
 
-    def _commit(self) -> StoredFile:
+    def _commit(self) -> LocalFile:
         fd, tmp, directory = self._fd, self._tmp, self._dir
         if fd is None or tmp is None or directory is None:
             raise StorageError("The video file is not open.")
@@ -387,8 +445,12 @@ class VideoFile:
             identity = None  # checked by its sha256 when reused
         self._discard()  # closes (and unlocks) the temp file, removes its name
         _fsync_dir(directory)
-        return StoredFile(
-            path=final, size_bytes=self._size, sha256=self._hash.hexdigest(), identity=identity
+        return LocalFile(
+            path=final,
+            size_bytes=self._size,
+            sha256=self._hash.hexdigest(),
+            identity=identity,
+            uri=final.as_uri(),
         )
 
     def _publish(self, tmp: Path, directory: Path) -> Path:

@@ -60,7 +60,9 @@ class Stored(Protocol):
     """A published video, as a download reports it."""
 
     @property
-    def path(self) -> Path: ...
+    def path(self) -> Path | None: ...
+    @property
+    def uri(self) -> str: ...
     @property
     def size_bytes(self) -> int: ...
     @property
@@ -77,6 +79,10 @@ class Sink(Protocol[_S_co]):
 
     def put(self, data: bytes) -> None:
         """Write and hash ``data``."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until what was put is within the sink's bound (between chunks)."""
         ...
 
     async def commit(self) -> _S_co:
@@ -107,11 +113,15 @@ class _StreamCutError(Exception):
         self.error = error
 
 
-async def _pump(response: httpx2.Response, feed: Callable[[bytes], None]) -> None:
-    """Feed every body chunk to ``feed``; a broken or stalled stream is a cut."""
+async def _pump(
+    response: httpx2.Response, feed: Callable[[bytes], None], drain: Callable[[], Awaitable[None]]
+) -> None:
+    """Feed every body chunk to ``feed``, then ``drain`` the sink (an object store's
+    upload keeps up, or the download waits for it); a broken or stalled stream is a cut."""
     try:
         async for chunk in response.aiter_bytes():
             feed(chunk)
+            await drain()
     except httpx2.RequestError as exc:
         error = read_error(response, exc)
         if not isinstance(error, APIConnectionError):
@@ -145,7 +155,7 @@ async def _endpoint_attempt(
     ):
         check = Mp4StreamCheck()
         body = SoraBody(_checked_sink(file, check))
-        await _pump(response, body.feed)
+        await _pump(response, body.feed, file.drain)
         body.close(task_id=task_id)  # TruncatedDownloadError when the body stopped early
         try:
             check.finish()
@@ -168,7 +178,7 @@ async def _url_attempt(
         expected = _content_length(response)
         check = Mp4StreamCheck()
         try:
-            await _pump(response, _checked_sink(file, check))
+            await _pump(response, _checked_sink(file, check), file.drain)
         except VideoIntegrityError as exc:
             content_type = response.headers.get("content-type", "no content type")
             raise VideoIntegrityError(
@@ -293,9 +303,10 @@ async def download_stored(
 
 def saved_video(stored: Stored) -> SavedVideo:
     """The result fields of a published video."""
+    # An object has no local path: its URI stands in for it.
     return SavedVideo(
-        path=str(stored.path),
-        uri=stored.path.as_uri(),
+        path=str(stored.path) if stored.path is not None else stored.uri,
+        uri=stored.uri or (stored.path.as_uri() if stored.path is not None else ""),
         size_bytes=stored.size_bytes,
         sha256=stored.sha256,
         mime_type=MP4_MIME_TYPE,

@@ -16,9 +16,9 @@ import anyio.lowlevel
 import pytest
 
 from gravitex_mcp.errors import StorageError
-from gravitex_mcp.store.seam import StoredFile
 from gravitex_mcp.store.storage import (
     MAX_STEM_BYTES,
+    LocalFile,
     OutputDir,
     safe_filename,
 )
@@ -44,7 +44,7 @@ def area(tmp_path: Path) -> tuple[Path, Path]:
 
 async def save(
     out: OutputDir | Path, data: bytes, name: str | None, stem: str = "task"
-) -> StoredFile:
+) -> LocalFile:
     target = out if isinstance(out, OutputDir) else OutputDir(out)
     async with target.reserve(name, default_stem=stem) as file:
         for i in range(0, len(data), 1000):
@@ -197,7 +197,7 @@ async def test_symlink_at_the_final_name_is_not_followed(area: tuple[Path, Path]
 
 async def test_concurrent_saves_of_one_name_get_distinct_files(area: tuple[Path, Path]) -> None:
     _, out = area
-    results: list[StoredFile] = []
+    results: list[LocalFile] = []
 
     async def one(i: int) -> None:
         results.append(await save(out, bytes([i]) * 5000, "same"))

@@ -36,6 +36,7 @@ async def test_a_4s_and_an_8s_clip_make_a_12s_video_by_stream_copy(tmp_path: Pat
     assert (joined.probe.width, joined.probe.height) == (64, 48)
     assert joined.plan.notes == ()
     # The probe describes the published file, whose name is final and complete.
+    assert joined.stored.path is not None
     assert probe_video(joined.stored.path) == joined.probe
     assert joined.stored.path.name == "j.mp4"
     assert joined.stored.size_bytes == joined.stored.path.stat().st_size
@@ -52,11 +53,13 @@ async def test_clips_of_different_sizes_are_re_encoded_to_the_first(tmp_path: Pa
     assert joined.probe.duration_seconds == pytest.approx(5.0, abs=0.1)
     assert joined.probe.has_audio is True
     assert any("64x48" in note for note in joined.plan.notes)
+    assert joined.stored.path is not None
     assert joined.stored.path.name == "mix.mp4"
 
     reverse = await join_files([small, big], _out(tmp_path), filename="mix", default_stem="j")
     assert (reverse.probe.width, reverse.probe.height) == (32, 24)
     assert reverse.probe.fps == pytest.approx(5.0)
+    assert reverse.stored.path is not None
     assert reverse.stored.path.name == "mix-1.mp4"  # no clobber: the first is kept
     assert joined.stored.path.is_file()
 

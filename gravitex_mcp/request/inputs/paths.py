@@ -127,6 +127,11 @@ def read_path(
     """Read the file :func:`locate_path` found and check its bytes are what ``kind`` takes."""
     shown = echo(value)
     data = read_limited(path, field=field, shown=shown, roots=roots)
+    return checked_bytes(data, field=field, kind=kind, shown=shown)
+
+
+def checked_bytes(data: bytes, *, field: str, kind: MediaKind, shown: str) -> ResolvedMedia:
+    """A file's bytes checked to be what ``kind`` takes (a saved file's or object's)."""
     if kind == "audio":
         return held_audio(data, field=field, shown=shown)
     real = sniff_image_type(data)

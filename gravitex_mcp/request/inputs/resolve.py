@@ -31,6 +31,7 @@ from .media import (
     echo,
     refuse,
 )
+from .objects import SavedObjects, is_object_uri, locate_object, read_object
 from .paths import locate_path, read_path
 from .urls import check_https_url
 
@@ -51,6 +52,8 @@ class LocatedMedia:
     inline_bytes: int
     path: Path | None = None
     roots: tuple[Path, ...] = ()
+    objects: SavedObjects | None = None
+    """The video store a saved object (an ``s3://`` value) is read from."""
 
     def resolve(self) -> ResolvedMedia:
         """Read (or decode) the bytes and check they are what they claim to be."""
@@ -58,6 +61,8 @@ class LocatedMedia:
             return ResolvedMedia(self.value, "url", None, None, None, None, None)
         if self.source == "data_url":
             return decode_data_url(self.value, field=self.field)
+        if self.objects is not None:
+            return read_object(self.value, field=self.field, kind=self.kind, objects=self.objects)
         assert self.path is not None
         return read_path(
             self.path, value=self.value, field=self.field, kind=self.kind, roots=self.roots
@@ -71,6 +76,7 @@ def resolve_media(
     kind: MediaKind,
     input_dirs: Sequence[Path],
     saved_dir: Path | None = None,
+    saved_objects: SavedObjects | None = None,
 ) -> ResolvedMedia:
     """Check one media argument and turn it into what travels upstream.
 
@@ -81,7 +87,12 @@ def resolve_media(
     from too: files this server wrote there (extract_frames) may start a video.
     """
     return locate_media(
-        value, field=field, kind=kind, input_dirs=input_dirs, saved_dir=saved_dir
+        value,
+        field=field,
+        kind=kind,
+        input_dirs=input_dirs,
+        saved_dir=saved_dir,
+        saved_objects=saved_objects,
     ).resolve()
 
 
@@ -92,6 +103,7 @@ def locate_media(
     kind: MediaKind,
     input_dirs: Sequence[Path],
     saved_dir: Path | None = None,
+    saved_objects: SavedObjects | None = None,
 ) -> LocatedMedia:
     """The checks of :func:`resolve_media` that read no file and decode nothing."""
     valid = VALID_IMAGE if kind == "image" else VALID_AUDIO
@@ -102,6 +114,9 @@ def locate_media(
     if value[:5].lower() == "data:":
         size = locate_data_url(value, field=field, kind=kind)
         return LocatedMedia(value, field, kind, "data_url", size)
+    if is_object_uri(value):  # a saved frame in object storage, or refused
+        size = locate_object(value, field=field, objects=saved_objects)
+        return LocatedMedia(value, field, kind, "path", size, objects=saved_objects)
     scheme = SCHEME_RE.match(value)
     # On Windows "C:\..." is a drive letter, not a one-letter URL scheme.
     if scheme is not None and not (os.name == "nt" and scheme.end() == 2):
