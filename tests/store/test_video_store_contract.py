@@ -23,9 +23,10 @@ from gravitex_mcp.store.objects import ObjectVideoStore
 from gravitex_mcp.store.ondisk import Changed, HeldFile
 from gravitex_mcp.store.seam import StoredFile, VideoStore
 from gravitex_mcp.store.storage import OutputDir
+from tests.clips import make_clip
+from tests.conftest import S3Bucket
 
-from .clips import make_clip
-from .conftest import S3Bucket
+pytestmark = pytest.mark.slow  # a real SeaweedFS server
 
 #: Small parts so a test video spans several of them.
 PART = 5 * 1024 * 1024

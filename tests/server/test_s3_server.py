@@ -17,10 +17,11 @@ from mcp.types import ImageContent, ResourceLink
 from gravitex_mcp.settings import load_settings
 from gravitex_mcp.store.journal import Journal
 from gravitex_mcp.store.objects import ObjectVideoStore
+from tests.conftest import S3Bucket
+from tests.server_harness import connected, make_harness, structured, text_of
+from tests.store.test_video_store_contract import seaweed_env
 
-from .conftest import S3Bucket
-from .server_harness import connected, make_harness, structured, text_of
-from .test_video_store_contract import seaweed_env
+pytestmark = pytest.mark.slow  # a real SeaweedFS server
 
 
 def _keys(bucket: S3Bucket) -> set[str]:
