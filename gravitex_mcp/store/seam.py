@@ -183,14 +183,6 @@ class VideoWriter(Protocol):
     """A reserved video being written; ``async with``. Leaving the block without
     :meth:`commit` (an error, a cancellation) discards it."""
 
-    name: str
-    """The safe name it is published under (or ``stem-N`` of it)."""
-
-    @property
-    def bytes_written(self) -> int:
-        """How much has been written so far."""
-        ...
-
     def put(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` and hash it (blocking: a page-cache write, or a buffered part)."""
         ...
