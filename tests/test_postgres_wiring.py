@@ -1,0 +1,53 @@
+"""GRAVITEX_DATABASE_URL: the setting, and the composition root keeping the tasks in
+PostgreSQL (the tests' real one) instead of the state folder's SQLite journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gravitex_mcp.errors import ConfigurationError
+from gravitex_mcp.settings import load_settings
+from gravitex_mcp.store.sqlite_open import DB_FILENAME
+
+from .conftest import PostgresDatabase
+from .server_harness import connected, make_harness, structured
+
+
+def test_the_database_url_is_read_once_and_checked(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    assert load_settings(env).database_url is None
+    url = "postgresql://gravitex:pw@db.internal:5432/tasks"
+    settings = load_settings({**env, "GRAVITEX_DATABASE_URL": url})
+    assert settings.database_url == url
+    assert settings.database_pool == (1, 10)
+    assert "pw" not in repr(settings)
+    with pytest.raises(ConfigurationError, match="PostgreSQL URL") as caught:
+        load_settings({**env, "GRAVITEX_DATABASE_URL": "mysql://u:secretpw@h/db"})
+    assert "secretpw" not in str(caught.value)
+    sized = {"GRAVITEX_DATABASE_POOL_MIN": "2", "GRAVITEX_DATABASE_POOL_MAX": "4"}
+    assert load_settings({**env, **sized}).database_pool == (2, 4)
+    with pytest.raises(ConfigurationError, match="must not exceed"):
+        load_settings({**env, "GRAVITEX_DATABASE_POOL_MIN": "5", "GRAVITEX_DATABASE_POOL_MAX": "4"})
+    with pytest.raises(ConfigurationError, match="GRAVITEX_DATABASE_POOL_MAX"):
+        load_settings({**env, "GRAVITEX_DATABASE_POOL_MAX": "many"})
+
+
+async def test_the_server_keeps_its_tasks_in_the_database(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    h = make_harness(tmp_path, database_url=postgres_db.dsn, database_pool=(1, 3))
+    async with connected(h) as client:
+        made = await client.call_tool(
+            "generate_video", {"model": "sora-2", "prompt": "a cat", "wait_seconds": 0}
+        )
+        assert not made.is_error, made
+        task_id = structured(made)["task_id"]
+        listed = structured(await client.call_tool("list_video_tasks", {}))
+    assert [t["task_id"] for t in listed["tasks"]] == [task_id]
+    with psycopg.connect(postgres_db.dsn) as conn:
+        rows = conn.execute("SELECT task_id, model FROM tasks").fetchall()
+    assert rows == [(task_id, "sora-2")]
+    assert not (h.settings.state_dir / DB_FILENAME).exists()
