@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gravitex_mcp.domain import TaskStatus
 from gravitex_mcp.errors import ConfigurationError
 from gravitex_mcp.settings import load_settings
 from gravitex_mcp.store.sqlite_open import DB_FILENAME
@@ -51,3 +52,27 @@ async def test_the_server_keeps_its_tasks_in_the_database(
         rows = conn.execute("SELECT task_id, model FROM tasks").fetchall()
     assert rows == [(task_id, "sora-2")]
     assert not (h.settings.state_dir / DB_FILENAME).exists()
+
+
+async def test_readiness_and_task_counts_read_the_database(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    from gravitex_mcp.cli.main import _task_store_check
+    from gravitex_mcp.store.pg_ready import database_readable, task_counts
+    from gravitex_mcp.store.postgres import PostgresTaskStore
+
+    database_readable(postgres_db.dsn)  # before any replica migrated it
+    async with PostgresTaskStore.open(postgres_db.dsn) as store:
+        local_id = await store.begin_submission(model="m", family="veo", arguments={})
+        await store.complete_submission(local_id, task_id="t-1", status=TaskStatus.QUEUED)
+        await store.begin_submission(model="m", family="veo", arguments={})
+    database_readable(postgres_db.dsn)
+    assert task_counts(postgres_db.dsn) == {"queued": 1, "submitting": 1}
+    settings = load_settings({"HOME": str(tmp_path), "GRAVITEX_DATABASE_URL": postgres_db.dsn})
+    _task_store_check(settings)()
+    postgres_db.server.stop()
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            _task_store_check(settings)()
+    finally:
+        postgres_db.server.start()

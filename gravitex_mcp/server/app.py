@@ -107,6 +107,11 @@ def build_server(
         if settings.database_url:
             # The team's shared database: pool, migrations, lease heartbeat, listener.
             journal = await exits.enter_async_context(_task_database(settings))
+            if metrics is not None:
+                from ..store.pg_ready import task_counts as database_task_counts
+
+                url = settings.database_url
+                metrics.task_counts = functools.partial(database_task_counts, url)
         else:
             # Off the event loop: opening may wait (up to its lock time-out) for another
             # process.
