@@ -107,7 +107,12 @@ class ChangeFeed:
         """LISTEN on a connection of its own, forever; reconnect after a failure."""
         while True:
             try:
-                conn = await AsyncConnection.connect(self._dsn, autocommit=True, connect_timeout=5)
+                # Shielded (bounded by its time-out): a connect cancelled mid-handshake
+                # leaves the server's backend waiting for its authentication_timeout.
+                with anyio.CancelScope(shield=True):
+                    conn = await AsyncConnection.connect(
+                        self._dsn, autocommit=True, connect_timeout=5
+                    )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANGES_CHANNEL}".encode())
                     self.listening.set()

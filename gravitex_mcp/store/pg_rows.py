@@ -14,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 
 from ..domain import JournalStatus
+from ..errors import InvalidArgumentsError, Problem
 from .records import TaskEvent, TaskRecord
 
 Conn = AsyncConnection[DictRow]
@@ -23,6 +24,8 @@ FIND = (
     " ORDER BY (task_id IS NOT DISTINCT FROM %s) DESC LIMIT 1"
 )
 BY_LOCAL = "SELECT * FROM tasks WHERE local_id = %s"
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
 OBSERVED = ("status", "raw_status", "url", "error_code", "error_message")
 
 
@@ -66,3 +69,23 @@ def where(dsn: str) -> str:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def checked_listing(limit: int, status: str | None) -> JournalStatus | None:
+    """``list``'s arguments checked as the journal checks them: the status wanted.
+    :class:`InvalidArgumentsError` for a ``limit`` outside 1..100 or an unknown status."""
+    problems: builtins.list[Problem] = []
+    if isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
+        problems.append(
+            Problem("limit", f"must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
+        )
+    wanted: JournalStatus | None = None
+    if status is not None:
+        try:
+            wanted = JournalStatus(status)
+        except ValueError:
+            valid = ", ".join(s.value for s in JournalStatus)
+            problems.append(Problem("status", f"must be one of {valid}, got {status!r}"))
+    if problems:
+        raise InvalidArgumentsError(problems)
+    return wanted

@@ -48,15 +48,17 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from ..domain import JournalStatus, TaskStatus, as_utc, utc_now
-from ..errors import InvalidArgumentsError, JournalError, Problem, StoreUnavailableError
+from ..errors import JournalError, StoreUnavailableError
 from .pg_changes import ChangeFeed, TaskChange, notify
 from .pg_leases import SUBMIT_ALIVE, SUBMIT_LEASE, LeaseRows, PgLease
 from .pg_rows import (
     BY_LOCAL,
+    DEFAULT_LIST_LIMIT,
     FIND,
     OBSERVED,
     Conn,
     add_event,
+    checked_listing,
     encodable,
     first_line,
     one,
@@ -77,11 +79,19 @@ DEFAULT_POOL_MIN = 1
 DEFAULT_POOL_MAX = 10
 #: How long a call waits for a connection (the database down: then it says so).
 DEFAULT_POOL_TIMEOUT = 5.0
-DEFAULT_LIST_LIMIT = 20
-MAX_LIST_LIMIT = 100
 _STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may exist upstream."
 
 _Changes = MemoryObjectReceiveStream[TaskChange]
+#: The claim: the key's primary key lets one submission in.
+_CLAIM = (
+    "INSERT INTO idempotency_keys (key, arguments_hash, local_id, created_at)"
+    " VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING key"
+)
+#: A refused submission's key (no task exists) goes to the next claim.
+_RECLAIM = (
+    "UPDATE idempotency_keys SET arguments_hash = %s, local_id = %s, created_at = %s"
+    " WHERE key = %s RETURNING key"
+)
 
 __all__ = ["PgLease", "PostgresTaskStore", "TaskChange"]
 
@@ -296,36 +306,38 @@ class PostgresTaskStore:
         encoded: str,
     ) -> KeyClaim:
         local_id = str(uuid.uuid4())
-        async with self._connection() as conn, conn.transaction():
-            held = await one(conn, find_key, (key,))
-            if held is not None and held["status"] == JournalStatus.SUBMITTING.value:
-                alive = await one(conn, SUBMIT_ALIVE, (held["local_id"],))
-                if alive is None:
-                    await self._mark_unknown(conn, held["local_id"])
+        committed = False
+        try:
+            async with self._connection() as conn:
+                async with conn.transaction():
                     held = await one(conn, find_key, (key,))
-            if held is not None and held["status"] != JournalStatus.SUBMIT_FAILED.value:
-                return KeyClaim(local_id=None, holder=record(held), arguments_hash=held["key_hash"])
-            at = await self._insert(conn, local_id, model, family, encoded, arguments_hash)
-            # The lease is in the same transaction: whoever sees the row finds it held.
-            token = await self._leases.take_submit(conn, local_id)
-            if held is not None:  # submit_failed: no task exists, the key is free again
-                claimed = await one(
-                    conn,
-                    "UPDATE idempotency_keys SET arguments_hash = %s, local_id = %s,"
-                    " created_at = %s WHERE key = %s RETURNING key",
-                    (arguments_hash, local_id, at, key),
-                )
-            else:
-                claimed = await one(
-                    conn,
-                    "INSERT INTO idempotency_keys (key, arguments_hash, local_id, created_at)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING key",
-                    (key, arguments_hash, local_id, at),
-                )
-            if claimed is None:
-                # Another replica claimed it meanwhile: undo ours, then find its holder.
-                raise _RetryError
-        self._leases.hold_submit(local_id, token)
+                    if held is not None and held["status"] == JournalStatus.SUBMITTING.value:
+                        alive = await one(conn, SUBMIT_ALIVE, (held["local_id"],))
+                        if alive is None:
+                            await self._mark_unknown(conn, held["local_id"])
+                            held = await one(conn, find_key, (key,))
+                    if held is not None and held["status"] != JournalStatus.SUBMIT_FAILED.value:
+                        holder = record(held)
+                        return KeyClaim(
+                            local_id=None, holder=holder, arguments_hash=held["key_hash"]
+                        )
+                    at = await self._insert(conn, local_id, model, family, encoded, arguments_hash)
+                    # The lease is in the same transaction: whoever sees the row finds it held.
+                    token = await self._leases.take_submit(conn, local_id)
+                    if held is not None:  # submit_failed: no task exists, the key is free again
+                        claimed = await one(conn, _RECLAIM, (arguments_hash, local_id, at, key))
+                    else:
+                        claimed = await one(conn, _CLAIM, (key, arguments_hash, local_id, at))
+                    if claimed is None:
+                        # Another replica claimed it meanwhile: undo ours, then find its holder.
+                        raise _RetryError
+                    # Renewed from before the commit: a cancellation after it cannot drop it.
+                    self._leases.hold_submit(local_id, token)
+                committed = True
+        except BaseException:
+            if not committed:
+                self._leases.end_submit(local_id)  # the row was not written
+            raise
         return KeyClaim(local_id=local_id, holder=None, arguments_hash=arguments_hash)
 
     async def recent_with_arguments(
@@ -543,20 +555,7 @@ class PostgresTaskStore:
         self, *, limit: int = DEFAULT_LIST_LIMIT, status: str | None = None
     ) -> builtins.list[TaskRecord]:
         """The newest entries first, optionally of one status (the journal's checks)."""
-        problems: builtins.list[Problem] = []
-        if isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
-            problems.append(
-                Problem("limit", f"must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
-            )
-        wanted: JournalStatus | None = None
-        if status is not None:
-            try:
-                wanted = JournalStatus(status)
-            except ValueError:
-                valid = ", ".join(s.value for s in JournalStatus)
-                problems.append(Problem("status", f"must be one of {valid}, got {status!r}"))
-        if problems:
-            raise InvalidArgumentsError(problems)
+        wanted = checked_listing(limit, status)
         async with self._connection() as conn:
             if wanted is None:
                 cur = await conn.execute(
