@@ -76,3 +76,28 @@ async def test_readiness_and_task_counts_read_the_database(
             _task_store_check(settings)()
     finally:
         postgres_db.server.start()
+
+
+async def test_replicas_share_keys_and_saves_through_the_database(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """Two servers on one database (each its own state folder): a key used on one is
+    replayed on the other, and the other saves the video once it is done."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    first = make_harness(tmp_path / "a", database_url=postgres_db.dsn)
+    second = make_harness(
+        tmp_path / "b", sim=first.sim, clock=first.clock, database_url=postgres_db.dsn
+    )
+    call = {"model": "sora-2", "prompt": "a cat on a piano", "wait_seconds": 0}
+    call["idempotency_key"] = "team-1"
+    async with connected(first) as one, connected(second) as other:
+        made = structured(await one.call_tool("generate_video", call))
+        again = structured(await other.call_tool("generate_video", call))
+        assert again["task_id"] == made["task_id"]
+        assert again["replayed"] is True
+        first.clock.now += 60  # the task finishes meanwhile
+        saved = structured(await other.call_tool("generate_video", {**call, "download": True}))
+    assert first.sim.calls["submit"] == 1
+    assert saved["status"] == "succeeded"
+    assert Path(saved["path"]).is_file()
