@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import psycopg
 import pytest
 
@@ -14,7 +15,7 @@ from gravitex_mcp.settings import load_settings
 from gravitex_mcp.store.sqlite_open import DB_FILENAME
 
 from .conftest import PostgresDatabase
-from .server_harness import connected, make_harness, structured
+from .server_harness import connected, make_harness, structured, text_of
 
 
 def test_the_database_url_is_read_once_and_checked(tmp_path: Path) -> None:
@@ -101,3 +102,28 @@ async def test_replicas_share_keys_and_saves_through_the_database(
     assert first.sim.calls["submit"] == 1
     assert saved["status"] == "succeeded"
     assert Path(saved["path"]).is_file()
+
+
+async def test_a_tool_call_while_the_database_is_down_says_call_again(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    h = make_harness(tmp_path, database_url=postgres_db.dsn)
+    async with connected(h) as client:
+        made = structured(
+            await client.call_tool(
+                "generate_video", {"model": "sora-2", "prompt": "a dog", "wait_seconds": 0}
+            )
+        )
+        postgres_db.server.stop()
+        try:
+            down = await client.call_tool("list_video_tasks", {})
+        finally:
+            postgres_db.server.start()
+        assert down.is_error
+        assert "nothing was lost; call again in a few seconds" in text_of(down)
+        for _ in range(150):  # back within 30 s
+            back = await client.call_tool("list_video_tasks", {})
+            if not back.is_error:
+                break
+            await anyio.sleep(0.2)
+    assert [t["task_id"] for t in structured(back)["tasks"]] == [made["task_id"]]
