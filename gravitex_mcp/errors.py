@@ -233,10 +233,9 @@ class StoreUnavailableError(JournalError):
     retryable = True
 
     def __init__(self, detail: str | None = None) -> None:
-        message = STORE_UNAVAILABLE_MESSAGE
-        if detail:
-            message = f"{message} ({detail})"
-        super().__init__(message)
+        super().__init__(STORE_UNAVAILABLE_MESSAGE)
+        self.detail = detail
+        """What the driver said (for the server's log, not the caller)."""
 
 
 class SimulatorStoreError(GravitexError):

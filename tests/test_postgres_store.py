@@ -240,3 +240,10 @@ async def test_a_database_down_at_start_up_says_so(postgres_db: PostgresDatabase
                 pass
     finally:
         postgres_db.server.start()
+
+
+async def test_an_error_in_the_block_comes_out_as_is(postgres_db: PostgresDatabase) -> None:
+    """Not wrapped in an exception group by the store's background tasks."""
+    with pytest.raises(KeyError):
+        async with _store(postgres_db):
+            raise KeyError("mine")

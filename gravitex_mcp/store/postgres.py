@@ -50,7 +50,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..domain import JournalStatus, TaskStatus, as_utc, utc_now
 from ..errors import JournalError, StoreUnavailableError
 from .pg_changes import ChangeFeed, TaskChange, notify
-from .pg_leases import SUBMIT_ALIVE, SUBMIT_LEASE, LeaseRows, PgLease
+from .pg_leases import SUBMIT_ALIVE, SUBMIT_LEASE, LeaseRows
 from .pg_rows import (
     BY_LOCAL,
     DEFAULT_LIST_LIMIT,
@@ -92,8 +92,6 @@ _RECLAIM = (
     "UPDATE idempotency_keys SET arguments_hash = %s, local_id = %s, created_at = %s"
     " WHERE key = %s RETURNING key"
 )
-
-__all__ = ["PgLease", "PostgresTaskStore", "TaskChange"]
 
 
 class _RealClock:
@@ -170,6 +168,7 @@ class PostgresTaskStore:
             await pool.open(wait=True, timeout=pool_timeout)
         except psycopg.OperationalError as exc:
             await pool.close()
+            logger.error("task database %s unreachable at start-up: %s", at, first_line(exc))
             raise StoreUnavailableError(f"{at}: {first_line(exc)}") from exc
         store = cls(
             pool, dsn=dsn, now=now, clock=clock or _RealClock(), lease_seconds=lease_seconds
@@ -177,13 +176,18 @@ class PostgresTaskStore:
         try:
             async with store._connection() as conn:
                 await migrate(conn, where=at)
+            failed: BaseException | None = None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(store._leases.heartbeat)
                 tg.start_soon(store._feed.listen)
                 try:
                     yield store
+                except BaseException as exc:  # noqa: BLE001 - raised as is below, ungrouped
+                    failed = exc
                 finally:
                     tg.cancel_scope.cancel()
+            if failed is not None:
+                raise failed
         finally:
             with anyio.CancelScope(shield=True):
                 await store._leases.release_all()
@@ -201,6 +205,7 @@ class PostgresTaskStore:
             async with pool.connection() as conn:
                 yield conn
         except psycopg.OperationalError as exc:  # PoolTimeout too: down, restarting
+            logger.warning("task database %s unavailable: %s", self._where, first_line(exc))
             raise StoreUnavailableError(f"{self._where}: {first_line(exc)}") from exc
         except psycopg.Error as exc:
             raise JournalError(f"Task database {self._where}: {first_line(exc)}") from exc
