@@ -127,3 +127,24 @@ async def test_a_tool_call_while_the_database_is_down_says_call_again(
                 break
             await anyio.sleep(0.2)
     assert [t["task_id"] for t in structured(back)["tasks"]] == [made["task_id"]]
+
+
+async def test_streamable_http_counts_the_databases_tasks(
+    tmp_path: Path, postgres_db: PostgresDatabase
+) -> None:
+    """The HTTP server (stateless, as replicas behind a balancer run) on the database:
+    the tasks gauge is every replica's, read from it."""
+    from gravitex_mcp.metrics import Metrics
+
+    from .test_team_ops import TOKEN, call_tool, http_app, running, sample, settings_in
+
+    settings = settings_in(tmp_path, database_url=postgres_db.dsn)
+    app = http_app(settings, token=TOKEN, metrics=Metrics(), stateless=True)
+    async with running(app) as client:
+        made = await call_tool(
+            client, "generate_video", {"model": "sora-2", "prompt": "a cat", "wait_seconds": 0}
+        )
+        assert made["result"].get("isError") is not True, made
+        scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert sample(scraped.text, "gravitex_tasks", status="submitted") == 1
+    assert not (settings.state_dir / DB_FILENAME).exists()
