@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import psycopg
@@ -247,3 +248,22 @@ async def test_an_error_in_the_block_comes_out_as_is(postgres_db: PostgresDataba
     with pytest.raises(KeyError):
         async with _store(postgres_db):
             raise KeyError("mine")
+
+
+async def test_a_live_replicas_submit_is_not_expired_as_stale(
+    postgres_db: PostgresDatabase,
+) -> None:
+    """A replica starting up marks stale ``submitting`` rows unknown, but not one whose
+    submit lease another replica still renews (its answer may yet come)."""
+    later = [datetime(2025, 1, 1, tzinfo=UTC)]
+    async with _store(postgres_db, now=lambda: later[0]) as busy:
+        claim = await busy.claim_key("k", arguments_hash="h", model="m", family="veo", arguments={})
+        orphan = await busy.begin_submission(model="m", family="veo", arguments={})
+        later[0] += timedelta(hours=1)
+        assert await busy.expire_stale_submissions(older_than=timedelta(minutes=10)) == 1
+        assert claim.local_id is not None
+        kept, marked = await busy.get(claim.local_id), await busy.get(orphan)
+        assert kept is not None
+        assert kept.status is JournalStatus.SUBMITTING
+        assert marked is not None
+        assert marked.status is JournalStatus.SUBMIT_UNKNOWN
