@@ -110,10 +110,10 @@ async def test_migrations_wait_for_the_replica_migrating(postgres_db: PostgresDa
 
 
 async def test_a_live_holder_renews_its_lease(postgres_db: PostgresDatabase) -> None:
-    async with _store(postgres_db, lease_seconds=0.6) as holder, _store(postgres_db) as other:
+    async with _store(postgres_db, lease_seconds=1.5) as holder, _store(postgres_db) as other:
         lease = await holder.try_lease("t-1", LeaseKind.SAVE)
         assert isinstance(lease, PgLease)
-        await anyio.sleep(1.5)  # two and a half lease times, renewed every 0.2 s
+        await anyio.sleep(3.5)  # over two lease times, renewed every 0.5 s
         assert isinstance(await other.try_lease("t-1", LeaseKind.SAVE), LeaseBusy)
         assert not lease.lost
         await lease.release()

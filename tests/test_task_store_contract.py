@@ -32,7 +32,7 @@ from gravitex_mcp.store.seam import Lease, LeaseBusy, LeaseKind, TaskStore
 REPO = Path(__file__).resolve().parent.parent
 START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 #: The PostgreSQL stores' lease time here: a dead holder's lapses this fast.
-LEASE_SECONDS = 1.0
+LEASE_SECONDS = 2.0
 SIGNED_URL = "https://cdn.example.com/out/v.mp4?Expires=1735960000&Signature=s3cr3t"
 
 
