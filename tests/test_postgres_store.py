@@ -267,3 +267,19 @@ async def test_a_live_replicas_submit_is_not_expired_as_stale(
         assert kept.status is JournalStatus.SUBMITTING
         assert marked is not None
         assert marked.status is JournalStatus.SUBMIT_UNKNOWN
+
+
+async def test_a_message_with_a_nul_is_kept(postgres_db: PostgresDatabase) -> None:
+    """PostgreSQL text cannot hold NUL: an upstream message with one is kept, shown as
+    U+FFFD, rather than failing the write."""
+    async with _store(postgres_db) as store:
+        await _submitted(store, "t-nul")
+        got = await store.record_status("t-nul", status=TaskStatus.FAILED, error_message="a\x00b")
+        assert got is not None
+        assert got.error_message == "a\ufffdb"
+        refused = await store.begin_submission(model="m", family="veo", arguments={"p": "\x00"})
+        await store.fail_submission(refused, message="bad\x00", outcome_unknown=False)
+        row = await store.get(refused)
+        assert row is not None
+        assert row.arguments == {"p": "\x00"}  # JSON keeps it escaped
+        assert row.error_message == "bad\ufffd"

@@ -43,6 +43,16 @@ _TAKE = (
 )
 
 
+class RealClock:
+    """The event loop's clock: what renewals are paced by outside tests."""
+
+    def monotonic(self) -> float:
+        return anyio.current_time()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
 class PgLease:
     """A held lease row; renewed by its replica's heartbeat until released or lost."""
 

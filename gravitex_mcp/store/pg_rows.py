@@ -15,6 +15,7 @@ from psycopg.rows import DictRow
 
 from ..domain import JournalStatus
 from ..errors import InvalidArgumentsError, Problem
+from ..redact import digest_data_urls
 from .records import TaskEvent, TaskRecord
 
 Conn = AsyncConnection[DictRow]
@@ -27,6 +28,12 @@ BY_LOCAL = "SELECT * FROM tasks WHERE local_id = %s"
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 OBSERVED = ("status", "raw_status", "url", "error_code", "error_message")
+
+
+def clean_text(text: str | None) -> str | None:
+    """A message as the journal keeps it (data: URLs digested), with any NUL (which a
+    PostgreSQL text value cannot hold) shown as U+FFFD."""
+    return None if text is None else digest_data_urls(text).replace("\x00", "\ufffd")
 
 
 def encodable(text: str) -> bool:

@@ -50,7 +50,7 @@ from psycopg_pool import AsyncConnectionPool
 from ..domain import JournalStatus, TaskStatus, as_utc, utc_now
 from ..errors import JournalError, StoreUnavailableError
 from .pg_changes import ChangeFeed, TaskChange, notify
-from .pg_leases import SUBMIT_ALIVE, SUBMIT_LEASE, LeaseRows
+from .pg_leases import SUBMIT_ALIVE, SUBMIT_LEASE, LeaseRows, RealClock
 from .pg_rows import (
     BY_LOCAL,
     DEFAULT_LIST_LIMIT,
@@ -59,6 +59,7 @@ from .pg_rows import (
     Conn,
     add_event,
     checked_listing,
+    clean_text,
     encodable,
     first_line,
     one,
@@ -68,7 +69,7 @@ from .pg_rows import (
 from .pg_schema import migrate
 from .records import KeyClaim, TaskEvent, TaskRecord, parse_url_expiry
 from .seam import Clock, Lease, LeaseBusy, LeaseKind
-from .sqlite_rows import clean_text, encode_arguments, event_detail
+from .sqlite_rows import encode_arguments, event_detail
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +93,6 @@ _RECLAIM = (
     "UPDATE idempotency_keys SET arguments_hash = %s, local_id = %s, created_at = %s"
     " WHERE key = %s RETURNING key"
 )
-
-
-class _RealClock:
-    def monotonic(self) -> float:
-        return anyio.current_time()
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
 
 
 class PostgresTaskStore:
@@ -170,9 +163,7 @@ class PostgresTaskStore:
             await pool.close()
             logger.error("task database %s unreachable at start-up: %s", at, first_line(exc))
             raise StoreUnavailableError(f"{at}: {first_line(exc)}") from exc
-        store = cls(
-            pool, dsn=dsn, now=now, clock=clock or _RealClock(), lease_seconds=lease_seconds
-        )
+        store = cls(pool, dsn=dsn, now=now, clock=clock or RealClock(), lease_seconds=lease_seconds)
         try:
             async with store._connection() as conn:
                 await migrate(conn, where=at)
