@@ -331,7 +331,6 @@ def _serve(args: argparse.Namespace, settings: Settings, env: Mapping[str, str])
         return
     from ..server.http_app import build_http_app, serve_http
     from ..store.media_links import MediaLinks, link_key
-    from ..store.ready import journal_readable
 
     app = build_http_app(
         server,
@@ -348,7 +347,7 @@ def _serve(args: argparse.Namespace, settings: Settings, env: Mapping[str, str])
         if settings.media
         else None,
         ready_checks={
-            "journal": functools.partial(journal_readable, settings.state_dir),
+            "journal": _task_store_check(settings),
             **_storage_check(settings),
         },
         metrics=metrics,
@@ -371,6 +370,17 @@ def _storage_check(settings: Settings) -> dict[str, Callable[[], object]]:
     from ..store.ready import folder_writable
 
     return {"output": functools.partial(folder_writable, settings.output_dir)}
+
+
+def _task_store_check(settings: Settings) -> Callable[[], object]:
+    """``/readyz``'s check of the task store: the shared database's, or the journal's."""
+    if settings.database_url:
+        from ..store.pg_ready import database_readable
+
+        return functools.partial(database_readable, settings.database_url)
+    from ..store.ready import journal_readable
+
+    return functools.partial(journal_readable, settings.state_dir)
 
 
 def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -27,7 +27,7 @@ from ..settings import Settings, derive_key
 from ..store.journal import Journal
 from ..store.media_links import MediaLinks, link_key
 from ..store.ready import task_counts
-from ..store.seam import VideoStore
+from ..store.seam import TaskStore, VideoStore
 from ..store.storage import OutputDir
 from ..upstream.choose import Transport, Upstream, open_upstream
 from ..upstream.client import GravitexClient
@@ -52,7 +52,7 @@ class AppState:
 
     settings: Settings
     service: VideoService
-    journal: Journal
+    journal: TaskStore
     client: GravitexClient
     #: capability links to saved files (None with GRAVITEX_MEDIA=off)
     media: MediaLinks | None = None
@@ -68,6 +68,16 @@ def service_for(ctx: Context) -> VideoService:
     state = _state(ctx)
     caller, key = caller_of(ctx, state.verifier, state.settings)
     return state.service.acting_for(caller.user_id, key)
+
+
+def _task_database(settings: Settings) -> AbstractAsyncContextManager[TaskStore]:
+    """The PostgreSQL task store of ``GRAVITEX_DATABASE_URL`` (imported only then: psycopg
+    comes with the ``team`` extra)."""
+    from ..store.postgres import PostgresTaskStore
+
+    assert settings.database_url is not None
+    low, high = settings.database_pool
+    return PostgresTaskStore.open(settings.database_url, min_size=low, max_size=high)
 
 
 def _state(ctx: Context) -> AppState:
@@ -106,7 +116,7 @@ def build_server(
     player = Player(media_origins=media_origins if settings.media else ())
 
     # The journals of the open lifespans: completion handlers get no request context.
-    open_journals: list[Journal] = []
+    open_journals: list[TaskStore] = []
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -114,16 +124,29 @@ def build_server(
         # Held from start-up (a folder swapped for a symlink later is refused), and rid
         # of what writers of a server killed mid-download left (else kept forever).
         await anyio.to_thread.run_sync(videos.recover)
-        # Off the event loop: opening may wait (up to its lock time-out) for another process.
-        journal = await anyio.to_thread.run_sync(Journal.open, settings.state_dir)
-        open_journals.append(journal)
         exits = AsyncExitStack()
+        journal: TaskStore
+        if settings.database_url:
+            # The team's shared database: pool, migrations, lease heartbeat, listener.
+            journal = await exits.enter_async_context(_task_database(settings))
+            if metrics is not None:
+                from ..store.pg_ready import task_counts as database_task_counts
+
+                url = settings.database_url
+                metrics.task_counts = functools.partial(database_task_counts, url)
+        else:
+            # Off the event loop: opening may wait (up to its lock time-out) for another
+            # process.
+            local = await anyio.to_thread.run_sync(Journal.open, settings.state_dir)
+            exits.callback(local.close)
+            journal = local
+            if metrics is not None:
+                metrics.task_counts = functools.partial(task_counts, settings.state_dir)
+        open_journals.append(journal)
         try:
             media = await exits.enter_async_context(_media_links(settings, player, media_loopback))
             # A process that died mid-submit left 'submitting' rows: say a task may exist.
             await journal.expire_stale_submissions(older_than=STALE_SUBMISSION)
-            if metrics is not None:
-                metrics.task_counts = functools.partial(task_counts, settings.state_dir)
             retry_sleep = clock.sleep if clock is not None else anyio.sleep
             async with open_upstream(
                 settings, transport=transport, upstream=upstream, sleep=retry_sleep, metrics=metrics
@@ -147,7 +170,6 @@ def build_server(
             try:
                 await exits.aclose()
             finally:
-                journal.close()
                 if output is None:  # ours: its connections end here, not at exit
                     _close_video_store(videos)
 
