@@ -29,6 +29,8 @@ from gravitex_mcp.errors import InvalidArgumentsError, JournalError
 from gravitex_mcp.store.journal import Journal
 from gravitex_mcp.store.seam import Lease, LeaseBusy, LeaseKind, TaskStore
 
+pytestmark = pytest.mark.slow  # a real PostgreSQL server, and processes killed
+
 REPO = Path(__file__).resolve().parent.parent
 START = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 #: The PostgreSQL stores' lease time here: a dead holder's lapses this fast.

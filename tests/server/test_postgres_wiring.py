@@ -13,9 +13,10 @@ from gravitex_mcp.domain import TaskStatus
 from gravitex_mcp.errors import ConfigurationError
 from gravitex_mcp.settings import load_settings
 from gravitex_mcp.store.sqlite_open import DB_FILENAME
+from tests.conftest import PostgresDatabase
+from tests.server_harness import connected, make_harness, structured, text_of
 
-from .conftest import PostgresDatabase
-from .server_harness import connected, make_harness, structured, text_of
+pytestmark = pytest.mark.slow  # a real PostgreSQL server, and processes killed
 
 
 def test_the_database_url_is_read_once_and_checked(tmp_path: Path) -> None:
@@ -135,8 +136,7 @@ async def test_streamable_http_counts_the_databases_tasks(
     """The HTTP server (stateless, as replicas behind a balancer run) on the database:
     the tasks gauge is every replica's, read from it."""
     from gravitex_mcp.metrics import Metrics
-
-    from .test_team_ops import TOKEN, call_tool, http_app, running, sample, settings_in
+    from tests.server.test_team_ops import TOKEN, call_tool, http_app, running, sample, settings_in
 
     settings = settings_in(tmp_path, database_url=postgres_db.dsn)
     app = http_app(settings, token=TOKEN, metrics=Metrics(), stateless=True)

@@ -19,8 +19,9 @@ from gravitex_mcp.store.pg_leases import PgLease
 from gravitex_mcp.store.pg_schema import MIGRATION_LOCK, schema_version
 from gravitex_mcp.store.postgres import PostgresTaskStore
 from gravitex_mcp.store.seam import LeaseBusy, LeaseKind
+from tests.conftest import PostgresDatabase
 
-from .conftest import PostgresDatabase
+pytestmark = pytest.mark.slow  # a real PostgreSQL server, and processes killed
 
 UNAVAILABLE = "database is unreachable; nothing was lost; call again in a few seconds"
 
