@@ -11,11 +11,16 @@ on ``tempfiles`` (the temp-file rule, the no-clobber publish, the start-up sweep
 ``ondisk`` (saved files read back only once checked) and ``stills`` (contact sheets
 and frames beside the videos). ``objects`` is the video store in S3-compatible
 storage (``GRAVITEX_STORAGE_URL``; multipart uploads, create-only copies, presigned
-links), the only module that imports ``obstore`` (the team extra). ``records`` holds
-a task's record; ``link_key`` the media links' secret.
+links), the only module that imports ``obstore`` (the team extra). ``postgres`` is
+the task store in PostgreSQL (``GRAVITEX_DATABASE_URL``; psycopg's async pool) on
+``pg_schema`` (migrations under an advisory lock), ``pg_leases`` (leases as rows with
+an expiry, renewed by a heartbeat), ``pg_changes`` (LISTEN/NOTIFY), ``pg_rows`` and
+``pg_ready`` (``/readyz``, the tasks gauge). ``records`` holds a task's record;
+``media_links`` mints and checks the media links; ``ready`` the embedded default's
+``/readyz`` checks.
 
-May import: the shared modules only. The only layer that imports ``sqlite3`` or
-``fcntl``, or knows the state folder's layout and the temp-file names. Only ``store/``
+May import: the shared modules only. The only layer that imports ``sqlite3``,
+``fcntl``, ``psycopg`` or ``obstore``, or knows the state folder's layout and the temp-file names. Only ``store/``
 and the composition root (``server/app.py``) name the implementations. Not:
 ``request/``, ``upstream/``, ``video/``, ``service/``, ``server/``, ``mcp``,
 ``httpx2``, ``av``.
