@@ -30,6 +30,7 @@ from .server_harness import (
 
 TOOLS = {
     "list_models",
+    "get_usage",
     "generate_video",
     "generate_videos",
     "check_video_task",

@@ -4,6 +4,7 @@ lease across processes; then checking it on disk and looking at it.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,12 @@ class Saves:
         self.video_work = video_work
         self._jobs: BackgroundJobs[SavedVideo] = BackgroundJobs()
         self._save_names: dict[str, str | None] = {}  # filename asked of each running save
+
+    def for_user(self, journal: TaskStore, output: VideoStore) -> Saves:
+        """These saves for one user's stores (the running saves still shared per task)."""
+        view = copy.copy(self)
+        view._journal, view._output = journal, output
+        return view
 
     def attach(self, group: TaskGroup | None) -> None:
         """Run saves in ``group`` (the server's lifespan); ``None`` when it ends."""
