@@ -7,6 +7,7 @@ the HTTP transports inject it (the SDK's auth context variable, read by
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -429,3 +430,78 @@ def test_storage_names_keep_users_apart(tmp_path: Path, user: str) -> None:
     folder = root.for_user(name)
     assert folder.path.parent == tmp_path / "videos" / "users"
     assert root.for_user("local") is root
+
+
+# --- over streamable HTTP with a tokens file ------------------------------------------
+
+
+async def test_two_tokens_file_users_over_streamable_http(tmp_path: Path) -> None:
+    from gravitex_mcp.server.callers import TokensFileVerifier
+
+    from .test_team_ops import ACCEPT, VERSION, answer, rpc, running
+    from .test_users import _http_app, _session, _sim, _tokens_file
+
+    recording = Recording(simulator_transport(_sim(FakeClock())))
+    app = _http_app(tmp_path, TokensFileVerifier(_tokens_file(tmp_path)), recording)
+    alice_auth = {"Authorization": "Bearer alice-token-1"}
+    bob_auth = {"Authorization": "Bearer bob-token-2"}
+
+    async with running(app) as client:
+
+        async def call(session: str, auth: dict[str, str], method: str, params: Any) -> Any:
+            response = await client.post(
+                "/mcp",
+                json=rpc(method, params, ident=7),
+                headers={**ACCEPT, **VERSION, **auth, "mcp-session-id": session},
+            )
+            return answer(response)
+
+        async with _session(client, alice_auth) as alice, _session(client, bob_auth) as bob:
+            made = await call(
+                alice,
+                alice_auth,
+                "tools/call",
+                {"name": "generate_video", "arguments": {**GENERATE, "idempotency_key": "k"}},
+            )
+            alice_id = made["result"]["structuredContent"]["task_id"]
+            missing = _missing_like(alice_id)
+            sent = _sent(recording)
+            shapes = []
+            for task_id in (alice_id, missing):
+                got = await call(
+                    bob,
+                    bob_auth,
+                    "tools/call",
+                    {"name": "download_video", "arguments": {"task_id": task_id}},
+                )
+                result = got["result"]
+                shapes.append(
+                    (
+                        json.dumps(result["content"]).replace(task_id, "<ID>"),
+                        result.get("isError"),
+                        sorted(result.get("structuredContent") or {}),
+                    )
+                )
+            assert shapes[0] == shapes[1]
+            assert shapes[0][1] is True
+            read = [
+                await call(bob, bob_auth, "resources/read", {"uri": f"gravitex://tasks/{t}"})
+                for t in (alice_id, missing)
+            ]
+            assert json.dumps(read[0]).replace(alice_id, "<ID>") == json.dumps(read[1]).replace(
+                missing, "<ID>"
+            )
+            ref = {"type": "ref/resource", "uri": "gravitex://tasks/{task_id}"}
+            argument = {"name": "task_id", "value": alice_id[:4]}
+            offered = await call(
+                bob, bob_auth, "completion/complete", {"ref": ref, "argument": argument}
+            )
+            assert offered["result"]["completion"]["values"] == []
+            hers = await call(
+                alice, alice_auth, "completion/complete", {"ref": ref, "argument": argument}
+            )
+            assert hers["result"]["completion"]["values"] == [alice_id]
+            usage = await call(bob, bob_auth, "tools/call", {"name": "get_usage", "arguments": {}})
+            assert usage["result"]["structuredContent"]["user"] == "bob"
+            assert usage["result"]["structuredContent"]["tasks_today"] == 0
+            assert _sent(recording) == sent
