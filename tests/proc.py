@@ -29,6 +29,7 @@ TOOLS = frozenset(
         "join_videos",
         "extract_frames",
         "list_video_tasks",
+        "get_usage",
     }
 )
 #: How long a CLI call that should fail fast may take (Python start-up plus imports).
