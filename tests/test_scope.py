@@ -293,7 +293,8 @@ def test_media_links_are_per_user(tmp_path: Path) -> None:
 async def test_a_budget_refuses_before_sending_and_names_used_and_left(tmp_path: Path) -> None:
     server, recording = _server(tmp_path, budget_seconds_per_day=20)
     async with as_user(server, "alice") as alice, as_user(server, "bob") as bob:
-        first = await alice.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+        keyed = {**GENERATE, "wait_seconds": 0, "idempotency_key": "first"}
+        first = await alice.call_tool("generate_video", keyed)
         assert not first.is_error, text_of(first)
         posts = recording.submits
         over = await alice.call_tool(
@@ -319,6 +320,24 @@ async def test_a_budget_refuses_before_sending_and_names_used_and_left(tmp_path:
             "budget_seconds_per_day": 20.0,
             "tasks_today": 2,
         }
+        # Spent to the last second: a new submission is refused, nothing sent ...
+        rest = await alice.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+        assert not rest.is_error, text_of(rest)
+        posts = recording.submits
+        refused = await alice.call_tool(
+            "generate_video", {**GENERATE, "wait_seconds": 0, "idempotency_key": "new"}
+        )
+        assert refused.is_error
+        assert "used 20 of your 20 seconds today (UTC), so 0 are left" in text_of(refused)
+        # ... but a key that finds its task sends nothing, so it costs nothing.
+        replay = await alice.call_tool("generate_video", keyed)
+        assert not replay.is_error, text_of(replay)
+        assert replay.structured_content is not None
+        assert replay.structured_content["replayed"] is True
+        assert recording.submits == posts
+        usage = (await alice.call_tool("get_usage", {})).structured_content
+        assert usage is not None
+        assert (usage["seconds_today"], usage["tasks_today"]) == (20.0, 3)
         # Bob's budget is his own.
         assert not (await bob.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})).is_error
 

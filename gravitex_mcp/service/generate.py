@@ -132,9 +132,8 @@ class Generate:
                 notes=list(prepared.notes),
                 next_step="Nothing was sent. Call generate_video without dry_run to submit.",
             )
-        (reservation,) = await self.reserve([prepared])
         submission = await self.submit(
-            prepared, idempotency_key=request.idempotency_key, reservation=reservation
+            prepared, idempotency_key=request.idempotency_key, budgeted=True
         )
         outcome = await self.follow_submission(
             submission,
@@ -170,17 +169,23 @@ class Generate:
         *,
         idempotency_key: str | None = None,
         reservation: int | None = None,
+        budgeted: bool = False,
     ) -> Submission:
         """Journal and send ``prepared``; with a key already used, find its task instead.
-        ``reservation`` (:meth:`reserve`) is given back when nothing is sent: a key found
-        again, or a submit the API refused (one whose outcome is unknown keeps it)."""
+
+        Its seconds count against the caller's budget: ``reservation`` made beforehand
+        (:meth:`reserve`, a batch's), or with ``budgeted`` reserved here just before the
+        send (after a key is claimed: a key that finds its task costs nothing, even over
+        the budget). They are given back when nothing is sent: a key found again, or a
+        submit the API refused (one whose outcome is unknown keeps them)."""
+        held = [] if reservation is None else [reservation]
         try:
-            return await self._submit_reserved(prepared, idempotency_key, reservation)
+            return await self._submit_reserved(prepared, idempotency_key, held, budgeted)
         except GravitexError as exc:
             # Refused, or never sent: nothing to pay for. An unknown outcome (or anything
             # not an answer) may have created a task: its seconds stay counted.
-            if reservation is not None and not isinstance(exc, SubmitOutcomeUnknownError):
-                await self._give_back(reservation)
+            if held and not isinstance(exc, SubmitOutcomeUnknownError):
+                await self._give_back(held.pop())
             raise
 
     async def _give_back(self, reservation: int) -> None:
@@ -191,7 +196,11 @@ class Generate:
             logger.exception("could not give back reserved seconds")
 
     async def _submit_reserved(
-        self, prepared: PreparedRequest, idempotency_key: str | None, reservation: int | None
+        self,
+        prepared: PreparedRequest,
+        idempotency_key: str | None,
+        held: list[int],
+        budgeted: bool,
     ) -> Submission:
         from .idempotency import arguments_digest, claim_or_find, repeat_notes, replay_note
 
@@ -203,8 +212,8 @@ class Generate:
                 self._journal, idempotency_key, prepared, digest=digest, clock=self._clock
             )
             if isinstance(found, TaskRecord) and found.task_id is not None:
-                if reservation is not None:  # nothing new is sent
-                    await self._give_back(reservation)
+                if held:  # nothing new is sent
+                    await self._give_back(held.pop())
                 return Submission(
                     task_id=found.task_id,
                     spec=prepared.spec,
@@ -215,7 +224,17 @@ class Generate:
                 )
             assert isinstance(found, str)  # claim_or_find: a local id or a task's record
             local_id = found
+            if budgeted:
+                try:
+                    held.extend(await self.reserve([prepared]))
+                except GravitexError as exc:  # over budget: the key's claim ends unsent
+                    await self._journal.fail_submission(
+                        local_id, message=str(exc), outcome_unknown=False
+                    )
+                    raise
         else:
+            if budgeted:
+                held.extend(await self.reserve([prepared]))
             try:
                 notes.extend(await repeat_notes(self._journal, digest))
             except JournalError:
