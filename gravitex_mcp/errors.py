@@ -225,6 +225,24 @@ class JournalError(GravitexError):
     """The task journal could not be opened, read or written."""
 
 
+#: What a caller is told while the shared task database cannot be reached (the one text).
+STORE_UNAVAILABLE_MESSAGE = (
+    "The task database is unreachable; nothing was lost; call again in a few seconds."
+)
+
+
+class StoreUnavailableError(JournalError):
+    """The shared task database (PostgreSQL) is down, restarting or failing over: a
+    retryable :class:`JournalError`; what was recorded before is kept."""
+
+    retryable = True
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(STORE_UNAVAILABLE_MESSAGE)
+        self.detail = detail
+        """What the driver said (for the server's log, not the caller)."""
+
+
 class SimulatorStoreError(GravitexError):
     """The simulator's task store (``simulator.sqlite3``) could not be opened or used;
     the message names the file and what to do."""

@@ -22,6 +22,10 @@ DEFAULT_OUTPUT_SUBDIR = "gravitex-videos"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Seconds a streamable-HTTP session may go without a request before it is closed.
 DEFAULT_SESSION_IDLE = 1800.0
+#: Connections to GRAVITEX_DATABASE_URL kept open, and the most at once (per replica).
+DEFAULT_POOL_MIN = 1
+DEFAULT_POOL_MAX = 10
+MAX_POOL_SIZE = 100
 #: Shortest GRAVITEX_SERVER_SECRET (the SDK's request-state keys need 32 bytes).
 MIN_SERVER_SECRET = 32
 
@@ -76,6 +80,19 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
     (
         "GRAVITEX_BUDGET_SECONDS_PER_DAY",
         "seconds of video each user may submit per UTC day (default: no cap)",
+    ),
+    (
+        "GRAVITEX_DATABASE_URL",
+        "postgresql://...: keep the tasks in PostgreSQL, shared by every replica "
+        "(default: the state folder's SQLite journal)",
+    ),
+    (
+        "GRAVITEX_DATABASE_POOL_MIN",
+        f"connections to GRAVITEX_DATABASE_URL kept open (default {DEFAULT_POOL_MIN})",
+    ),
+    (
+        "GRAVITEX_DATABASE_POOL_MAX",
+        f"most connections to GRAVITEX_DATABASE_URL at once (default {DEFAULT_POOL_MAX})",
     ),
 )
 
@@ -136,6 +153,10 @@ class Settings:
     #: who calls (HTTP): the tokens file, or the OAuth issuer (server/callers.py reads them)
     tokens_file: str | None = None
     oauth_issuer: str | None = None
+    #: the tasks in PostgreSQL (GRAVITEX_DATABASE_URL); None: the state folder's journal
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
+    #: the database's connection pool per replica (GRAVITEX_DATABASE_POOL_MIN/MAX)
+    database_pool: tuple[int, int] = (DEFAULT_POOL_MIN, DEFAULT_POOL_MAX)
 
     def require_api_key(self) -> str:
         """The key, or a :class:`MissingAPIKeyError` naming what to set and where."""
@@ -236,6 +257,10 @@ def load_settings(
         ),
         tokens_file=(env.get("GRAVITEX_TOKENS_FILE") or "").strip() or None,
         oauth_issuer=(env.get("GRAVITEX_OAUTH_ISSUER") or "").strip() or None,
+        database_url=_database_url(env.get("GRAVITEX_DATABASE_URL")),
+        database_pool=_database_pool(
+            env.get("GRAVITEX_DATABASE_POOL_MIN"), env.get("GRAVITEX_DATABASE_POOL_MAX")
+        ),
     )
 
 
@@ -265,6 +290,43 @@ def _server_secret(value: str | None) -> str | None:
             '"import secrets; print(secrets.token_hex(32))"'
         )
     return secret
+
+
+def _database_url(value: str | None) -> str | None:
+    url = (value or "").strip()
+    if not url:
+        return None
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        # Not echoed: the value may hold a password.
+        raise ConfigurationError(
+            "GRAVITEX_DATABASE_URL must be a PostgreSQL URL: "
+            "postgresql://user:password@host:5432/dbname (or unset for the local journal)."
+        )
+    return url
+
+
+def _pool_size(name: str, value: str | None, default: int) -> int:
+    raw = (value or "").strip() or str(default)
+    size = int(raw) if raw.isdigit() else 0
+    if not 1 <= size <= MAX_POOL_SIZE:
+        raise ConfigurationError(
+            f"{name} must be a whole number from 1 to {MAX_POOL_SIZE} (default {default}), "
+            f"got {value!r}."
+        )
+    return size
+
+
+def _database_pool(low: str | None, high: str | None) -> tuple[int, int]:
+    pool = (
+        _pool_size("GRAVITEX_DATABASE_POOL_MIN", low, DEFAULT_POOL_MIN),
+        _pool_size("GRAVITEX_DATABASE_POOL_MAX", high, DEFAULT_POOL_MAX),
+    )
+    if pool[0] > pool[1]:
+        raise ConfigurationError(
+            f"GRAVITEX_DATABASE_POOL_MIN ({pool[0]}) must not exceed "
+            f"GRAVITEX_DATABASE_POOL_MAX ({pool[1]})."
+        )
+    return pool
 
 
 def _session_idle(value: str | None) -> float:

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -331,7 +331,7 @@ def _serve(args: argparse.Namespace, settings: Settings, env: Mapping[str, str])
         return
     from ..server.http_app import build_http_app, serve_http
     from ..store.media_links import MediaLinks, link_key
-    from ..store.ready import folder_writable, journal_readable
+    from ..store.ready import folder_writable
 
     app = build_http_app(
         server,
@@ -348,7 +348,7 @@ def _serve(args: argparse.Namespace, settings: Settings, env: Mapping[str, str])
         if settings.media
         else None,
         ready_checks={
-            "journal": functools.partial(journal_readable, settings.state_dir),
+            "journal": _task_store_check(settings),
             "output": functools.partial(folder_writable, settings.output_dir),
         },
         metrics=metrics,
@@ -359,6 +359,17 @@ def _serve(args: argparse.Namespace, settings: Settings, env: Mapping[str, str])
     )
     settle_heap()
     anyio.run(lambda: serve_http(app, host=args.host, port=args.port, log_level=settings.log_level))
+
+
+def _task_store_check(settings: Settings) -> Callable[[], object]:
+    """``/readyz``'s check of the task store: the shared database's, or the journal's."""
+    if settings.database_url:
+        from ..store.pg_ready import database_readable
+
+        return functools.partial(database_readable, settings.database_url)
+    from ..store.ready import journal_readable
+
+    return functools.partial(journal_readable, settings.state_dir)
 
 
 def run(argv: Sequence[str] | None, env: Mapping[str, str]) -> int:

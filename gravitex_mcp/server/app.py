@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -52,7 +52,7 @@ class AppState:
 
     settings: Settings
     service: VideoService
-    journal: Journal
+    journal: TaskStore
     client: GravitexClient
     #: capability links to saved files (None with GRAVITEX_MEDIA=off)
     media: MediaLinks | None = None
@@ -86,6 +86,16 @@ def links_for(ctx: Context) -> MediaLinks | None:
 def tasks_for(state: AppState) -> TaskStore:
     """The task store of the caller of the request being handled."""
     return state.journal.for_user(current_caller(state.verifier).user_id)
+
+
+def _task_database(settings: Settings) -> AbstractAsyncContextManager[TaskStore]:
+    """The PostgreSQL task store of ``GRAVITEX_DATABASE_URL`` (imported only then: psycopg
+    comes with the ``team`` extra)."""
+    from ..store.postgres import PostgresTaskStore
+
+    assert settings.database_url is not None
+    low, high = settings.database_pool
+    return PostgresTaskStore.open(settings.database_url, min_size=low, max_size=high)
 
 
 def _state(ctx: Context) -> AppState:
@@ -132,15 +142,28 @@ def build_server(
         # Held from start-up (a folder swapped for a symlink later is refused), and rid
         # of what writers of a server killed mid-download left (else kept forever).
         await anyio.to_thread.run_sync(videos.recover)
-        # Off the event loop: opening may wait (up to its lock time-out) for another process.
-        journal = await anyio.to_thread.run_sync(Journal.open, settings.state_dir)
         exits = AsyncExitStack()
+        journal: TaskStore
+        if settings.database_url:
+            # The team's shared database: pool, migrations, lease heartbeat, listener.
+            journal = await exits.enter_async_context(_task_database(settings))
+            if metrics is not None:
+                from ..store.pg_ready import task_counts as database_task_counts
+
+                url = settings.database_url
+                metrics.task_counts = functools.partial(database_task_counts, url)
+        else:
+            # Off the event loop: opening may wait (up to its lock time-out) for another
+            # process.
+            local = await anyio.to_thread.run_sync(Journal.open, settings.state_dir)
+            exits.callback(local.close)
+            journal = local
+            if metrics is not None:
+                metrics.task_counts = functools.partial(task_counts, settings.state_dir)
         try:
             media = await exits.enter_async_context(_media_links(settings, player, media_loopback))
             # A process that died mid-submit left 'submitting' rows: say a task may exist.
             await journal.expire_stale_submissions(older_than=STALE_SUBMISSION)
-            if metrics is not None:
-                metrics.task_counts = functools.partial(task_counts, settings.state_dir)
             retry_sleep = clock.sleep if clock is not None else anyio.sleep
             async with open_upstream(
                 settings, transport=transport, upstream=upstream, sleep=retry_sleep, metrics=metrics
@@ -165,10 +188,7 @@ def build_server(
                     finally:
                         open_states.remove(state)
         finally:
-            try:
-                await exits.aclose()
-            finally:
-                journal.close()
+            await exits.aclose()
 
     tools = build_tools(service_for, links_for)
     Player.bind(tools)

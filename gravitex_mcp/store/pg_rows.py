@@ -1,0 +1,98 @@
+"""Rows of the PostgreSQL task store: reading one into a record, the SQL its parts share."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow
+
+from ..domain import JournalStatus
+from ..errors import InvalidArgumentsError, Problem
+from ..redact import digest_data_urls
+from .records import TaskEvent, TaskRecord
+
+Conn = AsyncConnection[DictRow]
+
+FIND = (
+    "SELECT * FROM tasks WHERE task_id = %s OR local_id = %s"
+    " ORDER BY (task_id IS NOT DISTINCT FROM %s) DESC LIMIT 1"
+)
+BY_LOCAL = "SELECT * FROM tasks WHERE local_id = %s"
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
+OBSERVED = ("status", "raw_status", "url", "error_code", "error_message")
+
+
+def clean_text(text: str | None) -> str | None:
+    """A message as the journal keeps it (data: URLs digested), with any NUL (which a
+    PostgreSQL text value cannot hold) shown as U+FFFD."""
+    return None if text is None else digest_data_urls(text).replace("\x00", "\ufffd")
+
+
+def encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: nothing stored can match it
+        return False
+    return "\x00" not in text
+
+
+def record(row: Mapping[str, Any], events: builtins.list[TaskEvent] | None = None) -> TaskRecord:
+    fields = {k: row[k] for k in TaskRecord.model_fields if k != "events"}
+    fields["arguments"] = json.loads(row["arguments"])
+    return TaskRecord.model_validate({**fields, "events": events or []})
+
+
+async def add_event(
+    conn: Conn, local_id: str, status: JournalStatus, at: datetime, detail: str | None
+) -> None:
+    await conn.execute(
+        "INSERT INTO task_events (local_id, status, at, detail) VALUES (%s, %s, %s, %s)",
+        (local_id, status.value, at, detail),
+    )
+
+
+async def one(conn: Conn, query: str, params: tuple[Any, ...]) -> DictRow | None:
+    cur = await conn.execute(query.encode(), params)
+    return await cur.fetchone()
+
+
+def where(dsn: str) -> str:
+    """host:port/dbname, for messages (never the password)."""
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(unparsable GRAVITEX_DATABASE_URL)"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def checked_listing(limit: int, status: str | None) -> JournalStatus | None:
+    """``list``'s arguments checked as the journal checks them: the status wanted.
+    :class:`InvalidArgumentsError` for a ``limit`` outside 1..100 or an unknown status."""
+    problems: builtins.list[Problem] = []
+    if isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
+        problems.append(
+            Problem("limit", f"must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
+        )
+    wanted: JournalStatus | None = None
+    if status is not None:
+        try:
+            wanted = JournalStatus(status)
+        except ValueError:
+            valid = ", ".join(s.value for s in JournalStatus)
+            problems.append(Problem("status", f"must be one of {valid}, got {status!r}"))
+    if problems:
+        raise InvalidArgumentsError(problems)
+    return wanted
