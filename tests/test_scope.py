@@ -524,3 +524,14 @@ async def test_two_tokens_file_users_over_streamable_http(tmp_path: Path) -> Non
             assert usage["result"]["structuredContent"]["user"] == "bob"
             assert usage["result"]["structuredContent"]["tasks_today"] == 0
             assert _sent(recording) == sent
+
+
+async def test_a_signed_in_user_cannot_take_the_local_users_name(tmp_path: Path) -> None:
+    server, _ = _server(tmp_path, callers={"local": Caller("local")})
+    async with Client(server, raise_exceptions=False) as stdio:
+        made = await stdio.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+        assert not made.is_error, text_of(made)
+    async with as_user(server, "local") as impostor:
+        listed = await impostor.call_tool("list_video_tasks", {})
+    assert listed.is_error
+    assert "reserved for the server's own local user" in text_of(listed)
