@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Final
 
 URL_LIFETIME: Final = timedelta(hours=24)
 """The docs: a finished task's signed result URL is valid for about this long."""
 URL_LIFETIME_TEXT: Final = f"about {URL_LIFETIME // timedelta(hours=1)} h"
+#: The folder in the output folder holding every non-local user's own folder
+#: (``<output>/users/<storage name>/``); the local user keeps the output folder itself.
+USERS_FOLDER: Final = "users"
+#: The user of a single-user server (stdio, or HTTP without authentication).
+LOCAL_USER: Final = "local"
+
+
+def user_folder(output_dir: Path, storage_name: str) -> Path:
+    """Where ``storage_name``'s files live: the output folder itself for the local user
+    (the embedded default is unchanged), ``<output>/users/<storage name>/`` otherwise."""
+    return output_dir if storage_name == LOCAL_USER else output_dir / USERS_FOLDER / storage_name
 
 
 class Family(StrEnum):

@@ -290,3 +290,17 @@ class JoinVideosResult(SavedVideo):
     notes: Annotated[list[str], Field(description="Things worth knowing (e.g. audio dropped).")] = (
         Field(default_factory=list)
     )
+
+
+class Usage(_Result):
+    """What ``get_usage`` returns: the caller's day so far (UTC)."""
+
+    user: str = Field(description="Your user id on this server.")
+    seconds_today: float = Field(
+        description="Seconds of video submitted today (UTC), a batch counting every job; "
+        "a submit the API refused is not counted."
+    )
+    budget_seconds_per_day: float | None = Field(
+        description="Your cap on seconds of video per UTC day; null: no cap."
+    )
+    tasks_today: int = Field(description="Tasks submitted today (UTC), refused ones excepted.")

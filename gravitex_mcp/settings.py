@@ -96,6 +96,10 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
         f"life of a presigned media link to an object (default {DEFAULT_MEDIA_TTL})",
     ),
     (
+        "GRAVITEX_BUDGET_SECONDS_PER_DAY",
+        "seconds of video each user may submit per UTC day (default: no cap)",
+    ),
+    (
         "GRAVITEX_DATABASE_URL",
         "postgresql://...: keep the tasks in PostgreSQL, shared by every replica "
         "(default: the state folder's SQLite journal)",
@@ -205,6 +209,9 @@ class Settings:
     confirm_over_seconds: int | None = None
     #: submissions per user per minute (None: no limit)
     submits_per_minute: int | None = None
+    #: seconds of video a user may submit per UTC day (None: no cap; the tokens file's
+    #: budget_seconds_per_day overrides it per user)
+    budget_seconds_per_day: int | None = None
     #: who calls (HTTP): the tokens file, or the OAuth issuer (server/callers.py reads them)
     tokens_file: str | None = None
     oauth_issuer: str | None = None
@@ -308,6 +315,9 @@ def load_settings(
         ),
         submits_per_minute=_whole(
             env.get("GRAVITEX_SUBMITS_PER_MINUTE"), "GRAVITEX_SUBMITS_PER_MINUTE", minimum=1
+        ),
+        budget_seconds_per_day=_whole(
+            env.get("GRAVITEX_BUDGET_SECONDS_PER_DAY"), "GRAVITEX_BUDGET_SECONDS_PER_DAY", minimum=0
         ),
         tokens_file=(env.get("GRAVITEX_TOKENS_FILE") or "").strip() or None,
         oauth_issuer=(env.get("GRAVITEX_OAUTH_ISSUER") or "").strip() or None,

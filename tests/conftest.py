@@ -61,6 +61,7 @@ TOOLS = frozenset(
         "join_videos",
         "extract_frames",
         "list_video_tasks",
+        "get_usage",
     }
 )
 

@@ -623,3 +623,21 @@ def models(family: Family | None = None) -> list[ModelSpec]:
 def takers(argument: str) -> list[str]:
     """The ids of the models that take ``argument``."""
     return [m.id for m in _MODELS if m.takes(argument)]
+
+
+def job_seconds(model: object, duration: object) -> float:
+    """Seconds of video one job asks for: ``duration`` when given, else ``model``'s
+    default (its shortest) from the catalog; 0 for an unknown model (refused anyway).
+    What confirmation and budgets both count (a batch: the sum over its jobs)."""
+    if isinstance(duration, int | float) and not isinstance(duration, bool):
+        return float(duration)
+    if not isinstance(model, str) or model not in CATALOG:
+        return 0.0
+    arg = CATALOG[model].arguments.get("duration")
+    if arg is not None:
+        numbers = [c for c in arg.choices if isinstance(c, int | float)]
+        if numbers:
+            return float(min(numbers))
+        if arg.minimum is not None:
+            return float(arg.minimum)
+    return 0.0

@@ -32,7 +32,7 @@ from ..store.storage import OutputDir
 from ..upstream.choose import Transport, Upstream, open_upstream
 from ..upstream.client import GravitexClient
 from ..upstream.waiting import Clock
-from .callers import CallerVerifier
+from .callers import CallerVerifier, current_caller
 from .completions import register_completions
 from .media import MEDIA_PORT_FILE, origin_of, serve_loopback
 from .observe import ToolCalls
@@ -63,11 +63,29 @@ class AppState:
 
 
 def service_for(ctx: Context) -> VideoService:
-    """The service working for the caller of ``ctx``, paid with their key: what every
-    tool reaches the service through."""
+    """The service working for the caller of ``ctx``, paid with their key, holding their
+    task and video stores and their budget: what every tool reaches the service through."""
     state = _state(ctx)
     caller, key = caller_of(ctx, state.verifier, state.settings)
-    return state.service.acting_for(caller.user_id, key)
+    return state.service.acting_for(
+        caller.user_id,
+        key,
+        storage_name=caller.storage_name,
+        budget=caller.budget_seconds_per_day,
+    )
+
+
+def links_for(ctx: Context) -> MediaLinks | None:
+    """The media links of the caller of ``ctx``: only their own files get one."""
+    state = _state(ctx)
+    if state.media is None:
+        return None
+    return state.media.for_user(current_caller(state.verifier).storage_name)
+
+
+def tasks_for(state: AppState) -> TaskStore:
+    """The task store of the caller of the request being handled."""
+    return state.journal.for_user(current_caller(state.verifier).user_id)
 
 
 def _task_database(settings: Settings) -> AbstractAsyncContextManager[TaskStore]:
@@ -115,8 +133,8 @@ def build_server(
     spending = Spending.from_settings(settings, limit_clock)
     player = Player(media_origins=media_origins if settings.media else ())
 
-    # The journals of the open lifespans: completion handlers get no request context.
-    open_journals: list[TaskStore] = []
+    # The states of the open lifespans: completion handlers get no request context.
+    open_states: list[AppState] = []
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -142,7 +160,6 @@ def build_server(
             journal = local
             if metrics is not None:
                 metrics.task_counts = functools.partial(task_counts, settings.state_dir)
-        open_journals.append(journal)
         try:
             media = await exits.enter_async_context(_media_links(settings, player, media_loopback))
             # A process that died mid-submit left 'submitting' rows: say a task may exist.
@@ -156,7 +173,7 @@ def build_server(
                 )
                 # Saves run in the background of the server, past the call that began them.
                 async with service.running():
-                    yield AppState(
+                    state = AppState(
                         settings=settings,
                         service=service,
                         journal=journal,
@@ -165,15 +182,19 @@ def build_server(
                         spending=spending,
                         verifier=verifier,
                     )
+                    open_states.append(state)
+                    try:
+                        yield state
+                    finally:
+                        open_states.remove(state)
         finally:
-            open_journals.remove(journal)
             try:
                 await exits.aclose()
             finally:
                 if output is None:  # ours: its connections end here, not at exit
                     _close_video_store(videos)
 
-    tools = build_tools(service_for, lambda ctx: _state(ctx).media)
+    tools = build_tools(service_for, links_for)
     Player.bind(tools)
     server: MCPServer[AppState] = MCPServer(
         "gravitex-mcp",
@@ -214,14 +235,16 @@ def build_server(
         mime_type="application/json",
     )
     async def task_resource(task_id: str, ctx: Context) -> str:
-        record = await _state(ctx).journal.get(task_id)
+        # The caller's own tasks only: another user's id reads as one never recorded.
+        record = await tasks_for(_state(ctx)).get(task_id)
         if record is None:
             raise ResourceNotFoundError(f"No task {task_id!r} in the journal; {FIND_TASKS}.")
         payload: dict[str, Any] = record.public_dict()
         return json.dumps(payload, indent=2)
 
     register_prompts(server)
-    register_completions(server, lambda: open_journals[-1] if open_journals else None)
+    # The caller's own task ids only (the request's token is known here too).
+    register_completions(server, lambda: tasks_for(open_states[-1]) if open_states else None)
     return server
 
 

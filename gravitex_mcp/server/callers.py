@@ -105,6 +105,13 @@ def current_caller(verifier: CallerVerifier | None) -> Caller:
         raise UnknownCallerError(
             "This token's user is no longer in the server's tokens file; ask its operator."
         )
+    if caller.user_id == LOCAL_USER:
+        # The local user's tasks and files are the stdio user's (and those from before
+        # users): a signed-in user must not reach them by taking its name.
+        raise UnknownCallerError(
+            f"The user id {LOCAL_USER!r} is reserved for the server's own local user; ask the "
+            "operator to give this user another name (tokens file table, or the token's sub)."
+        )
     return caller
 
 

@@ -35,6 +35,7 @@ from ..results import (
     JoinVideosResult,
     ListModelsResult,
     ListVideoTasksResult,
+    Usage,
 )
 from ..service.batch import MAX_JOBS, GenerateVideosInput, check_batch, run_batch
 from ..service.videos import VideoService
@@ -268,6 +269,24 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         result = ListVideoTasksResult(tasks=tasks)
         return plain(listing_text(result), result)
 
+    async def get_usage(ctx: Context) -> Annotated[CallToolResult, Usage]:
+        """Show your seconds of video and tasks submitted today (UTC) and your daily
+        budget of seconds (null: no cap). A submission that would pass the budget is
+        refused before anything is sent; a submit the API refused gives its seconds
+        back."""
+        usage = await service_of(ctx).usage()
+        cap = (
+            "no daily budget"
+            if usage.budget_seconds_per_day is None
+            else f"budget {usage.budget_seconds_per_day:g} s per UTC day, "
+            f"{max(0.0, usage.budget_seconds_per_day - usage.seconds_today):g} s left"
+        )
+        text = (
+            f"{usage.user}: {usage.seconds_today:g} s of video in {usage.tasks_today} "
+            f"task(s) today (UTC); {cap}."
+        )
+        return plain(text, usage)
+
     async def generate_videos(
         ctx: Context, approval: ApprovalParameter, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideosResult]:
@@ -335,4 +354,5 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         _tool(join_videos, "Join videos into one", creates),
         _tool(extract_frames, "Extract frames of a video", saves_once),
         _tool(list_video_tasks, "List video tasks", read_only),
+        _tool(get_usage, "Show today's usage", read_only),
     ]

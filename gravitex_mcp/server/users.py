@@ -34,7 +34,6 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from ..catalog import models as catalog
-from ..errors import InvalidArgumentsError
 from ..settings import Settings
 from .callers import Caller, CallerVerifier, current_caller
 
@@ -111,23 +110,7 @@ class NoNeed:
 
 
 def _job_seconds(job: Mapping[str, Any]) -> float:
-    duration = job.get("duration")
-    if isinstance(duration, int | float) and not isinstance(duration, bool):
-        return float(duration)
-    model = job.get("model")
-    if isinstance(model, str):
-        try:
-            spec = catalog.get_model(model)
-        except InvalidArgumentsError:  # an unknown model: refused by the tool itself
-            return 0.0
-        arg = spec.arguments.get("duration")
-        if arg is not None:
-            numbers = [c for c in arg.choices if isinstance(c, int | float)]
-            if numbers:
-                return float(min(numbers))
-            if arg.minimum is not None:
-                return float(arg.minimum)
-    return 0.0
+    return catalog.job_seconds(job.get("model"), job.get("duration"))
 
 
 def submission_seconds(arguments: Mapping[str, Any]) -> float:

@@ -197,10 +197,14 @@ async def run_batch(
     """Submit every job at once, then wait for all of them together."""
     stream = Progress(progress)
     outcomes = [_Outcome() for _ in batch.prepared]
+    # Every job's seconds against the budget, all or none, before anything is sent.
+    reservations = await service.reserve(batch.prepared)
 
     async def submit(index: int) -> None:
         try:
-            outcomes[index].submission = await service.submit(batch.prepared[index])
+            outcomes[index].submission = await service.submit(
+                batch.prepared[index], reservation=reservations[index]
+            )
         except GravitexError as exc:
             logger.info("batch job %d: submit failed: %s", index, exc)
             outcomes[index].error = exc

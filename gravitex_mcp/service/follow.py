@@ -4,6 +4,7 @@ its video downloaded when asked.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ..domain import Delivery, TaskStatus
+from ..domain import LOCAL_USER, Delivery, TaskStatus
 from ..errors import (
     FIND_TASKS,
     APIError,
@@ -142,6 +143,25 @@ class Follow:
         # One poll loop per task, however many calls wait on it.
         self._polls = SharedPolls(clock, schedule)
 
+    def for_user(self, journal: TaskStore, saves: Saves) -> Follow:
+        """This follower for the user of ``journal`` (waits still shared per task)."""
+        view = copy.copy(self)
+        view._journal, view._saves = journal, saves
+        return view
+
+    async def _own(self, task_id: str) -> TaskRecord | None:
+        """The caller's record of ``task_id``. An id the store says is another user's
+        is answered as one that never existed, before anything is asked upstream; so is
+        any id not in a non-local user's store (the same answer, the same timing: a
+        missing id is not asked upstream either). Only the local user (one user per
+        server) may follow a task this store never recorded."""
+        record = await self._journal.get(task_id)
+        if record is not None:
+            return record
+        if self._journal.user_id != LOCAL_USER or await self._journal.is_foreign(task_id):
+            raise no_such_task(task_id)
+        return None
+
     async def check(
         self,
         task_id: str,
@@ -151,7 +171,7 @@ class Follow:
         progress: ProgressFn | None = None,
     ) -> CheckVideoTaskResult:
         """The task's status after waiting at most ``wait_seconds``; download when asked."""
-        record = await self._journal.get(task_id)
+        record = await self._own(task_id)
         model = record.model if record else None
         outcome = await self.follow(
             task_id,
@@ -272,6 +292,7 @@ class Follow:
         Bounded like the waits: a save that takes longer goes on in the background
         (:class:`DownloadInProgressError` says so) and a later call picks it up.
         """
+        await self._own(task_id)  # before any save of it is looked for
         result: DownloadVideoResult | None = None
         with self._clock.deadline(self._download_bound):
             result = await self._download(task_id, filename=filename)
@@ -377,7 +398,7 @@ class Follow:
         task not yet saved, or whose saved file changed, is downloaded first. For callers
         that read the file, not a look at it (frames, joins): they read it through the
         returned descriptor, never through its path again."""
-        found = await self._saves.check_saved(await self._journal.get(task_id), keep=True)
+        found = await self._saves.check_saved(await self._own(task_id), keep=True)
         if isinstance(found, HeldFile):
             return found
         saved = await self.download(task_id, filename=None)
@@ -419,6 +440,12 @@ def _waiting_helps(exc: BaseException) -> bool:
     if isinstance(exc, APIError):
         return exc.retryable or isinstance(exc, URLExpiredError)
     return True
+
+
+def no_such_task(task_id: str) -> UnknownTaskError:
+    """The answer for an id that is not the caller's: one that never existed and another
+    user's read the same."""
+    return UnknownTaskError(f"No task {task_id!r} among your tasks: check the id ({FIND_TASKS}).")
 
 
 def _unknown_task(task_id: str, record: TaskRecord | None) -> UnknownTaskError:

@@ -4,6 +4,7 @@ lease across processes; then checking it on disk and looking at it.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,12 @@ class Saves:
     def output(self) -> VideoStore:
         """The video store saves go to."""
         return self._output
+
+    def for_user(self, journal: TaskStore, output: VideoStore) -> Saves:
+        """These saves for one user's stores (the running saves still shared per task)."""
+        view = copy.copy(self)
+        view._journal, view._output = journal, output
+        return view
 
     def attach(self, group: TaskGroup | None) -> None:
         """Run saves in ``group`` (the server's lifespan); ``None`` when it ends."""

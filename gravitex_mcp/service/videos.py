@@ -16,8 +16,9 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from ..domain import LOCAL_USER, user_folder
 from ..errors import GravitexError
-from ..results import ExtractFramesResult, TaskSummary
+from ..results import ExtractFramesResult, TaskSummary, Usage
 from ..settings import Settings
 from ..store.seam import TaskStore, VideoStore
 from ..upstream.client import GravitexClient
@@ -74,7 +75,7 @@ class VideoService:
         picks them)."""
         self._settings = settings
         #: who this service works for (acting_for); the local user by default
-        self.user_id = "local"
+        self.user_id = LOCAL_USER
         # Decoding (looks, frames, joins) is bounded by the cores, shared by every session.
         self.video_work = video_work or shared_video_work()
         self._journal = journal
@@ -108,6 +109,14 @@ class VideoService:
         self.generate = self._generate.generate
         self.prepare = self._generate.prepare
         self.submit = self._generate.submit
+        self._bind()
+
+    def _bind(self) -> None:
+        """Point the operations at the current concerns (again in each user's view)."""
+        self.generate = self._generate.generate
+        self.prepare = self._generate.prepare
+        self.submit = self._generate.submit
+        self.reserve = self._generate.reserve
         self.follow_submission = self._generate.follow_submission
         self.check = self._follower.check
         self.download = self._follower.download
@@ -125,16 +134,55 @@ class VideoService:
                 self._saves.attach(None)
                 group.cancel_scope.cancel()
 
-    def acting_for(self, user_id: str, upstream_key: str | None) -> VideoService:
+    def acting_for(
+        self,
+        user_id: str,
+        upstream_key: str | None,
+        *,
+        storage_name: str | None = None,
+        budget: float | None = None,
+    ) -> VideoService:
         """This service working for ``user_id``, from here on in the current call: what
         the call sends upstream (submits, polls, and saves that go on after it returns)
         is paid with ``upstream_key``, or the server's key when None (the client keeps
-        it in the call's context only: ``GravitexClient.pay_with``). Scoping the task
-        store per user comes with its seam."""
+        it in the call's context only: ``GravitexClient.pay_with``).
+
+        The view holds ``user_id``'s task store (``TaskStore.for_user``: every task,
+        key, listing and reservation is theirs) and the video store of
+        ``storage_name`` (their folder; default ``user_id``), reads their own folder as
+        input, and submits within ``budget`` seconds of video per UTC day (None: the
+        server's GRAVITEX_BUDGET_SECONDS_PER_DAY)."""
         self._client.pay_with(upstream_key)
+        if budget is None:
+            budget = self._settings.budget_seconds_per_day
+        storage = storage_name or user_id
         view = copy.copy(self)
         view.user_id = user_id
+        view._journal = self._journal.for_user(user_id)
+        view._output = self._output.for_user(storage)
+        view._saves = self._saves.for_user(view._journal, view._output)
+        view._follower = self._follower.for_user(view._journal, view._saves)
+        view._generate = self._generate.for_user(
+            view._journal,
+            view._saves,
+            view._follower,
+            saved_dir=user_folder(self._settings.output_dir, storage),
+            budget=budget,
+        )
+        view._bind()
         return view
+
+    async def usage(self) -> Usage:
+        """The caller's day so far: {user, seconds_today, budget_seconds_per_day,
+        tasks_today} (UTC)."""
+        used = await self._journal.usage()
+        budget = self._generate.budget
+        return Usage(
+            user=self.user_id,
+            seconds_today=round(used.seconds_today, 3),
+            budget_seconds_per_day=None if budget is None else round(budget, 3),
+            tasks_today=used.tasks_today,
+        )
 
     @property
     def settings(self) -> Settings:

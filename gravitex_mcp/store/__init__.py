@@ -20,8 +20,8 @@ an expiry, renewed by a heartbeat), ``pg_changes`` (LISTEN/NOTIFY), ``pg_rows`` 
 ``/readyz`` checks.
 
 May import: the shared modules only. The only layer that imports ``sqlite3``,
-``fcntl``, ``psycopg`` or ``obstore``, or knows the state folder's layout and the temp-file names. Only ``store/``
-and the composition root (``server/app.py``) name the implementations. Not:
-``request/``, ``upstream/``, ``video/``, ``service/``, ``server/``, ``mcp``,
-``httpx2``, ``av``.
+``fcntl``, ``psycopg`` or ``obstore``, or knows the state folder's layout and the
+temp-file names. Only ``store/`` and the composition root (``server/app.py``) name the
+implementations. Not: ``request/``, ``upstream/``, ``video/``, ``service/``,
+``server/``, ``mcp``, ``httpx2``, ``av``.
 """

@@ -26,19 +26,28 @@ The SQLite file itself (sharing, recovery) is :mod:`.sqlite_open`'s, its schema
 from __future__ import annotations
 
 import builtins
+import copy
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 
-from ..domain import JournalStatus, TaskStatus, as_utc, utc_now
+from ..domain import LOCAL_USER, JournalStatus, TaskStatus, as_utc, utc_now
 from ..errors import InvalidArgumentsError, JournalError, Problem, StorageError
-from .records import KeyClaim, TaskEvent, TaskRecord, parse_url_expiry
+from .records import (
+    KeyClaim,
+    OverBudget,
+    Reservation,
+    TaskEvent,
+    TaskRecord,
+    Usage,
+    parse_url_expiry,
+)
 from .seam import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Lease, LeaseBusy, LeaseKind
 from .sqlite_open import DEFAULT_BUSY_TIMEOUT, DEFAULT_LOCK_TIMEOUT, SqliteDatabase, open_database
 from .sqlite_rows import (
@@ -66,11 +75,16 @@ _STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may
 
 
 class Journal(SqliteDatabase):
-    """The task journal. Build it with :meth:`open`; share one per process."""
+    """The task journal. Build it with :meth:`open`; share one per process.
+
+    Every read and write is for one user: the journal :meth:`open` returns is the local
+    user's, :meth:`for_user` another user's view of the same database (rows stamped
+    with, and filtered by, that user)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, now: Callable[[], datetime]) -> None:
         super().__init__(conn, path)
         self._now = now
+        self._user = LOCAL_USER
         self._submits = SubmitLeases(path.parent)  # each claimed key's submit (see module)
         self._task_locks = TaskLocks(path.parent)
 
@@ -103,6 +117,112 @@ class Journal(SqliteDatabase):
 
     def _stamp(self) -> str:
         return iso(self._now())
+
+    # --- users
+
+    @property
+    def user_id(self) -> str:
+        """Whose tasks this view reads and writes."""
+        return self._user
+
+    def for_user(self, user_id: str) -> Journal:
+        """The same journal (connection, locks) for ``user_id``: cheap, made per call."""
+        if user_id == self._user:
+            return self
+        view = copy.copy(self)
+        view._user = user_id
+        return view
+
+    async def is_foreign(self, task_id: str) -> bool:
+        """Whether ``task_id`` (upstream id) is another user's task: answered as an id
+        that does not exist, and never asked upstream."""
+        user = self._user
+
+        def operation(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM tasks WHERE task_id = ? AND user_id <> ? LIMIT 1", (task_id, user)
+            ).fetchone()
+            return row is not None
+
+        return await self._run_read(operation)
+
+    # --- budgets
+
+    def _today(self) -> tuple[str, str]:
+        """Today's UTC date, and when it began (iso), by the journal's clock."""
+        now = as_utc(self._now())
+        return now.date().isoformat(), iso(datetime.combine(now.date(), time(), now.tzinfo))
+
+    async def reserve_seconds(
+        self, seconds: Sequence[float], *, budget: float | None
+    ) -> Reservation | OverBudget:
+        """Reserve ``seconds`` (one entry per job) against today's (UTC) ``budget`` of
+        this user, all or nothing, in one write transaction (``BEGIN IMMEDIATE``: two
+        processes cannot both fit a budget only one fits). ``budget`` None: no cap,
+        the seconds are counted all the same (:meth:`usage`)."""
+        user = self._user
+        wanted = [float(s) for s in seconds]
+
+        def operation(conn: sqlite3.Connection) -> Reservation | OverBudget:
+            day, _ = self._today()
+            at = self._stamp()
+            with _write(conn):
+                used = float(
+                    conn.execute(
+                        "SELECT coalesce(sum(seconds), 0) FROM budget_reservations "
+                        "WHERE user_id = ? AND day = ?",
+                        (user, day),
+                    ).fetchone()[0]
+                )
+                if budget is not None and used + sum(wanted) > budget:
+                    return OverBudget(used=used, budget=float(budget))
+                ids = [
+                    int(
+                        conn.execute(
+                            "INSERT INTO budget_reservations (user_id, day, seconds, created_at) "
+                            "VALUES (?, ?, ?, ?) RETURNING id",
+                            (user, day, amount, at),
+                        ).fetchone()[0]
+                    )
+                    for amount in wanted
+                ]
+            return Reservation(ids=tuple(ids))
+
+        return await self._run(operation)
+
+    async def release_seconds(self, reservation_id: int) -> None:
+        """Give one job's reserved seconds back (its submit was refused, or replayed)."""
+        user = self._user
+
+        def operation(conn: sqlite3.Connection) -> None:
+            with _write(conn):
+                conn.execute(
+                    "DELETE FROM budget_reservations WHERE id = ? AND user_id = ?",
+                    (reservation_id, user),
+                )
+
+        await self._run(operation)
+
+    async def usage(self) -> Usage:
+        """Seconds reserved today (UTC) by this user, and the tasks they submitted today."""
+        user = self._user
+
+        def operation(conn: sqlite3.Connection) -> Usage:
+            day, start = self._today()
+            with _read(conn):
+                seconds = conn.execute(
+                    "SELECT coalesce(sum(seconds), 0) FROM budget_reservations "
+                    "WHERE user_id = ? AND day = ?",
+                    (user, day),
+                ).fetchone()[0]
+                tasks = conn.execute(
+                    "SELECT count(*) FROM tasks WHERE user_id = ? AND created_at >= ? "
+                    "AND status <> ?",
+                    (user, start, JournalStatus.SUBMIT_FAILED.value),
+                ).fetchone()[0]
+            return Usage(seconds_today=float(seconds), tasks_today=int(tasks))
+
+        return await self._run_read(operation)
 
     # --- leases across processes
 
@@ -140,11 +260,12 @@ class Journal(SqliteDatabase):
         """
         encoded = await anyio.to_thread.run_sync(encode_arguments, dict(arguments))
         local_id = str(uuid.uuid4())
+        user = self._user
 
         def operation(conn: sqlite3.Connection) -> str:
             with _write(conn):
                 insert_submission(
-                    conn, local_id, model, family, encoded, arguments_hash, self._stamp()
+                    conn, local_id, model, family, encoded, arguments_hash, self._stamp(), user
                 )
             return local_id
 
@@ -174,36 +295,41 @@ class Journal(SqliteDatabase):
         encoded = await anyio.to_thread.run_sync(encode_arguments, dict(arguments))
         local_id = str(uuid.uuid4())
 
+        user = self._user
+        # A key is one user's: the same string from another user is another key.
         find_key = (
-            "SELECT k.arguments_hash AS key_hash, t.* FROM idempotency_keys k "
-            "JOIN tasks t ON t.local_id = k.local_id WHERE k.key = ?"
+            "SELECT k.arguments_hash AS key_hash, t.* FROM user_idempotency_keys k "
+            "JOIN tasks t ON t.local_id = k.local_id WHERE k.user_id = ? AND k.key = ?"
         )
 
         def operation(conn: sqlite3.Connection) -> KeyClaim:
             at = self._stamp()
             try:
                 with _write(conn):
-                    held = conn.execute(find_key, (key,)).fetchone()
+                    held = conn.execute(find_key, (user, key)).fetchone()
                     if (
                         held is not None
                         and held["status"] == JournalStatus.SUBMITTING.value
                         and self._submits.gone(held["local_id"])
                     ):
                         mark_unknown(conn, held["local_id"], at, _STOPPED_MID_SUBMIT)
-                        held = conn.execute(find_key, (key,)).fetchone()
+                        held = conn.execute(find_key, (user, key)).fetchone()
                     if held is not None and held["status"] != JournalStatus.SUBMIT_FAILED.value:
                         return KeyClaim(
                             local_id=None, holder=record(held), arguments_hash=held["key_hash"]
                         )
                     # Held before the row is visible: whoever sees the row finds it held.
                     self._submits.take(local_id)
-                    insert_submission(conn, local_id, model, family, encoded, arguments_hash, at)
+                    insert_submission(
+                        conn, local_id, model, family, encoded, arguments_hash, at, user
+                    )
                     conn.execute(
-                        "INSERT INTO idempotency_keys (key, arguments_hash, local_id, "
-                        "created_at) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                        "INSERT INTO user_idempotency_keys (user_id, key, arguments_hash, "
+                        "local_id, created_at) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (user_id, key) DO UPDATE SET "
                         "arguments_hash = excluded.arguments_hash, "
                         "local_id = excluded.local_id, created_at = excluded.created_at",
-                        (key, arguments_hash, local_id, at),
+                        (user, key, arguments_hash, local_id, at),
                     )
             except BaseException:
                 self._submits.end(local_id)  # the row was not written
@@ -217,12 +343,13 @@ class Journal(SqliteDatabase):
     ) -> builtins.list[TaskRecord]:
         """Submissions with these arguments created in the last ``within``, newest first."""
         cutoff = iso(self._now() - within)
+        user = self._user
 
         def operation(conn: sqlite3.Connection) -> builtins.list[TaskRecord]:
             rows = conn.execute(
-                "SELECT * FROM tasks WHERE arguments_hash = ? AND created_at >= ? "
-                "ORDER BY created_at DESC, seq DESC LIMIT 5",
-                (arguments_hash, cutoff),
+                "SELECT * FROM tasks WHERE user_id = ? AND arguments_hash = ? "
+                "AND created_at >= ? ORDER BY created_at DESC, seq DESC LIMIT 5",
+                (user, arguments_hash, cutoff),
             ).fetchall()
             return [record(row) for row in rows]
 
@@ -238,6 +365,7 @@ class Journal(SqliteDatabase):
         already attached to another submission.
         """
         new_status = JournalStatus(status)
+        user = self._user
 
         def operation(conn: sqlite3.Connection) -> TaskRecord:
             try:
@@ -248,7 +376,7 @@ class Journal(SqliteDatabase):
         def answered(conn: sqlite3.Connection) -> TaskRecord:
             at = self._stamp()
             with _write(conn):
-                row = conn.execute(FIND_BY_LOCAL_ID, (local_id,)).fetchone()
+                row = conn.execute(FIND_BY_LOCAL_ID, (local_id, user)).fetchone()
                 if row is None:
                     raise JournalError(f"No submission {local_id!r} in the task journal.")
                 if row["task_id"] not in (None, task_id):
@@ -270,7 +398,7 @@ class Journal(SqliteDatabase):
                 )
                 if new_status.value != row["status"]:
                     add_event(conn, local_id, new_status, at, f"task id {task_id}")
-                updated = conn.execute(FIND_BY_LOCAL_ID, (local_id,)).fetchone()
+                updated = conn.execute(FIND_BY_LOCAL_ID, (local_id, user)).fetchone()
             return record(updated)
 
         return await self._run(operation)
@@ -286,6 +414,7 @@ class Journal(SqliteDatabase):
             JournalStatus.SUBMIT_UNKNOWN if outcome_unknown else JournalStatus.SUBMIT_FAILED
         )
         detail = clean_text(message)
+        user = self._user
 
         def operation(conn: sqlite3.Connection) -> None:
             try:
@@ -297,7 +426,7 @@ class Journal(SqliteDatabase):
             at = self._stamp()
             with _write(conn):
                 row = conn.execute(
-                    "SELECT status FROM tasks WHERE local_id = ?", (local_id,)
+                    "SELECT status FROM tasks WHERE local_id = ? AND user_id = ?", (local_id, user)
                 ).fetchone()
                 if row is None:
                     raise JournalError(f"No submission {local_id!r} in the task journal.")
@@ -316,7 +445,8 @@ class Journal(SqliteDatabase):
 
         Such rows are left by a process that stopped while its POST was in flight;
         the request may have created a task, which ``list_video_tasks`` should say.
-        Returns how many rows were marked.
+        Returns how many rows were marked, of every user (a start-up sweep of the
+        whole store, not a read or write for one user).
         """
         cutoff = iso(self._now() - older_than)
         detail = _STOPPED_MID_SUBMIT
@@ -357,6 +487,7 @@ class Journal(SqliteDatabase):
         seen = JournalStatus(status)
         code = None if error_code is None else str(error_code)
         message = clean_text(error_message)
+        user = self._user
 
         def merged(row: sqlite3.Row) -> tuple[str | None, ...]:
             """:func:`observed` of the row after this observation (a terminal status
@@ -376,11 +507,11 @@ class Journal(SqliteDatabase):
             # A poll that changes nothing writes nothing (no lock, no fsync): most
             # polls of a long task see the same status.
             with _read(conn):
-                row = find(conn, task_id)
+                row = find(conn, task_id, user)
             if row is not None and merged(row) == observed(row):
                 return record(row)
             with _write(conn):
-                row = find(conn, task_id)
+                row = find(conn, task_id, user)
                 if row is None:
                     logger.debug("record_status: task %s is not in the journal", task_id)
                     return None
@@ -401,7 +532,7 @@ class Journal(SqliteDatabase):
                         seen, seen_raw=raw_status, code=new_code, message=new_message
                     )
                     add_event(conn, row["local_id"], seen, at, detail)
-                updated = conn.execute(FIND_BY_LOCAL_ID, (row["local_id"],)).fetchone()
+                updated = conn.execute(FIND_BY_LOCAL_ID, (row["local_id"], user)).fetchone()
             return record(updated)
 
         return await self._run(operation)
@@ -421,11 +552,12 @@ class Journal(SqliteDatabase):
         Does nothing for a task the journal does not know.
         """
         saved = str(path)
+        user = self._user
 
         def operation(conn: sqlite3.Connection) -> None:
             at = self._stamp()
             with _write(conn):
-                row = find(conn, task_id)
+                row = find(conn, task_id, user)
                 if row is None:
                     logger.debug("record_download: task %s is not in the journal", task_id)
                     return
@@ -440,10 +572,11 @@ class Journal(SqliteDatabase):
     async def record_identity(self, task_id: str, *, path: Path | str, identity: str) -> None:
         """Record the identity the saved file at ``path`` now has (its bytes were
         checked to be the ones saved); nothing when the entry names another file."""
+        user = self._user
 
         def operation(conn: sqlite3.Connection) -> None:
             with _write(conn):
-                row = find(conn, task_id)
+                row = find(conn, task_id, user)
                 if row is None or row["saved_path"] != str(path):
                     return
                 conn.execute(
@@ -457,10 +590,11 @@ class Journal(SqliteDatabase):
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """One entry with its status history, by upstream task id or local id."""
+        user = self._user
 
         def operation(conn: sqlite3.Connection) -> TaskRecord | None:
             with _read(conn):
-                row = find(conn, task_id)
+                row = find(conn, task_id, user)
                 if row is None:
                     return None
                 events = [
@@ -497,11 +631,13 @@ class Journal(SqliteDatabase):
         if problems:
             raise InvalidArgumentsError(problems)
 
+        user = self._user
+
         def operation(conn: sqlite3.Connection) -> builtins.list[TaskRecord]:
             if wanted is None:
-                rows = conn.execute(LIST_ALL, (limit,)).fetchall()
+                rows = conn.execute(LIST_ALL, (user, limit)).fetchall()
             else:
-                rows = conn.execute(LIST_BY_STATUS, (wanted.value, limit)).fetchall()
+                rows = conn.execute(LIST_BY_STATUS, (user, wanted.value, limit)).fetchall()
             return [record(row) for row in rows]
 
         return await self._run_read(operation)
@@ -516,8 +652,10 @@ class Journal(SqliteDatabase):
         except UnicodeEncodeError:  # a lone surrogate: no stored id can start with it
             return [], 0
         # substr, not LIKE: LIKE folds ASCII case and treats % and _ as wildcards.
-        matching = "FROM tasks WHERE task_id IS NOT NULL AND substr(task_id, 1, ?) = ?"
-        params = (len(prefix), prefix)
+        matching = (
+            "FROM tasks WHERE user_id = ? AND task_id IS NOT NULL AND substr(task_id, 1, ?) = ?"
+        )
+        params = (self._user, len(prefix), prefix)
 
         def operation(conn: sqlite3.Connection) -> tuple[builtins.list[str], int]:
             with _read(conn):  # one snapshot: the count agrees with the values

@@ -14,6 +14,7 @@ reached one name at a time from the folder's descriptor, never through a link.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import os
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
+from ..domain import LOCAL_USER, USERS_FOLDER
 from ..errors import ConfigurationError
 from ..settings import derive_key
 from .ondisk import FileIdentity
@@ -103,6 +105,26 @@ class MediaLinks:
         self.base_url: str | None = self._public_url
         #: Starts the server of ``base_url`` when it runs on demand (the loopback one).
         self.start_serving: Callable[[], Awaitable[None]] | None = None
+        #: whose files links are minted for (see :meth:`for_user`)
+        self._owner = LOCAL_USER
+
+    def for_user(self, storage_name: str) -> MediaLinks:
+        """These links for one user: only that user's files get a link (``users/<name>/``
+        in the folder; the local user: the folder without ``users/``). The user is bound
+        into each token, so a link minted for one user never serves another's file."""
+        view = copy.copy(self)
+        view._owner = storage_name
+        return view
+
+    @staticmethod
+    def _owner_of(relative: str) -> str | None:
+        """Whose file ``relative`` (a path in the folder) is; None: nobody's."""
+        parts = PurePosixPath(relative).parts
+        if not parts or parts[0] != USERS_FOLDER:
+            return LOCAL_USER
+        if len(parts) < 3 or parts[1] == LOCAL_USER:
+            return None  # users/<file>, or a folder posing as the local user's
+        return parts[1]
 
     async def ready(self) -> None:
         """Make sure the links minted from now on can be fetched: await it before
@@ -115,7 +137,11 @@ class MediaLinks:
         return self._root
 
     def _token(self, relative: str, identity: FileIdentity) -> str:
-        message = f"gravitex-media-v2\0{relative}\0{identity.text()}".encode()
+        owner = self._owner_of(relative)
+        if owner == LOCAL_USER:  # as before users: the local user's links stay valid
+            message = f"gravitex-media-v2\0{relative}\0{identity.text()}".encode()
+        else:
+            message = f"gravitex-media-v3\0{owner}\0{relative}\0{identity.text()}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()[:TOKEN_BYTES]
         return base64.urlsafe_b64encode(digest).decode("ascii")
 
@@ -132,6 +158,8 @@ class MediaLinks:
         relative = self._relative(path)
         if relative is None or relative == ".":
             return None
+        if self._owner_of(relative) != self._owner:
+            return None  # never a link to another user's file
         identity = self._identity_beneath(PurePosixPath(relative).parts)
         if identity is None:
             return None
@@ -154,6 +182,8 @@ class MediaLinks:
             return None
         pure = PurePosixPath(name)
         if pure.is_absolute() or any(part in ("", ".", "..") for part in name.split("/")):
+            return None
+        if self._owner_of(pure.as_posix()) is None:
             return None
         identity = self._identity_beneath(pure.parts)
         if identity is None:

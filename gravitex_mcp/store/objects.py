@@ -27,6 +27,7 @@ Every key is under the configured prefix. Storage errors become a
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import hashlib
 import logging
@@ -47,6 +48,7 @@ import obstore
 from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 from obstore.store import S3Store
 
+from ..domain import LOCAL_USER, USERS_FOLDER
 from ..errors import StorageError
 from ..settings import ObjectStorage
 from .ondisk import Changed, FileIdentity, HeldFile
@@ -115,6 +117,17 @@ class ObjectVideoStore:
             },
         )
         self._writing: set[ObjectWriter] = set()
+
+    def for_user(self, storage_name: str) -> ObjectVideoStore:
+        """The objects of ``storage_name`` (this store for the local user), under
+        ``<prefix>users/<storage name>/`` on the same client. Keys are owned only
+        directly under a store's prefix, so no user's store reaches another's objects,
+        nor the local one theirs."""
+        if storage_name == LOCAL_USER:
+            return self
+        view = copy.copy(self)
+        view.prefix = f"{self.prefix}{USERS_FOLDER}/{storage_name}/"
+        return view
 
     # --- names ------------------------------------------------------------------
 

@@ -20,11 +20,13 @@ from .records import TaskEvent, TaskRecord
 
 Conn = AsyncConnection[DictRow]
 
+# Every query of a task names its user (the last parameter): another user's row is
+# not found. FIND's parameters: (id, id, user, id); BY_LOCAL's: (local id, user).
 FIND = (
-    "SELECT * FROM tasks WHERE task_id = %s OR local_id = %s"
+    "SELECT * FROM tasks WHERE (task_id = %s OR local_id = %s) AND user_id = %s"
     " ORDER BY (task_id IS NOT DISTINCT FROM %s) DESC LIMIT 1"
 )
-BY_LOCAL = "SELECT * FROM tasks WHERE local_id = %s"
+BY_LOCAL = "SELECT * FROM tasks WHERE local_id = %s AND user_id = %s"
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 OBSERVED = ("status", "raw_status", "url", "error_code", "error_message")

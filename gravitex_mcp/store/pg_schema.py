@@ -95,7 +95,30 @@ _V1 = (
     "CREATE SEQUENCE lease_tokens AS bigint",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Many users on one server (issue 18): every task is one user's (rows from before are
+# the local user's), a key is one user's (the same string from two users is two keys),
+# and the seconds each user reserved against their daily budget (one row per job).
+_V2 = (
+    "ALTER TABLE tasks ADD COLUMN user_id text NOT NULL DEFAULT 'local'",
+    "CREATE INDEX tasks_by_user ON tasks (user_id, created_at, seq)",
+    "CREATE INDEX tasks_by_user_status ON tasks (user_id, status, created_at, seq)",
+    "CREATE INDEX tasks_by_user_arguments ON tasks (user_id, arguments_hash, created_at)",
+    "ALTER TABLE idempotency_keys ADD COLUMN user_id text NOT NULL DEFAULT 'local'",
+    "ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_pkey",
+    "ALTER TABLE idempotency_keys ADD PRIMARY KEY (user_id, key)",
+    """
+    CREATE TABLE budget_reservations (
+        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        user_id    text             NOT NULL,
+        day        date             NOT NULL,
+        seconds    double precision NOT NULL,
+        created_at timestamptz      NOT NULL
+    )
+    """,
+    "CREATE INDEX budget_by_user_day ON budget_reservations (user_id, day)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1."""
 
 

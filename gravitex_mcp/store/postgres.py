@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from ..domain import JournalStatus, TaskStatus, as_utc, utc_now
+from ..domain import LOCAL_USER, JournalStatus, TaskStatus, as_utc, utc_now
 from ..errors import JournalError, StoreUnavailableError
 from .pg_changes import ChangeFeed, TaskChange, notify
 from .pg_leases import SUBMIT_ALIVE, SUBMIT_LEASE, LeaseRows, RealClock
@@ -67,7 +68,15 @@ from .pg_rows import (
     where,
 )
 from .pg_schema import migrate
-from .records import KeyClaim, TaskEvent, TaskRecord, parse_url_expiry
+from .records import (
+    KeyClaim,
+    OverBudget,
+    Reservation,
+    TaskEvent,
+    TaskRecord,
+    Usage,
+    parse_url_expiry,
+)
 from .seam import Clock, Lease, LeaseBusy, LeaseKind
 from .sqlite_rows import encode_arguments, event_detail
 
@@ -85,13 +94,13 @@ _STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may
 _Changes = MemoryObjectReceiveStream[TaskChange]
 #: The claim: the key's primary key lets one submission in.
 _CLAIM = (
-    "INSERT INTO idempotency_keys (key, arguments_hash, local_id, created_at)"
-    " VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING key"
+    "INSERT INTO idempotency_keys (key, arguments_hash, local_id, created_at, user_id)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id, key) DO NOTHING RETURNING key"
 )
 #: A refused submission's key (no task exists) goes to the next claim.
 _RECLAIM = (
     "UPDATE idempotency_keys SET arguments_hash = %s, local_id = %s, created_at = %s"
-    " WHERE key = %s RETURNING key"
+    " WHERE key = %s AND user_id = %s RETURNING key"
 )
 
 
@@ -114,6 +123,101 @@ class PostgresTaskStore:
         self._clock = clock
         self._leases = LeaseRows(self._connection, clock=clock, lease_seconds=lease_seconds)
         self._feed = ChangeFeed(dsn, clock=clock)
+        self._user = LOCAL_USER
+
+    # --- users
+
+    @property
+    def user_id(self) -> str:
+        """Whose tasks this view reads and writes."""
+        return self._user
+
+    def for_user(self, user_id: str) -> PostgresTaskStore:
+        """The same store (pool, leases, listener) for ``user_id``: made per call."""
+        if user_id == self._user:
+            return self
+        view = copy.copy(self)
+        view._user = user_id
+        return view
+
+    async def is_foreign(self, task_id: str) -> bool:
+        """Whether ``task_id`` is another user's task (answered as a missing one)."""
+        if not encodable(task_id):
+            return False
+        async with self._connection() as conn:
+            row = await one(
+                conn,
+                "SELECT 1 AS yes FROM tasks WHERE task_id = %s AND user_id <> %s LIMIT 1",
+                (task_id, self._user),
+            )
+        return row is not None
+
+    # --- budgets
+
+    async def reserve_seconds(
+        self, seconds: Sequence[float], *, budget: float | None
+    ) -> Reservation | OverBudget:
+        """Reserve ``seconds`` (one per job) against today's (UTC) budget, all or none:
+        one transaction holding this user's budget lock (``pg_advisory_xact_lock``), so
+        two replicas cannot both fit a budget only one fits."""
+        wanted = [float(x) for x in seconds]
+        now = self._stamp()
+        day = now.date()
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"gravitex-budget:{self._user}",),
+            )
+            row = await one(
+                conn,
+                "SELECT coalesce(sum(seconds), 0) AS used FROM budget_reservations"
+                " WHERE user_id = %s AND day = %s",
+                (self._user, day),
+            )
+            used = float(row["used"]) if row is not None else 0.0
+            if budget is not None and used + sum(wanted) > budget:
+                return OverBudget(used=used, budget=float(budget))
+            ids: builtins.list[int] = []
+            for amount in wanted:
+                got = await one(
+                    conn,
+                    "INSERT INTO budget_reservations (user_id, day, seconds, created_at)"
+                    " VALUES (%s, %s, %s, %s) RETURNING id",
+                    (self._user, day, amount, now),
+                )
+                assert got is not None
+                ids.append(int(got["id"]))
+        return Reservation(ids=tuple(ids))
+
+    async def release_seconds(self, reservation_id: int) -> None:
+        """Give one job's reserved seconds back."""
+        async with self._connection() as conn:
+            await conn.execute(
+                "DELETE FROM budget_reservations WHERE id = %s AND user_id = %s",
+                (reservation_id, self._user),
+            )
+
+    async def usage(self) -> Usage:
+        """Seconds reserved and tasks submitted today (UTC) by this user."""
+        now = self._stamp()
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self._connection() as conn, conn.transaction():
+            seconds = await one(
+                conn,
+                "SELECT coalesce(sum(seconds), 0) AS n FROM budget_reservations"
+                " WHERE user_id = %s AND day = %s",
+                (self._user, now.date()),
+            )
+            tasks = await one(
+                conn,
+                "SELECT count(*) AS n FROM tasks WHERE user_id = %s AND created_at >= %s"
+                " AND status <> %s",
+                (self._user, start, JournalStatus.SUBMIT_FAILED.value),
+            )
+        return Usage(
+            seconds_today=float(seconds["n"]) if seconds is not None else 0.0,
+            tasks_today=int(tasks["n"]) if tasks is not None else 0,
+        )
 
     @property
     def leases(self) -> LeaseRows:
@@ -254,8 +358,18 @@ class PostgresTaskStore:
         at = self._stamp()
         await conn.execute(
             "INSERT INTO tasks (local_id, model, family, arguments, arguments_hash, status,"
-            " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (local_id, str(model), str(family), encoded, arguments_hash, "submitting", at, at),
+            " created_at, updated_at, user_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                local_id,
+                str(model),
+                str(family),
+                encoded,
+                arguments_hash,
+                "submitting",
+                at,
+                at,
+                self._user,
+            ),
         )
         await add_event(conn, local_id, JournalStatus.SUBMITTING, at, None)
         return at
@@ -283,7 +397,8 @@ class PostgresTaskStore:
         encoded = await anyio.to_thread.run_sync(encode_arguments, dict(arguments))
         find_key = (
             "SELECT k.arguments_hash AS key_hash, t.* FROM idempotency_keys k"
-            " JOIN tasks t ON t.local_id = k.local_id WHERE k.key = %s FOR UPDATE OF k, t"
+            " JOIN tasks t ON t.local_id = k.local_id WHERE k.key = %s AND k.user_id = %s"
+            " FOR UPDATE OF k, t"
         )
         for _ in range(5):
             try:
@@ -306,12 +421,12 @@ class PostgresTaskStore:
         try:
             async with self._connection() as conn:
                 async with conn.transaction():
-                    held = await one(conn, find_key, (key,))
+                    held = await one(conn, find_key, (key, self._user))
                     if held is not None and held["status"] == JournalStatus.SUBMITTING.value:
                         alive = await one(conn, SUBMIT_ALIVE, (held["local_id"],))
                         if alive is None:
                             await self._mark_unknown(conn, held["local_id"])
-                            held = await one(conn, find_key, (key,))
+                            held = await one(conn, find_key, (key, self._user))
                     if held is not None and held["status"] != JournalStatus.SUBMIT_FAILED.value:
                         holder = record(held)
                         return KeyClaim(
@@ -321,9 +436,13 @@ class PostgresTaskStore:
                     # The lease is in the same transaction: whoever sees the row finds it held.
                     token = await self._leases.take_submit(conn, local_id)
                     if held is not None:  # submit_failed: no task exists, the key is free again
-                        claimed = await one(conn, _RECLAIM, (arguments_hash, local_id, at, key))
+                        claimed = await one(
+                            conn, _RECLAIM, (arguments_hash, local_id, at, key, self._user)
+                        )
                     else:
-                        claimed = await one(conn, _CLAIM, (key, arguments_hash, local_id, at))
+                        claimed = await one(
+                            conn, _CLAIM, (key, arguments_hash, local_id, at, self._user)
+                        )
                     if claimed is None:
                         # Another replica claimed it meanwhile: undo ours, then find its holder.
                         raise _RetryError
@@ -343,9 +462,9 @@ class PostgresTaskStore:
         cutoff = self._stamp() - within
         async with self._connection() as conn:
             cur = await conn.execute(
-                "SELECT * FROM tasks WHERE arguments_hash = %s AND created_at >= %s"
-                " ORDER BY created_at DESC, seq DESC LIMIT 5",
-                (arguments_hash, cutoff),
+                "SELECT * FROM tasks WHERE user_id = %s AND arguments_hash = %s"
+                " AND created_at >= %s ORDER BY created_at DESC, seq DESC LIMIT 5",
+                (self._user, arguments_hash, cutoff),
             )
             return [record(row) for row in await cur.fetchall()]
 
@@ -356,7 +475,7 @@ class PostgresTaskStore:
         new_status = JournalStatus(status)
         try:
             async with self._connection() as conn, conn.transaction():
-                row = await one(conn, BY_LOCAL + " FOR UPDATE", (local_id,))
+                row = await one(conn, BY_LOCAL + " FOR UPDATE", (local_id, self._user))
                 if row is None:
                     raise JournalError(f"No submission {local_id!r} in the task journal.")
                 if row["task_id"] not in (None, task_id):
@@ -397,7 +516,7 @@ class PostgresTaskStore:
         detail = clean_text(message)
         try:
             async with self._connection() as conn, conn.transaction():
-                row = await one(conn, BY_LOCAL + " FOR UPDATE", (local_id,))
+                row = await one(conn, BY_LOCAL + " FOR UPDATE", (local_id, self._user))
                 if row is None:
                     raise JournalError(f"No submission {local_id!r} in the task journal.")
                 at = self._stamp()
@@ -465,11 +584,11 @@ class PostgresTaskStore:
             return tuple(row[k] for k in OBSERVED)
 
         async with self._connection() as conn:
-            row = await one(conn, FIND, (task_id, task_id, task_id))
+            row = await one(conn, FIND, (task_id, task_id, self._user, task_id))
             if row is not None and merged(row) == observed(row):
                 return record(row)  # most polls change nothing: nothing written
             async with conn.transaction():
-                row = await one(conn, FIND + " FOR UPDATE", (task_id, task_id, task_id))
+                row = await one(conn, FIND + " FOR UPDATE", (task_id, task_id, self._user, task_id))
                 if row is None:
                     logger.debug("record_status: task %s is not in the journal", task_id)
                     return None
@@ -507,7 +626,7 @@ class PostgresTaskStore:
             return
         at = self._stamp()
         async with self._connection() as conn, conn.transaction():
-            row = await one(conn, FIND + " FOR UPDATE", (task_id, task_id, task_id))
+            row = await one(conn, FIND + " FOR UPDATE", (task_id, task_id, self._user, task_id))
             if row is None:
                 logger.debug("record_download: task %s is not in the journal", task_id)
                 return
@@ -522,7 +641,7 @@ class PostgresTaskStore:
         if not encodable(task_id):
             return
         async with self._connection() as conn, conn.transaction():
-            row = await one(conn, FIND + " FOR UPDATE", (task_id, task_id, task_id))
+            row = await one(conn, FIND + " FOR UPDATE", (task_id, task_id, self._user, task_id))
             if row is None or row["saved_path"] != str(path):
                 return
             await conn.execute(
@@ -537,7 +656,7 @@ class PostgresTaskStore:
         if not encodable(task_id):
             return None
         async with self._connection() as conn, conn.transaction():
-            row = await one(conn, FIND, (task_id, task_id, task_id))
+            row = await one(conn, FIND, (task_id, task_id, self._user, task_id))
             if row is None:
                 return None
             cur = await conn.execute(
@@ -555,13 +674,15 @@ class PostgresTaskStore:
         async with self._connection() as conn:
             if wanted is None:
                 cur = await conn.execute(
-                    "SELECT * FROM tasks ORDER BY created_at DESC, seq DESC LIMIT %s", (limit,)
+                    "SELECT * FROM tasks WHERE user_id = %s"
+                    " ORDER BY created_at DESC, seq DESC LIMIT %s",
+                    (self._user, limit),
                 )
             else:
                 cur = await conn.execute(
-                    "SELECT * FROM tasks WHERE status = %s"
+                    "SELECT * FROM tasks WHERE user_id = %s AND status = %s"
                     " ORDER BY created_at DESC, seq DESC LIMIT %s",
-                    (wanted.value, limit),
+                    (self._user, wanted.value, limit),
                 )
             return [record(row) for row in await cur.fetchall()]
 
@@ -573,13 +694,13 @@ class PostgresTaskStore:
         if not encodable(prefix):
             return [], 0
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        matching = "FROM tasks WHERE task_id LIKE %s"
+        matching = "FROM tasks WHERE user_id = %s AND task_id LIKE %s"
         async with self._connection() as conn, conn.transaction():
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            total = await one(conn, f"SELECT count(*) AS n {matching}", (pattern,))
+            total = await one(conn, f"SELECT count(*) AS n {matching}", (self._user, pattern))
             cur = await conn.execute(
                 f"SELECT task_id {matching} ORDER BY created_at DESC, seq DESC LIMIT %s".encode(),
-                (pattern, max(0, limit)),
+                (self._user, pattern, max(0, limit)),
             )
             ids = [str(row["task_id"]) for row in await cur.fetchall()]
         return ids, int(total["n"]) if total is not None else 0

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from ..domain import URL_LIFETIME, JournalStatus, as_utc
+from ..domain import LOCAL_USER, URL_LIFETIME, JournalStatus, as_utc
 from ..redact import redact_url
 
 
@@ -36,6 +36,11 @@ class TaskRecord(BaseModel):
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     local_id: str = Field(description="This server's id of the submission (a UUID).")
+    user_id: str = Field(
+        default=LOCAL_USER,
+        exclude=True,  # the owner sees only their own tasks: no need to show it
+        description="Whose task it is (the caller's user id).",
+    )
     task_id: str | None = Field(description="The upstream task id; null until the submit answered.")
     model: str = Field(description="The model id the task was submitted to.")
     family: str = Field(description="The model family (sora, veo, wan, seedance).")
@@ -101,6 +106,34 @@ class KeyClaim:
     """The submission already holding the key (when not claimed)."""
     arguments_hash: str
     """The digest of the arguments the key is bound to."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Seconds reserved against a user's daily budget: one id per job, in order."""
+
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OverBudget:
+    """A reservation refused: it would take the user past their daily budget."""
+
+    used: float
+    """Seconds already reserved today (UTC)."""
+    budget: float
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.budget - self.used)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A user's day so far (UTC)."""
+
+    seconds_today: float
+    tasks_today: int
 
 
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"

@@ -1,7 +1,10 @@
 """The store seam: the two interfaces ``service/`` holds, and nothing else of the store.
 
 * :class:`TaskStore`: every task this server (or any server sharing the store)
-  submitted: records, submissions, idempotency claims, and leases across processes.
+  submitted: records, submissions, idempotency claims, budget reservations, and leases
+  across processes. A ``TaskStore`` is always **one user's view**: every read and
+  write is for :attr:`TaskStore.user_id` (rows stamped with it, queries filtered by
+  it); :meth:`TaskStore.for_user` gives another user's view of the same store.
   Today :class:`~gravitex_mcp.store.journal.Journal` (SQLite in the state folder,
   flock files as leases).
 * :class:`VideoStore`: where videos and the stills made from them are kept: reserve a
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -40,7 +43,7 @@ from typing import Any, Protocol, TypeVar, cast
 from ..domain import JournalStatus, TaskStatus
 from ..errors import StorageError
 from .ondisk import Changed, FileIdentity, HeldFile
-from .records import KeyClaim, TaskRecord
+from .records import KeyClaim, OverBudget, Reservation, TaskRecord, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +105,44 @@ class Lease(Protocol):
 
 class TaskStore(Protocol):
     """The tasks, shared by every server process using the same store. Its errors are
-    :class:`~gravitex_mcp.errors.JournalError`, saying what to do."""
+    :class:`~gravitex_mcp.errors.JournalError`, saying what to do.
+
+    One user's view (issue 18): every method below reads and writes only
+    :attr:`user_id`'s rows (a task, a key or a reservation of another user is "not
+    there"), except :meth:`expire_stale_submissions` (a start-up sweep of every user)
+    and :meth:`try_lease` (keyed by upstream task id, which is unique across users).
+    The store an implementation opens is the local user's (``"local"``); rows written
+    before users existed belong to it."""
+
+    @property
+    def user_id(self) -> str:
+        """Whose rows this view reads and writes."""
+        ...
+
+    def for_user(self, user_id: str) -> TaskStore:
+        """The same store for ``user_id`` (cheap: made per call; shares connections)."""
+        ...
+
+    async def is_foreign(self, task_id: str) -> bool:
+        """Whether upstream ``task_id`` is another user's task: the service then answers
+        exactly as for an id that never existed, without asking upstream."""
+        ...
+
+    async def reserve_seconds(
+        self, seconds: Sequence[float], *, budget: float | None
+    ) -> Reservation | OverBudget:
+        """Reserve seconds of video (one entry per job) against this user's budget for
+        today (UTC), all or nothing, atomically across every process sharing the store;
+        ``budget`` None: no cap (still counted)."""
+        ...
+
+    async def release_seconds(self, reservation_id: int) -> None:
+        """Give one job's reserved seconds back (its submit sent nothing)."""
+        ...
+
+    async def usage(self) -> Usage:
+        """Seconds reserved and tasks submitted today (UTC) by this user."""
+        ...
 
     async def get(self, task_id: str) -> TaskRecord | None:
         """One task with its history, by upstream task id or local id."""
@@ -256,7 +296,14 @@ class Stills(Protocol):
 
 
 class VideoStore(Stills, Protocol):
-    """Where videos (and the stills made from them) are kept."""
+    """Where videos (and the stills made from them) are kept: one user's files (the
+    store opened is the local user's; :meth:`for_user` another user's, kept apart)."""
+
+    def for_user(self, storage_name: str) -> VideoStore:
+        """The store of ``storage_name``'s files (``Caller.storage_name``; ``"local"``:
+        this one). A local folder: ``<output>/users/<storage name>/``; object storage:
+        the same under the prefix."""
+        ...
 
     def reserve(self, filename: str | None, *, default_stem: str) -> VideoWriter:
         """A writer for a new video, its name made safe."""

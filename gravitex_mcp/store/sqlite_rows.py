@@ -25,16 +25,22 @@ def iso(moment: datetime) -> str:
     return as_utc(moment).isoformat(timespec="microseconds")
 
 
-FIND_BY_TASK_ID = "SELECT * FROM tasks WHERE task_id = ?"
-FIND_BY_LOCAL_ID = "SELECT * FROM tasks WHERE local_id = ?"
-LIST_ALL = "SELECT * FROM tasks ORDER BY created_at DESC, seq DESC LIMIT ?"
-LIST_BY_STATUS = "SELECT * FROM tasks WHERE status = ? ORDER BY created_at DESC, seq DESC LIMIT ?"
+# Every query of a task names its user: a row of another user is not found.
+FIND_BY_TASK_ID = "SELECT * FROM tasks WHERE task_id = ? AND user_id = ?"
+FIND_BY_LOCAL_ID = "SELECT * FROM tasks WHERE local_id = ? AND user_id = ?"
+LIST_ALL = "SELECT * FROM tasks WHERE user_id = ? ORDER BY created_at DESC, seq DESC LIMIT ?"
+LIST_BY_STATUS = (
+    "SELECT * FROM tasks WHERE user_id = ? AND status = ? "
+    "ORDER BY created_at DESC, seq DESC LIMIT ?"
+)
 
 
-def find(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(FIND_BY_TASK_ID, (key,)).fetchone()
+def find(conn: sqlite3.Connection, key: str, user_id: str) -> sqlite3.Row | None:
+    """The row of ``user_id`` whose upstream or local id is ``key``; None when there is
+    none (another user's row included)."""
+    row: sqlite3.Row | None = conn.execute(FIND_BY_TASK_ID, (key, user_id)).fetchone()
     if row is None:
-        row = conn.execute(FIND_BY_LOCAL_ID, (key,)).fetchone()
+        row = conn.execute(FIND_BY_LOCAL_ID, (key, user_id)).fetchone()
     return row
 
 
@@ -66,10 +72,11 @@ def insert_submission(
     encoded: str,
     arguments_hash: str | None,
     at: str,
+    user_id: str,
 ) -> None:
     conn.execute(
         "INSERT INTO tasks (local_id, model, family, arguments, arguments_hash, status, "
-        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_at, updated_at, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             local_id,
             str(model),
@@ -79,6 +86,7 @@ def insert_submission(
             JournalStatus.SUBMITTING.value,
             at,
             at,
+            user_id,
         ),
     )
     add_event(conn, local_id, JournalStatus.SUBMITTING, at, None)

@@ -80,10 +80,53 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE tasks ADD COLUMN saved_identity TEXT")
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    # Many users on one server: every task is one user's (rows from before belong to
+    # the local user), an idempotency key is a key of one user (the same string from
+    # two users is two keys), and the seconds each user reserved against their daily
+    # budget (one row per job; a submit refused upstream deletes its row).
+    conn.execute("ALTER TABLE tasks ADD COLUMN user_id TEXT NOT NULL DEFAULT 'local'")
+    conn.execute("CREATE INDEX tasks_by_user ON tasks (user_id, created_at, seq)")
+    conn.execute("CREATE INDEX tasks_by_user_status ON tasks (user_id, status, created_at, seq)")
+    conn.execute(
+        "CREATE INDEX tasks_by_user_arguments ON tasks (user_id, arguments_hash, created_at)"
+    )
+    conn.execute(
+        """
+        CREATE TABLE user_idempotency_keys (
+            user_id        TEXT NOT NULL,
+            key            TEXT NOT NULL,
+            arguments_hash TEXT NOT NULL,
+            local_id       TEXT NOT NULL REFERENCES tasks (local_id) ON DELETE CASCADE,
+            created_at     TEXT NOT NULL,
+            PRIMARY KEY (user_id, key)
+        )
+        """
+    )
+    conn.execute(
+        "INSERT INTO user_idempotency_keys (user_id, key, arguments_hash, local_id, created_at) "
+        "SELECT 'local', key, arguments_hash, local_id, created_at FROM idempotency_keys"
+    )
+    conn.execute("DROP TABLE idempotency_keys")
+    conn.execute(
+        """
+        CREATE TABLE budget_reservations (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id    TEXT NOT NULL,
+            day        TEXT NOT NULL,
+            seconds    REAL NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX budget_by_user_day ON budget_reservations (user_id, day)")
+
+
 _MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_0_to_1,
     _migrate_1_to_2,
     _migrate_2_to_3,
+    _migrate_3_to_4,
 ]
 """``_MIGRATIONS[n]`` takes a database from ``user_version`` n to n + 1.
 

@@ -33,6 +33,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from ..domain import LOCAL_USER, USERS_FOLDER, user_folder
 from ..errors import StorageError
 from .ondisk import Changed, FileIdentity, HeldFile, identity_of_fd, open_saved
 from .seam import StoredFile
@@ -169,6 +170,24 @@ class OutputDir:
         self._open_file = open_file
         self._held: tuple[Path, int, int] | None = None  # resolved path, st_dev, st_ino
         self._writing: set[VideoFile] = set()  # open writers, for bytes_so_far
+        self._users: dict[str, OutputDir] = {}  # each user's folder, held from first use
+
+    def for_user(self, storage_name: str) -> OutputDir:
+        """The folder of ``storage_name``'s files: this one for the local user, else
+        ``users/<storage name>/`` in it (made, and held, at its first use)."""
+        if storage_name == LOCAL_USER:
+            return self
+        folder = self._users.get(storage_name)
+        if folder is None:
+            folder = OutputDir(
+                user_folder(self.path, storage_name),
+                write=self._write,
+                fsync=self._fsync,
+                link=self._link,
+                open_file=self._open_file,
+            )
+            self._users[storage_name] = folder
+        return folder
 
     def ensure(self) -> Path:
         """The folder's resolved path (blocking): created and held on the first call;
@@ -308,7 +327,13 @@ class OutputDir:
             self.ensure()
         except StorageError as exc:  # reported again by the first save
             logger.warning("%s", exc)
-        return sweep_temp_files(self.path)
+        removed = sweep_temp_files(self.path)
+        users = self.path / USERS_FOLDER
+        if users.is_dir() and not users.is_symlink():  # each user's folder too
+            for folder in sorted(users.iterdir()):
+                if folder.is_dir() and not folder.is_symlink():
+                    removed.extend(sweep_temp_files(folder))
+        return removed
 
 
 class VideoFile:

@@ -63,6 +63,7 @@ def _hints(read_only: bool, idempotent: bool, open_world: bool) -> dict[str, boo
 ANNOTATIONS = {
     "list_models": _hints(read_only=True, idempotent=True, open_world=False),
     "list_video_tasks": _hints(read_only=True, idempotent=True, open_world=False),
+    "get_usage": _hints(read_only=True, idempotent=True, open_world=False),
     "generate_video": _hints(read_only=False, idempotent=False, open_world=True),
     "generate_videos": _hints(read_only=False, idempotent=False, open_world=True),
     "check_video_task": _hints(read_only=False, idempotent=True, open_world=True),

@@ -512,8 +512,8 @@ async def test_a_callers_key_pays_for_the_save_that_outlives_the_call(tmp_path: 
                 group.cancel_scope.cancel()  # the call is over; its save goes on
             del view
             gated.release.set()
-            # The server's own service joins the running save: it sends nothing itself.
-            saved = await service.download(task_id, filename=None)
+            # Alice's next call (no key of its own) joins the running save: it sends nothing.
+            saved = await service.acting_for("alice", None).download(task_id, filename=None)
     finally:
         await client.aclose()
         journal.close()

@@ -284,3 +284,42 @@ async def test_a_message_with_a_nul_is_kept(postgres_db: PostgresDatabase) -> No
         assert row is not None
         assert row.arguments == {"p": "\x00"}  # JSON keeps it escaped
         assert row.error_message == "bad\ufffd"
+
+
+async def test_rows_from_before_users_belong_to_the_local_user(
+    postgres_db: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gravitex_mcp.store import pg_schema
+
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", pg_schema.MIGRATIONS[:1])
+    async with _store(postgres_db):
+        pass  # schema v1: no users
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    with psycopg.connect(postgres_db.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO tasks (local_id, task_id, model, family, arguments, status,"
+            " created_at, updated_at, arguments_hash) VALUES ('l1', 'video_old', 'sora-2',"
+            " 'sora', '{}', 'succeeded', %s, %s, 'h1')",
+            (at, at),
+        )
+        conn.execute(
+            "INSERT INTO idempotency_keys (key, arguments_hash, local_id, created_at)"
+            " VALUES ('old-key', 'h1', 'l1', %s)",
+            (at,),
+        )
+    monkeypatch.undo()
+    async with _store(postgres_db) as store:
+        assert (await store.get("video_old")) is not None
+        bob = store.for_user("bob")
+        assert await bob.get("video_old") is None
+        assert await bob.is_foreign("video_old")
+        held = await store.claim_key(
+            "old-key", arguments_hash="h1", model="sora-2", family="sora", arguments={}
+        )
+        assert held.holder is not None
+        assert held.holder.task_id == "video_old"
+        bobs = await bob.claim_key(
+            "old-key", arguments_hash="h1", model="sora-2", family="sora", arguments={}
+        )
+        assert bobs.local_id is not None
+        await bob.fail_submission(bobs.local_id, message="test", outcome_unknown=False)

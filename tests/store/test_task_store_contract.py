@@ -423,3 +423,78 @@ async def test_task_ids_by_prefix_with_counts(backend: Backend) -> None:
         assert (await store.task_ids_starting_with("", limit=3))[1] == 7
         assert await store.task_ids_starting_with("\ud800", limit=3) == ([], 0)
         assert await store.task_ids_starting_with("q", limit=3) == ([], 0)
+
+
+# --- one user's view (issue 18) -----------------------------------------------------
+
+
+async def test_every_read_and_write_is_one_users(backend: Backend) -> None:
+    async with backend.open() as root:
+        assert root.user_id == "local"
+        alice, bob = root.for_user("alice"), root.for_user("bob")
+        assert alice.user_id == "alice"
+        alice_local = await _submitted(alice, "t-alice")
+        await _submitted(root, "t-local")
+        # Bob finds nothing of alice's, by upstream or local id, and changes nothing.
+        for reader in (bob, root):
+            assert await reader.get("t-alice") is None
+            assert await reader.get(alice_local) is None
+            assert await reader.is_foreign("t-alice")
+        assert not await alice.is_foreign("t-alice")
+        assert not await bob.is_foreign("never-existed")
+        assert [r.task_id for r in await bob.list(limit=10)] == []
+        assert [r.task_id for r in await alice.list(limit=10)] == ["t-alice"]
+        assert [r.task_id for r in await root.list(limit=10)] == ["t-local"]
+        assert await bob.task_ids_starting_with("t-", limit=10) == ([], 0)
+        assert await alice.task_ids_starting_with("t-", limit=10) == (["t-alice"], 1)
+        assert await bob.record_status("t-alice", status=TaskStatus.FAILED) is None
+        await bob.record_download("t-alice", path=Path("/x.mp4"), size_bytes=1, sha256="0")
+        with pytest.raises(JournalError):
+            await bob.complete_submission(
+                alice_local, task_id="t-other", status=TaskStatus.SUBMITTED
+            )
+        mine = await alice.get("t-alice")
+        assert mine is not None
+        assert mine.user_id == "alice"
+        assert (mine.status, mine.saved_path) == (JournalStatus.SUBMITTED, None)
+        # The same key string from two users is two keys.
+        first, how = await _claim(alice, "shared-key")
+        assert how == "claimed"
+        second, how = await _claim(bob, "shared-key")
+        assert how == "claimed"
+        assert second != first
+        assert await bob.recent_with_arguments("h1", within=timedelta(days=1)) != []
+        assert [
+            r.local_id for r in await bob.recent_with_arguments("h1", within=timedelta(days=1))
+        ] == [second]
+
+
+async def test_budget_reservations_are_atomic_per_user(backend: Backend) -> None:
+    from gravitex_mcp.store.records import OverBudget, Reservation
+
+    async with backend.open() as one, backend.open() as two:
+        a1, a2 = one.for_user("alice"), two.for_user("alice")
+        for cap in (10.0, 20.0, 30.0):
+            got: list[Reservation | OverBudget] = []
+
+            async def reserve(
+                store: TaskStore, got: list[Reservation | OverBudget], cap: float
+            ) -> None:
+                got.append(await store.reserve_seconds([6.0], budget=cap))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reserve, a1, got, cap)
+                tg.start_soon(reserve, a2, got, cap)
+            assert sorted(type(g).__name__ for g in got) == ["OverBudget", "Reservation"]
+            refused = next(g for g in got if isinstance(g, OverBudget))
+            assert (refused.used, refused.left) == (cap - 4.0, 4.0)
+            filler = await a1.reserve_seconds([4.0], budget=None)
+            assert isinstance(filler, Reservation)
+        batch = await a2.reserve_seconds([1.0, 2.0], budget=None)
+        assert isinstance(batch, Reservation)
+        assert len(batch.ids) == 2
+        await a1.release_seconds(batch.ids[1])
+        await one.for_user("bob").release_seconds(batch.ids[0])  # not bob's: nothing
+        usage = await a2.usage()
+        assert usage.seconds_today == 31.0
+        assert (await one.for_user("bob").usage()).seconds_today == 0.0

@@ -15,6 +15,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from ...domain import USERS_FOLDER
 from ...images import describe_bytes, sniff_image_type
 from ...redact import clip
 from .audio import AUDIO_TYPES_TEXT
@@ -58,6 +59,14 @@ def locate_path(
     if "\x00" in value:
         refuse(field, f"{shown} contains a NUL character; {VALID_IMAGE}")
     roots = _resolved_roots([*input_dirs, *([saved_dir] if saved_dir is not None else [])])
+    # Other users' folders inside the output folder are never this caller's input (the
+    # local user's output folder holds every other user's): only an input folder may.
+    walled = _resolved_roots([saved_dir / USERS_FOLDER]) if saved_dir is not None else []
+    given_roots = _resolved_roots(list(input_dirs))
+
+    def inside(path: Path) -> bool:
+        return _inside(path, roots) and (_inside(path, given_roots) or not _inside(path, walled))
+
     if not roots:
         refuse(field, f"{shown}: none of the GRAVITEX_INPUT_DIRS can be used; {VALID_IMAGE}")
     roots_text = clip(", ".join(str(root) for root in roots), 200)
@@ -90,7 +99,7 @@ def locate_path(
         lexical = target.resolve()
     except (OSError, RuntimeError) as exc:
         refuse(field, f"{shown} cannot be resolved ({os_reason(exc)}); {VALID_IMAGE}")
-    if not _inside(lexical, roots):
+    if not inside(lexical):
         refuse(field, outside)
     try:
         resolved = target.resolve(strict=True)
@@ -102,7 +111,7 @@ def locate_path(
         )
     except (OSError, RuntimeError) as exc:
         refuse(field, f"{shown} cannot be resolved ({os_reason(exc)}); {VALID_IMAGE}")
-    if not _inside(resolved, roots):
+    if not inside(resolved):
         refuse(field, outside)
     try:
         info = os.stat(resolved)
