@@ -6,7 +6,7 @@ default thread pool (40 threads) a burst of saved videos ran 40 decodes at once,
 with FFmpeg's own frame threads: the cores were shared by ~100 threads, every other
 call queued behind them for a free token (the journal's included), and each thread's
 malloc arena kept its share of the memory. Here video work runs on its own few
-threads, one per core (the decodes themselves are single-threaded, see frames.py):
+threads, one per core but one (the decodes themselves are single-threaded, see frames.py):
 the default pool and the event loop stay free for everything else, and the decoders'
 buffers come and go in those threads' arenas only (on a shared pool each decode lands
 on whichever thread is free, and every arena it touches keeps some of its memory).
@@ -31,6 +31,14 @@ _T = TypeVar("_T")
 Around = Callable[[], AbstractContextManager[object]]
 
 
+def default_slots(cores: int) -> int:
+    """Video threads for ``cores`` cores: all but one, which is left to the event loop
+    (at least one). With every core decoding, the loop waited for a core behind them:
+    a quick call's p99 under the 200-job load was 82-97 ms with 2 slots on 2 cores,
+    38-76 ms with 1 (bench/RESULTS.md), for ~10% longer to look at them all."""
+    return max(1, cores - 1)
+
+
 def core_count() -> int:
     """The cores this process may run on (its CPU affinity, where the OS tells it)."""
     try:
@@ -43,7 +51,7 @@ class VideoWork:
     """Runs blocking video work on ``slots`` dedicated threads, at most ``slots`` at once."""
 
     def __init__(self, slots: int | None = None, *, around: Around | None = None) -> None:
-        self.slots = slots if slots is not None else core_count()
+        self.slots = slots if slots is not None else default_slots(core_count())
         if self.slots < 1:
             raise ValueError(f"slots must be at least 1, got {self.slots}")
         # Callers queue here (cancellable, in order), not in the executor's queue.

@@ -24,7 +24,9 @@ from mcp.types import CallToolResult, ImageContent
 from gravitex_mcp.server.media import loopback_app
 from gravitex_mcp.store.media_links import MediaLinks, load_or_create_key
 from gravitex_mcp.video import seeing
+from gravitex_mcp.video import work as video_work
 from gravitex_mcp.video.frames import encode_png
+from gravitex_mcp.video.work import VideoWork
 from tests.server_harness import Harness, connected, make_harness, structured, text_of
 
 VEO = "veo-3.1-generate-preview"
@@ -274,6 +276,8 @@ async def test_concurrent_extract_frames_of_one_frame_make_one_file(
     # both find the name free (a real sleep would only make it likely). Pairs, not all
     # four at once, so a bound of two or more on concurrent decodes still lets it run.
     gate = threading.Barrier(2, timeout=60)
+    # Two decodes at once, whatever the machine's default (one core is left to the loop).
+    monkeypatch.setattr(video_work, "_shared", VideoWork(2))
 
     def encode_together(frame: Any, **kwargs: Any) -> tuple[bytes, int, int]:
         done = encode_png(frame, **kwargs)

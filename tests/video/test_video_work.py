@@ -23,7 +23,7 @@ from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transpo
 from gravitex_mcp.store.journal import Journal
 from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient
-from gravitex_mcp.video.work import VideoWork, core_count
+from gravitex_mcp.video.work import VideoWork, core_count, default_slots
 from tests.conftest import FakeClock
 from tests.server_harness import API_KEY, make_settings
 
@@ -154,8 +154,9 @@ async def test_the_journal_answers_while_every_video_worker_is_busy(tmp_path: Pa
     assert held.done == 3
 
 
-def test_the_default_is_one_slot_per_core() -> None:
-    assert VideoWork().slots == core_count() >= 1
+def test_the_default_leaves_one_core_to_the_event_loop() -> None:
+    assert VideoWork().slots == max(1, core_count() - 1)
+    assert [default_slots(n) for n in (1, 2, 4, 16)] == [1, 1, 3, 15]
     with pytest.raises(ValueError, match="at least 1"):
         VideoWork(0)
 
