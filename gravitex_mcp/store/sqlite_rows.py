@@ -37,7 +37,12 @@ LIST_BY_STATUS = (
 
 def find(conn: sqlite3.Connection, key: str, user_id: str) -> sqlite3.Row | None:
     """The row of ``user_id`` whose upstream or local id is ``key``; None when there is
-    none (another user's row included)."""
+    none (another user's row included, and a key no stored id can be: a lone
+    surrogate, which SQLite cannot even be asked about)."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
     row: sqlite3.Row | None = conn.execute(FIND_BY_TASK_ID, (key, user_id)).fetchone()
     if row is None:
         row = conn.execute(FIND_BY_LOCAL_ID, (key, user_id)).fetchone()

@@ -216,6 +216,9 @@ async def test_unknown_tasks_are_not_recorded(backend: Backend, tmp_path: Path) 
         assert await store.record_status("nope", status=TaskStatus.SUCCEEDED) is None
         await store.record_download("nope", path=tmp_path / "x", size_bytes=1, sha256="0")
         assert await store.get("nope") is None
+        # An id no stored one can be (a lone surrogate) is unknown too, not a crash.
+        assert await store.get("\ud800") is None
+        assert await store.record_status("\ud800", status=TaskStatus.SUCCEEDED) is None
         assert await store.list(limit=10) == []
 
 
