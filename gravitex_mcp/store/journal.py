@@ -26,7 +26,6 @@ The SQLite file itself (sharing, recovery) is :mod:`.sqlite_open`'s, its schema
 from __future__ import annotations
 
 import builtins
-import copy
 import logging
 import sqlite3
 import uuid
@@ -48,7 +47,7 @@ from .records import (
     Usage,
     parse_url_expiry,
 )
-from .seam import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Lease, LeaseBusy, LeaseKind
+from .seam import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Lease, LeaseBusy, LeaseKind, UserView
 from .sqlite_open import DEFAULT_BUSY_TIMEOUT, DEFAULT_LOCK_TIMEOUT, SqliteDatabase, open_database
 from .sqlite_rows import (
     FIND_BY_LOCAL_ID,
@@ -74,7 +73,7 @@ logger = logging.getLogger(__name__)
 _STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may exist upstream."
 
 
-class Journal(SqliteDatabase):
+class Journal(SqliteDatabase, UserView):
     """The task journal. Build it with :meth:`open`; share one per process.
 
     Every read and write is for one user: the journal :meth:`open` returns is the local
@@ -119,19 +118,6 @@ class Journal(SqliteDatabase):
         return iso(self._now())
 
     # --- users
-
-    @property
-    def user_id(self) -> str:
-        """Whose tasks this view reads and writes."""
-        return self._user
-
-    def for_user(self, user_id: str) -> Journal:
-        """The same journal (connection, locks) for ``user_id``: cheap, made per call."""
-        if user_id == self._user:
-            return self
-        view = copy.copy(self)
-        view._user = user_id
-        return view
 
     async def is_foreign(self, task_id: str) -> bool:
         """Whether ``task_id`` (upstream id) is another user's task: answered as an id

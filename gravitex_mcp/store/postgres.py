@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import copy
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -77,7 +76,7 @@ from .records import (
     Usage,
     parse_url_expiry,
 )
-from .seam import Clock, Lease, LeaseBusy, LeaseKind
+from .seam import Clock, Lease, LeaseBusy, LeaseKind, UserView
 from .sqlite_rows import encode_arguments, event_detail
 
 logger = logging.getLogger(__name__)
@@ -104,7 +103,7 @@ _RECLAIM = (
 )
 
 
-class PostgresTaskStore:
+class PostgresTaskStore(UserView):
     """The task store on PostgreSQL. Build it with :meth:`open`; share one per process."""
 
     def __init__(
@@ -126,19 +125,6 @@ class PostgresTaskStore:
         self._user = LOCAL_USER
 
     # --- users
-
-    @property
-    def user_id(self) -> str:
-        """Whose tasks this view reads and writes."""
-        return self._user
-
-    def for_user(self, user_id: str) -> PostgresTaskStore:
-        """The same store (pool, leases, listener) for ``user_id``: made per call."""
-        if user_id == self._user:
-            return self
-        view = copy.copy(self)
-        view._user = user_id
-        return view
 
     async def is_foreign(self, task_id: str) -> bool:
         """Whether ``task_id`` is another user's task (answered as a missing one)."""

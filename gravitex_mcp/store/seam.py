@@ -30,6 +30,7 @@ team-hosting issue adds, without touching ``service/``:
 from __future__ import annotations
 
 import builtins
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -38,7 +39,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, Self, TypeVar, cast
 
 from ..domain import JournalStatus, TaskStatus
 from ..errors import StorageError
@@ -101,6 +102,26 @@ class Lease(Protocol):
         """End it (idempotent; called from ``finally`` blocks, so it completes even
         in a cancelled scope) and let the next holder in."""
         ...
+
+
+class UserView:
+    """What a task store implementation shares: it is bound to one user, and
+    :meth:`for_user` is a cheap copy bound to another (same connections and locks)."""
+
+    _user: str
+
+    @property
+    def user_id(self) -> str:
+        """Whose tasks this view reads and writes."""
+        return self._user
+
+    def for_user(self, user_id: str) -> Self:
+        """This store for ``user_id`` (made per call)."""
+        if user_id == self._user:
+            return self
+        view = copy.copy(self)
+        view._user = user_id
+        return view
 
 
 class TaskStore(Protocol):
