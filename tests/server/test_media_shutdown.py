@@ -11,7 +11,6 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from gravitex_mcp.server.media import MEDIA_PORT_FILE
 from gravitex_mcp.store.media_links import MediaLinks, load_or_create_key
@@ -52,15 +51,7 @@ async def test_stopping_mid_media_response_logs_no_traceback(tmp_path: Path) -> 
         try:
             with anyio.fail_after(SESSION_TIMEOUT):
                 session = RawSession(process)
-                await session.request(
-                    1,
-                    "initialize",
-                    {
-                        "protocolVersion": LATEST_HANDSHAKE_VERSION,
-                        "capabilities": {},
-                        "clientInfo": {"name": "media-stop-test", "version": "0"},
-                    },
-                )
+                await session.initialize("media-stop-test")
                 async with (
                     httpx2.AsyncClient(timeout=30.0) as client,
                     client.stream("GET", url) as response,

@@ -8,7 +8,6 @@ from typing import Any
 import anyio
 import pytest
 from anyio.abc import Process
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from tests.proc import SERVER_CMD, STOP_TIMEOUT, clean_env
 from tests.server.test_transport_stdio import SESSION_TIMEOUT, RawSession, json_rpc, server_env
@@ -29,16 +28,7 @@ async def test_a_lone_surrogate_line_is_answered_with_a_parse_error(tmp_path: Pa
         try:
             with anyio.fail_after(SESSION_TIMEOUT):
                 session = RawSession(process)
-                await session.request(
-                    1,
-                    "initialize",
-                    {
-                        "protocolVersion": LATEST_HANDSHAKE_VERSION,
-                        "capabilities": {},
-                        "clientInfo": {"name": "surrogate-test", "version": "0"},
-                    },
-                )
-                await session.send({"method": "notifications/initialized"})
+                await session.initialize("surrogate-test")
                 # json.dumps writes the lone surrogate as the escape \ud800
                 refused = await session.request(
                     5, "tools/call", {"name": "list_models", "arguments": {"family": "\ud800"}}
@@ -130,16 +120,7 @@ async def test_no_line_ends_the_server_and_no_call_in_flight_is_lost(tmp_path: P
         try:
             with anyio.fail_after(SESSION_TIMEOUT):
                 session = Conversation(process)
-                await session.request(
-                    1,
-                    "initialize",
-                    {
-                        "protocolVersion": LATEST_HANDSHAKE_VERSION,
-                        "capabilities": {},
-                        "clientInfo": {"name": "bad-lines-test", "version": "0"},
-                    },
-                )
-                await session.send({"method": "notifications/initialized"})
+                await session.initialize("bad-lines-test")
                 # A generation the server is still waiting on while the bad lines arrive.
                 await session.send(
                     {

@@ -119,6 +119,20 @@ class RawSession:
             if message.get("id") == id_ and "method" not in message:
                 return message
 
+    async def initialize(self, client_name: str) -> dict[str, Any]:
+        """The handshake (request id 1, then ``notifications/initialized``); its answer."""
+        answer = await self.request(
+            1,
+            "initialize",
+            {
+                "protocolVersion": LATEST_HANDSHAKE_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": client_name, "version": "0"},
+            },
+        )
+        await self.send({"method": "notifications/initialized"})
+        return answer
+
     async def close_and_drain(self) -> None:
         """Close stdin (the client hangs up) and keep what stdout still says until EOF."""
         await self._stdin.aclose()
@@ -142,17 +156,8 @@ async def test_stdout_carries_only_json_rpc_and_logs_go_to_stderr(tmp_path: Path
         try:
             with anyio.fail_after(SESSION_TIMEOUT):
                 session = RawSession(process)
-                init = await session.request(
-                    1,
-                    "initialize",
-                    {
-                        "protocolVersion": LATEST_HANDSHAKE_VERSION,
-                        "capabilities": {},
-                        "clientInfo": {"name": "raw-pipe-test", "version": "0"},
-                    },
-                )
+                init = await session.initialize("raw-pipe-test")
                 assert init["result"]["serverInfo"]["name"] == "gravitex-mcp"
-                await session.send({"method": "notifications/initialized"})
                 listed = await session.request(2, "tools/list", {})
                 assert {t["name"] for t in listed["result"]["tools"]} == TOOLS
                 called = await session.request(

@@ -15,7 +15,6 @@ import anyio
 import anyio.abc
 import httpx2
 import pytest
-from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
 from gravitex_mcp.service.idempotency import (
     KEY_WAIT_SECONDS,
@@ -417,16 +416,7 @@ async def test_a_key_held_by_a_killed_server_is_answered_at_once(tmp_path: Path)
             try:
                 with anyio.fail_after(SESSION_TIMEOUT):
                     session = RawSession(process)
-                    await session.request(
-                        1,
-                        "initialize",
-                        {
-                            "protocolVersion": LATEST_HANDSHAKE_VERSION,
-                            "capabilities": {},
-                            "clientInfo": {"name": "crash-test", "version": "0"},
-                        },
-                    )
-                    await session.send({"method": "notifications/initialized"})
+                    await session.initialize("crash-test")
                     await session.send(
                         {
                             "id": 2,
