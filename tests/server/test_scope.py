@@ -3,6 +3,9 @@
 Two callers drive one server through the in-memory client: the caller is injected as
 the HTTP transports inject it (the SDK's auth context variable, read by
 ``current_caller``), so every route below runs as it does behind a tokens file.
+
+The routes run on both backends (``backend``): ``local`` (the SQLite journal and the
+output folder) and ``team`` (PostgreSQL and S3, the tests' real ones).
 """
 
 from __future__ import annotations
@@ -12,27 +15,33 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult, ResourceTemplateReference
+from mcp.types import CallToolResult, PromptReference, ResourceTemplateReference
 from pydantic import SecretStr
 
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.callers import Caller
+from gravitex_mcp.settings import load_settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.journal import Journal
-from gravitex_mcp.store.media_links import MediaLinks
+from gravitex_mcp.store.media_links import MediaLinks, link_key
+from gravitex_mcp.store.objects import ObjectVideoStore
 from gravitex_mcp.store.records import OverBudget, Reservation
-from tests.server.test_users import Recording
+from tests.conftest import S3Bucket
+from tests.server.test_users import PUBLIC, Recording
 from tests.server_harness import API_KEY, FakeClock, make_settings, text_of
+from tests.store.test_video_store_contract import seaweed_env
 
 PROMPT = "a secret lighthouse of alice at dawn"
 GENERATE = {
@@ -58,7 +67,41 @@ class Users:
         return self.callers.get(access.subject or "")
 
 
-def _server(tmp_path: Path, *, callers: dict[str, Caller] | None = None, **settings: Any) -> Any:
+#: The team backend's videos are under this prefix of the bucket.
+PREFIX = "team/"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where the server keeps its tasks and videos: ``settings`` to build it with."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    bucket: S3Bucket | None = None
+
+    def folder_of(self, root: Path, user: str) -> str:
+        """Where ``user``'s saved files are (a path or URI prefix)."""
+        if self.bucket is None:
+            return f"{root / 'videos' / 'users' / user}/"
+        return f"s3://{self.bucket.bucket}/{PREFIX}users/{user}/"
+
+
+@pytest.fixture(params=["local", pytest.param("team", marks=pytest.mark.slow)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "local":
+        return Backend()
+    database = request.getfixturevalue("postgres_db")
+    bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+    storage = load_settings(seaweed_env(bucket, PREFIX)).storage
+    return Backend({"database_url": database.dsn, "storage": storage}, bucket)
+
+
+def _server(
+    tmp_path: Path,
+    backend: Backend,
+    *,
+    callers: dict[str, Caller] | None = None,
+    **settings: Any,
+) -> Any:
     clock = FakeClock()
     sim = Simulator(
         SimulatorConfig(api_keys=frozenset({API_KEY}), queued_seconds=0, processing_seconds=0),
@@ -66,8 +109,11 @@ def _server(tmp_path: Path, *, callers: dict[str, Caller] | None = None, **setti
     )
     recording = Recording(simulator_transport(sim))
     users = Users(callers or {"alice": Caller("alice"), "bob": Caller("bob")})
-    config = make_settings(tmp_path, media=False, **settings)
-    server = build_server(config, transport=recording, clock=clock, verifier=users)
+    config = make_settings(tmp_path, **{"media": False, **backend.settings, **settings})
+    # Links (GRAVITEX_MEDIA on) on the public URL, as the HTTP transports mint them.
+    server = build_server(
+        config, transport=recording, clock=clock, verifier=users, media_loopback=False
+    )
     return server, recording
 
 
@@ -128,9 +174,9 @@ async def _alice_makes_a_video(alice: Any) -> dict[str, Any]:
 
 
 async def test_another_users_task_id_is_answered_as_one_that_never_existed(
-    tmp_path: Path,
+    tmp_path: Path, backend: Backend
 ) -> None:
-    server, recording = _server(tmp_path)
+    server, recording = _server(tmp_path, backend)
     async with as_user(server, "alice") as alice, as_user(server, "bob") as bob:
         made = await _alice_makes_a_video(alice)
         alice_id = made["task_id"]
@@ -166,20 +212,25 @@ async def test_another_users_task_id_is_answered_as_one_that_never_existed(
 # --- 2./4. the cross-user sweep ----------------------------------------------------
 
 
-async def test_bob_finds_nothing_of_alices_anywhere(tmp_path: Path) -> None:
-    server, recording = _server(tmp_path)
+async def test_bob_finds_nothing_of_alices_anywhere(tmp_path: Path, backend: Backend) -> None:
+    server, recording = _server(tmp_path, backend, media=True, public_url=PUBLIC)
     async with as_user(server, "alice") as alice, as_user(server, "bob") as bob:
         made = await _alice_makes_a_video(alice)
         alice_id = made["task_id"]
-        saved = Path(made["path"]) if made.get("path") else None
+        saved = made["path"]
         frames = await alice.call_tool("extract_frames", {"task_id": alice_id, "at": ["last"]})
         assert not frames.is_error, text_of(frames)
         frame_path = frames.structured_content["frames"][0]["path"]
 
         # Files: alice's under her own folder; the local user's layout is unchanged.
-        assert saved is not None
-        assert saved.is_relative_to(tmp_path / "videos" / "users" / "alice")
-        assert Path(frame_path).is_relative_to(tmp_path / "videos" / "users" / "alice")
+        folder = backend.folder_of(tmp_path, "alice")
+        assert saved.startswith(folder), saved
+        assert frame_path.startswith(folder), frame_path
+
+        # Media links: alice's video has one, which no other user's view mints.
+        link = made["media_url"]
+        assert link, made
+        await _only_alices_link(backend, tmp_path, saved, link)
 
         # Listing, usage.
         listed = await bob.call_tool("list_video_tasks", {})
@@ -214,6 +265,11 @@ async def test_bob_finds_nothing_of_alices_anywhere(tmp_path: Path) -> None:
         assert offered.completion.total == 0
         hers = await alice.complete(ref, {"name": "task_id", "value": alice_id[:3]})
         assert hers.completion.values == [alice_id]
+        prompt_ref = PromptReference(type="ref/prompt", name="continue_video")
+        offered = await bob.complete(prompt_ref, {"name": "task_id", "value": alice_id[:3]})
+        assert (offered.completion.values, offered.completion.total) == ([], 0)
+        hers = await alice.complete(prompt_ref, {"name": "task_id", "value": alice_id[:3]})
+        assert hers.completion.values == [alice_id]
 
         # Prompts: rendering one with alice's id shows nothing of hers.
         prompt = await bob.get_prompt("continue_video", {"task_id": alice_id})
@@ -233,20 +289,30 @@ async def test_bob_finds_nothing_of_alices_anywhere(tmp_path: Path) -> None:
 
         # Repeat notes: bob's submission of alice's arguments says nothing of hers.
         bobs_repeat = await bob.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+        assert not bobs_repeat.is_error, text_of(bobs_repeat)
         assert alice_id not in text_of(bobs_repeat)
+        alices_repeat = await alice.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+        assert alice_id in text_of(alices_repeat)  # her own repeat is noted
 
-        # Inputs: alice's saved frame is not a file bob may send.
+        # Inputs: alice's saved frame is not a file bob may send, refused as one that
+        # was never saved.
         dry = {**GENERATE, "dry_run": True, "image": frame_path}
         refused = await bob.call_tool("generate_video", dry)
         assert refused.is_error
-        assert "outside" in text_of(refused), text_of(refused)
+        # (A name as long: a long path is clipped in the message at the same place.)
+        never_saved = folder + "x" * (len(frame_path) - len(folder) - 4) + ".png"
+        unsaved = await bob.call_tool("generate_video", {**dry, "image": never_saved})
+        assert _shape(refused, frame_path) == _shape(unsaved, never_saved)
         allowed = await alice.call_tool("generate_video", dry)
         assert not allowed.is_error, text_of(allowed)
 
     # The local user (stdio) does not read other users' folders either.
     (tmp_path / "local-run").mkdir()
     local_server, local_recording = _server(
-        tmp_path / "local-run", output_dir=tmp_path / "videos", state_dir=tmp_path / "state"
+        tmp_path / "local-run",
+        backend,
+        output_dir=tmp_path / "videos",
+        state_dir=tmp_path / "state",
     )
     async with Client(local_server, raise_exceptions=False) as local:
         # Alice's id is not the local user's either: refused without asking upstream.
@@ -257,9 +323,34 @@ async def test_bob_finds_nothing_of_alices_anywhere(tmp_path: Path) -> None:
         assert _sent(local_recording) == 0
         refused = await local.call_tool("generate_video", dry)
         assert refused.is_error
-        assert "outside" in text_of(refused), text_of(refused)
+        unsaved = await local.call_tool("generate_video", {**dry, "image": never_saved})
+        assert _shape(refused, frame_path) == _shape(unsaved, never_saved)
         listed = await local.call_tool("list_video_tasks", {})
         assert listed.structured_content == {"tasks": []}
+
+
+async def _only_alices_link(backend: Backend, root: Path, saved: str, link: str) -> None:
+    """``link`` (alice's) serves her saved video; bob's and the local user's views of
+    the links mint none for it."""
+    if backend.bucket is None:
+        links = MediaLinks(key=link_key(root / "state", None), output_dir=root / "videos")
+        token, name = link.removeprefix(f"{PUBLIC}/media/").split("/", 1)
+        assert links.resolve(token, name) == Path(saved).resolve()
+        for other in ("bob", "local"):
+            assert links.for_user(other).path_for(Path(saved)) is None
+        return
+    storage = backend.settings["storage"]
+    store = ObjectVideoStore(storage)
+    try:
+        for other in ("bob", "local"):
+            assert store.for_user(other).media_url(saved) is None
+        assert store.for_user("alice").media_url(saved) is not None
+    finally:
+        store.close()
+    async with httpx2.AsyncClient() as http:  # a presigned GET of the bucket on loopback
+        got = await http.get(link, headers={"Range": "bytes=0-7"})
+    assert got.status_code == 206
+    assert got.content[4:8] == b"ftyp"
 
 
 def test_media_links_are_per_user(tmp_path: Path) -> None:
@@ -289,8 +380,10 @@ def test_media_links_are_per_user(tmp_path: Path) -> None:
 # --- 3. budgets -----------------------------------------------------------------------
 
 
-async def test_a_budget_refuses_before_sending_and_names_used_and_left(tmp_path: Path) -> None:
-    server, recording = _server(tmp_path, budget_seconds_per_day=20)
+async def test_a_budget_refuses_before_sending_and_names_used_and_left(
+    tmp_path: Path, backend: Backend
+) -> None:
+    server, recording = _server(tmp_path, backend, budget_seconds_per_day=20)
     async with as_user(server, "alice") as alice, as_user(server, "bob") as bob:
         keyed = {**GENERATE, "wait_seconds": 0, "idempotency_key": "first"}
         first = await alice.call_tool("generate_video", keyed)
@@ -342,14 +435,14 @@ async def test_a_budget_refuses_before_sending_and_names_used_and_left(tmp_path:
 
 
 async def test_a_users_own_budget_and_a_refused_submit_gives_its_seconds_back(
-    tmp_path: Path,
+    tmp_path: Path, backend: Backend
 ) -> None:
     callers = {
         "carol": Caller(
             "carol", upstream_key=SecretStr("sk-not-accepted"), budget_seconds_per_day=8
         )
     }
-    server, recording = _server(tmp_path, callers=callers, budget_seconds_per_day=1000)
+    server, recording = _server(tmp_path, backend, callers=callers, budget_seconds_per_day=1000)
     async with as_user(server, "carol") as carol:
         for _ in range(3):  # each refused upstream (401): its 8 s come back every time
             refused = await carol.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
@@ -453,13 +546,15 @@ def test_storage_names_keep_users_apart(tmp_path: Path, user: str) -> None:
 # --- over streamable HTTP with a tokens file ------------------------------------------
 
 
-async def test_two_tokens_file_users_over_streamable_http(tmp_path: Path) -> None:
+async def test_two_tokens_file_users_over_streamable_http(tmp_path: Path, backend: Backend) -> None:
     from gravitex_mcp.server.callers import TokensFileVerifier
     from tests.server.test_team_ops import ACCEPT, VERSION, answer, rpc, running
     from tests.server.test_users import _http_app, _session, _sim, _tokens_file
 
     recording = Recording(simulator_transport(_sim(FakeClock())))
-    app = _http_app(tmp_path, TokensFileVerifier(_tokens_file(tmp_path)), recording)
+    app = _http_app(
+        tmp_path, TokensFileVerifier(_tokens_file(tmp_path)), recording, **backend.settings
+    )
     alice_auth = {"Authorization": "Bearer alice-token-1"}
     bob_auth = {"Authorization": "Bearer bob-token-2"}
 
@@ -524,8 +619,10 @@ async def test_two_tokens_file_users_over_streamable_http(tmp_path: Path) -> Non
             assert _sent(recording) == sent
 
 
-async def test_a_signed_in_user_cannot_take_the_local_users_name(tmp_path: Path) -> None:
-    server, _ = _server(tmp_path, callers={"local": Caller("local")})
+async def test_a_signed_in_user_cannot_take_the_local_users_name(
+    tmp_path: Path, backend: Backend
+) -> None:
+    server, _ = _server(tmp_path, backend, callers={"local": Caller("local")})
     async with Client(server, raise_exceptions=False) as stdio:
         made = await stdio.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
         assert not made.is_error, text_of(made)

@@ -216,8 +216,11 @@ def _http_app(
     verifier: Any,
     recording: Recording,
     transport: HttpTransport = "streamable-http",
+    **overrides: Any,
 ) -> ASGIApp:
-    settings = make_settings(tmp_path, api_key=API_KEY, user_keys=True, media=False)
+    settings = make_settings(
+        tmp_path, **{"api_key": API_KEY, "user_keys": True, "media": False, **overrides}
+    )
     auth = auth_settings(verifier, PUBLIC if isinstance(verifier, JwtVerifier) else None)
     server = build_server(
         settings, transport=recording, media_loopback=False, verifier=verifier, auth=auth
