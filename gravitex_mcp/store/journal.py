@@ -29,8 +29,8 @@ import builtins
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, time, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +38,7 @@ import anyio.to_thread
 
 from ..domain import LOCAL_USER, JournalStatus, TaskStatus, as_utc, utc_now
 from ..errors import InvalidArgumentsError, JournalError, Problem, StorageError
-from .records import (
-    KeyClaim,
-    OverBudget,
-    Reservation,
-    TaskEvent,
-    TaskRecord,
-    Usage,
-    parse_url_expiry,
-)
+from .records import KeyClaim, TaskEvent, TaskRecord, parse_url_expiry
 from .seam import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Lease, LeaseBusy, LeaseKind, UserView
 from .sqlite_open import DEFAULT_BUSY_TIMEOUT, DEFAULT_LOCK_TIMEOUT, SqliteDatabase, open_database
 from .sqlite_rows import (
@@ -66,6 +58,7 @@ from .sqlite_rows import (
 )
 from .sqlite_schema import read as _read
 from .sqlite_schema import write as _write
+from .sqlite_usage import SqliteUsage
 from .tasklock import FlockLease, SubmitLeases, TaskLock, TaskLocks
 
 logger = logging.getLogger(__name__)
@@ -73,12 +66,13 @@ logger = logging.getLogger(__name__)
 _STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may exist upstream."
 
 
-class Journal(SqliteDatabase, UserView):
+class Journal(SqliteDatabase, SqliteUsage, UserView):
     """The task journal. Build it with :meth:`open`; share one per process.
 
     Every read and write is for one user: the journal :meth:`open` returns is the local
     user's, :meth:`for_user` another user's view of the same database (rows stamped
-    with, and filtered by, that user)."""
+    with, and filtered by, that user). Whose a task is, budgets and submit slots:
+    :class:`~.sqlite_usage.SqliteUsage`."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, now: Callable[[], datetime]) -> None:
         super().__init__(conn, path)
@@ -116,99 +110,6 @@ class Journal(SqliteDatabase, UserView):
 
     def _stamp(self) -> str:
         return iso(self._now())
-
-    # --- users
-
-    async def is_foreign(self, task_id: str) -> bool:
-        """Whether ``task_id`` (upstream id) is another user's task: answered as an id
-        that does not exist, and never asked upstream."""
-        user = self._user
-
-        def operation(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT 1 FROM tasks WHERE task_id = ? AND user_id <> ? LIMIT 1", (task_id, user)
-            ).fetchone()
-            return row is not None
-
-        return await self._run_read(operation)
-
-    # --- budgets
-
-    def _today(self) -> tuple[str, str]:
-        """Today's UTC date, and when it began (iso), by the journal's clock."""
-        now = as_utc(self._now())
-        return now.date().isoformat(), iso(datetime.combine(now.date(), time(), now.tzinfo))
-
-    async def reserve_seconds(
-        self, seconds: Sequence[float], *, budget: float | None
-    ) -> Reservation | OverBudget:
-        """Reserve ``seconds`` (one entry per job) against today's (UTC) ``budget`` of
-        this user, all or nothing, in one write transaction (``BEGIN IMMEDIATE``: two
-        processes cannot both fit a budget only one fits). ``budget`` None: no cap,
-        the seconds are counted all the same (:meth:`usage`)."""
-        user = self._user
-        wanted = [float(s) for s in seconds]
-
-        def operation(conn: sqlite3.Connection) -> Reservation | OverBudget:
-            day, _ = self._today()
-            at = self._stamp()
-            with _write(conn):
-                used = float(
-                    conn.execute(
-                        "SELECT coalesce(sum(seconds), 0) FROM budget_reservations "
-                        "WHERE user_id = ? AND day = ?",
-                        (user, day),
-                    ).fetchone()[0]
-                )
-                if budget is not None and used + sum(wanted) > budget:
-                    return OverBudget(used=used, budget=float(budget))
-                ids = [
-                    int(
-                        conn.execute(
-                            "INSERT INTO budget_reservations (user_id, day, seconds, created_at) "
-                            "VALUES (?, ?, ?, ?) RETURNING id",
-                            (user, day, amount, at),
-                        ).fetchone()[0]
-                    )
-                    for amount in wanted
-                ]
-            return Reservation(ids=tuple(ids))
-
-        return await self._run(operation)
-
-    async def release_seconds(self, reservation_id: int) -> None:
-        """Give one job's reserved seconds back (its submit was refused, or replayed)."""
-        user = self._user
-
-        def operation(conn: sqlite3.Connection) -> None:
-            with _write(conn):
-                conn.execute(
-                    "DELETE FROM budget_reservations WHERE id = ? AND user_id = ?",
-                    (reservation_id, user),
-                )
-
-        await self._run(operation)
-
-    async def usage(self) -> Usage:
-        """Seconds reserved today (UTC) by this user, and the tasks they submitted today."""
-        user = self._user
-
-        def operation(conn: sqlite3.Connection) -> Usage:
-            day, start = self._today()
-            with _read(conn):
-                seconds = conn.execute(
-                    "SELECT coalesce(sum(seconds), 0) FROM budget_reservations "
-                    "WHERE user_id = ? AND day = ?",
-                    (user, day),
-                ).fetchone()[0]
-                tasks = conn.execute(
-                    "SELECT count(*) FROM tasks WHERE user_id = ? AND created_at >= ? "
-                    "AND status <> ?",
-                    (user, start, JournalStatus.SUBMIT_FAILED.value),
-                ).fetchone()[0]
-            return Usage(seconds_today=float(seconds), tasks_today=int(tasks))
-
-        return await self._run_read(operation)
 
     # --- leases across processes
 

@@ -1,12 +1,14 @@
-"""Rows of the PostgreSQL task store: reading one into a record, the SQL its parts share."""
+"""Rows of the PostgreSQL task store: reading one into a record, the SQL its parts share,
+and what its mixed-in parts (:mod:`.pg_reading`, :mod:`.pg_usage`) use of the store."""
 
 from __future__ import annotations
 
 import builtins
 import json
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import AsyncConnection
@@ -19,6 +21,18 @@ from ..redact import digest_data_urls
 from .records import TaskEvent, TaskRecord
 
 Conn = AsyncConnection[DictRow]
+
+
+class StoreParts(Protocol):
+    """What the store's mixed-in methods use of it: its user, a pooled connection (its
+    errors told as the store's), and its clock's time now (UTC)."""
+
+    _user: str
+
+    def _connection(self) -> AbstractAsyncContextManager[Conn]: ...
+
+    def _stamp(self) -> datetime: ...
+
 
 # Every query of a task names its user (the last parameter): another user's row is
 # not found. FIND's parameters: (id, id, user, id); BY_LOCAL's: (local id, user).

@@ -118,7 +118,20 @@ _V2 = (
     "CREATE INDEX budget_by_user_day ON budget_reservations (user_id, day)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# The submit rate limit shared by every replica: one row per submit slot a user took,
+# stamped with the database's now(); rows that left the window are deleted as it moves.
+_V3 = (
+    """
+    CREATE TABLE submit_slots (
+        id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        user_id text        NOT NULL,
+        at      timestamptz NOT NULL
+    )
+    """,
+    "CREATE INDEX submit_slots_by_user ON submit_slots (user_id, at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 """``MIGRATIONS[n]`` takes the schema from version n to n + 1."""
 
 

@@ -34,7 +34,7 @@ import builtins
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,14 +51,13 @@ from ..domain import LOCAL_USER, JournalStatus, TaskStatus, as_utc, utc_now
 from ..errors import JournalError, StoreUnavailableError
 from .pg_changes import ChangeFeed, TaskChange, notify
 from .pg_leases import SUBMIT_ALIVE, SUBMIT_LEASE, LeaseRows, RealClock
+from .pg_reading import PgReading
 from .pg_rows import (
     BY_LOCAL,
-    DEFAULT_LIST_LIMIT,
     FIND,
     OBSERVED,
     Conn,
     add_event,
-    checked_listing,
     clean_text,
     encodable,
     first_line,
@@ -67,15 +66,8 @@ from .pg_rows import (
     where,
 )
 from .pg_schema import migrate
-from .records import (
-    KeyClaim,
-    OverBudget,
-    Reservation,
-    TaskEvent,
-    TaskRecord,
-    Usage,
-    parse_url_expiry,
-)
+from .pg_usage import PgUsage
+from .records import KeyClaim, TaskRecord, parse_url_expiry
 from .seam import Clock, Lease, LeaseBusy, LeaseKind, UserView
 from .sqlite_rows import encode_arguments, event_detail
 
@@ -90,7 +82,6 @@ DEFAULT_POOL_MAX = 10
 DEFAULT_POOL_TIMEOUT = 5.0
 _STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may exist upstream."
 
-_Changes = MemoryObjectReceiveStream[TaskChange]
 #: The claim: the key's primary key lets one submission in.
 _CLAIM = (
     "INSERT INTO idempotency_keys (key, arguments_hash, local_id, created_at, user_id)"
@@ -103,8 +94,10 @@ _RECLAIM = (
 )
 
 
-class PostgresTaskStore(UserView):
-    """The task store on PostgreSQL. Build it with :meth:`open`; share one per process."""
+class PostgresTaskStore(PgReading, PgUsage, UserView):
+    """The task store on PostgreSQL. Build it with :meth:`open`; share one per process.
+    Reading tasks: :class:`~.pg_reading.PgReading`; whose a task is, budgets and submit
+    slots: :class:`~.pg_usage.PgUsage`."""
 
     def __init__(
         self,
@@ -123,87 +116,6 @@ class PostgresTaskStore(UserView):
         self._leases = LeaseRows(self._connection, clock=clock, lease_seconds=lease_seconds)
         self._feed = ChangeFeed(dsn, clock=clock)
         self._user = LOCAL_USER
-
-    # --- users
-
-    async def is_foreign(self, task_id: str) -> bool:
-        """Whether ``task_id`` is another user's task (answered as a missing one)."""
-        if not encodable(task_id):
-            return False
-        async with self._connection() as conn:
-            row = await one(
-                conn,
-                "SELECT 1 AS yes FROM tasks WHERE task_id = %s AND user_id <> %s LIMIT 1",
-                (task_id, self._user),
-            )
-        return row is not None
-
-    # --- budgets
-
-    async def reserve_seconds(
-        self, seconds: Sequence[float], *, budget: float | None
-    ) -> Reservation | OverBudget:
-        """Reserve ``seconds`` (one per job) against today's (UTC) budget, all or none:
-        one transaction holding this user's budget lock (``pg_advisory_xact_lock``), so
-        two replicas cannot both fit a budget only one fits."""
-        wanted = [float(x) for x in seconds]
-        now = self._stamp()
-        day = now.date()
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                (f"gravitex-budget:{self._user}",),
-            )
-            row = await one(
-                conn,
-                "SELECT coalesce(sum(seconds), 0) AS used FROM budget_reservations"
-                " WHERE user_id = %s AND day = %s",
-                (self._user, day),
-            )
-            used = float(row["used"]) if row is not None else 0.0
-            if budget is not None and used + sum(wanted) > budget:
-                return OverBudget(used=used, budget=float(budget))
-            ids: builtins.list[int] = []
-            for amount in wanted:
-                got = await one(
-                    conn,
-                    "INSERT INTO budget_reservations (user_id, day, seconds, created_at)"
-                    " VALUES (%s, %s, %s, %s) RETURNING id",
-                    (self._user, day, amount, now),
-                )
-                assert got is not None
-                ids.append(int(got["id"]))
-        return Reservation(ids=tuple(ids))
-
-    async def release_seconds(self, reservation_id: int) -> None:
-        """Give one job's reserved seconds back."""
-        async with self._connection() as conn:
-            await conn.execute(
-                "DELETE FROM budget_reservations WHERE id = %s AND user_id = %s",
-                (reservation_id, self._user),
-            )
-
-    async def usage(self) -> Usage:
-        """Seconds reserved and tasks submitted today (UTC) by this user."""
-        now = self._stamp()
-        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        async with self._connection() as conn, conn.transaction():
-            seconds = await one(
-                conn,
-                "SELECT coalesce(sum(seconds), 0) AS n FROM budget_reservations"
-                " WHERE user_id = %s AND day = %s",
-                (self._user, now.date()),
-            )
-            tasks = await one(
-                conn,
-                "SELECT count(*) AS n FROM tasks WHERE user_id = %s AND created_at >= %s"
-                " AND status <> %s",
-                (self._user, start, JournalStatus.SUBMIT_FAILED.value),
-            )
-        return Usage(
-            seconds_today=float(seconds["n"]) if seconds is not None else 0.0,
-            tasks_today=int(tasks["n"]) if tasks is not None else 0,
-        )
 
     @property
     def leases(self) -> LeaseRows:
@@ -634,62 +546,6 @@ class PostgresTaskStore(UserView):
                 "UPDATE tasks SET saved_identity = %s WHERE local_id = %s",
                 (identity, row["local_id"]),
             )
-
-    # --- reading
-
-    async def get(self, task_id: str) -> TaskRecord | None:
-        """One entry with its status history, by upstream task id or local id."""
-        if not encodable(task_id):
-            return None
-        async with self._connection() as conn, conn.transaction():
-            row = await one(conn, FIND, (task_id, task_id, self._user, task_id))
-            if row is None:
-                return None
-            cur = await conn.execute(
-                "SELECT status, at, detail FROM task_events WHERE local_id = %s ORDER BY id",
-                (row["local_id"],),
-            )
-            events = [TaskEvent.model_validate(dict(e)) for e in await cur.fetchall()]
-        return record(row, events)
-
-    async def list(
-        self, *, limit: int = DEFAULT_LIST_LIMIT, status: str | None = None
-    ) -> builtins.list[TaskRecord]:
-        """The newest entries first, optionally of one status (the journal's checks)."""
-        wanted = checked_listing(limit, status)
-        async with self._connection() as conn:
-            if wanted is None:
-                cur = await conn.execute(
-                    "SELECT * FROM tasks WHERE user_id = %s"
-                    " ORDER BY created_at DESC, seq DESC LIMIT %s",
-                    (self._user, limit),
-                )
-            else:
-                cur = await conn.execute(
-                    "SELECT * FROM tasks WHERE user_id = %s AND status = %s"
-                    " ORDER BY created_at DESC, seq DESC LIMIT %s",
-                    (self._user, wanted.value, limit),
-                )
-            return [record(row) for row in await cur.fetchall()]
-
-    async def task_ids_starting_with(
-        self, prefix: str, *, limit: int
-    ) -> tuple[builtins.list[str], int]:
-        """Upstream task ids starting with ``prefix`` (case-sensitive), newest first:
-        at most ``limit`` of them, and how many match in all."""
-        if not encodable(prefix):
-            return [], 0
-        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        matching = "FROM tasks WHERE user_id = %s AND task_id LIKE %s"
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            total = await one(conn, f"SELECT count(*) AS n {matching}", (self._user, pattern))
-            cur = await conn.execute(
-                f"SELECT task_id {matching} ORDER BY created_at DESC, seq DESC LIMIT %s".encode(),
-                (self._user, pattern, max(0, limit)),
-            )
-            ids = [str(row["task_id"]) for row in await cur.fetchall()]
-        return ids, int(total["n"]) if total is not None else 0
 
 
 class _RetryError(Exception):

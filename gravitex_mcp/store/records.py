@@ -1,8 +1,10 @@
-"""What the task store hands out: a task's record and history, a key's claim, and when
-a result URL expires (recorded with the URL)."""
+"""What the task store hands out: a task's record and history, a key's claim, a budget's
+reservation, the submit rate limit's answer, and when a result URL expires (recorded
+with the URL)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -126,6 +128,32 @@ class OverBudget:
     @property
     def left(self) -> float:
         return max(0.0, self.budget - self.used)
+
+
+#: The submit rate limit's window: at most ``per_minute`` submits of a user in any
+#: this many seconds.
+SUBMIT_WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimited:
+    """Submit slots refused: the user took their limit within the window."""
+
+    retry_after: float
+    """Seconds until enough of their slots free."""
+
+
+def slots_to_take(
+    taken: Sequence[float], count: int, *, per_minute: int, now: float
+) -> int | RateLimited:
+    """How many submit slots to take now for ``count`` submits (a batch larger than the
+    limit needs the whole window and takes all of it), or when to retry; ``taken``: the
+    times (epoch seconds, oldest first) of the slots still in the window at ``now``."""
+    wanted = min(count, per_minute)
+    over = len(taken) + wanted - per_minute
+    if over > 0:  # the over-th oldest must leave the window first
+        return RateLimited(retry_after=max(0.0, taken[over - 1] + SUBMIT_WINDOW_SECONDS - now))
+    return wanted
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from typing import Any, Protocol, Self, TypeVar, cast
 from ..domain import JournalStatus, TaskStatus
 from ..errors import StorageError
 from .ondisk import Changed, FileIdentity, HeldFile
-from .records import KeyClaim, OverBudget, Reservation, TaskRecord, Usage
+from .records import KeyClaim, OverBudget, RateLimited, Reservation, TaskRecord, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +163,14 @@ class TaskStore(Protocol):
 
     async def usage(self) -> Usage:
         """Seconds reserved and tasks submitted today (UTC) by this user."""
+        ...
+
+    async def take_submits(self, count: int, *, per_minute: int) -> RateLimited | None:
+        """Take ``count`` of this user's submit slots, all or none, atomically across
+        every process sharing the store: at most ``per_minute`` in any
+        :data:`~gravitex_mcp.store.records.SUBMIT_WINDOW_SECONDS` by the store's clock
+        (:func:`~gravitex_mcp.store.records.slots_to_take`). ``None``: taken; else when
+        to retry."""
         ...
 
     async def get(self, task_id: str) -> TaskRecord | None:

@@ -122,11 +122,28 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX budget_by_user_day ON budget_reservations (user_id, day)")
 
 
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    # The submit rate limit shared by every process on the journal: one row per submit
+    # slot a user took (at: epoch seconds by the journal's clock); rows that left the
+    # window are deleted as it moves.
+    conn.execute(
+        """
+        CREATE TABLE submit_slots (
+            id      INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id TEXT NOT NULL,
+            at      REAL NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX submit_slots_by_user ON submit_slots (user_id, at)")
+
+
 _MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migrate_0_to_1,
     _migrate_1_to_2,
     _migrate_2_to_3,
     _migrate_3_to_4,
+    _migrate_4_to_5,
 ]
 """``_MIGRATIONS[n]`` takes a database from ``user_version`` n to n + 1.
 

@@ -325,7 +325,7 @@ async def test_pragmas_and_schema_version(journal: Journal) -> None:
     conn = sqlite3.connect(journal.path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 5
     finally:
         conn.close()
     own = journal._conn
@@ -698,7 +698,7 @@ async def test_migration_hook_applies_new_steps(
         conn.execute("ALTER TABLE tasks ADD COLUMN note TEXT")
 
     monkeypatch.setattr(sqlite_schema, "_MIGRATIONS", [*sqlite_schema._MIGRATIONS, add_note_column])
-    assert schema_version() == 5
+    assert schema_version() == 6
     upgraded = Journal.open(tmp_path)
     try:
         assert await upgraded.get("before-upgrade") is not None
@@ -706,7 +706,7 @@ async def test_migration_hook_applies_new_steps(
         upgraded.close()
     conn = sqlite3.connect(tmp_path / DB_FILENAME)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
         columns = [row[1] for row in conn.execute("PRAGMA table_info(tasks)")]
         assert "note" in columns
     finally:

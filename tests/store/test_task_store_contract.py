@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import psycopg
 import pytest
 
 from gravitex_mcp.domain import JournalStatus, TaskStatus
@@ -84,6 +85,15 @@ class Backend:
                 self.dsn, now=self.clock, lease_seconds=LEASE_SECONDS, pool_timeout=5
             ) as store:
                 yield store
+
+    def later(self, seconds: float) -> None:
+        """Move the submit rate limit's window ``seconds`` on: the journal's clock; the
+        database's clock cannot be moved, so its slots are moved back instead."""
+        if self.dsn is None:
+            self.clock.current += timedelta(seconds=seconds)
+            return
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("UPDATE submit_slots SET at = at - make_interval(secs => %s)", (seconds,))
 
     @contextmanager
     def holder(self, what: str, arg: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
@@ -501,3 +511,42 @@ async def test_budget_reservations_are_atomic_per_user(backend: Backend) -> None
         usage = await a2.usage()
         assert usage.seconds_today == 31.0
         assert (await one.for_user("bob").usage()).seconds_today == 0.0
+
+
+async def test_submit_slots_are_one_limit_per_user_across_processes(backend: Backend) -> None:
+    from gravitex_mcp.store.records import RateLimited
+
+    async with backend.open() as one, backend.open() as two:
+        a1, a2 = one.for_user("alice"), two.for_user("alice")
+        got: list[RateLimited | None] = []
+
+        async def take(store: TaskStore) -> None:
+            got.append(await store.take_submits(1, per_minute=3))
+
+        async with anyio.create_task_group() as tg:
+            for store in (a1, a2, a1, a2, a1):
+                tg.start_soon(take, store)
+        assert sum(g is None for g in got) == 3
+        refused = [g for g in got if g is not None]
+        assert len(refused) == 2
+        # The oldest slot frees a minute after it was taken (the journal's clock moves a
+        # second on every reading: a few went by).
+        assert all(50 < r.retry_after <= 60 for r in refused), refused
+        assert await two.for_user("bob").take_submits(3, per_minute=3) is None  # his own
+        # A window that slides: two slots taken 30 s after the first fill it; the next
+        # one frees when the first leaves, about 30 s later.
+        backend.later(61)
+        assert await a1.take_submits(1, per_minute=3) is None
+        backend.later(30)
+        assert await a2.take_submits(2, per_minute=3) is None
+        wait = await a1.take_submits(1, per_minute=3)
+        assert isinstance(wait, RateLimited)
+        assert 25 < wait.retry_after <= 30, wait
+        # A batch is all or none; one larger than the limit needs the whole window.
+        backend.later(30)  # the first slot left: one free
+        assert isinstance(await a2.take_submits(2, per_minute=3), RateLimited)
+        assert isinstance(await a2.take_submits(5, per_minute=3), RateLimited)
+        assert await a1.take_submits(1, per_minute=3) is None
+        backend.later(61)
+        assert await a2.take_submits(5, per_minute=3) is None  # takes the 3
+        assert isinstance(await a1.take_submits(1, per_minute=3), RateLimited)
