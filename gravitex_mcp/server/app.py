@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -117,7 +117,6 @@ def build_server(
     metrics: Metrics | None = None,
     verifier: CallerVerifier | None = None,
     auth: AuthSettings | None = None,
-    limit_clock: Callable[[], float] | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server for ``settings``.
 
@@ -128,9 +127,9 @@ def build_server(
     its possible origins in ``media_origins`` (the player's CSP). ``output`` (tests)
     replaces the output folder's writer. ``metrics`` (HTTP) records tool calls,
     upstream requests and the tasks by status. ``verifier`` and ``auth`` (HTTP) say
-    who calls (callers.py); ``limit_clock`` (tests) times the submit rate limit.
+    who calls (callers.py).
     """
-    spending = Spending.from_settings(settings, limit_clock)
+    spending = Spending.from_settings(settings)
     player = Player(media_origins=media_origins if settings.media else ())
 
     # The states of the open lifespans: completion handlers get no request context.

@@ -169,7 +169,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         ctx: Context, approval: ApprovalParameter, **arguments: Any
     ) -> Annotated[CallToolResult, GenerateVideoResult]:
         service = service_of(ctx)
-        check_spending(ctx, service.user_id, arguments, approval)
+        await check_spending(ctx, service.tasks, arguments, approval)
         # Every argument is checked in one place: the service.
         result = await service.generate(arguments, ctx.report_progress)
         return await rendering(ctx).render(result, preview=arguments.get("preview") is not False)
@@ -294,7 +294,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
         # null means "not given", as in generate_video.
         given = {k: v for k, v in arguments.items() if v is not None}
         batch = await check_batch(service, given)
-        check_spending(ctx, service.user_id, given, approval)
+        await check_spending(ctx, service.tasks, given, approval)
         result = await run_batch(service, batch, ctx.report_progress)
         return await rendering(ctx).render(result)
 

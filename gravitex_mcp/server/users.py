@@ -6,21 +6,19 @@
   ``upstream_key`` from the tokens file, else None (the server's ``GRAVITEX_API_KEY``).
   The service gets both as arguments (``VideoService.acting_for``); nothing in
   service/ reads the request.
-- :class:`SubmitLimiter`: ``GRAVITEX_SUBMITS_PER_MINUTE``, a token bucket per user in
-  this process (an injected clock). Several replicas each keep their own buckets:
-  limiting across replicas needs the shared store.
 - :func:`ask_to_spend`: the SDK resolver (``Resolve``) behind
   ``GRAVITEX_CONFIRM_OVER_SECONDS``: a submission of more seconds than that asks the
   person (``Elicit``) unless the call says ``confirm: true``; :meth:`Spending.admit`
-  turns the answer into go-ahead or a refusal before anything is sent.
+  turns the answer into go-ahead or a refusal before anything is sent, and takes the
+  submits from ``GRAVITEX_SUBMITS_PER_MINUTE`` in the task store
+  (``TaskStore.take_submits``: one count per user, shared by every replica).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from mcp.server.elicitation import (
@@ -35,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from ..catalog import models as catalog
 from ..settings import Settings
+from ..store.seam import TaskStore
 from .callers import Caller, CallerVerifier, current_caller
 
 #: The request header that carries a caller's own Gravitex key (GRAVITEX_USER_KEYS=1).
@@ -55,41 +54,6 @@ def caller_of(
     if caller.upstream_key is not None:
         return caller, caller.upstream_key.get_secret_value()
     return caller, None
-
-
-@dataclass
-class SubmitLimiter:
-    """``per_minute`` submissions per user, refilled continuously (a token bucket)."""
-
-    per_minute: int
-    clock: Callable[[], float] = time.monotonic
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def _level(self, user: str) -> tuple[float, float]:
-        now = self.clock()
-        tokens, then = self._buckets.get(user, (float(self.per_minute), now))
-        tokens = min(float(self.per_minute), tokens + (now - then) * self.per_minute / 60.0)
-        return tokens, now
-
-    def wait_for(self, user: str, count: int = 1) -> float:
-        """Seconds until ``user`` may submit ``count`` (0: now)."""
-        tokens, _ = self._level(user)
-        if count > self.per_minute:
-            count = self.per_minute  # a batch bigger than the bucket waits for a full one
-        return max(0.0, (count - tokens) * 60.0 / self.per_minute)
-
-    def take(self, user: str, count: int = 1) -> None:
-        """Spend ``count`` submissions of ``user``; a :class:`ToolError` saying when
-        to retry when there are not enough."""
-        wait = self.wait_for(user, count)
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise ToolError(
-                f"Too many submissions: this server allows {self.per_minute} per minute "
-                f"per user. Nothing was sent. Retry in {seconds} s."
-            )
-        tokens, now = self._level(user)
-        self._buckets[user] = (tokens - min(count, self.per_minute), now)
 
 
 class Approval(BaseModel):
@@ -133,19 +97,14 @@ class Spending:
     """The checks before a submission (from the settings): confirmation and rate."""
 
     confirm_over_seconds: int | None = None
-    limiter: SubmitLimiter | None = None
+    submits_per_minute: int | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, clock: Callable[[], float] | None) -> Spending:
-        limiter = (
-            SubmitLimiter(settings.submits_per_minute, clock or time.monotonic)
-            if settings.submits_per_minute
-            else None
-        )
-        return cls(settings.confirm_over_seconds, limiter)
+    def from_settings(cls, settings: Settings) -> Spending:
+        return cls(settings.confirm_over_seconds, settings.submits_per_minute)
 
-    def admit(
-        self, user: str, arguments: Mapping[str, Any], approval: ElicitationResult[Any]
+    async def admit(
+        self, tasks: TaskStore, arguments: Mapping[str, Any], approval: ElicitationResult[Any]
     ) -> None:
         """Raise a :class:`ToolError` (nothing sent) unless the submission may go."""
         if arguments.get("dry_run") is True:
@@ -163,8 +122,15 @@ class Spending:
             )
         if isinstance(data, Approval) and not data.approve:
             raise ToolError("The person did not approve this submission; nothing was sent.")
-        if self.limiter is not None:
-            self.limiter.take(user, _jobs(arguments))
+        if self.submits_per_minute is not None:
+            limit = self.submits_per_minute
+            refused = await tasks.take_submits(_jobs(arguments), per_minute=limit)
+            if refused is not None:
+                seconds = max(1, math.ceil(refused.retry_after))
+                raise ToolError(
+                    f"Too many submissions: this server allows {limit} per minute per user. "
+                    f"Nothing was sent. Retry in {seconds} s."
+                )
 
 
 def _arguments(ctx: Context) -> Mapping[str, Any]:
@@ -173,13 +139,14 @@ def _arguments(ctx: Context) -> Mapping[str, Any]:
     return arguments if isinstance(arguments, Mapping) else {}
 
 
-def check_spending(
-    ctx: Context, user: str, arguments: Mapping[str, Any], approval: ElicitationResult[Any]
+async def check_spending(
+    ctx: Context, tasks: TaskStore, arguments: Mapping[str, Any], approval: ElicitationResult[Any]
 ) -> None:
-    """Before a submitting tool sends anything: :meth:`Spending.admit` for its call."""
+    """Before a submitting tool sends anything: :meth:`Spending.admit` for its call
+    (``tasks``: the caller's task store)."""
     spending = _spending(ctx)
     if spending is not None:
-        spending.admit(user, arguments, approval)
+        await spending.admit(tasks, arguments, approval)
 
 
 def _spending(ctx: Context) -> Spending | None:

@@ -190,6 +190,11 @@ class VideoService:
         return self._settings
 
     @property
+    def tasks(self) -> TaskStore:
+        """The caller's task store (``acting_for``'s user's view)."""
+        return self._journal
+
+    @property
     def output(self) -> VideoStore:
         """The output folder, held since start-up (every saved file goes through it)."""
         return self._output

@@ -52,6 +52,8 @@ GENERATE = {
     "download": True,
     "preview": False,
 }
+#: One job of generate_videos (the arguments of one video).
+JOB = {k: GENERATE[k] for k in ("model", "prompt", "duration")}
 
 
 class Users:
@@ -391,7 +393,7 @@ async def test_a_budget_refuses_before_sending_and_names_used_and_left(
         posts = recording.submits
         over = await alice.call_tool(
             "generate_videos",
-            {"jobs": [{**{k: GENERATE[k] for k in ("model", "prompt", "duration")}}] * 2},
+            {"jobs": [JOB] * 2},
         )
         assert over.is_error
         assert text_of(over) == (
@@ -484,6 +486,49 @@ async def test_two_journals_racing_cannot_both_pass_a_budget_only_one_fits(
     finally:
         first.close()
         second.close()
+
+
+# --- 5. the submit rate limit -------------------------------------------------------
+
+
+async def test_replicas_share_one_submit_limit(tmp_path: Path, backend: Backend) -> None:
+    """Two servers on one store (a state folder, or a database): a user's submits per
+    minute are counted across both; another user's are their own."""
+    shared: dict[str, Any] = {
+        "state_dir": tmp_path / "state",
+        "output_dir": tmp_path / "videos",
+        "submits_per_minute": 2,
+    }
+    servers = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        servers.append(_server(tmp_path / name, backend, **shared))
+    (first, first_sent), (second, second_sent) = servers
+    job = {**GENERATE, "wait_seconds": 0, "download": False}
+    async with (
+        as_user(first, "alice") as one,
+        as_user(second, "alice") as other,
+        as_user(second, "bob") as bob,
+    ):
+        for replica in (one, other):
+            made = await replica.call_tool("generate_video", job)
+            assert not made.is_error, text_of(made)
+        for replica, call, arguments in [
+            (one, "generate_video", job),
+            (other, "generate_videos", {"jobs": [JOB], "wait_seconds": 0}),
+        ]:
+            refused = await replica.call_tool(call, arguments)
+            assert refused.is_error
+            said = re.fullmatch(
+                r"Too many submissions: this server allows 2 per minute per user\. "
+                r"Nothing was sent\. Retry in (\d+) s\.",
+                text_of(refused),
+            )
+            assert said is not None, text_of(refused)
+            assert 50 <= int(said.group(1)) <= 60  # the first slot frees a minute on
+        assert first_sent.submits + second_sent.submits == 2
+        theirs = await bob.call_tool("generate_video", job)
+        assert not theirs.is_error, text_of(theirs)
 
 
 # --- the migration ------------------------------------------------------------------

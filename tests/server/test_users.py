@@ -79,7 +79,7 @@ def _harness(tmp_path: Path, **overrides: Any) -> tuple[Any, Recording, FakeCloc
     clock = FakeClock()
     recording = Recording(simulator_transport(_sim(clock)))
     settings = make_settings(tmp_path, **overrides)
-    server = build_server(settings, transport=recording, clock=clock, limit_clock=clock.monotonic)
+    server = build_server(settings, transport=recording, clock=clock)
     return server, recording, clock
 
 
@@ -170,23 +170,7 @@ async def test_without_elicitation_it_is_refused_until_confirm_true(
     assert recording.submits == 1
 
 
-# --- 4. rate limit --------------------------------------------------------------
-
-
-async def test_submits_per_minute_says_when_to_retry(tmp_path: Path) -> None:
-    server, recording, clock = _harness(tmp_path, submits_per_minute=2)
-    async with Client(server, raise_exceptions=False) as client:
-        for _ in range(2):
-            ok = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
-            assert not ok.is_error, text_of(ok)
-        refused = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
-        assert refused.is_error
-        assert "Retry in 30 s" in text_of(refused)
-        assert recording.submits == 2
-        clock.now += 30
-        again = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
-    assert not again.is_error, text_of(again)
-    assert recording.submits == 3
+# --- 4. rate limit (tests/server/test_scope.py: counted in the task store) --------------
 
 
 def test_the_new_settings() -> None:
