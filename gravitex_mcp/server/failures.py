@@ -80,10 +80,11 @@ def failure_message(exc: BaseException) -> str:
     )
 
 
-def log_failure(tool: str, exc: BaseException) -> None:
-    """Log a failed call: a known failure in one line, an unexpected one with its traceback."""
+def log_failure(tool: str, exc: BaseException, *, deliberate: bool = False) -> None:
+    """Log a failed call: a known failure in one line, an unexpected one with its
+    traceback. ``deliberate``: a refusal the tool raised on purpose (known)."""
     failure = first_failure(exc)
-    if isinstance(failure, GravitexError | OSError):
+    if deliberate or isinstance(failure, GravitexError | OSError):
         logger.info("tool %s failed: %s: %s", tool, type(failure).__name__, failure)
     else:
         logger.error("tool %s raised an unexpected exception", tool, exc_info=failure)

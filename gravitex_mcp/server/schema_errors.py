@@ -60,9 +60,10 @@ class CheckedTool(Tool):
             # A nested crash's wrapper carries the generic text: go to its origin.
             while isinstance(failure, ToolError) and failure.__cause__ is not None:
                 failure = failure.__cause__
-            log_failure(self.name, failure)
-            if isinstance(failure, ToolError) and not isinstance(failure, UnexpectedToolError):
-                text = str(failure)  # raised on purpose: its text is for the client
-            else:
-                text = failure_message(failure)
+            deliberate = isinstance(failure, ToolError) and not isinstance(
+                failure, UnexpectedToolError
+            )
+            log_failure(self.name, failure, deliberate=deliberate)
+            # Raised on purpose: its text is for the client.
+            text = str(failure) if deliberate else failure_message(failure)
             return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)

@@ -11,6 +11,7 @@ output folder) and ``team`` (PostgreSQL and S3, the tests' real ones).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -491,9 +492,12 @@ async def test_two_journals_racing_cannot_both_pass_a_budget_only_one_fits(
 # --- 5. the submit rate limit -------------------------------------------------------
 
 
-async def test_replicas_share_one_submit_limit(tmp_path: Path, backend: Backend) -> None:
+async def test_replicas_share_one_submit_limit(
+    tmp_path: Path, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
     """Two servers on one store (a state folder, or a database): a user's submits per
-    minute are counted across both; another user's are their own."""
+    minute are counted across both; another user's are their own. A refusal is logged
+    as one, not as an unexpected error."""
     shared: dict[str, Any] = {
         "state_dir": tmp_path / "state",
         "output_dir": tmp_path / "videos",
@@ -527,6 +531,7 @@ async def test_replicas_share_one_submit_limit(tmp_path: Path, backend: Backend)
             assert said is not None, text_of(refused)
             assert 50 <= int(said.group(1)) <= 60  # the first slot frees a minute on
         assert first_sent.submits + second_sent.submits == 2
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
         theirs = await bob.call_tool("generate_video", job)
         assert not theirs.is_error, text_of(theirs)
 
