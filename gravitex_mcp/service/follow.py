@@ -252,7 +252,7 @@ class Follow:
         if saved is None and on_disk is not None and on_disk.saved is not None and done:
             # Telling the agent to "save it" again would make a second copy.
             next_step = (
-                f"The video is already saved at {on_disk.saved.path}. Call download_video "
+                f"The video is already saved at {on_disk.saved.location}. Call download_video "
                 f"with task_id {task_id!r} to get its link and contact sheet again."
             )
         elif saved is None and on_disk is not None and on_disk.changed is not None and done:
@@ -406,13 +406,13 @@ class Follow:
         identity = None if record is None else FileIdentity.parse(record.saved_identity)
         try:
             fresh = await anyio.to_thread.run_sync(
-                self._saves.open_saved, saved.path, saved, identity
+                self._saves.open_saved, saved.location, saved, identity
             )
         except StorageError as exc:
-            fresh = Changed(Path(saved.path), f"cannot be checked: {exc}")
+            fresh = Changed(Path(saved.location), f"cannot be checked: {exc}")
         if isinstance(fresh, HeldFile):
             return fresh
-        why = fresh.sentence() if fresh else f"{saved.path} disappeared."
+        why = fresh.sentence() if fresh else f"{saved.location} disappeared."
         raise SavedFileChangedError(
             f"The video of task {task_id!r} changed on disk right after it was saved: {why} "
             "Something else is writing to the output folder; stop it and call again."

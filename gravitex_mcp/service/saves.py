@@ -141,7 +141,7 @@ class Saves:
                     )
                 except JournalError:
                     logger.exception("could not record the download of task %s", task_id)
-                logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, size)
+                logger.info("saved task %s to %s (%d bytes)", task_id, saved.location, size)
                 return await self.seen(task_id, saved, identity)
             finally:
                 await lease.release()
@@ -190,11 +190,11 @@ class Saves:
 
         def look() -> Seen:
             try:
-                found = self.open_saved(saved.path, saved, identity)
+                found = self.open_saved(saved.location, saved, identity)
             except StorageError as exc:
                 return Seen(None, None, [f"Could not look at the saved video: {exc}"])
             if not isinstance(found, HeldFile):
-                why = found.sentence() if found else f"{saved.path} is gone."
+                why = found.sentence() if found else f"{saved.location} is gone."
                 return Seen(None, None, [f"Could not look at the saved video: {why}"])
             with found:
                 return look_at(found, asked, picked_size=picked, stills=self._output)
@@ -223,9 +223,9 @@ class Saves:
             return None
         recorded = FileIdentity.parse(record.saved_identity)
         try:
-            found = await anyio.to_thread.run_sync(self.open_saved, saved.path, saved, recorded)
+            found = await anyio.to_thread.run_sync(self.open_saved, saved.location, saved, recorded)
         except StorageError as exc:  # the folder itself changed: nothing in it is trusted
-            return Changed(Path(saved.path), f"cannot be checked: {exc}")
+            return Changed(Path(saved.location), f"cannot be checked: {exc}")
         if isinstance(found, HeldFile):
             if found.identity != recorded:
                 try:
@@ -252,8 +252,9 @@ def saved_of(record: TaskRecord | None) -> SavedVideo | None:
         record.saved_path and record.sha256 and record.size_bytes is not None
     ):
         return None
-    if record.saved_path.startswith("s3://"):  # an object: its URI stands for its path
-        path, uri = record.saved_path, record.saved_path
+    path: str | None
+    if record.saved_path.startswith("s3://"):  # an object: no local path, its URI
+        path, uri = None, record.saved_path
     else:
         path, uri = str(Path(record.saved_path)), Path(record.saved_path).as_uri()
     return SavedVideo(
