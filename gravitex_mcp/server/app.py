@@ -155,7 +155,8 @@ def build_server(
         else:
             # Off the event loop: opening may wait (up to its lock time-out) for another
             # process.
-            local = await anyio.to_thread.run_sync(Journal.open, settings.state_dir)
+            opening = functools.partial(Journal.open, settings.state_dir, clock=clock)
+            local = await anyio.to_thread.run_sync(opening)
             exits.callback(local.close)
             journal = local
             if metrics is not None:

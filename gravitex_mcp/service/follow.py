@@ -149,6 +149,10 @@ class Follow:
         view._journal, view._saves = journal, saves
         return view
 
+    def waiting(self, task_id: str) -> int:
+        """How many calls of this process wait on ``task_id`` now (tests, logs)."""
+        return self._polls.waiting(task_id)
+
     async def _own(self, task_id: str) -> TaskRecord | None:
         """The caller's record of ``task_id``. An id the store says is another user's
         is answered as one that never existed, before anything is asked upstream; so is
@@ -365,10 +369,14 @@ class Follow:
 
     async def _answers(self, task_id: str, wait_seconds: float) -> AsyncGenerator[Answer, None]:
         """The answers about ``task_id`` within ``wait_seconds``, from one poll loop shared
-        by every wait on it; each answer journalled once (by the wait that polled it).
+        by every wait on it, in this process and in every other one sharing the task
+        store; each answer journalled once (by the wait that polled it).
         A failed poll raises the error check_video_task gives."""
         answers = self._polls.follow(
-            task_id, lambda: self._client.query(task_id), wait_seconds=wait_seconds
+            task_id,
+            lambda: self._client.query(task_id),
+            wait_seconds=wait_seconds,
+            store=self._journal,
         )
         try:
             async with aclosing(answers):

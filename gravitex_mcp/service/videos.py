@@ -119,6 +119,7 @@ class VideoService:
         self.reserve = self._generate.reserve
         self.follow_submission = self._generate.follow_submission
         self.check = self._follower.check
+        self.waiting = self._follower.waiting
         self.download = self._follower.download
         self.held_video = self._follower.held_video
 
