@@ -417,6 +417,7 @@ class Follow:
                 self._saves.open_saved, saved.location, saved, identity
             )
         except StorageError as exc:
+            self._saves.count_failure(exc, "open")
             fresh = Changed(Path(saved.location), f"cannot be checked: {exc}")
         if isinstance(fresh, HeldFile):
             return fresh
