@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -30,8 +35,14 @@ from mcp.client.streamable_http import streamable_http_client
 from gravitex_mcp.upstream.waiting import PollSchedule
 from scripts.team import BUCKET, PREFIX, Replica, Team
 from tests.conftest import service_unavailable
+from tests.proc import REPO, clean_env
 from tests.server_harness import structured
-from tests.services import ServiceUnavailableError
+from tests.services import (
+    ServiceUnavailableError,
+    dies_with_us,
+    postgres_missing,
+    weed_missing,
+)
 
 pytestmark = pytest.mark.slow  # PostgreSQL, SeaweedFS, a simulator and two servers
 
@@ -45,7 +56,7 @@ VIDEO = {"model": "veo-3.1-fast-generate-preview", "duration": 4, "aspect_ratio"
 
 
 @pytest.fixture(scope="module")
-def team() -> Iterator[Team]:
+def started_team() -> Iterator[Team]:
     with contextlib.ExitStack() as stack:
         try:
             started = stack.enter_context(Team(replicas=2, simulator_seconds=GENERATION))
@@ -54,14 +65,14 @@ def team() -> Iterator[Team]:
         yield started
 
 
-@pytest.fixture(autouse=True)
-def both_running(team: Team) -> Team:
-    """Each test starts with both replicas up (a failed test may have left one killed).
-    Started from the main thread, so the replicas die with the test run."""
-    for replica in team.replicas:
+@pytest.fixture
+def team(started_team: Team) -> Team:
+    """The module's team with both replicas up (a failed test may have left one killed).
+    Restarted from the main thread, so the replicas die with the test run."""
+    for replica in started_team.replicas:
         if not replica.running:
-            team.restart(replica.index)
-    return team
+            started_team.restart(replica.index)
+    return started_team
 
 
 @contextlib.asynccontextmanager
@@ -438,3 +449,48 @@ async def test_after_both_replicas_restart_every_task_key_and_video_is_still_the
     assert after.get("submit", 0) == before.get("submit", 0)  # the key held: nothing resent
     assert new_videos(keys_before, await objects(team)) == set()
     no_local_videos(team)
+
+
+# --- the one command, as the README shows it ---------------------------------------------
+
+
+def test_the_team_command_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    """``.venv/bin/python scripts/team.py`` (the README's command): replicas that are
+    ready, a client configuration, and nothing left once interrupted."""
+    missing = postgres_missing() or weed_missing()
+    if missing:
+        service_unavailable(missing)
+    out = tmp_path / "team.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*dies_with_us(), sys.executable, "scripts/team.py"],
+            cwd=REPO,
+            env=clean_env(tmp_path),
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 180  # two services and two replicas on busy cores
+        while "Ctrl-C stops everything." not in out.read_text():
+            assert proc.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)  # a real process starting: the only real wait
+        printed = out.read_text()
+        urls = re.findall(r"http://127\.0\.0\.1:\d+/mcp", printed)
+        assert len(set(urls)) == 2, printed
+        assert '"gravitex-team"' in printed
+        for url in set(urls):
+            assert httpx2.get(url.replace("/mcp", "/readyz"), timeout=10).status_code == 200
+        [root] = set(re.findall(r"(/\S+/gravitex-team-[^/\s]+)/", printed))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, out.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert out.read_text().rstrip().endswith("stopped")
+    assert not Path(root).exists()
+    for url in set(urls):
+        with pytest.raises(httpx2.TransportError):
+            httpx2.get(url.replace("/mcp", "/healthz"), timeout=2)
