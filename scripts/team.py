@@ -178,7 +178,8 @@ class Team:
     would, so their migrations race) and stops it all on exit. ``simulator_seconds``
     is how long a simulated generation takes (move it on with :meth:`advance`);
     ``real_api`` uses the real API with ``GRAVITEX_API_KEY`` from the environment
-    instead. ``env`` adds variables to every replica's environment.
+    instead. ``env`` adds variables to every replica's environment. Everything lives in
+    a new temp folder, removed on exit; or in ``root``, which is kept (logs to read).
     """
 
     def __init__(
