@@ -65,8 +65,19 @@ class SavedVideo(_Result):
     results, where the contract puts a saved video's fields (see :class:`TaskResult`).
     """
 
-    path: Annotated[str, Field(description="Absolute path of the saved mp4.")]
-    uri: Annotated[str, Field(description="file:// URI of the saved mp4.")]
+    path: Annotated[
+        str | None,
+        Field(
+            description=(
+                "Absolute path of the saved mp4; null when it is an object in object "
+                "storage (see uri)."
+            )
+        ),
+    ]
+    uri: Annotated[
+        str,
+        Field(description="file:// URI of the saved mp4 (s3://bucket/key in object storage)."),
+    ]
     size_bytes: Annotated[int, Field(description="Size of the file in bytes.", ge=0)]
     sha256: Annotated[str, Field(description="SHA-256 of the file, hex.")]
     mime_type: Annotated[str, Field(description="Always video/mp4.")] = "video/mp4"
@@ -89,6 +100,11 @@ class SavedVideo(_Result):
             )
         ),
     ] = None
+
+    @property
+    def location(self) -> str:
+        """Where it is, for the store and for words: its local path, else its URI."""
+        return self.path if self.path is not None else self.uri
 
     def saved_video(self) -> SavedVideo:
         """The saved video this result is (the renderer's view of every saving tool)."""
@@ -143,7 +159,7 @@ class TaskResult(_WhenSaved):
 
     def saved_video(self) -> SavedVideo | None:
         """The video this call saved, from its top-level fields; None when nothing was."""
-        if getattr(self, "path", None) is None:
+        if getattr(self, "sha256", None) is None:  # the field every saved video has
             return None
         return SavedVideo.model_validate(self.model_dump(include=set(SavedVideo.model_fields)))
 

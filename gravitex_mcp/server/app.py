@@ -88,14 +88,18 @@ def tasks_for(state: AppState) -> TaskStore:
     return state.journal.for_user(current_caller(state.verifier).user_id)
 
 
-def _task_database(settings: Settings) -> AbstractAsyncContextManager[TaskStore]:
+def _task_database(
+    settings: Settings, metrics: Metrics | None
+) -> AbstractAsyncContextManager[TaskStore]:
     """The PostgreSQL task store of ``GRAVITEX_DATABASE_URL`` (imported only then: psycopg
     comes with the ``team`` extra)."""
     from ..store.postgres import PostgresTaskStore
 
     assert settings.database_url is not None
     low, high = settings.database_pool
-    return PostgresTaskStore.open(settings.database_url, min_size=low, max_size=high)
+    return PostgresTaskStore.open(
+        settings.database_url, min_size=low, max_size=high, metrics=metrics
+    )
 
 
 def _state(ctx: Context) -> AppState:
@@ -127,8 +131,9 @@ def build_server(
     the HTTP transports pass False, serve ``/media/`` on their own port and name
     its possible origins in ``media_origins`` (the player's CSP). ``output`` (tests)
     replaces the output folder's writer. ``metrics`` (HTTP) records tool calls,
-    upstream requests and the tasks by status. ``verifier`` and ``auth`` (HTTP) say
-    who calls (callers.py); ``limit_clock`` (tests) times the submit rate limit.
+    upstream requests, saves, lease takeovers, store errors and the tasks by status.
+    ``verifier`` and ``auth`` (HTTP) say who calls (callers.py); ``limit_clock`` (tests)
+    times the submit rate limit.
     """
     spending = Spending.from_settings(settings, limit_clock)
     player = Player(media_origins=media_origins if settings.media else ())
@@ -146,7 +151,7 @@ def build_server(
         journal: TaskStore
         if settings.database_url:
             # The team's shared database: pool, migrations, lease heartbeat, listener.
-            journal = await exits.enter_async_context(_task_database(settings))
+            journal = await exits.enter_async_context(_task_database(settings, metrics))
             if metrics is not None:
                 from ..store.pg_ready import task_counts as database_task_counts
 
@@ -155,7 +160,8 @@ def build_server(
         else:
             # Off the event loop: opening may wait (up to its lock time-out) for another
             # process.
-            local = await anyio.to_thread.run_sync(Journal.open, settings.state_dir)
+            opening = functools.partial(Journal.open, settings.state_dir, clock=clock)
+            local = await anyio.to_thread.run_sync(opening)
             exits.callback(local.close)
             journal = local
             if metrics is not None:
@@ -169,7 +175,12 @@ def build_server(
                 settings, transport=transport, upstream=upstream, sleep=retry_sleep, metrics=metrics
             ) as client:
                 service = VideoService(
-                    settings=settings, client=client, journal=journal, output=videos, clock=clock
+                    settings=settings,
+                    client=client,
+                    journal=journal,
+                    output=videos,
+                    clock=clock,
+                    metrics=metrics,
                 )
                 # Saves run in the background of the server, past the call that began them.
                 async with service.running():

@@ -101,15 +101,15 @@ class Rendering:
         if self.links is None or video is None:
             return result
         # An object store serves its own objects: a presigned GET (signed locally).
-        direct = self.videos.media_url(video.path) if self.videos is not None else None
+        direct = self.videos.media_url(video.location) if self.videos is not None else None
         if direct is not None:
             return result.model_copy(update={"media_url": direct})
-        links, host = self.links, self.request_host
+        if video.path is None:  # an object the store gives no link to: none minted here
+            return result
+        links, host, path = self.links, self.request_host, Path(video.path)
         await links.ready()
         # Minting stats the file: keep file-system calls off the event loop.
-        url = await anyio.to_thread.run_sync(
-            lambda: links.url_for(Path(video.path), request_host=host)
-        )
+        url = await anyio.to_thread.run_sync(lambda: links.url_for(path, request_host=host))
         return result if url is None else result.model_copy(update={"media_url": url})
 
     def _video_link(self, video: SavedVideo) -> ResourceLink:
@@ -118,7 +118,7 @@ class Rendering:
         return ResourceLink(
             type="resource_link",
             uri=uri,
-            name=Path(video.path).name,
+            name=Path(video.path).name if video.path else video.uri.rsplit("/", 1)[-1],
             title="Generated video",
             description=f"mp4, {video.size_bytes} bytes, sha256 {video.sha256[:12]}…",
             mime_type=video.mime_type,
@@ -167,11 +167,11 @@ def _text(result: TaskResult | DownloadVideoResult | JoinVideosResult) -> str:
         return _task_text(result)
     if isinstance(result, DownloadVideoResult):
         verb = "Already saved at" if result.reused else "Saved to"
-        first = f"{verb} {result.path} ({result.size_bytes} bytes, sha256 {result.sha256})."
+        first = f"{verb} {result.location} ({result.size_bytes} bytes, sha256 {result.sha256})."
     else:
         how = "stream copy" if result.method == "stream_copy" else "re-encoded"
         first = (
-            f"Joined {len(result.task_ids)} clips ({how}) into {result.path} "
+            f"Joined {len(result.task_ids)} clips ({how}) into {result.location} "
             f"({result.size_bytes} bytes)."
         )
     lines = [first, *_seen_lines(result), *(f"Note: {note}" for note in result.notes)]
@@ -199,7 +199,7 @@ def _task_text(result: TaskResult) -> str:
         code = f" [{result.error.code}]" if result.error.code is not None else ""
         lines.append(f"Error{code}: {result.error.message}")
     if (video := result.saved_video()) is not None:
-        lines.append(f"Saved to {video.path} ({video.size_bytes} bytes).")
+        lines.append(f"Saved to {video.location} ({video.size_bytes} bytes).")
         lines.extend(_seen_lines(video))
         if video.media_url:
             lines.append(f"Watch it at {video.media_url}")

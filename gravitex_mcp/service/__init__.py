@@ -6,8 +6,9 @@ download), ``saves`` (one save per task, checked on disk and looked at),
 ``delivery`` (where a task's video comes from), ``listing`` (the tasks view),
 ``looks`` (a saved video's probe, notes, contact sheet and frames, saved beside it),
 ``joins`` (``join_videos``: clips gathered, joined, published), ``batch``
-(``generate_videos``), ``idempotency`` (key claims and repeat notes) and
-``singleflight`` (one poll loop and one save per task in this process). It wires
+(``generate_videos``), ``idempotency`` (key claims and repeat notes),
+``singleflight`` (one poll loop and one save per task in this process) and ``polling``
+(that poll loop shared with other processes through the task store). It wires
 ``request/``, ``upstream/``, ``store/`` and ``video/`` together and returns result
 models, never MCP types.
 

@@ -149,6 +149,10 @@ class Follow:
         view._journal, view._saves = journal, saves
         return view
 
+    def waiting(self, task_id: str) -> int:
+        """How many calls of this process wait on ``task_id`` now (tests, logs)."""
+        return self._polls.waiting(task_id)
+
     async def _own(self, task_id: str) -> TaskRecord | None:
         """The caller's record of ``task_id``. An id the store says is another user's
         is answered as one that never existed, before anything is asked upstream; so is
@@ -252,7 +256,7 @@ class Follow:
         if saved is None and on_disk is not None and on_disk.saved is not None and done:
             # Telling the agent to "save it" again would make a second copy.
             next_step = (
-                f"The video is already saved at {on_disk.saved.path}. Call download_video "
+                f"The video is already saved at {on_disk.saved.location}. Call download_video "
                 f"with task_id {task_id!r} to get its link and contact sheet again."
             )
         elif saved is None and on_disk is not None and on_disk.changed is not None and done:
@@ -365,10 +369,14 @@ class Follow:
 
     async def _answers(self, task_id: str, wait_seconds: float) -> AsyncGenerator[Answer, None]:
         """The answers about ``task_id`` within ``wait_seconds``, from one poll loop shared
-        by every wait on it; each answer journalled once (by the wait that polled it).
+        by every wait on it, in this process and in every other one sharing the task
+        store; each answer journalled once (by the wait that polled it).
         A failed poll raises the error check_video_task gives."""
         answers = self._polls.follow(
-            task_id, lambda: self._client.query(task_id), wait_seconds=wait_seconds
+            task_id,
+            lambda: self._client.query(task_id),
+            wait_seconds=wait_seconds,
+            store=self._journal,
         )
         try:
             async with aclosing(answers):
@@ -406,13 +414,14 @@ class Follow:
         identity = None if record is None else FileIdentity.parse(record.saved_identity)
         try:
             fresh = await anyio.to_thread.run_sync(
-                self._saves.open_saved, saved.path, saved, identity
+                self._saves.open_saved, saved.location, saved, identity
             )
         except StorageError as exc:
-            fresh = Changed(Path(saved.path), f"cannot be checked: {exc}")
+            self._saves.count_failure(exc, "open")
+            fresh = Changed(Path(saved.location), f"cannot be checked: {exc}")
         if isinstance(fresh, HeldFile):
             return fresh
-        why = fresh.sentence() if fresh else f"{saved.path} disappeared."
+        why = fresh.sentence() if fresh else f"{saved.location} disappeared."
         raise SavedFileChangedError(
             f"The video of task {task_id!r} changed on disk right after it was saved: {why} "
             "Something else is writing to the output folder; stop it and call again."

@@ -235,7 +235,7 @@ async def join_tasks(
             held.close()
     stored = joined.stored
     return JoinVideosResult(
-        path=str(stored.location),
+        path=None if stored.path is None else str(stored.path),
         uri=stored.uri,
         size_bytes=stored.size_bytes,
         sha256=stored.sha256,

@@ -15,6 +15,7 @@ from anyio.abc import TaskGroup
 from ..catalog import models as catalog
 from ..domain import Delivery
 from ..errors import JournalError, StorageError
+from ..metrics import Metrics
 from ..results import SavedVideo
 from ..store.ondisk import Changed, FileIdentity, HeldFile
 from ..store.records import TaskRecord
@@ -62,8 +63,10 @@ class Saves:
         clock: Clock,
         output: VideoStore,
         video_work: VideoWork,
+        metrics: Metrics | None = None,
     ) -> None:
         self._client = client
+        self._metrics = metrics
         self._journal = journal
         self._clock = clock
         self._output = output
@@ -119,14 +122,21 @@ class Saves:
                     found = await self.on_disk(await self._journal.get(task_id))
                     if found.saved is not None:
                         return await self.seen(task_id, found.saved, found.identity)
-                stored = await download_stored(
-                    self._client,
-                    task_id=task_id,
-                    delivery=delivery or delivery_from_answer(snapshot),
-                    url=snapshot.url,
-                    output=self._output,
-                    filename=filename,
-                )
+                try:
+                    stored = await download_stored(
+                        self._client,
+                        task_id=task_id,
+                        delivery=delivery or delivery_from_answer(snapshot),
+                        url=snapshot.url,
+                        output=self._output,
+                        filename=filename,
+                    )
+                except Exception as exc:
+                    self.count_failure(exc, "save")
+                    raise
+                if self._metrics is not None:
+                    self._metrics.saves.labels("saved").inc()
+                    self._metrics.saved_bytes.inc(stored.size_bytes)
                 saved = saved_video(stored)
                 identity = stored.identity
                 # Journalled before the lease goes: the next holder finds the file.
@@ -141,7 +151,7 @@ class Saves:
                     )
                 except JournalError:
                     logger.exception("could not record the download of task %s", task_id)
-                logger.info("saved task %s to %s (%d bytes)", task_id, saved.path, size)
+                logger.info("saved task %s to %s (%d bytes)", task_id, saved.location, size)
                 return await self.seen(task_id, saved, identity)
             finally:
                 await lease.release()
@@ -149,6 +159,16 @@ class Saves:
 
         job = await self._jobs.join(task_id, save)
         return await job.wait()
+
+    def count_failure(self, exc: BaseException, operation: str) -> None:
+        """Count a save that failed (``operation`` "save") or a saved file that could not
+        be opened ("open"); a storage error also by what was being done."""
+        if self._metrics is None:
+            return
+        if operation == "save":
+            self._metrics.saves.labels("failed").inc()
+        if isinstance(exc, StorageError):
+            self._metrics.storage_errors.labels(operation).inc()
 
     def so_far(self, task_id: str) -> str:
         """``", N bytes so far"`` for a running save; ``""`` when nothing is written yet."""
@@ -190,11 +210,12 @@ class Saves:
 
         def look() -> Seen:
             try:
-                found = self.open_saved(saved.path, saved, identity)
+                found = self.open_saved(saved.location, saved, identity)
             except StorageError as exc:
+                self.count_failure(exc, "open")
                 return Seen(None, None, [f"Could not look at the saved video: {exc}"])
             if not isinstance(found, HeldFile):
-                why = found.sentence() if found else f"{saved.path} is gone."
+                why = found.sentence() if found else f"{saved.location} is gone."
                 return Seen(None, None, [f"Could not look at the saved video: {why}"])
             with found:
                 return look_at(found, asked, picked_size=picked, stills=self._output)
@@ -223,9 +244,10 @@ class Saves:
             return None
         recorded = FileIdentity.parse(record.saved_identity)
         try:
-            found = await anyio.to_thread.run_sync(self.open_saved, saved.path, saved, recorded)
+            found = await anyio.to_thread.run_sync(self.open_saved, saved.location, saved, recorded)
         except StorageError as exc:  # the folder itself changed: nothing in it is trusted
-            return Changed(Path(saved.path), f"cannot be checked: {exc}")
+            self.count_failure(exc, "open")
+            return Changed(Path(saved.location), f"cannot be checked: {exc}")
         if isinstance(found, HeldFile):
             if found.identity != recorded:
                 try:
@@ -252,8 +274,9 @@ def saved_of(record: TaskRecord | None) -> SavedVideo | None:
         record.saved_path and record.sha256 and record.size_bytes is not None
     ):
         return None
-    if record.saved_path.startswith("s3://"):  # an object: its URI stands for its path
-        path, uri = record.saved_path, record.saved_path
+    path: str | None
+    if record.saved_path.startswith("s3://"):  # an object: no local path, its URI
+        path, uri = None, record.saved_path
     else:
         path, uri = str(Path(record.saved_path)), Path(record.saved_path).as_uri()
     return SavedVideo(

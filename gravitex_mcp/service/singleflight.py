@@ -4,7 +4,9 @@ Twenty agents' calls (or one impatient agent's) waiting on one task must cost
 one poll loop upstream and save one file. :class:`SharedPolls` lets the first
 waiter of a task lead the poll loop while later ones follow its answers (each
 with its own time budget and progress); when the leader stops (its budget is
-spent, or its call was cancelled), a follower with time left takes over.
+spent, or its call was cancelled), a follower with time left takes over. Given the
+task store, the leader shares its poll loop with other processes too
+(:func:`~gravitex_mcp.service.polling.lead_poll`).
 :class:`BackgroundJobs` runs at most one job per key in a task group owned by
 the server, so a download outlives the call that started it and the next call
 picks it up.
@@ -22,8 +24,10 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..errors import GravitexError
+from ..store.seam import TaskStore
 from ..upstream.answers import TaskSnapshot
 from ..upstream.waiting import Answer, Clock, PollSchedule, poll_task
+from .polling import lead_poll
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +71,40 @@ class SharedPolls:
         return 0 if shared is None else shared.users
 
     async def follow(
-        self, task_id: str, poll: Callable[[], Awaitable[TaskSnapshot]], *, wait_seconds: float
+        self,
+        task_id: str,
+        poll: Callable[[], Awaitable[TaskSnapshot]],
+        *,
+        wait_seconds: float,
+        store: TaskStore | None = None,
     ) -> AsyncGenerator[Answer, None]:
-        """Like :func:`~gravitex_mcp.upstream.waiting.poll_task`, shared with other waiters.
+        """Like :func:`~gravitex_mcp.upstream.waiting.poll_task`, shared with other waiters
+        (and, given the task ``store``, with other processes sharing it).
 
-        Yields each answer this waiter sees (``fresh`` when it polled it itself: the
+        Yields each answer this waiter sees (``fresh`` when this process polled it: the
         caller records those, so each answer is recorded once); raises the error of a
         failed poll (the leader's, when following). Close it when done
         (``contextlib.aclosing``): a waiter that stops hands the lead over.
         """
         shared = self._tasks.setdefault(task_id, _Shared())
         shared.users += 1
+
+        def lead(wait: float) -> AsyncGenerator[Answer, None]:
+            if store is None:
+                return poll_task(
+                    poll, wait_seconds=wait, clock=self._clock, schedule=self._schedule
+                )
+            return lead_poll(
+                task_id,
+                poll,
+                store=store,
+                wait_seconds=wait,
+                clock=self._clock,
+                schedule=self._schedule,
+            )
+
         try:
-            async with aclosing(self._follow(shared, poll, wait_seconds)) as answers:
+            async with aclosing(self._follow(shared, lead, wait_seconds)) as answers:
                 async for answer in answers:
                     yield answer
         finally:
@@ -90,7 +115,7 @@ class SharedPolls:
     async def _follow(
         self,
         shared: _Shared,
-        poll: Callable[[], Awaitable[TaskSnapshot]],
+        lead: Callable[[float], AsyncGenerator[Answer, None]],
         wait_seconds: float,
     ) -> AsyncGenerator[Answer, None]:
         start = self._clock.monotonic()
@@ -107,7 +132,7 @@ class SharedPolls:
                 return
             if not shared.leading:
                 async with aclosing(
-                    self._lead(shared, poll, max(0.0, wait_seconds - elapsed), start)
+                    self._lead(shared, lead, max(0.0, wait_seconds - elapsed), start)
                 ) as answers:
                     async for answer in answers:
                         yield answer
@@ -130,20 +155,18 @@ class SharedPolls:
     async def _lead(
         self,
         shared: _Shared,
-        poll: Callable[[], Awaitable[TaskSnapshot]],
+        lead: Callable[[float], AsyncGenerator[Answer, None]],
         wait_seconds: float,
         start: float,
     ) -> AsyncGenerator[Answer, None]:
         shared.leading = True
         offset = self._clock.monotonic() - start
-        answers = poll_task(
-            poll, wait_seconds=wait_seconds, clock=self._clock, schedule=self._schedule
-        )
+        answers = lead(wait_seconds)
         try:
             async with aclosing(answers):
                 async for answer in answers:
                     shared.publish(answer.snapshot)
-                    yield Answer(answer.snapshot, offset + answer.elapsed)
+                    yield Answer(answer.snapshot, offset + answer.elapsed, fresh=answer.fresh)
         except Exception as exc:
             shared.publish(None, exc)
             raise

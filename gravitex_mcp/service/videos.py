@@ -18,6 +18,7 @@ import anyio
 
 from ..domain import LOCAL_USER, user_folder
 from ..errors import GravitexError
+from ..metrics import Metrics
 from ..results import ExtractFramesResult, TaskSummary, Usage
 from ..settings import Settings
 from ..store.seam import TaskStore, VideoStore
@@ -70,9 +71,10 @@ class VideoService:
         schedule: PollSchedule | None = None,
         download_bound: float = DOWNLOAD_BOUND_SECONDS,
         video_work: VideoWork | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """``journal`` and ``output``: the task and video stores (the composition root
-        picks them)."""
+        picks them); ``metrics`` counts saves and storage errors."""
         self._settings = settings
         #: who this service works for (acting_for); the local user by default
         self.user_id = LOCAL_USER
@@ -88,6 +90,7 @@ class VideoService:
             clock=clock,
             output=self._output,
             video_work=self.video_work,
+            metrics=metrics,
         )
         self._follower = Follow(
             client=client,
@@ -119,6 +122,7 @@ class VideoService:
         self.reserve = self._generate.reserve
         self.follow_submission = self._generate.follow_submission
         self.check = self._follower.check
+        self.waiting = self._follower.waiting
         self.download = self._follower.download
         self.held_video = self._follower.held_video
 

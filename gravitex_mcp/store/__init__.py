@@ -3,7 +3,7 @@
 ``seam`` is what the layers above hold: the ``TaskStore`` and ``VideoStore``
 protocols, the value types they hand out, and the one wait-for-a-holder loop. Today's
 single-machine implementations sit behind it: ``journal`` (the SQLite task store:
-records, submissions, idempotency claims, save leases) on ``sqlite_open`` (opening,
+records, submissions, idempotency claims, save and poll leases) on ``sqlite_open`` (opening,
 sharing, recovery), ``sqlite_schema`` (migrations), ``sqlite_rows`` (the rows' SQL),
 ``sqlite_files`` (setting a damaged file aside) and ``tasklock`` (flock files as
 leases); ``storage`` (the output folder: safe names, a writer hashing as it writes)

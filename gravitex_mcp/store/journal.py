@@ -37,7 +37,7 @@ from typing import Any
 import anyio.to_thread
 
 from ..domain import LOCAL_USER, JournalStatus, TaskStatus, as_utc, utc_now
-from ..errors import InvalidArgumentsError, JournalError, Problem, StorageError
+from ..errors import InvalidArgumentsError, JournalError, Problem
 from .records import (
     KeyClaim,
     OverBudget,
@@ -47,7 +47,7 @@ from .records import (
     Usage,
     parse_url_expiry,
 )
-from .seam import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Lease, LeaseBusy, LeaseKind, UserView
+from .seam import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Clock, UserView
 from .sqlite_open import DEFAULT_BUSY_TIMEOUT, DEFAULT_LOCK_TIMEOUT, SqliteDatabase, open_database
 from .sqlite_rows import (
     FIND_BY_LOCAL_ID,
@@ -66,14 +66,14 @@ from .sqlite_rows import (
 )
 from .sqlite_schema import read as _read
 from .sqlite_schema import write as _write
-from .tasklock import FlockLease, SubmitLeases, TaskLock, TaskLocks
+from .tasklock import FlockLeases, SubmitLeases, TaskLocks
 
 logger = logging.getLogger(__name__)
 
 _STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may exist upstream."
 
 
-class Journal(SqliteDatabase, UserView):
+class Journal(SqliteDatabase, UserView, FlockLeases):
     """The task journal. Build it with :meth:`open`; share one per process.
 
     Every read and write is for one user: the journal :meth:`open` returns is the local
@@ -95,8 +95,10 @@ class Journal(SqliteDatabase, UserView):
         now: Callable[[], datetime] = utc_now,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        clock: Clock | None = None,
     ) -> Journal:
         """Open (or create) ``<state_dir>/tasks.sqlite3``; call once at start-up.
+        ``clock`` (tests) times :meth:`wait_for_change`.
 
         Raises :class:`JournalError` when the journal cannot be used (see
         :func:`~gravitex_mcp.store.sqlite_open.open_database`).
@@ -104,7 +106,10 @@ class Journal(SqliteDatabase, UserView):
         conn, path = open_database(
             state_dir, now=now, busy_timeout=busy_timeout, lock_timeout=lock_timeout
         )
-        return cls(conn, path, now)
+        journal = cls(conn, path, now)
+        if clock is not None:
+            journal._wait_clock = clock
+        return journal
 
     def close(self) -> None:
         """Close the connection; idempotent. Later calls raise :class:`JournalError`."""
@@ -209,24 +214,6 @@ class Journal(SqliteDatabase, UserView):
             return Usage(seconds_today=float(seconds), tasks_today=int(tasks))
 
         return await self._run_read(operation)
-
-    # --- leases across processes
-
-    async def try_lease(self, task_id: str, kind: LeaseKind) -> Lease | LeaseBusy:
-        """The lease of ``task_id``: an flock on its lock file in the state folder
-        (:class:`~gravitex_mcp.store.tasklock.TaskLocks`), held until released or the
-        holder's process ends; else who holds it."""
-        try:
-            # open + flock + pid write: file calls, kept off the event loop
-            held = await anyio.to_thread.run_sync(self._task_locks.try_acquire, task_id)
-        except OSError as exc:
-            raise StorageError(
-                f"Cannot lock task {task_id!r} for its download in the state folder "
-                f"{self._path.parent}: {exc.strerror or exc}"
-            ) from exc
-        if isinstance(held, TaskLock):
-            return FlockLease(held)
-        return LeaseBusy(f"pid {held or 'unknown'}")
 
     # --- submissions
 

@@ -3,8 +3,10 @@
 A write that changes a task's status runs :func:`notify` in its transaction (sent on
 commit, to every replica). Each store runs :meth:`ChangeFeed.listen` on a connection of
 its own (reconnecting after a failover), which wakes :meth:`ChangeFeed.wait_for_change`
-and feeds :meth:`ChangeFeed.changes`. A waiter that is not woken (the listener down)
-times out and looks, as it did before.
+and feeds :meth:`ChangeFeed.changes`. A change that comes while nobody here waits on its
+task is kept for the next wait, so a waiter that reads the task between two waits misses
+none. A waiter that is not woken (the listener down) times out and looks, as it did
+before.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import psycopg
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from psycopg import AsyncConnection
 
+from ..metrics import Metrics
 from .pg_rows import Conn, first_line
 from .pg_schema import CHANGES_CHANNEL
 from .seam import Clock
@@ -48,18 +51,24 @@ async def notify(conn: Conn, row: Mapping[str, Any]) -> None:
 class ChangeFeed:
     """One replica's listener and the waiters on it."""
 
-    def __init__(self, dsn: str, *, clock: Clock) -> None:
+    def __init__(self, dsn: str, *, clock: Clock, metrics: Metrics | None = None) -> None:
         self._dsn = dsn
         self._clock = clock
+        self._metrics = metrics
         self._waiters: dict[str, set[anyio.Event]] = {}
         self._last: dict[str, TaskChange] = {}
+        self._unclaimed: set[str] = set()  # changed while nobody here waited on them
         self._subscribers: set[MemoryObjectSendStream[TaskChange]] = set()
         self.listening = anyio.Event()
         """Set while LISTEN is in force (tests wait for it)."""
 
     async def wait_for_change(self, task_id: str, timeout: float) -> TaskChange | None:  # noqa: ASYNC109
         """The next change of ``task_id`` (upstream or local id) any replica records,
-        or ``None`` after ``timeout`` s."""
+        or ``None`` after ``timeout`` s; one recorded since the last wait for it ended
+        is returned at once."""
+        if task_id in self._unclaimed:
+            self._unclaimed.discard(task_id)
+            return self._last.get(task_id)
         event = anyio.Event()
         self._waiters.setdefault(task_id, set()).add(event)
         try:
@@ -89,11 +98,15 @@ class ChangeFeed:
     def dispatch(self, change: TaskChange) -> None:
         if len(self._last) > _REMEMBERED:
             self._last.clear()
+            self._unclaimed.clear()
         for key in (change.task_id, change.local_id):
             if key is None:
                 continue
             self._last[key] = change
-            for event in self._waiters.get(key, ()):
+            waiters = self._waiters.get(key)
+            if not waiters:
+                self._unclaimed.add(key)
+            for event in waiters or ():
                 event.set()
         for send in list(self._subscribers):
             try:
@@ -125,5 +138,7 @@ class ChangeFeed:
                         self.dispatch(change)
             except psycopg.Error as exc:
                 logger.info("task change listener: %s; reconnecting", first_line(exc))
+                if self._metrics is not None:
+                    self._metrics.database_errors.labels("listen").inc()
             self.listening = anyio.Event()
             await self._clock.sleep(1.0)

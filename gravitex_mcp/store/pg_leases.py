@@ -2,10 +2,11 @@
 
 A lease is a row ``(task_id, kind, holder_id, holder, token, expires_at)``. It is taken
 with ``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE expires_at < now()`` (free, or its
-holder stopped renewing), renewed by :meth:`LeaseRows.heartbeat` every third of its
-time while held, and deleted on release. Expiry is the database's ``now()``: one clock
-for every replica. Each take draws a larger fencing ``token`` from ``lease_tokens``; a
-renewal that finds its row taken over marks the lease :attr:`PgLease.lost`.
+holder stopped renewing: a *takeover*, counted in ``gravitex_lease_takeovers``), renewed
+by :meth:`LeaseRows.heartbeat` every third of its time while held, and deleted on
+release. Expiry is the database's ``now()``: one clock for every replica. Each take
+draws a larger fencing ``token`` from ``lease_tokens``; a renewal that finds its row
+taken over marks the lease :attr:`PgLease.lost`.
 
 A claimed key's submit holds a ``submit`` lease on its local id (:data:`SUBMIT_LEASE`),
 written in the claim's transaction and deleted in the answer's.
@@ -23,6 +24,7 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 
 from ..errors import JournalError
+from ..metrics import Metrics
 from .pg_rows import Conn, one
 from .seam import Clock, LeaseBusy
 
@@ -39,18 +41,9 @@ _TAKE = (
     " ON CONFLICT (task_id, kind) DO UPDATE SET holder_id = excluded.holder_id,"
     " holder = excluded.holder, token = excluded.token, taken_at = now(),"
     " expires_at = excluded.expires_at WHERE l.expires_at < now()"
-    " RETURNING token"
+    # xmax is 0 on a row this statement inserted: else it updated a lapsed holder's row
+    " RETURNING token, xmax <> 0 AS took_over"
 )
-
-
-class RealClock:
-    """The event loop's clock: what renewals are paced by outside tests."""
-
-    def monotonic(self) -> float:
-        return anyio.current_time()
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
 
 
 class PgLease:
@@ -80,9 +73,11 @@ class LeaseRows:
         *,
         clock: Clock,
         lease_seconds: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._connection = connection
         self._clock = clock
+        self._metrics = metrics
         self.lease_seconds = lease_seconds
         self.holder_id = uuid.uuid4().hex
         self.holder = f"pid {os.getpid()} on {socket.gethostname()}"
@@ -101,6 +96,12 @@ class LeaseRows:
             for _ in range(3):
                 row = await one(conn, _TAKE, params)
                 if row is not None:
+                    if row["took_over"]:
+                        logger.info(
+                            "took over lease %s/%s: its holder stopped renewing", task_id, kind
+                        )
+                        if self._metrics is not None:
+                            self._metrics.lease_takeovers.labels(kind).inc()
                     return self._hold(task_id, kind, int(row["token"]))
                 held = await one(
                     conn,

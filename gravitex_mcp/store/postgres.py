@@ -49,8 +49,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..domain import LOCAL_USER, JournalStatus, TaskStatus, as_utc, utc_now
 from ..errors import JournalError, StoreUnavailableError
+from ..metrics import Metrics
 from .pg_changes import ChangeFeed, TaskChange, notify
-from .pg_leases import SUBMIT_ALIVE, SUBMIT_LEASE, LeaseRows, RealClock
+from .pg_leases import SUBMIT_ALIVE, SUBMIT_LEASE, LeaseRows
 from .pg_rows import (
     BY_LOCAL,
     DEFAULT_LIST_LIMIT,
@@ -76,7 +77,7 @@ from .records import (
     Usage,
     parse_url_expiry,
 )
-from .seam import Clock, Lease, LeaseBusy, LeaseKind, UserView
+from .seam import Clock, Lease, LeaseBusy, LeaseKind, RealClock, UserView
 from .sqlite_rows import encode_arguments, event_detail
 
 logger = logging.getLogger(__name__)
@@ -114,14 +115,18 @@ class PostgresTaskStore(UserView):
         now: Callable[[], datetime],
         clock: Clock,
         lease_seconds: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pool: AsyncConnectionPool[Conn] | None = pool
         self._dsn = dsn
         self._where = where(dsn)
         self._now = now
         self._clock = clock
-        self._leases = LeaseRows(self._connection, clock=clock, lease_seconds=lease_seconds)
-        self._feed = ChangeFeed(dsn, clock=clock)
+        self._metrics = metrics
+        self._leases = LeaseRows(
+            self._connection, clock=clock, lease_seconds=lease_seconds, metrics=metrics
+        )
+        self._feed = ChangeFeed(dsn, clock=clock, metrics=metrics)
         self._user = LOCAL_USER
 
     # --- users
@@ -227,10 +232,12 @@ class PostgresTaskStore(UserView):
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         now: Callable[[], datetime] = utc_now,
         clock: Clock | None = None,
+        metrics: Metrics | None = None,
     ) -> AsyncIterator[PostgresTaskStore]:
         """Open the pool, migrate the schema, run the heartbeat and the listener; at
         exit release this replica's leases and close the pool. A database that cannot
-        be reached raises :class:`StoreUnavailableError`."""
+        be reached raises :class:`StoreUnavailableError`. ``metrics`` counts lease
+        takeovers and database errors (by operation: connection, statement, listen)."""
         if not 0 < lease_seconds <= MAX_LEASE_SECONDS:
             raise ValueError(f"lease_seconds must be in (0, {MAX_LEASE_SECONDS:g}]")
         if not 1 <= min_size <= max_size:
@@ -253,7 +260,14 @@ class PostgresTaskStore(UserView):
             await pool.close()
             logger.error("task database %s unreachable at start-up: %s", at, first_line(exc))
             raise StoreUnavailableError(f"{at}: {first_line(exc)}") from exc
-        store = cls(pool, dsn=dsn, now=now, clock=clock or RealClock(), lease_seconds=lease_seconds)
+        store = cls(
+            pool,
+            dsn=dsn,
+            now=now,
+            clock=clock or RealClock(),
+            lease_seconds=lease_seconds,
+            metrics=metrics,
+        )
         try:
             async with store._connection() as conn:
                 await migrate(conn, where=at)
@@ -287,9 +301,15 @@ class PostgresTaskStore(UserView):
                 yield conn
         except psycopg.OperationalError as exc:  # PoolTimeout too: down, restarting
             logger.warning("task database %s unavailable: %s", self._where, first_line(exc))
+            self._count_error("connection")
             raise StoreUnavailableError(f"{self._where}: {first_line(exc)}") from exc
         except psycopg.Error as exc:
+            self._count_error("statement")
             raise JournalError(f"Task database {self._where}: {first_line(exc)}") from exc
+
+    def _count_error(self, operation: str) -> None:
+        if self._metrics is not None:
+            self._metrics.database_errors.labels(operation).inc()
 
     def _stamp(self) -> datetime:
         return as_utc(self._now())
@@ -303,10 +323,10 @@ class PostgresTaskStore(UserView):
 
     # --- changes across replicas
 
-    async def wait_for_change(self, task_id: str, timeout: float) -> TaskChange | None:  # noqa: ASYNC109
-        """The next change of ``task_id`` (upstream or local id) that any replica
-        records, or ``None`` after ``timeout`` s (then look, as before)."""
-        return await self._feed.wait_for_change(task_id, timeout)
+    async def wait_for_change(self, task_id: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """Whether any replica recorded a change of ``task_id`` (upstream or local id)
+        within ``timeout`` s (woken by ``NOTIFY``; :attr:`feed` tells which change)."""
+        return await self._feed.wait_for_change(task_id, timeout) is not None
 
     def changes(
         self,

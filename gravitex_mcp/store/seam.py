@@ -19,8 +19,8 @@ team-hosting issue adds, without touching ``service/``:
 * a PostgreSQL task store: claims as ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
   (a unique constraint on the key); leases as rows ``(task_id, kind, holder,
   expires_at)`` taken with ``INSERT ... ON CONFLICT ... WHERE expires_at < now()``
-  and deleted by :meth:`Lease.release`; :func:`wait_for_lease` may then wake on
-  ``LISTEN`` instead of its timer (a ``TaskStore`` method, when one is needed);
+  and deleted by :meth:`Lease.release`; :meth:`TaskStore.wait_for_change` wakes on
+  ``LISTEN`` where the journal's is a timed wait;
 * an S3 video store: :meth:`VideoStore.reserve` starts a multipart upload under a
   temporary key (the writer hashes each part), :meth:`VideoWriter.commit` completes it
   and copies it create-only (``If-None-Match: *``) to the first free ``stem-N`` key;
@@ -40,6 +40,8 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, cast
+
+import anyio
 
 from ..domain import JournalStatus, TaskStatus
 from ..errors import StorageError
@@ -84,6 +86,9 @@ class LeaseKind(StrEnum):
 
     SAVE = "save"
     """Downloads the task's video once; others wait, then reuse what it recorded."""
+    POLL = "poll"
+    """Queries the task upstream and records each answer; other processes' waits read
+    what it recorded (woken by :meth:`TaskStore.wait_for_change`) instead of asking."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,12 @@ class LeaseBusy:
 class Lease(Protocol):
     """A held lease; it lasts until released, or until its holder's process ends (a
     shared database's lease: until its expiry, which the holder renews)."""
+
+    @property
+    def lost(self) -> bool:
+        """Whether another holder took it over (this one stalled past its expiry): stop
+        the work it guards."""
+        ...
 
     async def release(self) -> None:
         """End it (idempotent; called from ``finally`` blocks, so it completes even
@@ -256,6 +267,12 @@ class TaskStore(Protocol):
         """Take the lease now, or say who holds it; never waits."""
         ...
 
+    async def wait_for_change(self, task_id: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait at most ``timeout`` s for another process to record a new status of
+        ``task_id``: whether one was seen (then :meth:`get` it). Without notifications
+        (the journal) a plain wait on the store's clock that answers ``False``."""
+        ...
+
 
 class VideoWriter(Protocol):
     """A reserved video being written; ``async with``. Leaving the block without
@@ -380,6 +397,16 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    """The event loop's clock: the stores' waits and renewals outside tests."""
+
+    def monotonic(self) -> float:
+        return anyio.current_time()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
 
 
 async def patiently(

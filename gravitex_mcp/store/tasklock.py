@@ -1,10 +1,11 @@
 """Lock files in the state folder: the SQLite task store's leases across processes.
 
-Save leases: one download of a task at a time, across every server process that
-shares the folders.
+Save and poll leases (:class:`FlockLeases`): one download of a task, and one poll loop
+of it, at a time across every server process that shares the folders.
 
-``<state_dir>/locks/<sha256 of the task id>.lock`` is held with an exclusive
-``fcntl.flock`` for the whole download; the holder writes its pid into it so a
+``<state_dir>/locks/<sha256 of the task id>.lock`` (a poll lease's: of ``poll:<task
+id>``) is held with an exclusive ``fcntl.flock`` for the whole download (or wait); the
+holder writes its pid into it so a
 waiting process can say who holds it. The kernel drops a flock when its holder
 dies, so a crash never leaves a task locked. Lock files are left in place
 (deleting one while another process opens it would let two holders in); they
@@ -23,7 +24,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import JournalError
+import anyio.to_thread
+
+from ..errors import JournalError, StorageError
+from .seam import Clock, Lease, LeaseBusy, LeaseKind, RealClock
 
 if sys.platform != "win32":
     import fcntl
@@ -47,6 +51,8 @@ class TaskLock:
 class FlockLease:
     """A held :class:`TaskLock` as the store seam's ``Lease``."""
 
+    lost = False  # a flock is never taken over: it lasts while its holder lives
+
     def __init__(self, lock: TaskLock) -> None:
         self._lock = lock
 
@@ -59,7 +65,8 @@ class TaskLocks:
     """The per-task lock files of one state folder."""
 
     def __init__(self, state_dir: Path) -> None:
-        self._dir = Path(state_dir) / LOCKS_DIRNAME
+        self.state_dir = Path(state_dir)
+        self._dir = self.state_dir / LOCKS_DIRNAME
 
     def path(self, key: str) -> Path:
         """The lock file of ``key`` (a task id; hashed, so any id makes a safe name)."""
@@ -75,6 +82,38 @@ class TaskLocks:
         if sys.platform != "win32":
             self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return try_lock_file(self.path(key))
+
+
+class FlockLeases:
+    """The SQLite task store's leases (a mixin of the journal): the lock files of its
+    :class:`TaskLocks`, and its wait for a change, which no notification crosses
+    processes to end: a plain wait on the clock, after which the waiter looks again."""
+
+    _task_locks: TaskLocks
+    _wait_clock: Clock = RealClock()
+    """What :meth:`wait_for_change` waits on (tests: a fake clock)."""
+
+    async def try_lease(self, task_id: str, kind: LeaseKind) -> Lease | LeaseBusy:
+        """The lease of ``task_id``: an flock on its lock file, held until released or
+        the holder's process ends; else who holds it."""
+        # A save keeps the name it always had; other kinds are named apart from it.
+        key = task_id if kind is LeaseKind.SAVE else f"{kind.value}:{task_id}"
+        try:
+            # open + flock + pid write: file calls, kept off the event loop
+            held = await anyio.to_thread.run_sync(self._task_locks.try_acquire, key)
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot lock task {task_id!r} for its {kind.value} in the state folder "
+                f"{self._task_locks.state_dir}: {exc.strerror or exc}"
+            ) from exc
+        if isinstance(held, TaskLock):
+            return FlockLease(held)
+        return LeaseBusy(f"pid {held or 'unknown'}")
+
+    async def wait_for_change(self, task_id: str, timeout: float) -> bool:  # noqa: ASYNC109
+        """``timeout`` s on the clock; nothing tells of a change here (``False``)."""
+        await self._wait_clock.sleep(max(0.0, timeout))
+        return False
 
 
 def try_lock_file(path: Path) -> TaskLock | int:

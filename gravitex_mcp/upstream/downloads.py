@@ -303,9 +303,9 @@ async def download_stored(
 
 def saved_video(stored: Stored) -> SavedVideo:
     """The result fields of a published video."""
-    # An object has no local path: its URI stands in for it.
+    # An object has no local path: its URI says where it is.
     return SavedVideo(
-        path=str(stored.path) if stored.path is not None else stored.uri,
+        path=str(stored.path) if stored.path is not None else None,
         uri=stored.uri or (stored.path.as_uri() if stored.path is not None else ""),
         size_bytes=stored.size_bytes,
         sha256=stored.sha256,

@@ -60,7 +60,7 @@ async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
         first = await _made(client, 4)
         second = await _made(client, 8)
         assert first["uri"].startswith(base)
-        assert first["path"] == first["uri"]  # no local path: the URI stands in for it
+        assert first["path"] is None  # no local path: the URI says where it is
         preview = first["preview"]
         assert preview["uri"].startswith(base)
         assert preview["uri"].endswith(".contact.jpg")
@@ -76,6 +76,14 @@ async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
         assert str(link.uri) == first["uri"]
         assert again["reused"] is True
         assert again["uri"] == first["uri"]
+        assert again["path"] is None
+        assert f"Already saved at {first['uri']} " in text_of(reused)
+        looked = structured(
+            await client.call_tool(
+                "check_video_task", {"task_id": first["task_id"], "wait_seconds": 0}
+            )
+        )
+        assert f"already saved at {first['uri']}." in looked["next_step"]
         frames = structured(
             await client.call_tool("extract_frames", {"task_id": first["task_id"], "at": ["first"]})
         )
@@ -99,6 +107,7 @@ async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
             )
         )
         assert joined["uri"].startswith(base)
+        assert joined["path"] is None
         assert joined["probe"]["duration_seconds"] == pytest.approx(12.0, abs=0.1)
     # The journal names the object by its URI, and the identity the reuse checked it by.
     journal = Journal.open(h.settings.state_dir)

@@ -8,6 +8,7 @@ process through ``ASGITransport``, with its lifespan run as uvicorn would run it
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp import Client
 from mcp.server.request_state import RequestStateBoundary
 from opentelemetry import trace
 from starlette.types import ASGIApp, Message
@@ -33,9 +35,12 @@ from gravitex_mcp.settings import DEFAULT_SESSION_IDLE, Settings, load_settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.media_links import KEY_FILE, MediaLinks, link_key
 from gravitex_mcp.store.ready import folder_writable, journal_readable
+from gravitex_mcp.store.storage import OutputDir
 from gravitex_mcp.upstream.client import GravitexClient
 from gravitex_mcp.upstream.observe import upstream_hooks
 from tests.proc import clean_env, http_server, run_cli
+from tests.server.test_failures import _failing
+from tests.server_harness import make_harness, structured
 
 SECRET = "0123456789abcdef0123456789abcdef-shared"
 TOKEN = "ops-token-7c1d"
@@ -365,7 +370,7 @@ async def test_metrics_obey_the_token_and_count_calls_submits_and_tasks(tmp_path
     assert sample(text, "gravitex_upstream_request_seconds_count", endpoint="submit") == 1
     assert sample(text, "gravitex_tasks", status="submitted") == 1  # read from the journal
     for defined in ("gravitex_saves_total", "gravitex_lease_takeovers_total"):
-        assert f"# TYPE {defined} counter" in text  # defined, fed after issue 16's merge
+        assert f"# TYPE {defined} counter" in text  # fed by saves and leases (below)
 
 
 async def test_metrics_public_needs_no_token(tmp_path: Path) -> None:
@@ -391,6 +396,38 @@ def test_the_command_serves_readyz_and_metrics(tmp_path: Path) -> None:
     assert refused.status_code == 401
     assert scraped.status_code == 200
     assert "# TYPE gravitex_upstream_request_seconds histogram" in scraped.text
+
+
+async def test_metrics_count_saves_their_bytes_and_storage_errors(tmp_path: Path) -> None:
+    metrics = Metrics()
+    h = make_harness(tmp_path)
+    wan = {"model": "wan2.5-t2v-preview", "prompt": "a cat"}
+
+    def server(output: OutputDir | None = None) -> Client:
+        built = build_server(
+            h.settings,
+            transport=simulator_transport(h.sim),
+            clock=h.clock,
+            metrics=metrics,
+            output=output,
+        )
+        return Client(built, raise_exceptions=False)
+
+    async with server() as client:
+        made = structured(
+            await client.call_tool("generate_video", {**wan, "wait_seconds": 60, "download": True})
+        )
+        later = structured(await client.call_tool("generate_video", {**wan, "wait_seconds": 0}))
+    h.clock.now += 60  # finished upstream
+    full = OutputDir(h.settings.output_dir, write=_failing(errno.ENOSPC))
+    async with server(full) as client:
+        refused = await client.call_tool("download_video", {"task_id": later["task_id"]})
+    assert refused.is_error
+    value = metrics.registry.get_sample_value
+    assert value("gravitex_saves_total", {"outcome": "saved"}) == 1
+    assert value("gravitex_saved_bytes_total") == made["size_bytes"]
+    assert value("gravitex_saves_total", {"outcome": "failed"}) == 1
+    assert value("gravitex_storage_errors_total", {"operation": "save"}) == 1
 
 
 # --- 6. spans around upstream calls, and the task id in log lines ------------------------

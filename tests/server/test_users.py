@@ -517,6 +517,6 @@ async def test_a_callers_key_pays_for_the_save_that_outlives_the_call(tmp_path: 
     finally:
         await client.aclose()
         journal.close()
-    assert Path(saved.path).is_file()
+    assert Path(saved.location).is_file()
     assert [a for _, _, a in gated.seen] == [f"Bearer {USER_KEY}"] * len(gated.seen)
     assert any(path.endswith("/download") for _, path, _ in gated.seen)

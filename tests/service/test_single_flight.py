@@ -177,7 +177,10 @@ async def test_twenty_concurrent_waits_poll_as_one_and_save_one_file(
     assert len({r["path"] for r in results}) == 1
     assert len(list(h.settings.output_dir.glob("*.mp4"))) == 1
     assert h.sim.calls["file"] - files == 1
-    assert lock_attempts == [solo_task, task_id], "one download, one lock, per task"
+    polls = [key for key in lock_attempts if key.startswith("poll:")]
+    saves = [key for key in lock_attempts if key not in polls]
+    assert saves == [solo_task, task_id], "one download, one lock, per task"
+    assert polls == [f"poll:{solo_task}", f"poll:{task_id}"], "one poll loop, one lease"
     assert "being saved by another process" not in caplog.text
 
 

@@ -182,9 +182,13 @@ async def test_a_status_change_wakes_waiters_on_other_replicas(
             with anyio.fail_after(10):
                 submitted = await stream.receive()  # the submit's own change, first
             assert (submitted.task_id, submitted.status) == ("t-n", "submitted")
+            # Nobody waited when it came: kept for the next wait, which returns at once.
+            kept = await reader.feed.wait_for_change("t-n", timeout=0)
+            assert kept is not None
+            assert kept.status == "submitted"
 
             async def wait() -> None:
-                seen.append(await reader.wait_for_change("t-n", timeout=10))
+                seen.append(await reader.feed.wait_for_change("t-n", timeout=10))
 
             tg.start_soon(wait)
             await anyio.sleep(0.1)  # the waiter is registered
@@ -199,7 +203,8 @@ async def test_a_status_change_wakes_waiters_on_other_replicas(
         ]
         assert seen[0] is not None
         assert seen[0].status == "in_progress"
-        assert await reader.wait_for_change("t-n", timeout=0.2) is None
+        assert await reader.wait_for_change("t-n", timeout=0.2)  # succeeded, kept
+        assert not await reader.wait_for_change("t-n", timeout=0.2)
 
 
 # --- the database going away --------------------------------------------------------

@@ -391,6 +391,28 @@ async def test_one_lease_holder_at_a_time(backend: Backend) -> None:
         await third.release()
 
 
+async def test_a_tasks_poll_and_save_leases_are_apart(backend: Backend) -> None:
+    async with backend.open() as store, backend.open() as other:
+        save = await store.try_lease("t-k", LeaseKind.SAVE)
+        poll = await other.try_lease("t-k", LeaseKind.POLL)  # saving does not stop polling
+        assert not isinstance(save, LeaseBusy)
+        assert not isinstance(poll, LeaseBusy)
+        assert isinstance(await store.try_lease("t-k", LeaseKind.POLL), LeaseBusy)
+        assert not save.lost
+        assert not poll.lost
+        await poll.release()
+        again = await store.try_lease("t-k", LeaseKind.POLL)
+        assert not isinstance(again, LeaseBusy)
+        for lease in (save, again):
+            await lease.release()
+
+
+async def test_a_wait_for_a_change_nobody_makes_ends_on_time(backend: Backend) -> None:
+    async with backend.open() as store:
+        with anyio.fail_after(10):
+            assert await store.wait_for_change("t-w", 0.2) is False
+
+
 async def test_a_dead_holders_lease_is_taken_over(backend: Backend) -> None:
     async with backend.open() as store:
         with backend.holder("lease", "t-dead") as (line, child):

@@ -248,7 +248,7 @@ def delivery_of(family: Family) -> Delivery:
 
 
 def check_saved(saved: SavedVideo, video: bytes, out: Path, name: str) -> None:
-    path = Path(saved.path)
+    path = Path(saved.location)
     assert path == out.resolve() / name
     assert path.read_bytes() == video
     assert saved.size_bytes == len(video)
@@ -306,7 +306,7 @@ async def test_sora_broken_connection_is_retried(area: tuple[Path, Path]) -> Non
         json_answer(body),
     ]
     saved = await sora(upstream, out)
-    assert Path(saved.path).read_bytes() == VIDEO
+    assert Path(saved.location).read_bytes() == VIDEO
     assert upstream.count("/download") == 2
 
 
@@ -427,7 +427,7 @@ async def test_sora_never_overwrites(area: tuple[Path, Path]) -> None:
     upstream = Upstream()
     upstream.downloads.append(json_answer(sora_json()))
     saved = await sora(upstream, out, filename="cat")
-    assert Path(saved.path).name == "cat-1.mp4"
+    assert Path(saved.location).name == "cat-1.mp4"
     assert (out / "cat.mp4").read_bytes() == b"precious"
 
 
@@ -692,7 +692,7 @@ async def test_missing_url_is_fetched_by_query(area: tuple[Path, Path]) -> None:
     upstream.files[FRESH] = [file_answer(VIDEO)]
     upstream.queries.append({"task_id": TASK, "status": "succeeded", "url": FRESH})
     saved = await by_url(upstream, out, url=None)
-    assert Path(saved.path).read_bytes() == VIDEO
+    assert Path(saved.location).read_bytes() == VIDEO
 
 
 async def test_url_disk_full(area: tuple[Path, Path]) -> None:
@@ -718,8 +718,8 @@ async def test_url_hostile_names_stay_inside(area: tuple[Path, Path], name: str)
     upstream = Upstream()
     upstream.files[SIGNED] = [file_answer(VIDEO)]
     saved = await by_url(upstream, out, filename=name)
-    assert Path(saved.path).parent == out.resolve()
-    assert tree(parent) == before | {"videos", f"videos/{Path(saved.path).name}"}
+    assert Path(saved.location).parent == out.resolve()
+    assert tree(parent) == before | {"videos", f"videos/{Path(saved.location).name}"}
 
 
 async def test_attempts_must_be_positive(area: tuple[Path, Path]) -> None:
@@ -818,7 +818,8 @@ async def test_sim_sora_truncated_then_whole(area: tuple[Path, Path]) -> None:
         task_id, _ = await rig.finished(SIM_SORA)
         rig.sim.faults.add(Endpoint.DOWNLOAD, FaultKind.TRUNCATED)
         saved = await sim_download(rig, task_id, Family.SORA, None, out)
-    assert Path(saved.path).read_bytes() == expected_video(300 * 1024, rig.sim.tasks[task_id].clip)
+    expected = expected_video(300 * 1024, rig.sim.tasks[task_id].clip)
+    assert Path(saved.location).read_bytes() == expected
     assert rig.sim.calls["download"] == 2
     assert tree(out) == {f"{task_id}.mp4"}
 
@@ -844,7 +845,8 @@ async def test_sim_file_truncated_then_whole(area: tuple[Path, Path]) -> None:
         task_id, url = await rig.finished(SIM_VEO)
         rig.sim.faults.add(Endpoint.FILE, FaultKind.TRUNCATED)
         saved = await sim_download(rig, task_id, Family.VEO, url, out)
-    assert Path(saved.path).read_bytes() == expected_video(300 * 1024, rig.sim.tasks[task_id].clip)
+    expected = expected_video(300 * 1024, rig.sim.tasks[task_id].clip)
+    assert Path(saved.location).read_bytes() == expected
     assert rig.sim.calls["file"] == 2
 
 

@@ -106,7 +106,7 @@ async def test_no_more_looks_run_at_once_than_the_limiter_allows(tmp_path: Path)
         async def save(task_id: str) -> None:
             result = await service.download(task_id, filename=None)
             assert result.preview is not None, result.notes
-            saved[task_id] = result.path
+            saved[task_id] = result.location
 
         with anyio.fail_after(GUARD_SECONDS):
             async with anyio.create_task_group() as group:
