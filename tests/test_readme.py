@@ -136,6 +136,10 @@ ASIDE = {
     "/path/to/clone gravitex-mcp": "it changes the user's Claude Code configuration",
     "uvx gravitex-mcp": "the package is on PyPI only after the first release",
     "npm ci && npm run build": "it rebuilds the committed player (tests/test_player_* test it)",
+    ".venv/bin/python scripts/team.py": (
+        "it needs PostgreSQL 15 and SeaweedFS, which the clone's venv lacks; "
+        "tests/test_team_e2e.py runs it as written"
+    ),
 }
 #: A command's output must show it did its job, not only exit 0.
 SHOWS = {

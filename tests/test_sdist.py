@@ -28,6 +28,7 @@ READ_BY_TESTS = (
     ".ci/run",
     "scripts/pack_mcpb.py",
     "scripts/check.py",
+    "scripts/team.py",  # imported by tests/test_team_e2e.py
     "tests/data/server.schema.json",
     "gravitex_mcp/simulator/assets/sample.mp4",
 )

@@ -1,0 +1,1 @@
+"""Project scripts; a package so tests and benchmarks can import ``scripts.team``."""
