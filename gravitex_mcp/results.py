@@ -239,6 +239,9 @@ class TaskSummary(_Result):
     url: str | None = None
     error: TaskErrorInfo | None = None
     path: str | None = None
+    """The saved video's local path; ``None`` for an object (see ``uri``)."""
+    uri: str | None = None
+    """The saved video's URI (``file://`` or ``s3://``), when one was saved."""
     size_bytes: int | None = None
     sha256: str | None = None
     arguments: dict[str, Any] = Field(default_factory=dict)

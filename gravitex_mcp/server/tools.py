@@ -262,7 +262,7 @@ def build_tools(service_of: ServiceGetter, links_of: LinksGetter | None = None) 
             Field(strict=False, description="Only tasks with this status. Omit for all."),
         ] = None,
     ) -> Annotated[CallToolResult, ListVideoTasksResult]:
-        """List video tasks from this machine's journal, newest first (it survives
+        """List your video tasks from the task store, newest first (it survives
         restarts). Use it to find a task_id, or to check whether a submit whose answer
         was lost created a task before trying again."""
         tasks = await service_of(ctx).list_tasks(limit=limit, status=status)

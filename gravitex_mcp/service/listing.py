@@ -8,6 +8,7 @@ from ..redact import clip
 from ..results import TaskErrorInfo, TaskSummary
 from ..store.records import TaskRecord
 from ..store.seam import TaskStore
+from .saves import path_and_uri
 
 #: Longest text value (a prompt, say) shown in a listing; the whole entry stays in
 #: the gravitex://tasks/{task_id} resource. Keeps every listing small, whatever was asked.
@@ -31,6 +32,7 @@ def summarize(record: TaskRecord) -> TaskSummary:
     """The public view of one journal entry (signed URLs without their query string),
     long texts clipped (see :data:`LISTED_TEXT_LIMIT`)."""
     public = record.public_dict()
+    path, uri = path_and_uri(record.saved_path) if record.saved_path else (None, None)
     error = None
     if record.error_message:
         error = TaskErrorInfo(code=record.error_code, message=clip(record.error_message, 1000))
@@ -43,7 +45,8 @@ def summarize(record: TaskRecord) -> TaskSummary:
         updated_at=public["updated_at"],
         url=public.get("url"),
         error=error,
-        path=record.saved_path,
+        path=path,
+        uri=uri,
         size_bytes=record.size_bytes,
         sha256=record.sha256,
         arguments=_clipped(dict(record.arguments)),

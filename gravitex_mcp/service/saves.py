@@ -268,17 +268,21 @@ class Saves:
         return OnDisk(changed=found)
 
 
+def path_and_uri(location: str) -> tuple[str | None, str]:
+    """A recorded location as results give it: an object has no local path, only its
+    ``s3://`` URI; a local file has both."""
+    if location.startswith("s3://"):
+        return None, location
+    return str(Path(location)), Path(location).as_uri()
+
+
 def saved_of(record: TaskRecord | None) -> SavedVideo | None:
     """The saved video ``record`` names (unchecked: see :meth:`Saves.on_disk`)."""
     if record is None or not (
         record.saved_path and record.sha256 and record.size_bytes is not None
     ):
         return None
-    path: str | None
-    if record.saved_path.startswith("s3://"):  # an object: no local path, its URI
-        path, uri = None, record.saved_path
-    else:
-        path, uri = str(Path(record.saved_path)), Path(record.saved_path).as_uri()
+    path, uri = path_and_uri(record.saved_path)
     return SavedVideo(
         path=path,
         uri=uri,

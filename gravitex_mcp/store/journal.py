@@ -116,7 +116,6 @@ class Journal(SqliteDatabase, SqliteUsage, UserView, FlockLeases):
     def _stamp(self) -> str:
         return iso(self._now())
 
-
     # --- submissions
 
     async def begin_submission(

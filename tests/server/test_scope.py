@@ -42,7 +42,6 @@ from gravitex_mcp.store.records import OverBudget, Reservation
 from tests.conftest import S3Bucket
 from tests.server.test_users import PUBLIC, Recording
 from tests.server_harness import API_KEY, FakeClock, make_settings, text_of
-from tests.store.test_video_store_contract import seaweed_env
 
 PROMPT = "a secret lighthouse of alice at dawn"
 GENERATE = {
@@ -94,7 +93,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
         return Backend()
     database = request.getfixturevalue("postgres_db")
     bucket: S3Bucket = request.getfixturevalue("s3_bucket")
-    storage = load_settings(seaweed_env(bucket, PREFIX)).storage
+    storage = load_settings(bucket.storage_env(PREFIX)).storage
     return Backend({"database_url": database.dsn, "storage": storage}, bucket)
 
 
@@ -240,6 +239,9 @@ async def test_bob_finds_nothing_of_alices_anywhere(tmp_path: Path, backend: Bac
         assert listed.structured_content == {"tasks": []}, text_of(listed)
         theirs = await alice.call_tool("list_video_tasks", {})
         assert [t["task_id"] for t in theirs.structured_content["tasks"]] == [alice_id]
+        # The listing names her video as the result did (an object: no path, its uri).
+        mine = theirs.structured_content["tasks"][0]
+        assert (mine["path"], mine["uri"]) == (made["path"], made["uri"])
         usage = await bob.call_tool("get_usage", {})
         assert usage.structured_content == {
             "user": "bob",
