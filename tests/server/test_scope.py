@@ -4,8 +4,9 @@ Two callers drive one server through the in-memory client: the caller is injecte
 the HTTP transports inject it (the SDK's auth context variable, read by
 ``current_caller``), so every route below runs as it does behind a tokens file.
 
-The routes run on both backends (``backend``): ``local`` (the SQLite journal and the
-output folder) and ``team`` (PostgreSQL and S3, the tests' real ones).
+The routes run on both backends (the ``backend`` fixture, tests/backends.py): ``local``
+(the SQLite journal and the output folder) and ``team`` (PostgreSQL and S3, the tests'
+real ones).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,12 @@ from pydantic import SecretStr
 
 from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.callers import Caller
-from gravitex_mcp.settings import load_settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.journal import Journal
 from gravitex_mcp.store.media_links import MediaLinks, link_key
 from gravitex_mcp.store.objects import ObjectVideoStore
 from gravitex_mcp.store.records import OverBudget, Reservation
-from tests.conftest import S3Bucket
+from tests.backends import Backend
 from tests.server.test_users import PUBLIC, Recording
 from tests.server_harness import API_KEY, FakeClock, make_settings, text_of
 
@@ -67,34 +66,6 @@ class Users:
 
     def caller_for(self, access: AccessToken) -> Caller | None:
         return self.callers.get(access.subject or "")
-
-
-#: The team backend's videos are under this prefix of the bucket.
-PREFIX = "team/"
-
-
-@dataclass(frozen=True)
-class Backend:
-    """Where the server keeps its tasks and videos: ``settings`` to build it with."""
-
-    settings: dict[str, Any] = field(default_factory=dict)
-    bucket: S3Bucket | None = None
-
-    def folder_of(self, root: Path, user: str) -> str:
-        """Where ``user``'s saved files are (a path or URI prefix)."""
-        if self.bucket is None:
-            return f"{root / 'videos' / 'users' / user}/"
-        return f"s3://{self.bucket.bucket}/{PREFIX}users/{user}/"
-
-
-@pytest.fixture(params=["local", pytest.param("team", marks=pytest.mark.slow)])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    if request.param == "local":
-        return Backend()
-    database = request.getfixturevalue("postgres_db")
-    bucket: S3Bucket = request.getfixturevalue("s3_bucket")
-    storage = load_settings(bucket.storage_env(PREFIX)).storage
-    return Backend({"database_url": database.dsn, "storage": storage}, bucket)
 
 
 def _server(

@@ -1,24 +1,17 @@
 """Many users on one server (issue 18, the part without the store seam): who calls on
-HTTP, bring-your-own key, confirmation before spending, the submit rate limit."""
+HTTP, confirmation before spending (on both backends: ``backend``), the new settings.
+Bring your own key: test_own_keys.py; the store's part: test_scope.py."""
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestParams, ElicitResult
 from starlette.types import ASGIApp
 
@@ -28,14 +21,10 @@ from gravitex_mcp.server.app import build_server
 from gravitex_mcp.server.callers import TokensFileVerifier, auth_settings, parse_tokens_file
 from gravitex_mcp.server.callers_jwt import JwtVerifier
 from gravitex_mcp.server.http_app import HttpTransport, build_http_app, check_bind
-from gravitex_mcp.service.videos import VideoService
 from gravitex_mcp.settings import load_settings
 from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
-from gravitex_mcp.store.journal import Journal
-from gravitex_mcp.store.storage import OutputDir
-from gravitex_mcp.upstream.client import GravitexClient
+from tests.backends import Backend
 from tests.conftest import FakeClock
-from tests.proc import SERVER_CMD, HttpServer, clean_env, free_port, http_server, stop
 from tests.server.test_team_ops import ACCEPT, INITIALIZE, VERSION, answer, rpc, running
 from tests.server_harness import API_KEY, make_settings, text_of
 
@@ -75,12 +64,30 @@ GENERATE = {"model": "veo-3.1-fast-generate-preview", "prompt": "a red kite", "d
 # --- 3. confirmation ------------------------------------------------------------
 
 
-def _harness(tmp_path: Path, **overrides: Any) -> tuple[Any, Recording, FakeClock]:
+def _harness(
+    tmp_path: Path, backend: Backend | None = None, **overrides: Any
+) -> tuple[Any, Recording, FakeClock]:
     clock = FakeClock()
     recording = Recording(simulator_transport(_sim(clock)))
-    settings = make_settings(tmp_path, **overrides)
+    on = backend.settings if backend is not None else {}
+    settings = make_settings(tmp_path, **on, **overrides)
     server = build_server(settings, transport=recording, clock=clock)
     return server, recording, clock
+
+
+async def _kept(client: Client) -> tuple[list[str], float, int]:
+    """What the task store holds of the caller: their tasks' ids (listed), and the
+    seconds and tasks of today (get_usage: seconds reserved, rows made)."""
+    listed = (await client.call_tool("list_video_tasks", {})).structured_content
+    usage = (await client.call_tool("get_usage", {})).structured_content
+    assert listed is not None
+    assert usage is not None
+    ids = [task["task_id"] for task in listed["tasks"]]
+    return ids, usage["seconds_today"], usage["tasks_today"]
+
+
+#: Nothing kept: no task listed, no second reserved, no row made.
+NOTHING: tuple[list[str], float, int] = ([], 0.0, 0)
 
 
 def _answering(action: str, approve: bool = True) -> Any:
@@ -109,23 +116,27 @@ ERAS = ("legacy", "2026-07-28")
     ],
 )
 async def test_a_large_submission_asks_the_person(
-    tmp_path: Path, action: str, sent: int, said: str | None, era: str
+    tmp_path: Path, backend: Backend, action: str, sent: int, said: str | None, era: str
 ) -> None:
-    server, recording, _ = _harness(tmp_path, confirm_over_seconds=6)
+    server, recording, _ = _harness(tmp_path, backend, confirm_over_seconds=6)
     callback = _answering(action)
     async with Client(
         server, raise_exceptions=False, elicitation_callback=callback, mode=era
     ) as client:
         assert (client.session.protocol_version == "2026-07-28") == (era != "legacy")
         result = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
+        kept = await _kept(client)
     assert len(callback.asked) == 1
     assert "8 seconds" in callback.asked[0]
     assert recording.submits == sent
     if said is None:
         assert not result.is_error, text_of(result)
+        assert result.structured_content is not None
+        assert kept == ([result.structured_content["task_id"]], 8.0, 1)
     else:
         assert result.is_error
         assert said in text_of(result)
+        assert kept == NOTHING
 
 
 async def test_a_small_submission_and_a_dry_run_ask_nothing(tmp_path: Path) -> None:
@@ -142,31 +153,38 @@ async def test_a_small_submission_and_a_dry_run_ask_nothing(tmp_path: Path) -> N
     assert recording.submits == 1
 
 
-async def test_a_batch_counts_every_job_and_model_defaults(tmp_path: Path) -> None:
-    server, recording, _ = _harness(tmp_path, confirm_over_seconds=10)
+async def test_a_batch_counts_every_job_and_model_defaults(
+    tmp_path: Path, backend: Backend
+) -> None:
+    server, recording, _ = _harness(tmp_path, backend, confirm_over_seconds=10)
     callback = _answering("decline")
     jobs = [GENERATE, {"model": "sora-2", "prompt": "a blue kite"}]  # 8 + sora's 4
     async with Client(server, raise_exceptions=False, elicitation_callback=callback) as client:
         result = await client.call_tool("generate_videos", {"jobs": jobs, "wait_seconds": 0})
+        kept = await _kept(client)
     assert result.is_error
     assert "12 seconds" in callback.asked[0]
     assert recording.submits == 0
+    assert kept == NOTHING
 
 
 @pytest.mark.parametrize("era", ERAS)
 async def test_without_elicitation_it_is_refused_until_confirm_true(
-    tmp_path: Path, era: str
+    tmp_path: Path, backend: Backend, era: str
 ) -> None:
-    server, recording, _ = _harness(tmp_path, confirm_over_seconds=6)
+    server, recording, _ = _harness(tmp_path, backend, confirm_over_seconds=6)
     async with Client(server, raise_exceptions=False, mode=era) as client:
         refused = await client.call_tool("generate_video", {**GENERATE, "wait_seconds": 0})
         assert refused.is_error
         assert "confirm: true" in text_of(refused)
         assert recording.submits == 0
+        assert await _kept(client) == NOTHING
         confirmed = await client.call_tool(
             "generate_video", {**GENERATE, "wait_seconds": 0, "confirm": True}
         )
-    assert not confirmed.is_error, text_of(confirmed)
+        assert not confirmed.is_error, text_of(confirmed)
+        assert confirmed.structured_content is not None
+        assert await _kept(client) == ([confirmed.structured_content["task_id"]], 8.0, 1)
     assert recording.submits == 1
 
 
@@ -228,69 +246,6 @@ async def _session(client: httpx2.AsyncClient, headers: dict[str, str]) -> Async
     yield session
 
 
-async def test_tokens_file_callers_and_their_own_key_over_http(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    recording = Recording(simulator_transport(_sim(FakeClock())))
-    app = _http_app(tmp_path, TokensFileVerifier(_tokens_file(tmp_path)), recording)
-    async with running(app) as client:
-        assert (await client.post("/mcp", json=INITIALIZE, headers=ACCEPT)).status_code == 401
-        wrong = {"Authorization": "Bearer nope"}
-        assert (
-            await client.post("/mcp", json=INITIALIZE, headers={**ACCEPT, **wrong})
-        ).status_code == 401
-        assert (await client.get("/healthz")).status_code == 200
-        assert (await client.get("/readyz")).status_code in (200, 503)
-        headers = {"Authorization": "Bearer alice-token-1", "X-Gravitex-Api-Key": USER_KEY}
-        async with _session(client, headers) as session:
-            call = rpc(
-                "tools/call",
-                {
-                    "name": "generate_video",
-                    "arguments": {**GENERATE, "wait_seconds": 30, "download": True},
-                },
-                ident=2,
-            )
-            response = await client.post(
-                "/mcp",
-                json=call,
-                headers={**ACCEPT, **VERSION, **headers, "mcp-session-id": session},
-            )
-            result = answer(response)
-    assert not result["result"].get("isError"), result
-    auths = {a for _, _, a in recording.seen if a is not None}
-    assert auths == {f"Bearer {USER_KEY}"}, recording.seen
-    assert any(m == "GET" for m, _, _ in recording.seen)  # polls went with the same key
-    assert USER_KEY not in json.dumps(result)
-    assert USER_KEY not in caplog.text
-    for folder in (tmp_path / "state", tmp_path / "videos"):
-        for path in folder.rglob("*"):
-            if path.is_file():
-                assert USER_KEY.encode() not in path.read_bytes(), path
-
-
-async def test_without_the_header_the_server_key_pays(tmp_path: Path) -> None:
-    recording = Recording(simulator_transport(_sim(FakeClock())))
-    app = _http_app(tmp_path, TokensFileVerifier(_tokens_file(tmp_path)), recording)
-    async with running(app) as client:
-        headers = {"Authorization": "Bearer bob-token-2"}
-        async with _session(client, headers) as session:
-            call = rpc(
-                "tools/call",
-                {"name": "generate_video", "arguments": {**GENERATE, "wait_seconds": 0}},
-                ident=2,
-            )
-            answer(
-                await client.post(
-                    "/mcp",
-                    json=call,
-                    headers={**ACCEPT, **VERSION, **headers, "mcp-session-id": session},
-                )
-            )
-    assert {a for _, _, a in recording.seen} == {f"Bearer {API_KEY}"}
-
-
 async def test_oauth_metadata_and_the_401_that_points_at_it(tmp_path: Path) -> None:
     async def fetch(url: str) -> dict[str, Any]:
         raise AssertionError(f"no key is fetched here ({url})")
@@ -322,95 +277,6 @@ async def test_sse_needs_a_known_token(tmp_path: Path) -> None:
     async with running(app) as client:
         assert (await client.get("/sse")).status_code == 401
         assert (await client.post("/messages/?session_id=x", json=INITIALIZE)).status_code == 401
-
-
-# --- the command's wiring, in real processes on loopback -------------------------------
-
-
-@contextmanager
-def _loopback_upstream(root: Path) -> Iterator[str]:
-    """``gravitex-mcp simulator`` on a free loopback port (it takes any sk- key)."""
-    port = free_port()
-    env = clean_env(root, GRAVITEX_SIMULATOR_SECONDS="0", GRAVITEX_STATE_DIR=str(root / "sim"))
-    with (root / "simulator.stderr").open("wb") as err:
-        proc = subprocess.Popen(
-            [*SERVER_CMD, "simulator", "--port", str(port)],
-            env=env,
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx2.Client(timeout=2.0) as client:
-            for _ in range(600):  # the process's start-up: polled, bounded
-                try:
-                    client.get(f"{base}/")
-                    break
-                except httpx2.TransportError:
-                    assert proc.poll() is None, (root / "simulator.stderr").read_text()
-                    time.sleep(0.05)
-        yield base
-    finally:
-        stop(proc)
-
-
-async def _call(
-    server: HttpServer, headers: dict[str, str], name: str, args: dict[str, Any]
-) -> Any:
-    if server.transport == "sse":
-        async with Client(sse_client(server.mcp_url, headers=headers)) as client:
-            return await client.call_tool(name, args)
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0)) as http,
-        Client(streamable_http_client(server.mcp_url, http_client=http)) as client,
-    ):
-        return await client.call_tool(name, args)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("transport", ["sse", "streamable-http"])
-async def test_the_command_wires_callers_and_their_keys(tmp_path: Path, transport: str) -> None:
-    tokens = tmp_path / "tokens.toml"
-    tokens.write_text(
-        '[alice]\ntoken = "alice-token-1"\n\n'
-        f'[bob]\ntoken = "bob-token-2"\nupstream_key = "{USER_KEY}-bob"\n\n'
-        '[carol]\ntoken = "carol-token-3"\n'
-    )
-    tokens.chmod(0o600)
-    with _loopback_upstream(tmp_path) as upstream:
-        env = {
-            "GRAVITEX_TOKENS_FILE": str(tokens),
-            "GRAVITEX_USER_KEYS": "1",
-            "GRAVITEX_BASE_URL": upstream,
-        }
-        # No GRAVITEX_API_KEY: only a caller's own key can pay.
-        with http_server(tmp_path / "srv", transport, token=None, env=env, simulate=False) as s:
-            async with httpx2.AsyncClient(base_url=s.base_url, timeout=10.0) as plain:
-                assert (await plain.get("/healthz")).status_code == 200
-                refused = await plain.get("/sse" if transport == "sse" else "/mcp")
-                assert refused.status_code == 401
-            args = {**GENERATE, "wait_seconds": 0}
-            alice = {"Authorization": "Bearer alice-token-1", "X-Gravitex-Api-Key": USER_KEY}
-            paid = await _call(s, alice, "generate_video", args)
-            assert not paid.is_error, text_of(paid)
-            task_id = paid.structured_content["task_id"]
-            polled = await _call(s, alice, "check_video_task", {"task_id": task_id})
-            assert not polled.is_error, text_of(polled)
-            bob = await _call(s, {"Authorization": "Bearer bob-token-2"}, "generate_video", args)
-            assert not bob.is_error, text_of(bob)
-            carol = await _call(
-                s, {"Authorization": "Bearer carol-token-3"}, "generate_video", args
-            )
-            assert carol.is_error
-            assert "GRAVITEX_API_KEY" in text_of(carol)
-            log = s.log.read_text()
-    for text in (log, json.dumps(paid.structured_content), text_of(paid), text_of(polled)):
-        assert USER_KEY not in text
-    for path in (tmp_path / "srv").rglob("*"):
-        if path.is_file():
-            assert USER_KEY.encode() not in path.read_bytes(), path
 
 
 def test_a_verifier_allows_a_public_bind(tmp_path: Path) -> None:
@@ -458,52 +324,3 @@ def test_the_readme_tokens_file_example_parses() -> None:
     alice = users["alice"].caller
     assert alice.upstream_key is not None
     assert alice.upstream_key.get_secret_value() == "sk-alice-own-key"
-
-
-class Gated(Recording):
-    """Holds the Sora video download until ``release`` is set."""
-
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
-        super().__init__(inner)
-        self.reached = anyio.Event()
-        self.release = anyio.Event()
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if request.url.path.endswith("/download"):
-            self.reached.set()
-            await self.release.wait()
-        return await super().handle_async_request(request)
-
-
-async def test_a_callers_key_pays_for_the_save_that_outlives_the_call(tmp_path: Path) -> None:
-    clock = FakeClock()
-    gated = Gated(simulator_transport(_sim(clock)))
-    settings = make_settings(tmp_path)
-    journal = Journal.open(settings.state_dir)
-    client = GravitexClient(api_key=API_KEY, base_url=settings.base_url, transport=gated)
-    service = VideoService(
-        settings=settings,
-        client=client,
-        journal=journal,
-        output=OutputDir(settings.output_dir),
-        clock=clock,
-    )
-    try:
-        async with service.running():
-            view = service.acting_for("alice", USER_KEY)
-            request = {"model": "sora-2", "prompt": "a cat", "wait_seconds": 0}
-            task_id = (await view.generate(request)).task_id
-            async with anyio.create_task_group() as group:
-                group.start_soon(functools.partial(view.download, task_id, filename=None))
-                await gated.reached.wait()
-                group.cancel_scope.cancel()  # the call is over; its save goes on
-            del view
-            gated.release.set()
-            # Alice's next call (no key of its own) joins the running save: it sends nothing.
-            saved = await service.acting_for("alice", None).download(task_id, filename=None)
-    finally:
-        await client.aclose()
-        journal.close()
-    assert Path(saved.location).is_file()
-    assert [a for _, _, a in gated.seen] == [f"Bearer {USER_KEY}"] * len(gated.seen)
-    assert any(path.endswith("/download") for _, path, _ in gated.seen)
