@@ -66,6 +66,11 @@ class TaskCheckError(GravitexError):
     """A task was created, but following it failed; the message names the task id."""
 
 
+def call_again(tool: str, task_id: str, how: str = "again later") -> str:
+    """The one way a message tells the agent to call ``tool`` on ``task_id`` again."""
+    return f"Call {tool} with task_id {task_id!r} {how}."
+
+
 def _next_step(task_id: str, status: TaskStatus, *, downloaded: bool) -> str:
     if status is TaskStatus.SUCCEEDED:
         if downloaded:
@@ -242,7 +247,7 @@ class Follow:
         if latest is None:
             raise TaskCheckError(
                 f"No status for task {task_id!r} within {wait_seconds:g} s (the API is slow "
-                f"or rate-limiting). Call check_video_task with task_id {task_id!r} again later."
+                f"or rate-limiting). {call_again('check_video_task', task_id)}"
             )
         if scope.cancelled_caught:
             logger.info("wait for task %s handed over after %.1f s", task_id, elapsed)
@@ -269,7 +274,7 @@ class Follow:
         if download_error is not None:
             next_step = f"The video is ready but saving it failed: {download_error}"
             if download_retry:
-                next_step += f" Call download_video with task_id {task_id!r} to try again."
+                next_step += f" {call_again('download_video', task_id, 'to try again')}"
         elif download and saved is None and self._saves.running(task_id) is not None:
             next_step = (
                 f"The video is ready and is being saved in the background"
@@ -306,12 +311,12 @@ class Follow:
             so_far = self._saves.so_far(task_id)
             raise DownloadInProgressError(
                 f"The video of task {task_id!r} is still downloading (for more than "
-                f"{self._download_bound:g} s{so_far}); it goes on in the background. Call "
-                f"download_video with task_id {task_id!r} again in a minute to get its path."
+                f"{self._download_bound:g} s{so_far}); it goes on in the background. "
+                f"{call_again('download_video', task_id, 'again in a minute to get its path')}"
             )
         raise TaskCheckError(
             f"No answer about task {task_id!r} within {self._download_bound:g} s (the API is "
-            f"slow or rate-limiting). Call download_video with task_id {task_id!r} again later."
+            f"slow or rate-limiting). {call_again('download_video', task_id)}"
         )
 
     async def _download(self, task_id: str, *, filename: str | None) -> DownloadVideoResult:
@@ -398,7 +403,7 @@ class Follow:
             return _unknown_task(task_id, record)
         message = f"Checking the status of task {task_id!r} failed: {str(exc).rstrip('.')}."
         if _waiting_helps(exc):
-            message += f" Call check_video_task with task_id {task_id!r} again later."
+            message += f" {call_again('check_video_task', task_id)}"
         return TaskCheckError(message)
 
     async def held_video(self, task_id: str) -> HeldFile:
