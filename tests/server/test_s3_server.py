@@ -19,13 +19,12 @@ from gravitex_mcp.store.journal import Journal
 from gravitex_mcp.store.objects import ObjectVideoStore
 from tests.conftest import S3Bucket
 from tests.server_harness import connected, make_harness, structured, text_of
-from tests.store.test_video_store_contract import seaweed_env
 
 pytestmark = pytest.mark.slow  # a real SeaweedFS server
 
 
 def _keys(bucket: S3Bucket) -> set[str]:
-    settings = load_settings(seaweed_env(bucket))
+    settings = load_settings(bucket.storage_env())
     assert settings.storage is not None
     store = ObjectVideoStore(settings.storage)
     try:
@@ -54,7 +53,7 @@ async def _made(client: Client, seconds: int) -> dict[str, Any]:
 async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
     s3_bucket: S3Bucket, tmp_path: Path
 ) -> None:
-    storage = load_settings(seaweed_env(s3_bucket, "team/a")).storage
+    storage = load_settings(s3_bucket.storage_env("team/a")).storage
     h = make_harness(tmp_path, storage=storage)
     base = f"s3://{s3_bucket.bucket}/team/a/"
     async with connected(h) as client:
@@ -125,7 +124,7 @@ async def test_saves_sheets_frames_and_joins_are_objects_under_the_prefix(
 async def test_storage_down_during_a_save_loses_nothing_and_a_later_call_finishes_it(
     s3_bucket: S3Bucket, tmp_path: Path
 ) -> None:
-    storage = load_settings(seaweed_env(s3_bucket, "team")).storage
+    storage = load_settings(s3_bucket.storage_env("team")).storage
     assert storage is not None
     quick = replace(storage, max_retries=1, retry_timeout=timedelta(seconds=3))
     h = make_harness(tmp_path, storage=quick)

@@ -97,19 +97,8 @@ class Subject:
         obstore.delete(store.store, key)
 
 
-#: SeaweedFS makes a plain copy with If-None-Match create-only atomically; its multipart
-#: copy completed with If-None-Match is not (racing copies both succeed), so the
-#: default (Amazon S3's way) would let racers replace each other here.
-SEAWEED_COPY = "header:If-None-Match:*"
-
-
-def seaweed_env(bucket: S3Bucket, prefix: str = "") -> dict[str, str]:
-    """The environment of a server storing in ``bucket`` on the tests' SeaweedFS."""
-    return {**bucket.storage_env(prefix), "AWS_COPY_IF_NOT_EXISTS": SEAWEED_COPY}
-
-
 def object_store(bucket: S3Bucket, prefix: str = "team/videos", **kw: object) -> ObjectVideoStore:
-    settings = load_settings(seaweed_env(bucket, prefix))
+    settings = load_settings(bucket.storage_env(prefix))
     assert settings.storage is not None
     return ObjectVideoStore(settings.storage, part_bytes=PART, **kw)  # type: ignore[arg-type]
 
@@ -367,7 +356,7 @@ async def test_a_failing_store_loses_nothing_and_a_later_save_finishes(
 async def test_a_stalled_store_fails_the_save_in_bounded_time_and_keeps_nothing(
     s3_bucket: S3Bucket, tmp_path: Path
 ) -> None:
-    settings = load_settings(seaweed_env(s3_bucket, "team/videos")).storage
+    settings = load_settings(s3_bucket.storage_env("team/videos")).storage
     assert settings is not None
     quick = replace(
         settings,
@@ -509,7 +498,7 @@ async def test_racing_create_only_copies_have_one_winner(
 async def test_readiness_asks_the_storage(s3_bucket: S3Bucket) -> None:
     from gravitex_mcp.store.objects import storage_reachable
 
-    config = load_settings(seaweed_env(s3_bucket, "team/videos")).storage
+    config = load_settings(s3_bucket.storage_env("team/videos")).storage
     assert config is not None
     storage_reachable(config)
     s3_bucket.server.stop()
