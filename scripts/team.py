@@ -178,7 +178,9 @@ class Team:
     would, so their migrations race) and stops it all on exit. ``simulator_seconds``
     is how long a simulated generation takes (move it on with :meth:`advance`);
     ``real_api`` uses the real API with ``GRAVITEX_API_KEY`` from the environment
-    instead. ``env`` adds variables to every replica's environment.
+    instead. ``env`` adds variables to every replica's environment;
+    ``postgres_settings`` are PostgreSQL server settings (e.g. a benchmark's
+    ``shared_preload_libraries``).
     """
 
     def __init__(
@@ -190,6 +192,7 @@ class Team:
         stateless: bool = False,
         env: Mapping[str, str] | None = None,
         root: Path | None = None,
+        postgres_settings: Mapping[str, str] | None = None,
     ) -> None:
         if replicas < 1:
             raise ValueError("a team has at least one replica")
@@ -198,6 +201,7 @@ class Team:
         self.real_api = real_api
         self.stateless = stateless
         self.extra_env = dict(env or {})
+        self.postgres_settings = dict(postgres_settings or {})
         self._given_root = root
         self.root = Path()
         self.replicas: list[Replica] = []
@@ -236,7 +240,7 @@ class Team:
         else:
             self.root = self._given_root
             self.root.mkdir(parents=True, exist_ok=True)
-        self.postgres = start_postgres()
+        self.postgres = start_postgres(settings=self.postgres_settings)
         self._stack.callback(self.postgres.close)
         self.database_url = self.postgres.create_database(DATABASE)
         self.s3 = start_seaweed()
