@@ -365,6 +365,11 @@ class Team:
         result: dict[str, Any] = answer.json()
         return result
 
+    @property
+    def simulator_pid(self) -> int | None:
+        """The simulator's process (a benchmark runs it below the replicas' priority)."""
+        return None if self._simulator is None else self._simulator.pid
+
     def simulator_state(self) -> dict[str, Any]:
         """The simulator's ``GET /_simulator/state``: ``calls`` by endpoint, ``tasks``, ..."""
         return self._control("GET", "state")
