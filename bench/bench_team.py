@@ -204,8 +204,20 @@ async def load_main() -> None:
 async def probe_main(urls: list[str], idle_calls: int) -> None:
     """``--probe``: bench_load's probe over several replicas in turn. Prints
     ``{"idle": [...]}``, probes from the next line on stdin to the one after, prints
-    ``{"loaded": [...]}``; each call is ``[replica, seconds into the load, seconds]``."""
+    ``{"loaded": [...], "errors": [...]}``; each call is ``[replica, seconds into the
+    load, seconds]``, a call answered with an error is timed too and also listed as
+    ``[replica, seconds into the load, text]``."""
     import anyio
+
+    errors: list[list[Any]] = []
+
+    async def timed(probe: Any, i: int, at: float) -> float:
+        start = time.perf_counter()
+        try:
+            return await _probe_once(probe)
+        except Exception as exc:  # noqa: BLE001  (an error answer is a figure too)
+            errors.append([i, at, str(exc)[:200]])
+            return time.perf_counter() - start
 
     idle: list[list[float]] = []
     loaded: list[list[float]] = []
@@ -216,7 +228,7 @@ async def probe_main(urls: list[str], idle_calls: int) -> None:
                 await _probe_once(probe)
         for n in range(idle_calls):
             i = n % len(probes)
-            idle.append([i, 0.0, await _probe_once(probes[i])])
+            idle.append([i, 0.0, await timed(probes[i], i, 0.0)])
             await anyio.sleep(PROBE_INTERVAL)
         print(json.dumps({"idle": idle}), flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)
@@ -233,10 +245,10 @@ async def probe_main(urls: list[str], idle_calls: int) -> None:
             while not stop.is_set():
                 i = n % len(probes)
                 at = time.perf_counter() - began
-                loaded.append([i, at, await _probe_once(probes[i])])
+                loaded.append([i, at, await timed(probes[i], i, at)])
                 n += 1
                 await anyio.sleep(PROBE_INTERVAL)
-    print(json.dumps({"loaded": loaded}), flush=True)
+    print(json.dumps({"loaded": loaded, "errors": errors}), flush=True)
 
 
 # --- one run -------------------------------------------------------------------------------------
@@ -281,13 +293,18 @@ def measure(urls: list[str], pids: list[int], spec: RunSpec, args: Any) -> dict[
         )
         p.stdin.write("stop\n")
         p.stdin.flush()
-        loaded = json.loads(p.stdout.readline())["loaded"]
+        answer = p.stdout.readline()
+    if not answer:
+        raise SystemExit("the probe ended without its figures (its traceback is above)")
+    probed = json.loads(answer)
     if load.returncode != 0:
         raise SystemExit(f"the load failed:\n{load.stderr[-3000:]}")
     outcome = json.loads(load.stdout.splitlines()[-1])
     return {
         "idle": idle,
-        "loaded": loaded,
+        "loaded": probed["loaded"],
+        "probe_errors": len(probed["errors"]),
+        "probe_error_samples": probed["errors"][:3],
         "jobs": outcome["jobs"],
         "load_seconds": outcome["seconds"],
         "idle_rss_mib": idle_rss,
@@ -426,7 +443,8 @@ def _check_jobs(jobs: list[dict[str, Any]], s3: SeaweedS3 | None) -> dict[str, A
     return {
         "saved": len(whole - bad),
         "looked": len(whole - bad - unseen),
-        "failures": failures,
+        "failed_calls": len(failures),
+        "failures": failures[:10],
     }
 
 
@@ -464,17 +482,19 @@ def _figures(measured: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
 def _table(rows: list[tuple[RunSpec, dict[str, Any]]]) -> None:
     print(
         "| run | saved | looked at | videos stored | load p50 ms | load p99 ms | load max ms | "
-        "calls | upstream queries/task | downloads/task | DB round trips/status change | "
+        "calls | failed calls | upstream queries/task | downloads/task | "
+        "DB round trips/status change | "
         "peak RSS MiB per replica | load s | load avg |"
     )
-    print("| --- |" + " ---: |" * 12 + " --- |")
+    print("| --- |" + " ---: |" * 13 + " --- |")
     for spec, f in rows:
         trips = f.get("round_trips_per_change")
         db = f"{trips[0]:.1f}-{trips[1]:.1f}" if trips else "n/a"
         print(
             f"| {spec.label} | {f['saved']}/{f['jobs']} | {f['looked']}/{f['jobs']} | "
             f"{f['videos_stored']} | {f['load_p50_ms']:.1f} | {f['load_p99_ms']:.1f} | "
-            f"{f['load_max_ms']:.0f} | {f['probe_calls']} | {f['queries_per_task']:.2f} | "
+            f"{f['load_max_ms']:.0f} | {f['probe_calls']} | "
+            f"{f['probe_errors']} probe, {f['failed_calls']} jobs' | {f['queries_per_task']:.2f} | "
             f"{f['downloads_per_task']:.2f} | {db} | "
             f"{' / '.join(f'{m:.0f}' for m in f['peak_rss_mib'])} | "
             f"{f['load_seconds']:.1f} | {f['load_average']} |"
