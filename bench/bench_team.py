@@ -61,7 +61,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,6 @@ from bench_load import (  # noqa: E402
     _load_average,
     _pct,
     _probe_once,
-    _session,
     _status_kib,
     _structured,
     _workdir,
@@ -117,6 +117,25 @@ RUNS = {
 
 
 # --- the load (a process of its own, niced) ----------------------------------------------------
+
+#: The client drops an idle connection before the server does (uvicorn's keep-alive is
+#: 5 s, httpx's too): else a POST sent as the server closes it fails with a ReadError,
+#: which the MCP client does not retry and which ends its session with every job on it.
+KEEPALIVE_EXPIRY = 2.0
+
+
+@contextlib.asynccontextmanager
+async def _session(url: str) -> AsyncIterator[Any]:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    limits = httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
+    async with (
+        httpx2.AsyncClient(timeout=httpx2.Timeout(300.0), limits=limits) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
 
 
 def _kept(result: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +217,12 @@ async def load_main() -> None:
     print(json.dumps({"seconds": seconds, "jobs": outcomes}), flush=True)
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
 # --- the probe (a process of its own, normal priority) -----------------------------------------
 
 
@@ -273,8 +298,11 @@ def _ended(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
             proc.wait()
 
 
-def measure(urls: list[str], pids: list[int], spec: RunSpec, args: Any) -> dict[str, Any]:
-    """The probe's calls before and during the load, the load's outcome, the replicas' RSS."""
+def measure(
+    urls: list[str], pids: list[int], spec: RunSpec, args: Any, log: Path
+) -> dict[str, Any]:
+    """The probe's calls before and during the load, the load's outcome (its stderr in
+    ``log``), the replicas' RSS."""
     with _ended(_helper(["--probe", ",".join(urls), "--idle-calls", str(args.idle_calls)])) as p:
         assert p.stdin is not None
         assert p.stdout is not None
@@ -284,13 +312,15 @@ def measure(urls: list[str], pids: list[int], spec: RunSpec, args: Any) -> dict[
         p.stdin.flush()
         before = _load_average()
         job = {"urls": urls, "jobs": args.jobs, "sessions": args.sessions, "waiters": spec.waiters}
-        load = subprocess.run(
-            ["nice", "-n", str(args.load_nice), sys.executable, __file__, "--load"],
-            input=json.dumps(job),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        with log.open("w") as err:
+            load = subprocess.run(
+                ["nice", "-n", str(args.load_nice), sys.executable, __file__, "--load"],
+                input=json.dumps(job),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                check=False,
+            )
         p.stdin.write("stop\n")
         p.stdin.flush()
         answer = p.stdout.readline()
@@ -298,7 +328,7 @@ def measure(urls: list[str], pids: list[int], spec: RunSpec, args: Any) -> dict[
         raise SystemExit("the probe ended without its figures (its traceback is above)")
     probed = json.loads(answer)
     if load.returncode != 0:
-        raise SystemExit(f"the load failed:\n{load.stderr[-3000:]}")
+        raise SystemExit(f"the load failed (its log: {log}):\n{log.read_text()[-3000:]}")
     outcome = json.loads(load.stdout.splitlines()[-1])
     return {
         "idle": idle,
@@ -321,7 +351,7 @@ def embedded_run(spec: RunSpec, root: Path, args: Any) -> dict[str, Any]:
         simulator(root, args.sim_seconds, args.load_nice) as upstream,
         server(root, HERE, upstream) as (url, pid),
     ):
-        measured = measure([url], [pid], spec, args)
+        measured = measure([url], [pid], spec, args, root / "load.log")
         state = httpx2.get(f"{upstream}/_simulator/state", timeout=30).raise_for_status().json()
     checked = _check_jobs(measured["jobs"], None)
     checked["videos_stored"] = len(list((root / "videos").rglob("*.mp4")))
@@ -342,7 +372,8 @@ def team_run(spec: RunSpec, root: Path, args: Any) -> dict[str, Any]:
         assert team.simulator_pid is not None
         os.setpriority(os.PRIO_PROCESS, team.simulator_pid, args.load_nice)
         pids = [r.pid for r in team.replicas if r.pid is not None]
-        measured = measure([r.mcp_url for r in team.replicas], pids, spec, args)
+        urls = [r.mcp_url for r in team.replicas]
+        measured = measure(urls, pids, spec, args, root / "load.log")
         state = team.simulator_state()
         for index in range(spec.replicas):
             team.stop(index)
@@ -531,7 +562,12 @@ def main() -> None:
         anyio.run(probe_main, args.probe.split(","), args.idle_calls)
         return
     if args.load:
-        anyio.run(load_main)
+        try:
+            anyio.run(load_main)
+        except BaseExceptionGroup as group:  # 50 sessions nest the cause out of sight
+            for leaf in _leaves(group)[:3]:
+                traceback.print_exception(leaf)
+            raise
         return
     if args.sessions % 2:
         parser.error("--sessions must be even: the sessions are spread over two replicas")
