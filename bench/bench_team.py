@@ -118,19 +118,19 @@ RUNS = {
 
 # --- the load (a process of its own, niced) ----------------------------------------------------
 
-#: The client drops an idle connection before the server does (uvicorn's keep-alive is
-#: 5 s, httpx's too): else a POST sent as the server closes it fails with a ReadError,
-#: which the MCP client does not retry and which ends its session with every job on it.
-KEEPALIVE_EXPIRY = 2.0
-
 
 @contextlib.asynccontextmanager
-async def _session(url: str) -> AsyncIterator[Any]:
+async def _session(url: str, *, keep_alive: bool) -> AsyncIterator[Any]:
+    """An MCP session; without ``keep_alive``, a connection per request. A POST sent on
+    a kept connection as the server closes it (uvicorn after 5 s idle) fails with a
+    ReadError, which the MCP client does not retry and which ends the session with every
+    job on it. The niced load, descheduled for seconds at a time, hit that whatever the
+    client's own expiry; the probe calls every 20 ms, so its connections never idle."""
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    limits = httpx2.Limits(keepalive_expiry=KEEPALIVE_EXPIRY)
+    limits = httpx2.Limits() if keep_alive else httpx2.Limits(max_keepalive_connections=0)
     async with (
         httpx2.AsyncClient(timeout=httpx2.Timeout(300.0), limits=limits) as http,
         Client(streamable_http_client(url, http_client=http)) as client,
@@ -203,7 +203,7 @@ async def load_main() -> None:
     start = time.perf_counter()
     async with contextlib.AsyncExitStack() as stack:
         clients = [
-            await stack.enter_async_context(_session(urls[s % len(urls)]))
+            await stack.enter_async_context(_session(urls[s % len(urls)], keep_alive=False))
             for s in range(spec["sessions"])
         ]
 
@@ -247,7 +247,7 @@ async def probe_main(urls: list[str], idle_calls: int) -> None:
     idle: list[list[float]] = []
     loaded: list[list[float]] = []
     async with contextlib.AsyncExitStack() as stack:
-        probes = [await stack.enter_async_context(_session(u)) for u in urls]
+        probes = [await stack.enter_async_context(_session(u, keep_alive=True)) for u in urls]
         for probe in probes:
             for _ in range(5):  # warm up: first-call imports are not the figure
                 await _probe_once(probe)
