@@ -35,7 +35,9 @@ Figures per run:
   (read from the folder, or through the presigned ``media_url``) have the reported
   size and sha256, and whose contact sheet exists. **videos stored**: mp4 files or
   objects written (one per task is right).
-* **p50/p99/max** of the probe's ``list_video_tasks`` while the load runs.
+* **p50/p99/max** of the probe's ``list_video_tasks`` while the load runs (a call
+  answered with an error is timed too); **failed calls**: the probe's calls answered
+  with an error, and the jobs' failed calls (the first few printed).
 * **upstream queries per task**: the simulator's ``query`` count over its tasks
   (``GET /_simulator/state``); downloads per task likewise (``download`` + ``file``).
 * **database round trips per status change**, from PostgreSQL's own statistics over
