@@ -178,8 +178,10 @@ class Team:
     would, so their migrations race) and stops it all on exit. ``simulator_seconds``
     is how long a simulated generation takes (move it on with :meth:`advance`);
     ``real_api`` uses the real API with ``GRAVITEX_API_KEY`` from the environment
-    instead. ``env`` adds variables to every replica's environment. Everything lives in
-    a new temp folder, removed on exit; or in ``root``, which is kept (logs to read).
+    instead. ``env`` adds variables to every replica's environment;
+    ``postgres_settings`` are PostgreSQL server settings (e.g. a benchmark's
+    ``shared_preload_libraries``). Everything lives in a new temp folder, removed on
+    exit; or in ``root``, which is kept (logs to read).
     """
 
     def __init__(
@@ -191,6 +193,7 @@ class Team:
         stateless: bool = False,
         env: Mapping[str, str] | None = None,
         root: Path | None = None,
+        postgres_settings: Mapping[str, str] | None = None,
     ) -> None:
         if replicas < 1:
             raise ValueError("a team has at least one replica")
@@ -199,6 +202,7 @@ class Team:
         self.real_api = real_api
         self.stateless = stateless
         self.extra_env = dict(env or {})
+        self.postgres_settings = dict(postgres_settings or {})
         self._given_root = root
         self.root = Path()
         self.replicas: list[Replica] = []
@@ -237,7 +241,7 @@ class Team:
         else:
             self.root = self._given_root
             self.root.mkdir(parents=True, exist_ok=True)
-        self.postgres = start_postgres()
+        self.postgres = start_postgres(settings=self.postgres_settings)
         self._stack.callback(self.postgres.close)
         self.database_url = self.postgres.create_database(DATABASE)
         self.s3 = start_seaweed()
@@ -361,6 +365,11 @@ class Team:
         answer.raise_for_status()
         result: dict[str, Any] = answer.json()
         return result
+
+    @property
+    def simulator_pid(self) -> int | None:
+        """The simulator's process (a benchmark runs it below the replicas' priority)."""
+        return None if self._simulator is None else self._simulator.pid
 
     def simulator_state(self) -> dict[str, Any]:
         """The simulator's ``GET /_simulator/state``: ``calls`` by endpoint, ``tasks``, ..."""

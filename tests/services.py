@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,7 +229,9 @@ class PostgresServer:
     ``dsn`` reaches the ``postgres`` database as the superuser ``user`` with a
     password (scram-sha-256 over TCP, like a real deployment). ``stop()`` and
     ``start()`` take the same cluster down and up on the same port, for failover
-    tests; ``close()`` stops it for good and removes its files.
+    tests; ``close()`` stops it for good and removes its files. ``settings`` are
+    server settings given at every start (e.g. ``shared_preload_libraries``, which
+    only a start can set), over the throwaway defaults.
     """
 
     root: Path
@@ -236,6 +239,7 @@ class PostgresServer:
     user: str
     password: str
     os_user: str | None
+    settings: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _counter: int = field(default=0, repr=False)
 
@@ -286,6 +290,8 @@ class PostgresServer:
             "-c",
             "max_connections=200",
         ]
+        for name, value in self.settings.items():
+            cmd += ["-c", f"{name}={value}"]
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -365,8 +371,11 @@ class PostgresServer:
         self._admin(stmt.as_string())
 
 
-def start_postgres(*, attempts: int = 3) -> PostgresServer:
-    """``initdb`` a new cluster in a temp dir and start it on a free loopback port.
+def start_postgres(
+    *, attempts: int = 3, settings: Mapping[str, str] | None = None
+) -> PostgresServer:
+    """``initdb`` a new cluster in a temp dir and start it on a free loopback port,
+    with ``settings`` (see :class:`PostgresServer`).
 
     Raises :class:`ServiceUnavailableError` when PostgreSQL is not installed. When run
     as root, the cluster belongs to the ``postgres`` user (``initdb`` refuses root).
@@ -418,7 +427,12 @@ def start_postgres(*, attempts: int = 3) -> PostgresServer:
                 "initdb failed:\n" + (init.stdout + init.stderr).decode(errors="replace")
             )
         server = PostgresServer(
-            root=root, port=0, user="gravitex", password=password, os_user=os_user
+            root=root,
+            port=0,
+            user="gravitex",
+            password=password,
+            os_user=os_user,
+            settings=dict(settings or {}),
         )
         for attempt in range(attempts):
             server.port = free_port()

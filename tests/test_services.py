@@ -23,7 +23,8 @@ from obstore.exceptions import AlreadyExistsError, PermissionDeniedError
 from obstore.store import S3Store
 from psycopg_pool import AsyncConnectionPool
 
-from tests.conftest import PostgresDatabase, S3Bucket
+from tests.conftest import PostgresDatabase, S3Bucket, service_unavailable
+from tests.services import ServiceUnavailableError, start_postgres
 
 pytestmark = pytest.mark.slow  # real PostgreSQL and SeaweedFS servers
 
@@ -86,6 +87,22 @@ async def test_a_stopped_server_fails_with_operational_error_then_recovers(
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT n FROM t")
             assert await cur.fetchall() == [(1,)]
+
+
+def test_a_cluster_keeps_its_settings_across_restarts() -> None:
+    # A setting only a start can give (the team benchmark counts statements with it).
+    try:
+        server = start_postgres(settings={"shared_preload_libraries": "pg_stat_statements"})
+    except ServiceUnavailableError as exc:
+        service_unavailable(str(exc))
+    try:
+        for _ in range(2):
+            with psycopg.connect(server.dsn, autocommit=True) as conn:
+                row = conn.execute("SHOW shared_preload_libraries").fetchone()
+            assert row == ("pg_stat_statements",)
+            server.restart()
+    finally:
+        server.close()
 
 
 # ----------------------------------------------------------------------- S3 storage
