@@ -20,10 +20,12 @@ Usage (from the repository root)::
   their share of ``--jobs`` jobs at once: ``generate_video`` (``wait_seconds`` 0, a
   distinct prompt), then ``check_video_task`` with ``download: true`` until the video
   is saved (every saved video passes the server's probe and contact sheet). Meanwhile
-  the probe keeps calling ``list_video_tasks`` every 20 ms, each followed by a
-  ``tools/list`` (answered by the event loop alone: no thread, no journal); the
-  ``list_video_tasks`` p50/p99/max is the figure, ``tools/list`` tells the event loop's
-  share of it.
+  the probe keeps calling ``list_video_tasks`` every 20 ms, each followed by a call
+  the event loop answers alone (no thread, no journal: ``--loop-call``, default
+  ``prompts/list``); the ``list_video_tasks`` p50/p99/max is the figure, the loop call
+  tells the event loop's share of it. (``tools/list``, the loop call before, answers
+  57 KB: its serialising took ~30% of the loaded server's event loop, and its
+  allocations ran the garbage collector often enough to hide uncollected memory.)
 * Checked per job: the result names a saved file that exists with the reported size and
   sha256, and a contact sheet (``preview``) that exists; "saved" and "looked at" count them.
 * Peak RSS: the server's ``VmHWM`` (``/proc/<pid>/status``) at the end of the run.
@@ -234,7 +236,14 @@ def _check_saved(result: dict[str, Any], run: Run) -> None:
         raise RuntimeError(f"{path.name} has no contact sheet: {result.get('notes')}")
 
 
-async def probe_main(url: str, idle_calls: int) -> None:
+#: The probe's second call, answered by the event loop alone (no thread, no journal).
+LOOP_CALLS = {
+    "prompts/list": lambda client: client.list_prompts(),  # ~1.5 KB answer
+    "tools/list": lambda client: client.list_tools(),  # ~57 KB answer
+}
+
+
+async def probe_main(url: str, idle_calls: int, loop_call: str) -> None:
     """The probe (``--probe``, its own process, so the load's client work on the
     driver's event loop is not in its figures): idle calls, then calls until stopped.
 
@@ -246,7 +255,7 @@ async def probe_main(url: str, idle_calls: int) -> None:
     idle: list[float] = []
     loaded: list[float] = []
     when: list[float] = []  # when each loaded call began, from the start of the load
-    pings: list[float] = []  # tools/list between them: the event loop alone, no journal
+    pings: list[float] = []  # the loop call between them: the event loop alone, no journal
     async with _session(url) as probe:
         for _ in range(5):  # warm up: first-call imports are not the figure
             await _probe_once(probe)
@@ -269,7 +278,7 @@ async def probe_main(url: str, idle_calls: int) -> None:
                 loaded.append(await _probe_once(probe))
                 when.append(at)
                 start = time.perf_counter()
-                await probe.list_tools()
+                await LOOP_CALLS[loop_call](probe)
                 pings.append(time.perf_counter() - start)
                 await anyio.sleep(PROBE_INTERVAL)
     print(json.dumps({"loaded": loaded, "at": when, "pings": pings}), flush=True)
@@ -283,11 +292,13 @@ async def drive(
     idle_calls: int,
     probe_url: str | None = None,
     nice: int = 0,
+    loop_call: str = "prompts/list",
 ) -> dict[str, Any]:
     import anyio
 
     run = Run()
     cmd = [sys.executable, __file__, "--probe", probe_url or url, "--idle-calls", str(idle_calls)]
+    cmd += ["--loop-call", loop_call]
     pipe = subprocess.PIPE
     probe = subprocess.Popen(cmd, stdin=pipe, stdout=pipe, text=True)  # noqa: ASYNC220 - before the load
     assert probe.stdin is not None
@@ -390,11 +401,17 @@ def main() -> None:
         help="run the load's client and the simulator at this niceness (they stand in "
         "for other machines; the server and the probe keep the normal priority)",
     )
+    parser.add_argument(
+        "--loop-call",
+        choices=sorted(LOOP_CALLS),
+        default="prompts/list",
+        help="the probe's call that the event loop alone answers, after each timed one",
+    )
     args = parser.parse_args()
     import anyio
 
     if args.probe:
-        anyio.run(probe_main, args.probe, args.idle_calls)
+        anyio.run(probe_main, args.probe, args.idle_calls, args.loop_call)
         return
     repos = [r.split("=", 1) for r in (args.repo or [f"this={HERE}"])]
 
@@ -424,12 +441,13 @@ def main() -> None:
                     args.idle_calls,
                     probe_url,
                     args.load_nice,
+                    args.loop_call,
                 )
             figures["load_average"] = f"{before}-{_load_average()}"
             if args.json:
                 print(json.dumps({"label": label, **figures}), flush=True)
             rows.append((label, figures))
-    _table(rows)
+    _table(rows, args.loop_call)
 
 
 @contextlib.contextmanager
@@ -442,10 +460,10 @@ def _workdir(keep: Path | None) -> Iterator[str]:
         yield tmp
 
 
-def _table(rows: list[tuple[str, dict[str, Any]]]) -> None:
+def _table(rows: list[tuple[str, dict[str, Any]]], loop_call: str) -> None:
     print(
         "| server | idle p50 ms | idle p99 ms | idle RSS MiB | load p50 ms | load p99 ms | "
-        "load max ms | calls | tools/list p99 ms | peak RSS MiB | saved | looked at | load s | "
+        f"load max ms | calls | {loop_call} p99 ms | peak RSS MiB | saved | looked at | load s | "
         "load avg |"
     )
     print(

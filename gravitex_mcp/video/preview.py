@@ -1,7 +1,7 @@
 """The contact sheet: frames spread over a video, tiled into one small JPEG.
 
-FFmpeg does the composing (``scale`` and ``tile`` in a filter graph) and the
-JPEG encoding (its ``mjpeg`` encoder), through PyAV. Blocking: call from a
+FFmpeg does the scaling (``reformat``) and the JPEG encoding (its ``mjpeg``
+encoder), through PyAV; the tiles are copied into the sheet here. Blocking: call from a
 worker thread. PyAV is imported lazily (see probe.py).
 """
 
@@ -67,6 +67,12 @@ def compose(decoded: Sequence[DecodedFrame], times: Sequence[float]) -> ContactS
 
     ``times`` are the times the tiles stand for (kept as the sheet's ``at_seconds``, so
     a sheet found on disk later is described the same way).
+
+    Each frame is scaled by FFmpeg (``reformat``, area interpolation, to the JPEG's
+    yuvj420p) and copied into its cell, row by row. No filter graph: PyAV's graph and its
+    filter contexts refer to each other, so each sheet's FFmpeg buffers (~0.7 MB at
+    160p) stayed until a full garbage collection: ~95 MiB more peak memory under the
+    load bench when nothing else made the collector run (bench/RESULTS.md).
     """
     import av
 
@@ -75,26 +81,14 @@ def compose(decoded: Sequence[DecodedFrame], times: Sequence[float]) -> ContactS
     rows = math.ceil(count / columns)
     first = decoded[0].frame
     tile_w, tile_h = _tile_size(first.width, first.height, columns, rows)
-    graph = av.filter.Graph()
-    graph.threads = 1  # one thread per piece of video work (see video_work.py)
-    source = graph.add_buffer(
-        width=first.width, height=first.height, format=first.format, time_base=Fraction(1, 1)
-    )
-    # flags=area: a clean downscale; format yuvj420p: what the mjpeg encoder takes.
-    scale = graph.add("scale", f"{tile_w}:{tile_h}:flags=area")
-    tile = graph.add("tile", f"{columns}x{rows}")
-    jpeg_format = graph.add("format", "yuvj420p")
-    sink = graph.add("buffersink")
-    source.link_to(scale)
-    scale.link_to(tile)
-    tile.link_to(jpeg_format)
-    jpeg_format.link_to(sink)
-    graph.configure()
+    sheet = av.VideoFrame(tile_w * columns, tile_h * rows, "yuvj420p")
+    for index, plane in enumerate(sheet.planes):  # black where no frame goes
+        memoryview(plane)[:] = (b"\x80" if index else b"\x00") * plane.buffer_size
     for index, item in enumerate(decoded):
-        frame = _as_input(item.frame, index)
-        graph.push(frame)
-    graph.push(None)
-    sheet = graph.vpull()
+        tile = item.frame.reformat(
+            width=tile_w, height=tile_h, format="yuvj420p", interpolation="AREA", threads=1
+        )
+        _paste(tile, sheet, (index % columns) * tile_w, (index // columns) * tile_h)
     jpeg = _encode_jpeg(sheet)
     return ContactSheet(
         jpeg=jpeg,
@@ -104,16 +98,22 @@ def compose(decoded: Sequence[DecodedFrame], times: Sequence[float]) -> ContactS
     )
 
 
+def _paste(tile: VideoFrame, sheet: VideoFrame, x: int, y: int) -> None:
+    """Copy ``tile`` into ``sheet`` at ``x``, ``y`` (both yuv 4:2:0, even offsets)."""
+    for index, (source, target) in enumerate(zip(tile.planes, sheet.planes, strict=True)):
+        shift = 1 if index else 0  # the chroma planes are half as wide and high
+        src, dst = memoryview(source), memoryview(target)
+        width, src_line, dst_line = source.width, source.line_size, target.line_size
+        at = (y >> shift) * dst_line + (x >> shift)
+        for row in range(source.height):
+            dst[at : at + width] = src[row * src_line : row * src_line + width]
+            at += dst_line
+
+
 def _tile_size(width: int, height: int, columns: int, rows: int) -> tuple[int, int]:
     # The whole grid fits in MAX_SHEET_SIDE; each tile keeps the frame's shape.
     scale = min(1.0, MAX_SHEET_SIDE / (width * columns), MAX_SHEET_SIDE / (height * rows))
     return fit_within(width, height, max(2, math.floor(max(width, height) * scale)))
-
-
-def _as_input(frame: VideoFrame, index: int) -> VideoFrame:
-    # The tile filter wants increasing timestamps; decoded frames may repeat one.
-    frame.pts = index
-    return frame
 
 
 def _encode_jpeg(sheet: VideoFrame) -> bytes:

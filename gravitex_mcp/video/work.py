@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -66,26 +66,53 @@ class VideoWork:
             if self._threads is None:
                 self._threads = ThreadPoolExecutor(self.slots, thread_name_prefix="video-work")
             done = anyio.Event()
+            outcome: _Outcome[_T] = _Outcome()
             token = anyio.lowlevel.current_token()
-            future: Future[_T] = self._threads.submit(self._call, work, done, token)
+            self._threads.submit(self._call, work, outcome, done, token)
             with anyio.CancelScope(shield=True):
                 await done.wait()
-            return future.result()
+            return outcome.unwrap()
 
     def statistics(self) -> anyio.CapacityLimiterStatistics:
         """How many pieces of work run (``borrowed_tokens``) and wait (``tasks_waiting``)."""
         return self._limiter.statistics()
 
     def _call(
-        self, work: Callable[[], _T], done: anyio.Event, token: anyio.lowlevel.EventLoopToken
-    ) -> _T:
+        self,
+        work: Callable[[], _T],
+        outcome: _Outcome[_T],
+        done: anyio.Event,
+        token: anyio.lowlevel.EventLoopToken,
+    ) -> None:
+        # The outcome is handed over before the loop is told, not through the executor's
+        # future: that is set only after this returns, and the loop thread would block in
+        # ``future.result()`` until the OS ran this thread again (up to tens of ms under
+        # load, with every other call on the loop waiting behind it).
         try:
             with self._around():
-                return work()
+                outcome.value = (work(),)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller, as a future would
+            outcome.error = exc
         finally:
             # The event loop may be gone (shutdown): then nobody waits for the result.
             with contextlib.suppress(RuntimeError):
                 anyio.from_thread.run_sync(done.set, token=token)
+
+
+class _Outcome(Generic[_T]):
+    """What a piece of video work returned, or raised."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self) -> None:
+        self.value: tuple[_T] | None = None
+        self.error: BaseException | None = None
+
+    def unwrap(self) -> _T:
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None  # set before the loop is told
+        return self.value[0]
 
 
 _shared: VideoWork | None = None

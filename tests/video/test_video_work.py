@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
@@ -213,3 +214,36 @@ async def test_journal_reads_do_not_queue_behind_one_another(tmp_path: Path) -> 
     finally:
         release.set()
         journal.close()
+
+
+async def test_the_event_loop_never_waits_for_a_video_thread_to_return(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop is told only once the outcome is handed over: a video thread that the OS
+    does not run again right after its work (here held before its executor records the
+    outcome) holds up no call on the loop. It used to block the loop in
+    ``future.result()`` for as long: tens of ms under the load bench."""
+    release = threading.Event()
+    timed_out = threading.Event()
+    original = Future.set_result
+
+    def held_set_result(self: Future[object], result: object) -> None:
+        if threading.current_thread().name.startswith("video-work") and not release.wait(
+            GUARD_SECONDS / 2
+        ):
+            timed_out.set()
+        original(self, result)
+
+    monkeypatch.setattr(Future, "set_result", held_set_result)
+    work = VideoWork(2)  # each run holds its own thread
+    try:
+        assert await work.run(lambda: 42) == 42
+        with pytest.raises(ValueError, match="no video here"):
+            await work.run(partial(_raise, ValueError("no video here")))
+        assert not timed_out.is_set()  # both threads are still held
+    finally:
+        release.set()
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
