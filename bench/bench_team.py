@@ -145,7 +145,7 @@ def _kept(result: dict[str, Any]) -> dict[str, Any]:
     preview = result.get("preview") or {}
     return {
         "uri": result["uri"],
-        "path": result["path"],
+        "path": result.get("path"),
         "size_bytes": result["size_bytes"],
         "sha256": result["sha256"],
         "media_url": result.get("media_url"),
@@ -179,11 +179,11 @@ async def _job(clients: list[Any], index: int, waiters: int) -> dict[str, Any]:
         try:
             for _ in range(20):
                 result = _structured(await client.call_tool("check_video_task", arguments))
-                if result.get("path") or result.get("status") in ("failed", "cancelled"):
+                if result.get("uri") or result.get("status") in ("failed", "cancelled"):
                     break
             else:
                 raise RuntimeError("not saved after 20 checks")
-            if not result.get("path"):
+            if not result.get("uri"):  # an object's path is null
                 raise RuntimeError(f"ended {result.get('status')}")
             out["saved"][k] = _kept(result)
         except Exception as exc:  # noqa: BLE001
