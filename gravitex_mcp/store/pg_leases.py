@@ -44,6 +44,13 @@ _TAKE = (
     # xmax is 0 on a row this statement inserted: else it updated a lapsed holder's row
     " RETURNING token, xmax <> 0 AS took_over"
 )
+#: Take the lease, or say who holds it: one statement. Neither when the holder's row
+#: is newer than the statement's snapshot (or was released meanwhile): then again.
+_TAKE_OR_REPORT = (
+    f"WITH took AS ({_TAKE}) SELECT token, took_over, NULL AS holder FROM took"  # noqa: S608
+    " UNION ALL SELECT NULL, NULL, holder FROM leases"
+    " WHERE task_id = %s AND kind = %s AND NOT EXISTS (SELECT FROM took)"
+)
 
 
 class PgLease:
@@ -91,26 +98,19 @@ class LeaseRows:
 
     async def take(self, task_id: str, kind: str) -> PgLease | LeaseBusy:
         """The lease now, or who holds it."""
-        params = (task_id, kind, self.holder_id, self.holder, self.lease_seconds)
+        params = (task_id, kind, self.holder_id, self.holder, self.lease_seconds, task_id, kind)
         async with self._connection() as conn:
             for _ in range(3):
-                row = await one(conn, _TAKE, params)
-                if row is not None:
-                    if row["took_over"]:
-                        logger.info(
-                            "took over lease %s/%s: its holder stopped renewing", task_id, kind
-                        )
-                        if self._metrics is not None:
-                            self._metrics.lease_takeovers.labels(kind).inc()
-                    return self._hold(task_id, kind, int(row["token"]))
-                held = await one(
-                    conn,
-                    "SELECT holder FROM leases WHERE task_id = %s AND kind = %s",
-                    (task_id, kind),
-                )
-                if held is not None:
-                    return LeaseBusy(str(held["holder"]))
-                # released between the two statements: try again
+                row = await one(conn, _TAKE_OR_REPORT, params)
+                if row is None:
+                    continue
+                if row["holder"] is not None:
+                    return LeaseBusy(str(row["holder"]))
+                if row["took_over"]:
+                    logger.info("took over lease %s/%s: its holder stopped renewing", task_id, kind)
+                    if self._metrics is not None:
+                        self._metrics.lease_takeovers.labels(kind).inc()
+                return self._hold(task_id, kind, int(row["token"]))
         return LeaseBusy("pid unknown")
 
     def _hold(self, task_id: str, kind: str, token: int) -> PgLease:

@@ -1,0 +1,192 @@
+"""The PostgreSQL task store's connections (psycopg_pool): how long a call waits for
+one, what a failed wait means, and no round trip spent checking a connection in use.
+
+* **Busy is not down.** A wait for a connection that times out while no connection
+  attempt has failed since the last one succeeded found the database up and every
+  connection lent: :class:`~gravitex_mcp.errors.StoreBusyError` ("busy, call again in
+  a moment"). One while attempts fail (down, restarting, failing over, refusing), or a
+  statement that loses its connection:
+  :class:`~gravitex_mcp.errors.StoreUnavailableError` ("unreachable"). Both retryable.
+* **The call's own deadline bounds the wait.** In a cancel scope with a deadline (a
+  tool call's wait), a call waits for a connection until that deadline ends it; with no
+  deadline (a plain call, a shielded write, the heartbeat), or while the database is
+  known unreachable, it waits the pool's time-out.
+* **No check round trip per call.** A connection given back less than
+  :data:`FRESH_SECONDS` ago is lent as it is (under load, every one); one idle longer is
+  checked first with an empty query, so a database restarted meanwhile costs no call. A
+  connection that broke within those seconds fails its one statement, as any statement
+  in flight at an outage does, and is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import NoReturn
+from weakref import WeakKeyDictionary
+
+import anyio
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from ..errors import JournalError, StoreBusyError, StoreUnavailableError
+from ..metrics import Metrics
+from .pg_rows import Conn, first_line, where
+
+logger = logging.getLogger(__name__)
+
+#: How long a call with no deadline of its own waits for a connection.
+DEFAULT_POOL_TIMEOUT = 5.0
+#: A connection given back this recently is lent without a check.
+FRESH_SECONDS = 2.0
+#: A call that only reads waits for none of the writes: this share of the connections
+#: (a fifth; none below five: then reads and writes share them) is a pool of its own.
+READ_SHARE = 5
+#: Seconds to connect before an attempt counts as failed.
+CONNECT_SECONDS = 5
+_ERRORS = "connections_errors"  # psycopg_pool's count of failed connection attempts
+
+
+def read_size(max_size: int) -> int:
+    """Of ``max_size`` connections, how many are the readers' own."""
+    return max_size // READ_SHARE
+
+
+class TaskPool:
+    """One replica's pool of connections to the task database. ``open()`` it first."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int,
+        max_size: int,
+        timeout: float = DEFAULT_POOL_TIMEOUT,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if not 1 <= min_size <= max_size:
+            raise ValueError("the pool needs 1 <= min_size <= max_size")
+        self.where = where(dsn)
+        """host:port/dbname, for messages (never the password)."""
+        self.timeout = timeout
+        self._metrics = metrics
+        self._returned: WeakKeyDictionary[Conn, float] = WeakKeyDictionary()
+        self._errors_when_connected = 0
+        self.checks = 0
+        """Connections checked before a call (idle too long): each one round trip."""
+        reads = read_size(max_size)
+        writes = max_size - reads
+        self._writes = self._make(dsn, min(min_size, writes), writes, "gravitex-tasks")
+        self._reads = self._make(dsn, 1, reads, "gravitex-task-reads") if reads else self._writes
+        self._pools = (self._writes, self._reads) if reads else (self._writes,)
+
+    def _make(self, dsn: str, min_size: int, max_size: int, name: str) -> AsyncConnectionPool[Conn]:
+        return AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=self.timeout,
+            open=False,
+            connection_class=AsyncConnection[DictRow],
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": CONNECT_SECONDS,
+            },
+            check=self._check,
+            configure=self._connected,
+            name=name,
+        )
+
+    async def open(self) -> None:
+        """Connect each pool's ``min_size`` connections, or raise
+        :class:`StoreUnavailableError`."""
+        try:
+            for pool in self._pools:
+                await pool.open(wait=True, timeout=self.timeout)
+        except psycopg.OperationalError as exc:
+            await self.close()
+            logger.error(
+                "task database %s unreachable at start-up: %s", self.where, first_line(exc)
+            )
+            raise StoreUnavailableError(f"{self.where}: {first_line(exc)}") from exc
+
+    async def close(self) -> None:
+        for pool in self._pools:
+            stats = pool.get_stats()
+            logger.info(
+                "%s: %s calls held a connection %s ms in all; %s waited for one %s ms in"
+                " all, %s in vain; %s connections made",
+                pool.name,
+                stats.get("requests_num", 0),
+                stats.get("usage_ms", 0),
+                stats.get("requests_queued", 0),
+                stats.get("requests_wait_ms", 0),
+                stats.get("requests_errors", 0),
+                stats.get("connections_num", 0),
+            )
+            await pool.close()
+        logger.info("task database: %s connections checked before a call", self.checks)
+
+    def _connect_errors(self) -> int:
+        return sum(p.get_stats().get(_ERRORS, 0) for p in self._pools)
+
+    @property
+    def reachable(self) -> bool:
+        """Whether no connection attempt has failed since the last one succeeded."""
+        return self._connect_errors() == self._errors_when_connected
+
+    async def _connected(self, conn: Conn) -> None:
+        self._errors_when_connected = self._connect_errors()
+
+    async def _check(self, conn: Conn) -> None:
+        if time.monotonic() - self._returned.get(conn, -math.inf) >= FRESH_SECONDS:
+            self.checks += 1
+            await AsyncConnectionPool.check_connection(conn)
+
+    def wait_seconds(self) -> float:
+        """How long the current call may wait for a connection (see the module notes)."""
+        deadline = anyio.current_effective_deadline()
+        if math.isinf(deadline) or not self.reachable:
+            return self.timeout
+        # The deadline's cancellation ends the wait; the pool's time-out only backs it.
+        return max(deadline - anyio.current_time(), 0.0) + self.timeout
+
+    @contextlib.asynccontextmanager
+    async def connection(self, *, read: bool = False) -> AsyncIterator[Conn]:
+        """A connection for one call, from the readers' pool if it only ``read``s; its
+        errors as the store's (see the module notes)."""
+        pool = self._reads if read else self._writes
+        try:
+            async with pool.connection(self.wait_seconds()) as conn:
+                try:
+                    yield conn
+                finally:
+                    self._returned[conn] = time.monotonic()
+        except PoolClosed as exc:
+            raise JournalError(f"The task database {self.where} is closed.") from exc
+        except PoolTimeout as exc:
+            if self.reachable:
+                logger.warning("task database %s busy: %s", self.where, first_line(exc))
+                self._count_error("busy")
+                raise StoreBusyError(f"{self.where}: {first_line(exc)}") from exc
+            self._unavailable(exc)
+        except psycopg.OperationalError as exc:  # the connection lost: down, restarting
+            self._unavailable(exc)
+        except psycopg.Error as exc:
+            self._count_error("statement")
+            raise JournalError(f"Task database {self.where}: {first_line(exc)}") from exc
+
+    def _unavailable(self, exc: psycopg.Error) -> NoReturn:
+        logger.warning("task database %s unavailable: %s", self.where, first_line(exc))
+        self._count_error("connection")
+        raise StoreUnavailableError(f"{self.where}: {first_line(exc)}") from exc
+
+    def _count_error(self, operation: str) -> None:
+        if self._metrics is not None:
+            self._metrics.database_errors.labels(operation).inc()
