@@ -21,6 +21,7 @@ from gravitex_mcp.errors import (
     StoreBusyError,
     StoreUnavailableError,
 )
+from gravitex_mcp.metrics import Metrics
 from gravitex_mcp.store.pg_pool import read_size
 from gravitex_mcp.store.postgres import PostgresTaskStore
 from tests.conftest import PostgresDatabase
@@ -32,8 +33,12 @@ UNAVAILABLE = re.escape(STORE_UNAVAILABLE_MESSAGE)
 
 
 @asynccontextmanager
-async def _store(db: PostgresDatabase, size: int) -> AsyncIterator[PostgresTaskStore]:
-    async with PostgresTaskStore.open(db.dsn, min_size=1, max_size=size, pool_timeout=0.3) as store:
+async def _store(
+    db: PostgresDatabase, size: int, metrics: Metrics | None = None
+) -> AsyncIterator[PostgresTaskStore]:
+    async with PostgresTaskStore.open(
+        db.dsn, min_size=1, max_size=size, pool_timeout=0.3, metrics=metrics
+    ) as store:
         yield store
 
 
@@ -54,11 +59,18 @@ async def _release_after(seconds: float, held: AsyncExitStack) -> None:
 async def test_a_busy_pool_says_busy_and_a_stopped_database_unreachable(
     postgres_db: PostgresDatabase,
 ) -> None:
-    async with _store(postgres_db, 1) as store:
+    metrics = Metrics()
+
+    def errors(operation: str) -> float | None:
+        labels = {"operation": operation}
+        return metrics.registry.get_sample_value("gravitex_database_errors_total", labels)
+
+    async with _store(postgres_db, 1, metrics) as store:
         async with _all_held(store, 1):
             with pytest.raises(StoreBusyError, match=BUSY) as busy:
                 await store.list(limit=1)  # no deadline of its own: the pool's 0.3 s
         assert busy.value.retryable
+        assert (errors("busy"), errors("connection")) == (1, None)
         assert await store.list(limit=1) == []  # given back: it answers
         postgres_db.server.stop()
         try:
@@ -68,6 +80,7 @@ async def test_a_busy_pool_says_busy_and_a_stopped_database_unreachable(
             with pytest.raises(StoreUnavailableError, match=UNAVAILABLE) as down:
                 await store.list(limit=1)  # no connection to lend: it cannot connect
             assert not isinstance(down.value, StoreBusyError)
+            assert (errors("busy"), errors("connection")) == (1, 2)
         finally:
             postgres_db.server.start()
 
