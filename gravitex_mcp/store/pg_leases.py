@@ -78,11 +78,14 @@ class LeaseRows:
         self,
         connection: Callable[[], AbstractAsyncContextManager[Conn]],
         *,
+        renewing: Callable[[], AbstractAsyncContextManager[Conn]] | None = None,
         clock: Clock,
         lease_seconds: float,
         metrics: Metrics | None = None,
     ) -> None:
         self._connection = connection
+        # Renewals (and the shutdown's release) on a connection no other call waits for.
+        self._renewing = renewing or connection
         self._clock = clock
         self._metrics = metrics
         self.lease_seconds = lease_seconds
@@ -165,23 +168,25 @@ class LeaseRows:
         self._held.clear()
         with anyio.move_on_after(self.lease_seconds):
             try:
-                async with self._connection() as conn:
+                async with self._renewing() as conn:
                     await conn.execute("DELETE FROM leases WHERE holder_id = %s", (self.holder_id,))
             except JournalError as exc:
                 logger.warning("could not release this replica's leases: %s", exc)
 
     async def renew(self) -> None:
         """Push every held lease's expiry on; those taken over meanwhile are lost."""
-        if not self._held:
+        # Only leases held before the statement: one taken while it runs is not in it.
+        before = list(self._held.items())
+        if not before:
             return
-        async with self._connection() as conn:
+        async with self._renewing() as conn:
             cur = await conn.execute(
                 "UPDATE leases SET expires_at = now() + %s * interval '1 second'"
                 " WHERE holder_id = %s RETURNING task_id, kind, token",
                 (self.lease_seconds, self.holder_id),
             )
             renewed = {(r["task_id"], r["kind"], int(r["token"])) for r in await cur.fetchall()}
-        for key, lease in list(self._held.items()):
+        for key, lease in before:
             if (lease.task_id, lease.kind, lease.token) not in renewed and self._held.get(
                 key
             ) is lease:

@@ -7,7 +7,7 @@ submit slots of the rate limit.
 its user, its clock). A budget or a rate is checked and taken in one transaction
 holding that user's advisory lock (``pg_advisory_xact_lock``), so two replicas cannot
 both take what only one fits (seconds with no budget to fit: one statement, no lock).
-The rate window is the database's clock (``now()``), one clock for every replica; the
+The rate window is the database's clock, one clock for every replica; the
 budget's day is the injected one's, as the records' stamps.
 """
 
@@ -132,17 +132,19 @@ class PgUsage:
 
     async def take_submits(self: StoreParts, count: int, *, per_minute: int) -> RateLimited | None:
         """Take ``count`` submit slots of this user, all or none, holding their rate
-        lock; the window is the database's ``now()``. ``None``: taken."""
+        lock; the window is the database's clock once the lock is held
+        (``statement_timestamp()``: a transaction's ``now()`` is when it began, before
+        it waited, maybe before the slots it then finds were taken). ``None``: taken."""
         async with self._connection() as conn, conn.transaction():
             await _lock_user(conn, "submits", self._user)
             await conn.execute(
                 "DELETE FROM submit_slots WHERE user_id = %s"
-                " AND at <= now() - make_interval(secs => %s)",
+                " AND at <= statement_timestamp() - make_interval(secs => %s)",
                 (self._user, SUBMIT_WINDOW_SECONDS),
             )
             row = await one(
                 conn,
-                "SELECT extract(epoch FROM now())::float8 AS now,"
+                "SELECT extract(epoch FROM statement_timestamp())::float8 AS now,"
                 " coalesce(array_agg(extract(epoch FROM at)::float8 ORDER BY at), '{}') AS taken"
                 " FROM submit_slots WHERE user_id = %s",
                 (self._user,),
@@ -153,7 +155,7 @@ class PgUsage:
                 return got
             await conn.execute(
                 "INSERT INTO submit_slots (user_id, at)"
-                " SELECT %s, now() FROM generate_series(1, %s)",
+                " SELECT %s, statement_timestamp() FROM generate_series(1, %s)",
                 (self._user, got),
             )
         return None

@@ -163,7 +163,11 @@ class PostgresTaskStore(PgReading, PgRecording, PgUsage, UserView):
         self._now = now
         self._clock = clock
         self._leases = LeaseRows(
-            self._connection, clock=clock, lease_seconds=lease_seconds, metrics=metrics
+            self._connection,
+            renewing=lambda: self.pool.connection("leases"),
+            clock=clock,
+            lease_seconds=lease_seconds,
+            metrics=metrics,
         )
         self._feed = ChangeFeed(dsn, clock=clock, metrics=metrics)
         self._user = LOCAL_USER
@@ -245,7 +249,7 @@ class PostgresTaskStore(PgReading, PgRecording, PgUsage, UserView):
         return self.pool.connection()
 
     def _reading(self) -> contextlib.AbstractAsyncContextManager[Conn]:
-        return self.pool.connection(read=True)
+        return self.pool.connection("read")
 
     def _stamp(self) -> datetime:
         return as_utc(self._now())

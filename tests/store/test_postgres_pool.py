@@ -22,8 +22,10 @@ from gravitex_mcp.errors import (
     StoreUnavailableError,
 )
 from gravitex_mcp.metrics import Metrics
+from gravitex_mcp.store.pg_leases import PgLease
 from gravitex_mcp.store.pg_pool import read_size
 from gravitex_mcp.store.postgres import PostgresTaskStore
+from gravitex_mcp.store.seam import LeaseKind
 from tests.conftest import PostgresDatabase
 
 pytestmark = pytest.mark.slow  # a real PostgreSQL server, stopped and started
@@ -83,6 +85,16 @@ async def test_a_busy_pool_says_busy_and_a_stopped_database_unreachable(
             assert (errors("busy"), errors("connection")) == (1, 2)
         finally:
             postgres_db.server.start()
+
+
+async def test_a_call_outwaits_a_pool_busy_for_a_few_of_its_time_outs(
+    postgres_db: PostgresDatabase,
+) -> None:
+    async with _store(postgres_db, 1) as store, AsyncExitStack() as held:
+        await held.enter_async_context(store.pool.connection())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_release_after, 0.8, held)  # over two of the pool's 0.3 s
+            assert await store.list(limit=1) == []
 
 
 async def test_a_call_waits_for_a_connection_until_its_own_deadline(
@@ -161,3 +173,18 @@ async def test_an_accepted_submit_is_recorded_once_the_database_is_back(
     assert got is not None
     assert got.local_id == local_id
     assert got.status is JournalStatus.QUEUED
+
+
+async def test_leases_are_renewed_while_every_connection_is_busy(
+    postgres_db: PostgresDatabase,
+) -> None:
+    async with _store(postgres_db, 1) as store:
+        lease = await store.try_lease("t-held", LeaseKind.SAVE)
+        assert isinstance(lease, PgLease)
+        async with _all_held(store, 1):
+            with pytest.raises(StoreBusyError):
+                await store.get("t-held")
+            with anyio.fail_after(5):
+                await store.leases.renew()  # on the heartbeat's own connection
+        assert not lease.lost
+        await lease.release()
