@@ -44,11 +44,14 @@ Figures per run:
   the replicas' whole life (start-up and shutdown add a few dozen), read once they
   have exited (an idle backend may keep its counts to itself): ``pg_stat_statements``
   calls (BEGIN and COMMIT included) and ``pg_stat_database`` transactions, over the
-  rows of ``task_events`` (each task's status history). psycopg_pool checks each
-  connection it lends with an empty query, a round trip PostgreSQL counts as a
-  transaction but not as a statement; so the round trips lie between the statements
-  and the statements plus the transactions that were not BEGIN blocks, which is the
-  range given. The probe's listings (one statement and one check each) are left out.
+  rows of ``task_events`` (each task's status history). psycopg_pool's check of a
+  connection it lends is an empty query, a round trip PostgreSQL counts as a
+  transaction but not as a statement. The store checks only connections idle for a
+  while and logs how many at shutdown (``store/pg_pool.py``): the range given is the
+  statements, then the statements plus those checks. With no such line in the logs
+  (a store that checks every connection it lends), the upper end is the statements
+  plus the transactions that were not BEGIN blocks. The probe's listings (one
+  statement each) are left out.
 * **peak RSS per replica**: each replica's ``VmHWM`` after the load.
 """
 
@@ -59,6 +62,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -94,6 +98,8 @@ from tests.services import SeaweedS3  # noqa: E402
 COUNT_STATEMENTS = {"shared_preload_libraries": "pg_stat_statements"}
 #: The probe's listing as pg_stat_statements shows it (store/postgres.py, ``list``).
 LISTING = "SELECT * FROM tasks WHERE user_id = $1 ORDER BY created_at DESC"
+#: What a replica's task store logs at shutdown (store/pg_pool.py): its check round trips.
+POOL_CHECKS = re.compile(r"task database: (\d+) connections checked before a call")
 #: How long the replicas' database sessions get to end once the replicas have stopped.
 SESSIONS_END = 10.0
 
@@ -145,7 +151,7 @@ def _kept(result: dict[str, Any]) -> dict[str, Any]:
     preview = result.get("preview") or {}
     return {
         "uri": result["uri"],
-        "path": result["path"],
+        "path": result.get("path"),
         "size_bytes": result["size_bytes"],
         "sha256": result["sha256"],
         "media_url": result.get("media_url"),
@@ -179,11 +185,11 @@ async def _job(clients: list[Any], index: int, waiters: int) -> dict[str, Any]:
         try:
             for _ in range(20):
                 result = _structured(await client.call_tool("check_video_task", arguments))
-                if result.get("path") or result.get("status") in ("failed", "cancelled"):
+                if result.get("uri") or result.get("status") in ("failed", "cancelled"):
                     break
             else:
                 raise RuntimeError("not saved after 20 checks")
-            if not result.get("path"):
+            if not result.get("uri"):  # an object's path is null
                 raise RuntimeError(f"ended {result.get('status')}")
             out["saved"][k] = _kept(result)
         except Exception as exc:  # noqa: BLE001
@@ -379,7 +385,10 @@ def team_run(spec: RunSpec, root: Path, args: Any) -> dict[str, Any]:
         state = team.simulator_state()
         for index in range(spec.replicas):
             team.stop(index)
-        database = _database_figures(team.postgres.dsn, team.database_url)
+        checks = [int(m[1]) for r in team.replicas for m in POOL_CHECKS.finditer(r.log.read_text())]
+        database = _database_figures(
+            team.postgres.dsn, team.database_url, sum(checks) if checks else None
+        )
         checked = _check_jobs(measured["jobs"], team.s3)
         checked["videos_stored"] = sum(1 for key in team.objects() if key.endswith(".mp4"))
     return {**_figures(measured, state), **checked, **database}
@@ -388,9 +397,10 @@ def team_run(spec: RunSpec, root: Path, args: Any) -> dict[str, Any]:
 # --- figures -------------------------------------------------------------------------------------
 
 
-def _database_figures(admin_dsn: str, dsn: str) -> dict[str, Any]:
+def _database_figures(admin_dsn: str, dsn: str, checks: int | None) -> dict[str, Any]:
     """Statements, transactions and status changes of the database at ``dsn``, read once
-    the replicas' sessions have ended (an idle session may keep its counts to itself)."""
+    the replicas' sessions have ended (an idle session may keep its counts to itself);
+    ``checks``: the pool checks the replicas logged (None: a check per connection lent)."""
     import psycopg
 
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -424,7 +434,9 @@ def _database_figures(admin_dsn: str, dsn: str) -> dict[str, Any]:
     listings = sum(n for q, n in calls.items() if q.startswith(LISTING))
     begins = sum(n for q, n in calls.items() if q.upper().startswith("BEGIN"))
     statements = sum(calls.values()) - listings
-    transactions = xacts - 2 * listings  # each listing: the pool's check, the read
+    # each listing: the read, and (with a check per connection lent) the pool's check
+    transactions = xacts - (1 if checks is not None else 2) * listings
+    checked = checks if checks is not None else transactions - begins
     return {
         "status_changes": changes,
         "db_statements": statements,
@@ -433,8 +445,9 @@ def _database_figures(admin_dsn: str, dsn: str) -> dict[str, Any]:
         "probe_listings": listings,
         "round_trips_per_change": [
             statements / changes,
-            (statements + transactions - begins) / changes,
+            (statements + checked) / changes,
         ],
+        "pool_checks": checks,
         "top_statements": sorted(calls.items(), key=lambda p: -p[1])[:12],
     }
 

@@ -237,10 +237,27 @@ class StoreUnavailableError(JournalError):
 
     retryable = True
 
+    message_for_caller = STORE_UNAVAILABLE_MESSAGE
+
     def __init__(self, detail: str | None = None) -> None:
-        super().__init__(STORE_UNAVAILABLE_MESSAGE)
+        super().__init__(self.message_for_caller)
         self.detail = detail
         """What the driver said (for the server's log, not the caller)."""
+
+
+#: What a caller is told while the shared task database is up but every connection
+#: this server may open to it is in use for longer than the call can wait.
+STORE_BUSY_MESSAGE = (
+    "The task database is busy (every connection of this server is in use); nothing was "
+    "lost; call again in a moment."
+)
+
+
+class StoreBusyError(StoreUnavailableError):
+    """The shared task database answers, but no pooled connection came free in time: a
+    load, not an outage (retryable, as :class:`StoreUnavailableError`)."""
+
+    message_for_caller = STORE_BUSY_MESSAGE
 
 
 class SimulatorStoreError(GravitexError):

@@ -1,7 +1,7 @@
 """Task changes across replicas of the PostgreSQL task store: ``LISTEN``/``NOTIFY``.
 
-A write that changes a task's status runs :func:`notify` in its transaction (sent on
-commit, to every replica). Each store runs :meth:`ChangeFeed.listen` on a connection of
+A statement that changes a task's status selects :func:`notify_sql` of the changed row
+(sent on commit, to every replica). Each store runs :meth:`ChangeFeed.listen` on a connection of
 its own (reconnecting after a failover), which wakes :meth:`ChangeFeed.wait_for_change`
 and feeds :meth:`ChangeFeed.changes`. A change that comes while nobody here waits on its
 task is kept for the next wait, so a waiter that reads the task between two waits misses
@@ -14,9 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import psycopg
@@ -24,7 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from psycopg import AsyncConnection
 
 from ..metrics import Metrics
-from .pg_rows import Conn, first_line
+from .pg_rows import first_line
 from .pg_schema import CHANGES_CHANNEL
 from .seam import Clock
 
@@ -42,10 +41,11 @@ class TaskChange:
     status: str
 
 
-async def notify(conn: Conn, row: Mapping[str, Any]) -> None:
-    """In the writing transaction: tell every replica of the row's status (on commit)."""
-    payload = {"task_id": row["task_id"], "local_id": row["local_id"], "status": row["status"]}
-    await conn.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, json.dumps(payload)))
+def notify_sql(row: str) -> str:
+    """``pg_notify`` of the task row named ``row`` in a statement (its task id, local id
+    and status, as JSON), an expression for the statement's select list."""
+    fields = ", ".join(f"'{k}', {row}.{k}" for k in ("task_id", "local_id", "status"))
+    return f"pg_notify('{CHANGES_CHANNEL}', json_build_object({fields})::text)::text"
 
 
 class ChangeFeed:

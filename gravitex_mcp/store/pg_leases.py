@@ -44,6 +44,13 @@ _TAKE = (
     # xmax is 0 on a row this statement inserted: else it updated a lapsed holder's row
     " RETURNING token, xmax <> 0 AS took_over"
 )
+#: Take the lease, or say who holds it: one statement. Neither when the holder's row
+#: is newer than the statement's snapshot (or was released meanwhile): then again.
+_TAKE_OR_REPORT = (
+    f"WITH took AS ({_TAKE}) SELECT token, took_over, NULL AS holder FROM took"  # noqa: S608
+    " UNION ALL SELECT NULL, NULL, holder FROM leases"
+    " WHERE task_id = %s AND kind = %s AND NOT EXISTS (SELECT FROM took)"
+)
 
 
 class PgLease:
@@ -71,11 +78,14 @@ class LeaseRows:
         self,
         connection: Callable[[], AbstractAsyncContextManager[Conn]],
         *,
+        renewing: Callable[[], AbstractAsyncContextManager[Conn]] | None = None,
         clock: Clock,
         lease_seconds: float,
         metrics: Metrics | None = None,
     ) -> None:
         self._connection = connection
+        # Renewals (and the shutdown's release) on a connection no other call waits for.
+        self._renewing = renewing or connection
         self._clock = clock
         self._metrics = metrics
         self.lease_seconds = lease_seconds
@@ -91,26 +101,19 @@ class LeaseRows:
 
     async def take(self, task_id: str, kind: str) -> PgLease | LeaseBusy:
         """The lease now, or who holds it."""
-        params = (task_id, kind, self.holder_id, self.holder, self.lease_seconds)
+        params = (task_id, kind, self.holder_id, self.holder, self.lease_seconds, task_id, kind)
         async with self._connection() as conn:
             for _ in range(3):
-                row = await one(conn, _TAKE, params)
-                if row is not None:
-                    if row["took_over"]:
-                        logger.info(
-                            "took over lease %s/%s: its holder stopped renewing", task_id, kind
-                        )
-                        if self._metrics is not None:
-                            self._metrics.lease_takeovers.labels(kind).inc()
-                    return self._hold(task_id, kind, int(row["token"]))
-                held = await one(
-                    conn,
-                    "SELECT holder FROM leases WHERE task_id = %s AND kind = %s",
-                    (task_id, kind),
-                )
-                if held is not None:
-                    return LeaseBusy(str(held["holder"]))
-                # released between the two statements: try again
+                row = await one(conn, _TAKE_OR_REPORT, params)
+                if row is None:
+                    continue
+                if row["holder"] is not None:
+                    return LeaseBusy(str(row["holder"]))
+                if row["took_over"]:
+                    logger.info("took over lease %s/%s: its holder stopped renewing", task_id, kind)
+                    if self._metrics is not None:
+                        self._metrics.lease_takeovers.labels(kind).inc()
+                return self._hold(task_id, kind, int(row["token"]))
         return LeaseBusy("pid unknown")
 
     def _hold(self, task_id: str, kind: str, token: int) -> PgLease:
@@ -165,23 +168,25 @@ class LeaseRows:
         self._held.clear()
         with anyio.move_on_after(self.lease_seconds):
             try:
-                async with self._connection() as conn:
+                async with self._renewing() as conn:
                     await conn.execute("DELETE FROM leases WHERE holder_id = %s", (self.holder_id,))
             except JournalError as exc:
                 logger.warning("could not release this replica's leases: %s", exc)
 
     async def renew(self) -> None:
         """Push every held lease's expiry on; those taken over meanwhile are lost."""
-        if not self._held:
+        # Only leases held before the statement: one taken while it runs is not in it.
+        before = list(self._held.items())
+        if not before:
             return
-        async with self._connection() as conn:
+        async with self._renewing() as conn:
             cur = await conn.execute(
                 "UPDATE leases SET expires_at = now() + %s * interval '1 second'"
                 " WHERE holder_id = %s RETURNING task_id, kind, token",
                 (self.lease_seconds, self.holder_id),
             )
             renewed = {(r["task_id"], r["kind"], int(r["token"])) for r in await cur.fetchall()}
-        for key, lease in list(self._held.items()):
+        for key, lease in before:
             if (lease.task_id, lease.kind, lease.token) not in renewed and self._held.get(
                 key
             ) is lease:

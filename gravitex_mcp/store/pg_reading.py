@@ -11,7 +11,7 @@ import builtins
 
 from .pg_rows import (
     DEFAULT_LIST_LIMIT,
-    FIND,
+    TARGET,
     StoreParts,
     checked_listing,
     encodable,
@@ -20,23 +20,36 @@ from .pg_rows import (
 )
 from .records import TaskEvent, TaskRecord
 
+#: A task with its history in one statement: the events' columns as arrays, oldest first.
+_GET = (
+    "SELECT t.*, e.statuses, e.ats, e.details FROM tasks t, LATERAL (SELECT"  # noqa: S608
+    " array_agg(status ORDER BY id) AS statuses, array_agg(at ORDER BY id) AS ats,"
+    " array_agg(detail ORDER BY id) AS details FROM task_events WHERE local_id = t.local_id) e"
+    f" WHERE t.local_id = ({TARGET})"
+)
+#: Upstream ids by prefix: how many match, and the newest ``limit`` (one snapshot).
+_PREFIXED = (
+    "WITH m AS (SELECT task_id, created_at, seq FROM tasks"
+    " WHERE user_id = %(user)s AND task_id LIKE %(pattern)s)"
+    " SELECT (SELECT count(*) FROM m) AS n, (SELECT array_agg(task_id ORDER BY created_at DESC,"
+    " seq DESC) FROM (SELECT * FROM m ORDER BY created_at DESC, seq DESC LIMIT %(limit)s) x) AS ids"
+)
+
 
 class PgReading:
     """A task, the newest tasks, task ids by prefix (see the module notes)."""
 
     async def get(self: StoreParts, task_id: str) -> TaskRecord | None:
-        """One entry with its status history, by upstream task id or local id."""
+        """One entry with its status history, by upstream task id or local id (one
+        statement: the row, its events as arrays)."""
         if not encodable(task_id):
             return None
-        async with self._connection() as conn, conn.transaction():
-            row = await one(conn, FIND, (task_id, task_id, self._user, task_id))
-            if row is None:
-                return None
-            cur = await conn.execute(
-                "SELECT status, at, detail FROM task_events WHERE local_id = %s ORDER BY id",
-                (row["local_id"],),
-            )
-            events = [TaskEvent.model_validate(dict(e)) for e in await cur.fetchall()]
+        async with self._reading() as conn:
+            row = await one(conn, _GET, {"id": task_id, "user": self._user})
+        if row is None:
+            return None
+        history = zip(row["statuses"] or (), row["ats"] or (), row["details"] or (), strict=True)
+        events = [TaskEvent(status=s, at=at, detail=d) for s, at, d in history]
         return record(row, events)
 
     async def list(
@@ -44,7 +57,7 @@ class PgReading:
     ) -> builtins.list[TaskRecord]:
         """The newest entries first, optionally of one status (the journal's checks)."""
         wanted = checked_listing(limit, status)
-        async with self._connection() as conn:
+        async with self._reading() as conn:
             if wanted is None:
                 cur = await conn.execute(
                     "SELECT * FROM tasks WHERE user_id = %s"
@@ -67,13 +80,9 @@ class PgReading:
         if not encodable(prefix):
             return [], 0
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        matching = "FROM tasks WHERE user_id = %s AND task_id LIKE %s"
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            total = await one(conn, f"SELECT count(*) AS n {matching}", (self._user, pattern))
-            cur = await conn.execute(
-                f"SELECT task_id {matching} ORDER BY created_at DESC, seq DESC LIMIT %s".encode(),
-                (self._user, pattern, max(0, limit)),
+        async with self._reading() as conn:
+            row = await one(
+                conn, _PREFIXED, {"user": self._user, "pattern": pattern, "limit": max(0, limit)}
             )
-            ids = [str(row["task_id"]) for row in await cur.fetchall()]
-        return ids, int(total["n"]) if total is not None else 0
+        assert row is not None  # aggregates: always one row
+        return [str(i) for i in row["ids"] or ()], int(row["n"])

@@ -19,31 +19,34 @@ from ..domain import JournalStatus
 from ..errors import InvalidArgumentsError, Problem
 from ..redact import digest_data_urls
 from .records import TaskEvent, TaskRecord
+from .seam import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
+
+__all__ = ["DEFAULT_LIST_LIMIT"]  # pg_reading's default, the seam's
 
 Conn = AsyncConnection[DictRow]
 
 
 class StoreParts(Protocol):
     """What the store's mixed-in methods use of it: its user, a pooled connection (its
-    errors told as the store's), and its clock's time now (UTC)."""
+    errors told as the store's; ``_reading``: for a call that only reads, from a pool
+    no write waits on), and its clock's time now (UTC)."""
 
     _user: str
 
     def _connection(self) -> AbstractAsyncContextManager[Conn]: ...
 
+    def _reading(self) -> AbstractAsyncContextManager[Conn]: ...
+
     def _stamp(self) -> datetime: ...
 
 
-# Every query of a task names its user (the last parameter): another user's row is
-# not found. FIND's parameters: (id, id, user, id); BY_LOCAL's: (local id, user).
-FIND = (
-    "SELECT * FROM tasks WHERE (task_id = %s OR local_id = %s) AND user_id = %s"
-    " ORDER BY (task_id IS NOT DISTINCT FROM %s) DESC LIMIT 1"
+# Every query of a task names its user: another user's row is not found. TARGET is the
+# local id of the task ``%(id)s`` (its upstream or local id) of ``%(user)s``, the task
+# whose upstream id it is first.
+TARGET = (
+    "SELECT local_id FROM tasks WHERE (task_id = %(id)s OR local_id = %(id)s)"
+    " AND user_id = %(user)s ORDER BY (task_id IS NOT DISTINCT FROM %(id)s) DESC LIMIT 1"
 )
-BY_LOCAL = "SELECT * FROM tasks WHERE local_id = %s AND user_id = %s"
-DEFAULT_LIST_LIMIT = 20
-MAX_LIST_LIMIT = 100
-OBSERVED = ("status", "raw_status", "url", "error_code", "error_message")
 
 
 def clean_text(text: str | None) -> str | None:
@@ -75,7 +78,9 @@ async def add_event(
     )
 
 
-async def one(conn: Conn, query: str, params: tuple[Any, ...]) -> DictRow | None:
+async def one(
+    conn: Conn, query: str, params: tuple[Any, ...] | Mapping[str, Any]
+) -> DictRow | None:
     cur = await conn.execute(query.encode(), params)
     return await cur.fetchone()
 

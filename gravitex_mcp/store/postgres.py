@@ -20,9 +20,16 @@ database many replicas use at once:
 * **Changes are notified**: a recorded status sends ``NOTIFY`` on
   :data:`~gravitex_mcp.store.pg_schema.CHANGES_CHANNEL`; :meth:`wait_for_change` and
   :meth:`changes` let a replica's waiters wake without asking the upstream.
+* **One statement per change**: a status change, a submit's answer, a new submission
+  and a task's reading are each one statement in autocommit (data-modifying CTEs), no
+  ``BEGIN``/``COMMIT`` round trips (:mod:`.pg_recording`); only a key's claim and the
+  per-user budget and rate, which must hold a lock across a check, are transactions.
 * **A database that is down, restarting or failing over** raises
-  :class:`~gravitex_mcp.errors.StoreUnavailableError` (retryable); the pool checks
-  each connection before lending it, so calls work again once it is back.
+  :class:`~gravitex_mcp.errors.StoreUnavailableError`, and one whose connections are all
+  in use :class:`~gravitex_mcp.errors.StoreBusyError` (both retryable; the wait for a
+  connection and what it means: :mod:`.pg_pool`). The answer to an accepted submit is
+  recorded however long that takes, up to :data:`RECORD_PATIENCE_SECONDS`: its task
+  exists and is paid for.
 
 Open it with ``async with PostgresTaskStore.open(dsn) as store`` (start-up: pool,
 migrations, heartbeat and listener; shutdown: its leases released, pool closed).
@@ -34,53 +41,40 @@ import builtins
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
-import psycopg
 from anyio.streams.memory import MemoryObjectReceiveStream
-from psycopg import AsyncConnection
-from psycopg.rows import DictRow, dict_row
-from psycopg_pool import AsyncConnectionPool
 
 from ..domain import LOCAL_USER, JournalStatus, TaskStatus, as_utc, utc_now
 from ..errors import JournalError, StoreUnavailableError
 from ..metrics import Metrics
-from .pg_changes import ChangeFeed, TaskChange, notify
+from ..settings import DEFAULT_POOL_MAX, DEFAULT_POOL_MIN
+from .pg_changes import ChangeFeed, TaskChange, notify_sql
 from .pg_leases import SUBMIT_ALIVE, SUBMIT_LEASE, LeaseRows
+from .pg_pool import DEFAULT_POOL_TIMEOUT, TaskPool
 from .pg_reading import PgReading
-from .pg_rows import (
-    BY_LOCAL,
-    FIND,
-    OBSERVED,
-    Conn,
-    add_event,
-    clean_text,
-    encodable,
-    first_line,
-    one,
-    record,
-    where,
-)
+from .pg_recording import PgRecording
+from .pg_rows import Conn, add_event, clean_text, one, record
 from .pg_schema import migrate
 from .pg_usage import PgUsage
-from .records import KeyClaim, TaskRecord, parse_url_expiry
+from .records import KeyClaim, TaskRecord
 from .seam import Clock, Lease, LeaseBusy, LeaseKind, RealClock, UserView
-from .sqlite_rows import encode_arguments, event_detail
+from .sqlite_rows import encode_arguments
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: How long a lease lasts unless renewed; a dead replica's work is taken over after it.
 DEFAULT_LEASE_SECONDS = 15.0
 MAX_LEASE_SECONDS = 20.0
-DEFAULT_POOL_MIN = 1
-DEFAULT_POOL_MAX = 10
-#: How long a call waits for a connection (the database down: then it says so).
-DEFAULT_POOL_TIMEOUT = 5.0
+#: How long a submit's answer is retried while the database is busy or unreachable (a
+#: failover's time), before the row is left ``submitting`` and the id only logged.
+RECORD_PATIENCE_SECONDS = 30.0
 _STOPPED_MID_SUBMIT = "The server stopped before the submit answered; a task may exist upstream."
 
 #: The claim: the key's primary key lets one submission in.
@@ -93,16 +87,70 @@ _RECLAIM = (
     "UPDATE idempotency_keys SET arguments_hash = %s, local_id = %s, created_at = %s"
     " WHERE key = %s AND user_id = %s RETURNING key"
 )
+#: A new submission and its first event, in one statement.
+_INSERT = """
+WITH task AS (
+    INSERT INTO tasks (local_id, model, family, arguments, arguments_hash, status,
+        created_at, updated_at, user_id)
+    VALUES (%(local)s, %(model)s, %(family)s, %(arguments)s, %(hash)s, %(status)s,
+        %(at)s, %(at)s, %(user)s)
+    RETURNING local_id, status, created_at
+)
+INSERT INTO task_events (local_id, status, at) SELECT local_id, status, created_at FROM task
+"""
 
 
-class PostgresTaskStore(PgReading, PgUsage, UserView):
+def _answered(old: str, changes: str) -> str:
+    """A submit's answer in one statement: the submission (``old``: its conditions,
+    locked) gets ``changes``, its event when its status changed (``%(detail)s``), its
+    submit lease ends, and every replica is told. No row: the conditions failed."""
+    return f"""
+WITH old AS (
+    SELECT local_id, status FROM tasks
+    WHERE local_id = %(local)s AND user_id = %(user)s AND {old} FOR UPDATE
+),
+new AS (
+    UPDATE tasks t SET {changes}, updated_at = %(at)s FROM old WHERE t.local_id = old.local_id
+    RETURNING t.*, old.status AS was
+),
+event AS (
+    INSERT INTO task_events (local_id, status, at, detail)
+    SELECT local_id, status, %(at)s, %(detail)s FROM new WHERE status <> was
+),
+lease AS (
+    DELETE FROM leases WHERE task_id = %(local)s AND kind = '{SUBMIT_LEASE}'
+    AND holder_id = %(holder)s AND EXISTS (SELECT FROM new)
+)
+SELECT new.*, {notify_sql("new")} AS notified FROM new
+"""  # noqa: S608 - constants only, as every statement here
+
+
+#: The upstream id recorded; the submission had none yet, or this one (a retry), and no
+#: other submission has it.
+_COMPLETE = _answered(
+    "coalesce(task_id, %(task)s) = %(task)s AND NOT EXISTS"
+    " (SELECT FROM tasks o WHERE o.task_id = %(task)s AND o.local_id <> %(local)s)",
+    "task_id = %(task)s, status = %(status)s",
+)
+_FAIL = _answered("true", "status = %(status)s, error_message = %(detail)s")
+#: Why :data:`_COMPLETE` wrote nothing.
+_NOT_COMPLETED = (
+    "SELECT (SELECT task_id FROM tasks WHERE local_id = %(local)s AND user_id = %(user)s)"
+    " AS mine, EXISTS (SELECT FROM tasks WHERE local_id = %(local)s AND user_id = %(user)s)"
+    " AS found, (SELECT local_id FROM tasks WHERE task_id = %(task)s"
+    " AND local_id <> %(local)s) AS other"
+)
+
+
+class PostgresTaskStore(PgReading, PgRecording, PgUsage, UserView):
     """The task store on PostgreSQL. Build it with :meth:`open`; share one per process.
-    Reading tasks: :class:`~.pg_reading.PgReading`; whose a task is, budgets and submit
-    slots: :class:`~.pg_usage.PgUsage`."""
+    Reading tasks: :class:`~.pg_reading.PgReading`; recording what became of them:
+    :class:`~.pg_recording.PgRecording`; whose a task is, budgets and submit slots:
+    :class:`~.pg_usage.PgUsage`."""
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[Conn],
+        pool: TaskPool,
         *,
         dsn: str,
         now: Callable[[], datetime],
@@ -110,14 +158,16 @@ class PostgresTaskStore(PgReading, PgUsage, UserView):
         lease_seconds: float,
         metrics: Metrics | None = None,
     ) -> None:
-        self._pool: AsyncConnectionPool[Conn] | None = pool
-        self._dsn = dsn
-        self._where = where(dsn)
+        self._pool: TaskPool | None = pool
+        self._where = pool.where
         self._now = now
         self._clock = clock
-        self._metrics = metrics
         self._leases = LeaseRows(
-            self._connection, clock=clock, lease_seconds=lease_seconds, metrics=metrics
+            self._connection,
+            renewing=lambda: self.pool.connection("leases"),
+            clock=clock,
+            lease_seconds=lease_seconds,
+            metrics=metrics,
         )
         self._feed = ChangeFeed(dsn, clock=clock, metrics=metrics)
         self._user = LOCAL_USER
@@ -126,6 +176,13 @@ class PostgresTaskStore(PgReading, PgUsage, UserView):
     def leases(self) -> LeaseRows:
         """This replica's leases (its holder name, lease time, renewals)."""
         return self._leases
+
+    @property
+    def pool(self) -> TaskPool:
+        """This replica's connections (tests hold them all to make it busy)."""
+        if self._pool is None:
+            raise JournalError(f"The task database {self._where} is closed.")
+        return self._pool
 
     @property
     def feed(self) -> ChangeFeed:
@@ -149,29 +206,14 @@ class PostgresTaskStore(PgReading, PgUsage, UserView):
         """Open the pool, migrate the schema, run the heartbeat and the listener; at
         exit release this replica's leases and close the pool. A database that cannot
         be reached raises :class:`StoreUnavailableError`. ``metrics`` counts lease
-        takeovers and database errors (by operation: connection, statement, listen)."""
+        takeovers and database errors (by operation: connection, busy, statement,
+        listen)."""
         if not 0 < lease_seconds <= MAX_LEASE_SECONDS:
             raise ValueError(f"lease_seconds must be in (0, {MAX_LEASE_SECONDS:g}]")
-        if not 1 <= min_size <= max_size:
-            raise ValueError("the pool needs 1 <= min_size <= max_size")
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=pool_timeout,
-            open=False,
-            connection_class=AsyncConnection[DictRow],
-            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
-            check=AsyncConnectionPool.check_connection,
-            name="gravitex-tasks",
+        pool = TaskPool(
+            dsn, min_size=min_size, max_size=max_size, timeout=pool_timeout, metrics=metrics
         )
-        at = where(dsn)
-        try:
-            await pool.open(wait=True, timeout=pool_timeout)
-        except psycopg.OperationalError as exc:
-            await pool.close()
-            logger.error("task database %s unreachable at start-up: %s", at, first_line(exc))
-            raise StoreUnavailableError(f"{at}: {first_line(exc)}") from exc
+        await pool.open()
         store = cls(
             pool,
             dsn=dsn,
@@ -182,7 +224,7 @@ class PostgresTaskStore(PgReading, PgUsage, UserView):
         )
         try:
             async with store._connection() as conn:
-                await migrate(conn, where=at)
+                await migrate(conn, where=store._where)
             failed: BaseException | None = None
             async with anyio.create_task_group() as tg:
                 tg.start_soon(store._leases.heartbeat)
@@ -203,25 +245,11 @@ class PostgresTaskStore(PgReading, PgUsage, UserView):
 
     # --- plumbing
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Conn]:
-        pool = self._pool
-        if pool is None:
-            raise JournalError(f"The task database {self._where} is closed.")
-        try:
-            async with pool.connection() as conn:
-                yield conn
-        except psycopg.OperationalError as exc:  # PoolTimeout too: down, restarting
-            logger.warning("task database %s unavailable: %s", self._where, first_line(exc))
-            self._count_error("connection")
-            raise StoreUnavailableError(f"{self._where}: {first_line(exc)}") from exc
-        except psycopg.Error as exc:
-            self._count_error("statement")
-            raise JournalError(f"Task database {self._where}: {first_line(exc)}") from exc
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[Conn]:
+        return self.pool.connection()
 
-    def _count_error(self, operation: str) -> None:
-        if self._metrics is not None:
-            self._metrics.database_errors.labels(operation).inc()
+    def _reading(self) -> contextlib.AbstractAsyncContextManager[Conn]:
+        return self.pool.connection("read")
 
     def _stamp(self) -> datetime:
         return as_utc(self._now())
@@ -260,7 +288,7 @@ class PostgresTaskStore(PgReading, PgUsage, UserView):
         """Record a submission about to be sent; its local id (see the journal's)."""
         encoded = await anyio.to_thread.run_sync(encode_arguments, dict(arguments))
         local_id = str(uuid.uuid4())
-        async with self._connection() as conn, conn.transaction():
+        async with self._connection() as conn:
             await self._insert(conn, local_id, model, family, encoded, arguments_hash)
         return local_id
 
@@ -274,22 +302,17 @@ class PostgresTaskStore(PgReading, PgUsage, UserView):
         arguments_hash: str | None,
     ) -> datetime:
         at = self._stamp()
-        await conn.execute(
-            "INSERT INTO tasks (local_id, model, family, arguments, arguments_hash, status,"
-            " created_at, updated_at, user_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                local_id,
-                str(model),
-                str(family),
-                encoded,
-                arguments_hash,
-                "submitting",
-                at,
-                at,
-                self._user,
-            ),
-        )
-        await add_event(conn, local_id, JournalStatus.SUBMITTING, at, None)
+        params = {
+            "local": local_id,
+            "model": str(model),
+            "family": str(family),
+            "arguments": encoded,
+            "hash": arguments_hash,
+            "status": JournalStatus.SUBMITTING.value,
+            "at": at,
+            "user": self._user,
+        }
+        await conn.execute(_INSERT.encode(), params)
         return at
 
     async def _mark_unknown(self, conn: Conn, local_id: str) -> None:
@@ -389,68 +412,80 @@ class PostgresTaskStore(PgReading, PgUsage, UserView):
     async def complete_submission(
         self, local_id: str, *, task_id: str, status: TaskStatus | JournalStatus
     ) -> TaskRecord:
-        """The submit answered with ``task_id`` (also after :meth:`fail_submission`)."""
-        new_status = JournalStatus(status)
+        """The submit answered with ``task_id`` (also after :meth:`fail_submission`).
+        Retried while the database is busy or unreachable, up to
+        :data:`RECORD_PATIENCE_SECONDS`, and not cancelled: the task exists upstream."""
+        params: dict[str, Any] = {
+            "local": local_id,
+            "user": self._user,
+            "task": task_id,
+            "status": JournalStatus(status).value,
+            "detail": f"task id {task_id}",
+            "holder": self._leases.holder_id,
+        }
+
+        async def complete() -> TaskRecord:
+            params["at"] = self._stamp()
+            async with self._connection() as conn:
+                row = await one(conn, _COMPLETE, params)
+                if row is not None:
+                    return record(row)
+                why = await one(conn, _NOT_COMPLETED, params)
+            if why is None or not why["found"]:
+                raise JournalError(f"No submission {local_id!r} in the task journal.")
+            if why["mine"] not in (None, task_id):
+                raise JournalError(f"Submission {local_id!r} already has task id {why['mine']!r}.")
+            raise JournalError(
+                f"Task id {task_id!r} is already recorded for submission {why['other']!r}."
+            )
+
         try:
-            async with self._connection() as conn, conn.transaction():
-                row = await one(conn, BY_LOCAL + " FOR UPDATE", (local_id, self._user))
-                if row is None:
-                    raise JournalError(f"No submission {local_id!r} in the task journal.")
-                if row["task_id"] not in (None, task_id):
-                    raise JournalError(
-                        f"Submission {local_id!r} already has task id {row['task_id']!r}."
-                    )
-                other = await one(
-                    conn,
-                    "SELECT local_id FROM tasks WHERE task_id = %s AND local_id <> %s",
-                    (task_id, local_id),
-                )
-                if other is not None:
-                    raise JournalError(
-                        f"Task id {task_id!r} is already recorded for submission "
-                        f"{other['local_id']!r}."
-                    )
-                at = self._stamp()
-                updated = await one(
-                    conn,
-                    "UPDATE tasks SET task_id = %s, status = %s, updated_at = %s"
-                    " WHERE local_id = %s RETURNING *",
-                    (task_id, new_status.value, at, local_id),
-                )
-                assert updated is not None
-                if new_status.value != row["status"]:
-                    await add_event(conn, local_id, new_status, at, f"task id {task_id}")
-                await self._leases.drop_submit(conn, local_id)
-                await notify(conn, updated)
-            return record(updated)
+            return await self._patiently(f"task {task_id}", complete)
         finally:
             self._leases.end_submit(local_id)  # the submit is over, recorded or not
 
     async def fail_submission(self, local_id: str, *, message: str, outcome_unknown: bool) -> None:
-        """The submit gave no task id: ``submit_unknown`` or ``submit_failed``."""
+        """The submit gave no task id: ``submit_unknown`` or ``submit_failed`` (retried
+        as :meth:`complete_submission` is)."""
         new_status = (
             JournalStatus.SUBMIT_UNKNOWN if outcome_unknown else JournalStatus.SUBMIT_FAILED
         )
-        detail = clean_text(message)
-        try:
-            async with self._connection() as conn, conn.transaction():
-                row = await one(conn, BY_LOCAL + " FOR UPDATE", (local_id, self._user))
-                if row is None:
+        params: dict[str, Any] = {
+            "local": local_id,
+            "user": self._user,
+            "status": new_status.value,
+            "detail": clean_text(message),
+            "holder": self._leases.holder_id,
+        }
+
+        async def fail() -> None:
+            params["at"] = self._stamp()
+            async with self._connection() as conn:
+                if await one(conn, _FAIL, params) is None:
                     raise JournalError(f"No submission {local_id!r} in the task journal.")
-                at = self._stamp()
-                updated = await one(
-                    conn,
-                    "UPDATE tasks SET status = %s, error_message = %s, updated_at = %s"
-                    " WHERE local_id = %s RETURNING *",
-                    (new_status.value, detail, at, local_id),
-                )
-                assert updated is not None
-                if new_status.value != row["status"]:
-                    await add_event(conn, local_id, new_status, at, detail)
-                await self._leases.drop_submit(conn, local_id)
-                await notify(conn, updated)
+
+        try:
+            await self._patiently(f"the end of submission {local_id}", fail)
         finally:
             self._leases.end_submit(local_id)
+
+    async def _patiently(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """``attempt``, shielded from cancellation, again while the database is busy or
+        unreachable (each try waits for a connection as long as the pool lets it), for
+        up to :data:`RECORD_PATIENCE_SECONDS`; then its error."""
+        with anyio.CancelScope(shield=True):
+            give_up = self._clock.monotonic() + RECORD_PATIENCE_SECONDS
+            pause = 0.25
+            while True:
+                try:
+                    return await attempt()
+                except StoreUnavailableError as exc:
+                    if self._clock.monotonic() >= give_up:
+                        raise
+                    logger.warning("could not record %s yet (%s); trying again", what, exc)
+                await self._clock.sleep(pause)
+                pause = min(pause * 2, 4.0)
+        raise AssertionError("unreachable: a shielded scope is never cancelled")
 
     async def expire_stale_submissions(self, *, older_than: timedelta) -> int:
         """Submissions still ``submitting`` after ``older_than`` whose submit lease
@@ -467,105 +502,6 @@ class PostgresTaskStore(PgReading, PgUsage, UserView):
             for row in rows:
                 await self._mark_unknown(conn, row["local_id"])
         return len(rows)
-
-    # --- observations
-
-    async def record_status(
-        self,
-        task_id: str,
-        *,
-        status: TaskStatus | JournalStatus,
-        raw_status: str | None = None,
-        url: str | None = None,
-        error_code: str | int | None = None,
-        error_message: str | None = None,
-    ) -> TaskRecord | None:
-        """What a query of ``task_id`` showed (see :meth:`Journal.record_status`); a
-        change is notified to every replica."""
-        if not encodable(task_id):
-            return None
-        seen = JournalStatus(status)
-        code = None if error_code is None else str(error_code)
-        message = clean_text(error_message)
-
-        def merged(row: Mapping[str, Any]) -> tuple[Any, ...]:
-            regression = JournalStatus(row["status"]).is_terminal and not seen.is_terminal
-            return (
-                row["status"] if regression else seen.value,
-                row["raw_status"] if regression or raw_status is None else raw_status,
-                row["url"] if url is None else url,
-                row["error_code"] if code is None else code,
-                row["error_message"] if message is None else message,
-            )
-
-        def observed(row: Mapping[str, Any]) -> tuple[Any, ...]:
-            return tuple(row[k] for k in OBSERVED)
-
-        async with self._connection() as conn:
-            row = await one(conn, FIND, (task_id, task_id, self._user, task_id))
-            if row is not None and merged(row) == observed(row):
-                return record(row)  # most polls change nothing: nothing written
-            async with conn.transaction():
-                row = await one(conn, FIND + " FOR UPDATE", (task_id, task_id, self._user, task_id))
-                if row is None:
-                    logger.debug("record_status: task %s is not in the journal", task_id)
-                    return None
-                now = self._stamp()
-                new = merged(row)
-                expires = row["url_expires_at"]
-                if url is not None and url != row["url"]:
-                    expires = parse_url_expiry(url, seen_at=now)
-                updated_at = now if new != observed(row) else row["updated_at"]
-                updated = await one(
-                    conn,
-                    "UPDATE tasks SET status = %s, raw_status = %s, url = %s, error_code = %s,"
-                    " error_message = %s, url_expires_at = %s, checked_at = %s, updated_at = %s"
-                    " WHERE local_id = %s RETURNING *",
-                    (*new, expires, now, updated_at, row["local_id"]),
-                )
-                assert updated is not None
-                if new[0] != row["status"]:
-                    detail = event_detail(seen, seen_raw=raw_status, code=new[3], message=new[4])
-                    await add_event(conn, row["local_id"], seen, now, detail)
-                    await notify(conn, updated)
-            return record(updated)
-
-    async def record_download(
-        self,
-        task_id: str,
-        *,
-        path: Path | str,
-        size_bytes: int,
-        sha256: str,
-        identity: str | None = None,
-    ) -> None:
-        """Where the video of ``task_id`` was saved (nothing for an unknown task)."""
-        if not encodable(task_id):
-            return
-        at = self._stamp()
-        async with self._connection() as conn, conn.transaction():
-            row = await one(conn, FIND + " FOR UPDATE", (task_id, task_id, self._user, task_id))
-            if row is None:
-                logger.debug("record_download: task %s is not in the journal", task_id)
-                return
-            await conn.execute(
-                "UPDATE tasks SET saved_path = %s, size_bytes = %s, sha256 = %s,"
-                " saved_identity = %s, downloaded_at = %s, updated_at = %s WHERE local_id = %s",
-                (str(path), int(size_bytes), sha256, identity, at, at, row["local_id"]),
-            )
-
-    async def record_identity(self, task_id: str, *, path: Path | str, identity: str) -> None:
-        """The identity the saved file at ``path`` has now (nothing for another file)."""
-        if not encodable(task_id):
-            return
-        async with self._connection() as conn, conn.transaction():
-            row = await one(conn, FIND + " FOR UPDATE", (task_id, task_id, self._user, task_id))
-            if row is None or row["saved_path"] != str(path):
-                return
-            await conn.execute(
-                "UPDATE tasks SET saved_identity = %s WHERE local_id = %s",
-                (identity, row["local_id"]),
-            )
 
 
 class _RetryError(Exception):

@@ -11,7 +11,7 @@ import pytest
 
 from gravitex_mcp.domain import TaskStatus
 from gravitex_mcp.errors import ConfigurationError
-from gravitex_mcp.settings import load_settings
+from gravitex_mcp.settings import DEFAULT_POOL_MAX, DEFAULT_POOL_MIN, load_settings
 from gravitex_mcp.store.sqlite_open import DB_FILENAME
 from tests.conftest import PostgresDatabase
 from tests.server_harness import connected, make_harness, structured, text_of
@@ -25,7 +25,7 @@ def test_the_database_url_is_read_once_and_checked(tmp_path: Path) -> None:
     url = "postgresql://gravitex:pw@db.internal:5432/tasks"
     settings = load_settings({**env, "GRAVITEX_DATABASE_URL": url})
     assert settings.database_url == url
-    assert settings.database_pool == (1, 10)
+    assert settings.database_pool == (DEFAULT_POOL_MIN, DEFAULT_POOL_MAX)
     assert "pw" not in repr(settings)
     with pytest.raises(ConfigurationError, match="PostgreSQL URL") as caught:
         load_settings({**env, "GRAVITEX_DATABASE_URL": "mysql://u:secretpw@h/db"})

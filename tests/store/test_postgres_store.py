@@ -144,6 +144,28 @@ async def test_a_stalled_holder_is_fenced_off(postgres_db: PostgresDatabase) -> 
         await second.release()
 
 
+async def test_a_lease_taken_while_a_renewal_runs_is_not_lost(
+    postgres_db: PostgresDatabase,
+) -> None:
+    """A renewal renews the leases held when it began: one taken while its statement
+    runs (after the statement's snapshot) is not in it, and is not lost."""
+    async with _store(postgres_db, clock=FrozenClock()) as store:
+        first = await store.try_lease("t-a", LeaseKind.SAVE)
+        assert isinstance(first, PgLease)
+        with psycopg.connect(postgres_db.dsn) as blocker:
+            blocker.execute("SELECT 1 FROM leases WHERE task_id = 't-a' FOR UPDATE")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.leases.renew)
+                await anyio.sleep(0.5)  # the renewal waits for the row the test locked
+                second = await store.try_lease("t-b", LeaseKind.SAVE)
+                blocker.rollback()
+        assert isinstance(second, PgLease)
+        assert not first.lost
+        assert not second.lost
+        await first.release()
+        await second.release()
+
+
 async def test_lease_time_is_bounded() -> None:
     with pytest.raises(ValueError, match="lease_seconds"):
         async with PostgresTaskStore.open("postgresql://nowhere/x", lease_seconds=30):
