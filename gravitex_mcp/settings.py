@@ -33,8 +33,8 @@ DEFAULT_MEDIA_TTL = 3600
 DEFAULT_COPY_IF_NOT_EXISTS = "multipart"
 #: Connections to GRAVITEX_DATABASE_URL kept open, and the most at once (per replica):
 #: sized for a replica serving about 1,000 jobs at once (bench/RESULTS.md, issue 17),
-#: each call holding one for a statement or so; a fifth are kept for calls that only
-#: read (store/pg_pool.py).
+#: each call holding one for a statement or so; a fifth are kept for listings
+#: (store/pg_pool.py).
 DEFAULT_POOL_MIN = 2
 DEFAULT_POOL_MAX = 20
 MAX_POOL_SIZE = 100
@@ -114,7 +114,7 @@ ENVIRONMENT_VARIABLES: tuple[tuple[str, str], ...] = (
     (
         "GRAVITEX_DATABASE_POOL_MAX",
         f"most connections to GRAVITEX_DATABASE_URL at once (default {DEFAULT_POOL_MAX}; "
-        "a fifth of them serve only calls that read)",
+        "a fifth of them kept for listings)",
     ),
 )
 

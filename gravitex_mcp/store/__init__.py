@@ -13,7 +13,7 @@ and frames beside the videos). ``objects`` is the video store in S3-compatible
 storage (``GRAVITEX_STORAGE_URL``; multipart uploads, create-only copies, presigned
 links), the only module that imports ``obstore`` (the team extra). ``postgres`` is
 the task store in PostgreSQL (``GRAVITEX_DATABASE_URL``; psycopg's async pool) on
-``pg_pool`` (its connections: busy or unreachable, the wait, the readers' own),
+``pg_pool`` (its connections: busy or unreachable, the wait, the listings' own),
 ``pg_schema`` (migrations under an advisory lock), ``pg_leases`` (leases as rows with
 an expiry, renewed by a heartbeat), ``pg_changes`` (LISTEN/NOTIFY), ``pg_rows``,
 ``pg_reading`` (a task, listings, completion), ``pg_recording`` (status changes and

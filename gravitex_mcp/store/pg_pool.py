@@ -12,12 +12,13 @@ checking a connection in use.
   of the pool's time-out, and an outage ends the wait at the end of a slice. Within a
   cancel scope with a deadline (a tool call's wait) it waits until that deadline ends
   it; with none (a plain tool call, a shielded write), :data:`BUSY_SLICES` slices.
-* **Reads and leases do not queue behind writes.** A fifth of the connections
-  (:data:`READ_SHARE`, from five up) are a pool of their own for calls that only read
-  (a listing, a task, completion), so a burst of submits and status changes that takes
-  every writer's connection does not hold up a listing; of ``min_size`` kept open, the
-  readers keep one. The lease heartbeat has a connection of its own besides, so a busy
-  pool cannot make a replica's leases lapse.
+* **Listings and leases do not queue behind the tasks' work.** A fifth of the
+  connections (:data:`READ_SHARE`, from five up) are a pool of their own for calls
+  answered from the store alone (a listing, completion, usage), so a burst of submits,
+  status changes and the reads of following tasks that takes every other connection
+  does not hold up a listing; of ``min_size`` kept open, this pool keeps one. The lease
+  heartbeat has a connection of its own besides, so a busy pool cannot make a replica's
+  leases lapse.
 * **No check round trip per call.** A connection given back less than
   :data:`FRESH_SECONDS` ago is lent as it is (under load, every one); one idle longer is
   checked first with an empty query, so a database restarted meanwhile costs no call. A
@@ -53,7 +54,7 @@ DEFAULT_POOL_TIMEOUT = 5.0
 BUSY_SLICES = 6
 #: A connection given back this recently is lent without a check.
 FRESH_SECONDS = 2.0
-#: One in this many connections is the readers' (none below five: then all are shared).
+#: One in this many connections is the listings' (none below five: then all are shared).
 READ_SHARE = 5
 #: Seconds to connect before an attempt counts as failed.
 CONNECT_SECONDS = 5
@@ -65,7 +66,7 @@ Lane = Literal["write", "read", "leases"]
 
 
 def read_size(max_size: int) -> int:
-    """Of ``max_size`` connections, how many are the readers' own."""
+    """Of ``max_size`` connections, how many are the listings' own (the "read" lane)."""
     return max_size // READ_SHARE
 
 
@@ -93,7 +94,7 @@ class TaskPool:
         """Connections checked before a call (idle too long): each one round trip."""
         reads = read_size(max_size)
         writes = max_size - reads
-        kept = max(1, min_size - 1) if reads else min_size  # the readers keep one open
+        kept = max(1, min_size - 1) if reads else min_size  # the listings' pool keeps one
         self._writes = self._make(dsn, min(kept, writes), writes, "gravitex-tasks")
         self._reads = self._make(dsn, 1, reads, "gravitex-task-reads") if reads else self._writes
         self._leases = self._make(dsn, 1, 1, "gravitex-task-leases")

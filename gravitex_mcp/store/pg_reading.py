@@ -41,10 +41,11 @@ class PgReading:
 
     async def get(self: StoreParts, task_id: str) -> TaskRecord | None:
         """One entry with its status history, by upstream task id or local id (one
-        statement: the row, its events as arrays)."""
+        statement: the row, its events as arrays). On the writers' connections: following
+        a task reads it at every change, and a listing must not queue behind that."""
         if not encodable(task_id):
             return None
-        async with self._reading() as conn:
+        async with self._connection() as conn:
             row = await one(conn, _GET, {"id": task_id, "user": self._user})
         if row is None:
             return None

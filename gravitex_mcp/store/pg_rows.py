@@ -28,8 +28,8 @@ Conn = AsyncConnection[DictRow]
 
 class StoreParts(Protocol):
     """What the store's mixed-in methods use of it: its user, a pooled connection (its
-    errors told as the store's; ``_reading``: for a call that only reads, from a pool
-    no write waits on), and its clock's time now (UTC)."""
+    errors told as the store's; ``_reading``: for a call answered from the store alone,
+    a listing, from a pool nothing else waits on), and its clock's time now (UTC)."""
 
     _user: str
 

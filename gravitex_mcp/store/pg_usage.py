@@ -70,7 +70,7 @@ class PgUsage:
         """Whether ``task_id`` is another user's task (answered as a missing one)."""
         if not encodable(task_id):
             return False
-        async with self._reading() as conn:
+        async with self._connection() as conn:
             row = await one(
                 conn,
                 "SELECT 1 AS yes FROM tasks WHERE task_id = %s AND user_id <> %s LIMIT 1",
