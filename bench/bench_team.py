@@ -179,12 +179,11 @@ async def _job(clients: list[Any], index: int, waiters: int) -> dict[str, Any]:
         try:
             for _ in range(20):
                 result = _structured(await client.call_tool("check_video_task", arguments))
-                # A saved video has a uri (its path is null when it is an object).
-                if result.get("uri") or result.get("status") in ("failed", "cancelled"):
+                if result.get("path") or result.get("status") in ("failed", "cancelled"):
                     break
             else:
                 raise RuntimeError("not saved after 20 checks")
-            if not result.get("uri"):
+            if not result.get("path"):
                 raise RuntimeError(f"ended {result.get('status')}")
             out["saved"][k] = _kept(result)
         except Exception as exc:  # noqa: BLE001
