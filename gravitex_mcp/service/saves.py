@@ -4,10 +4,12 @@ lease across processes; then checking it on disk and looking at it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import anyio
 from anyio.abc import TaskGroup
@@ -28,6 +30,13 @@ from .delivery import delivery_from_answer
 from .singleflight import BackgroundJobs, Job
 
 logger = logging.getLogger(__name__)
+
+#: Saves under way at once in one process (the others wait for a slot in the
+#: background; a waiting call still gets the outcome within its bound, or the note that
+#: the save goes on). Every task that finishes starts its save: under 1,000 jobs that was
+#: up to 1,000 downloads at once, each holding its response, buffers and, on object
+#: storage, the parts it uploads (see store/objects.py).
+SAVE_SLOTS: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,7 @@ class Saves:
         output: VideoStore,
         video_work: VideoWork,
         metrics: Metrics | None = None,
+        save_slots: int = SAVE_SLOTS,
     ) -> None:
         self._client = client
         self._metrics = metrics
@@ -72,6 +82,8 @@ class Saves:
         self._output = output
         self.video_work = video_work
         self._jobs: BackgroundJobs[SavedVideo] = BackgroundJobs()
+        # One per process: the users' views (for_user) share it.
+        self._slots = anyio.CapacityLimiter(save_slots)
         self._save_names: dict[str, str | None] = {}  # filename asked of each running save
 
     @property
@@ -93,6 +105,11 @@ class Saves:
         """The save of ``task_id`` running now, if any."""
         return self._jobs.running(task_id)
 
+    def statistics(self) -> anyio.CapacityLimiterStatistics:
+        """How many saves are under way (``borrowed_tokens``) and wait for a slot
+        (``tasks_waiting``)."""
+        return self._slots.statistics()
+
     def pending(self, task_id: str) -> Job[SavedVideo] | None:
         """The save of ``task_id`` running, or one that failed with nobody waiting (once)."""
         return self._jobs.pending(task_id)
@@ -111,54 +128,77 @@ class Saves:
         caller joining a running save gets its file (whatever ``filename`` it was given)."""
 
         async def save() -> SavedVideo:
-            # The save pipeline: loaded by the first save.
-            from ..upstream.downloads import download_stored, saved_video
-
             self._save_names[task_id] = filename
-            lease = await wait_for_lease(self._journal, task_id, LeaseKind.SAVE, clock=self._clock)
             try:
-                if filename is None:
-                    # Another process may have saved it while this one waited.
-                    found = await self.on_disk(await self._journal.get(task_id))
-                    if found.saved is not None:
-                        return await self.seen(task_id, found.saved, found.identity)
-                try:
-                    stored = await download_stored(
-                        self._client,
-                        task_id=task_id,
-                        delivery=delivery or delivery_from_answer(snapshot),
-                        url=snapshot.url,
-                        output=self._output,
-                        filename=filename,
-                    )
-                except Exception as exc:
-                    self.count_failure(exc, "save")
-                    raise
-                if self._metrics is not None:
-                    self._metrics.saves.labels("saved").inc()
-                    self._metrics.saved_bytes.inc(stored.size_bytes)
-                saved = saved_video(stored)
-                identity = stored.identity
-                # Journalled before the lease goes: the next holder finds the file.
-                try:
-                    path, size, sha = stored.location, stored.size_bytes, stored.sha256
-                    await self._journal.record_download(
-                        task_id,
-                        path=path,
-                        size_bytes=size,
-                        sha256=sha,
-                        identity=None if identity is None else identity.text(),
-                    )
-                except JournalError:
-                    logger.exception("could not record the download of task %s", task_id)
-                logger.info("saved task %s to %s (%d bytes)", task_id, saved.location, size)
-                return await self.seen(task_id, saved, identity)
+                async with contextlib.AsyncExitStack() as held:
+                    # A slot, then the lease: a lease is held only by a save under way
+                    # (another process with a free slot takes the next task meanwhile),
+                    # and no lease holder here waits for a slot that a save waiting for
+                    # another process's lease holds.
+                    async with self._slots:
+                        lease = await wait_for_lease(
+                            self._journal, task_id, LeaseKind.SAVE, clock=self._clock
+                        )
+                        held.push_async_callback(lease.release)
+                        saved, identity = await self._fetch(
+                            task_id, delivery=delivery, snapshot=snapshot, filename=filename
+                        )
+                    # Looked at with the slot free, under the lease (one contact sheet).
+                    return await self.seen(task_id, saved, identity)
             finally:
-                await lease.release()
                 self._save_names.pop(task_id, None)
 
         job = await self._jobs.join(task_id, save)
         return await job.wait()
+
+    async def _fetch(
+        self,
+        task_id: str,
+        *,
+        delivery: Delivery | None,
+        snapshot: TaskSnapshot,
+        filename: str | None,
+    ) -> tuple[SavedVideo, FileIdentity | None]:
+        """Under the task's save lease: the video another process saved meanwhile, else
+        downloaded now and journalled; with its identity."""
+        # The save pipeline: loaded by the first save.
+        from ..upstream.downloads import download_stored, saved_video
+
+        if filename is None:
+            # Another process may have saved it while this one waited.
+            found = await self.on_disk(await self._journal.get(task_id))
+            if found.saved is not None:
+                return found.saved, found.identity
+        try:
+            stored = await download_stored(
+                self._client,
+                task_id=task_id,
+                delivery=delivery or delivery_from_answer(snapshot),
+                url=snapshot.url,
+                output=self._output,
+                filename=filename,
+            )
+        except Exception as exc:
+            self.count_failure(exc, "save")
+            raise
+        if self._metrics is not None:
+            self._metrics.saves.labels("saved").inc()
+            self._metrics.saved_bytes.inc(stored.size_bytes)
+        identity = stored.identity
+        # Journalled before the lease goes: the next holder finds the file.
+        try:
+            path, size, sha = stored.location, stored.size_bytes, stored.sha256
+            await self._journal.record_download(
+                task_id,
+                path=path,
+                size_bytes=size,
+                sha256=sha,
+                identity=None if identity is None else identity.text(),
+            )
+        except JournalError:
+            logger.exception("could not record the download of task %s", task_id)
+        logger.info("saved task %s to %s (%d bytes)", task_id, path, size)
+        return saved_video(stored), identity
 
     def count_failure(self, exc: BaseException, operation: str) -> None:
         """Count a save that failed (``operation`` "save") or a saved file that could not

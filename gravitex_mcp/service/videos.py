@@ -37,7 +37,7 @@ from .follow import (
 from .generate import Generate, Submission
 from .listing import list_tasks
 from .progress import ProgressFn
-from .saves import Saves
+from .saves import SAVE_SLOTS, Saves
 
 __all__ = [
     "DOWNLOAD_BOUND_SECONDS",
@@ -72,9 +72,11 @@ class VideoService:
         download_bound: float = DOWNLOAD_BOUND_SECONDS,
         video_work: VideoWork | None = None,
         metrics: Metrics | None = None,
+        save_slots: int = SAVE_SLOTS,
     ) -> None:
         """``journal`` and ``output``: the task and video stores (the composition root
-        picks them); ``metrics`` counts saves and storage errors."""
+        picks them); ``metrics`` counts saves and storage errors; ``save_slots`` videos
+        download at once."""
         self._settings = settings
         #: who this service works for (acting_for); the local user by default
         self.user_id = LOCAL_USER
@@ -91,6 +93,7 @@ class VideoService:
             output=self._output,
             video_work=self.video_work,
             metrics=metrics,
+            save_slots=save_slots,
         )
         self._follower = Follow(
             client=client,
@@ -187,6 +190,10 @@ class VideoService:
             budget_seconds_per_day=None if budget is None else round(budget, 3),
             tasks_today=used.tasks_today,
         )
+
+    def save_statistics(self) -> anyio.CapacityLimiterStatistics:
+        """How many saves are under way and wait for a slot (every user's view shares them)."""
+        return self._saves.statistics()
 
     @property
     def settings(self) -> Settings:

@@ -1,10 +1,11 @@
 """The video store in S3-compatible object storage (``GRAVITEX_STORAGE_URL=s3://bucket[/prefix]``).
 
 * A video streams into a **multipart upload under a temporary key**
-  (``<prefix>_uploads/<stem>.<random>.part``) while it is hashed: the writer keeps at
-  most one part (:data:`PART_BYTES`) of its own and obstore's writer one more, with
-  at most :data:`UPLOAD_CONCURRENCY` parts in flight, so memory stays bounded
-  whatever the video's size and however slow the storage is.
+  (``<prefix>_uploads/<stem>.<random>.part``) while it is hashed: the writer hands
+  what it is given to obstore's writer :data:`HANDOFF_BYTES` at a time; obstore's
+  writer fills one part (:data:`PART_BYTES`) while at most
+  :data:`UPLOAD_CONCURRENCY` go up, and makes the writer wait meanwhile. So a save
+  holds about two parts, whatever the video's size and however slow the storage is.
 * :meth:`ObjectWriter.commit` completes that upload, then **copies it create-only** to
   the first free ``stem-N.mp4`` key (obstore's ``copy(..., overwrite=False)``: a
   multipart copy completed with ``If-None-Match: *``, so an existing object is never
@@ -61,10 +62,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The size of each uploaded part (S3 wants at least 5 MiB but for the last).
-PART_BYTES: Final = 8 * 1024 * 1024
-#: Parts uploaded at once by one writer (each held in memory while it goes).
-UPLOAD_CONCURRENCY: Final = 2
+#: The size of each uploaded part: S3's smallest (but for the last), as each part a
+#: save fills or sends is held in memory (service/saves.py bounds the saves at once).
+PART_BYTES: Final = 5 * 1024 * 1024
+#: Parts uploaded at once by one writer, while the next one fills.
+UPLOAD_CONCURRENCY: Final = 1
+#: What the writer gathers before handing it to obstore's writer (one call per piece).
+HANDOFF_BYTES: Final = 1024 * 1024
 #: The chunk a saved object is read back in.
 READ_CHUNK: Final = 1024 * 1024
 #: Where writers' temporary objects live, under the prefix.
@@ -496,7 +500,7 @@ class ObjectWriter:
                     await obstore.delete_async(self._out._s3(), self.temp_key)
 
     def put(self, data: bytes | bytearray | memoryview) -> None:
-        """Hash ``data`` and buffer it for the next part (:meth:`drain` uploads it)."""
+        """Hash ``data`` and gather it for obstore's writer (:meth:`drain` hands it on)."""
         if self._file is None:
             raise StorageError("The video upload is not open.")
         with memoryview(data).cast("B") as view:
@@ -505,9 +509,10 @@ class ObjectWriter:
             self._size += len(view)
 
     async def drain(self) -> None:
-        """Upload the buffered bytes once they fill a part (waiting while the storage
-        is busy: the download slows down rather than the memory growing)."""
-        if len(self._pending) >= self._out.part_bytes:
+        """Hand the gathered bytes to obstore's writer once there are enough (waiting
+        while the storage is busy: the download slows down rather than the memory
+        growing)."""
+        if len(self._pending) >= HANDOFF_BYTES:
             await self._send()
         else:
             await anyio.lowlevel.checkpoint()
@@ -516,7 +521,8 @@ class ObjectWriter:
         file = self._file
         if file is None:
             raise StorageError("The video upload is not open.")
-        data, self._pending = bytes(self._pending), bytearray()
+        # Handed over as it is (no copy); a fresh buffer gathers the next piece.
+        data, self._pending = self._pending, bytearray()
         self._started = True
         try:
             await file.write(data)
