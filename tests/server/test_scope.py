@@ -569,19 +569,34 @@ def test_storage_names_keep_users_apart(tmp_path: Path, user: str) -> None:
 # --- over streamable HTTP with a tokens file ------------------------------------------
 
 
-async def test_two_tokens_file_users_over_streamable_http(tmp_path: Path, backend: Backend) -> None:
+@pytest.mark.parametrize("sign_in", ["tokens file", "oauth"])
+async def test_two_signed_in_users_over_streamable_http(
+    tmp_path: Path, backend: Backend, sign_in: str
+) -> None:
+    """Alice and Bob signed in with a tokens file's tokens, or with JWTs from an OAuth
+    issuer (``sub`` is the user), on each backend."""
     from gravitex_mcp.server.callers import TokensFileVerifier
+    from gravitex_mcp.server.callers_jwt import JwtVerifier
+    from gravitex_mcp.upstream.http import json_fetcher
+    from tests.server.test_callers import ISSUER, Clock, Issuer
     from tests.server.test_team_ops import ACCEPT, VERSION, answer, rpc, running
-    from tests.server.test_users import _http_app, _session, _sim, _tokens_file
+    from tests.server.test_users import PUBLIC, _http_app, _session, _sim, _tokens_file
 
     recording = Recording(simulator_transport(_sim(FakeClock())))
-    app = _http_app(
-        tmp_path, TokensFileVerifier(_tokens_file(tmp_path)), recording, **backend.settings
-    )
-    alice_auth = {"Authorization": "Bearer alice-token-1"}
-    bob_auth = {"Authorization": "Bearer bob-token-2"}
+    issuer = Issuer()
+    keys = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=issuer.app()))
+    verifier: Any
+    if sign_in == "oauth":
+        verifier = JwtVerifier(ISSUER, PUBLIC, json_fetcher(keys), clock=Clock())
+        alice_token, bob_token = (issuer.mint(sub=who, aud=PUBLIC) for who in ("alice", "bob"))
+    else:
+        verifier = TokensFileVerifier(_tokens_file(tmp_path))
+        alice_token, bob_token = "alice-token-1", "bob-token-2"
+    app = _http_app(tmp_path, verifier, recording, **backend.settings)
+    alice_auth = {"Authorization": f"Bearer {alice_token}"}
+    bob_auth = {"Authorization": f"Bearer {bob_token}"}
 
-    async with running(app) as client:
+    async with keys, running(app) as client:
 
         async def call(session: str, auth: dict[str, str], method: str, params: Any) -> Any:
             response = await client.post(
