@@ -37,9 +37,9 @@ from typing import Any
 import anyio.to_thread
 
 from ..domain import LOCAL_USER, JournalStatus, TaskStatus, as_utc, utc_now
-from ..errors import InvalidArgumentsError, JournalError, Problem
+from ..errors import JournalError
 from .records import KeyClaim, TaskEvent, TaskRecord, parse_url_expiry
-from .seam import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Clock, UserView
+from .seam import DEFAULT_LIST_LIMIT, Clock, UserView, checked_listing
 from .sqlite_open import DEFAULT_BUSY_TIMEOUT, DEFAULT_LOCK_TIMEOUT, SqliteDatabase, open_database
 from .sqlite_rows import (
     FIND_BY_LOCAL_ID,
@@ -490,20 +490,7 @@ class Journal(SqliteDatabase, SqliteUsage, UserView, FlockLeases):
         Raises :class:`InvalidArgumentsError` for a ``limit`` outside
         1..:data:`MAX_LIST_LIMIT` or an unknown ``status``.
         """
-        problems: builtins.list[Problem] = []
-        if isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
-            problems.append(
-                Problem("limit", f"must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
-            )
-        wanted: JournalStatus | None = None
-        if status is not None:
-            try:
-                wanted = JournalStatus(status)
-            except ValueError:
-                valid = ", ".join(s.value for s in JournalStatus)
-                problems.append(Problem("status", f"must be one of {valid}, got {status!r}"))
-        if problems:
-            raise InvalidArgumentsError(problems)
+        wanted = checked_listing(limit, status)
 
         user = self._user
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import builtins
 
 from .pg_rows import (
-    DEFAULT_LIST_LIMIT,
     TARGET,
     StoreParts,
-    checked_listing,
     encodable,
     one,
     record,
 )
 from .records import TaskEvent, TaskRecord
+from .seam import DEFAULT_LIST_LIMIT, checked_listing
 
 #: A task with its history in one statement: the events' columns as arrays, oldest first.
 _GET = (

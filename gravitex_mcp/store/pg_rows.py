@@ -16,12 +16,8 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 
 from ..domain import JournalStatus
-from ..errors import InvalidArgumentsError, Problem
 from ..redact import digest_data_urls
 from .records import TaskEvent, TaskRecord
-from .seam import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
-
-__all__ = ["DEFAULT_LIST_LIMIT"]  # pg_reading's default, the seam's
 
 Conn = AsyncConnection[DictRow]
 
@@ -97,23 +93,3 @@ def where(dsn: str) -> str:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def checked_listing(limit: int, status: str | None) -> JournalStatus | None:
-    """``list``'s arguments checked as the journal checks them: the status wanted.
-    :class:`InvalidArgumentsError` for a ``limit`` outside 1..100 or an unknown status."""
-    problems: builtins.list[Problem] = []
-    if isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
-        problems.append(
-            Problem("limit", f"must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
-        )
-    wanted: JournalStatus | None = None
-    if status is not None:
-        try:
-            wanted = JournalStatus(status)
-        except ValueError:
-            valid = ", ".join(s.value for s in JournalStatus)
-            problems.append(Problem("status", f"must be one of {valid}, got {status!r}"))
-    if problems:
-        raise InvalidArgumentsError(problems)
-    return wanted

@@ -44,7 +44,7 @@ from typing import Any, Protocol, Self, TypeVar, cast
 import anyio
 
 from ..domain import JournalStatus, TaskStatus
-from ..errors import StorageError
+from ..errors import InvalidArgumentsError, Problem, StorageError
 from .ondisk import Changed, FileIdentity, HeldFile
 from .records import KeyClaim, OverBudget, RateLimited, Reservation, TaskRecord, Usage
 
@@ -56,6 +56,26 @@ _T = TypeVar("_T")
 DEFAULT_LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 _B = TypeVar("_B")
+
+
+def checked_listing(limit: int, status: str | None) -> JournalStatus | None:
+    """A listing's arguments checked (every task store's ``list``): the status wanted.
+    :class:`InvalidArgumentsError` for a ``limit`` outside 1..100 or an unknown status."""
+    problems: builtins.list[Problem] = []
+    if isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
+        problems.append(
+            Problem("limit", f"must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
+        )
+    wanted: JournalStatus | None = None
+    if status is not None:
+        try:
+            wanted = JournalStatus(status)
+        except ValueError:
+            valid = ", ".join(s.value for s in JournalStatus)
+            problems.append(Problem("status", f"must be one of {valid}, got {status!r}"))
+    if problems:
+        raise InvalidArgumentsError(problems)
+    return wanted
 
 
 @dataclass(frozen=True, slots=True)
