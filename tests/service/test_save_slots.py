@@ -4,8 +4,7 @@ slot in the background, and every one of them lands."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -15,15 +14,13 @@ import pytest
 
 from gravitex_mcp.errors import DownloadInProgressError
 from gravitex_mcp.service.videos import DOWNLOAD_BOUND_SECONDS, VideoService
-from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
-from gravitex_mcp.store.journal import Journal
-from gravitex_mcp.store.storage import OutputDir
-from gravitex_mcp.upstream.client import GravitexClient
 from tests.conftest import FakeClock
-from tests.server_harness import API_KEY, make_settings
+from tests.service_harness import finished_tasks, quick_simulator, running_service, until
 
 #: A guard against a hang, not a wait: every step below is event-driven.
 GUARD_SECONDS = 10
+#: Wan's video comes from a signed URL (the simulator's /files/), which HeldFiles holds.
+WAN = "wan2.5-t2v-preview"
 
 
 class _HeldBody(httpx2.AsyncByteStream):
@@ -63,56 +60,16 @@ class HeldFiles(httpx2.AsyncBaseTransport):
         return httpx2.Response(200, headers=headers, stream=_HeldBody(body, self))
 
 
-@asynccontextmanager
-async def _service(
-    tmp_path: Path, save_slots: int
-) -> AsyncIterator[tuple[VideoService, HeldFiles, FakeClock]]:
-    clock = FakeClock()
-    config = SimulatorConfig(api_keys=frozenset({API_KEY}), queued_seconds=1, processing_seconds=2)
-    files = HeldFiles(simulator_transport(Simulator(config, clock=clock.monotonic)))
-    settings = make_settings(tmp_path)
-    journal = Journal.open(settings.state_dir)
-    client = GravitexClient(api_key=API_KEY, base_url=settings.base_url, transport=files)
-    service = VideoService(
-        settings=settings,
-        client=client,
-        journal=journal,
-        output=OutputDir(settings.output_dir),
-        clock=clock,
-        save_slots=save_slots,
-    )
-    try:
-        async with service.running():
-            yield service, files, clock
-    finally:
-        await client.aclose()
-        journal.close()
-
-
-async def _finished_tasks(service: VideoService, count: int) -> list[str]:
-    ids = []
-    for i in range(count):
-        # Wan's video comes from a signed URL (the simulator's /files/).
-        request = dict(model="wan2.5-t2v-preview", prompt=f"clip {i}", wait_seconds=10)
-        ids.append((await service.generate(request)).task_id)
-    return ids
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Yield to the event loop until ``condition()`` holds (the saves' journal work
-    runs in threads meanwhile, which have no event loop to set an Event on)."""
-    while not condition():
-        await anyio.lowlevel.checkpoint()
-
-
 async def _download_past_the_bound(service: VideoService, task_id: str) -> None:
     with contextlib.suppress(DownloadInProgressError):  # it goes on in the background
         await service.download(task_id, filename=None)
 
 
 async def test_no_more_videos_download_at_once_than_the_save_slots(tmp_path: Path) -> None:
-    async with _service(tmp_path, save_slots=2) as (service, files, _):
-        ids = await _finished_tasks(service, 6)
+    clock = FakeClock()
+    files = HeldFiles(quick_simulator(clock))
+    async with running_service(tmp_path, clock, transport=files, save_slots=2) as service:
+        ids = await finished_tasks(service, 6, model=WAN)
         saved: dict[str, str] = {}
 
         async def save(task_id: str) -> None:
@@ -123,7 +80,7 @@ async def test_no_more_videos_download_at_once_than_the_save_slots(tmp_path: Pat
                 for task_id in ids:
                     group.start_soon(save, task_id)
                 # Every save has reached its download: two run, four wait for a slot.
-                await _until(lambda: files.open + service.save_statistics().tasks_waiting == 6)
+                await until(lambda: files.open + service.save_statistics().tasks_waiting == 6)
                 assert files.open == 2
                 files.release.set()
     assert files.peak == 2
@@ -135,15 +92,17 @@ async def test_no_more_videos_download_at_once_than_the_save_slots(tmp_path: Pat
 async def test_a_save_waiting_for_a_slot_answers_within_the_bound_and_lands_later(
     tmp_path: Path,
 ) -> None:
-    async with _service(tmp_path, save_slots=1) as (service, files, clock):
-        first, second = await _finished_tasks(service, 2)
+    clock = FakeClock()
+    files = HeldFiles(quick_simulator(clock))
+    async with running_service(tmp_path, clock, transport=files, save_slots=1) as service:
+        first, second = await finished_tasks(service, 2, model=WAN)
         with anyio.fail_after(GUARD_SECONDS):
             async with anyio.create_task_group() as group:
                 group.start_soon(_download_past_the_bound, service, first)
-                await _until(lambda: files.open == 1)  # the one slot is taken
+                await until(lambda: files.open == 1)  # the one slot is taken
 
                 async def bound_passes() -> None:
-                    await _until(lambda: service.save_statistics().tasks_waiting == 1)
+                    await until(lambda: service.save_statistics().tasks_waiting == 1)
                     end = clock.now + DOWNLOAD_BOUND_SECONDS + 1
                     while clock.now < end:  # a sleep stops at each deadline on its way
                         await clock.sleep(end - clock.now)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -19,14 +19,10 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from gravitex_mcp.service.videos import VideoService
-from gravitex_mcp.simulator import Simulator, SimulatorConfig, simulator_transport
 from gravitex_mcp.store.journal import Journal
-from gravitex_mcp.store.storage import OutputDir
-from gravitex_mcp.upstream.client import GravitexClient
 from gravitex_mcp.video.work import VideoWork, core_count, default_slots
 from tests.conftest import FakeClock
-from tests.server_harness import API_KEY, make_settings
+from tests.service_harness import finished_tasks, running_service, until
 
 #: A guard against a hang, not a wait: every step below is event-driven.
 GUARD_SECONDS = 10
@@ -56,52 +52,11 @@ class HeldWork:
                 self.done += 1
 
 
-@asynccontextmanager
-async def _service(tmp_path: Path, work: VideoWork) -> AsyncIterator[VideoService]:
-    clock = FakeClock()
-    config = SimulatorConfig(api_keys=frozenset({API_KEY}), queued_seconds=1, processing_seconds=2)
-    sim = Simulator(config, clock=clock.monotonic)
-    settings = make_settings(tmp_path)
-    journal = Journal.open(settings.state_dir)
-    client = GravitexClient(
-        api_key=API_KEY, base_url=settings.base_url, transport=simulator_transport(sim)
-    )
-    service = VideoService(
-        settings=settings,
-        client=client,
-        journal=journal,
-        output=OutputDir(settings.output_dir),
-        clock=clock,
-        video_work=work,
-    )
-    try:
-        async with service.running():
-            yield service
-    finally:
-        await client.aclose()
-        journal.close()
-
-
-async def _finished_tasks(service: VideoService, count: int) -> list[str]:
-    ids = []
-    for i in range(count):
-        request = dict(model="sora-2", prompt=f"clip {i}", wait_seconds=10)
-        ids.append((await service.generate(request)).task_id)
-    return ids
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Yield to the event loop until ``condition()`` holds: the worker threads it
-    watches run meanwhile, and have no event loop to set an Event on."""
-    while not condition():
-        await anyio.lowlevel.checkpoint()
-
-
 async def test_no_more_looks_run_at_once_than_the_limiter_allows(tmp_path: Path) -> None:
     held = HeldWork()
     work = VideoWork(2, around=held.around)
-    async with _service(tmp_path, work) as service:
-        ids = await _finished_tasks(service, 6)
+    async with running_service(tmp_path, FakeClock(), video_work=work) as service:
+        ids = await finished_tasks(service, 6, model="sora-2")
         saved: dict[str, str] = {}
 
         async def save(task_id: str) -> None:
@@ -114,7 +69,7 @@ async def test_no_more_looks_run_at_once_than_the_limiter_allows(tmp_path: Path)
                 for task_id in ids:
                     group.start_soon(save, task_id)
                 # Every save has reached its look: two run, four wait for a slot.
-                await _until(lambda: held.running + work.statistics().tasks_waiting == 6)
+                await until(lambda: held.running + work.statistics().tasks_waiting == 6)
                 assert held.running == 2
                 held.release.set()
     assert held.peak == 2
@@ -126,8 +81,8 @@ async def test_no_more_looks_run_at_once_than_the_limiter_allows(tmp_path: Path)
 async def test_the_journal_answers_while_every_video_worker_is_busy(tmp_path: Path) -> None:
     held = HeldWork()
     work = VideoWork(2, around=held.around)
-    async with _service(tmp_path, work) as service:
-        ids = await _finished_tasks(service, 3)
+    async with running_service(tmp_path, FakeClock(), video_work=work) as service:
+        ids = await finished_tasks(service, 3, model="sora-2")
         default = anyio.to_thread.current_default_thread_limiter()
         tokens = default.total_tokens
         # Other blocking work fills anyio's default pool too (downloads' file writes).
@@ -138,11 +93,11 @@ async def test_the_journal_answers_while_every_video_worker_is_busy(tmp_path: Pa
                 async with anyio.create_task_group() as group:
                     for task_id in ids:
                         group.start_soon(partial(service.download, task_id, filename=None))
-                    await _until(lambda: held.running == 2)
+                    await until(lambda: held.running == 2)
                     for _ in range(2):
                         blocked = partial(anyio.to_thread.run_sync, abandon_on_cancel=True)
                         group.start_soon(blocked, other.wait)
-                    await _until(lambda: default.borrowed_tokens == 2)
+                    await until(lambda: default.borrowed_tokens == 2)
                     listed = await service.list_tasks(limit=10, status=None)
                     assert {t.task_id for t in listed} == set(ids)
                     assert held.running == 2  # the looks were still held meanwhile
@@ -178,7 +133,7 @@ async def test_a_journal_read_answers_while_a_write_waits_for_the_database(
                     partial(journal.begin_submission, model="sora-2", family="sora", arguments={})
                 )
                 # The write is in its worker thread, waiting in SQLite's busy handler.
-                await _until(lambda: journal._limiter.statistics().borrowed_tokens == 1)
+                await until(lambda: journal._limiter.statistics().borrowed_tokens == 1)
                 listed = await journal.list(limit=5)
                 assert [r.local_id for r in listed] == [local_id]
                 other.execute("COMMIT")
