@@ -18,6 +18,7 @@ The lease is released when the wait ends, however it ends.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import anyio
@@ -38,6 +39,7 @@ async def lead_poll(
     wait_seconds: float,
     clock: Clock,
     schedule: PollSchedule,
+    rand: Callable[[], float] = random.random,
 ) -> AsyncGenerator[Answer, None]:
     """Each answer about ``task_id`` until it is terminal or ``wait_seconds`` have
     passed, asking upstream only while this process holds the task's poll lease (see
@@ -83,7 +85,7 @@ async def lead_poll(
                 if shown is None:  # the record said nothing usable: one look of its own
                     yield Answer(await poll(), clock.monotonic() - start)
                 return
-            await pause(min(schedule.interval(turn), remaining))
+            await pause(min(schedule.interval(turn, rand()), remaining))
             turn += 1
     finally:
         if lease is not None:

@@ -7,6 +7,7 @@ status the task has and the caller says how to keep waiting.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
@@ -44,14 +45,22 @@ class SystemClock:
 
 @dataclass(frozen=True, slots=True)
 class PollSchedule:
-    """Poll intervals: the docs advise every 3-5 s; start a little sooner."""
+    """Poll intervals: the docs advise every 3-5 s; start a little sooner.
+
+    The first pause is shortened by up to ``jitter`` of itself (``rand`` in ``[0, 1)``)
+    and the later ones are not: waits started together (a batch, a burst of agents)
+    keep the spread they got, so their polls, and the saves of what ends at once, reach
+    the upstream and the event loop spread over a second instead of all in one turn.
+    """
 
     first: float = 2.0
     factor: float = 1.5
     maximum: float = 5.0
+    jitter: float = 0.5
 
-    def interval(self, poll_number: int) -> float:
-        return float(min(self.maximum, self.first * self.factor**poll_number))
+    def interval(self, poll_number: int, rand: float = 0.0) -> float:
+        base = min(self.maximum, self.first * self.factor**poll_number)
+        return float(base * (1.0 - self.jitter * rand) if poll_number == 0 else base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,7 @@ async def poll_task(
     wait_seconds: float,
     clock: Clock,
     schedule: PollSchedule | None = None,
+    rand: Callable[[], float] = random.random,
 ) -> AsyncGenerator[Answer, None]:
     """Each answer of ``poll``, until the task is terminal or ``wait_seconds`` have passed.
 
@@ -90,5 +100,5 @@ async def poll_task(
         remaining = wait_seconds - (clock.monotonic() - start)
         if remaining <= 0:
             return
-        await clock.sleep(min(schedule.interval(polls), remaining))
+        await clock.sleep(min(schedule.interval(polls, rand()), remaining))
         polls += 1
