@@ -44,6 +44,12 @@ from .users import Spending, caller_of
 
 #: Far longer than any submit can take (its time-outs are about a minute).
 STALE_SUBMISSION = timedelta(minutes=10)
+#: Threads of anyio's default pool, which runs the short blocking calls (a stat, a
+#: flock attempt, a small file read or write, hashing an inline body). anyio allows 40:
+#: a burst of 200 submits started 40 threads that each took the GIL from the event
+#: loop in turn, and a quick call's p99 under that load doubled (bench/RESULTS.md).
+#: The task store's reads and writes and the video work have limiters of their own.
+DEFAULT_THREADS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +147,8 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        # Bounded before anything runs in a thread (see DEFAULT_THREADS).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = DEFAULT_THREADS
         videos = output or _video_store(settings)
         # Held from start-up (a folder swapped for a symlink later is refused), and rid
         # of what writers of a server killed mid-download left (else kept forever).
