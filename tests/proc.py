@@ -5,6 +5,7 @@ Every helper here has a time limit: a test that starts a process also stops it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -92,6 +93,7 @@ class HttpServer:
     token: str | None
     output_dir: Path
     log: Path
+    pid: int = 0
 
     @property
     def mcp_url(self) -> str:
@@ -149,6 +151,7 @@ def http_server(
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
+    server = dataclasses.replace(server, pid=proc.pid)
     try:
         _wait_healthy(proc, server)
         yield server

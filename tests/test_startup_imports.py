@@ -13,36 +13,29 @@ starts it, so an eager import added anywhere shows up by name.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 from mcp_types.version import LATEST_HANDSHAKE_VERSION
 
+from gravitex_mcp.cli.main import CALL_PATH
 from tests.conftest import TOOLS
-from tests.proc import CLI_TIMEOUT, clean_env
+from tests.proc import CLI_TIMEOUT, clean_env, http_server
 
 pytestmark = pytest.mark.slow  # starts servers in subprocesses
 
 #: Loaded only when a tool is called (or over HTTP); never by start-up plus tools/list.
 NOT_AT_START = (
-    "httpcore2",  # the real network transport (and its CA bundle): at the first request
+    *CALL_PATH,  # what a tool call loads at its first use (httpcore2 and PyAV among them)
     "gravitex_mcp.simulator",  # --simulate: made at the first request
     "uvicorn.protocols.http.h11_impl",  # the loopback media server: at the first link
     "h11",
-    "av",  # PyAV: probes, contact sheets, frames, joins
-    "gravitex_mcp.video.join",
-    "gravitex_mcp.video.seeing",
-    "gravitex_mcp.service.joins",
-    "gravitex_mcp.service.looks",
-    "gravitex_mcp.upstream.downloads",
-    "gravitex_mcp.request.validation",  # checking, preparing and translating a request
-    "gravitex_mcp.request.prepare",
-    "gravitex_mcp.request.translate",
-    "gravitex_mcp.service.idempotency",
-    "gravitex_mcp.server.storyboard",
     "gravitex_mcp.server.http_app",  # the HTTP transports only
 )
 
@@ -138,3 +131,36 @@ def test_start_up_to_tools_list_loads_nothing_a_tool_call_needs(
     } <= modules
     loaded = sorted(name for name in NOT_AT_START if name in modules)
     assert not loaded, f"start-up loaded {loaded}: import them where a tool call needs them"
+
+
+#: On the server's ``PYTHONPATH``: writes the names of the loaded modules on SIGUSR1
+#: (not at exit: uvicorn ends a SIGTERM'd process by the signal, and atexit never runs).
+DUMP_MODULES = """
+import json, os, signal, sys
+
+def dump(*_):
+    with open(os.environ["MODULES_FILE"] + ".part", "w") as f:
+        f.write(json.dumps(sorted(sys.modules)))
+    os.replace(os.environ["MODULES_FILE"] + ".part", os.environ["MODULES_FILE"])
+
+signal.signal(signal.SIGUSR1, dump)
+"""
+
+
+def test_a_server_over_http_loads_the_call_path_before_it_serves(tmp_path: Path) -> None:
+    """Hosted, it pays for the imports before the first call, not on the event loop while
+    the first burst of calls waits (and they are frozen with the start-up heap)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(DUMP_MODULES)
+    dump = tmp_path / "modules.json"
+    env = {"PYTHONPATH": str(site), "MODULES_FILE": str(dump)}
+    with http_server(tmp_path / "server", "streamable-http", token=None, env=env) as server:
+        # It answered /healthz; no tool was called.
+        os.kill(server.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + CLI_TIMEOUT
+        while not dump.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # a real process: its handler runs on its own time
+    modules = set(json.loads(dump.read_text()))
+    missing = sorted(set(CALL_PATH) - modules)
+    assert not missing, f"not loaded before serving: {missing}"
