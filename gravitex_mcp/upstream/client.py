@@ -40,6 +40,7 @@ from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 import anyio
+import anyio.to_thread
 import httpx2
 
 from .. import __version__
@@ -212,6 +213,7 @@ class GravitexClient:
         self._user_agent = user_agent
         self._event_hooks = event_hooks  # metrics and spans (upstream/observe.py)
         self._http_client: httpx2.AsyncClient | None = None
+        self._opening = anyio.Lock()
         self._closed = False
 
     def pay_with(self, api_key: str | None, *, what: str = "The caller's Gravitex key") -> None:
@@ -228,26 +230,37 @@ class GravitexClient:
 
     @property
     def _http(self) -> httpx2.AsyncClient:
-        # Made at the first request, not at start-up: the network transport imports
-        # httpcore and loads the CA bundle (~40 ms), which tools/list never needs.
-        if self._http_client is None:
-            if self._closed:
-                raise RuntimeError("the Gravitex client is closed")
-            timeouts = self._timeouts
-            self._http_client = httpx2.AsyncClient(
-                base_url=self._base_url,
-                transport=self._transport,
-                timeout=httpx2.Timeout(
-                    connect=timeouts.connect,
-                    read=timeouts.read,
-                    write=timeouts.write,
-                    pool=timeouts.pool,
-                ),
-                headers={"User-Agent": self._user_agent},
-                follow_redirects=False,
-                event_hooks=self._event_hooks,
-            )
+        if self._http_client is None:  # a request builds it first (_open_http)
+            self._http_client = self._new_http_client()
         return self._http_client
+
+    async def _open_http(self) -> None:
+        """Builds the HTTP client at the first request, not at start-up (tools/list never
+        needs it), and in a worker thread: its network transport loads the CA bundle into
+        an SSL context, ~30 ms of CPU every call on the event loop would wait behind."""
+        if self._http_client is not None:
+            return
+        async with self._opening:
+            if self._http_client is None:
+                self._http_client = await anyio.to_thread.run_sync(self._new_http_client)
+
+    def _new_http_client(self) -> httpx2.AsyncClient:
+        if self._closed:
+            raise RuntimeError("the Gravitex client is closed")
+        timeouts = self._timeouts
+        return httpx2.AsyncClient(
+            base_url=self._base_url,
+            transport=self._transport,
+            timeout=httpx2.Timeout(
+                connect=timeouts.connect,
+                read=timeouts.read,
+                write=timeouts.write,
+                pool=timeouts.pool,
+            ),
+            headers={"User-Agent": self._user_agent},
+            follow_redirects=False,
+            event_hooks=self._event_hooks,
+        )
 
     def __repr__(self) -> str:
         return f"<GravitexClient base_url={self._base_url!r}>"
@@ -370,6 +383,7 @@ class GravitexClient:
         return {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
 
     async def _retrying(self, op: Op, attempt_fn: Callable[[], Awaitable[_T]]) -> _T:
+        await self._open_http()
         policy = self._retry
         attempt = 0
         while True:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -384,6 +385,24 @@ async def test_query_builds_the_documented_request() -> None:
     assert snap.status is TaskStatus.QUEUED
     assert snap.url is None
     assert snap.error is None
+
+
+async def test_the_first_request_builds_the_http_client_off_the_event_loop() -> None:
+    """Its SSL context (the CA bundle) costs ~30 ms of CPU: on the event loop thread,
+    every other call of a busy server waited behind it. Built once, for every request."""
+    h = harness(task("queued"), task("queued"))
+    built_on: list[int] = []
+    build = h.client._new_http_client
+
+    def recorded() -> httpx2.AsyncClient:
+        built_on.append(threading.get_ident())
+        return build()
+
+    h.client._new_http_client = recorded  # type: ignore[method-assign]
+    await h.client.query("t1")
+    await h.client.query("t1")
+    assert len(built_on) == 1
+    assert built_on[0] != threading.get_ident()  # not this, the event loop's, thread
 
 
 async def test_query_quotes_the_task_id() -> None:
