@@ -501,7 +501,7 @@ class Journal(SqliteDatabase, SqliteUsage, UserView, FlockLeases):
                 rows = conn.execute(LIST_BY_STATUS, (user, wanted.value, limit)).fetchall()
             return [record(row) for row in rows]
 
-        return await self._run_read(operation)
+        return await self._run_read(operation, listing=True)
 
     async def task_ids_starting_with(
         self, prefix: str, *, limit: int
@@ -527,4 +527,4 @@ class Journal(SqliteDatabase, SqliteUsage, UserView, FlockLeases):
                 ).fetchall()
             return [str(row["task_id"]) for row in rows], total
 
-        return await self._run(operation)
+        return await self._run_read(operation, listing=True)

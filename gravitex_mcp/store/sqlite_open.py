@@ -66,6 +66,8 @@ _JOURNAL_ADVICE = (
 
 #: Reads that run at once, each on a connection of its own (WAL readers never block).
 READERS = 4
+#: Listings that run at once, besides them (see ``SqliteDatabase._listing_limiter``).
+LISTINGS = 1
 _T = TypeVar("_T")
 
 
@@ -243,6 +245,11 @@ class SqliteDatabase:
         self._readers: list[sqlite3.Connection] = []  # idle ones
         self._read_lock = threading.Lock()  # guards the list, not a read
         self._read_limiter = anyio.CapacityLimiter(READERS)
+        # Listings (list, usage, completions: a person's or an agent's look at the store)
+        # have a token of their own, as the shared database's have a lane of its pool:
+        # under load the waits' reads hold every reading token, and a listing queued
+        # behind a few hundred of them.
+        self._listing_limiter = anyio.CapacityLimiter(LISTINGS)
 
     @property
     def path(self) -> Path:
@@ -315,7 +322,11 @@ class SqliteDatabase:
     async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         return await anyio.to_thread.run_sync(self._locked, operation, limiter=self._limiter)
 
-    async def _run_read(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        """``operation`` (reads only) on an idle reading connection."""
+    async def _run_read(
+        self, operation: Callable[[sqlite3.Connection], _T], *, listing: bool = False
+    ) -> _T:
+        """``operation`` (reads only) on an idle reading connection; a ``listing`` on
+        the listings' own token."""
         locked = functools.partial(self._locked, operation, read=True)
-        return await anyio.to_thread.run_sync(locked, limiter=self._read_limiter)
+        limiter = self._listing_limiter if listing else self._read_limiter
+        return await anyio.to_thread.run_sync(locked, limiter=limiter)

@@ -40,7 +40,9 @@ class _Journal(Protocol):
 
     async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T: ...
 
-    async def _run_read(self, operation: Callable[[sqlite3.Connection], _T]) -> _T: ...
+    async def _run_read(
+        self, operation: Callable[[sqlite3.Connection], _T], *, listing: bool = False
+    ) -> _T: ...
 
 
 def _today(now: datetime) -> tuple[str, str]:
@@ -135,7 +137,7 @@ class SqliteUsage:
                 ).fetchone()[0]
             return Usage(seconds_today=float(seconds), tasks_today=int(tasks))
 
-        return await self._run_read(operation)
+        return await self._run_read(operation, listing=True)
 
     async def take_submits(self: _Journal, count: int, *, per_minute: int) -> RateLimited | None:
         """Take ``count`` submit slots of this user, all or none, in one write

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 
 from gravitex_mcp.server.app import DEFAULT_THREADS
-from gravitex_mcp.store.sqlite_open import READERS
+from gravitex_mcp.store.sqlite_open import LISTINGS, READERS
 from tests.server_harness import connected, make_harness, structured
 
 JOURNAL_WRITER = 1  # the journal writes one at a time, on a thread of its own turn
@@ -41,4 +41,4 @@ async def test_a_burst_of_submits_uses_a_bounded_number_of_threads(tmp_path: Pat
         most = max(most, anyio_workers())
     assert len(set(submitted)) == 80
     # anyio's own default would have started up to 40 for this burst.
-    assert most - before <= DEFAULT_THREADS + READERS + JOURNAL_WRITER, (before, most)
+    assert most - before <= DEFAULT_THREADS + READERS + LISTINGS + JOURNAL_WRITER, (before, most)

@@ -9,6 +9,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -933,3 +934,32 @@ def test_a_held_lock_ends_server_start_up_within_its_bound(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr  # one line that names the fix, not a stack
     assert result.returncode == 1
     assert result.stdout == ""  # stdout is for MCP messages only
+
+
+async def test_listings_do_not_queue_behind_the_reads_of_waiting_calls(journal: Journal) -> None:
+    """Every reading token held (the waits of a few hundred calls read their tasks): a
+    listing, a usage and a completion still answer, on the listings' own token."""
+    local_id = await journal.begin_submission(model="sora-2", family="sora", arguments={})
+    await journal.complete_submission(local_id, task_id="video_1", status=TaskStatus.SUBMITTED)
+    release = threading.Event()
+    holding = threading.Semaphore(0)
+
+    def held(_: sqlite3.Connection) -> None:
+        holding.release()
+        release.wait()
+
+    async with anyio.create_task_group() as group:
+        for _ in range(sqlite_open.READERS):
+            group.start_soon(journal._run_read, held)
+        for _ in range(sqlite_open.READERS):  # each reading token is taken
+            await anyio.to_thread.run_sync(holding.acquire)
+        try:
+            with anyio.fail_after(30):  # a bound, not a wait: it answers at once
+                listed = await journal.list(limit=5)
+                usage = await journal.usage()
+                ids = await journal.task_ids_starting_with("video_", limit=5)
+        finally:
+            release.set()
+    assert [r.task_id for r in listed] == ["video_1"]
+    assert usage.tasks_today == 1
+    assert ids == (["video_1"], 1)
