@@ -230,8 +230,10 @@ class GravitexClient:
 
     @property
     def _http(self) -> httpx2.AsyncClient:
-        if self._http_client is None:  # a request builds it first (_open_http)
-            self._http_client = self._new_http_client()
+        # Built by _open_http, which every request passes first (_retrying): never here,
+        # on the event loop.
+        if self._http_client is None:
+            raise RuntimeError("the Gravitex HTTP client is used before it was opened")
         return self._http_client
 
     async def _open_http(self) -> None:
