@@ -5,7 +5,6 @@ Every helper here has a time limit: a test that starts a process also stops it.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import subprocess
@@ -93,7 +92,7 @@ class HttpServer:
     token: str | None
     output_dir: Path
     log: Path
-    pid: int = 0
+    pid: int
 
     @property
     def mcp_url(self) -> str:
@@ -135,13 +134,6 @@ def http_server(
     args = ["--transport", transport, "--host", "127.0.0.1", "--port", str(port)]
     if simulate:
         args.insert(0, "--simulate")
-    server = HttpServer(
-        transport=transport,
-        base_url=f"http://127.0.0.1:{port}",
-        token=token,
-        output_dir=root / "videos",
-        log=log,
-    )
     with log.open("wb") as err:
         proc = subprocess.Popen(
             [*SERVER_CMD, *args],
@@ -151,7 +143,14 @@ def http_server(
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
-    server = dataclasses.replace(server, pid=proc.pid)
+    server = HttpServer(
+        transport=transport,
+        base_url=f"http://127.0.0.1:{port}",
+        token=token,
+        output_dir=root / "videos",
+        log=log,
+        pid=proc.pid,
+    )
     try:
         _wait_healthy(proc, server)
         yield server

@@ -25,9 +25,6 @@ def test_only_the_first_pause_is_shortened_by_the_jitter() -> None:
     assert PollSchedule(jitter=0.0).interval(0, 0.999) == 2.0
 
 
-Waits = Callable[[FakeClock, Callable[[], Awaitable[TaskSnapshot]]], AsyncGenerator[Answer, None]]
-
-
 @pytest.mark.parametrize("through", ["poll_task", "a shared poll with a task store"])
 async def test_waits_started_together_do_not_poll_in_step(through: str, tmp_path: Path) -> None:
     """Twenty waits begun at one instant (a batch, a burst of agents): without jitter
