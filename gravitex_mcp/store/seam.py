@@ -60,7 +60,8 @@ _B = TypeVar("_B")
 
 def checked_listing(limit: int, status: str | None) -> JournalStatus | None:
     """A listing's arguments checked (every task store's ``list``): the status wanted.
-    :class:`InvalidArgumentsError` for a ``limit`` outside 1..100 or an unknown status."""
+    :class:`InvalidArgumentsError` for a ``limit`` outside 1..:data:`MAX_LIST_LIMIT` or an
+    unknown status."""
     problems: builtins.list[Problem] = []
     if isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
         problems.append(
